@@ -1,0 +1,291 @@
+package core
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// TaskType says which runtime serves a task.
+type TaskType string
+
+const (
+	TaskCode      TaskType = "code"
+	TaskWeb       TaskType = "web"
+	TaskReasoning TaskType = "reasoning"
+)
+
+// TaskTypes lists every valid task type.
+var TaskTypes = []TaskType{TaskCode, TaskWeb, TaskReasoning}
+
+// Valid reports whether t is a known task type.
+func (t TaskType) Valid() bool {
+	switch t {
+	case TaskCode, TaskWeb, TaskReasoning:
+		return true
+	}
+	return false
+}
+
+// Defaults and bounds of a TaskSpec. The bounds reject values that are surely
+// mistakes (a timeout of a week, a million steps) rather than values that are
+// merely large; a runtime may cap them further (SANDBOX_MAX_TIMEOUT).
+const (
+	DefaultMaxSteps = 10
+	DefaultTimeout  = 300 // seconds
+	DefaultPriority = 1
+
+	MaxMaxSteps    = 100
+	MaxTimeout     = 3600 // seconds: one hour per task
+	MinPriority    = 0
+	MaxPriority    = 100
+	MaxTaskIDBytes = 200
+	// MaxTaskBytes bounds one task's JSON (one line of tasks.jsonl or one
+	// stream entry). Scripted programs and tests fit easily; a larger line is
+	// rejected with a reason instead of being buffered.
+	MaxTaskBytes = 1 << 20
+	// MaxDescriptionBytes bounds the description, which goes into LLM prompts.
+	MaxDescriptionBytes = 64 << 10
+)
+
+// TaskSpec is one task: one line of tasks.jsonl, or the `task` field of a
+// stream entry.
+type TaskSpec struct {
+	TaskID        string         `json:"task_id"`
+	TaskType      TaskType       `json:"task_type"`
+	Description   string         `json:"description"`
+	ExpectedTools []string       `json:"expected_tools"`
+	Constraints   map[string]any `json:"constraints"`
+	MaxSteps      int            `json:"max_steps"`
+	Timeout       int            `json:"timeout"` // seconds
+	Priority      int            `json:"priority"`
+}
+
+// InvalidTaskError says which field of a task is wrong and why. Line is the
+// 1-based line of tasks.jsonl when known, 0 otherwise.
+type InvalidTaskError struct {
+	Line   int
+	TaskID string
+	Field  string
+	Reason string
+}
+
+func (e *InvalidTaskError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.TaskID != "" {
+		fmt.Fprintf(&b, "task %q: ", e.TaskID)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "%s: ", e.Field)
+	}
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+// taskJSON is the wire form: pointers tell an absent field (default) from
+// an explicit zero (an error).
+type taskJSON struct {
+	TaskID        *string         `json:"task_id"`
+	TaskType      *string         `json:"task_type"`
+	Description   *string         `json:"description"`
+	ExpectedTools []string        `json:"expected_tools"`
+	Constraints   json.RawMessage `json:"constraints"`
+	MaxSteps      *int            `json:"max_steps"`
+	Timeout       *int            `json:"timeout"`
+	Priority      *int            `json:"priority"`
+}
+
+// ParseTask decodes and validates one task, applies defaults, and gives an
+// empty task_id a UUID. Unknown fields are rejected so that a typo
+// ("max_step") is an error rather than a silent default. The error is an
+// *InvalidTaskError.
+func ParseTask(data []byte) (TaskSpec, error) {
+	if len(data) > MaxTaskBytes {
+		return TaskSpec{}, &InvalidTaskError{Reason: fmt.Sprintf("task is %d bytes, more than the limit of %d", len(data), MaxTaskBytes)}
+	}
+	if !utf8.Valid(data) {
+		return TaskSpec{}, &InvalidTaskError{Reason: "not valid UTF-8"}
+	}
+	var raw taskJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return TaskSpec{}, jsonError(err, raw.TaskID)
+	}
+	if dec.More() {
+		return TaskSpec{}, &InvalidTaskError{TaskID: deref(raw.TaskID), Reason: "unexpected data after the JSON object"}
+	}
+
+	t := TaskSpec{
+		TaskID:        deref(raw.TaskID),
+		TaskType:      TaskType(deref(raw.TaskType)),
+		Description:   deref(raw.Description),
+		ExpectedTools: raw.ExpectedTools,
+		MaxSteps:      orDefault(raw.MaxSteps, DefaultMaxSteps),
+		Timeout:       orDefault(raw.Timeout, DefaultTimeout),
+		Priority:      orDefault(raw.Priority, DefaultPriority),
+	}
+	if c := bytes.TrimSpace(raw.Constraints); len(c) > 0 && !bytes.Equal(c, []byte("null")) {
+		if c[0] != '{' {
+			return TaskSpec{}, &InvalidTaskError{TaskID: t.TaskID, Field: "constraints", Reason: "must be a JSON object"}
+		}
+		if err := json.Unmarshal(c, &t.Constraints); err != nil {
+			return TaskSpec{}, &InvalidTaskError{TaskID: t.TaskID, Field: "constraints", Reason: err.Error()}
+		}
+	}
+	if t.TaskID == "" {
+		t.TaskID = uuid.NewString()
+	}
+	if err := t.Validate(); err != nil {
+		return TaskSpec{}, err
+	}
+	return t, nil
+}
+
+// Validate checks every field of t and returns the first problem as an
+// *InvalidTaskError. It does not apply defaults: a zero MaxSteps is an error.
+func (t *TaskSpec) Validate() error {
+	bad := func(field, reason string, args ...any) error {
+		return &InvalidTaskError{TaskID: printableID(t.TaskID), Field: field, Reason: fmt.Sprintf(reason, args...)}
+	}
+	if err := ValidateTaskID(t.TaskID); err != nil {
+		return &InvalidTaskError{TaskID: printableID(t.TaskID), Field: "task_id", Reason: err.Error()}
+	}
+	switch {
+	case t.TaskType == "":
+		return bad("task_type", "missing; one of code, web, reasoning")
+	case !t.TaskType.Valid():
+		return bad("task_type", "unknown type %q; one of code, web, reasoning", t.TaskType)
+	case strings.TrimSpace(t.Description) == "":
+		return bad("description", "missing or empty")
+	case len(t.Description) > MaxDescriptionBytes:
+		return bad("description", "%d bytes, more than the limit of %d", len(t.Description), MaxDescriptionBytes)
+	case t.MaxSteps < 1 || t.MaxSteps > MaxMaxSteps:
+		return bad("max_steps", "%d is out of range 1..%d", t.MaxSteps, MaxMaxSteps)
+	case t.Timeout < 1 || t.Timeout > MaxTimeout:
+		return bad("timeout", "%d seconds is out of range 1..%d", t.Timeout, MaxTimeout)
+	case t.Priority < MinPriority || t.Priority > MaxPriority:
+		return bad("priority", "%d is out of range %d..%d", t.Priority, MinPriority, MaxPriority)
+	}
+	for i, tool := range t.ExpectedTools {
+		if strings.TrimSpace(tool) == "" {
+			return bad("expected_tools", "entry %d is empty", i)
+		}
+	}
+	return nil
+}
+
+// ValidateTaskID rejects ids that are unsafe as a file name: the id names the
+// trajectory file. Allowed: printable UTF-8 without '/', '\\', NUL or "..",
+// at most MaxTaskIDBytes bytes, not starting with '.' (hidden and temporary
+// files start with '.').
+func ValidateTaskID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("empty")
+	case len(id) > MaxTaskIDBytes:
+		return fmt.Errorf("%d bytes, more than the limit of %d", len(id), MaxTaskIDBytes)
+	case !utf8.ValidString(id):
+		return errors.New("not valid UTF-8")
+	case strings.HasPrefix(id, "."):
+		return errors.New("must not start with '.'")
+	case strings.Contains(id, ".."):
+		return errors.New("must not contain '..'")
+	}
+	for _, r := range id {
+		switch {
+		case r == '/' || r == '\\':
+			return fmt.Errorf("must not contain %q", r)
+		case r == 0:
+			return errors.New("must not contain NUL")
+		case unicode.IsControl(r) || !unicode.IsPrint(r) && r != ' ':
+			return fmt.Errorf("must not contain the control or unprintable character %U", r)
+		}
+	}
+	return nil
+}
+
+// MarshalLine returns t as one compact JSON line without the newline.
+func (t *TaskSpec) MarshalLine() ([]byte, error) {
+	return json.Marshal(t)
+}
+
+// DecodeConstraints decodes t.Constraints into v, a pointer to a struct with
+// json tags, so each runtime reads the constraints it knows in typed form.
+func (t *TaskSpec) DecodeConstraints(v any) error {
+	if len(t.Constraints) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(t.Constraints)
+	if err != nil {
+		return fmt.Errorf("encode constraints of task %q: %w", t.TaskID, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return &InvalidTaskError{TaskID: t.TaskID, Field: "constraints", Reason: err.Error()}
+	}
+	return nil
+}
+
+func jsonError(err error, id *string) error {
+	e := &InvalidTaskError{TaskID: printableID(deref(id)), Reason: "invalid JSON: " + err.Error()}
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		e.Field = typeErr.Field
+		e.Reason = fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		e.Reason = fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		e.Field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		e.Reason = "unknown field"
+	case errors.Is(err, io.EOF) || err.Error() == "unexpected EOF":
+		e.Reason = "empty or truncated JSON"
+	}
+	return e
+}
+
+func typeName(goType string) string {
+	switch strings.TrimPrefix(goType, "*") {
+	case "int":
+		return "an integer"
+	case "string":
+		return "a string"
+	case "[]string":
+		return "a list of strings"
+	}
+	return goType
+}
+
+// printableID keeps error messages and logs readable when the id itself is
+// the problem: it is cut and quoted by the caller.
+func printableID(id string) string {
+	if len(id) > 64 {
+		id = id[:64] + "…"
+	}
+	return strings.ToValidUTF8(id, "�")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func orDefault(v *int, def int) int {
+	if v == nil {
+		return def
+	}
+	return *v
+}

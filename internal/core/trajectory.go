@@ -1,0 +1,133 @@
+package core
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// SchemaVersion is written into every trajectory. Bump it when a field
+// changes meaning; adding a field does not need a bump.
+const SchemaVersion = 1
+
+// ActionType says what kind of action a step performed.
+type ActionType string
+
+const (
+	ActionCodeExecution ActionType = "code_execution"
+	ActionBrowser       ActionType = "browser_action"
+	ActionToolCall      ActionType = "tool_call"
+)
+
+// ErrorType classifies a failure; it is the `error_type` label of
+// tasks_failed_total. The empty ErrorType means "no error" and is written as
+// JSON null.
+type ErrorType string
+
+const (
+	ErrNone        ErrorType = ""
+	ErrTimeout     ErrorType = "timeout"
+	ErrNetwork     ErrorType = "network_error"
+	ErrCompile     ErrorType = "compile_error"
+	ErrRuntime     ErrorType = "runtime_error"
+	ErrBrowser     ErrorType = "browser_error"
+	ErrSystem      ErrorType = "system_error"
+	ErrMemoryLimit ErrorType = "memory_limit"
+	ErrOutputLimit ErrorType = "output_limit"
+	ErrWrongAnswer ErrorType = "wrong_answer"
+	ErrBlockedURL  ErrorType = "blocked_url"
+)
+
+// ErrorTypes lists every non-empty ErrorType.
+var ErrorTypes = []ErrorType{
+	ErrTimeout, ErrNetwork, ErrCompile, ErrRuntime, ErrBrowser, ErrSystem,
+	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL,
+}
+
+// MarshalJSON writes ErrNone as null, as the blueprint's files do.
+func (e ErrorType) MarshalJSON() ([]byte, error) {
+	if e == ErrNone {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(e))
+}
+
+// UnmarshalJSON reads null as ErrNone.
+func (e *ErrorType) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*e = ErrNone
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*e = ErrorType(s)
+	return nil
+}
+
+// ExecutionStep is one action of a trajectory and what came of it.
+type ExecutionStep struct {
+	StepID       int            `json:"step_id"`
+	ActionType   ActionType     `json:"action_type"`
+	ActionParams map[string]any `json:"action_params"`
+	Observation  string         `json:"observation"`
+	Success      bool           `json:"success"`
+	ErrorType    ErrorType      `json:"error_type"`
+	ErrorMessage string         `json:"error_message"`
+	Timestamp    float64        `json:"timestamp"` // unix seconds
+	Duration     float64        `json:"duration"`  // seconds
+}
+
+// Trajectory is the record of one task's execution: the training data. One
+// file per task id, $OUTPUT_DIR/trajectories/<task_id>.json.
+type Trajectory struct {
+	SchemaVersion int             `json:"schema_version"`
+	TaskID        string          `json:"task_id"`
+	TaskType      TaskType        `json:"task_type"`
+	Description   string          `json:"description"`
+	RuntimeID     string          `json:"runtime_id"`
+	Success       bool            `json:"success"`
+	Steps         []ExecutionStep `json:"steps"`
+	FinalResult   string          `json:"final_result"`
+	ErrorType     ErrorType       `json:"error_type"`
+	ErrorMessage  string          `json:"error_message"`
+	TotalDuration float64         `json:"total_duration"` // seconds
+	Metadata      map[string]any  `json:"metadata"`
+	CreatedAt     float64         `json:"created_at"` // unix seconds
+}
+
+// NewTrajectory starts the trajectory of task t on runtime runtimeID.
+func NewTrajectory(t TaskSpec, runtimeID string) *Trajectory {
+	return &Trajectory{
+		SchemaVersion: SchemaVersion,
+		TaskID:        t.TaskID,
+		TaskType:      t.TaskType,
+		Description:   t.Description,
+		RuntimeID:     runtimeID,
+		Steps:         []ExecutionStep{},
+		Metadata:      map[string]any{},
+		CreatedAt:     UnixSeconds(time.Now()),
+	}
+}
+
+// AddStep appends s, numbering it from 1, and returns a pointer to the stored step.
+func (tr *Trajectory) AddStep(s ExecutionStep) *ExecutionStep {
+	s.StepID = len(tr.Steps) + 1
+	if s.ActionParams == nil {
+		s.ActionParams = map[string]any{}
+	}
+	tr.Steps = append(tr.Steps, s)
+	return &tr.Steps[len(tr.Steps)-1]
+}
+
+// Fail marks the trajectory failed with the given classification.
+func (tr *Trajectory) Fail(et ErrorType, msg string) {
+	tr.Success = false
+	tr.ErrorType = et
+	tr.ErrorMessage = msg
+}
+
+// UnixSeconds converts t to the float unix seconds used in trajectories.
+func UnixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
+}

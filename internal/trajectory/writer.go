@@ -1,0 +1,108 @@
+// Package trajectory writes trajectory files: one JSON file per task id,
+// replaced atomically so that a reader never sees a truncated file.
+package trajectory
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// Writer writes $OUTPUT_DIR/trajectories/<task_id>.json.
+type Writer struct {
+	dir string
+}
+
+// NewWriter creates dir if needed and returns a Writer for it.
+func NewWriter(dir string) (*Writer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create trajectory dir %s: %w", dir, err)
+	}
+	return &Writer{dir: dir}, nil
+}
+
+// Dir returns the directory the Writer writes to.
+func (w *Writer) Dir() string { return w.dir }
+
+// Path returns the file of a task id. The id must have passed
+// core.ValidateTaskID, so the path cannot leave Dir.
+func (w *Writer) Path(taskID string) string {
+	return filepath.Join(w.dir, taskID+".json")
+}
+
+// Write stores tr durably: a temporary file in the same directory (names
+// starting with '.' never collide with a task id), fsync, rename over the
+// final name, fsync of the directory. A re-delivered task replaces its own
+// file, so there is exactly one file per task id. Only after Write returns nil
+// may the queue entry be acknowledged.
+func (w *Writer) Write(tr *core.Trajectory) error {
+	if err := core.ValidateTaskID(tr.TaskID); err != nil {
+		return fmt.Errorf("write trajectory: task_id %q: %w", tr.TaskID, err)
+	}
+	data, err := json.MarshalIndent(tr, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode trajectory %s: %w", tr.TaskID, err)
+	}
+	data = append(data, '\n')
+	final := w.Path(tr.TaskID)
+	if err := WriteFileAtomic(final, data, 0o644); err != nil {
+		return fmt.Errorf("write trajectory %s: %w", tr.TaskID, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic replaces path with data: temp file in the same directory,
+// fsync, rename, fsync of the directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = f.Chmod(perm); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Read loads the trajectory file at path.
+func Read(path string) (*core.Trajectory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var tr core.Trajectory
+	if err := json.Unmarshal(data, &tr); err != nil {
+		return nil, fmt.Errorf("decode trajectory %s: %w", path, err)
+	}
+	return &tr, nil
+}
