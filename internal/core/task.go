@@ -110,6 +110,17 @@ type taskJSON struct {
 // ("max_step") is an error rather than a silent default. The error is an
 // *InvalidTaskError.
 func ParseTask(data []byte) (TaskSpec, error) {
+	return parseTask(data, "")
+}
+
+// ParseTaskWithDefaultID is ParseTask, but an empty task_id becomes
+// defaultID instead of a fresh UUID. Consumers use it for hand-written stream
+// entries so that a re-delivered entry keeps the same id (and file).
+func ParseTaskWithDefaultID(data []byte, defaultID string) (TaskSpec, error) {
+	return parseTask(data, defaultID)
+}
+
+func parseTask(data []byte, defaultID string) (TaskSpec, error) {
 	if len(data) > MaxTaskBytes {
 		return TaskSpec{}, &InvalidTaskError{Reason: fmt.Sprintf("task is %d bytes, more than the limit of %d", len(data), MaxTaskBytes)}
 	}
@@ -144,7 +155,10 @@ func ParseTask(data []byte) (TaskSpec, error) {
 		}
 	}
 	if t.TaskID == "" {
-		t.TaskID = uuid.NewString()
+		t.TaskID = defaultID
+		if t.TaskID == "" {
+			t.TaskID = uuid.NewString()
+		}
 	}
 	if err := t.Validate(); err != nil {
 		return TaskSpec{}, err

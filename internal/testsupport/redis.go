@@ -5,13 +5,11 @@ package testsupport
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,9 +24,10 @@ type Redis struct {
 	Port   int
 	Client *redis.Client
 
-	t    testing.TB
-	cmd  *exec.Cmd
-	args []string
+	t      testing.TB
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	args   []string
 }
 
 // RedisOption adjusts the server's command line.
@@ -90,7 +89,9 @@ func (r *Redis) start(bin string) {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
-	go func() { _ = r.cmd.Wait(); _ = logf.Close() }()
+	exited := make(chan struct{})
+	r.exited = exited
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); _ = logf.Close(); close(exited) }(r.cmd)
 	WaitTCP(r.t, r.Addr, 10*time.Second)
 	// Wait until it answers PING (it may still be loading the AOF).
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.password()})
@@ -115,12 +116,7 @@ func (r *Redis) Kill() {
 		return
 	}
 	_ = r.cmd.Process.Kill()
-	for i := 0; i < 200; i++ {
-		if r.cmd.ProcessState != nil || !processAlive(r.cmd.Process.Pid) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-r.exited
 	r.cmd = nil
 }
 
@@ -159,14 +155,4 @@ func WaitTCP(t testing.TB, addr string, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// A zombie (state Z) has exited.
-	fields := strings.Fields(string(b))
-	return len(fields) > 2 && fields[2] != "Z"
 }

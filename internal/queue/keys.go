@@ -1,0 +1,32 @@
+package queue
+
+import "github.com/agentdataplatform/adp/internal/core"
+
+// keyLastErrorPrefix prefixes per-entry error notes:
+// tasks:lasterror:<stream>:<entry id> holds the last system error a handler
+// returned for that entry (expires after lastErrorTTL). The reclaimer copies
+// it into the dead-letter entry.
+const keyLastErrorPrefix = "tasks:lasterror:"
+
+func lastErrorKey(stream, id string) string { return keyLastErrorPrefix + stream + ":" + id }
+
+// Fields of a dead-letter entry added to the original entry's fields.
+const (
+	FieldTask         = "task"
+	FieldSubmittedAt  = "submitted_at"
+	FieldPriority     = "priority"
+	FieldSourceStream = "source_stream"
+	FieldSourceID     = "source_id"
+	FieldDeliveries   = "deliveries"
+	FieldLastError    = "last_error"
+	FieldDeadAt       = "dead_at"
+)
+
+// deadLetterFields are added by dead-lettering and stripped on retry.
+var deadLetterFields = map[string]bool{
+	FieldSourceStream: true, FieldSourceID: true, FieldDeliveries: true,
+	FieldLastError: true, FieldDeadAt: true,
+}
+
+// DeadStream is where poison entries go.
+const DeadStream = core.StreamDead
