@@ -154,14 +154,27 @@ func parseTask(data []byte, defaultID string) (TaskSpec, error) {
 			return TaskSpec{}, &InvalidTaskError{TaskID: t.TaskID, Field: "constraints", Reason: err.Error()}
 		}
 	}
+	// Validate before giving a missing id its default, so that errors name
+	// the user's id (or none), not a generated one.
+	given := t.TaskID
+	if given == "" {
+		t.TaskID = "placeholder"
+	}
+	if err := t.Validate(); err != nil {
+		if given == "" {
+			var inv *InvalidTaskError
+			if errors.As(err, &inv) {
+				inv.TaskID = ""
+			}
+		}
+		return TaskSpec{}, err
+	}
+	t.TaskID = given
 	if t.TaskID == "" {
 		t.TaskID = defaultID
 		if t.TaskID == "" {
 			t.TaskID = uuid.NewString()
 		}
-	}
-	if err := t.Validate(); err != nil {
-		return TaskSpec{}, err
 	}
 	return t, nil
 }
@@ -211,10 +224,10 @@ func ValidateTaskID(id string) error {
 		return fmt.Errorf("%d bytes, more than the limit of %d", len(id), MaxTaskIDBytes)
 	case !utf8.ValidString(id):
 		return errors.New("not valid UTF-8")
-	case strings.HasPrefix(id, "."):
-		return errors.New("must not start with '.'")
 	case strings.Contains(id, ".."):
 		return errors.New("must not contain '..'")
+	case strings.HasPrefix(id, "."):
+		return errors.New("must not start with '.'")
 	}
 	for _, r := range id {
 		switch {

@@ -1,0 +1,168 @@
+package core
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func TestParseTaskDefaults(t *testing.T) {
+	got, err := ParseTask([]byte(`{"task_type":"code","description":"Write fib"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MaxSteps != DefaultMaxSteps || got.Timeout != DefaultTimeout || got.Priority != DefaultPriority {
+		t.Errorf("defaults not applied: %+v", got)
+	}
+	if _, err := uuid.Parse(got.TaskID); err != nil {
+		t.Errorf("empty task_id did not get a UUID: %q", got.TaskID)
+	}
+	again, _ := ParseTask([]byte(`{"task_type":"code","description":"Write fib"}`))
+	if again.TaskID == got.TaskID {
+		t.Errorf("two id-less tasks got the same UUID")
+	}
+	withDefault, err := ParseTaskWithDefaultID([]byte(`{"task_type":"code","description":"x","task_id":""}`), "manual-1-0")
+	if err != nil || withDefault.TaskID != "manual-1-0" {
+		t.Errorf("default id = %q, %v", withDefault.TaskID, err)
+	}
+}
+
+func TestParseTaskBlueprintSample(t *testing.T) {
+	line := `{"task_id": "demo_fib", "task_type": "code", "description": "Write a Python function for the 10th Fibonacci number",
+ "expected_tools": ["python_executor"], "constraints": {"expected_output": "55"}, "max_steps": 5, "timeout": 300, "priority": 1}`
+	got, err := ParseTask([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TaskID != "demo_fib" || got.TaskType != TaskCode || got.MaxSteps != 5 || got.ExpectedTools[0] != "python_executor" {
+		t.Errorf("parsed %+v", got)
+	}
+	var c struct {
+		ExpectedOutput string `json:"expected_output"`
+	}
+	if err := got.DecodeConstraints(&c); err != nil || c.ExpectedOutput != "55" {
+		t.Errorf("constraints = %+v, %v", c, err)
+	}
+}
+
+func TestParseTaskErrors(t *testing.T) {
+	long := strings.Repeat("a", MaxTaskIDBytes+1)
+	tests := []struct {
+		name, line, field, reason string
+	}{
+		{"not json", `hello`, "", "invalid JSON"},
+		{"truncated", `{"task_type":"code"`, "", "JSON"},
+		{"empty", ``, "", "empty"},
+		{"array", `[1,2]`, "", "must be"},
+		{"trailing data", `{"task_type":"code","description":"x"} {}`, "", "after the JSON object"},
+		{"unknown type", `{"task_type":"video","description":"x"}`, "task_type", `unknown type "video"`},
+		{"missing type", `{"description":"x"}`, "task_type", "missing"},
+		{"missing description", `{"task_type":"code"}`, "description", "missing"},
+		{"blank description", `{"task_type":"code","description":"  "}`, "description", "empty"},
+		{"zero timeout", `{"task_type":"code","description":"x","timeout":0}`, "timeout", "out of range"},
+		{"negative timeout", `{"task_type":"code","description":"x","timeout":-5}`, "timeout", "out of range"},
+		{"absurd timeout", `{"task_type":"code","description":"x","timeout":86400}`, "timeout", "out of range 1..3600"},
+		{"float timeout", `{"task_type":"code","description":"x","timeout":1.5}`, "timeout", "an integer"},
+		{"string timeout", `{"task_type":"code","description":"x","timeout":"300"}`, "timeout", "an integer"},
+		{"zero max_steps", `{"task_type":"code","description":"x","max_steps":0}`, "max_steps", "out of range"},
+		{"absurd max_steps", `{"task_type":"code","description":"x","max_steps":1000000}`, "max_steps", "out of range"},
+		{"negative priority", `{"task_type":"code","description":"x","priority":-1}`, "priority", "out of range"},
+		{"unknown field", `{"task_type":"code","description":"x","max_step":3}`, "max_step", "unknown field"},
+		{"constraints not object", `{"task_type":"code","description":"x","constraints":[1]}`, "constraints", "object"},
+		{"id with slash", `{"task_id":"a/b","task_type":"code","description":"x"}`, "task_id", "'/'"},
+		{"id with backslash", `{"task_id":"a\\b","task_type":"code","description":"x"}`, "task_id", `'\\'`},
+		{"id dotdot", `{"task_id":"..","task_type":"code","description":"x"}`, "task_id", "'..'"},
+		{"id with dotdot inside", `{"task_id":"a..b","task_type":"code","description":"x"}`, "task_id", "'..'"},
+		{"id hidden", `{"task_id":".tmp","task_type":"code","description":"x"}`, "task_id", "start with '.'"},
+		{"id NUL", `{"task_id":"a\u0000b","task_type":"code","description":"x"}`, "task_id", "NUL"},
+		{"id newline", `{"task_id":"a\nb","task_type":"code","description":"x"}`, "task_id", "control"},
+		{"id too long", `{"task_id":"` + long + `","task_type":"code","description":"x"}`, "task_id", "201 bytes"},
+		{"not utf8", "{\"task_type\":\"code\",\"description\":\"\xff\xfe\"}", "", "UTF-8"},
+		{"empty tool", `{"task_type":"code","description":"x","expected_tools":[""]}`, "expected_tools", "empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseTask([]byte(tc.line))
+			var inv *InvalidTaskError
+			if !errors.As(err, &inv) {
+				t.Fatalf("error = %v, want *InvalidTaskError", err)
+			}
+			if inv.Field != tc.field {
+				t.Errorf("field = %q, want %q (%v)", inv.Field, tc.field, err)
+			}
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("error %q does not contain %q", err, tc.reason)
+			}
+		})
+	}
+}
+
+func TestInvalidTaskErrorNamesUserID(t *testing.T) {
+	_, err := ParseTask([]byte(`{"task_type":"nope","description":"x"}`))
+	var inv *InvalidTaskError
+	if !errors.As(err, &inv) || inv.TaskID != "" {
+		t.Errorf("error names a generated id: %v", err)
+	}
+	_, err = ParseTask([]byte(`{"task_id":"mine","task_type":"nope","description":"x"}`))
+	if !errors.As(err, &inv) || inv.TaskID != "mine" || !strings.Contains(err.Error(), `task "mine"`) {
+		t.Errorf("error does not name the id: %v", err)
+	}
+}
+
+func TestValidateTaskIDAccepts(t *testing.T) {
+	for _, id := range []string{"demo_fib", "a.b", "task-1795737243348-0", "中文任务", "with space", strings.Repeat("x", MaxTaskIDBytes)} {
+		if err := ValidateTaskID(id); err != nil {
+			t.Errorf("ValidateTaskID(%q) = %v", id, err)
+		}
+	}
+}
+
+func TestStreamRouting(t *testing.T) {
+	tests := map[TaskType]string{TaskCode: StreamCode, TaskReasoning: StreamCode, TaskWeb: StreamWeb}
+	for tt, want := range tests {
+		if got := StreamFor(tt); got != want {
+			t.Errorf("StreamFor(%s) = %s, want %s", tt, got, want)
+		}
+	}
+	if RuntimeFor(StreamWeb) != RuntimeWeb || RuntimeFor(StreamCode) != RuntimeSandbox {
+		t.Error("RuntimeFor is wrong")
+	}
+}
+
+func TestTrajectoryJSONFieldNames(t *testing.T) {
+	task := TaskSpec{TaskID: "t1", TaskType: TaskCode, Description: "d"}
+	tr := NewTrajectory(task, "sandbox-h-1")
+	tr.AddStep(ExecutionStep{ActionType: ActionCodeExecution, Success: true})
+	tr.AddStep(ExecutionStep{ActionType: ActionCodeExecution, ErrorType: ErrCompile})
+	b, err := json.Marshal(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	for _, f := range []string{"task_id", "runtime_id", "success", "steps", "final_result", "error_type", "error_message", "total_duration", "metadata", "created_at", "schema_version", "task_type"} {
+		if _, ok := m[f]; !ok {
+			t.Errorf("trajectory lacks %q: %s", f, b)
+		}
+	}
+	if m["error_type"] != nil {
+		t.Errorf("error_type of a clean trajectory = %v, want null", m["error_type"])
+	}
+	steps := m["steps"].([]any)
+	s1, s2 := steps[0].(map[string]any), steps[1].(map[string]any)
+	for _, f := range []string{"step_id", "action_type", "action_params", "observation", "success", "error_type", "error_message", "timestamp", "duration"} {
+		if _, ok := s1[f]; !ok {
+			t.Errorf("step lacks %q", f)
+		}
+	}
+	if s1["step_id"] != 1.0 || s2["step_id"] != 2.0 || s2["error_type"] != "compile_error" || s1["error_type"] != nil {
+		t.Errorf("steps = %v", steps)
+	}
+	var back Trajectory
+	if err := json.Unmarshal(b, &back); err != nil || back.Steps[1].ErrorType != ErrCompile || back.ErrorType != ErrNone {
+		t.Errorf("round trip: %+v %v", back, err)
+	}
+}

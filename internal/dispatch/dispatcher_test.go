@@ -1,0 +1,322 @@
+package dispatch
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+type bundle struct {
+	rdb      *redis.Client
+	dir      string
+	file     string
+	rejected string
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	r := testsupport.StartRedis(t)
+	dir := t.TempDir()
+	return &bundle{rdb: r.Client, dir: dir, file: filepath.Join(dir, "tasks.jsonl"), rejected: filepath.Join(dir, "out", "rejected.jsonl")}
+}
+
+func (b *bundle) dispatcher(t *testing.T, follow bool) (*Dispatcher, *metrics.Set) {
+	t.Helper()
+	m := metrics.New()
+	d, err := New(Config{TaskFile: b.file, Follow: follow, PollInterval: 20 * time.Millisecond, RejectedFile: b.rejected, BatchSize: 3, PipelineBatches: 2}, b.rdb, m, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, m
+}
+
+// runOnce dispatches the file without following it.
+func (b *bundle) runOnce(t *testing.T) *metrics.Set {
+	t.Helper()
+	d, m := b.dispatcher(t, false)
+	if err := d.Run(context.Background()); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return m
+}
+
+// follow runs a following dispatcher until the test ends.
+func (b *bundle) follow(t *testing.T) *metrics.Set {
+	t.Helper()
+	d, m := b.dispatcher(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return m
+}
+
+func task(id, typ string) string {
+	return fmt.Sprintf(`{"task_id":%q,"task_type":%q,"description":"task %s"}`, id, typ, id)
+}
+
+func writeFile(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ids returns the task ids in a stream, in order.
+func (b *bundle) ids(t *testing.T, stream string) []string {
+	t.Helper()
+	var out []string
+	for _, m := range b.rdb.XRange(context.Background(), stream, "-", "+").Val() {
+		task, err := core.ParseTask([]byte(m.Values["task"].(string)))
+		if err != nil {
+			t.Fatalf("stream holds an invalid task: %v", err)
+		}
+		out = append(out, task.TaskID)
+	}
+	return out
+}
+
+func readRejected(t *testing.T, path string) []rejected {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []rejected
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r rejected
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("rejected.jsonl line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRoutingAndRejects(t *testing.T) {
+	b := setup(t)
+	huge := `{"task_type":"code","description":"` + strings.Repeat("x", 10<<20) + `"}`
+	writeFile(t, b.file,
+		task("c1", "code"),      // line 1
+		`not json`,              // 2
+		task("w1", "web"),       // 3
+		"",                      // 4 blank: skipped silently
+		task("r1", "reasoning"), // 5
+		`{"task_id":"bad","task_type":"video","description":"x"}`, // 6
+		huge, // 7: 10 MB line
+		"{\"task_type\":\"code\",\"description\":\"\xff\"}", // 8: not UTF-8
+		task("c1", "code"), // 9: duplicate
+		`{"task_id":"../x","task_type":"code","description":"x"}`, // 10
+		task("c2", "code"), // 11
+	)
+	m := b.runOnce(t)
+	if got := b.ids(t, core.StreamCode); fmt.Sprint(got) != "[c1 r1 c2]" {
+		t.Errorf("tasks:code = %v, want [c1 r1 c2] (reasoning is served by the sandbox runtime)", got)
+	}
+	if got := b.ids(t, core.StreamWeb); fmt.Sprint(got) != "[w1]" {
+		t.Errorf("tasks:web = %v", got)
+	}
+	rej := readRejected(t, b.rejected)
+	want := []struct {
+		line         int
+		id, inReason string
+	}{
+		{2, "", "invalid JSON"},
+		{6, "bad", `unknown type "video"`},
+		{7, "", "more than the limit"},
+		{8, "", "UTF-8"},
+		{10, "../x", "'..'"},
+	}
+	if len(rej) != len(want) {
+		t.Fatalf("rejected = %+v, want %d lines", rej, len(want))
+	}
+	for i, w := range want {
+		if rej[i].Line != w.line || rej[i].TaskID != w.id || !strings.Contains(rej[i].Reason, w.inReason) {
+			t.Errorf("rejected[%d] = %+v, want line %d id %q reason containing %q", i, rej[i], w.line, w.id, w.inReason)
+		}
+	}
+	if v := testutil.ToFloat64(m.TasksRejected); v != 5 {
+		t.Errorf("tasks_rejected_total = %v", v)
+	}
+	if v := testutil.ToFloat64(m.TasksDuplicate); v != 1 {
+		t.Errorf("tasks_duplicate_total = %v", v)
+	}
+	if v := testutil.ToFloat64(m.TasksSubmitted.WithLabelValues("reasoning", "sandbox")); v != 1 {
+		t.Errorf("tasks_submitted_total{reasoning,sandbox} = %v", v)
+	}
+}
+
+func TestResumeAcrossRestart(t *testing.T) {
+	b := setup(t)
+	writeFile(t, b.file, task("a", "code"), task("b", "code"), `bad`)
+	b.runOnce(t)
+	appendFile(t, b.file, task("c", "code")+"\n"+`also bad`+"\n")
+	m := b.runOnce(t) // a restarted dispatcher
+	if got := b.ids(t, core.StreamCode); fmt.Sprint(got) != "[a b c]" {
+		t.Errorf("tasks:code = %v", got)
+	}
+	// It resumed from its position: nothing was re-read, so no duplicates and
+	// the old bad line was not rejected twice.
+	if v := testutil.ToFloat64(m.TasksDuplicate); v != 0 {
+		t.Errorf("second run saw %v duplicates: it re-read the file", v)
+	}
+	rej := readRejected(t, b.rejected)
+	if len(rej) != 2 || rej[0].Line != 3 || rej[1].Line != 5 {
+		t.Errorf("rejected = %+v, want lines 3 and 5 once each", rej)
+	}
+}
+
+func TestReplacedFileIsDeduplicated(t *testing.T) {
+	b := setup(t)
+	writeFile(t, b.file, task("a", "code"), task("b", "code"))
+	b.runOnce(t)
+	// Replace the file (new inode) with old and new tasks.
+	tmp := b.file + ".new"
+	writeFile(t, tmp, task("a", "code"), task("b", "code"), task("c", "code"))
+	if err := os.Rename(tmp, b.file); err != nil {
+		t.Fatal(err)
+	}
+	m := b.runOnce(t)
+	if got := b.ids(t, core.StreamCode); fmt.Sprint(got) != "[a b c]" {
+		t.Errorf("tasks:code = %v", got)
+	}
+	if v := testutil.ToFloat64(m.TasksDuplicate); v != 2 {
+		t.Errorf("duplicates = %v, want 2", v)
+	}
+}
+
+func TestIDLessLinesGetStableIDs(t *testing.T) {
+	b := setup(t)
+	writeFile(t, b.file, `{"task_type":"code","description":"no id"}`)
+	b.runOnce(t)
+	// Forget the position: the same line must map to the same id (dedup).
+	b.rdb.Del(context.Background(), KeyPositionPrefix+b.file)
+	m := b.runOnce(t)
+	if n := len(b.ids(t, core.StreamCode)); n != 1 {
+		t.Errorf("stream has %d entries, want 1", n)
+	}
+	if v := testutil.ToFloat64(m.TasksDuplicate); v != 1 {
+		t.Errorf("duplicates = %v, want 1", v)
+	}
+}
+
+func TestFollow(t *testing.T) {
+	b := setup(t)
+	b.follow(t) // the file does not exist yet
+	time.Sleep(100 * time.Millisecond)
+	writeFile(t, b.file, task("a", "code"))
+	eventually(t, "created file dispatched", func() bool { return len(b.ids(t, core.StreamCode)) == 1 })
+
+	appendFile(t, b.file, task("b", "web")+"\n")
+	eventually(t, "appended line dispatched", func() bool { return len(b.ids(t, core.StreamWeb)) == 1 })
+
+	// A line written in two parts is taken only when complete.
+	line := task("c", "code")
+	appendFile(t, b.file, line[:10])
+	time.Sleep(200 * time.Millisecond) // ten polls
+	if n := len(b.ids(t, core.StreamCode)); n != 1 {
+		t.Fatalf("partial line dispatched: %d entries", n)
+	}
+	appendFile(t, b.file, line[10:]+"\n")
+	eventually(t, "completed line dispatched", func() bool { return len(b.ids(t, core.StreamCode)) == 2 })
+
+	// Truncated and rewritten in place.
+	writeFile(t, b.file, task("d", "code"))
+	eventually(t, "line after truncation dispatched", func() bool { return len(b.ids(t, core.StreamCode)) == 3 })
+
+	// Replaced by rename.
+	tmp := b.file + ".new"
+	writeFile(t, tmp, task("a", "code"), task("e", "code"), task("f", "code"), task("g", "code"))
+	os.Rename(tmp, b.file)
+	eventually(t, "replaced file dispatched", func() bool { return len(b.ids(t, core.StreamCode)) == 6 })
+	if got := b.ids(t, core.StreamCode); fmt.Sprint(got) != "[a c d e f g]" {
+		t.Errorf("tasks:code = %v", got)
+	}
+	if _, err := os.Stat(b.rejected); err == nil {
+		if rej := readRejected(t, b.rejected); len(rej) != 0 {
+			t.Errorf("rejected = %+v, want none", rej)
+		}
+	}
+}
+
+func TestUnterminatedLastLineWithoutFollow(t *testing.T) {
+	b := setup(t)
+	os.WriteFile(b.file, []byte(task("a", "code")+"\n"+task("b", "code")), 0o644)
+	b.runOnce(t)
+	if got := b.ids(t, core.StreamCode); fmt.Sprint(got) != "[a b]" {
+		t.Errorf("tasks:code = %v", got)
+	}
+}
+
+func TestMissingFileWithoutFollow(t *testing.T) {
+	b := setup(t)
+	d, _ := b.dispatcher(t, false)
+	err := d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestRedisDownThenUpLosesNothing(t *testing.T) {
+	r := testsupport.StartRedis(t)
+	b := setup(t)
+	b.rdb = r.Client
+	var lines []string
+	for i := 0; i < 20; i++ {
+		lines = append(lines, task(fmt.Sprint("t", i), "code"))
+	}
+	writeFile(t, b.file, lines...)
+	r.Kill()
+	b.follow(t)
+	time.Sleep(300 * time.Millisecond)
+	r.Restart()
+	eventually(t, "all dispatched after Redis returned", func() bool {
+		n, _ := b.rdb.XLen(context.Background(), core.StreamCode).Result()
+		return n == 20
+	})
+}
