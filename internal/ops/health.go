@@ -1,0 +1,112 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// HealthReporter checks a runtime's health on an interval, keeps the last
+// result for /healthz, sets runtime_health{runtime}, and writes a report to
+// the runtime_health hash (field = consumer name) for `adpctl status`.
+type HealthReporter struct {
+	RDB      *redis.Client
+	Runtime  string
+	Consumer string
+	Interval time.Duration // default 10s
+	// Checks run in order; the first error makes the runtime unhealthy.
+	Checks []func(ctx context.Context) error
+	Gauge  prometheus.Gauge
+	Log    *slog.Logger
+
+	mu   sync.Mutex
+	last error
+	done bool
+}
+
+// HealthReport is the value stored in the runtime_health hash.
+type HealthReport struct {
+	Runtime string  `json:"runtime"`
+	Healthy bool    `json:"healthy"`
+	Error   string  `json:"error,omitempty"`
+	Time    float64 `json:"time"` // unix seconds
+}
+
+// Run checks until ctx is cancelled, then removes this consumer's report.
+func (h *HealthReporter) Run(ctx context.Context) error {
+	if h.Interval <= 0 {
+		h.Interval = 10 * time.Second
+	}
+	t := time.NewTicker(h.Interval)
+	defer t.Stop()
+	for {
+		h.CheckNow(ctx)
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = h.RDB.HDel(dctx, core.KeyRuntimeHealth, h.Consumer).Err()
+			cancel()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// CheckNow runs the checks and publishes the result.
+func (h *HealthReporter) CheckNow(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, healthTimeout*2)
+	defer cancel()
+	var err error
+	for _, c := range h.Checks {
+		if err = c(cctx); err != nil {
+			break
+		}
+	}
+	h.mu.Lock()
+	prev := h.last
+	h.last, h.done = err, true
+	h.mu.Unlock()
+	if (prev == nil) != (err == nil) && h.Log != nil {
+		if err != nil {
+			h.Log.Error("runtime unhealthy", "err", err)
+		} else {
+			h.Log.Info("runtime healthy again")
+		}
+	}
+	if h.Gauge != nil {
+		if err == nil {
+			h.Gauge.Set(1)
+		} else {
+			h.Gauge.Set(0)
+		}
+	}
+	rep := HealthReport{Runtime: h.Runtime, Healthy: err == nil, Time: core.UnixSeconds(time.Now())}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	b, _ := json.Marshal(rep)
+	// Best effort: with Redis down the check above already failed.
+	_ = h.RDB.HSet(cctx, core.KeyRuntimeHealth, h.Consumer, b).Err()
+	return err
+}
+
+// errNotChecked is reported before the first check completes.
+var errNotChecked = errors.New("health not checked yet")
+
+// Last returns the result of the last check, for /healthz.
+func (h *HealthReporter) Last(context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.done {
+		return errNotChecked
+	}
+	return h.last
+}

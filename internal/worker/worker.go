@@ -1,0 +1,121 @@
+// Package worker turns a runtime's Executor into a queue.Handler: it bounds
+// the task by its timeout, writes the trajectory durably, records metrics,
+// and only then lets the queue acknowledge the entry.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/queue"
+	"github.com/agentdataplatform/adp/internal/trajectory"
+)
+
+// Executor runs one task. A task's own failure (wrong answer, program crash,
+// page not found) is a trajectory with Success false and an ErrorType; a
+// returned error is a system error (the runtime could not do its job) and the
+// entry is retried later, up to MAX_DELIVERIES times.
+type Executor interface {
+	Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error)
+}
+
+// ExecutorSlack is added to a task's timeout for the context given to the
+// Executor: room to record the timeout as a step rather than being cut off.
+const ExecutorSlack = 10 * time.Second
+
+// Worker is the queue.Handler of a runtime.
+type Worker struct {
+	Runtime   string // metrics label: sandbox or web
+	RuntimeID string // written into trajectories: the consumer name
+	Exec      Executor
+	Writer    *trajectory.Writer
+	Metrics   *metrics.Set
+	Log       *slog.Logger
+	// MaxTimeout caps a task's timeout (SANDBOX_MAX_TIMEOUT); 0 means no cap.
+	MaxTimeout time.Duration
+}
+
+var _ queue.Handler = (*Worker)(nil)
+
+// ErrInterrupted is returned when the runtime stopped a task (shutdown) before
+// it finished: not the task's fault, so nothing is written and the entry is
+// delivered again.
+var ErrInterrupted = errors.New("task interrupted by shutdown")
+
+// Handle executes m's task and writes its trajectory.
+func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
+	task := m.Task
+	log := w.Log.With("task_id", task.TaskID, "task_type", task.TaskType, "delivery", m.Deliveries)
+	active := w.Metrics.ActiveTasks.WithLabelValues(w.Runtime)
+	active.Inc()
+	defer active.Dec()
+
+	timeout := time.Duration(task.Timeout) * time.Second
+	if w.MaxTimeout > 0 && timeout > w.MaxTimeout {
+		timeout = w.MaxTimeout
+		task.Timeout = int(w.MaxTimeout / time.Second)
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout+ExecutorSlack)
+	defer cancel()
+
+	start := time.Now()
+	tr, err := w.Exec.Execute(tctx, task)
+	if ctx.Err() != nil {
+		// Shutdown or lost lease: whatever the executor made of it, it is
+		// not the task's result.
+		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	if err != nil {
+		return fmt.Errorf("execute task %s: %w", task.TaskID, err)
+	}
+	w.finish(tr, task, m, start)
+	if err := w.Writer.Write(tr); err != nil {
+		return err
+	}
+
+	status := "success"
+	if !tr.Success {
+		status = "failure"
+		w.Metrics.TasksFailed.WithLabelValues(w.Runtime, string(tr.ErrorType)).Inc()
+	}
+	w.Metrics.TasksCompleted.WithLabelValues(w.Runtime, status).Inc()
+	w.Metrics.TaskDuration.WithLabelValues(w.Runtime).Observe(tr.TotalDuration)
+	w.Metrics.TrajectoriesWritten.WithLabelValues(w.Runtime).Inc()
+	log.Info("task done", "success", tr.Success, "error_type", string(tr.ErrorType), "steps", len(tr.Steps), "duration_s", tr.TotalDuration)
+	return nil
+}
+
+// finish fills what every trajectory carries, whatever the executor set.
+func (w *Worker) finish(tr *core.Trajectory, task core.TaskSpec, m *queue.Message, start time.Time) {
+	tr.SchemaVersion = core.SchemaVersion
+	tr.TaskID, tr.TaskType = task.TaskID, task.TaskType
+	if tr.Description == "" {
+		tr.Description = task.Description
+	}
+	tr.RuntimeID = w.RuntimeID
+	if tr.Steps == nil {
+		tr.Steps = []core.ExecutionStep{}
+	}
+	if tr.Metadata == nil {
+		tr.Metadata = map[string]any{}
+	}
+	if tr.TotalDuration == 0 {
+		tr.TotalDuration = time.Since(start).Seconds()
+	}
+	if tr.CreatedAt == 0 {
+		tr.CreatedAt = core.UnixSeconds(time.Now())
+	}
+	if tr.Success {
+		tr.ErrorType, tr.ErrorMessage = core.ErrNone, ""
+	} else if tr.ErrorType == core.ErrNone {
+		tr.ErrorType = core.ErrSystem // a failure always says what kind
+	}
+	tr.Metadata["total_steps"] = len(tr.Steps)
+	tr.Metadata["deliveries"] = m.Deliveries
+	tr.Metadata["queue_wait_seconds"] = start.Sub(m.SubmittedAt).Seconds()
+}
