@@ -110,17 +110,23 @@ type taskJSON struct {
 // ("max_step") is an error rather than a silent default. The error is an
 // *InvalidTaskError.
 func ParseTask(data []byte) (TaskSpec, error) {
-	return parseTask(data, "")
+	return parseTask(data, uuid.NewString)
 }
 
 // ParseTaskWithDefaultID is ParseTask, but an empty task_id becomes
 // defaultID instead of a fresh UUID. Consumers use it for hand-written stream
 // entries so that a re-delivered entry keeps the same id (and file).
 func ParseTaskWithDefaultID(data []byte, defaultID string) (TaskSpec, error) {
+	return parseTask(data, func() string { return defaultID })
+}
+
+// ParseTaskWithDefaultIDFunc is ParseTaskWithDefaultID with the default
+// computed only when needed.
+func ParseTaskWithDefaultIDFunc(data []byte, defaultID func() string) (TaskSpec, error) {
 	return parseTask(data, defaultID)
 }
 
-func parseTask(data []byte, defaultID string) (TaskSpec, error) {
+func parseTask(data []byte, defaultID func() string) (TaskSpec, error) {
 	if len(data) > MaxTaskBytes {
 		return TaskSpec{}, &InvalidTaskError{Reason: fmt.Sprintf("task is %d bytes, more than the limit of %d", len(data), MaxTaskBytes)}
 	}
@@ -171,10 +177,7 @@ func parseTask(data []byte, defaultID string) (TaskSpec, error) {
 	}
 	t.TaskID = given
 	if t.TaskID == "" {
-		t.TaskID = defaultID
-		if t.TaskID == "" {
-			t.TaskID = uuid.NewString()
-		}
+		t.TaskID = defaultID()
 	}
 	return t, nil
 }

@@ -39,6 +39,7 @@ const (
 	DefaultPollInterval    = 500 * time.Millisecond
 	DefaultBatchSize       = 256
 	DefaultPipelineBatches = 16
+	MaxBatchSize           = 4096
 	// maxLoggedDuplicates bounds duplicate log lines per process: replaying a
 	// large file must not flood the log. All are counted in the metric.
 	maxLoggedDuplicates = 1000
@@ -84,6 +85,8 @@ func New(cfg Config, rdb *redis.Client, m *metrics.Set, log *slog.Logger) (*Disp
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
+	// The enqueue script unpacks a batch onto Lua's stack (limit ~8000).
+	cfg.BatchSize = min(cfg.BatchSize, MaxBatchSize)
 	if cfg.PipelineBatches <= 0 {
 		cfg.PipelineBatches = DefaultPipelineBatches
 	}
@@ -381,8 +384,9 @@ func (d *Dispatcher) parseLine(res readResult) (core.TaskSpec, bool) {
 	}
 	// A line without task_id gets a UUID derived from the file and line, so
 	// re-reading it after a crash yields the same id (and dedup works).
-	defaultID := uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "file://%s#L%d:%s", d.path, res.line, res.data)).String()
-	t, err := core.ParseTaskWithDefaultID(res.data, defaultID)
+	t, err := core.ParseTaskWithDefaultIDFunc(res.data, func() string {
+		return uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "file://%s#L%d:%s", d.path, res.line, res.data)).String()
+	})
 	if err != nil {
 		d.reject(res.line, err)
 		return core.TaskSpec{}, false

@@ -30,17 +30,31 @@ if npos > 0 then
   redis.call('HSET', KEYS[2], unpack(pos))
   i = i + npos * 2
 end
-local out = {}
+local first = i
+local ids = {}
 while i <= #ARGV do
-  local id, stream, task, prio = ARGV[i], KEYS[2 + tonumber(ARGV[i+1])], ARGV[i+2], ARGV[i+3]
-  if redis.call('SADD', KEYS[1], id) == 1 then
-    redis.call('XADD', stream, '*', 'task', task, 'submitted_at', submitted, 'priority', prio)
-    out[#out+1] = 1
-  else
-    out[#out+1] = 0
-  end
+  ids[#ids+1] = ARGV[i]
   i = i + 4
 end
+local out = {}
+if #ids == 0 then return out end
+-- One membership check and one SADD for the whole batch: per-task calls
+-- dominate the cost of this script.
+local known = redis.call('SMISMEMBER', KEYS[1], unpack(ids))
+local seen, new = {}, {}
+for k = 1, #ids do
+  local id = ids[k]
+  if known[k] == 1 or seen[id] then
+    out[k] = 0
+  else
+    seen[id] = true
+    new[#new+1] = id
+    local a = first + (k - 1) * 4
+    redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
+    out[k] = 1
+  end
+end
+if #new > 0 then redis.call('SADD', KEYS[1], unpack(new)) end
 return out
 `)
 

@@ -200,13 +200,18 @@ func testHandWritten(t *testing.T, b *bundle) {
 	eventually(t, "stream empty", func() bool { return b.rdb.XLen(ctx, core.StreamCode).Val() == 0 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if rec.seen[0] != "manual_test" {
-		t.Errorf("first task id = %q", rec.seen[0])
+	byID := map[string]*Message{}
+	for _, m := range rec.msgs {
+		byID[m.Task.TaskID] = m
 	}
-	if want := "manual-" + id; rec.seen[1] != want {
-		t.Errorf("task without id got %q, want %q (stable across deliveries)", rec.seen[1], want)
+	m, ok := byID["manual_test"]
+	if !ok {
+		t.Fatalf("manual_test not handled; saw %v", rec.seen)
 	}
-	if m := rec.msgs[0]; m.Task.MaxSteps != core.DefaultMaxSteps || m.Task.Timeout != core.DefaultTimeout || m.Deliveries != 1 || m.SubmittedAt.IsZero() {
+	if _, ok := byID["manual-"+id]; !ok {
+		t.Errorf("task without id not handled as %q (stable across deliveries); saw %v", "manual-"+id, rec.seen)
+	}
+	if m.Task.MaxSteps != core.DefaultMaxSteps || m.Task.Timeout != core.DefaultTimeout || m.Deliveries != 1 || m.SubmittedAt.IsZero() {
 		t.Errorf("defaults not applied: %+v", m)
 	}
 	if n := pendingCount(t, b.rdb, core.StreamCode); n != 0 {
