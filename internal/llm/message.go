@@ -1,0 +1,134 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Message roles.
+const (
+	RoleSystem    = "system"
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+	RoleTool      = "tool"
+)
+
+// Message is one chat message, in the OpenAI wire shape.
+type Message struct {
+	Role string `json:"role"`
+	// Content is always sent as a string ("" for an assistant message that
+	// only calls tools): some chat templates fail on a null content.
+	Content string `json:"content"`
+	// ToolCalls are the calls an assistant message makes.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID links a tool message to the call it answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+	// Name is the tool's name on a tool message (some servers want it).
+	Name string `json:"name,omitempty"`
+}
+
+// ToolCall is one function call requested by the model.
+type ToolCall struct {
+	ID       string       `json:"id"`
+	Type     string       `json:"type"` // "function"
+	Function FunctionCall `json:"function"`
+}
+
+// FunctionCall names the function and carries its arguments as the model
+// wrote them: normally a JSON object encoded as a string, but possibly
+// invalid JSON. Use ParseArguments to decode it.
+type FunctionCall struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// UnmarshalJSON accepts arguments as a JSON string (the OpenAI shape) or as a
+// raw JSON value (some servers send the object itself); either way Arguments
+// ends up holding the JSON text.
+func (f *FunctionCall) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	f.Name = w.Name
+	f.Arguments = ""
+	raw := bytes.TrimSpace(w.Arguments)
+	switch {
+	case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		f.Arguments = s
+	default:
+		f.Arguments = string(raw)
+	}
+	return nil
+}
+
+// Tool is a function the model may call.
+type Tool struct {
+	Type     string      `json:"type"` // "function"
+	Function FunctionDef `json:"function"`
+}
+
+// FunctionDef describes a callable function; Parameters is a JSON schema.
+type FunctionDef struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+}
+
+// NewTool builds a function tool. parameters is a JSON schema object.
+func NewTool(name, description, parameters string) Tool {
+	var p json.RawMessage
+	if parameters != "" {
+		p = json.RawMessage(parameters)
+	}
+	return Tool{Type: "function", Function: FunctionDef{Name: name, Description: description, Parameters: p}}
+}
+
+// Usage is the token accounting of one response.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// Add returns the sum of two usages, for totals across an agent loop.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{
+		PromptTokens:     u.PromptTokens + o.PromptTokens,
+		CompletionTokens: u.CompletionTokens + o.CompletionTokens,
+		TotalTokens:      u.TotalTokens + o.TotalTokens,
+	}
+}
+
+// Response is the first choice of a chat completion.
+type Response struct {
+	Message      Message
+	FinishReason string // "stop", "tool_calls", "length", ...
+	Usage        Usage
+	// Attempts is how many HTTP attempts the call took (1 without retries).
+	Attempts int
+	// FromContent is true when Message.ToolCalls were recovered from the
+	// content (Config.ToolCallsFromContent) rather than sent as tool_calls.
+	FromContent bool
+}
+
+// SystemMessage, UserMessage and ToolResult build the messages an agent loop
+// sends; the assistant message to echo back is Response.Message.
+func SystemMessage(content string) Message { return Message{Role: RoleSystem, Content: content} }
+
+// UserMessage builds a user message.
+func UserMessage(content string) Message { return Message{Role: RoleUser, Content: content} }
+
+// ToolResult builds the tool message answering tc, e.g. the observation of a
+// run or the error of a malformed call.
+func ToolResult(tc ToolCall, content string) Message {
+	return Message{Role: RoleTool, ToolCallID: tc.ID, Name: tc.Function.Name, Content: content}
+}
