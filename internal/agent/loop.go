@@ -1,0 +1,102 @@
+// Package agent is the tool-calling loop both runtimes share: ask the model,
+// run the tool it calls, feed the observation back, until it answers, calls a
+// finishing tool, or the step budget is spent.
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentdataplatform/adp/internal/llm"
+)
+
+// Tools executes the tool calls of one task.
+type Tools interface {
+	// Definitions are the tools offered to the model.
+	Definitions() []llm.Tool
+	// Call runs one well-formed call (its name is one of Definitions) and
+	// returns the observation for the model; done ends the loop (a finish
+	// tool). Each Call is one step of the trajectory; the implementation
+	// records it.
+	Call(ctx context.Context, call llm.ToolCall) (observation string, done bool)
+	// Answer is called when the model replies without a tool call. It
+	// returns feedback to send back (e.g. "verification failed: ...") to
+	// keep going, or "" to accept the answer and stop.
+	Answer(ctx context.Context, answer string) (feedback string)
+}
+
+// Loop is one task's conversation with the model.
+type Loop struct {
+	LLM *llm.Client
+	// MaxSteps bounds tool calls (the task's max_steps). The model gets a
+	// few more turns than that for malformed calls and the final answer.
+	MaxSteps int
+}
+
+// Outcome is how a loop ended.
+type Outcome struct {
+	// Answer is the model's last text answer (or the finish tool's answer,
+	// which the Tools implementation keeps).
+	Answer string
+	// Reason: "answered", "finished" (a done tool), or "max_steps".
+	Reason   string
+	Steps    int
+	LLMCalls int
+	Usage    llm.Usage
+	Messages []llm.Message
+}
+
+// extraTurns allows for malformed calls and verification feedback beyond
+// MaxSteps model turns, so a looping model still terminates.
+const extraTurns = 3
+
+// Run converses from the initial messages. An error means the model could
+// not be reached (after the client's retries); the Outcome so far is
+// returned with it.
+func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Outcome, error) {
+	defs := tools.Definitions()
+	out := Outcome{Messages: messages}
+	for turn := 0; turn < l.MaxSteps+extraTurns; turn++ {
+		if out.Steps >= l.MaxSteps {
+			out.Reason = "max_steps"
+			return out, nil
+		}
+		resp, err := l.LLM.Chat(ctx, out.Messages, defs)
+		out.LLMCalls++
+		if err != nil {
+			return out, fmt.Errorf("llm: %w", err)
+		}
+		out.Usage = out.Usage.Add(resp.Usage)
+		msg := resp.Message
+		out.Messages = append(out.Messages, msg)
+		if len(msg.ToolCalls) == 0 {
+			out.Answer = msg.Content
+			fb := tools.Answer(ctx, msg.Content)
+			if fb == "" {
+				out.Reason = "answered"
+				return out, nil
+			}
+			out.Messages = append(out.Messages, llm.UserMessage(fb))
+			continue
+		}
+		for _, call := range msg.ToolCalls {
+			if out.Steps >= l.MaxSteps {
+				out.Messages = append(out.Messages, llm.ToolResult(call, "not run: the step budget (max_steps) is spent"))
+				continue
+			}
+			if err := llm.ValidateToolCall(call, defs); err != nil {
+				out.Messages = append(out.Messages, llm.ToolResult(call, "error: "+err.Error()))
+				continue
+			}
+			obs, done := tools.Call(ctx, call)
+			out.Steps++
+			out.Messages = append(out.Messages, llm.ToolResult(call, obs))
+			if done {
+				out.Reason = "finished"
+				return out, nil
+			}
+		}
+	}
+	out.Reason = "max_steps"
+	return out, nil
+}
