@@ -1,0 +1,48 @@
+package trajectory
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+func TestWriteIsAtomicAndIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewWriter(filepath.Join(dir, "trajectories"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := core.NewTrajectory(core.TaskSpec{TaskID: "a", TaskType: core.TaskCode}, "r")
+	if err := w.Write(tr); err != nil {
+		t.Fatal(err)
+	}
+	tr.Success = true
+	if err := w.Write(tr); err != nil { // a re-delivered task overwrites its own file
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(w.Dir())
+	if len(entries) != 1 || entries[0].Name() != "a.json" {
+		t.Fatalf("files = %v, want exactly a.json (no temp files left)", entries)
+	}
+	got, err := Read(w.Path("a"))
+	if err != nil || !got.Success {
+		t.Errorf("read back %+v, %v", got, err)
+	}
+}
+
+func TestWriteRejectsUnsafeID(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := NewWriter(filepath.Join(dir, "t"))
+	for _, id := range []string{"../escape", "a/b", ".hidden", ""} {
+		err := w.Write(&core.Trajectory{TaskID: id})
+		if err == nil || !strings.Contains(err.Error(), "task_id") {
+			t.Errorf("Write(%q) = %v, want a task_id error", id, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "escape.json")); err == nil {
+		t.Error("a crafted id wrote outside the directory")
+	}
+}
