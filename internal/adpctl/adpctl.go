@@ -1,0 +1,143 @@
+// Package adpctl is the operator's CLI: queue status, task submission,
+// dead-letter handling, and training-data export, stats and report from the
+// trajectory files. cmd/adpctl only calls Run.
+package adpctl
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentdataplatform/adp/internal/redisconn"
+)
+
+// Env is what the CLI reads from its environment (REDIS_URL like the services).
+type Env struct {
+	RedisURL    string
+	RedisCAFile string
+	OutputDir   string
+	Stdin       io.Reader
+	Stdout      io.Writer
+	Stderr      io.Writer
+}
+
+// EnvFromOS reads REDIS_URL, REDIS_CA_FILE and OUTPUT_DIR with the services' defaults.
+func EnvFromOS() Env {
+	e := Env{
+		RedisURL: os.Getenv("REDIS_URL"), RedisCAFile: os.Getenv("REDIS_CA_FILE"), OutputDir: os.Getenv("OUTPUT_DIR"),
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	if e.RedisURL == "" {
+		e.RedisURL = "redis://localhost:6379"
+	}
+	if e.OutputDir == "" {
+		e.OutputDir = "output"
+	}
+	return e
+}
+
+// command is one subcommand.
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, e Env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"status", "[--json]", "streams, consumers, pending entries, dead letters and runtime health", cmdStatus},
+		{"submit", "FILE|- | --json '<task>'", "validate and enqueue tasks like the dispatcher (same dedup)", cmdSubmit},
+		{"dlq", "list|retry|purge", "inspect, retry or purge the dead-letter stream tasks:dead", cmdDLQ},
+		{"export", "--format openai|sharegpt [--only-success] [--out FILE] [--dir DIR]", "trajectories to training JSONL", cmdExport},
+		{"stats", "[--json] [--dir DIR]", "success rates, error types, durations, cache hit rate", cmdStats},
+		{"report", "--out report.html [--dir DIR]", "a self-contained HTML report with charts", cmdReport},
+	}
+}
+
+// errUsage marks errors that should print the usage (exit 2).
+var errUsage = errors.New("usage")
+
+// Run runs the CLI with args (without the program name) and returns the
+// exit code: 0 ok, 1 failure, 2 usage error.
+func Run(ctx context.Context, e Env, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, e, args[1:])
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(e.Stderr, "adpctl %s: %v\nusage: adpctl %s %s\n", c.name, err, c.name, c.args)
+				return 2
+			default:
+				fmt.Fprintf(e.Stderr, "adpctl %s: %v\n", c.name, err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintf(e.Stderr, "adpctl: unknown command %q\n", args[0])
+	usage(e.Stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "adpctl — operate the Agent Data Platform\n\nUsage: adpctl COMMAND [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %-62s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (default redis://localhost:6379), REDIS_CA_FILE, OUTPUT_DIR (default output).\nRun 'adpctl COMMAND --help' for a command's flags.")
+}
+
+// newFlags returns a FlagSet that writes its usage to e.Stderr.
+func newFlags(e Env, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.Stderr, "usage: adpctl %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, allowing them before and after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "-" || !strings.HasPrefix(args[0], "-") {
+			pos = append(pos, args[0])
+			args = args[1:]
+			if len(args) == 0 {
+				return pos, nil
+			}
+			continue
+		}
+	}
+}
+
+func (e Env) redis() (*redis.Client, error) {
+	return redisconn.Open(e.RedisURL, redisconn.Options{CAFile: e.RedisCAFile})
+}
+
+func (e Env) trajectoryDir() string { return filepath.Join(e.OutputDir, "trajectories") }

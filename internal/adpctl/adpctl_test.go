@@ -1,0 +1,130 @@
+package adpctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+type cli struct {
+	t   *testing.T
+	env Env
+	rdb *redis.Client
+}
+
+func setup(t *testing.T) *cli {
+	t.Helper()
+	r := testsupport.StartRedis(t)
+	return &cli{t: t, rdb: r.Client, env: Env{RedisURL: r.URL, OutputDir: t.TempDir()}}
+}
+
+// run runs adpctl with stdin and returns exit code, stdout, stderr.
+func (c *cli) run(stdin string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	e := c.env
+	e.Stdin, e.Stdout, e.Stderr = strings.NewReader(stdin), &out, &errb
+	code := Run(context.Background(), e, args)
+	return code, out.String(), errb.String()
+}
+
+func TestSubmit(t *testing.T) {
+	c := setup(t)
+	input := `{"task_id":"a","task_type":"code","description":"x"}
+not json
+{"task_id":"w","task_type":"web","description":"y"}
+{"task_id":"a","task_type":"code","description":"x"}
+`
+	code, out, errs := c.run(input, "submit", "-")
+	if code != 1 {
+		t.Errorf("exit = %d, want 1 (a line was rejected)", code)
+	}
+	if !strings.Contains(out, "enqueued a -> tasks:code") || !strings.Contains(out, "enqueued w -> tasks:web") {
+		t.Errorf("stdout = %q", out)
+	}
+	for _, want := range []string{"rejected: line 2:", `duplicate: task "a"`, "2 enqueued, 1 duplicates, 1 rejected"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q: %s", want, errs)
+		}
+	}
+	// --json, and the dedup shared with the dispatcher.
+	code, _, errs = c.run("", "submit", "--json", `{"task_id":"a","task_type":"code","description":"x"}`)
+	if code != 0 || !strings.Contains(errs, "0 enqueued, 1 duplicates") {
+		t.Errorf("resubmit: exit %d, %s", code, errs)
+	}
+	if n := c.rdb.XLen(context.Background(), core.StreamCode).Val(); n != 1 {
+		t.Errorf("tasks:code has %d entries", n)
+	}
+	if code, _, _ := c.run("", "submit"); code != 2 {
+		t.Errorf("submit without input: exit %d, want 2", code)
+	}
+}
+
+func TestStatusAndDLQ(t *testing.T) {
+	c := setup(t)
+	ctx := context.Background()
+	c.run(`{"task_id":"a","task_type":"code","description":"x"}`, "submit", "-")
+	c.rdb.XGroupCreateMkStream(ctx, core.StreamCode, core.ConsumerGroup, "0")
+	c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: core.ConsumerGroup, Consumer: "sandbox-host-1", Streams: []string{core.StreamCode, ">"}, Count: 1})
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-host-1", `{"runtime":"sandbox","healthy":true,"time":1}`)
+	c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamDead, Values: []any{"source_stream", core.StreamCode, "source_id", "1-0", "deliveries", "3", "last_error", "boom", "dead_at", "1700000000", "task", `{"task_id":"d","task_type":"code","description":"x"}`}})
+
+	code, out, errs := c.run("", "status", "--json")
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errs)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	code0 := st.Streams[0]
+	if code0.Stream != core.StreamCode || code0.Length != 1 || code0.Pending != 1 || len(code0.Consumers) != 1 || code0.Consumers[0].Name != "sandbox-host-1" || code0.OldestPendingSeconds <= 0 {
+		t.Errorf("tasks:code status = %+v", code0)
+	}
+	if st.DeadLetter != 1 || len(st.Runtimes) != 1 || !st.Runtimes[0].Healthy {
+		t.Errorf("status = %+v", st)
+	}
+	code, out, _ = c.run("", "status")
+	if code != 0 || !strings.Contains(out, "sandbox-host-1") || !strings.Contains(out, "tasks:dead") {
+		t.Errorf("status table:\n%s", out)
+	}
+
+	code, out, _ = c.run("", "dlq", "list")
+	if code != 0 || !strings.Contains(out, "boom") || !strings.Contains(out, " d ") {
+		t.Errorf("dlq list:\n%s", out)
+	}
+	code, out, _ = c.run("", "dlq", "retry", "--all")
+	if code != 0 || !strings.Contains(out, "retried") {
+		t.Errorf("dlq retry: %d %s", code, out)
+	}
+	if n := c.rdb.XLen(ctx, core.StreamCode).Val(); n != 2 {
+		t.Errorf("tasks:code has %d entries after retry, want 2", n)
+	}
+	if code, _, _ := c.run("", "dlq", "retry", "9-9"); code != 1 {
+		t.Errorf("retry of an unknown id: exit %d, want 1", code)
+	}
+	c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamDead, Values: []any{"source_stream", core.StreamCode, "task", "{}"}})
+	code, out, _ = c.run("", "dlq", "purge")
+	if code != 0 || !strings.Contains(out, "purged 1") {
+		t.Errorf("dlq purge: %d %s", code, out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	c := &cli{t: t, env: Env{}}
+	if code, _, errs := c.run("", "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Errorf("unknown command: %d %s", code, errs)
+	}
+	if code, _, errs := c.run("", "--help"); code != 0 || !strings.Contains(errs, "export") {
+		t.Errorf("help: %d %s", code, errs)
+	}
+	if code, _, _ := c.run("", "dlq", "explode"); code != 2 {
+		t.Errorf("bad dlq subcommand: exit %d", code)
+	}
+}

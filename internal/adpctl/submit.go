@@ -1,0 +1,107 @@
+package adpctl
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/queue"
+)
+
+// submitBatch is tasks per enqueue call.
+const submitBatch = 256
+
+func cmdSubmit(ctx context.Context, e Env, args []string) error {
+	fs := newFlags(e, "submit", "FILE|- | --json '<task>'")
+	inline := fs.String("json", "", "one task as JSON, instead of a file")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	var in io.Reader
+	switch {
+	case *inline != "" && len(pos) == 0:
+		in = strings.NewReader(*inline)
+	case *inline == "" && len(pos) == 1 && pos[0] == "-":
+		in = e.Stdin
+	case *inline == "" && len(pos) == 1:
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	default:
+		return fmt.Errorf("%w: give one FILE, - for stdin, or --json", errUsage)
+	}
+	rdb, err := e.redis()
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	prod := queue.NewProducer(rdb)
+
+	var enqueued, dups, rejected int
+	var batch []core.TaskSpec
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		outs, err := prod.Enqueue(ctx, batch, nil)
+		if err != nil {
+			return err
+		}
+		for i, o := range outs {
+			if o == queue.Duplicate {
+				dups++
+				fmt.Fprintf(e.Stderr, "duplicate: task %q was already dispatched; skipped\n", batch[i].TaskID)
+				continue
+			}
+			enqueued++
+			fmt.Fprintf(e.Stdout, "enqueued %s -> %s\n", batch[i].TaskID, core.StreamFor(batch[i].TaskType))
+		}
+		batch = batch[:0]
+		return nil
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), core.MaxTaskBytes+1)
+	line := 0
+	for sc.Scan() {
+		line++
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		t, err := core.ParseTask(sc.Bytes())
+		if err != nil {
+			var inv *core.InvalidTaskError
+			if errors.As(err, &inv) {
+				inv.Line = line
+			}
+			rejected++
+			fmt.Fprintf(e.Stderr, "rejected: %v\n", err)
+			continue
+		}
+		batch = append(batch, t)
+		if len(batch) >= submitBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read input at line %d: %w", line+1, err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stderr, "%d enqueued, %d duplicates, %d rejected\n", enqueued, dups, rejected)
+	if rejected > 0 {
+		return fmt.Errorf("%d invalid tasks rejected", rejected)
+	}
+	return nil
+}
