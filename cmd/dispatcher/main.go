@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentdataplatform/adp/internal/app"
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/dispatch"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/ops"
@@ -43,6 +44,11 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	defer rdb.Close()
 	m := metrics.New()
+	routes := map[string]string{}
+	for _, t := range core.TaskTypes {
+		routes[string(t)] = core.RuntimeFor(core.StreamFor(t))
+	}
+	m.InitDispatcher(routes)
 
 	d, err := dispatch.New(dispatch.Config{
 		TaskFile:     cfg.TaskFile,

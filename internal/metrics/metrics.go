@@ -129,3 +129,33 @@ func (f factory) histogramVec(name, help string, buckets []float64, labels ...st
 	f.r.MustRegister(h)
 	return h
 }
+
+// InitRuntime creates the labelled series of a runtime at zero, so that
+// dashboards and alerts see 0 rather than no data before the first event.
+func (s *Set) InitRuntime(runtime string, errorTypes []string, cacheTypes ...string) {
+	for _, st := range []string{"success", "failure"} {
+		s.TasksCompleted.WithLabelValues(runtime, st)
+	}
+	for _, et := range errorTypes {
+		s.TasksFailed.WithLabelValues(runtime, et)
+	}
+	s.TaskDuration.WithLabelValues(runtime)
+	s.ActiveTasks.WithLabelValues(runtime)
+	s.TrajectoriesWritten.WithLabelValues(runtime)
+	s.TasksRedelivered.WithLabelValues(runtime)
+	s.TasksDeadLettered.WithLabelValues(runtime)
+	s.RuntimeHealth.WithLabelValues(runtime)
+	for _, c := range cacheTypes {
+		s.CacheHits.WithLabelValues(c)
+		s.CacheMisses.WithLabelValues(c)
+	}
+}
+
+// InitDispatcher creates the dispatcher's labelled series at zero: one per
+// task type and the runtime it is routed to.
+func (s *Set) InitDispatcher(routes map[string]string) {
+	for taskType, runtime := range routes {
+		s.TasksSubmitted.WithLabelValues(taskType, runtime)
+	}
+	s.DeadLetterSize.Set(0)
+}

@@ -1,0 +1,108 @@
+package adpctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/export"
+	"github.com/agentdataplatform/adp/internal/report"
+)
+
+func cmdExport(_ context.Context, e Env, args []string) error {
+	fs := newFlags(e, "export", "--format openai|sharegpt [--only-success] [--out FILE] [--dir DIR]")
+	format := fs.String("format", "openai", "openai (chat messages with tool_calls) or sharegpt (LLaMA-Factory)")
+	onlySuccess := fs.Bool("only-success", false, "export only successful trajectories")
+	out := fs.String("out", "", "write to FILE instead of stdout (replaced atomically)")
+	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	f, err := export.ParseFormat(*format)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	var sum export.Summary
+	err = writeOut(e, *out, func(w io.Writer) error {
+		var err error
+		sum, err = export.Write(w, *dir, f, export.Options{OnlySuccess: *onlySuccess})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.Stderr, sum)
+	for _, fe := range sum.Invalid {
+		fmt.Fprintln(e.Stderr, "skipped:", fe)
+	}
+	return nil
+}
+
+func cmdStats(_ context.Context, e Env, args []string) error {
+	fs := newFlags(e, "stats", "[--json] [--dir DIR]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := report.Compute(*dir)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return st.WriteText(e.Stdout)
+}
+
+func cmdReport(_ context.Context, e Env, args []string) error {
+	fs := newFlags(e, "report", "--out report.html [--dir DIR]")
+	out := fs.String("out", "report.html", "HTML file to write")
+	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := report.Compute(*dir)
+	if err != nil {
+		return err
+	}
+	err = writeOut(e, *out, func(w io.Writer) error {
+		return report.WriteHTML(w, st, report.HTMLOptions{Source: *dir, GeneratedAt: time.Now()})
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stderr, "wrote %s\n", *out)
+	return nil
+}
+
+// writeOut writes to stdout, or to path through a temporary file renamed
+// into place, so a failed run never leaves a half-written file.
+func writeOut(e Env, path string, write func(io.Writer) error) error {
+	if path == "" || path == "-" {
+		return write(e.Stdout)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

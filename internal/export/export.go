@@ -1,0 +1,201 @@
+// Package export turns trajectory files into training data: one JSON line
+// per trajectory, in the OpenAI chat fine-tuning format or in
+// LLaMA-Factory's sharegpt format.
+//
+// How a trajectory becomes a conversation:
+//   - system: a prompt for the task's kind (code or web), or
+//     Options.SystemPrompt.
+//   - user: "Task: <description>", plus the program's stdin for code tasks
+//     that have one, plus, for web tasks, the URL and the text of the page the
+//     runtime opened before the model acted (the first step, a goto: it is the
+//     first observation, not a model action).
+//   - one tool call and its observation per model action: a code step
+//     (purpose "run") is run_python {code}; a web step is its action (goto,
+//     click, fill, press, select, scroll, wait, extract, finish, ...) with the
+//     step's other params as arguments. The observation is the step's, with
+//     its error appended when the observation does not already state it.
+//   - left out, because the model did not make them: verification runs (code
+//     steps with purpose "verify", the task's tests run by the platform) and
+//     LLM failures (tool_call steps with tool "llm").
+//   - final assistant message: metadata.answer (the model's own last words)
+//     when recorded, else final_result, else a sentence stating the failure.
+//     A finish call stays a tool call; the answer follows its observation.
+//   - tools: everything the runtime offers for the task's kind (run_python;
+//     or the web actions), plus any other tool a step used, so the model
+//     learns to choose among the same options it had. A step argument the
+//     schema lacks is added to that record's schema.
+//
+// A trajectory that failed without a single model action is skipped and
+// counted as Empty: it holds nothing to learn from. Unreadable files, and
+// records that fail their format's validator, are skipped and listed in
+// Summary.Invalid.
+package export
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// Format is an output format of Write.
+type Format string
+
+const (
+	// FormatOpenAI is OpenAI's chat fine-tuning format:
+	// {"messages": [...], "tools": [...]}, with tool_calls on assistant
+	// messages and tool messages answering them by tool_call_id.
+	FormatOpenAI Format = "openai"
+	// FormatShareGPT is LLaMA-Factory's sharegpt format:
+	// {"conversations": [{"from","value"}...], "system": "...", "tools": "<JSON>"}
+	// with roles human, function_call, observation and gpt.
+	FormatShareGPT Format = "sharegpt"
+)
+
+// Formats lists every Format, for help text.
+var Formats = []Format{FormatOpenAI, FormatShareGPT}
+
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range Formats {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("unknown export format %q: use openai or sharegpt", s)
+}
+
+// Options tune Write.
+type Options struct {
+	// OnlySuccess keeps only trajectories with success == true.
+	OnlySuccess bool
+	// SystemPrompt replaces the built-in system prompt of every record.
+	// Default "": a prompt for the task's kind (code or web).
+	SystemPrompt string
+}
+
+// Summary says what Write did.
+type Summary struct {
+	Files    int         `json:"files"`    // trajectory files found
+	Written  int         `json:"written"`  // lines written
+	Filtered int         `json:"filtered"` // left out by OnlySuccess
+	Empty    int         `json:"empty"`    // failed without any model action
+	Invalid  []FileError `json:"invalid"`  // unreadable or not exportable, skipped
+}
+
+// String is a one-line report for the operator.
+func (s Summary) String() string {
+	return fmt.Sprintf("%d files: %d written, %d filtered (not successful), %d empty (failed before any action), %d invalid",
+		s.Files, s.Written, s.Filtered, s.Empty, len(s.Invalid))
+}
+
+// Write streams every trajectory in dir, in file-name order, to w as JSONL
+// in the given format. Unreadable files are skipped and reported in the
+// Summary; the error is non-nil only for an unknown format, a directory
+// that cannot be listed, or a failed write to w.
+func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error) {
+	var sum Summary
+	if _, err := ParseFormat(string(format)); err != nil {
+		return sum, err
+	}
+	bw := bufio.NewWriter(w)
+	err := Walk(dir, func(path string, tr *core.Trajectory, readErr error) error {
+		sum.Files++
+		if readErr != nil {
+			sum.Invalid = append(sum.Invalid, FileError{Path: path, Err: readErr.Error()})
+			return nil
+		}
+		if opts.OnlySuccess && !tr.Success {
+			sum.Filtered++
+			return nil
+		}
+		line, err := Record(tr, format, opts)
+		switch {
+		case errors.Is(err, errEmpty):
+			sum.Empty++
+			return nil
+		case err != nil:
+			sum.Invalid = append(sum.Invalid, FileError{Path: path, Err: err.Error()})
+			return nil
+		}
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+		sum.Written++
+		return bw.WriteByte('\n')
+	})
+	if err != nil {
+		return sum, err
+	}
+	return sum, bw.Flush()
+}
+
+// errEmpty is Record's error for a trajectory with nothing to learn from.
+var errEmpty = errors.New("failed without any model action")
+
+// Record returns one trajectory as one line of the format (without the
+// newline). The line is checked with the format's validator before it is
+// returned, so a trajectory that cannot be expressed legally (e.g. a tool
+// name OpenAI rejects) is an error rather than a bad training example.
+func Record(tr *core.Trajectory, format Format, opts Options) ([]byte, error) {
+	c, ok := toConversation(tr, opts)
+	if !ok {
+		return nil, errEmpty
+	}
+	var (
+		line     []byte
+		err      error
+		validate func([]byte) error
+	)
+	switch format {
+	case FormatOpenAI:
+		line, err = c.openAI()
+		validate = ValidateOpenAI
+	case FormatShareGPT:
+		line, err = c.shareGPT()
+		validate = ValidateShareGPT
+	default:
+		_, err = ParseFormat(string(format))
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encode %s record: %w", format, err)
+	}
+	if err := validate(line); err != nil {
+		return nil, fmt.Errorf("cannot be exported as %s: %w", format, err)
+	}
+	return line, nil
+}
+
+// marshal is json.Marshal without HTML escaping: code and page text keep
+// their '<', '>' and '&' readable.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+func marshalString(v any) (string, error) {
+	b, err := marshal(v)
+	return string(b), err
+}
+
+// toolJSON is a tool's definition without the OpenAI wrapper: the shape of
+// LLaMA-Factory's tools and of the OpenAI "function" object.
+type toolJSON struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Parameters  schema `json:"parameters"`
+}
+
+func (d toolDef) json() toolJSON {
+	return toolJSON{Name: d.name, Description: d.description, Parameters: d.parameters}
+}

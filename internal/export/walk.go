@@ -1,0 +1,83 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/trajectory"
+)
+
+// FileError names a trajectory file that was skipped and says why.
+type FileError struct {
+	Path string `json:"path"`
+	Err  string `json:"error"`
+}
+
+func (e FileError) Error() string { return e.Path + ": " + e.Err }
+
+// Walk calls fn for every trajectory file in dir, in file-name order, so
+// that every reader of the directory (export, stats, report) is
+// deterministic. Only regular files named *.json count; names starting with
+// '.' are temporary files of trajectory.Writer (or hidden files) and are
+// ignored, as are subdirectories.
+//
+// A file that cannot be read or decoded, or that has no task_id, is passed
+// to fn with tr == nil and a non-nil readErr: the caller decides whether it
+// is fatal. Walk stops at the first error fn returns and returns it. The only
+// other error is a directory that cannot be listed.
+func Walk(dir string, fn func(path string, tr *core.Trajectory, readErr error) error) error {
+	entries, err := os.ReadDir(dir) // sorted by file name
+	if err != nil {
+		return fmt.Errorf("read trajectory directory: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if !isRegular(path, e) {
+			continue
+		}
+		tr, err := read(path)
+		if err := fn(path, tr, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isRegular follows symlinks: a linked trajectory file is still a trajectory.
+func isRegular(path string, e os.DirEntry) bool {
+	if e.Type().IsRegular() {
+		return true
+	}
+	if e.Type()&os.ModeSymlink == 0 {
+		return false
+	}
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
+
+func read(path string) (*core.Trajectory, error) {
+	tr, err := trajectory.Read(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, pe.Err // the path is reported by the caller
+		}
+		// trajectory.Read prefixes "decode trajectory <path>: "; keep the cause.
+		if _, cause, ok := strings.Cut(err.Error(), path+": "); ok {
+			return nil, errors.New("invalid JSON: " + cause)
+		}
+		return nil, err
+	}
+	if tr.TaskID == "" {
+		return nil, errors.New("no task_id: not a trajectory file")
+	}
+	return tr, nil
+}
