@@ -51,6 +51,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"up", "[--tasks FILE] [--output DIR] [--timeout D]", "run the whole pipeline locally until every task is done (make run)", cmdUp},
 		{"status", "[--json]", "streams, consumers, pending entries, dead letters and runtime health", cmdStatus},
 		{"submit", "FILE|- | --json '<task>'", "validate and enqueue tasks like the dispatcher (same dedup)", cmdSubmit},
 		{"dlq", "list|retry|purge", "inspect, retry or purge the dead-letter stream tasks:dead", cmdDLQ},
@@ -81,6 +82,8 @@ func Run(ctx context.Context, e Env, args []string) int {
 				return 0
 			case errors.Is(err, flag.ErrHelp):
 				return 0
+			case errors.Is(err, errInterrupted):
+				return 130
 			case errors.Is(err, errUsage):
 				fmt.Fprintf(e.Stderr, "adpctl %s: %v\nusage: adpctl %s %s\n", c.name, err, c.name, c.args)
 				return 2

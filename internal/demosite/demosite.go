@@ -57,21 +57,34 @@ func search(q string) []Article {
 			}
 		}
 	}
+	type hit struct {
+		a     Article
+		score int
+	}
+	var hits []hit
 	for _, a := range cands {
-		text := strings.ToLower(a.Title + " " + a.Body)
-		score := 0
+		title, body := strings.ToLower(a.Title), strings.ToLower(a.Body)
+		matched, score := 0, 0
 		for _, w := range words {
-			if strings.Contains(text, w) {
+			inTitle, inBody := strings.Contains(title, w), strings.Contains(body, w)
+			if inTitle || inBody {
+				matched++
+			}
+			if inTitle {
+				score += 2 // a title match ranks first
+			}
+			if inBody {
 				score++
 			}
 		}
-		if score > 0 && score*2 >= len(words) {
-			out = append(out, a)
+		if matched > 0 && matched*2 >= len(words) {
+			hits = append(hits, hit{a, score})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		return strings.HasPrefix(strings.ToLower(out[i].Title), "topic") && !strings.HasPrefix(strings.ToLower(out[j].Title), "topic")
-	})
+	sort.SliceStable(hits, func(i, j int) bool { return hits[i].score > hits[j].score })
+	for _, h := range hits {
+		out = append(out, h.a)
+	}
 	return out
 }
 

@@ -18,7 +18,7 @@ func TestPages(t *testing.T) {
 		contains           []string
 	}{
 		{"GET", "/", "", 200, []string{`name="q"`, "ADP Demo Search"}},
-		{"GET", "/search?q=redis+streams", "", 200, []string{`href="/article/redis-streams"`}},
+		{"GET", "/search?q=redis+streams", "", 200, []string{`<li><a class="result" href="/article/redis-streams"`}},
 		{"GET", "/search?q=topic+12", "", 200, []string{`href="/article/topic-12"`}},
 		{"GET", "/search?q=zzzz", "", 200, []string{"No results"}},
 		{"GET", "/article/topic-12", "", 200, []string{"ADP-84", "<script>"}},

@@ -382,11 +382,7 @@ func (d *Dispatcher) parseLine(res readResult) (core.TaskSpec, bool) {
 	if len(bytes.TrimSpace(res.data)) == 0 {
 		return core.TaskSpec{}, false // blank lines are allowed
 	}
-	// A line without task_id gets a UUID derived from the file and line, so
-	// re-reading it after a crash yields the same id (and dedup works).
-	t, err := core.ParseTaskWithDefaultIDFunc(res.data, func() string {
-		return uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "file://%s#L%d:%s", d.path, res.line, res.data)).String()
-	})
+	t, err := parseTaskLine(d.path, res.line, res.data)
 	if err != nil {
 		d.reject(res.line, err)
 		return core.TaskSpec{}, false
@@ -406,6 +402,61 @@ func (d *Dispatcher) reject(line int, err error) {
 	d.log.Warn("line rejected", "line", line, "task_id", rec.TaskID, "field", rec.Field, "reason", rec.Reason)
 	if werr := d.rejected.write(rec); werr != nil {
 		d.log.Error("cannot record rejected line", "line", line, "err", werr)
+	}
+}
+
+// parseTaskLine parses line n of the task file at path. A line without
+// task_id gets a UUID derived from the file, line number and content, so
+// re-reading it after a crash yields the same id (and dedup works).
+func parseTaskLine(path string, n int, data []byte) (core.TaskSpec, error) {
+	return core.ParseTaskWithDefaultIDFunc(data, func() string {
+		return uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "file://%s#L%d:%s", path, n, data)).String()
+	})
+}
+
+// ReadTasks parses a whole task file as the dispatcher does (same ids for
+// lines without task_id) and returns its valid tasks, without duplicates,
+// and the number of rejected lines. `adpctl up` uses it to know when every
+// task has a result.
+func ReadTasks(file string) (tasks []core.TaskSpec, rejected int, err error) {
+	path, err := filepath.Abs(file)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open task file: %w", err)
+	}
+	defer f.Close()
+	lr := newLineReader(f, core.MaxTaskBytes, 0, 0)
+	seen := map[string]bool{}
+	for {
+		res, err := lr.next()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, 0, fmt.Errorf("read task file: %w", err)
+		}
+		if err != nil && !res.partial {
+			return tasks, rejected, nil
+		}
+		switch {
+		case res.tooLong > 0:
+			rejected++
+		case len(bytes.TrimSpace(res.data)) > 0:
+			data := res.data
+			if res.partial {
+				data = bytes.TrimRight(data, "\r") // as the dispatcher does
+			}
+			t, perr := parseTaskLine(path, res.line, data)
+			if perr != nil {
+				rejected++
+			} else if !seen[t.TaskID] {
+				seen[t.TaskID] = true
+				tasks = append(tasks, t)
+			}
+		}
+		if err != nil {
+			return tasks, rejected, nil // an unterminated last line, taken as complete
+		}
 	}
 }
 

@@ -320,3 +320,29 @@ func TestRedisDownThenUpLosesNothing(t *testing.T) {
 		return n == 20
 	})
 }
+
+func TestReadTasksMatchesDispatch(t *testing.T) {
+	b := setup(t)
+	os.WriteFile(b.file, []byte(task("a", "code")+"\nbad\n"+`{"task_type":"web","description":"no id"}`+"\n"+task("a", "code")+"\n"+`{"task_type":"code","description":"last, unterminated"}`), 0o644)
+	tasks, rejected, err := ReadTasks(b.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rejected != 1 || len(tasks) != 3 {
+		t.Fatalf("ReadTasks = %d tasks, %d rejected; want 3 and 1", len(tasks), rejected)
+	}
+	b.runOnce(t)
+	got := append(b.ids(t, core.StreamCode), b.ids(t, core.StreamWeb)...)
+	want := map[string]bool{}
+	for _, tk := range tasks {
+		want[tk.TaskID] = true
+	}
+	for _, id := range got {
+		if !want[id] {
+			t.Errorf("dispatched id %s not predicted by ReadTasks %v", id, want)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("dispatched %v", got)
+	}
+}

@@ -1,0 +1,92 @@
+// Command sandbox-runtime serves code and reasoning tasks from tasks:code:
+// it obtains a Python program, runs it in a jail (nsjail, or bubblewrap as a
+// fallback), verifies the outcome and writes one trajectory per task.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/app"
+	"github.com/agentdataplatform/adp/internal/codeagent"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/redisconn"
+	"github.com/agentdataplatform/adp/internal/sandbox"
+	"github.com/agentdataplatform/adp/internal/service"
+	"github.com/agentdataplatform/adp/internal/templatecache"
+)
+
+type config struct {
+	service.RuntimeConfig
+	MetricsAddr  string        `env:"METRICS_ADDR" envDefault:":8001"`
+	Concurrency  int           `env:"SANDBOX_CONCURRENCY"` // default: number of CPUs
+	Backend      string        `env:"SANDBOX_BACKEND" envDefault:"auto"`
+	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s"`
+	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s"`
+	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"256"`
+	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"32"`
+	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3"`
+	NsjailPath   string        `env:"NSJAIL_PATH"`
+	NsjailConfig string        `env:"NSJAIL_CONFIG"`
+	BwrapPath    string        `env:"BWRAP_PATH"`
+}
+
+func main() {
+	var cfg config
+	app.Main("sandbox-runtime", &cfg,
+		func(c *config) *app.Common { return &c.Common },
+		func(c *config) string { return c.MetricsAddr },
+		run)
+}
+
+func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = runtime.NumCPU()
+	}
+	jail, err := sandbox.New(cfg.Backend, sandbox.Config{
+		PythonPath: cfg.PythonPath, NsjailPath: cfg.NsjailPath, NsjailConfig: cfg.NsjailConfig, BwrapPath: cfg.BwrapPath,
+	})
+	if err != nil {
+		return err
+	}
+	// Refuse to start with a jail that cannot run a program.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = jail.Check(cctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("jail %s cannot run %s: %w", jail.Name(), cfg.PythonPath, err)
+	}
+
+	rdb, err := redisconn.Open(cfg.RedisURL, redisconn.Options{CAFile: cfg.RedisCAFile})
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	m := metrics.New()
+	client, err := cfg.LLM.NewLLM(core.RuntimeSandbox, m)
+	if err != nil {
+		return err
+	}
+	limits := sandbox.DefaultLimits()
+	limits.Wall, limits.CPU = cfg.RunTimeout, cfg.RunTimeout
+	limits.MemoryBytes = cfg.MemoryMB << 20
+	limits.MaxProcs = cfg.MaxProcs
+
+	log.Info("sandbox ready", "backend", jail.Name(), "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
+	rt := &service.Runtime{
+		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.Concurrency,
+		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
+		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
+		Exec: &codeagent.Agent{
+			Jail: jail, Limits: limits, LLM: client,
+			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
+			Metrics: m, Log: log,
+		},
+		Checks: []func(context.Context) error{jail.Check},
+	}
+	return rt.Run(ctx)
+}

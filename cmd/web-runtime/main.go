@@ -1,0 +1,111 @@
+// Command web-runtime serves web tasks from tasks:web: a bounded pool of
+// isolated Chromium contexts driven through Playwright, each task's actions
+// recorded with the page observation that followed.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/app"
+	"github.com/agentdataplatform/adp/internal/browser"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/redisconn"
+	"github.com/agentdataplatform/adp/internal/service"
+	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/webagent"
+)
+
+type config struct {
+	service.RuntimeConfig
+	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":8002"`
+	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
+	ChromiumPath      string        `env:"CHROMIUM_PATH" envDefault:"/usr/bin/chromium"`
+	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
+	NodePath          string        `env:"PLAYWRIGHT_NODEJS_PATH"`
+	AllowPrivate      bool          `env:"WEB_ALLOW_PRIVATE" envDefault:"false"`
+	AllowHosts        []string      `env:"WEB_ALLOW_HOSTS" envSeparator:","`
+	BlockImages       bool          `env:"WEB_BLOCK_IMAGES" envDefault:"true"`
+	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"200"`
+	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
+	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
+}
+
+func main() {
+	var cfg config
+	app.Main("web-runtime", &cfg,
+		func(c *config) *app.Common { return &c.Common },
+		func(c *config) string { return c.MetricsAddr },
+		run)
+}
+
+func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	bcfg := browser.Config{
+		ExecutablePath: cfg.ChromiumPath, DriverDir: cfg.DriverPath, NodePath: cfg.NodePath,
+		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
+		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
+		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts},
+		LoadImages: !cfg.BlockImages, Logger: log,
+	}
+	// Refuse to start, saying what to install, when Chromium or the driver
+	// is missing; nothing is ever downloaded at run time.
+	if err := browser.CheckDependencies(bcfg); err != nil {
+		return err
+	}
+	rdb, err := redisconn.Open(cfg.RedisURL, redisconn.Options{CAFile: cfg.RedisCAFile})
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	m := metrics.New()
+	client, err := cfg.LLM.NewLLM(core.RuntimeWeb, m)
+	if err != nil {
+		return err
+	}
+	pool, err := browser.NewPool(ctx, bcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	log.Info("browser ready", "max_concurrent", cfg.MaxConcurrent, "allow_private", cfg.AllowPrivate, "allow_hosts", cfg.AllowHosts, "llm", client != nil)
+	rt := &service.Runtime{
+		Name: core.RuntimeWeb, Stream: core.StreamWeb, Concurrency: cfg.MaxConcurrent,
+		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
+		CacheTypes: []string{string(core.TaskWeb)},
+		Exec: &webagent.Agent{
+			Pool: pool, LLM: client,
+			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
+			Metrics: m, Log: log,
+			ScreenshotDir: filepath.Join(cfg.OutputDir, "trajectories"),
+		},
+		Checks: []func(context.Context) error{func(context.Context) error { return pool.Healthy() }},
+		Loops:  []func(context.Context) error{browserStats(pool, m)},
+	}
+	return rt.Run(ctx)
+}
+
+// browserStats copies the pool's counters into the metrics every second.
+func browserStats(pool *browser.Pool, m *metrics.Set) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var restarts int64
+		for {
+			st := pool.Stats()
+			m.BrowserPagesInUse.Set(float64(st.PagesInUse))
+			if d := st.BrowserRestarts + st.BrowserRecycles - restarts; d > 0 {
+				m.BrowserRestarts.Add(float64(d))
+				restarts += d
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	}
+}

@@ -1,0 +1,50 @@
+package adpctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/agentdataplatform/adp/internal/demosite"
+	"github.com/agentdataplatform/adp/internal/localrun"
+)
+
+// errInterrupted makes Run exit 130, as a shell does after Ctrl-C.
+var errInterrupted = errors.New("interrupted")
+
+func cmdUp(ctx context.Context, e Env, args []string) error {
+	fs := newFlags(e, "up", "[--tasks FILE] [--output DIR] [--timeout D]")
+	tasks := fs.String("tasks", envOr("TASK_FILE", "tasks.jsonl"), "task file")
+	out := fs.String("output", e.OutputDir, "output directory (trajectories, logs, redis data)")
+	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
+	demo := fs.String("demo-addr", envOr("ADP_DEMO_ADDR", demosite.DefaultAddr), "address of the demo site the sample web tasks use (empty: none)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	terminal := false
+	if f, ok := e.Stderr.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			terminal = true
+		}
+	}
+	sum, err := localrun.Run(ctx, localrun.Config{
+		TaskFile: *tasks, OutputDir: *out, DemoAddr: *demo, Timeout: *timeout,
+		Progress: e.Stderr, Terminal: terminal,
+	})
+	if sum != nil && err == nil {
+		localrun.WriteSummary(e.Stdout, sum)
+	}
+	if errors.Is(err, localrun.ErrInterrupted) {
+		fmt.Fprintln(e.Stderr, "adp: interrupted; everything started was stopped")
+		return errInterrupted
+	}
+	return err
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

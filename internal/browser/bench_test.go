@@ -1,0 +1,131 @@
+package browser
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/playwright-community/playwright-go"
+
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+// The benchmarks run the blueprint's web task on a local page: go to a form,
+// fill and submit it, and check that the result page has the expected text.
+//
+//	go test -run '^$' -bench . -benchtime 50x ./internal/browser/
+//
+// BenchmarkPoolTask and BenchmarkPoolTaskParallel go through a warm pool
+// (one Chromium, a fresh context per task); BenchmarkLaunchPerTask starts a
+// pool (driver and Chromium) for every task, the naive alternative;
+// BenchmarkLaunchBrowserPerTask keeps one driver and launches only Chromium
+// per task, with plain Playwright calls (no URL policy or proxy).
+
+func runFormTask(b *testing.B, pool *Pool, siteURL string) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTaskTimeout)
+	defer cancel()
+	s, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Goto(ctx, siteURL+"/form"); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.FillAndSubmit(ctx, "#q", "benchmark"); err != nil {
+		b.Fatal(err)
+	}
+	o, err := s.Observe(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !strings.Contains(o.Text, "Results for benchmark") {
+		b.Fatalf("expected text missing: %q", o.Text)
+	}
+}
+
+func reportTasksPerSecond(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+func BenchmarkPoolTask(b *testing.B) {
+	pool := newTestPool(b, nil)
+	web := newSite(b)
+	runFormTask(b, pool, web.URL) // warm up
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		runFormTask(b, pool, web.URL)
+	}
+	reportTasksPerSecond(b)
+}
+
+// BenchmarkPoolTaskParallel runs MaxConcurrent=4 workers, as the web
+// runtime does.
+func BenchmarkPoolTaskParallel(b *testing.B) {
+	pool := newTestPool(b, func(c *Config) { c.MaxConcurrent = 4 })
+	web := newSite(b)
+	runFormTask(b, pool, web.URL)
+	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0))) // about 4 goroutines; the semaphore caps them at 4 anyway
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			runFormTask(b, pool, web.URL)
+		}
+	})
+	reportTasksPerSecond(b)
+}
+
+func BenchmarkLaunchPerTask(b *testing.B) {
+	web := newSite(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pool := newTestPool(b, nil)
+		runFormTask(b, pool, web.URL)
+		if err := pool.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportTasksPerSecond(b)
+}
+
+func BenchmarkLaunchBrowserPerTask(b *testing.B) {
+	deps := testsupport.FindBrowser(b)
+	web := newSite(b)
+	b.Setenv("PLAYWRIGHT_NODEJS_PATH", deps.Node)
+	pw, err := playwright.Run(&playwright.RunOptions{DriverDirectory: deps.DriverDir, SkipInstallBrowsers: true, Verbose: false})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = pw.Stop() }()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		br, err := pw.Chromium.Launch(playwright.BrowserTypeLaunchOptions{
+			ExecutablePath: playwright.String(deps.Chromium), Headless: playwright.Bool(true), Args: chromiumArgs,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		page, err := br.NewPage()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := page.Goto(web.URL + "/form"); err != nil {
+			b.Fatal(err)
+		}
+		if err := page.Locator("#q").Fill("benchmark"); err != nil {
+			b.Fatal(err)
+		}
+		if err := page.Locator("#q").Press("Enter"); err != nil {
+			b.Fatal(err)
+		}
+		text, err := page.Locator("body").InnerText()
+		if err != nil || !strings.Contains(text, "Results for benchmark") {
+			b.Fatalf("expected text missing: %q %v", text, err)
+		}
+		if err := br.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportTasksPerSecond(b)
+}

@@ -1,0 +1,725 @@
+package browser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/playwright-community/playwright-go"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// hangGrace is how long past its own timeout a Playwright call may take
+// before the session gives up on the browser answering (a page stuck in an
+// endless script never answers an evaluate, which has no timeout of its own).
+const hangGrace = 2 * time.Second
+
+// errUnresponsive aborts a session whose page stopped answering.
+var errUnresponsive = errors.New("the page stopped responding")
+
+// Session is one task's browser: a fresh browser context (isolated cookies,
+// storage and cache) with one page, its requests routed through the URL
+// policy and the session's egress proxy. Methods are meant to be called from
+// one goroutine (the task's agent loop); Close may be called from anywhere.
+//
+// Every method returns errors that Classify maps to a step's error_type.
+// After a navigation or an action the step also fails when the main frame's
+// navigation it started was blocked (blocked_url) or failed below HTTP
+// (network_error); an HTTP error status such as 404 is not a failure: it is
+// in Observation.Status.
+//
+// Dialogs (alert, confirm, prompt) are dismissed as they open, popups and
+// new tabs are closed, and downloads are refused, so none of them can stall
+// a task.
+type Session struct {
+	pool      *Pool
+	inst      *instance
+	ctx       context.Context
+	stopWatch func() bool
+	proxy     *egressProxy
+	bctx      playwright.BrowserContext
+	page      playwright.Page
+
+	mu        sync.Mutex
+	mainFrame playwright.Frame
+	navErr    error // first failure of a main-frame navigation in the current step
+	status    int   // HTTP status of the last main-frame navigation response
+	abortErr  error
+	crashed   bool
+	closed    bool
+	closeOnce sync.Once
+}
+
+func newSession(ctx context.Context, p *Pool, inst *instance) (*Session, error) {
+	s := &Session{pool: p, inst: inst, ctx: ctx}
+	proxy, err := startEgressProxy(&p.cfg.Policy, p.id, func(*BlockedURLError) { p.stats.blocked.Add(1) })
+	if err != nil {
+		return nil, &BrowserError{Op: "new session", Err: err}
+	}
+	s.proxy = proxy
+	limit := p.cfg.ActionTimeout + p.cfg.CloseTimeout
+	err = bounded(ctx, limit, "new session", s.open, func() {
+		if s.bctx != nil {
+			_ = s.bctx.Close()
+		}
+	})
+	if err != nil {
+		proxy.Close()
+		var te *TimeoutError
+		if errors.As(err, &te) || errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		if isConnectionLost(err.Error()) {
+			p.instanceLost(inst, "driver connection closed")
+		}
+		return nil, &BrowserError{Op: "new session", Err: err}
+	}
+	s.stopWatch = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
+	return s, nil
+}
+
+// open creates the browser context and its page and wires the handlers.
+func (s *Session) open() error {
+	cfg := s.pool.cfg
+	bctx, err := s.inst.browser.NewContext(playwright.BrowserNewContextOptions{
+		Viewport:        &playwright.Size{Width: viewportWidth, Height: viewportHeight},
+		AcceptDownloads: playwright.Bool(false),
+		Proxy:           &playwright.Proxy{Server: s.proxy.URL()},
+		ServiceWorkers:  playwright.ServiceWorkerPolicyBlock, // their fetches would escape page routes
+	})
+	if err != nil {
+		return err
+	}
+	s.bctx = bctx
+	bctx.SetDefaultTimeout(float64(cfg.ActionTimeout.Milliseconds()))
+	bctx.SetDefaultNavigationTimeout(float64(cfg.NavigationTimeout.Milliseconds()))
+	bctx.OnDialog(s.onDialog)
+	page, err := bctx.NewPage()
+	if err != nil {
+		_ = bctx.Close()
+		return err
+	}
+	// The router is on the page, not the context: popups are closed at once
+	// and stay out of it (routing a popup's first request races with
+	// playwright-go creating the popup's Page). The egress proxy covers them.
+	if err := page.Route("**/*", s.route); err != nil {
+		_ = bctx.Close()
+		return err
+	}
+	s.mu.Lock()
+	s.page = page
+	s.mainFrame = page.MainFrame()
+	s.mu.Unlock()
+	bctx.OnPage(s.onPage) // registered after NewPage: every later page is a popup
+	page.OnResponse(s.onResponse)
+	page.OnRequestFailed(s.onRequestFailed)
+	page.OnCrash(func(playwright.Page) {
+		s.mu.Lock()
+		s.crashed = true
+		s.mu.Unlock()
+	})
+	page.OnDownload(func(d playwright.Download) {
+		s.pool.stats.downloads.Add(1)
+		go func() { _ = d.Cancel() }()
+	})
+	return nil
+}
+
+// Close closes the browser context (all its pages, cookies and cache go
+// with it) and frees the session's slot. It never fails; when the browser
+// does not answer within CloseTimeout the browser is killed and replaced.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		err := bounded(context.Background(), s.pool.cfg.CloseTimeout, "close context", func() error { return s.bctx.Close() }, nil)
+		var te *TimeoutError
+		if errors.As(err, &te) && !s.inst.isDead() {
+			// A browser that cannot close a context is wedged: replace it.
+			s.pool.instanceLost(s.inst, "a browser context did not close within "+s.pool.cfg.CloseTimeout.String())
+		}
+		s.proxy.Close()
+		s.pool.forget(s)
+		s.pool.release(s.inst)
+		<-s.pool.sem
+	})
+	return nil
+}
+
+// abort closes the session's context and proxy so that any call in flight
+// ends; later calls fail with an error derived from cause.
+func (s *Session) abort(cause error) {
+	s.mu.Lock()
+	if s.abortErr != nil || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.abortErr = cause
+	s.mu.Unlock()
+	s.proxy.Close()
+	go func() { _ = s.bctx.Close() }()
+}
+
+// URL returns the page's current URL.
+func (s *Session) URL() string { return s.page.URL() }
+
+// Goto navigates to rawURL and waits for the DOM (DOMContentLoaded), then up
+// to SettleTimeout for the load event. The URL is checked against the policy
+// before the browser sees it; redirects are checked by the router and proxy.
+func (s *Session) Goto(ctx context.Context, rawURL string) error {
+	err := s.gotoURL(ctx, rawURL)
+	s.pool.countNavError(err)
+	return err
+}
+
+func (s *Session) gotoURL(ctx context.Context, rawURL string) error {
+	if err := s.usable("goto"); err != nil {
+		return err
+	}
+	if err := s.pool.cfg.Policy.Check(ctx, rawURL); err != nil {
+		var b *BlockedURLError
+		if errors.As(err, &b) {
+			s.pool.stats.blocked.Add(1)
+			return b
+		}
+		// A resolution failure is not a denial: the proxy resolves again
+		// and reports what it finds.
+	}
+	s.beginStep()
+	var resp playwright.Response
+	err := s.run(ctx, "goto", s.pool.cfg.NavigationTimeout, func(ms *float64) error {
+		var err error
+		resp, err = s.page.Goto(rawURL, playwright.PageGotoOptions{
+			Timeout:   ms,
+			WaitUntil: playwright.WaitUntilStateDomcontentloaded,
+		})
+		return err
+	})
+	if err != nil {
+		return s.navFailure(rawURL, err)
+	}
+	if resp != nil {
+		s.mu.Lock()
+		s.status = resp.Status()
+		s.mu.Unlock()
+		if err := s.proxyVerdict(resp.URL(), resp.Headers()); err != nil {
+			return err
+		}
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	return s.stepNavErr()
+}
+
+// Click clicks the first element matching selector (a Playwright selector:
+// CSS, text=..., role=...), waiting up to ActionTimeout for it to be visible,
+// enabled and stable, and then for the navigation it started, if any.
+func (s *Session) Click(ctx context.Context, selector string) error {
+	return s.act(ctx, "click", selector, func(l playwright.Locator, ms *float64) error {
+		return l.Click(playwright.LocatorClickOptions{Timeout: ms})
+	})
+}
+
+// Fill replaces the value of the first input matching selector with text.
+func (s *Session) Fill(ctx context.Context, selector, text string) error {
+	return s.act(ctx, "fill", selector, func(l playwright.Locator, ms *float64) error {
+		return l.Fill(text, playwright.LocatorFillOptions{Timeout: ms})
+	})
+}
+
+// Press focuses the first element matching selector and presses key
+// ("Enter", "Tab", "ArrowDown", "Control+A").
+func (s *Session) Press(ctx context.Context, selector, key string) error {
+	return s.act(ctx, "press", selector, func(l playwright.Locator, ms *float64) error {
+		return l.Press(key, playwright.LocatorPressOptions{Timeout: ms})
+	})
+}
+
+// FillAndSubmit fills the first input matching selector and presses Enter:
+// the blueprint's fill_and_submit.
+func (s *Session) FillAndSubmit(ctx context.Context, selector, text string) error {
+	return s.act(ctx, "fill_and_submit", selector, func(l playwright.Locator, ms *float64) error {
+		if err := l.Fill(text, playwright.LocatorFillOptions{Timeout: ms}); err != nil {
+			return err
+		}
+		return l.Press("Enter", playwright.LocatorPressOptions{Timeout: ms})
+	})
+}
+
+// Select chooses the option whose value or label is value in the first
+// <select> matching selector.
+func (s *Session) Select(ctx context.Context, selector, value string) error {
+	return s.act(ctx, "select", selector, func(l playwright.Locator, ms *float64) error {
+		_, err := l.SelectOption(playwright.SelectOptionValues{ValuesOrLabels: &[]string{value}},
+			playwright.LocatorSelectOptionOptions{Timeout: ms})
+		return err
+	})
+}
+
+// Scroll scrolls the page down by 90% of the viewport height.
+func (s *Session) Scroll(ctx context.Context) error {
+	if err := s.usable("scroll"); err != nil {
+		return err
+	}
+	return s.run(ctx, "scroll", s.pool.cfg.ActionTimeout, func(*float64) error {
+		_, err := s.page.Evaluate(`() => { window.scrollBy(0, Math.round(window.innerHeight * 0.9)); return window.scrollY; }`)
+		return err
+	})
+}
+
+// Wait waits up to ActionTimeout for an element matching selector to be
+// visible. Not appearing in time is a timeout (unlike the other actions,
+// where a selector that matches nothing is a runtime_error).
+func (s *Session) Wait(ctx context.Context, selector string) error {
+	if strings.TrimSpace(selector) == "" {
+		return &ElementError{Op: "wait", Selector: selector, Reason: "empty selector"}
+	}
+	if err := s.usable("wait"); err != nil {
+		return err
+	}
+	err := s.run(ctx, "wait", s.pool.cfg.ActionTimeout, func(ms *float64) error {
+		return s.page.Locator(selector).First().WaitFor(playwright.LocatorWaitForOptions{
+			State: playwright.WaitForSelectorStateVisible, Timeout: ms,
+		})
+	})
+	if err != nil && isSelectorSyntaxError(err) {
+		return &ElementError{Op: "wait", Selector: selector, Reason: "invalid selector", Err: err}
+	}
+	return err
+}
+
+// Extract returns the visible text of every element matching selector, one
+// per line, whitespace collapsed, capped at MaxTextChars. It waits up to
+// ActionTimeout for a first match; none is a runtime_error.
+func (s *Session) Extract(ctx context.Context, selector string) (string, error) {
+	if strings.TrimSpace(selector) == "" {
+		return "", &ElementError{Op: "extract", Selector: selector, Reason: "empty selector"}
+	}
+	if err := s.usable("extract"); err != nil {
+		return "", err
+	}
+	max := s.pool.cfg.MaxTextChars
+	loc := s.page.Locator(selector)
+	var text string
+	err := s.run(ctx, "extract", s.pool.cfg.ActionTimeout, func(ms *float64) error {
+		if err := loc.First().WaitFor(playwright.LocatorWaitForOptions{
+			State: playwright.WaitForSelectorStateAttached, Timeout: ms,
+		}); err != nil {
+			return err
+		}
+		v, err := loc.EvaluateAll(extractJS, max)
+		if err != nil {
+			return err
+		}
+		text, _ = v.(string)
+		return nil
+	})
+	if err != nil {
+		return "", s.elementFailure(ctx, "extract", selector, loc, err)
+	}
+	text, _ = capRunes(text, max)
+	return text, nil
+}
+
+const extractJS = `(els, max) => {
+  const out = []; let n = 0;
+  for (const e of els) {
+    const t = (e.innerText ?? e.textContent ?? '').replace(/\s+/g, ' ').trim();
+    if (!t) continue;
+    out.push(t); n += t.length + 1;
+    if (n > max) break;
+  }
+  return out.join('\n');
+}`
+
+// Screenshot saves a PNG of the viewport to path.
+func (s *Session) Screenshot(ctx context.Context, path string) error {
+	if err := s.usable("screenshot"); err != nil {
+		return err
+	}
+	return s.run(ctx, "screenshot", s.pool.cfg.ActionTimeout, func(ms *float64) error {
+		_, err := s.page.Screenshot(playwright.PageScreenshotOptions{
+			Path: playwright.String(path), Timeout: ms, Type: playwright.ScreenshotTypePng,
+		})
+		return err
+	})
+}
+
+// act runs one element action: it resolves the selector to its first match,
+// runs fn, waits for any navigation fn started to settle, and reports that
+// navigation's failure.
+func (s *Session) act(ctx context.Context, op, selector string, fn func(playwright.Locator, *float64) error) error {
+	if strings.TrimSpace(selector) == "" {
+		return &ElementError{Op: op, Selector: selector, Reason: "empty selector"}
+	}
+	if err := s.usable(op); err != nil {
+		return err
+	}
+	s.beginStep()
+	loc := s.page.Locator(selector).First()
+	err := s.run(ctx, op, s.pool.cfg.ActionTimeout, func(ms *float64) error { return fn(loc, ms) })
+	if err != nil {
+		if navErr := s.stepNavErr(); navErr != nil {
+			// The navigation the action started failed: that is the story.
+			s.pool.countNavError(navErr)
+			return navErr
+		}
+		return s.elementFailure(ctx, op, selector, loc, err)
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	if navErr := s.stepNavErr(); navErr != nil {
+		s.pool.countNavError(navErr)
+		return navErr
+	}
+	return nil
+}
+
+// elementFailure explains a failed action: a Playwright timeout with no
+// element matching is an *ElementError (runtime_error), as is a selector
+// Playwright cannot parse.
+func (s *Session) elementFailure(ctx context.Context, op, selector string, loc playwright.Locator, err error) error {
+	if isSelectorSyntaxError(err) {
+		return &ElementError{Op: op, Selector: selector, Reason: "invalid selector", Err: err}
+	}
+	var te *TimeoutError
+	if !errors.As(err, &te) || !errors.Is(err, playwright.ErrTimeout) || ctx.Err() != nil || s.usable(op) != nil {
+		return err
+	}
+	var n int
+	cerr := s.run(ctx, "count", s.pool.cfg.ActionTimeout, func(*float64) error {
+		var err error
+		n, err = loc.Count()
+		return err
+	})
+	if cerr == nil && n == 0 {
+		return &ElementError{Op: op, Selector: selector,
+			Reason: fmt.Sprintf("no element matches (waited %s)", s.pool.cfg.ActionTimeout), Err: err}
+	}
+	return err
+}
+
+func isSelectorSyntaxError(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"is not a valid selector", "Unexpected token", "Unknown engine", "SyntaxError", "Unsupported token"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// settle waits up to SettleTimeout for the load event. Not reaching it is
+// fine (a slow image, an endless long-poll); only a dead session is an error.
+func (s *Session) settle(ctx context.Context) error {
+	err := s.run(ctx, "wait for load", s.pool.cfg.SettleTimeout, func(ms *float64) error {
+		return s.page.WaitForLoadState(playwright.PageWaitForLoadStateOptions{
+			State: playwright.LoadStateLoad, Timeout: ms,
+		})
+	})
+	if err == nil || (errors.Is(err, playwright.ErrTimeout) && ctx.Err() == nil && s.usable("settle") == nil) {
+		return nil
+	}
+	switch Classify(err) {
+	case core.ErrTimeout, core.ErrBrowser, core.ErrSystem:
+		return err
+	}
+	return nil
+}
+
+// run calls fn, which makes one Playwright call with the timeout it is
+// given: the smaller of limit and what is left of ctx and the session's ctx.
+// It also stops waiting (and aborts the session) if the call outlives that
+// timeout by hangGrace, and when ctx is done. Errors come back typed:
+// *TimeoutError, *BrowserError, ErrPoolClosed, context.Canceled, or
+// Playwright's own error for the caller to interpret.
+func (s *Session) run(ctx context.Context, op string, limit time.Duration, fn func(timeoutMs *float64) error) error {
+	d := limit
+	for _, c := range []context.Context{ctx, s.ctx} {
+		if dl, ok := c.Deadline(); ok {
+			if r := time.Until(dl); r < d {
+				d = r
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ctxError(op, err)
+	}
+	if d <= 0 {
+		return &TimeoutError{Op: op, Err: context.DeadlineExceeded}
+	}
+	ms := math.Max(1, float64(d.Milliseconds()))
+	if ctx != s.ctx {
+		stop := context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
+		defer stop()
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn(&ms) }()
+	t := time.NewTimer(d + hangGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		return s.wrap(ctx, op, err)
+	case <-t.C:
+		s.abort(errUnresponsive)
+		return &TimeoutError{Op: op, Err: fmt.Errorf("%w (no answer within %s)", errUnresponsive, d+hangGrace)}
+	}
+}
+
+// wrap types a Playwright error by what happened to the session.
+func (s *Session) wrap(ctx context.Context, op string, err error) error {
+	s.mu.Lock()
+	aborted, crashed := s.abortErr, s.crashed
+	s.mu.Unlock()
+	switch {
+	case aborted != nil:
+		return abortedError(op, aborted)
+	case ctx.Err() != nil:
+		return ctxError(op, ctx.Err())
+	case s.ctx.Err() != nil:
+		return ctxError(op, s.ctx.Err())
+	case crashed:
+		return &BrowserError{Op: op, Err: fmt.Errorf("page crashed: %w", err)}
+	case s.inst.isDead():
+		return &BrowserError{Op: op, Err: fmt.Errorf("browser disconnected: %w", err)}
+	case isConnectionLost(err.Error()):
+		s.pool.instanceLost(s.inst, "driver connection closed")
+		return &BrowserError{Op: op, Err: err}
+	case errors.Is(err, playwright.ErrTargetClosed), isBrowserGoneMessage(err.Error()):
+		return &BrowserError{Op: op, Err: err}
+	case errors.Is(err, playwright.ErrTimeout):
+		return &TimeoutError{Op: op, Err: err}
+	}
+	return err
+}
+
+// usable reports why the session can no longer be used, or nil.
+func (s *Session) usable(op string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrSessionClosed
+	case s.abortErr != nil:
+		return abortedError(op, s.abortErr)
+	case s.crashed:
+		return &BrowserError{Op: op, Err: errors.New("page crashed")}
+	}
+	if s.inst.isDead() {
+		return &BrowserError{Op: op, Err: errors.New("browser disconnected")}
+	}
+	return nil
+}
+
+func abortedError(op string, cause error) error {
+	switch {
+	case errors.Is(cause, ErrPoolClosed):
+		return fmt.Errorf("%s: %w", op, ErrPoolClosed)
+	case errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, errUnresponsive):
+		return &TimeoutError{Op: op, Err: cause}
+	case errors.Is(cause, context.Canceled):
+		return fmt.Errorf("%s: %w", op, cause)
+	}
+	return &BrowserError{Op: op, Err: cause}
+}
+
+// navFailure explains a failed Goto.
+func (s *Session) navFailure(rawURL string, err error) error {
+	var (
+		te *TimeoutError
+		be *BrowserError
+	)
+	if errors.As(err, &te) || errors.As(err, &be) || errors.Is(err, ErrPoolClosed) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if navErr := s.stepNavErr(); navErr != nil {
+		return navErr
+	}
+	msg := err.Error()
+	switch code := netErrorCode(msg); {
+	case strings.Contains(msg, "Download is starting"):
+		s.pool.stats.downloads.Add(1)
+		return &DownloadRefusedError{URL: rawURL}
+	case code == "ERR_BLOCKED_BY_CLIENT":
+		return &BlockedURLError{URL: rawURL, Reason: "blocked by the request router"}
+	case code == "ERR_TUNNEL_CONNECTION_FAILED":
+		if perr := s.proxy.lastRefusal(hostPort(rawURL)); perr != nil {
+			return perr
+		}
+		return &NetworkError{URL: rawURL, Code: code, Err: err}
+	case code != "":
+		return &NetworkError{URL: rawURL, Code: code, Err: err}
+	}
+	return err
+}
+
+// beginStep forgets the previous step's navigation outcome.
+func (s *Session) beginStep() {
+	s.mu.Lock()
+	s.navErr = nil
+	s.mu.Unlock()
+}
+
+func (s *Session) stepNavErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.navErr
+}
+
+func (s *Session) setNavErr(err error) {
+	s.mu.Lock()
+	if s.navErr == nil {
+		s.navErr = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) isMainFrame(f playwright.Frame) bool {
+	if f == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mainFrame != nil && f == s.mainFrame
+}
+
+// route is the request router: every request the task's page makes
+// (subresources, frames, workers; not redirect hops, which only the proxy
+// sees) passes through here. It blocks images, non-web schemes and denied IP
+// literals with a clear error at once; host names are left to the egress
+// proxy, which resolves them once and checks every address.
+func (s *Session) route(r playwright.Route) {
+	req := r.Request()
+	if !s.pool.cfg.LoadImages && req.ResourceType() == "image" {
+		s.pool.stats.images.Add(1)
+		_ = r.Abort("blockedbyclient")
+		return
+	}
+	raw := req.URL()
+	if scheme, _, ok := strings.Cut(raw, ":"); ok && (strings.EqualFold(scheme, "data") || strings.EqualFold(scheme, "blob")) {
+		_ = r.Continue() // in-page content, no network
+		return
+	}
+	var b *BlockedURLError
+	if err := s.pool.cfg.Policy.checkNoResolve(raw); errors.As(err, &b) {
+		s.pool.stats.blocked.Add(1)
+		if req.IsNavigationRequest() && s.isMainFrame(req.Frame()) {
+			s.setNavErr(b)
+		}
+		_ = r.Abort("blockedbyclient")
+		return
+	}
+	_ = r.Continue()
+}
+
+// onResponse records the outcome of main-frame navigations. It runs on the
+// driver's dispatch goroutine: it must not call back into Playwright.
+func (s *Session) onResponse(resp playwright.Response) {
+	req := resp.Request()
+	if !req.IsNavigationRequest() || !s.isMainFrame(resp.Frame()) {
+		return
+	}
+	s.mu.Lock()
+	s.status = resp.Status()
+	s.mu.Unlock()
+	if err := s.proxyVerdict(resp.URL(), resp.Headers()); err != nil {
+		s.setNavErr(err)
+	}
+}
+
+func (s *Session) onRequestFailed(req playwright.Request) {
+	if !req.IsNavigationRequest() || !s.isMainFrame(req.Frame()) {
+		return
+	}
+	f := req.Failure()
+	if f == nil {
+		return
+	}
+	switch code := netErrorCode(f.Error()); code {
+	case "", "ERR_ABORTED":
+		// Superseded by another navigation, stopped, or a refused download.
+	case "ERR_BLOCKED_BY_CLIENT":
+		s.setNavErr(&BlockedURLError{URL: req.URL(), Reason: "blocked by the request router"})
+	case "ERR_TUNNEL_CONNECTION_FAILED":
+		if perr := s.proxy.lastRefusal(hostPort(req.URL())); perr != nil {
+			s.setNavErr(perr)
+			return
+		}
+		s.setNavErr(&NetworkError{URL: req.URL(), Code: code})
+	default:
+		s.setNavErr(&NetworkError{URL: req.URL(), Code: code})
+	}
+}
+
+// proxyVerdict turns the egress proxy's made-up responses back into errors.
+// The header values start with the pool's random id, so a site cannot forge
+// them.
+func (s *Session) proxyVerdict(u string, headers map[string]string) error {
+	for k, v := range headers {
+		rest, ok := strings.CutPrefix(v, s.pool.id+" ")
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.EqualFold(k, headerBlocked):
+			return &BlockedURLError{URL: u, Reason: rest}
+		case strings.EqualFold(k, headerProxyError):
+			code, detail, _ := strings.Cut(rest, ": ")
+			return &NetworkError{URL: u, Code: code, Err: errors.New(detail)}
+		}
+	}
+	return nil
+}
+
+func (s *Session) onDialog(d playwright.Dialog) {
+	s.pool.stats.dialogs.Add(1)
+	if d.Type() == "beforeunload" {
+		_ = d.Accept() // let the navigation proceed
+		return
+	}
+	_ = d.Dismiss()
+}
+
+func (s *Session) onPage(pg playwright.Page) {
+	if pg == s.page {
+		return
+	}
+	s.pool.stats.popups.Add(1)
+	s.pool.stats.popupsOpen.Add(1)
+	go func() {
+		defer s.pool.stats.popupsOpen.Add(-1)
+		_ = pg.Close()
+	}()
+}
+
+// hostPort returns the host:port a URL connects to.
+func hostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if strings.EqualFold(u.Scheme, "https") || strings.EqualFold(u.Scheme, "wss") {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}

@@ -1,0 +1,230 @@
+package codeagent
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/sandbox"
+	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+func newJail(t *testing.T) sandbox.Jail {
+	t.Helper()
+	j, err := sandbox.New(sandbox.BackendAuto, sandbox.Config{})
+	if err != nil {
+		t.Skipf("no jail on this machine (run scripts/bootstrap.sh --test): %v", err)
+	}
+	return j
+}
+
+func newAgent(t *testing.T, client *llm.Client, cache *templatecache.Cache) *Agent {
+	t.Helper()
+	lim := sandbox.DefaultLimits()
+	lim.Wall = 10 * time.Second
+	return &Agent{Jail: newJail(t), Limits: lim, LLM: client, Cache: cache, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+}
+
+func task(desc string, constraints map[string]any) core.TaskSpec {
+	return core.TaskSpec{TaskID: "t", TaskType: core.TaskCode, Description: desc, MaxSteps: 5, Timeout: 60, Priority: 1, Constraints: constraints}
+}
+
+func TestScripted(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	tests := []struct {
+		name        string
+		constraints map[string]any
+		success     bool
+		errType     core.ErrorType
+		verified    any // nil: absent
+		final       string
+		steps       int
+	}{
+		{"expected output matches", map[string]any{"code": "print(6*7)  \n", "expected_output": "42\n"}, true, core.ErrNone, true, "42", 1},
+		{"expected output differs", map[string]any{"code": "print(41)", "expected_output": "42"}, false, core.ErrWrongAnswer, false, "41", 1},
+		{"tests pass", map[string]any{"code": "def add(a, b):\n    return a + b\n", "tests": "assert add(2, 3) == 5"}, true, core.ErrNone, true, "", 2},
+		{"tests fail", map[string]any{"code": "def add(a, b):\n    return a - b\n", "tests": "assert add(2, 3) == 5"}, false, core.ErrWrongAnswer, false, "", 2},
+		{"no verifier", map[string]any{"code": "print('hi')"}, true, core.ErrNone, nil, "hi", 1},
+		{"stdin", map[string]any{"code": "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", "stdin": "1 2 3\n", "expected_output": "6"}, true, core.ErrNone, true, "6", 1},
+		{"syntax error", map[string]any{"code": "def f(:\n"}, false, core.ErrCompile, nil, "", 1},
+		{"exception", map[string]any{"code": "raise ValueError('boom')"}, false, core.ErrRuntime, nil, "", 1},
+		{"unicode", map[string]any{"code": "print('你好, мир')", "expected_output": "你好, мир"}, true, core.ErrNone, true, "你好, мир", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := a.Execute(context.Background(), task("scripted", tc.constraints))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success != tc.success || tr.ErrorType != tc.errType {
+				t.Fatalf("success=%v error=%s (%s), want %v %s", tr.Success, tr.ErrorType, tr.ErrorMessage, tc.success, tc.errType)
+			}
+			if got := tr.Metadata["verified"]; got != tc.verified {
+				t.Errorf("verified = %v, want %v", got, tc.verified)
+			}
+			if tr.FinalResult != tc.final {
+				t.Errorf("final_result = %q, want %q", tr.FinalResult, tc.final)
+			}
+			if len(tr.Steps) != tc.steps {
+				t.Errorf("%d steps, want %d", len(tr.Steps), tc.steps)
+			}
+			s := tr.Steps[0]
+			if s.ActionType != core.ActionCodeExecution || s.ActionParams["code"] != tc.constraints["code"] || tr.Metadata["source"] != SourceScripted {
+				t.Errorf("step = %+v, metadata = %v", s, tr.Metadata)
+			}
+		})
+	}
+}
+
+func TestRulesAndCache(t *testing.T) {
+	r := testsupport.StartRedis(t)
+	cache := templatecache.New(r.Client, templatecache.Options{})
+	a := newAgent(t, nil, cache)
+	ctx := context.Background()
+	fib := task("Write a Python function for the 10th Fibonacci number", map[string]any{"expected_output": "55"})
+
+	first, err := a.Execute(ctx, fib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Success || first.FinalResult != "55" || first.Metadata["source"] != SourceRules || first.Metadata["cache_hit"] != false {
+		t.Fatalf("first run: %+v", first)
+	}
+	// The same description, differently spaced and cased: a cache hit that
+	// still executes the program.
+	fib.Description = "  write a python function for the 10th fibonacci NUMBER "
+	second, err := a.Execute(ctx, fib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.Success || second.Metadata["cache_hit"] != true || second.Metadata["source"] != SourceCache || len(second.Steps) != 1 || second.Steps[0].Observation == "" {
+		t.Fatalf("second run: %+v", second)
+	}
+	if testutil.ToFloat64(a.Metrics.CacheHits.WithLabelValues("code")) != 1 || testutil.ToFloat64(a.Metrics.CacheMisses.WithLabelValues("code")) != 1 {
+		t.Error("cache metrics not counted")
+	}
+
+	for _, tc := range []struct{ desc, want string }{
+		{"Calculate fibonacci(20)", "6765"},
+		{"Compute the factorial of 5", "120"},
+		{"List the primes below 30", "[2, 3, 5, 7, 11, 13, 17, 19, 23, 29]"},
+	} {
+		tr, err := a.Execute(ctx, task(tc.desc, nil))
+		if err != nil || !tr.Success || tr.FinalResult != tc.want {
+			t.Errorf("%q: success=%v result=%q err=%v (%s)", tc.desc, tr.Success, tr.FinalResult, err, tr.ErrorMessage)
+		}
+	}
+}
+
+func TestNoLLMNoRule(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	tr, err := a.Execute(context.Background(), task("Write a web server in Rust", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.ErrorType != core.ErrSystem || !strings.Contains(tr.ErrorMessage, "no LLM is configured") || len(tr.Steps) != 0 {
+		t.Errorf("trajectory = %+v", tr)
+	}
+}
+
+func newLLM(t *testing.T, reply func(testsupport.FakeLLMRequest, int) (int, any)) (*llm.Client, *testsupport.FakeLLM) {
+	t.Helper()
+	f := testsupport.StartFakeLLM(t, reply)
+	c, err := llm.New(llm.Config{BaseURL: f.URL, Model: "fake", MaxRetries: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, f
+}
+
+func TestLLMLoop(t *testing.T) {
+	// Turn 0: a malformed call; 1: a buggy program; 2: a wrong answer
+	// submitted; 3: the fixed program; 4: the answer.
+	client, fake := newLLM(t, func(req testsupport.FakeLLMRequest, n int) (int, any) {
+		switch n {
+		case 0:
+			return 200, testsupport.RawToolCallReply("c0", "run_python", `{"code": print(1)}`)
+		case 1:
+			return 200, testsupport.ToolCallReply("c1", "run_python", map[string]string{"code": "print(undefined)"})
+		case 2:
+			return 200, testsupport.ToolCallReply("c2", "run_python", map[string]string{"code": "print(2 + 2 + 1)"})
+		case 3:
+			return 200, testsupport.AnswerReply("5")
+		case 4:
+			return 200, testsupport.ToolCallReply("c4", "run_python", map[string]string{"code": "print(2 + 2)"})
+		default:
+			return 200, testsupport.AnswerReply("4")
+		}
+	})
+	a := newAgent(t, client, nil)
+	tr, err := a.Execute(context.Background(), task("What is 2 + 2? Print it.", map[string]any{"expected_output": "4"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Success || tr.FinalResult != "4" || tr.Metadata["verified"] != true || tr.Metadata["source"] != SourceLLM {
+		t.Fatalf("trajectory: success=%v result=%q meta=%v err=%s", tr.Success, tr.FinalResult, tr.Metadata, tr.ErrorMessage)
+	}
+	if len(tr.Steps) != 3 {
+		t.Fatalf("%d steps, want 3 executions (the malformed call is not one)", len(tr.Steps))
+	}
+	if tr.Steps[0].ErrorType != core.ErrRuntime || !strings.Contains(tr.Steps[0].Observation, "NameError") {
+		t.Errorf("step 1 = %+v", tr.Steps[0])
+	}
+	if tr.Metadata["total_tokens"] != 90 || tr.Metadata["llm_calls"] != 6 {
+		t.Errorf("usage metadata = %v", tr.Metadata)
+	}
+	reqs := fake.Requests()
+	if got := reqs[1].LastContent(); !strings.Contains(got, "not valid JSON") {
+		t.Errorf("malformed call error not fed back: %q", got)
+	}
+	if got := reqs[2].LastContent(); !strings.Contains(got, "NameError") {
+		t.Errorf("observation not fed back: %q", got)
+	}
+	if got := reqs[4].LastContent(); !strings.Contains(got, "Verification failed") {
+		t.Errorf("verification feedback not sent: %q", got)
+	}
+	if reqs[0].Tools[0].Function.Name != "run_python" {
+		t.Errorf("tool not offered: %+v", reqs[0].Tools)
+	}
+}
+
+func TestLLMUnavailable(t *testing.T) {
+	client, _ := newLLM(t, func(testsupport.FakeLLMRequest, int) (int, any) {
+		return 500, testsupport.ErrorReply("overloaded")
+	})
+	a := newAgent(t, client, nil)
+	tr, err := a.Execute(context.Background(), task("anything", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.ErrorType != core.ErrNetwork || !strings.Contains(tr.ErrorMessage, "500") {
+		t.Errorf("trajectory: %+v", tr)
+	}
+}
+
+func TestMaxStepsBoundsTheLoop(t *testing.T) {
+	client, fake := newLLM(t, func(testsupport.FakeLLMRequest, int) (int, any) {
+		return 200, testsupport.ToolCallReply("c", "run_python", map[string]string{"code": "print('again')"})
+	})
+	a := newAgent(t, client, nil)
+	tk := task("loop forever", map[string]any{"expected_output": "never"})
+	tk.MaxSteps = 3
+	tr, err := a.Execute(context.Background(), tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || len(tr.Steps) != 3 || tr.Metadata["stop_reason"] != "max_steps" || tr.ErrorType != core.ErrWrongAnswer {
+		t.Errorf("steps=%d meta=%v error=%s; want 3 runs, max_steps, wrong_answer", len(tr.Steps), tr.Metadata, tr.ErrorType)
+	}
+	if n := len(fake.Requests()); n != 3 {
+		t.Errorf("%d LLM calls, want 3", n)
+	}
+}

@@ -1,0 +1,114 @@
+package codeagent
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentdataplatform/adp/internal/agent"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/sandbox"
+)
+
+const systemPrompt = `You are a careful Python programming agent. Solve the user's task by writing a complete Python 3 program and running it with the run_python tool. The program runs in a sandbox without network access, with standard input as given by the task; it must print its answer to standard output. Read each run's observation (exit code, stdout, stderr) and fix the program if needed. When the last run printed the right answer, reply with that answer in plain text and do not call a tool.`
+
+var runPythonTool = llm.NewTool("run_python",
+	"Run a complete Python 3 program in a sandbox and return its exit code, stdout and stderr.",
+	`{"type":"object","properties":{"code":{"type":"string","description":"The complete Python 3 program."}},"required":["code"]}`)
+
+// withLLM runs the model loop; every run_python call is a step.
+func (r *run) withLLM(ctx context.Context) {
+	user := "Task: " + r.task.Description
+	if r.c.Stdin != "" {
+		user += "\n\nThe program's standard input will be:\n" + r.c.Stdin
+	}
+	if r.c.ExpectedOutput != nil || r.c.Tests != "" {
+		user += "\n\nThe result will be checked automatically."
+	}
+	if r.c.Tests != "" {
+		user += " These tests run after your program in the same interpreter:\n" + r.c.Tests
+	}
+	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
+	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
+	r.tr.Metadata["llm_calls"] = out.LLMCalls
+	r.tr.Metadata["prompt_tokens"] = out.Usage.PromptTokens
+	r.tr.Metadata["completion_tokens"] = out.Usage.CompletionTokens
+	r.tr.Metadata["total_tokens"] = out.Usage.TotalTokens
+	r.tr.Metadata["stop_reason"] = out.Reason
+	if out.Answer != "" {
+		r.tr.Metadata["answer"] = out.Answer
+	}
+	if err != nil {
+		kind := core.ErrNetwork
+		if ctx.Err() != nil {
+			kind = core.ErrTimeout
+		}
+		r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
+			ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(r.start)})
+		r.lastResult = nil // the task did not complete
+		return
+	}
+	switch {
+	case r.task.TaskType == core.TaskReasoning && r.lastResult == nil && out.Answer != "":
+		// A reasoning task may be answered without code.
+		r.answerOnly(out.Answer)
+	case r.lastResult != nil && r.c.hasVerifier() && r.verifiedFor != r.lastProgram:
+		// The loop ended (max_steps) after a run the model never submitted.
+		r.verify(ctx)
+	}
+}
+
+// answerOnly records a text answer as the result of a reasoning task.
+func (r *run) answerOnly(answer string) {
+	r.tr.FinalResult = answer
+	if r.c.ExpectedOutput != nil {
+		ok := normalizeOutput(answer) == normalizeOutput(*r.c.ExpectedOutput)
+		r.verified = &ok
+		if !ok {
+			r.verifyMsg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
+		}
+	}
+	r.lastResult = &sandbox.Result{Stdout: answer}
+}
+
+// llmTools adapts a run to the agent loop.
+type llmTools struct{ r *run }
+
+var _ agent.Tools = (*llmTools)(nil)
+
+func (t *llmTools) Definitions() []llm.Tool { return []llm.Tool{runPythonTool} }
+
+func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
+	var args struct {
+		Code string `json:"code"`
+	}
+	if err := llm.ParseArguments(call, &args); err != nil || args.Code == "" {
+		if err == nil {
+			err = fmt.Errorf("argument \"code\" is empty")
+		}
+		return "error: " + err.Error(), false
+	}
+	res, step := t.r.execute(ctx, args.Code, "run")
+	if res == nil {
+		return "error: " + step.ErrorMessage, t.r.jailErr != nil
+	}
+	if res.OK() {
+		t.r.lastProgram, t.r.lastResult = args.Code, res
+	}
+	return step.Observation, false
+}
+
+func (t *llmTools) Answer(ctx context.Context, answer string) string {
+	r := t.r
+	if r.lastResult == nil {
+		if r.task.TaskType == core.TaskReasoning {
+			return ""
+		}
+		return "No program has run successfully yet. Write the program and run it with run_python."
+	}
+	r.verify(ctx)
+	if r.verified != nil && !*r.verified {
+		return "Verification failed: " + r.verifyMsg + ". Fix the program and run it again with run_python."
+	}
+	return ""
+}

@@ -1,0 +1,405 @@
+// Package localrun runs the whole pipeline on one machine without Docker,
+// as `make run` (adpctl up) does: a private redis-server, the demo site, the
+// dispatcher and both runtimes as local processes; it shows progress, stops
+// when every task of the file has a trajectory or is dead-lettered, prints a
+// summary, and stops everything it started.
+package localrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/demosite"
+	"github.com/agentdataplatform/adp/internal/dispatch"
+	"github.com/agentdataplatform/adp/internal/queue"
+	"github.com/agentdataplatform/adp/internal/report"
+	"github.com/agentdataplatform/adp/internal/trajectory"
+)
+
+// Config configures a local run.
+type Config struct {
+	TaskFile  string // default tasks.jsonl
+	OutputDir string // default output
+	// BinDir holds dispatcher, sandbox-runtime and web-runtime; default the
+	// directory of the running executable.
+	BinDir string
+	// DemoAddr is where the demo site is served (the shipped tasks.jsonl
+	// points there); empty disables it.
+	DemoAddr string
+	// Timeout bounds the whole run (0: none).
+	Timeout time.Duration
+	// Progress receives the progress bar (a terminal) or progress lines.
+	Progress io.Writer
+	Terminal bool
+	// ExtraEnv is added to the children's environment (after os.Environ).
+	ExtraEnv []string
+	// StopGrace is how long each child may take to stop. Default 30s.
+	StopGrace time.Duration
+}
+
+// ErrInterrupted is returned when ctx was cancelled (Ctrl-C) before the end.
+var ErrInterrupted = errors.New("interrupted")
+
+// Summary is the outcome of a run.
+type Summary struct {
+	Tasks        int           // valid, distinct tasks in the file
+	Rejected     int           // invalid lines
+	Done         int           // with a trajectory
+	DeadLettered int           // in tasks:dead
+	Elapsed      time.Duration // from start of processing to the last result
+	Stats        *report.Stats // over this run's trajectories
+	OutputDir    string
+}
+
+// TasksPerMinute is the throughput of the run.
+func (s Summary) TasksPerMinute() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Done+s.DeadLettered) / s.Elapsed.Minutes()
+}
+
+// Run executes the pipeline until every task is accounted for. It returns
+// the summary and nil when the run completed (failed tasks are data, not an
+// error); an error when the pipeline itself failed or ctx was cancelled.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	cfg = withDefaults(cfg)
+	tasks, rejected, err := dispatch.ReadTasks(cfg.TaskFile)
+	if err != nil {
+		return nil, err
+	}
+	sum := &Summary{Tasks: len(tasks), Rejected: rejected, OutputDir: cfg.OutputDir}
+	logDir := filepath.Join(cfg.OutputDir, "logs")
+	trajDir := filepath.Join(cfg.OutputDir, "trajectories")
+	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, "redis")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+
+	r := &runner{cfg: cfg, logDir: logDir}
+	defer r.stopAll()
+	if err := r.launch(ctx, tasks); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Progress, "adp: %d tasks (%d lines rejected, see %s), redis %s, logs in %s\n",
+		len(tasks), rejected, filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
+
+	err = r.wait(ctx, tasks, trajDir, sum)
+	r.saveMetrics()
+	r.stopAll()
+	if err != nil {
+		return sum, err
+	}
+	sum.Stats = collect(tasks, trajDir)
+	return sum, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.TaskFile == "" {
+		cfg.TaskFile = "tasks.jsonl"
+	}
+	if cfg.OutputDir == "" {
+		cfg.OutputDir = "output"
+	}
+	if cfg.BinDir == "" {
+		if exe, err := os.Executable(); err == nil {
+			cfg.BinDir = filepath.Dir(exe)
+		}
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 30 * time.Second
+	}
+	return cfg
+}
+
+type runner struct {
+	cfg       Config
+	logDir    string
+	redisAddr string
+	rdb       *redis.Client
+	procs     []*proc // in start order; stopped in reverse
+	demo      *http.Server
+	// metricsAddrs are the services' METRICS_ADDR by binary name.
+	metricsAddrs map[string]string
+	known        map[string]bool // ids dispatched before this run (dedup)
+	begun        time.Time       // before anything started: older files are from earlier runs
+	start        time.Time       // the dispatcher is up: throughput counts from here
+}
+
+func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
+	r.begun = time.Now()
+	// 1. Redis, private, on a free loopback port, AOF under output/redis.
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("redis-server not found: run scripts/bootstrap.sh --run (apt-get install redis-server)")
+	}
+	r.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, "redis"))
+	rp, err := startProc("redis-server", filepath.Join(r.logDir, "redis.log"), os.Environ(), bin,
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", redisDir,
+		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+		"--maxmemory-policy", "noeviction", "--protected-mode", "yes", "--daemonize", "no")
+	if err != nil {
+		return err
+	}
+	r.procs = append(r.procs, rp)
+	r.rdb = redis.NewClient(&redis.Options{Addr: r.redisAddr})
+	if err := rp.waitReady(ctx, func() error { return r.rdb.Ping(ctx).Err() }, 30*time.Second); err != nil {
+		return err
+	}
+	// Ids this Redis has already seen: their existing trajectories count.
+	ids, err := r.rdb.SMembers(ctx, core.KeyDispatched).Result()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", core.KeyDispatched, err)
+	}
+	r.known = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		r.known[id] = true
+	}
+
+	// 2. The demo site the shipped web tasks point at.
+	if r.cfg.DemoAddr != "" {
+		ln, err := net.Listen("tcp", r.cfg.DemoAddr)
+		if err != nil {
+			return fmt.Errorf("serve the demo site on %s (set ADP_DEMO_ADDR to another address): %w", r.cfg.DemoAddr, err)
+		}
+		r.demo = &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = r.demo.Serve(ln) }()
+	}
+
+	// 3. The services.
+	outDir, _ := filepath.Abs(r.cfg.OutputDir)
+	taskFile, _ := filepath.Abs(r.cfg.TaskFile)
+	env := append(os.Environ(),
+		"REDIS_URL=redis://"+r.redisAddr, "OUTPUT_DIR="+outDir, "TASK_FILE="+taskFile, "DISPATCH_FOLLOW=true",
+		"SHUTDOWN_GRACE=10s")
+	if r.cfg.DemoAddr != "" {
+		hosts := r.cfg.DemoAddr
+		if v := os.Getenv("WEB_ALLOW_HOSTS"); v != "" {
+			hosts = v + "," + hosts
+		}
+		env = append(env, "WEB_ALLOW_HOSTS="+hosts)
+	}
+	env = append(env, r.cfg.ExtraEnv...)
+	need := map[string]bool{"dispatcher": true}
+	for _, t := range tasks {
+		need[core.RuntimeFor(core.StreamFor(t.TaskType))] = true
+	}
+	// Runtimes first, so the dispatcher's first tasks find them ready.
+	services := []struct{ name, bin string }{
+		{core.RuntimeSandbox, "sandbox-runtime"}, {core.RuntimeWeb, "web-runtime"}, {"dispatcher", "dispatcher"},
+	}
+	for _, s := range services {
+		if !need[s.name] {
+			continue
+		}
+		mport, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mport))
+		p, err := startProc(s.bin, filepath.Join(r.logDir, s.bin+".log"), append(env, "METRICS_ADDR="+addr), filepath.Join(r.cfg.BinDir, s.bin))
+		if err != nil {
+			return fmt.Errorf("%w (run make build)", err)
+		}
+		r.procs = append(r.procs, p)
+		if r.metricsAddrs == nil {
+			r.metricsAddrs = map[string]string{}
+		}
+		r.metricsAddrs[s.bin] = addr
+		if err := p.waitReady(ctx, httpOK("http://"+addr+"/healthz"), 90*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.cfg.Progress, "adp: %s ready, metrics on http://%s/metrics\n", s.bin, addr)
+		if s.name == "dispatcher" {
+			r.start = time.Now()
+		}
+	}
+	return nil
+}
+
+func httpOK(url string) func() error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	return func() error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	}
+}
+
+// wait polls until every task has a trajectory or a dead-letter entry.
+func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string, sum *Summary) error {
+	pending := make(map[string]core.TaskSpec, len(tasks))
+	for _, t := range tasks {
+		pending[t.TaskID] = t
+	}
+	bar := newProgress(r.cfg.Progress, r.cfg.Terminal, len(tasks), r.start)
+	failed := 0
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for id := range pending {
+			st, err := os.Stat(filepath.Join(trajDir, id+".json"))
+			if err != nil || (!r.known[id] && st.ModTime().Before(r.begun.Add(-time.Second))) {
+				continue
+			}
+			delete(pending, id)
+			sum.Done++
+			if tr, err := trajectory.Read(filepath.Join(trajDir, id+".json")); err == nil && !tr.Success {
+				failed++
+			}
+		}
+		if len(pending) > 0 {
+			dead, err := queue.ListDead(ctx, r.rdb, 0)
+			if err == nil {
+				for _, d := range dead {
+					if t, err := core.ParseTaskWithDefaultID([]byte(d.Task), "-"); err == nil {
+						if _, ok := pending[t.TaskID]; ok {
+							delete(pending, t.TaskID)
+							sum.DeadLettered++
+						}
+					}
+				}
+			}
+		}
+		bar.update(sum.Done+sum.DeadLettered, failed+sum.DeadLettered)
+		if len(pending) == 0 {
+			sum.Elapsed = time.Since(r.start)
+			bar.finish()
+			return nil
+		}
+		for _, p := range r.procs {
+			select {
+			case <-p.exited:
+				bar.finish()
+				return fmt.Errorf("pipeline failed: %w", p.exitError())
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			bar.finish()
+			sum.Elapsed = time.Since(r.start)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("timed out with %d of %d tasks unfinished", len(pending), len(tasks))
+			}
+			return ErrInterrupted
+		case <-tick.C:
+		}
+	}
+}
+
+// saveMetrics keeps each service's final /metrics in
+// output/logs/<service>.metrics.prom: the services stop with the run.
+func (r *runner) saveMetrics() {
+	c := &http.Client{Timeout: 2 * time.Second}
+	for name, addr := range r.metricsAddrs {
+		resp, err := c.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			_ = os.WriteFile(filepath.Join(r.logDir, name+".metrics.prom"), b, 0o644)
+		}
+	}
+}
+
+// stopAll stops the children in reverse start order (dispatcher and
+// runtimes first, Redis last) and the demo site.
+func (r *runner) stopAll() {
+	for i := len(r.procs) - 1; i >= 0; i-- {
+		r.procs[i].stop(r.cfg.StopGrace)
+	}
+	r.procs = nil
+	if r.rdb != nil {
+		r.rdb.Close()
+		r.rdb = nil
+	}
+	if r.demo != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = r.demo.Shutdown(ctx)
+		cancel()
+		r.demo = nil
+	}
+}
+
+// collect computes the stats of this run's trajectories.
+func collect(tasks []core.TaskSpec, trajDir string) *report.Stats {
+	var acc report.Accumulator
+	for _, t := range tasks {
+		path := filepath.Join(trajDir, t.TaskID+".json")
+		tr, err := trajectory.Read(path)
+		if err != nil {
+			if !os.IsNotExist(err) {
+				acc.AddInvalid(path, err)
+			}
+			continue
+		}
+		acc.Add(tr)
+	}
+	return acc.Stats()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// WriteSummary prints the summary: per type, done, succeeded, failed by
+// error type, and duration percentiles.
+func WriteSummary(w io.Writer, s *Summary) {
+	fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %.1f tasks/min (%s)\n",
+		s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.TasksPerMinute(), s.Elapsed.Round(100*time.Millisecond))
+	if s.Stats == nil || s.Stats.Total == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%-10s %6s %9s %7s %9s %9s  %s\n", "TYPE", "DONE", "SUCCEEDED", "FAILED", "P50", "P95", "FAILURES BY ERROR TYPE")
+	for _, ts := range s.Stats.ByType {
+		var fails []string
+		for _, c := range ts.FailuresByErrorType {
+			fails = append(fails, fmt.Sprintf("%s=%d", c.Name, c.Count))
+		}
+		sort.Strings(fails)
+		fmt.Fprintf(w, "%-10s %6d %9d %7d %8.2fs %8.2fs  %s\n", ts.TaskType, ts.Total, ts.Succeeded, ts.Failed, ts.Duration.P50, ts.Duration.P95, strings.Join(fails, " "))
+	}
+	fmt.Fprintf(w, "Trajectories in %s; `adpctl stats`, `adpctl report`, `adpctl export` read them.\n", filepath.Join(s.OutputDir, "trajectories"))
+}

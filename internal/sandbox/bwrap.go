@@ -1,0 +1,354 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// jailUID is the uid and gid of every jailed program.
+const jailUID = 65534
+
+// bwrapOverheadProcs is what bwrap adds to the jail's process count
+// against RLIMIT_NPROC: nothing, the program is the pid namespace's init
+// (--as-pid-1) and the supervisor lives outside the jail's namespaces.
+const bwrapOverheadProcs = 0
+
+// bwrapSetupTimeout bounds the wait for bwrap's status before the jail's
+// rlimits are applied (it normally takes about a millisecond).
+const bwrapSetupTimeout = 10 * time.Second
+
+// bwrapJail runs programs under bubblewrap.
+//
+// Layout of one run:
+//
+//	Go parent (root)
+//	└─ bwrap (supervisor), started by the parent in a new user namespace
+//	   (uid 0 inside = 65534 outside) and a new network namespace with no
+//	   interface up
+//	   └─ python3 -I -S -u /sandbox/main.py: pid 1 of a new pid namespace,
+//	      uid 65534 in a nested user namespace, no capabilities,
+//	      no_new_privs; before its exec it waits on fd 4 (--block-fd)
+//
+// The program is the pid namespace's init (--as-pid-1), as under nsjail:
+// when it exits the kernel kills whatever it left behind. bwrap's own init
+// would outlive its supervisor by a moment (the supervisor returns as soon
+// as init reports the program's status) and be left as a zombie for the
+// host's pid 1 to reap, which in a container may never happen. As init the
+// program cannot be killed by signals it does not handle from inside the
+// jail (a SIGXCPU at the CPU soft limit included: the hard limit's SIGKILL
+// a second later ends it), only from outside.
+//
+// Why the parent creates the outer user namespace: bwrap run by root maps
+// the jail's uid to root outside, and the kernel does not enforce
+// RLIMIT_NPROC for root. Run from a namespace that maps to 65534, bwrap's
+// nested namespace maps to 65534 outside, so the limit holds; and because
+// RLIMIT_NPROC is counted per user namespace and the outer one was created
+// by root, the count is per jail, not shared by every uid-65534 process on
+// the host. bwrap's own --unshare-net would bring loopback up; the parent's
+// network namespace leaves it down.
+//
+// Rlimits: bwrap has none of its own. While the jailed process waits on
+// --block-fd (its sandbox set up, the interpreter not yet executed) the
+// parent sets them on it with prlimit(2), then releases it. This saves the
+// exec of prlimit(1) on every run.
+type bwrapJail struct {
+	bwrap      string
+	python     interpreter
+	root       []rootEntry
+	hostUID    int // the outer namespace's uid 0 maps to this
+	hostGID    int
+	privileged bool // the parent is root
+}
+
+func newBwrap(cfg Config) (Jail, error) {
+	bw, err := lookPath(cfg.BwrapPath, "bwrap")
+	if err != nil {
+		return nil, fmt.Errorf("%w: bwrap not found (%v): install bubblewrap (apt-get install bubblewrap) or set its path", ErrNoJail, err)
+	}
+	py, err := resolveInterpreter(cfg.PythonPath)
+	if err != nil {
+		return nil, err
+	}
+	closeInheritedFDsOnExec()
+	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries()}
+	if os.Geteuid() == 0 {
+		b.privileged, b.hostUID, b.hostGID = true, jailUID, jailUID
+		if err := traversableByOthers(cfg.WorkDir); err != nil {
+			return nil, fmt.Errorf("sandbox: work dir: %w", err)
+		}
+		if py.prefix != "" {
+			if err := traversableByOthers(py.prefix); err != nil {
+				return nil, fmt.Errorf("sandbox: python interpreter %s: %w", cfg.PythonPath, err)
+			}
+		}
+	} else {
+		// Unprivileged: map to ourselves. Works where unprivileged user
+		// namespaces are allowed; RLIMIT_NPROC then counts our own uid.
+		b.hostUID, b.hostGID = os.Geteuid(), os.Getegid()
+	}
+	return &jail{name: BackendBwrap, workDir: cfg.WorkDir, l: b}, nil
+}
+
+var inheritedFDsOnce sync.Once
+
+// closeInheritedFDsOnExec marks every descriptor this process inherited
+// without close-on-exec (Go opens all of its own with it) close-on-exec.
+// bwrap passes whatever it inherits on to the jailed program, and a
+// supervisor may have left anything open in our process: a socket, a log
+// file. The parent itself keeps using them; only children stop inheriting
+// them. nsjail closes them itself.
+func closeInheritedFDsOnExec() {
+	inheritedFDsOnce.Do(func() {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			fd, err := strconv.Atoi(e.Name())
+			if err != nil || fd < 3 {
+				continue
+			}
+			flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			if err == nil && flags&unix.FD_CLOEXEC == 0 {
+				_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, flags|unix.FD_CLOEXEC)
+			}
+		}
+	})
+}
+
+// traversableByOthers checks that uid 65534 can reach files under dir:
+// bwrap binds the per-run directory and an interpreter prefix from inside
+// the jail's user namespace, as uid 65534.
+func traversableByOthers(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s: %s (mode %v) is not traversable by others, so the jail (uid %d) cannot reach it; use a path like /tmp, /usr or /opt",
+				abs, p, st.Mode().Perm(), jailUID)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+func (b *bwrapJail) command(lim Limits, dir, runID string) (*launch, error) {
+	argv := b.bwrapArgs(lim, dir, runID)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = b.sysProcAttr()
+	blockR, blockW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &launch{
+		cmd:        cmd,
+		childFiles: []*os.File{blockR}, // fd 4: --block-fd
+		started: func(r *running) error {
+			defer blockW.Close()
+			pid, err := waitAux(r, bwrapSetupTimeout, bwrapChildPid)
+			if err != nil {
+				return err
+			}
+			// Still bwrap's child (not a process that reused the pid of
+			// a child that died in its setup)?
+			if parentPid(pid) != r.pid() {
+				return errors.New("the jailed process exited during setup")
+			}
+			if err := setRlimits(pid, rlimits(lim)); err != nil {
+				return err
+			}
+			_, err = blockW.Write([]byte{1})
+			return err
+		},
+		done: func() { blockW.Close() },
+	}, nil
+}
+
+// rlimit is one resource limit to set.
+type rlimit struct {
+	resource   int
+	name       string
+	soft, hard uint64
+}
+
+// rlimits lists the jail's rlimits. Soft and hard are equal except for
+// CPU: SIGXCPU at the limit, SIGKILL a second later.
+func rlimits(lim Limits) []rlimit {
+	cpu := uint64(cpuSeconds(lim.CPU))
+	nproc := uint64(lim.MaxProcs + bwrapOverheadProcs)
+	return []rlimit{
+		{unix.RLIMIT_AS, "RLIMIT_AS", uint64(lim.MemoryBytes), uint64(lim.MemoryBytes)},
+		{unix.RLIMIT_CPU, "RLIMIT_CPU", cpu, cpu + 1},
+		{unix.RLIMIT_NPROC, "RLIMIT_NPROC", nproc, nproc},
+		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", uint64(lim.MaxFileBytes), uint64(lim.MaxFileBytes)},
+		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", uint64(lim.MaxOpenFiles), uint64(lim.MaxOpenFiles)},
+		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0, 0},
+	}
+}
+
+// setRlimits applies limits to the process pid and reads them back.
+func setRlimits(pid int, limits []rlimit) error {
+	for _, l := range limits {
+		want := unix.Rlimit{Cur: l.soft, Max: l.hard}
+		if err := unix.Prlimit(pid, l.resource, &want, nil); err != nil {
+			return fmt.Errorf("setting %s of the jail: %w", l.name, err)
+		}
+		var got unix.Rlimit
+		if err := unix.Prlimit(pid, l.resource, nil, &got); err != nil || got != want {
+			return fmt.Errorf("setting %s of the jail: got %+v (%v), want %+v", l.name, got, err, want)
+		}
+	}
+	return nil
+}
+
+// bwrapArgs is bwrap's command line, ending with the interpreter's.
+func (b *bwrapJail) bwrapArgs(lim Limits, dir, runID string) []string {
+	a := []string{b.bwrap,
+		// uid/gid 65534 in a nested user namespace that cannot nest more.
+		"--unshare-user", "--uid", strconv.Itoa(jailUID), "--gid", strconv.Itoa(jailUID), "--disable-userns",
+		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--hostname", "sandbox",
+		"--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+		"--clearenv",
+	}
+	for _, kv := range jailEnv(runID) {
+		k, v, _ := strings.Cut(kv, "=")
+		a = append(a, "--setenv", k, v)
+	}
+	a = append(a, "--ro-bind", "/usr", "/usr")
+	for _, e := range b.root {
+		if e.target != "" {
+			a = append(a, "--symlink", e.target, e.path)
+		} else {
+			a = append(a, "--ro-bind", e.path, e.path)
+		}
+	}
+	if b.python.prefix != "" {
+		a = append(a, "--ro-bind", b.python.prefix, b.python.prefix)
+	}
+	a = append(a,
+		// /dev: three device nodes, in a directory of the root, which is
+		// made read-only below (bwrap's --dev would add a writable,
+		// unbounded /dev and /dev/shm).
+		"--dev-bind", "/dev/null", "/dev/null",
+		"--dev-bind", "/dev/zero", "/dev/zero",
+		"--dev-bind", "/dev/urandom", "/dev/urandom",
+		// Scratch space, bounded.
+		"--perms", "1777", "--size", strconv.FormatInt(lim.TmpfsBytes, 10), "--tmpfs", "/tmp",
+		"--ro-bind", dir, jailCodeDir,
+		"--remount-ro", "/",
+		"--chdir", "/tmp",
+		// fd 3: {"child-pid": N} (the jailed process) then the exit.
+		"--json-status-fd", "3",
+		// fd 4: the jailed process waits here, set up, until its rlimits
+		// are in place.
+		"--block-fd", "4",
+		"--",
+	)
+	return append(a, pythonArgs(b.python.path)...)
+}
+
+func (b *bwrapJail) sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Setpgid:   true, // keep terminal signals meant for the parent away
+		Pdeathsig: syscall.SIGKILL,
+		// The user namespace comes first, so the network namespace belongs
+		// to it; nothing brings its loopback up.
+		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: b.hostUID, Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: b.hostGID, Size: 1}},
+		GidMappingsEnableSetgroups: b.privileged,
+		// uid 0 in the namespace (65534 outside) with its capabilities
+		// there, which bwrap needs; supplementary groups dropped.
+		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !b.privileged},
+	}
+}
+
+var childPidRe = regexp.MustCompile(`"child-pid"\s*:\s*([0-9]+)`)
+
+// bwrapChildPid finds the jailed process's pid (in the parent's pid
+// namespace) in bwrap's JSON status.
+func bwrapChildPid(status []byte) (int, bool) {
+	m := childPidRe.FindSubmatch(status)
+	if m == nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(string(m[1]))
+	return pid, err == nil && pid > 0
+}
+
+// stop SIGKILLs the jailed process, the pid namespace's init, which takes
+// every process of the jail with it; bwrap's supervisor then reaps it and
+// exits. Killing the supervisor first would orphan the jailed process to
+// whatever reaps orphans here, so that is only the fallback (running.kill),
+// also used when the jailed process's pid is not known yet.
+func (b *bwrapJail) stop(r *running) {
+	pid, ok := bwrapChildPid(r.auxSnapshot())
+	if !ok {
+		_ = r.cmd.Process.Kill()
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil { // already gone
+		return
+	}
+	defer unix.Close(fd)
+	// The pidfd pins the process; make sure it is bwrap's child and not a
+	// process that reused the pid after it was reaped.
+	if parentPid(pid) != r.pid() {
+		return
+	}
+	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}
+
+// parentPid reads the parent's pid from /proc/<pid>/stat; 0 on error.
+func parentPid(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// "pid (comm) state ppid ...": comm may contain spaces and parens.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
+}
+
+// launchFailure: bwrap reports its own setup errors as "bwrap: ..." on
+// stderr and exits 1, before the interpreter has run (so stdout is empty).
+// A program that prints exactly that and exits 1 is misreported as a jail
+// failure; it only harms itself.
+func (b *bwrapJail) launchFailure(o outcome, stdout string, _ []byte) (string, bool) {
+	if o.exitCode == 1 && o.signal == 0 && stdout == "" && strings.HasPrefix(o.stderr, "bwrap: ") {
+		return firstLine(o.stderr), true
+	}
+	return "", false
+}
+
+func (b *bwrapJail) memoryKill() bool { return false }

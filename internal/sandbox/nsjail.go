@@ -1,0 +1,306 @@
+package sandbox
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsjail exit statuses (mode ONCE): the program's status, 128+N when it was
+// killed by signal N (137 = SIGKILL: the time limit, the cgroup OOM killer
+// and an outside kill alike, so the parent measures time itself), and 255
+// when nsjail itself failed.
+const nsjailLaunchFailed = 255
+
+// cgroupV2Mount is where nsjail looks for the cgroup v2 hierarchy.
+const cgroupV2Mount = "/sys/fs/cgroup"
+
+// nsjailJail runs programs under nsjail with the policy file; see
+// configs/nsjail/python.cfg.
+type nsjailJail struct {
+	nsjail string
+	policy nsjailPolicy
+	python interpreter
+	cg     cgroupSupport
+}
+
+// nsjailPolicy is what the parent needs to know about the policy file.
+type nsjailPolicy struct {
+	path string
+	// hasIDMaps: the file maps uid and gid 65534 itself, so the command
+	// line must not add --user/--group (nsjail appends them to the file's
+	// entries and the duplicated mapping fails).
+	hasIDMaps bool
+	// tmpfsBytes is the size of the file's /tmp tmpfs, 0 when unknown.
+	tmpfsBytes int64
+}
+
+// cgroupSupport says which cgroup v2 controllers nsjail can use.
+type cgroupSupport struct {
+	memory, pids bool
+}
+
+func newNsjail(cfg Config) (Jail, error) {
+	bin, err := lookPath(cfg.NsjailPath, "nsjail")
+	if err != nil {
+		return nil, fmt.Errorf("%w: nsjail not found (%v): install nsjail (built from https://github.com/google/nsjail, as Dockerfile.sandbox does), "+
+			"set its path, or use the bwrap backend on a development machine", ErrNoJail, err)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("sandbox: the nsjail backend must run as root: it maps the jail to uid %d outside (use the bwrap backend otherwise)", jailUID)
+	}
+	path, err := FindNsjailConfig(cfg.NsjailConfig)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := loadNsjailPolicy(path)
+	if err != nil {
+		return nil, err
+	}
+	py, err := resolveInterpreter(cfg.PythonPath)
+	if err != nil {
+		return nil, err
+	}
+	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount)}
+	return &jail{name: BackendNsjail, workDir: cfg.WorkDir, l: n}, nil
+}
+
+// loadNsjailPolicy reads and checks the policy file.
+func loadNsjailPolicy(path string) (nsjailPolicy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nsjailPolicy{}, fmt.Errorf("sandbox: nsjail config: %w", err)
+	}
+	m, err := parsePBText(string(data))
+	if err != nil {
+		return nsjailPolicy{}, fmt.Errorf("sandbox: nsjail config %s: %w", path, err)
+	}
+	pol, problems := checkNsjailPolicy(m)
+	if len(problems) > 0 {
+		return nsjailPolicy{}, fmt.Errorf("sandbox: nsjail config %s is not a safe policy: %s", path, strings.Join(problems, "; "))
+	}
+	pol.path = path
+	return pol, nil
+}
+
+// checkNsjailPolicy verifies the properties the jail promises that live in
+// the policy file, and returns what the command line must complement.
+// Limits themselves are always passed on the command line, so their values
+// here are only fallbacks; they must still be set explicitly (nsjail's
+// defaults: time_limit 600 s, rlimit_fsize 1 MB, rlimit_nproc = the
+// caller's soft limit).
+func checkNsjailPolicy(m *pbMessage) (nsjailPolicy, []string) {
+	var pol nsjailPolicy
+	var problems []string
+	want := func(field, value string) {
+		if v, ok := m.Scalar(field); !ok || v != value {
+			problems = append(problems, fmt.Sprintf("%s must be %s", field, value))
+		}
+	}
+	notFalse := func(field string) { // fields whose default is true
+		if v, ok := m.Scalar(field); ok && v != "true" {
+			problems = append(problems, fmt.Sprintf("%s must not be %s", field, v))
+		}
+	}
+	want("mode", "ONCE")
+	want("iface_no_lo", "true")
+	for _, f := range []string{"clone_newnet", "clone_newuser", "clone_newns", "clone_newpid", "clone_newipc", "clone_newuts"} {
+		notFalse(f)
+	}
+	for _, f := range []string{"keep_env", "keep_caps", "disable_no_new_privs", "mount_proc", "is_root_rw"} {
+		if v, ok := m.Scalar(f); ok && v != "false" {
+			problems = append(problems, fmt.Sprintf("%s must be false", f))
+		}
+	}
+	if _, ok := m.Scalar("chroot_dir"); ok {
+		problems = append(problems, "chroot_dir must not be set: the root is an empty tmpfs with read-only binds")
+	}
+	if _, ok := m.Scalar("macvlan_iface"); ok || len(m.All("iface_own")) > 0 {
+		problems = append(problems, "no network interface may be given to the jail")
+	}
+	if _, ok := m.Scalar("time_limit"); !ok {
+		problems = append(problems, "time_limit must be set")
+	}
+	for _, f := range []string{"rlimit_as", "rlimit_cpu", "rlimit_fsize", "rlimit_nofile", "rlimit_nproc"} {
+		if _, ok := m.Scalar(f); !ok {
+			problems = append(problems, f+" must be set")
+		}
+		if v, ok := m.Scalar(f + "_type"); ok && v != "VALUE" {
+			problems = append(problems, f+"_type must be VALUE")
+		}
+	}
+	// rlimit_nproc_type defaults to SOFT, which ignores rlimit_nproc.
+	want("rlimit_nproc_type", "VALUE")
+
+	uids, gids := m.Messages("uidmap"), m.Messages("gidmap")
+	switch {
+	case len(uids) == 0 && len(gids) == 0:
+		// The command line adds --user/--group 65534:65534.
+	case len(uids) == 1 && len(gids) == 1 && idMapIs(uids[0], jailUID) && idMapIs(gids[0], jailUID):
+		pol.hasIDMaps = true
+	default:
+		problems = append(problems, fmt.Sprintf("uidmap and gidmap must each be exactly one mapping of %d inside to %d outside (or both absent)", jailUID, jailUID))
+	}
+
+	for _, mp := range m.Messages("mount") {
+		dst, _ := mp.Scalar("dst")
+		src, _ := mp.Scalar("src")
+		rw, _ := mp.Scalar("rw")
+		fstype, _ := mp.Scalar("fstype")
+		switch {
+		case dst == "/proc" || fstype == "proc":
+			problems = append(problems, "no /proc may be mounted")
+		case under(src, "/etc") || dst == "/etc":
+			problems = append(problems, "nothing of the host's /etc may be mounted")
+		case rw == "true" && fstype != "tmpfs" && src != "/dev/null":
+			problems = append(problems, fmt.Sprintf("mount %s must be read-only", dst))
+		case fstype == "tmpfs" && rw == "true" && tmpfsSize(mp) == 0:
+			problems = append(problems, fmt.Sprintf("tmpfs %s needs a size= option", dst))
+		}
+		if dst == "/tmp" && fstype == "tmpfs" {
+			pol.tmpfsBytes = tmpfsSize(mp)
+		}
+	}
+	return pol, problems
+}
+
+func idMapIs(m *pbMessage, id int) bool {
+	in, _ := m.Scalar("inside_id")
+	out, _ := m.Scalar("outside_id")
+	cnt, ok := m.Scalar("count")
+	want := strconv.Itoa(id)
+	return in == want && out == want && (!ok || cnt == "1")
+}
+
+// tmpfsSize returns the size= option of a mount in bytes, 0 if absent.
+func tmpfsSize(m *pbMessage) int64 {
+	opts, _ := m.Scalar("options")
+	for _, o := range strings.Split(opts, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(o), "size="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// detectCgroupV2 reports which controllers nsjail can use under mount: it
+// must be a cgroup v2 hierarchy with the controller already enabled for
+// children (nsjail creates one child cgroup per jail) and writable by us.
+// cgroup v1 and undelegated hierarchies get rlimits only.
+func detectCgroupV2(mount string) cgroupSupport {
+	var st unix.Statfs_t
+	if err := unix.Statfs(mount, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return cgroupSupport{}
+	}
+	if unix.Access(mount, unix.W_OK) != nil {
+		return cgroupSupport{}
+	}
+	data, err := os.ReadFile(filepath.Join(mount, "cgroup.subtree_control"))
+	if err != nil {
+		return cgroupSupport{}
+	}
+	enabled := strings.Fields(string(data))
+	has := func(c string) bool {
+		for _, e := range enabled {
+			if e == c {
+				return true
+			}
+		}
+		return false
+	}
+	return cgroupSupport{memory: has("memory"), pids: has("pids")}
+}
+
+func (n *nsjailJail) command(lim Limits, dir, runID string) (*launch, error) {
+	argv := nsjailArgs(n.nsjail, n.policy, n.python, n.cg, lim, dir, runID)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &launch{cmd: cmd}, nil
+}
+
+// nsjailArgs is nsjail's command line: the policy file, then the per-run
+// values, which override the file's.
+func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, lim Limits, dir, runID string) []string {
+	wallSeconds := int64((lim.Wall + 999_999_999) / 1_000_000_000)
+	a := []string{bin,
+		"--config", pol.path,
+		"--log_fd", "3",
+		// A backstop: the parent kills the jail at lim.Wall itself.
+		"--time_limit", strconv.FormatInt(wallSeconds+1, 10),
+		"--rlimit_as", strconv.FormatInt(ceilMiB(lim.MemoryBytes), 10),
+		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.CPU), 10),
+		"--rlimit_fsize", strconv.FormatInt(ceilMiB(lim.MaxFileBytes), 10),
+		"--rlimit_nofile", strconv.Itoa(lim.MaxOpenFiles),
+		// The jailed interpreter is pid 1 of its namespace; nsjail itself
+		// (root) does not count.
+		"--rlimit_nproc", strconv.Itoa(lim.MaxProcs),
+		"--rlimit_core", "0",
+	}
+	if !pol.hasIDMaps {
+		// inside:outside: a bare "65534" would map to root outside, where
+		// RLIMIT_NPROC is not enforced.
+		id := strconv.Itoa(jailUID)
+		a = append(a, "--user", id+":"+id, "--group", id+":"+id)
+	}
+	a = append(a, "--env", runIDEnv+"="+runID)
+	a = append(a, "--bindmount_ro", dir+":"+jailCodeDir)
+	if py.prefix != "" {
+		a = append(a, "--bindmount_ro", py.prefix+":"+py.prefix)
+	}
+	if lim.TmpfsBytes != pol.tmpfsBytes {
+		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10))
+	}
+	if cg.memory || cg.pids {
+		a = append(a, "--use_cgroupv2", "--cgroupv2_mount", cgroupV2Mount)
+	}
+	if cg.memory {
+		// tmpfs pages are charged to the cgroup of the writer.
+		a = append(a, "--cgroup_mem_max", strconv.FormatInt(lim.MemoryBytes+lim.TmpfsBytes, 10))
+	}
+	if cg.pids {
+		a = append(a, "--cgroup_pids_max", strconv.Itoa(lim.MaxProcs))
+	}
+	a = append(a, "--")
+	return append(a, pythonArgs(py.path)...)
+}
+
+// stop asks nsjail to end the jail: on SIGTERM it SIGKILLs its child (the
+// pid namespace's init, so the whole jail) and reaps it. The parent's
+// fallback SIGKILLs nsjail itself after killGrace; the jail then dies of
+// its parent-death signal.
+func (n *nsjailJail) stop(r *running) {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// launchFailure: nsjail exits 255 when it failed, and says why on its log
+// fd as "[E]" or "[F]" lines. A program's own sys.exit(255) leaves no such
+// line and stays a program failure.
+func (n *nsjailJail) launchFailure(o outcome, _ string, aux []byte) (string, bool) {
+	if o.exitCode != nsjailLaunchFailed || o.signal != 0 {
+		return "", false
+	}
+	var msgs []string
+	for _, line := range bytes.Split(aux, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("[E]")) || bytes.HasPrefix(line, []byte("[F]")) {
+			msgs = append(msgs, string(bytes.TrimSpace(line)))
+		}
+	}
+	if len(msgs) == 0 {
+		return "", false
+	}
+	return strings.Join(msgs, " | "), true
+}
+
+func (n *nsjailJail) memoryKill() bool { return n.cg.memory }

@@ -1,0 +1,435 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// Names inside the jail and on the host.
+const (
+	// jailCodeDir is where the per-run directory is bound, read-only.
+	jailCodeDir = "/sandbox"
+	// scriptName is the program's file name in the per-run directory.
+	scriptName = "main.py"
+	// runDirPrefix starts every per-run directory's name (then the run id).
+	runDirPrefix = "adp-sandbox-"
+	// runIDEnv carries the run id into the jail's environment.
+	runIDEnv = "SANDBOX_RUN_ID"
+)
+
+// Timings of the parent's kill path.
+const (
+	// killGrace is how long a jail has to die after the backend's stop
+	// before its supervisor process (bwrap, nsjail) is SIGKILLed; the jail
+	// dies with it (parent-death signal).
+	killGrace = 2 * time.Second
+	// drainTimeout bounds the wait for the output pipes to reach EOF once
+	// the jail's supervisor has been reaped.
+	drainTimeout = 2 * time.Second
+	// maxAuxBytes bounds what is kept of the backend's own channel (bwrap's
+	// JSON status, nsjail's log).
+	maxAuxBytes = 64 << 10
+)
+
+// launcher is what a backend contributes to the shared run loop.
+type launcher interface {
+	// command builds the jail's command for one run. dir is the per-run
+	// directory holding main.py.
+	command(lim Limits, dir, runID string) (*launch, error)
+	// stop starts killing the jail's whole process tree. It is called at
+	// most once per run, normally before the supervisor has been reaped;
+	// it may race with the supervisor's exit, so it must not signal by
+	// a bare pid that could have been reused (os.Process signals through
+	// a pidfd).
+	stop(r *running)
+	// launchFailure reports whether the jail failed before the program
+	// ran, with the reason.
+	launchFailure(o outcome, stdout string, aux []byte) (string, bool)
+	// memoryKill reports whether an unexplained SIGKILL is most likely the
+	// memory limit (cgroup memory controller in use).
+	memoryKill() bool
+}
+
+// launch is one run's command as a backend built it.
+type launch struct {
+	cmd *exec.Cmd
+	// The jail's fd 3 is always the backend's own channel (bwrap's
+	// --json-status-fd, nsjail's --log_fd), read into running.aux.
+	// childFiles become fd 4, 5, ...; the parent closes its copies after
+	// Start.
+	childFiles []*os.File
+	// started, when set, runs once the jail has started (the wall limit
+	// already applies); an error ends the run as a launch failure.
+	started func(r *running) error
+	// done, when set, releases what the backend kept for the run.
+	done func()
+}
+
+// jail is the Jail implementation shared by both backends: the backend
+// builds the command line, this runs it under the parent's limits.
+type jail struct {
+	name    string
+	workDir string
+	l       launcher
+}
+
+func (j *jail) Name() string { return j.name }
+
+// Check runs print("ok") and fails unless it printed ok.
+func (j *jail) Check(ctx context.Context) error {
+	lim := DefaultLimits()
+	lim.Wall = 10 * time.Second
+	res, err := j.Run(ctx, Request{Code: `print("ok")`, Limits: lim})
+	if err != nil {
+		return fmt.Errorf("sandbox %s: check: %w", j.name, err)
+	}
+	if !res.OK() || res.Stdout != "ok\n" {
+		return fmt.Errorf("sandbox %s: check: trivial program failed: %s %s (exit %d, stdout %q, stderr %q)",
+			j.name, res.ErrorType, res.ErrorMessage, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	return nil
+}
+
+// Run implements Jail.
+func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
+	lim := req.Limits.withDefaults()
+	runID := newRunID()
+	res := Result{RunID: runID}
+
+	if err := ctx.Err(); err != nil {
+		return systemError(res, fmt.Errorf("sandbox: not started: %w", err))
+	}
+	// A context deadline earlier than the wall limit is the wall limit.
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < lim.Wall {
+			lim.Wall = max(left, time.Millisecond)
+		}
+	}
+
+	dir := filepath.Join(j.workDir, runDirPrefix+runID)
+	if err := writeRunDir(dir, req.Code); err != nil {
+		return systemError(res, err)
+	}
+	defer os.RemoveAll(dir)
+
+	ln, err := j.l.command(lim, dir, runID)
+	if err != nil {
+		return systemError(res, err)
+	}
+	if ln.done != nil {
+		defer ln.done()
+	}
+	r, err := start(ln, req.Stdin, lim)
+	if err != nil {
+		return systemError(res, fmt.Errorf("sandbox %s: starting the jail: %w", j.name, err))
+	}
+	r.l = j.l
+
+	timer := time.AfterFunc(lim.Wall, func() { r.kill(killWall) })
+	stopWatch := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			r.kill(killWall)
+		} else {
+			r.kill(killCancel)
+		}
+	})
+	var startErr error
+	if ln.started != nil {
+		if startErr = ln.started(r); startErr != nil {
+			r.kill(killLaunch)
+		}
+	}
+	o, stdout, stderr, aux := r.wait()
+	timer.Stop()
+	stopWatch()
+
+	o.limits = lim
+	o.memoryKill = j.l.memoryKill()
+	res.Wall = o.wall
+	res.ExitCode = o.exitCode
+	res.Signal = signalName(o.signal)
+	res.Stdout, res.StdoutTruncated = stdout.String()
+	res.Stderr, res.StderrTruncated = stderr.String()
+	o.stderr = res.Stderr
+
+	if msg, failed := j.l.launchFailure(o, res.Stdout, aux); failed && (o.killed == killNone || o.killed == killLaunch) {
+		return systemError(res, fmt.Errorf("sandbox %s: the jail failed to launch: %s", j.name, msg))
+	}
+	if o.killed == killLaunch {
+		return systemError(res, fmt.Errorf("sandbox %s: the jail failed to launch: %w", j.name, startErr))
+	}
+	if o.killed == killCancel {
+		return systemError(res, fmt.Errorf("sandbox %s: run cancelled: %w", j.name, context.Cause(ctx)))
+	}
+	res.ErrorType, res.ErrorMessage = classify(o)
+	return res, nil
+}
+
+func systemError(res Result, err error) (Result, error) {
+	res.ErrorType = core.ErrSystem
+	res.ErrorMessage = err.Error()
+	return res, err
+}
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// writeRunDir creates the per-run directory with the program in it,
+// readable by the jail's uid (the directory is bound read-only).
+func writeRunDir(dir, code string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: per-run directory: %w", err)
+	}
+	// Explicit modes: the process umask must not make them unreadable.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("sandbox: per-run directory: %w", err)
+	}
+	path := filepath.Join(dir, scriptName)
+	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("sandbox: writing the program: %w", err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("sandbox: writing the program: %w", err)
+	}
+	return nil
+}
+
+// running is one started jail: its supervisor process, the readers of its
+// output, and the kill state.
+type running struct {
+	cmd   *exec.Cmd
+	l     launcher
+	start time.Time
+
+	total    atomic.Int64 // bytes written to stdout+stderr so far
+	maxTotal int64
+
+	mu      sync.Mutex
+	killed  killReason
+	exited  bool
+	aux     []byte        // the backend's channel (fd 3) so far
+	auxMore chan struct{} // signalled after each read of fd 3
+	auxEOF  chan struct{} // closed at the end of fd 3
+
+	readers        sync.WaitGroup
+	pipes          []*os.File    // read ends, closed after draining
+	stdout, stderr *streamBuffer // written by the readers only
+}
+
+// start launches the command with pipes for stdout, stderr and fd 3, and
+// starts reading them.
+func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
+	cmd := ln.cmd
+	r := &running{cmd: cmd, maxTotal: lim.MaxOutputBytes, auxMore: make(chan struct{}, 1), auxEOF: make(chan struct{})}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(outR, outW)
+		return nil, err
+	}
+	auxR, auxW, err := os.Pipe()
+	if err != nil {
+		closeAll(outR, outW, errR, errW)
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = append([]*os.File{auxW}, ln.childFiles...)
+	if len(stdin) > 0 {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	// Stdin is copied by a goroutine of os/exec; it ends with EPIPE when
+	// the jail dies without reading it all.
+	cmd.WaitDelay = drainTimeout
+
+	r.start = time.Now()
+	err = cmd.Start()
+	closeAll(outW, errW, auxW) // the jail holds its own copies
+	closeAll(ln.childFiles...)
+	if err != nil {
+		closeAll(outR, errR, auxR)
+		return nil, err
+	}
+	stdout := newStreamBuffer(lim.KeepOutputBytes)
+	stderr := newStreamBuffer(lim.KeepOutputBytes)
+	r.pipes = []*os.File{outR, errR, auxR}
+	r.readers.Add(3)
+	go r.readStream(outR, stdout)
+	go r.readStream(errR, stderr)
+	go r.readAux(auxR)
+	r.stdout, r.stderr = stdout, stderr
+	return r, nil
+}
+
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// readStream copies a stream into its buffer and kills the jail once the
+// total output passes the cap.
+func (r *running) readStream(f *os.File, buf *streamBuffer) {
+	defer r.readers.Done()
+	p := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(p)
+		if n > 0 {
+			buf.Write(p[:n])
+			if r.total.Add(int64(n)) > r.maxTotal {
+				r.kill(killOutput)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (r *running) readAux(f *os.File) {
+	defer r.readers.Done()
+	defer close(r.auxEOF)
+	p := make([]byte, 4<<10)
+	for {
+		n, err := f.Read(p)
+		if n > 0 {
+			r.mu.Lock()
+			if room := maxAuxBytes - len(r.aux); room > 0 {
+				r.aux = append(r.aux, p[:min(n, room)]...)
+			}
+			r.mu.Unlock()
+			select {
+			case r.auxMore <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// waitAux waits until the backend's channel holds what match looks for,
+// and returns match's result; an error when the channel ends first or
+// after timeout.
+func waitAux[T any](r *running, timeout time.Duration, match func([]byte) (T, bool)) (T, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		if v, ok := match(r.auxSnapshot()); ok {
+			return v, nil
+		}
+		select {
+		case <-r.auxMore:
+		case <-r.auxEOF:
+			if v, ok := match(r.auxSnapshot()); ok {
+				return v, nil
+			}
+			var zero T
+			return zero, errors.New("the jail exited during setup")
+		case <-deadline.C:
+			var zero T
+			return zero, fmt.Errorf("no status from the jail after %s", timeout)
+		}
+	}
+}
+
+// auxSnapshot returns what the backend's channel has said so far.
+func (r *running) auxSnapshot() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.aux...)
+}
+
+// kill records the first reason and starts the backend's stop, then a
+// fallback: SIGKILL to the supervisor after killGrace. Once the supervisor
+// has been reaped it does nothing (its pid may be reused).
+func (r *running) kill(why killReason) {
+	r.mu.Lock()
+	if r.exited || r.killed != killNone {
+		r.mu.Unlock()
+		return
+	}
+	r.killed = why
+	r.mu.Unlock()
+
+	r.l.stop(r)
+	time.AfterFunc(killGrace, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if !r.exited {
+			// os.Process signals through a pidfd: safe even if it races
+			// with the reaping.
+			_ = r.cmd.Process.Kill()
+		}
+	})
+}
+
+// wait reaps the supervisor, drains the pipes and returns the outcome.
+func (r *running) wait() (outcome, *streamBuffer, *streamBuffer, []byte) {
+	waitErr := r.cmd.Wait()
+	wall := time.Since(r.start)
+	r.mu.Lock()
+	r.exited = true
+	killed := r.killed
+	r.mu.Unlock()
+
+	// The supervisor is gone, and the jail with it: the pipes reach EOF
+	// at once. The deadline only guards against a leaked writer.
+	drained := make(chan struct{})
+	go func() { r.readers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainTimeout):
+		for _, f := range r.pipes {
+			_ = f.SetReadDeadline(time.Now())
+		}
+		<-drained
+	}
+	closeAll(r.pipes...)
+
+	o := outcome{killed: killed, wall: wall}
+	if st := r.cmd.ProcessState; st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+			o.exitCode, o.signal = exitStatus(ws)
+		}
+		o.cpu = st.UserTime() + st.SystemTime()
+	} else if waitErr != nil {
+		o.exitCode = -1
+	}
+	return o, r.stdout, r.stderr, r.auxSnapshot()
+}
+
+// pid is the supervisor's process id.
+func (r *running) pid() int { return r.cmd.Process.Pid }
+
+// firstLine returns the first line of s, trimmed.
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

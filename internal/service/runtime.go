@@ -1,0 +1,181 @@
+// Package service wires a runtime binary: Redis, the queue consumer, the
+// worker, the health reporter and the ops server, each a loop owned by one
+// errgroup and stopped in order on shutdown.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentdataplatform/adp/internal/app"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/ops"
+	"github.com/agentdataplatform/adp/internal/queue"
+	"github.com/agentdataplatform/adp/internal/trajectory"
+	"github.com/agentdataplatform/adp/internal/worker"
+)
+
+// RuntimeConfig is the configuration both runtimes share (env vars).
+type RuntimeConfig struct {
+	app.Common
+	LeaseTTL       time.Duration `env:"LEASE_TTL" envDefault:"30s"`
+	MaxDeliveries  int           `env:"MAX_DELIVERIES" envDefault:"3"`
+	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"30s"`
+	HealthInterval time.Duration `env:"HEALTH_INTERVAL" envDefault:"5s"`
+	CacheTTL       time.Duration `env:"CACHE_TTL" envDefault:"1h"`
+	LLM            LLMConfig
+}
+
+// LLMConfig configures the OpenAI-compatible model; empty BaseURL means no LLM.
+type LLMConfig struct {
+	BaseURL       string        `env:"LLM_BASE_URL"`
+	VLLMURL       string        `env:"VLLM_URL"` // the blueprint's name, accepted as an alias
+	Model         string        `env:"LLM_MODEL" envDefault:"Qwen/Qwen2.5-Coder-7B-Instruct"`
+	APIKey        string        `env:"LLM_API_KEY"`
+	Timeout       time.Duration `env:"LLM_TIMEOUT" envDefault:"60s"`
+	MaxConcurrent int           `env:"LLM_MAX_CONCURRENT" envDefault:"4"`
+	MaxRetries    int           `env:"LLM_MAX_RETRIES" envDefault:"3"`
+}
+
+// NewLLM returns the client, or nil when no LLM is configured.
+func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
+	base := c.BaseURL
+	if base == "" {
+		base = c.VLLMURL
+	}
+	if base == "" {
+		return nil, nil
+	}
+	obs := llm.ObserverFunc(func(a llm.Attempt) {
+		status := "ok"
+		switch {
+		case a.Retry:
+			status = "retry"
+		case a.Err != nil:
+			status = "error"
+		}
+		m.LLMRequests.WithLabelValues(runtime, status).Inc()
+		m.LLMTokens.WithLabelValues(runtime, "prompt").Add(float64(a.Usage.PromptTokens))
+		m.LLMTokens.WithLabelValues(runtime, "completion").Add(float64(a.Usage.CompletionTokens))
+	})
+	client, err := llm.New(llm.Config{
+		BaseURL: base, Model: c.Model, APIKey: c.APIKey,
+		RequestTimeout: c.Timeout, MaxConcurrent: c.MaxConcurrent, MaxRetries: c.MaxRetries,
+		Observer: obs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("LLM_BASE_URL: %w", err)
+	}
+	return client, nil
+}
+
+// Runtime is one runtime process.
+type Runtime struct {
+	Name        string // core.RuntimeSandbox or core.RuntimeWeb
+	Stream      string
+	Concurrency int
+	MetricsAddr string
+	Config      RuntimeConfig
+	RDB         *redis.Client
+	Metrics     *metrics.Set
+	Log         *slog.Logger
+	Exec        worker.Executor
+	// CacheTypes are the cache_type label values this runtime uses.
+	CacheTypes []string
+	// MaxTimeout caps task timeouts (0: none).
+	MaxTimeout time.Duration
+	// Checks are the runtime's own health checks (jail, browser), run after
+	// the Redis ping.
+	Checks []func(ctx context.Context) error
+	// Loops are extra background loops owned by the runtime (a browser
+	// watchdog), stopped after the consumer has drained.
+	Loops []func(ctx context.Context) error
+}
+
+// Run serves until ctx is cancelled, then drains: the consumer stops
+// reading, in-flight tasks get the grace period, and only then do the health
+// reporter, ops server and extra loops stop.
+func (r *Runtime) Run(ctx context.Context) error {
+	writer, err := trajectory.NewWriter(filepath.Join(r.Config.OutputDir, "trajectories"))
+	if err != nil {
+		return err
+	}
+	errorTypes := make([]string, len(core.ErrorTypes))
+	for i, et := range core.ErrorTypes {
+		errorTypes[i] = string(et)
+	}
+	r.Metrics.InitRuntime(r.Name, errorTypes, r.CacheTypes...)
+	consumerName := queue.ConsumerName(r.Name)
+	log := r.Log.With("consumer", consumerName)
+	w := &worker.Worker{
+		Runtime: r.Name, RuntimeID: consumerName, Exec: r.Exec, Writer: writer,
+		Metrics: r.Metrics, Log: log, MaxTimeout: r.MaxTimeout,
+	}
+	consumer := queue.NewConsumer(r.RDB, queue.ConsumerConfig{
+		Stream: r.Stream, Name: consumerName, Runtime: r.Name, Concurrency: r.Concurrency,
+		LeaseTTL: r.Config.LeaseTTL, MaxDeliveries: r.Config.MaxDeliveries, ShutdownGrace: r.Config.ShutdownGrace,
+	}, w, r.Metrics, log)
+
+	checks := append([]func(context.Context) error{func(ctx context.Context) error {
+		if err := r.RDB.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}, writableCheck(writer.Dir())}, r.Checks...)
+	health := &ops.HealthReporter{
+		RDB: r.RDB, Runtime: r.Name, Consumer: consumerName, Interval: r.Config.HealthInterval,
+		Checks: checks, Gauge: r.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: log,
+	}
+	srv := &ops.Server{Addr: r.MetricsAddr, Gatherer: r.Metrics.Registry, Health: health.Last, Log: log}
+
+	log.Info("starting", "stream", r.Stream, "concurrency", r.Concurrency, "output", writer.Dir())
+	// The consumer runs under ctx; everything else under side, cancelled
+	// once the consumer has drained (so /healthz and leases outlive the drain).
+	side, stopSide := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSide()
+	g, gctx := errgroup.WithContext(side)
+	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return health.Run(gctx) })
+	for _, loop := range r.Loops {
+		g.Go(func() error { return loop(gctx) })
+	}
+	consumerErr := make(chan error, 1)
+	go func() {
+		// Stop consuming on shutdown, or when a side loop failed.
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-gctx.Done():
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		consumerErr <- consumer.Run(cctx)
+	}()
+	err = <-consumerErr
+	stopSide()
+	return errors.Join(err, g.Wait())
+}
+
+// writableCheck fails when the trajectory directory cannot take a file (disk
+// full, read-only volume): the runtime is then unhealthy rather than
+// silently failing every task.
+func writableCheck(dir string) func(context.Context) error {
+	return func(context.Context) error {
+		probe := filepath.Join(dir, ".health-probe")
+		if err := trajectory.WriteFileAtomic(probe, []byte("ok\n"), 0o644); err != nil {
+			return fmt.Errorf("output directory %s not writable: %w", dir, err)
+		}
+		return nil
+	}
+}

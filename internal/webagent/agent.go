@@ -1,0 +1,341 @@
+// Package webagent executes web tasks in a browser session: it opens the
+// start page, performs actions (scripted in the task, replayed from the
+// template cache, chosen by an LLM, or by the blueprint's search heuristics),
+// records each with the page observation that followed, and verifies the
+// outcome.
+package webagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/browser"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/templatecache"
+)
+
+// Constraints are what a web task may carry.
+type Constraints struct {
+	StartURL     string          `json:"start_url"`
+	Actions      json.RawMessage `json:"actions"`
+	ExpectedText string          `json:"expected_text"`
+	ExpectedURL  string          `json:"expected_url"`
+	Answer       *string         `json:"answer"`
+	Screenshot   bool            `json:"screenshot"`
+}
+
+func (c Constraints) hasVerifier() bool {
+	return c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil
+}
+
+// Program sources, recorded as metadata.source.
+const (
+	SourceScripted = "scripted"
+	SourceCache    = "cache"
+	SourceLLM      = "llm"
+	SourceRules    = "rules"
+)
+
+// Agent is the web runtime's worker.Executor.
+type Agent struct {
+	Pool    *browser.Pool
+	LLM     *llm.Client // nil: no LLM configured
+	Cache   *templatecache.Cache
+	Metrics *metrics.Set
+	Log     *slog.Logger
+	// ScreenshotDir is where step screenshots go (the trajectory directory).
+	ScreenshotDir string
+}
+
+type run struct {
+	a     *Agent
+	task  core.TaskSpec
+	c     Constraints
+	tr    *core.Trajectory
+	s     *browser.Session
+	start time.Time
+
+	done     []Action // actions performed successfully (for the cache)
+	answer   *string  // the finish answer
+	lastObs  browser.Observation
+	fatal    error // an error that ends the task (browser died, blocked, ...)
+	extracts []string
+}
+
+// Execute runs a web task. The error is non-nil only when no browser
+// session could be opened (a system error, retried on another delivery).
+func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
+	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
+	if err := task.DecodeConstraints(&r.c); err != nil {
+		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
+		return r.finish(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(task.Timeout)*time.Second)
+	defer cancel()
+
+	s, err := a.Pool.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			r.tr.Fail(core.ErrTimeout, "no browser slot became free within the task's timeout")
+			return r.finish(), nil
+		}
+		return nil, fmt.Errorf("open browser session for task %s: %w", task.TaskID, err)
+	}
+	r.s = s
+	defer s.Close()
+
+	if r.c.StartURL != "" {
+		r.do(ctx, Action{Action: "goto", URL: r.c.StartURL}, true)
+	}
+	if r.fatal == nil {
+		r.act(ctx)
+	}
+	r.conclude(ctx)
+	if r.tr.Success {
+		r.store(ctx)
+	}
+	return r.finish(), nil
+}
+
+// act chooses where the actions come from and performs them.
+func (r *run) act(ctx context.Context) {
+	switch {
+	case len(r.c.Actions) > 0 && string(r.c.Actions) != "null":
+		r.tr.Metadata["source"] = SourceScripted
+		as, err := decodeActions(r.c.Actions)
+		if err != nil {
+			r.fatal = err
+			r.tr.Fail(core.ErrSystem, "invalid constraints.actions: "+err.Error())
+			return
+		}
+		r.replay(ctx, as)
+	case r.fromCache(ctx):
+	case r.a.LLM != nil:
+		r.tr.Metadata["source"] = SourceLLM
+		r.withLLM(ctx)
+	default:
+		r.tr.Metadata["source"] = SourceRules
+		r.withRules(ctx)
+	}
+}
+
+// replay performs a fixed sequence, stopping at the first failure.
+func (r *run) replay(ctx context.Context, as []Action) {
+	for _, a := range as {
+		if len(r.tr.Steps) >= r.task.MaxSteps+1 { // +1: the opening goto
+			r.tr.Metadata["stop_reason"] = "max_steps"
+			return
+		}
+		step := r.do(ctx, a, false)
+		if !step.Success || a.Action == "finish" {
+			return
+		}
+	}
+}
+
+func (r *run) cacheKey() string {
+	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.StartURL)
+}
+
+func (r *run) fromCache(ctx context.Context) bool {
+	a := r.a
+	if a.Cache == nil {
+		return false
+	}
+	e, ok, err := a.Cache.Get(ctx, r.cacheKey())
+	if err != nil {
+		a.Log.Warn("template cache read failed; treated as a miss", "task_id", r.task.TaskID, "err", err)
+	}
+	var as []Action
+	if ok && e.Kind == templatecache.KindActions {
+		as, err = decodeActions(e.Actions)
+		ok = err == nil
+	}
+	if !ok {
+		a.Metrics.CacheMisses.WithLabelValues(string(r.task.TaskType)).Inc()
+		r.tr.Metadata["cache_hit"] = false
+		return false
+	}
+	a.Metrics.CacheHits.WithLabelValues(string(r.task.TaskType)).Inc()
+	r.tr.Metadata["cache_hit"] = true
+	r.tr.Metadata["source"] = SourceCache
+	r.tr.Metadata["cached_from"] = e.Source
+	r.replay(ctx, as)
+	return true
+}
+
+// store caches the action sequence of a successful run from an LLM or the
+// rules; a hit replays it for real.
+func (r *run) store(ctx context.Context) {
+	src, _ := r.tr.Metadata["source"].(string)
+	if r.a.Cache == nil || len(r.done) == 0 || (src != SourceLLM && src != SourceRules) {
+		return
+	}
+	b, _ := json.Marshal(r.done)
+	var verified *bool
+	if v, ok := r.tr.Metadata["verified"].(bool); ok {
+		verified = &v
+	}
+	e := templatecache.Entry{Kind: templatecache.KindActions, Actions: b, Source: src, Verified: verified}
+	if err := r.a.Cache.Put(ctx, r.cacheKey(), e); err != nil {
+		r.a.Log.Warn("template cache write failed", "task_id", r.task.TaskID, "err", err)
+	}
+}
+
+// do performs one action as a step, observes the page after it, and
+// returns the step.
+func (r *run) do(ctx context.Context, a Action, initial bool) *core.ExecutionStep {
+	started := time.Now()
+	params := a.params()
+	if initial {
+		params["initial"] = true
+	}
+	if err := a.validate(); err != nil {
+		return r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
+			ErrorType: core.ErrRuntime, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})
+	}
+	extracted, err := perform(ctx, r.s, a)
+	step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params, Timestamp: core.UnixSeconds(started)}
+	if a.Action == "finish" {
+		ans := a.Answer
+		r.answer = &ans
+	}
+	if a.Action == "extract" && err == nil {
+		r.extracts = append(r.extracts, extracted)
+	}
+	obs, oerr := r.s.Observe(ctx)
+	if oerr == nil {
+		r.lastObs = obs
+	}
+	step.Observation = render(obs, extracted, a.Action == "extract")
+	if err == nil && oerr != nil && browser.Classify(oerr) == core.ErrBrowser {
+		err = oerr // the browser died right after the action
+	}
+	if err != nil {
+		step.ErrorType = browser.Classify(err)
+		step.ErrorMessage = err.Error()
+		if step.ErrorType == core.ErrBrowser || step.ErrorType == core.ErrBlockedURL || initial {
+			r.fatal = err
+		}
+		if step.ErrorType == core.ErrBrowser {
+			step.Observation = "the browser crashed or was disconnected"
+		}
+		r.a.Metrics.BrowserNavigationErrors.WithLabelValues(string(step.ErrorType)).Inc()
+	} else {
+		step.Success = true
+		if !initial {
+			r.done = append(r.done, a)
+		}
+	}
+	if r.c.Screenshot && step.ErrorType != core.ErrBrowser {
+		r.screenshot(ctx, &step)
+	}
+	step.Duration = time.Since(started).Seconds()
+	return r.tr.AddStep(step)
+}
+
+func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
+	if r.a.ScreenshotDir == "" {
+		return
+	}
+	name := fmt.Sprintf("%s.step-%d.png", r.task.TaskID, len(r.tr.Steps)+1)
+	if err := r.s.Screenshot(ctx, filepath.Join(r.a.ScreenshotDir, name)); err != nil {
+		r.a.Log.Warn("screenshot failed", "task_id", r.task.TaskID, "err", err)
+		return
+	}
+	step.ActionParams["screenshot"] = name
+}
+
+// conclude decides success: the task ended without a fatal error and, when
+// it has a verifier, the verifier passed.
+func (r *run) conclude(ctx context.Context) {
+	tr := r.tr
+	tr.Metadata["final_url"] = r.lastObs.URL
+	if r.answer != nil {
+		tr.FinalResult = *r.answer
+	} else if n := len(r.extracts); n > 0 {
+		tr.FinalResult = r.extracts[n-1]
+	} else {
+		tr.FinalResult = r.lastObs.Title
+	}
+	if tr.ErrorType != core.ErrNone {
+		return // already failed (invalid constraints)
+	}
+	if r.fatal != nil {
+		tr.Fail(browser.Classify(r.fatal), r.fatal.Error())
+		return
+	}
+	if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
+		s := tr.Steps[n-1]
+		tr.Fail(s.ErrorType, s.ErrorMessage)
+		return
+	}
+	if !r.c.hasVerifier() {
+		tr.Success = true
+		return
+	}
+	ok, why := r.verify()
+	tr.Metadata["verified"] = ok
+	if !ok {
+		tr.Fail(core.ErrWrongAnswer, why)
+		return
+	}
+	tr.Success = true
+}
+
+// verify checks expected_text, expected_url and answer.
+func (r *run) verify() (bool, string) {
+	answer := ""
+	if r.answer != nil {
+		answer = strings.TrimSpace(*r.answer)
+	}
+	if t := r.c.ExpectedText; t != "" {
+		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
+		if !strings.Contains(page, t) && !strings.Contains(answer, t) {
+			return false, fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t)
+		}
+	}
+	if u := r.c.ExpectedURL; u != "" && !strings.Contains(r.lastObs.URL, u) {
+		return false, fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u)
+	}
+	if r.c.Answer != nil && answer != strings.TrimSpace(*r.c.Answer) {
+		return false, fmt.Sprintf("answer %q is not the expected %q", answer, strings.TrimSpace(*r.c.Answer))
+	}
+	return true, ""
+}
+
+func (r *run) finish() *core.Trajectory {
+	r.tr.TotalDuration = time.Since(r.start).Seconds()
+	return r.tr
+}
+
+// render formats an observation for the trajectory and the model.
+func render(o browser.Observation, extracted string, isExtract bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "URL: %s\nTitle: %s\n", o.URL, o.Title)
+	if o.Status != 0 {
+		fmt.Fprintf(&b, "Status: %d\n", o.Status)
+	}
+	if isExtract {
+		fmt.Fprintf(&b, "\nExtracted:\n%s\n", extracted)
+	}
+	fmt.Fprintf(&b, "\nText:\n%s\n", o.Text)
+	if o.TextTruncated {
+		b.WriteString("[text truncated]\n")
+	}
+	if o.AriaSnapshot != "" {
+		fmt.Fprintf(&b, "\nAccessibility snapshot:\n%s\n", o.AriaSnapshot)
+		if o.SnapshotTruncated {
+			b.WriteString("[snapshot truncated]\n")
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,186 @@
+package webagent
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/browser"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/demosite"
+	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+type bundle struct {
+	site  string // base URL of the demo site
+	agent *Agent
+	dir   string
+}
+
+// setup starts the demo site and a browser pool that may reach only it.
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	deps := testsupport.FindBrowser(t)
+	srv := httptest.NewServer(demosite.Handler())
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	pool, err := browser.NewPool(context.Background(), browser.Config{
+		ExecutablePath: deps.Chromium, DriverDir: deps.DriverDir, NodePath: deps.Node, MaxConcurrent: 2,
+		ActionTimeout: 3 * time.Second, NavigationTimeout: 10 * time.Second,
+		Policy: browser.URLPolicy{AllowHosts: []string{u.Host}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	dir := t.TempDir()
+	return &bundle{site: srv.URL, dir: dir, agent: &Agent{Pool: pool, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler), ScreenshotDir: dir}}
+}
+
+func webTask(desc string, c map[string]any) core.TaskSpec {
+	return core.TaskSpec{TaskID: "w", TaskType: core.TaskWeb, Description: desc, MaxSteps: 6, Timeout: 60, Priority: 1, Constraints: c}
+}
+
+func TestWebAgent(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r := testsupport.StartRedis(t)
+	b.agent.Cache = templatecache.New(r.Client, templatecache.Options{})
+
+	t.Run("scripted form fill and submit with a screenshot", func(t *testing.T) {
+		tr, err := b.agent.Execute(ctx, webTask("contact", map[string]any{
+			"start_url": b.site + "/form",
+			"actions": []map[string]any{
+				{"action": "fill", "selector": "#name", "text": "Ada"},
+				{"action": "select", "selector": "#topic", "value": "support"},
+				{"action": "click", "selector": "button[type=submit]"},
+				{"action": "finish", "answer": "sent"},
+			},
+			"expected_text": "Thank you, Ada. Your support message", "answer": "sent", "screenshot": true,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.Success || tr.Metadata["verified"] != true || len(tr.Steps) != 5 || tr.FinalResult != "sent" {
+			t.Fatalf("success=%v err=%s %s steps=%d meta=%v", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps), tr.Metadata)
+		}
+		if tr.Steps[0].ActionParams["initial"] != true || tr.Steps[0].ActionParams["action"] != "goto" {
+			t.Errorf("first step = %v", tr.Steps[0].ActionParams)
+		}
+		shot, _ := tr.Steps[3].ActionParams["screenshot"].(string)
+		if st, err := os.Stat(filepath.Join(b.dir, shot)); shot == "" || err != nil || st.Size() == 0 {
+			t.Errorf("screenshot %q not saved: %v", shot, err)
+		}
+	})
+
+	t.Run("rules search, then a cache hit replayed for real", func(t *testing.T) {
+		task := webTask("Search for information about topic 12", map[string]any{"start_url": b.site + "/", "expected_text": "ADP-84"})
+		tr, err := b.agent.Execute(ctx, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.Success || tr.Metadata["source"] != SourceRules || tr.Metadata["cache_hit"] != false {
+			t.Fatalf("first: success=%v %s %s meta=%v", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.Metadata)
+		}
+		if !strings.Contains(tr.Steps[1].Observation, "Results for topic 12") {
+			t.Errorf("search step observation: %s", tr.Steps[1].Observation)
+		}
+		if !strings.Contains(tr.Steps[2].Observation, "Rendered by JavaScript") {
+			t.Errorf("JS-rendered content missing from the observation: %s", tr.Steps[2].Observation)
+		}
+		again, err := b.agent.Execute(ctx, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !again.Success || again.Metadata["cache_hit"] != true || len(again.Steps) != len(tr.Steps) {
+			t.Errorf("replay: success=%v meta=%v steps=%d/%d", again.Success, again.Metadata, len(again.Steps), len(tr.Steps))
+		}
+	})
+
+	t.Run("404 is visible and fails its verifier", func(t *testing.T) {
+		tr, err := b.agent.Execute(ctx, webTask("missing", map[string]any{"start_url": b.site + "/article/nope", "actions": []any{}, "expected_text": "Fibonacci"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Success || tr.ErrorType != core.ErrWrongAnswer || !strings.Contains(tr.Steps[0].Observation, "Status: 404") {
+			t.Errorf("success=%v %s; observation %q", tr.Success, tr.ErrorType, tr.Steps[0].Observation)
+		}
+	})
+
+	t.Run("file URL is blocked", func(t *testing.T) {
+		tr, err := b.agent.Execute(ctx, webTask("read passwd", map[string]any{"start_url": "file:///etc/passwd"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Success || tr.ErrorType != core.ErrBlockedURL || tr.Steps[0].ErrorType != core.ErrBlockedURL || strings.Contains(tr.Steps[0].Observation, "root:") {
+			t.Errorf("success=%v %s steps=%+v", tr.Success, tr.ErrorType, tr.Steps)
+		}
+	})
+
+	t.Run("private address outside the allow list is blocked", func(t *testing.T) {
+		tr, err := b.agent.Execute(ctx, webTask("metadata", map[string]any{"start_url": "http://169.254.169.254/latest/meta-data/"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.ErrorType != core.ErrBlockedURL {
+			t.Errorf("error_type = %s (%s)", tr.ErrorType, tr.ErrorMessage)
+		}
+	})
+
+	t.Run("llm drives the actions", func(t *testing.T) {
+		fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, n int) (int, any) {
+			switch n {
+			case 0:
+				return 200, testsupport.ToolCallReply("1", "click", map[string]string{"selector": "text=Contact"})
+			case 1:
+				return 200, testsupport.ToolCallReply("2", "fill", map[string]string{"selector": "#name", "text": "Bob"})
+			case 2:
+				return 200, testsupport.ToolCallReply("3", "press", map[string]string{"selector": "#name", "key": "Enter"})
+			default:
+				return 200, testsupport.ToolCallReply("4", "finish", map[string]string{"answer": "done"})
+			}
+		})
+		client, err := llm.New(llm.Config{BaseURL: fake.URL, Model: "fake"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := *b.agent
+		a.LLM, a.Cache = client, nil
+		tr, err := a.Execute(ctx, webTask("Send a contact message as Bob", map[string]any{"start_url": b.site + "/", "expected_text": "Thank you, Bob"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.Success || tr.Metadata["source"] != SourceLLM || len(tr.Steps) != 5 {
+			t.Fatalf("success=%v %s %s steps=%d", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
+		}
+		reqs := fake.Requests()
+		if !strings.Contains(reqs[0].Messages[1].Content, "ADP Demo Search") {
+			t.Errorf("first observation not in the prompt: %q", reqs[0].Messages[1].Content)
+		}
+		if !strings.Contains(reqs[1].LastContent(), "Contact") {
+			t.Errorf("click observation not fed back: %q", reqs[1].LastContent())
+		}
+	})
+}
+
+func TestQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"Search for information about topic 12": "topic 12",
+		"search redis streams":                  "redis streams",
+		"Find info on nsjail.":                  "nsjail",
+		"Playwright":                            "Playwright",
+	} {
+		if got := query(in); got != want {
+			t.Errorf("query(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,69 @@
+package webagent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/agentdataplatform/adp/internal/agent"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
+)
+
+const systemPrompt = `You are a web agent operating a real browser. Each tool performs one browser action and returns the page that follows: its URL, title, status, text and accessibility snapshot. Use CSS or Playwright selectors (for example "#q", "input[name=q]", "text=Next", "role=link[name='About']"). Work step by step. When the task is done, call finish with the answer the task asks for.`
+
+// withLLM lets the model choose the actions.
+func (r *run) withLLM(ctx context.Context) {
+	user := "Task: " + r.task.Description
+	if len(r.tr.Steps) > 0 {
+		user += "\n\nThe browser is on this page:\n" + r.tr.Steps[0].Observation
+	} else {
+		user += "\n\nThe browser is on a blank page; start with goto."
+	}
+	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
+	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
+	r.tr.Metadata["llm_calls"] = out.LLMCalls
+	r.tr.Metadata["prompt_tokens"] = out.Usage.PromptTokens
+	r.tr.Metadata["completion_tokens"] = out.Usage.CompletionTokens
+	r.tr.Metadata["total_tokens"] = out.Usage.TotalTokens
+	r.tr.Metadata["stop_reason"] = out.Reason
+	if err != nil {
+		kind := core.ErrNetwork
+		if ctx.Err() != nil {
+			kind = core.ErrTimeout
+		}
+		r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
+			ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(r.start)})
+	}
+}
+
+type llmTools struct{ r *run }
+
+var _ agent.Tools = (*llmTools)(nil)
+
+func (t *llmTools) Definitions() []llm.Tool { return tools }
+
+func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
+	a, err := actionFromCall(call)
+	if err != nil {
+		return "error: " + err.Error(), false
+	}
+	step := t.r.do(ctx, a, false)
+	obs := step.Observation
+	if step.ErrorType != core.ErrNone {
+		obs = fmt.Sprintf("error: %s: %s\n\n%s", step.ErrorType, step.ErrorMessage, obs)
+	}
+	// A dead browser or a finish ends the loop.
+	return obs, a.Action == "finish" || t.r.fatal != nil
+}
+
+func (t *llmTools) Answer(ctx context.Context, answer string) string {
+	ans := strings.TrimSpace(answer)
+	t.r.answer = &ans
+	if t.r.c.hasVerifier() {
+		if ok, why := t.r.verify(); !ok {
+			return "Verification failed: " + why + ". Continue, then call finish with the answer."
+		}
+	}
+	return ""
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# integration_test.sh [--local]: a mixed batch through the whole pipeline,
+# each task with a known outcome, plus bad input lines; then checks every
+# trajectory, the rejected lines, the exports and the report.
+source "$(dirname "$0")/lib.sh"
+command -v jq >/dev/null || die "jq not found (scripts/bootstrap.sh installs it)"
+run=it-$(date +%s)-$$
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+tasks=$work/tasks.jsonl
+demo=${ADP_DEMO_ADDR:-127.0.0.1:$((20000 + RANDOM % 20000))}
+cat > "$tasks" <<JSON
+{"task_id":"$run-fib","task_type":"code","description":"Write a Python function for the 10th Fibonacci number","constraints":{"expected_output":"55"}}
+{"task_id":"$run-tests","task_type":"code","description":"add","constraints":{"code":"def add(a, b):\n    return a + b\n","tests":"assert add(2, 3) == 5"}}
+{"task_id":"$run-wrong","task_type":"code","description":"add, wrongly","constraints":{"code":"def add(a, b):\n    return a - b\n","tests":"assert add(2, 3) == 5"}}
+{"task_id":"$run-syntax","task_type":"code","description":"broken","constraints":{"code":"def f(:\n"}}
+{"task_id":"$run-slow","task_type":"code","description":"sleeps past its timeout","timeout":2,"constraints":{"code":"import time\ntime.sleep(30)"}}
+{"task_id":"$run-reason","task_type":"reasoning","description":"Compute the factorial of 6","constraints":{"expected_output":"720"}}
+not json at all
+{"task_id":"$run-bad","task_type":"video","description":"x"}
+{"task_id":"$run-fib","task_type":"code","description":"a duplicate id"}
+JSON
+want_web=false
+if [ "${1:-}" = "--local" ] && [ -x /usr/bin/chromium ] || [ "${1:-}" != "--local" ]; then
+  want_web=true
+  cat >> "$tasks" <<JSON
+{"task_id":"$run-form","task_type":"web","description":"contact form","constraints":{"start_url":"http://$demo/form","actions":[{"action":"fill","selector":"#name","text":"Ada"},{"action":"click","selector":"button[type=submit]"},{"action":"finish","answer":"sent"}],"expected_text":"Thank you, Ada"}}
+{"task_id":"$run-search","task_type":"web","description":"Search for information about topic 3","constraints":{"start_url":"http://$demo/","expected_text":"ADP-21"}}
+{"task_id":"$run-file","task_type":"web","description":"read a local file","constraints":{"start_url":"file:///etc/passwd"}}
+JSON
+fi
+
+if [ "${1:-}" = "--local" ]; then
+  ensure_built
+  out=$work/out
+  local_up "$tasks" "$out" --timeout 300s --demo-addr "$demo" > "$work/summary.txt"
+else
+  die "compose mode: run the local mode here, or point ADP_DEMO_ADDR at a demo site the stack can reach and submit $tasks with 'adpctl submit'"
+fi
+dir=$out/trajectories
+
+passed=0; failed=0
+check() { # id jq-expression description
+  local f=$dir/$1.json
+  if [ -f "$f" ] && [ "$(jq -r "$2" "$f")" = true ]; then passed=$((passed + 1))
+  else failed=$((failed + 1)); log "FAIL $1: $3; got $( [ -f "$f" ] && jq -c '{success,error_type,error_message}' "$f" || echo 'no file')"; fi
+}
+check "$run-fib"    '.success and .final_result == "55" and .metadata.verified == true' "fibonacci by rules, verified"
+check "$run-tests"  '.success and .metadata.verified == true and (.steps | length) == 2' "tests pass"
+check "$run-wrong"  '(.success | not) and .error_type == "wrong_answer"' "failing tests are a wrong answer"
+check "$run-syntax" '(.success | not) and .error_type == "compile_error"' "syntax error"
+check "$run-slow"   '(.success | not) and .error_type == "timeout"' "wall-clock limit"
+check "$run-reason" '.success and .final_result == "720" and .task_type == "reasoning"' "reasoning via the sandbox runtime"
+if $want_web; then
+  check "$run-form"   '.success and .metadata.verified == true' "scripted form"
+  check "$run-search" '.success and .metadata.source == "rules"' "search heuristics on the demo site"
+  check "$run-file"   '(.success | not) and .error_type == "blocked_url"' "file: URL blocked"
+fi
+rej=$out/rejected.jsonl
+if [ "$(jq -s 'map(select(.line == 7 or .line == 8)) | length' "$rej")" = 2 ] && \
+   jq -e 'select(.line == 8) | .reason | test("video")' "$rej" >/dev/null; then passed=$((passed + 1))
+else failed=$((failed + 1)); log "FAIL rejected.jsonl: $(cat "$rej")"; fi
+for fmt in openai sharegpt; do
+  n=$("$BIN/adpctl" export --dir "$dir" --format "$fmt" --only-success 2>/dev/null | jq -c . | wc -l)
+  if [ "$n" -ge 3 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL export $fmt: $n lines"; fi
+done
+"$BIN/adpctl" report --dir "$dir" --out "$work/report.html" 2>/dev/null
+if grep -q '<svg' "$work/report.html"; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL report"; fi
+cat "$work/summary.txt" >&2
+echo "integration test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
