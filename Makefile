@@ -1,35 +1,49 @@
-# Agent Data Platform. `make run` and `make test` are the two commands.
+# Agent Data Platform. The two commands: `make run` and `make test`.
 GO       ?= go
 BINARIES := dispatcher sandbox-runtime web-runtime adpctl
-GOFLAGS  ?= -trimpath
+TASKS    ?= tasks.jsonl
+OUTPUT   ?= output
 
-.PHONY: all build test test-short bench run vet fmt clean bootstrap
+.PHONY: all build run test test-go test-scripts test-chaos bench vet fmt clean clean-output bootstrap
 
 all: build
 
 build:
 	@mkdir -p bin
 	@for b in $(BINARIES); do \
-		if [ -d cmd/$$b ]; then CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o bin/$$b ./cmd/$$b || exit 1; fi; \
+		CGO_ENABLED=0 $(GO) build -trimpath -o bin/$$b ./cmd/$$b || exit 1; \
 	done
 
-bootstrap:
-	scripts/bootstrap.sh --test
+# The main job without Docker: install what is missing, build, run the whole
+# pipeline on $(TASKS) until every task has a result, print a summary.
+run:
+	@scripts/bootstrap.sh --run
+	@$(MAKE) --no-print-directory build
+	bin/adpctl up --tasks $(TASKS) --output $(OUTPUT)
 
-# The README's test command: installs what tests need, then runs every test
-# with the race detector.
-test: bootstrap
+# The README's test command: installs what tests need, then every Go test
+# with the race detector, then the end-to-end scripts in local mode.
+test:
+	@scripts/bootstrap.sh --test
+	@$(MAKE) --no-print-directory test-go test-scripts
+
+test-go:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+test-scripts: build
+	scripts/smoke_test.sh --local
+	scripts/integration_test.sh --local
 
 bench: build
 	scripts/bench.sh
-
-run: build
-	scripts/run.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
 	rm -rf bin
+
+# Forget a local run's state: Redis data (dedup, streams), trajectories, logs.
+clean-output:
+	rm -rf $(OUTPUT)

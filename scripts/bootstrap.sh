@@ -21,13 +21,16 @@ playwright_core_version=1.60.0
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 
-# Debian packages needed per mode: "command package" pairs.
+# Debian packages needed per mode: "command package" pairs (a command may be
+# an absolute path: the sandbox runs /usr/bin/python3, whatever PATH says).
 need_cmds=(
   "redis-server redis-server"
   "redis-cli redis-server"
   "bwrap bubblewrap"
   "chromium chromium"
   "jq jq"
+  "/usr/bin/python3 python3"
+  "prlimit util-linux"
 )
 if [ "$mode" = "--test" ]; then
   need_cmds+=("prometheus prometheus" "promtool prometheus")
@@ -58,8 +61,13 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   log "installing Debian packages: ${missing_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq >&2
-  $sudo apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >&2
+  aptlog=$(mktemp)
+  if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}"; } >"$aptlog" 2>&1; then
+    tail -20 "$aptlog" >&2
+    log "apt-get failed; install these packages by hand: ${missing_pkgs[*]}"
+    exit 1
+  fi
+  rm -f "$aptlog"
   # The Debian packages start daemons we do not use; tests and `make run` start
   # private servers on free loopback ports.
   if command -v service >/dev/null 2>&1; then
