@@ -2,6 +2,7 @@ package adpctl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ func cmdUp(ctx context.Context, e Env, args []string) error {
 	out := fs.String("output", e.OutputDir, "output directory (trajectories, logs, redis data)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
 	demo := fs.String("demo-addr", envOr("ADP_DEMO_ADDR", demosite.DefaultAddr), "address of the demo site the sample web tasks use (empty: none)")
+	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -33,7 +35,15 @@ func cmdUp(ctx context.Context, e Env, args []string) error {
 		Progress: e.Stderr, Terminal: terminal,
 	})
 	if sum != nil && err == nil {
-		localrun.WriteSummary(e.Stdout, sum)
+		if *asJSON {
+			enc := json.NewEncoder(e.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(sum); err != nil {
+				return err
+			}
+		} else {
+			localrun.WriteSummary(e.Stdout, sum)
+		}
 	}
 	if errors.Is(err, localrun.ErrInterrupted) {
 		fmt.Fprintln(e.Stderr, "adp: interrupted; everything started was stopped")

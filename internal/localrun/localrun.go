@@ -7,6 +7,7 @@ package localrun
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,13 +57,23 @@ var ErrInterrupted = errors.New("interrupted")
 
 // Summary is the outcome of a run.
 type Summary struct {
-	Tasks        int           // valid, distinct tasks in the file
-	Rejected     int           // invalid lines
-	Done         int           // with a trajectory
-	DeadLettered int           // in tasks:dead
-	Elapsed      time.Duration // from start of processing to the last result
-	Stats        *report.Stats // over this run's trajectories
-	OutputDir    string
+	Tasks        int           `json:"tasks"`         // valid, distinct tasks in the file
+	Rejected     int           `json:"rejected"`      // invalid lines
+	Done         int           `json:"done"`          // with a trajectory
+	DeadLettered int           `json:"dead_lettered"` // in tasks:dead
+	Elapsed      time.Duration `json:"elapsed_ns"`    // from the dispatcher's start to the last result
+	Stats        *report.Stats `json:"stats"`         // over this run's trajectories
+	OutputDir    string        `json:"output_dir"`
+}
+
+// MarshalJSON adds the derived figures.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary
+	return json.Marshal(struct {
+		plain
+		ElapsedSeconds float64 `json:"elapsed_seconds"`
+		TasksPerMinute float64 `json:"tasks_per_minute"`
+	}{plain(s), s.Elapsed.Seconds(), s.TasksPerMinute()})
 }
 
 // TasksPerMinute is the throughput of the run.

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# bench.sh: the benchmarks of the README's Figures section, on this machine,
+# each comparison measured in one run. Prints a summary at the end.
+#   ADP_BENCH_TASKS   ingest size (default 1000000)
+#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,web,load
+source "$(dirname "$0")/lib.sh"
+"$ROOT/scripts/bootstrap.sh" --test
+ensure_built
+only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,web,load}
+want() { [[ ",$only," == *",$1,"* ]]; }
+results=$(mktemp)
+work=$(mktemp -d); trap 'rm -rf "$work" "$results"' EXIT
+say() { echo "$*" | tee -a "$results"; }
+
+if want ingest; then
+  log "ingest: ${ADP_BENCH_TASKS:-1000000} tasks vs redis-benchmark -P 64 vs a naive loop"
+  (cd "$ROOT" && go test -run '^$' -bench Ingest -benchtime 1x -timeout 30m ./internal/dispatch) | tee "$work/ingest.txt" >&2
+  say "ingest: $(grep -o 'ingest of .*' "$work/ingest.txt")"
+fi
+
+if want jail; then
+  log "jail: print(\"hello\") through the jail vs bare python3"
+  (cd "$ROOT" && go test -run '^$' -bench 'Hello' -benchtime 200x -count 1 ./internal/sandbox) | tee "$work/jail.txt" >&2
+  say "jail: $(grep -E 'Benchmark' "$work/jail.txt" | awk '{print $1, $3, $4}' | tr '\n' ';')"
+fi
+
+if want sandbox-e2e; then
+  n=500
+  log "sandbox end to end: $n scripted code tasks (dispatcher -> Redis -> runtime -> files) vs the same programs bare"
+  mkdir -p "$work/progs"
+  for i in $(seq 1 $n); do
+    prog="import math\nprint(sum(math.isqrt(k) for k in range($((i * 100)))))"
+    printf '%b\n' "$prog" > "$work/progs/p$i.py"
+    jq -cn --arg id "e2e-$i" --arg code "$(printf '%b' "$prog")" '{task_id:$id, task_type:"code", description:"bench", constraints:{code:$code}}'
+  done > "$work/e2e.jsonl"
+  par=$(nproc)
+  start=$(date +%s.%N)
+  ls "$work"/progs/*.py | xargs -P "$par" -n 1 /usr/bin/python3 > /dev/null
+  bare=$(echo "$(date +%s.%N) - $start" | bc -l)
+  "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
+  el=$(jq .elapsed_seconds "$work/e2e.json"); ok=$(jq .stats.succeeded "$work/e2e.json")
+  say "sandbox e2e: $n tasks in ${el}s through the pipeline ($ok succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+fi
+
+if want web; then
+  log "web: pool vs a browser per task; RSS with 200 and 2,000 queued tasks"
+  (cd "$ROOT" && go test -run '^$' -bench 'PoolTask|LaunchPerTask' -benchtime 20x -count 1 -timeout 20m ./internal/browser) | tee "$work/web.txt" >&2
+  say "web: $(grep -E '^Benchmark' "$work/web.txt" | awk '{print $1, $3, $4}' | tr '\n' ';')"
+  if [ -x "$ROOT/scripts/web_rss.sh" ]; then
+    for q in 200 2000; do say "web rss: $("$ROOT/scripts/web_rss.sh" "$q")"; done
+  fi
+fi
+
+if want load; then
+  log "load: 1,000 mixed tasks through the local pipeline"
+  "$ROOT/scripts/load_test.sh" --local 1000 10 | tee "$work/load.txt" >&2
+  say "$(tail -1 "$work/load.txt")"
+fi
+
+echo; echo "== figures =="; cat "$results"
