@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/agentdataplatform/adp/internal/demosite"
 	"github.com/agentdataplatform/adp/internal/localrun"
@@ -57,4 +60,28 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+func cmdDemo(ctx context.Context, e Env, args []string) error {
+	fs := newFlags(e, "demo", "[--addr HOST:PORT]")
+	addr := fs.String("addr", envOr("ADP_DEMO_ADDR", demosite.DefaultAddr), "listen address")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(e.Stderr, "demo site on http://%s/ (web runtimes need WEB_ALLOW_HOSTS=%s)\n", ln.Addr(), ln.Addr())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

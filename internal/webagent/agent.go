@@ -211,9 +211,12 @@ func (r *run) do(ctx context.Context, a Action, initial bool) *core.ExecutionSte
 	if a.Action == "extract" && err == nil {
 		r.extracts = append(r.extracts, extracted)
 	}
-	obs, oerr := r.s.Observe(ctx)
-	if oerr == nil {
-		r.lastObs = obs
+	obs, oerr := r.lastObs, error(nil)
+	if a.Action != "finish" || len(r.tr.Steps) == 0 { // finish does not change the page
+		obs, oerr = r.s.Observe(ctx)
+		if oerr == nil {
+			r.lastObs = obs
+		}
 	}
 	step.Observation = render(obs, extracted, a.Action == "extract")
 	if err == nil && oerr != nil && browser.Classify(oerr) == core.ErrBrowser {
