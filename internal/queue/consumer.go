@@ -204,7 +204,7 @@ func (c *Consumer) inflightCount() int {
 // new ones.
 func (c *Consumer) fetchLoop(ctx, workCtx context.Context, handlers *sync.WaitGroup) {
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
-	var lastReclaim time.Time
+	var lastReclaim, lastJanitor time.Time
 	reclaimEvery := c.cfg.LeaseTTL / 2
 	groupReady := false
 	for ctx.Err() == nil {
@@ -235,6 +235,10 @@ func (c *Consumer) fetchLoop(ctx, workCtx context.Context, handlers *sync.WaitGr
 			msgs, err = c.reclaim(ctx, free)
 			if err == nil && len(msgs) < free {
 				lastReclaim = time.Now() // caught up; otherwise reclaim again next round
+			}
+			if err == nil && time.Since(lastJanitor) >= janitorEvery {
+				lastJanitor = time.Now()
+				c.forgetIdleConsumers(ctx)
 			}
 		}
 		if err == nil && len(msgs) == 0 {
@@ -421,6 +425,32 @@ func (c *Consumer) safeHandle(ctx context.Context, m *Message) (err error) {
 		}
 	}()
 	return c.h.Handle(ctx, m)
+}
+
+// Consumers of restarted processes stay in the group (their names hold a pid)
+// until removed; a consumer idle this long with nothing pending is removed.
+const (
+	idleConsumerTTL = time.Hour
+	janitorEvery    = 5 * time.Minute
+)
+
+// forgetIdleConsumers deletes consumers that hold nothing and have been idle
+// for idleConsumerTTL, so `adpctl status` shows the live ones. A consumer
+// with pending entries is never deleted: its entries are reclaimed first.
+func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
+	cs, err := c.rdb.XInfoConsumers(ctx, c.cfg.Stream, c.cfg.Group).Result()
+	if err != nil {
+		return
+	}
+	for _, ci := range cs {
+		if ci.Name == c.cfg.Name || ci.Pending > 0 || ci.Idle < idleConsumerTTL {
+			continue
+		}
+		// XGROUP DELCONSUMER would drop pending entries: re-check atomically.
+		if n, err := delIdleConsumerScript.Run(ctx, c.rdb, []string{c.cfg.Stream}, c.cfg.Group, ci.Name).Int(); err == nil && n == 1 {
+			c.log.Info("removed idle consumer from the group", "idle_consumer", ci.Name, "idle", ci.Idle)
+		}
+	}
 }
 
 // renewLoop renews the lease of every in-flight entry every LeaseTTL/3 and

@@ -114,3 +114,12 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[2])
 return n
 `)
+
+// delIdleConsumerScript deletes a consumer only if it has no pending entries.
+// KEYS: 1 stream. ARGV: 1 group, 2 consumer. Returns 1 when deleted.
+var delIdleConsumerScript = redis.NewScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
