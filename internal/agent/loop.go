@@ -6,7 +6,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 )
 
@@ -99,4 +101,32 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 	}
 	out.Reason = "max_steps"
 	return out, nil
+}
+
+// Program and action sources, recorded as metadata.source.
+const (
+	SourceScripted = "scripted" // the task brought its program or actions
+	SourceCache    = "cache"    // the template cache
+	SourceLLM      = "llm"
+	SourceRules    = "rules" // the blueprint's heuristics, without an LLM
+)
+
+// Record writes the loop's figures into a trajectory's metadata and, when
+// the model could not be reached (err), a failed tool_call step: a timeout
+// when ctx expired, else a network error.
+func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, started time.Time) {
+	tr.Metadata["llm_calls"] = o.LLMCalls
+	tr.Metadata["prompt_tokens"] = o.Usage.PromptTokens
+	tr.Metadata["completion_tokens"] = o.Usage.CompletionTokens
+	tr.Metadata["total_tokens"] = o.Usage.TotalTokens
+	tr.Metadata["stop_reason"] = o.Reason
+	if err == nil {
+		return
+	}
+	kind := core.ErrNetwork
+	if ctx.Err() != nil {
+		kind = core.ErrTimeout
+	}
+	tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
+		ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})
 }

@@ -12,19 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
-)
-
-// Program sources, recorded as metadata.source.
-const (
-	SourceScripted = "scripted"
-	SourceCache    = "cache"
-	SourceLLM      = "llm"
-	SourceRules    = "rules"
 )
 
 // Agent is the sandbox runtime's worker.Executor.
@@ -73,15 +66,15 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 
 	switch {
 	case r.c.Code != "":
-		r.tr.Metadata["source"] = SourceScripted
+		r.tr.Metadata["source"] = agent.SourceScripted
 		r.runProgram(ctx, r.c.Code)
 	default:
 		if !r.fromCache(ctx) {
 			if a.LLM != nil {
-				r.tr.Metadata["source"] = SourceLLM
+				r.tr.Metadata["source"] = agent.SourceLLM
 				r.withLLM(ctx)
 			} else if program, rule := ruleProgram(task.Description); program != "" {
-				r.tr.Metadata["source"] = SourceRules
+				r.tr.Metadata["source"] = agent.SourceRules
 				r.tr.Metadata["rule"] = rule
 				r.runProgram(ctx, program)
 			} else {
@@ -121,7 +114,7 @@ func (r *run) fromCache(ctx context.Context) bool {
 	}
 	a.Metrics.CacheHits.WithLabelValues(string(r.task.TaskType)).Inc()
 	r.tr.Metadata["cache_hit"] = true
-	r.tr.Metadata["source"] = SourceCache
+	r.tr.Metadata["source"] = agent.SourceCache
 	r.tr.Metadata["cached_from"] = e.Source
 	r.runProgram(ctx, e.Program)
 	r.conclude()
@@ -138,7 +131,7 @@ func (r *run) fromCache(ctx context.Context) bool {
 // exists), so a repeated task skips the LLM.
 func (r *run) store(ctx context.Context) {
 	src, _ := r.tr.Metadata["source"].(string)
-	if r.a.Cache == nil || r.lastProgram == "" || (src != SourceLLM && src != SourceRules) {
+	if r.a.Cache == nil || r.lastProgram == "" || (src != agent.SourceLLM && src != agent.SourceRules) {
 		return
 	}
 	e := templatecache.Entry{Kind: templatecache.KindProgram, Program: r.lastProgram, Source: src, Verified: r.verified}

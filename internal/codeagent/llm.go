@@ -30,21 +30,11 @@ func (r *run) withLLM(ctx context.Context) {
 	}
 	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
-	r.tr.Metadata["llm_calls"] = out.LLMCalls
-	r.tr.Metadata["prompt_tokens"] = out.Usage.PromptTokens
-	r.tr.Metadata["completion_tokens"] = out.Usage.CompletionTokens
-	r.tr.Metadata["total_tokens"] = out.Usage.TotalTokens
-	r.tr.Metadata["stop_reason"] = out.Reason
+	out.Record(ctx, r.tr, err, r.start)
 	if out.Answer != "" {
 		r.tr.Metadata["answer"] = out.Answer
 	}
 	if err != nil {
-		kind := core.ErrNetwork
-		if ctx.Err() != nil {
-			kind = core.ErrTimeout
-		}
-		r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
-			ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(r.start)})
 		r.lastResult = nil // the task did not complete
 		return
 	}

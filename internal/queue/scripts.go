@@ -2,6 +2,29 @@ package queue
 
 import "github.com/redis/go-redis/v9"
 
+// luaBury is shared by the scripts that dead-letter: it copies an entry's
+// original fields (without the history fields of an earlier burial) to the
+// dead-letter stream with its history, then acks and deletes the entry and
+// its error note.
+const luaBury = `
+local function bury(stream, dead, group, id, fields, deliveries, lastErr, errKey)
+  local t = redis.call('TIME')
+  local add = {}
+  for j = 1, #fields, 2 do
+    local k = fields[j]
+    if k ~= 'source_stream' and k ~= 'source_id' and k ~= 'deliveries' and k ~= 'last_error' and k ~= 'dead_at' then
+      add[#add+1] = k
+      add[#add+1] = fields[j+1]
+    end
+  end
+  redis.call('XADD', dead, '*', 'source_stream', stream, 'source_id', id,
+    'deliveries', deliveries, 'last_error', lastErr, 'dead_at', t[1], unpack(add))
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  redis.call('DEL', errKey)
+end
+`
+
 // reclaimScript takes over entries whose holder stopped renewing its lease.
 // Atomically, per idle entry: an entry deleted from the stream is acked (so
 // it does not loop); an entry delivered MaxDeliveries times is copied to the
@@ -13,7 +36,7 @@ import "github.com/redis/go-redis/v9"
 // 6 last-error key prefix (stream included).
 // Returns a list of {kind, id, deliveries, fields-or-error}, kind one of
 // "claimed", "dead", "deleted".
-var reclaimScript = redis.NewScript(`
+var reclaimScript = redis.NewScript(luaBury + `
 local stream, dead = KEYS[1], KEYS[2]
 local group, consumer = ARGV[1], ARGV[2]
 local minIdle, count, maxDeliveries = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -33,21 +56,7 @@ for _, p in ipairs(pending) do
     if not lastErr then
       lastErr = 'consumer ' .. owner .. ' stopped renewing its lease (crashed or hung)'
     end
-    local t = redis.call('TIME')
-    local fields = entry[1][2]
-    local add = {}
-    for j = 1, #fields, 2 do
-      local k = fields[j]
-      if k ~= 'source_stream' and k ~= 'source_id' and k ~= 'deliveries' and k ~= 'last_error' and k ~= 'dead_at' then
-        add[#add+1] = k
-        add[#add+1] = fields[j+1]
-      end
-    end
-    redis.call('XADD', dead, '*', 'source_stream', stream, 'source_id', id,
-      'deliveries', n, 'last_error', lastErr, 'dead_at', t[1], unpack(add))
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
-    redis.call('DEL', errKey)
+    bury(stream, dead, group, id, entry[1][2], n, lastErr, errKey)
     out[#out+1] = {'dead', id, n, lastErr}
   else
     local claimed = redis.call('XCLAIM', stream, group, consumer, minIdle, id)
@@ -63,27 +72,16 @@ return out
 // stream (used for entries that can never succeed, e.g. an invalid task).
 // KEYS: 1 stream, 2 dead-letter stream. ARGV: 1 group, 2 id, 3 deliveries,
 // 4 reason, 5 last-error key.
-var deadLetterScript = redis.NewScript(`
+var deadLetterScript = redis.NewScript(luaBury + `
 local stream, dead = KEYS[1], KEYS[2]
 local group, id = ARGV[1], ARGV[2]
 local entry = redis.call('XRANGE', stream, id, id)
 if #entry > 0 then
-  local t = redis.call('TIME')
-  local fields = entry[1][2]
-  local add = {}
-  for j = 1, #fields, 2 do
-    local k = fields[j]
-    if k ~= 'source_stream' and k ~= 'source_id' and k ~= 'deliveries' and k ~= 'last_error' and k ~= 'dead_at' then
-      add[#add+1] = k
-      add[#add+1] = fields[j+1]
-    end
-  end
-  redis.call('XADD', dead, '*', 'source_stream', stream, 'source_id', id,
-    'deliveries', ARGV[3], 'last_error', ARGV[4], 'dead_at', t[1], unpack(add))
+  bury(stream, dead, group, id, entry[1][2], ARGV[3], ARGV[4], ARGV[5])
+else
+  redis.call('XACK', stream, group, id)
+  redis.call('DEL', ARGV[5])
 end
-redis.call('XACK', stream, group, id)
-redis.call('XDEL', stream, id)
-redis.call('DEL', ARGV[5])
 return #entry
 `)
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
@@ -35,14 +36,6 @@ type Constraints struct {
 func (c Constraints) hasVerifier() bool {
 	return c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil
 }
-
-// Program sources, recorded as metadata.source.
-const (
-	SourceScripted = "scripted"
-	SourceCache    = "cache"
-	SourceLLM      = "llm"
-	SourceRules    = "rules"
-)
 
 // Agent is the web runtime's worker.Executor.
 type Agent struct {
@@ -109,7 +102,7 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 func (r *run) act(ctx context.Context) {
 	switch {
 	case len(r.c.Actions) > 0 && string(r.c.Actions) != "null":
-		r.tr.Metadata["source"] = SourceScripted
+		r.tr.Metadata["source"] = agent.SourceScripted
 		as, err := decodeActions(r.c.Actions)
 		if err != nil {
 			r.fatal = err
@@ -119,10 +112,10 @@ func (r *run) act(ctx context.Context) {
 		r.replay(ctx, as)
 	case r.fromCache(ctx):
 	case r.a.LLM != nil:
-		r.tr.Metadata["source"] = SourceLLM
+		r.tr.Metadata["source"] = agent.SourceLLM
 		r.withLLM(ctx)
 	default:
-		r.tr.Metadata["source"] = SourceRules
+		r.tr.Metadata["source"] = agent.SourceRules
 		r.withRules(ctx)
 	}
 }
@@ -166,7 +159,7 @@ func (r *run) fromCache(ctx context.Context) bool {
 	}
 	a.Metrics.CacheHits.WithLabelValues(string(r.task.TaskType)).Inc()
 	r.tr.Metadata["cache_hit"] = true
-	r.tr.Metadata["source"] = SourceCache
+	r.tr.Metadata["source"] = agent.SourceCache
 	r.tr.Metadata["cached_from"] = e.Source
 	r.replay(ctx, as)
 	return true
@@ -176,7 +169,7 @@ func (r *run) fromCache(ctx context.Context) bool {
 // rules; a hit replays it for real.
 func (r *run) store(ctx context.Context) {
 	src, _ := r.tr.Metadata["source"].(string)
-	if r.a.Cache == nil || len(r.done) == 0 || (src != SourceLLM && src != SourceRules) {
+	if r.a.Cache == nil || len(r.done) == 0 || (src != agent.SourceLLM && src != agent.SourceRules) {
 		return
 	}
 	b, _ := json.Marshal(r.done)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/demosite"
@@ -88,7 +89,7 @@ func TestWebAgent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !tr.Success || tr.Metadata["source"] != SourceRules || tr.Metadata["cache_hit"] != false {
+		if !tr.Success || tr.Metadata["source"] != agent.SourceRules || tr.Metadata["cache_hit"] != false {
 			t.Fatalf("first: success=%v %s %s meta=%v", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.Metadata)
 		}
 		if !strings.Contains(tr.Steps[1].Observation, "Results for topic 12") {
@@ -159,7 +160,7 @@ func TestWebAgent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !tr.Success || tr.Metadata["source"] != SourceLLM || len(tr.Steps) != 5 {
+		if !tr.Success || tr.Metadata["source"] != agent.SourceLLM || len(tr.Steps) != 5 {
 			t.Fatalf("success=%v %s %s steps=%d", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
 		}
 		reqs := fake.Requests()

@@ -22,19 +22,7 @@ func (r *run) withLLM(ctx context.Context) {
 	}
 	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
-	r.tr.Metadata["llm_calls"] = out.LLMCalls
-	r.tr.Metadata["prompt_tokens"] = out.Usage.PromptTokens
-	r.tr.Metadata["completion_tokens"] = out.Usage.CompletionTokens
-	r.tr.Metadata["total_tokens"] = out.Usage.TotalTokens
-	r.tr.Metadata["stop_reason"] = out.Reason
-	if err != nil {
-		kind := core.ErrNetwork
-		if ctx.Err() != nil {
-			kind = core.ErrTimeout
-		}
-		r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
-			ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(r.start)})
-	}
+	out.Record(ctx, r.tr, err, r.start)
 }
 
 type llmTools struct{ r *run }
