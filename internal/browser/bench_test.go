@@ -2,6 +2,7 @@ package browser
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -22,27 +23,38 @@ import (
 // BenchmarkLaunchBrowserPerTask keeps one driver and launches only Chromium
 // per task, with plain Playwright calls (no URL policy or proxy).
 
-func runFormTask(b *testing.B, pool *Pool, siteURL string) {
+func runFormTask(pool *Pool, siteURL string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), testTaskTimeout)
 	defer cancel()
 	s, err := pool.Acquire(ctx)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	defer s.Close()
 	if err := s.Goto(ctx, siteURL+"/form"); err != nil {
-		b.Fatal(err)
+		return err
 	}
 	if err := s.FillAndSubmit(ctx, "#q", "benchmark"); err != nil {
-		b.Fatal(err)
+		return err
 	}
 	o, err := s.Observe(ctx)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	if !strings.Contains(o.Text, "Results for benchmark") {
-		b.Fatalf("expected text missing: %q", o.Text)
+		return fmt.Errorf("expected text missing: %q", o.Text)
 	}
+	return nil
+}
+
+// benchPool uses the production timeouts: the benchmarks measure, they do
+// not test timeouts.
+func benchPool(b *testing.B) *Pool {
+	return newTestPool(b, func(c *Config) {
+		c.ActionTimeout = DefaultActionTimeout
+		c.SettleTimeout = DefaultSettleTimeout
+		c.NavigationTimeout = DefaultNavigationTimeout
+	})
 }
 
 func reportTasksPerSecond(b *testing.B) {
@@ -50,27 +62,36 @@ func reportTasksPerSecond(b *testing.B) {
 }
 
 func BenchmarkPoolTask(b *testing.B) {
-	pool := newTestPool(b, nil)
+	pool := benchPool(b)
 	web := newSite(b)
-	runFormTask(b, pool, web.URL) // warm up
+	if err := runFormTask(pool, web.URL); err != nil { // warm up
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		runFormTask(b, pool, web.URL)
+		if err := runFormTask(pool, web.URL); err != nil {
+			b.Fatal(err)
+		}
 	}
 	reportTasksPerSecond(b)
 }
 
-// BenchmarkPoolTaskParallel runs MaxConcurrent=4 workers, as the web
-// runtime does.
+// BenchmarkPoolTaskParallel runs about 4 workers on a MaxConcurrent=4 pool,
+// as the web runtime does.
 func BenchmarkPoolTaskParallel(b *testing.B) {
-	pool := newTestPool(b, func(c *Config) { c.MaxConcurrent = 4 })
+	pool := benchPool(b)
 	web := newSite(b)
-	runFormTask(b, pool, web.URL)
-	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0))) // about 4 goroutines; the semaphore caps them at 4 anyway
+	if err := runFormTask(pool, web.URL); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			runFormTask(b, pool, web.URL)
+			if err := runFormTask(pool, web.URL); err != nil {
+				b.Error(err) // Fatal is not allowed off the benchmark's goroutine
+				return
+			}
 		}
 	})
 	reportTasksPerSecond(b)
@@ -80,8 +101,10 @@ func BenchmarkLaunchPerTask(b *testing.B) {
 	web := newSite(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		pool := newTestPool(b, nil)
-		runFormTask(b, pool, web.URL)
+		pool := benchPool(b)
+		if err := runFormTask(pool, web.URL); err != nil {
+			b.Fatal(err)
+		}
 		if err := pool.Close(); err != nil {
 			b.Fatal(err)
 		}

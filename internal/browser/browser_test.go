@@ -161,6 +161,13 @@ func newSite(t testing.TB) *site {
 		}
 		fmt.Fprint(w, "</body>")
 	})
+	mux.HandleFunc("/many", func(w http.ResponseWriter, r *http.Request) {
+		var b strings.Builder
+		for i := 0; i < 2000; i++ {
+			fmt.Fprintf(&b, "<li><a href=\"/item/%d\">item number %d</a></li>", i, i)
+		}
+		page(w, "Many", "<h1>Many items</h1><ul>"+b.String()+"</ul>")
+	})
 	mux.HandleFunc("/cookie/set", func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: "who", Value: r.URL.Query().Get("v"), Path: "/"})
 		page(w, "Set", "cookie set")
@@ -353,14 +360,10 @@ func TestSession(t *testing.T) {
 
 	t.Run("20 MB page: observation capped, no hang", func(t *testing.T) {
 		s, ctx := acquire(t, pool)
-		start := time.Now()
 		if err := s.Goto(ctx, web.URL+"/big"); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("goto %s", time.Since(start))
-		start = time.Now()
 		o := observe(t, ctx, s)
-		t.Logf("observe %s snapshot err %q len %d", time.Since(start), o.SnapshotError, len(o.AriaSnapshot))
 		if n := len([]rune(o.Text)); n == 0 || n > DefaultMaxTextChars || !o.TextTruncated {
 			t.Fatalf("text: %d runes, truncated=%v", n, o.TextTruncated)
 		}
@@ -370,11 +373,28 @@ func TestSession(t *testing.T) {
 		if n := len([]rune(o.AriaSnapshot)); n > DefaultMaxSnapshotChars {
 			t.Fatalf("aria snapshot %d runes, cap %d", n, DefaultMaxSnapshotChars)
 		}
-		if o.AriaSnapshot == "" && o.SnapshotError == "" {
-			t.Fatal("neither a snapshot nor the reason it is missing")
+		// 20 MB of paragraphs is beyond MaxSnapshotElements: the snapshot
+		// is skipped, and the observation says why.
+		if o.AriaSnapshot != "" || !strings.Contains(o.SnapshotError, "too large") {
+			t.Fatalf("snapshot %d chars, error %q", len(o.AriaSnapshot), o.SnapshotError)
 		}
-		if o.AriaSnapshot != "" && !o.SnapshotTruncated {
-			t.Fatal("a 20 MB page's snapshot was not truncated")
+	})
+
+	t.Run("long page: snapshot and text capped", func(t *testing.T) {
+		s, ctx := acquire(t, pool)
+		if err := s.Goto(ctx, web.URL+"/many"); err != nil {
+			t.Fatal(err)
+		}
+		o := observe(t, ctx, s)
+		n := len([]rune(o.AriaSnapshot))
+		if !o.SnapshotTruncated || n > DefaultMaxSnapshotChars || n < DefaultMaxSnapshotChars/2 {
+			t.Fatalf("snapshot %d runes, truncated=%v, error %q", n, o.SnapshotTruncated, o.SnapshotError)
+		}
+		if !strings.Contains(o.AriaSnapshot, `heading "Many items"`) || !strings.Contains(o.AriaSnapshot, `link "item number 0"`) {
+			t.Fatalf("snapshot:\n%s", o.AriaSnapshot)
+		}
+		if !o.TextTruncated || !strings.Contains(o.String(), "[...]") {
+			t.Fatalf("text of 2000 items not marked truncated")
 		}
 	})
 
@@ -398,11 +418,15 @@ func TestSession(t *testing.T) {
 		if got, err := s.Extract(ctx, "li"); err != nil || got != "one\ntwo\nthree" {
 			t.Fatalf("Extract(li) = %q, %v", got, err)
 		}
+		vp, err := s.page.Evaluate("() => [window.innerWidth, window.innerHeight]")
+		if err != nil || fmt.Sprint(vp) != "[1280 720]" {
+			t.Fatalf("viewport %v, %v; want 1280x720", vp, err)
+		}
 		if err := s.Scroll(ctx); err != nil {
 			t.Fatal(err)
 		}
 		y, err := s.page.Evaluate("() => window.scrollY")
-		if err != nil || toFloat(y) <= 0 {
+		if err != nil || toInt(y) <= 0 {
 			t.Fatalf("scrollY after Scroll = %v, %v", y, err)
 		}
 		shot := filepath.Join(t.TempDir(), "step.png")
@@ -583,16 +607,6 @@ func TestSession(t *testing.T) {
 	})
 }
 
-func toFloat(v any) float64 {
-	switch n := v.(type) {
-	case float64:
-		return n
-	case int:
-		return float64(n)
-	}
-	return 0
-}
-
 // TestTimeouts: a page that never finishes loading, the task's deadline, and
 // a page stuck in an endless script.
 func TestTimeouts(t *testing.T) {
@@ -613,23 +627,27 @@ func TestTimeouts(t *testing.T) {
 		}
 	})
 
-	t.Run("task deadline bounds the call and ends the session", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), testTaskTimeout)
+	t.Run("a call's deadline bounds the call", func(t *testing.T) {
+		s, ctx := acquire(t, pool)
+		short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancelShort()
+		wantClass(t, s.Goto(short, web.URL+"/hang"), core.ErrTimeout)
+	})
+
+	t.Run("the task's deadline bounds the session", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		s, err := pool.Acquire(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		if err := s.Goto(ctx, web.URL+"/target"); err != nil {
-			t.Fatal(err)
-		}
-		short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancelShort()
-		wantClass(t, s.Goto(short, web.URL+"/hang"), core.ErrTimeout)
-		// Playwright calls cannot be cancelled one by one: a done ctx aborts
-		// the session, and later calls say so.
-		wantClass(t, s.Goto(ctx, web.URL+"/target"), core.ErrTimeout)
+		wantClass(t, s.Goto(ctx, web.URL+"/hang"), core.ErrTimeout)
+		<-ctx.Done()
+		// The session ended with its task: even a call with a fresh context
+		// fails, at once.
+		_, err = s.Observe(context.Background())
+		wantClass(t, err, core.ErrTimeout)
 	})
 
 	t.Run("cancelled task is a system error", func(t *testing.T) {

@@ -18,16 +18,17 @@ const PlaywrightCoreVersion = "1.60.0"
 
 // Defaults of Config. A zero field takes its default.
 const (
-	DefaultExecutablePath    = "/usr/bin/chromium"
-	DefaultMaxConcurrent     = 4
-	DefaultRecycleAfter      = 200
-	DefaultNavigationTimeout = 30 * time.Second
-	DefaultActionTimeout     = 10 * time.Second
-	DefaultSettleTimeout     = 5 * time.Second
-	DefaultLaunchTimeout     = 60 * time.Second
-	DefaultCloseTimeout      = 10 * time.Second
-	DefaultMaxTextChars      = 4000
-	DefaultMaxSnapshotChars  = 4000
+	DefaultExecutablePath      = "/usr/bin/chromium"
+	DefaultMaxConcurrent       = 4
+	DefaultRecycleAfter        = 200
+	DefaultNavigationTimeout   = 30 * time.Second
+	DefaultActionTimeout       = 10 * time.Second
+	DefaultSettleTimeout       = 5 * time.Second
+	DefaultLaunchTimeout       = 60 * time.Second
+	DefaultCloseTimeout        = 10 * time.Second
+	DefaultMaxTextChars        = 4000
+	DefaultMaxSnapshotChars    = 4000
+	DefaultMaxSnapshotElements = 20000
 	// DefaultDriverDir is where scripts/bootstrap.sh puts the driver, relative
 	// to the repository root (the working directory of `make` targets).
 	DefaultDriverDir = ".tools/playwright-driver"
@@ -98,6 +99,12 @@ type Config struct {
 	MaxTextChars int
 	// MaxSnapshotChars caps Observation.AriaSnapshot. Default 4000.
 	MaxSnapshotChars int
+	// MaxSnapshotElements skips the accessibility snapshot of pages with
+	// more elements (Observation.SnapshotError says so; the text is still
+	// there). Playwright builds the whole snapshot before it can be capped,
+	// which takes seconds on a page of tens of thousands of elements. Default
+	// 20000 (a long Wikipedia article has about that many).
+	MaxSnapshotElements int
 
 	// ExtraArgs are appended to Chromium's command line.
 	ExtraArgs []string
@@ -163,6 +170,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSnapshotChars <= 0 {
 		c.MaxSnapshotChars = DefaultMaxSnapshotChars
+	}
+	if c.MaxSnapshotElements <= 0 {
+		c.MaxSnapshotElements = DefaultMaxSnapshotElements
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

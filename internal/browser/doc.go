@@ -36,10 +36,11 @@
 // browser is recycled by draining: new sessions go to a freshly launched
 // browser while the old one finishes its own and is then closed, so tasks in
 // flight are never disturbed (at the cost of two browsers for a while).
-// Every Chromium process carries an environment marker so that a retired or
-// crashed browser's stragglers, even re-parented ones, are found in /proc and
-// killed: no Chromium outlives its Pool. In a container, run with an init
-// (docker `init: true`) so that processes re-parented to PID 1 are reaped.
+// Chromium runs in a session of its own (Playwright starts it detached), so
+// when a browser is retired, crashes or is closed, whatever is left of it,
+// re-parented orphans included, is found in /proc by session id and killed:
+// no Chromium outlives its Pool. In a container, run with an init (docker
+// `init: true`) so that processes re-parented to PID 1 are reaped.
 //
 // # Timeouts
 //

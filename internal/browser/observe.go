@@ -94,6 +94,7 @@ const observeJS = `(max) => {
     text, truncated,
     status: nav && nav.responseStatus ? nav.responseStatus : 0,
     hasBody: !!document.body,
+    elements: document.getElementsByTagName('*').length,
   };
 }`
 
@@ -135,17 +136,25 @@ func (s *Session) Observe(ctx context.Context) (Observation, error) {
 	var cut bool
 	o.Text, cut = capRunes(str(raw["text"]), cfg.MaxTextChars)
 	o.TextTruncated = o.TextTruncated || cut
-	if n, ok := raw["status"].(float64); ok && n > 0 {
-		o.Status = int(n)
+	if n := toInt(raw["status"]); n > 0 {
+		o.Status = n
 	} else {
 		s.mu.Lock()
 		o.Status = s.status
 		s.mu.Unlock()
 	}
 
-	if raw["hasBody"] == true {
+	elements := toInt(raw["elements"])
+	switch {
+	case raw["hasBody"] != true:
+	case elements > cfg.MaxSnapshotElements:
+		o.SnapshotError = fmt.Sprintf("page too large for an accessibility snapshot (%d elements, limit %d)",
+			elements, cfg.MaxSnapshotElements)
+	default:
 		var snap string
-		err := s.run(ctx, "aria snapshot", cfg.ActionTimeout, func(ms *float64) error {
+		// Playwright computes the whole snapshot in one go and cannot stop
+		// it at its timeout: give it more time before calling the page hung.
+		err := s.runGrace(ctx, "aria snapshot", cfg.ActionTimeout, cfg.ActionTimeout+hangGrace, func(ms *float64) error {
 			var err error
 			snap, err = s.page.Locator("body").AriaSnapshot(playwright.LocatorAriaSnapshotOptions{Timeout: ms})
 			return err
@@ -167,6 +176,18 @@ func isContextDestroyed(err error) bool {
 	return strings.Contains(msg, "Execution context was destroyed") ||
 		strings.Contains(msg, "Cannot find context with specified id") ||
 		errors.Is(err, playwright.ErrTargetClosed) && strings.Contains(msg, "navigation")
+}
+
+// toInt reads a number from an evaluate result: playwright-go decodes
+// integral numbers as int, others as float64.
+func toInt(v any) int {
+	switch n := v.(type) {
+	case int:
+		return n
+	case float64:
+		return int(n)
+	}
+	return 0
 }
 
 func str(v any) string {

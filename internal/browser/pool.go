@@ -34,12 +34,12 @@ import (
 //     moment the threshold is reached). The old browser drains: it is closed
 //     when its last session ends. Tasks in flight are never disturbed.
 //
-// Every Chromium process carries an environment marker, so that Close, a
-// crash or a recycle can find and kill stragglers even after they have been
-// re-parented: no Chromium outlives its Pool.
+// Close, a crash or a recycle ends with a sweep of the browser's session
+// (every process Chromium forked, re-parented or not): no Chromium outlives
+// its Pool.
 type Pool struct {
 	cfg     Config
-	id      string // random; prefixes instance markers and authenticates the proxy's headers
+	id      string // random; prefixes instance markers and signs the proxy's headers
 	sem     chan struct{}
 	closing chan struct{}
 
@@ -72,7 +72,8 @@ type instance struct {
 	marker    string
 	pw        *playwright.Playwright
 	browser   playwright.Browser
-	pid       int // Chromium's browser process; 0 if unknown
+	pid       int    // Chromium's browser process (and session leader); 0 if unknown
+	start     uint64 // its start time, to tell it from a later process with the same pid
 	driverPID int
 
 	// Guarded by Pool.mu.
@@ -88,6 +89,23 @@ type instance struct {
 }
 
 func (i *instance) markDead() { i.deadOnce.Do(func() { close(i.dead) }) }
+
+// browserAlive reports whether Chromium's browser process is still running.
+func (i *instance) browserAlive() bool {
+	st, ok := readStat(i.pid)
+	return ok && st.start == i.start && st.state != 'Z' && st.state != 'X'
+}
+
+// killLeftovers kills whatever is left of the instance's Chromium: the
+// browser process and everything in its session, re-parented orphans
+// included. It returns how many processes it signalled.
+func (i *instance) killLeftovers() int {
+	pid, start := i.pid, i.start
+	if pid == 0 {
+		pid, start = browserPID(i.marker)
+	}
+	return killSession(pid, start)
+}
 
 func (i *instance) isDead() bool {
 	select {
@@ -343,7 +361,7 @@ func (p *Pool) launch(gen int) (*instance, error) {
 		return p.start(inst)
 	}, func() { p.closeInstance(inst) })
 	if err != nil {
-		killMarked(inst.marker)
+		inst.killLeftovers()
 		return nil, err
 	}
 	p.stats.launched.Add(1)
@@ -387,7 +405,7 @@ func (p *Pool) start(inst *instance) error {
 		return fmt.Errorf("launching %s: %w", p.cfg.ExecutablePath, err)
 	}
 	inst.browser = b
-	inst.pid = browserPID(inst.marker)
+	inst.pid, inst.start = browserPID(inst.marker)
 	b.OnDisconnected(func(playwright.Browser) { p.instanceLost(inst, "browser disconnected") })
 	return nil
 }
@@ -413,7 +431,7 @@ func (p *Pool) watch(inst *instance) {
 			case inst.driverPID > 0 && !processAlive(inst.driverPID):
 				p.instanceLost(inst, "playwright driver exited")
 				return
-			case inst.pid > 0 && !processAlive(inst.pid):
+			case inst.pid > 0 && !inst.browserAlive():
 				p.instanceLost(inst, "chromium exited")
 				return
 			}
@@ -500,7 +518,7 @@ func (p *Pool) closeInstance(inst *instance) {
 				_ = syscall.Kill(inst.driverPID, syscall.SIGKILL)
 			}
 		}
-		if n := killMarked(inst.marker); n > 0 {
+		if n := inst.killLeftovers(); n > 0 {
 			p.cfg.Logger.Warn("killed leftover chromium processes", "generation", inst.gen, "count", n)
 		}
 		inst.markDead()

@@ -4,66 +4,123 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
-// Chromium and every process it forks carry markerEnv=<instance id> in their
-// environment, so that the pool can find them by /proc even after they have
-// been re-parented (Chromium killed, its zygote and renderers orphaned) and
-// kill whatever is left when a browser is retired. Reading another process's
-// environ needs the same user, which is exactly the set we may kill.
+// Finding an instance's processes. Playwright starts Chromium detached: the
+// browser process leads a new session, and every process Chromium forks
+// (zygotes, renderers, GPU and utility processes) stays in that session even
+// when it is re-parented after the browser died. So the session id, checked
+// against the leader's start time, finds them all, orphans included.
+//
+// The browser process itself is found by an environment marker:
+// markerEnv=<instance id>. (Chromium's children rewrite their environment
+// block for their process titles, so the marker identifies only the browser
+// process, which is all it is used for.)
 const markerEnv = "ADP_BROWSER_INSTANCE"
 
-// markedPIDs lists the live processes whose environment holds
-// markerEnv=value (zombies have no readable environment and are not listed).
-func markedPIDs(value string) []int {
-	want := []byte(markerEnv + "=" + value)
+// procStat is the part of /proc/<pid>/stat the pool needs.
+type procStat struct {
+	pid, ppid, sid int
+	state          byte
+	start          uint64 // clock ticks after boot
+}
+
+func readStat(pid int) (procStat, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	// pid (comm) state ppid pgrp session ... starttime is field 22; comm may
+	// hold spaces and parentheses, so split after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	sid, _ := strconv.Atoi(f[3])
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return procStat{pid: pid, ppid: ppid, sid: sid, state: f[0][0], start: start}, true
+}
+
+func allPIDs() []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var pids []int
+	pids := make([]int, 0, len(entries))
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.Equal(kv, want) {
-				pids = append(pids, pid)
-				break
-			}
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
 		}
 	}
 	return pids
 }
 
-// browserPID finds the Chromium browser process of an instance: the marked
-// process without a --type= switch (zygotes, renderers and utility processes
-// all have one). 0 if not found.
-func browserPID(marker string) int {
-	for _, pid := range markedPIDs(marker) {
-		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-		if err != nil || len(cmdline) == 0 {
+// browserPID finds the Chromium browser process of an instance by its
+// marker, and its start time. 0 if not found.
+func browserPID(marker string) (int, uint64) {
+	want := []byte(markerEnv + "=" + marker)
+	for _, pid := range allPIDs() {
+		if pid == os.Getpid() {
 			continue
 		}
-		if !bytes.Contains(cmdline, []byte("--type=")) {
-			return pid
+		env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		if err != nil || !containsEntry(env, want) {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || len(cmdline) == 0 || bytes.Contains(cmdline, []byte("--type=")) {
+			continue
+		}
+		if st, ok := readStat(pid); ok {
+			return pid, st.start
 		}
 	}
-	return 0
+	return 0, 0
 }
 
-// killMarked SIGKILLs every live process of an instance and reports how many
-// it signalled. The pids come from a fresh scan of /proc, so a pid reused
-// since an earlier scan is not hit.
-func killMarked(marker string) int {
+func containsEntry(env, want []byte) bool {
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if bytes.Equal(kv, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionPIDs lists the live processes of the Chromium whose browser process
+// was leader (started at leaderStart): the members of its session. If the
+// leader's pid now belongs to another process, the session number was freed,
+// which means no member is left: nothing is returned.
+func sessionPIDs(leader int, leaderStart uint64) []int {
+	if leader <= 0 {
+		return nil
+	}
+	if st, ok := readStat(leader); ok && st.start != leaderStart {
+		return nil
+	}
+	var pids []int
+	for _, pid := range allPIDs() {
+		st, ok := readStat(pid)
+		if !ok || st.sid != leader || st.state == 'Z' || st.state == 'X' {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// killSession SIGKILLs what is left of an instance's Chromium and reports
+// how many processes it signalled.
+func killSession(leader int, leaderStart uint64) int {
 	n := 0
-	for _, pid := range markedPIDs(marker) {
+	for _, pid := range sessionPIDs(leader, leaderStart) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
 			n++
 		}
@@ -73,14 +130,6 @@ func killMarked(marker string) int {
 
 // processAlive reports whether pid exists and is not a zombie.
 func processAlive(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
-	}
-	state := stat[i+2]
-	return state != 'Z' && state != 'X'
+	st, ok := readStat(pid)
+	return ok && st.state != 'Z' && st.state != 'X'
 }

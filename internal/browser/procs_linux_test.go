@@ -1,7 +1,6 @@
 package browser
 
 import (
-	"bytes"
 	"os"
 	"strconv"
 	"strings"
@@ -9,109 +8,73 @@ import (
 	"time"
 )
 
-type procInfo struct {
-	pid, ppid int
-	comm      string
-	state     byte
-}
-
-func readProcs(t *testing.T) map[int]procInfo {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatalf("reading /proc: %v", err)
-	}
-	out := map[int]procInfo{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...; comm may contain spaces and parentheses.
-		lp, rp := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-		if lp < 0 || rp < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[rp+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		out[pid] = procInfo{pid: pid, ppid: ppid, comm: string(stat[lp+1 : rp]), state: fields[0][0]}
-	}
-	return out
-}
-
-// procCensus counts what this test process has left behind: Chromium
-// processes among its descendants (zombies included), zombies among its
-// descendants of any kind, and live processes carrying the pool's marker
-// wherever they are in the tree (an orphan re-parented to init is not a
-// descendant any more, but still carries the marker).
+// procCensus counts what this test process has left behind:
+//   - chromium: Chromium processes among its descendants, zombies included;
+//   - zombies: zombies among its descendants, of any kind;
+//   - inSession: live processes in the sessions of the given browsers,
+//     wherever they are in the tree (an orphan re-parented to init is not a
+//     descendant any more, but stays in its browser's session);
+//   - renderers: live renderer processes among its descendants.
 type procCensus struct {
-	chromium int // descendants named chromium*, zombie or not
-	zombies  int // descendants in state Z
-	marked   int // live processes with markerEnv=<pool id>.*
+	chromium, zombies, inSession, renderers int
 }
 
-func takeCensus(t *testing.T, poolID string) procCensus {
+func (i *instance) leader() [2]uint64 { return [2]uint64{uint64(i.pid), i.start} }
+
+func takeCensus(t *testing.T, leaders ...[2]uint64) procCensus {
 	t.Helper()
-	procs := readProcs(t)
 	self := os.Getpid()
+	stats := map[int]procStat{}
+	for _, pid := range allPIDs() {
+		if st, ok := readStat(pid); ok {
+			stats[pid] = st
+		}
+	}
 	var c procCensus
-	for pid, p := range procs {
-		if pid == self || !isDescendant(procs, pid, self) {
+	for pid, st := range stats {
+		if pid == self || !isDescendant(stats, pid, self) {
 			continue
 		}
-		if strings.HasPrefix(p.comm, "chromium") || strings.HasPrefix(p.comm, "chrome") {
+		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		isChromium := strings.HasPrefix(string(comm), "chrom")
+		if isChromium {
 			c.chromium++
 		}
-		if p.state == 'Z' {
+		if st.state == 'Z' {
 			c.zombies++
+			continue
+		}
+		if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); isChromium && strings.Contains(string(cmd), "--type=renderer") {
+			c.renderers++
 		}
 	}
-	if poolID != "" {
-		want := []byte(markerEnv + "=" + poolID + ".")
-		for pid := range procs {
-			env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-			if err != nil {
-				continue
-			}
-			for _, kv := range bytes.Split(env, []byte{0}) {
-				if bytes.HasPrefix(kv, want) {
-					c.marked++
-					break
-				}
-			}
-		}
+	for _, l := range leaders {
+		c.inSession += len(sessionPIDs(int(l[0]), l[1]))
 	}
 	return c
 }
 
-func isDescendant(procs map[int]procInfo, pid, ancestor int) bool {
+func isDescendant(stats map[int]procStat, pid, ancestor int) bool {
 	for i := 0; i < 64 && pid > 1; i++ {
-		p, ok := procs[pid]
+		st, ok := stats[pid]
 		if !ok {
 			return false
 		}
-		if p.ppid == ancestor {
+		if st.ppid == ancestor {
 			return true
 		}
-		pid = p.ppid
+		pid = st.ppid
 	}
 	return false
 }
 
 // waitForCensus polls until cond holds or a generous deadline passes (the
 // browser's teardown is asynchronous), and returns the last census.
-func waitForCensus(t *testing.T, poolID string, cond func(procCensus) bool) procCensus {
+func waitForCensus(t *testing.T, cond func(procCensus) bool, leaders ...[2]uint64) procCensus {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c := takeCensus(t, poolID)
+		c := takeCensus(t, leaders...)
 		if cond(c) || time.Now().After(deadline) {
 			return c
 		}
@@ -123,4 +86,12 @@ func waitForCensus(t *testing.T, poolID string, cond func(procCensus) bool) proc
 func pidExists(pid int) bool {
 	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 	return err == nil
+}
+
+func stateOf(pid int) string {
+	st, ok := readStat(pid)
+	if !ok {
+		return "gone"
+	}
+	return string(st.state)
 }

@@ -251,10 +251,13 @@ func (s *Session) Press(ctx context.Context, selector, key string) error {
 // the blueprint's fill_and_submit.
 func (s *Session) FillAndSubmit(ctx context.Context, selector, text string) error {
 	return s.act(ctx, "fill_and_submit", selector, func(l playwright.Locator, ms *float64) error {
+		start := time.Now()
 		if err := l.Fill(text, playwright.LocatorFillOptions{Timeout: ms}); err != nil {
 			return err
 		}
-		return l.Press("Enter", playwright.LocatorPressOptions{Timeout: ms})
+		// Both steps share the action's time.
+		left := math.Max(1, *ms-float64(time.Since(start).Milliseconds()))
+		return l.Press("Enter", playwright.LocatorPressOptions{Timeout: &left})
 	})
 }
 
@@ -447,6 +450,12 @@ func (s *Session) settle(ctx context.Context) error {
 // *TimeoutError, *BrowserError, ErrPoolClosed, context.Canceled, or
 // Playwright's own error for the caller to interpret.
 func (s *Session) run(ctx context.Context, op string, limit time.Duration, fn func(timeoutMs *float64) error) error {
+	return s.runGrace(ctx, op, limit, hangGrace, fn)
+}
+
+// runGrace is run with a chosen grace: calls whose work Playwright cannot
+// interrupt (a snapshot of a big page) get more.
+func (s *Session) runGrace(ctx context.Context, op string, limit, grace time.Duration, fn func(timeoutMs *float64) error) error {
 	d := limit
 	for _, c := range []context.Context{ctx, s.ctx} {
 		if dl, ok := c.Deadline(); ok {
@@ -468,7 +477,7 @@ func (s *Session) run(ctx context.Context, op string, limit time.Duration, fn fu
 	}
 	done := make(chan error, 1)
 	go func() { done <- fn(&ms) }()
-	t := time.NewTimer(d + hangGrace)
+	t := time.NewTimer(d + grace)
 	defer t.Stop()
 	select {
 	case err := <-done:
@@ -478,7 +487,7 @@ func (s *Session) run(ctx context.Context, op string, limit time.Duration, fn fu
 		return s.wrap(ctx, op, err)
 	case <-t.C:
 		s.abort(errUnresponsive)
-		return &TimeoutError{Op: op, Err: fmt.Errorf("%w (no answer within %s)", errUnresponsive, d+hangGrace)}
+		return &TimeoutError{Op: op, Err: fmt.Errorf("%w (no answer within %s)", errUnresponsive, d+grace)}
 	}
 }
 
