@@ -32,6 +32,7 @@ type config struct {
 	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"200"`
 	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
 	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
+	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 }
 
 func main() {
@@ -48,7 +49,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
 		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
 		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts},
-		LoadImages: !cfg.BlockImages, Logger: log,
+		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}
 	// Refuse to start, saying what to install, when Chromium or the driver
 	// is missing; nothing is ever downloaded at run time.
