@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# web_rss.sh N: queue N web tasks (goto + fill + submit + expected_text on the
-# local demo site), run one web runtime (MAX_CONCURRENT=4) until they are done,
-# and report its peak RSS together with its Chromium processes, and tasks/s.
-# Run with 200 and 2,000 to see that memory does not grow with queue length.
+# web_rss.sh N [DONE]: queue N web tasks (goto + fill + submit + expected_text
+# on the local demo site), run one web runtime (MAX_CONCURRENT=4) until DONE of
+# them (default all) have trajectories, and report its peak memory together
+# with its Chromium processes, and tasks/s. Run `web_rss.sh 200` and
+# `web_rss.sh 2000 200` to see that memory does not grow with queue length.
 source "$(dirname "$0")/lib.sh"
 n=${1:-200}
+until=${2:-$n}
 ensure_built
 work=$(mktemp -d)
 pids=()
@@ -38,9 +40,11 @@ while :; do
   kill -0 "$rt" 2>/dev/null || die "web-runtime exited: $(tail -5 "$work/web.log")"
   r=$(rss_tree "$rt"); if [ "$r" -gt "$peak" ]; then peak=$r; fi
   done_n=$(ls "$work/out/trajectories" 2>/dev/null | grep -c '\.json$' || true)
-  [ "$done_n" -ge "$n" ] && break
+  [ "$done_n" -ge "$until" ] && break
   sleep 0.5
 done
 el=$(echo "$(date +%s.%N) - $start" | bc -l)
 ok=$(cat "$work"/out/trajectories/*.json | jq -s 'map(select(.success)) | length')
-printf '%d queued: peak memory %d MiB PSS (runtime + Chromium), %.1f tasks/s, %d/%d succeeded\n' "$n" $((peak / 1024)) "$(echo "$n / $el" | bc -l)" "$ok" "$n"
+done_n=$(ls "$work/out/trajectories" | grep -c '\.json$')
+printf '%d queued: peak memory %d MiB PSS (runtime + Chromium) over the first %d tasks, %.1f tasks/s, %d/%d succeeded\n' \
+  "$n" $((peak / 1024)) "$done_n" "$(echo "$done_n / $el" | bc -l)" "$ok" "$done_n"
