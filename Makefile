@@ -22,14 +22,19 @@ run:
 	bin/adpctl up --tasks $(TASKS) --output $(OUTPUT)
 
 # The README's test command: installs what tests need, then every Go test
-# with the race detector, then the end-to-end scripts in local mode.
+# with the race detector, the end-to-end scripts in local mode, and the
+# fault-injection suite.
 test:
 	@scripts/bootstrap.sh --test
-	@$(MAKE) --no-print-directory test-go test-scripts
+	@$(MAKE) --no-print-directory test-go test-scripts test-chaos
 
+# -short skips the fault-injection suite here; test-chaos runs it.
 test-go:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 45m ./...
+	$(GO) test -race -short -count=1 -timeout 45m ./...
+
+test-chaos: build
+	$(GO) test -race -count=1 -timeout 40m ./internal/chaos/
 
 test-scripts: build
 	scripts/smoke_test.sh --local

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -75,6 +76,13 @@ type Dispatcher struct {
 	rejected  *rejectLog
 	dupLogged atomic.Int64
 	ready     atomic.Bool
+
+	// confirmed is the position of the last batch Redis acknowledged. Redis
+	// stores the position atomically with each batch, so the stored position
+	// is never behind it, unless Redis lost acknowledged writes (restarted
+	// from an AOF missing its last second): see checkLost.
+	confirmedMu sync.Mutex
+	confirmed   position
 }
 
 // New returns a Dispatcher; Run starts it.
@@ -115,6 +123,7 @@ func (d *Dispatcher) Close() error { return d.rejected.close() }
 type work struct {
 	batches []queue.Batch
 	lines   [][]int
+	last    position // position of the last batch
 }
 
 // Run dispatches until the file is done (no Follow) or ctx is cancelled.
@@ -154,6 +163,7 @@ func (d *Dispatcher) send(ctx context.Context, ch <-chan work) error {
 			delay = min(delay*2, 5*time.Second)
 		}
 		d.ready.Store(true)
+		d.setConfirmed(w.last)
 		for i, b := range w.batches {
 			for j, o := range outs[i] {
 				t := &b.Tasks[j]
@@ -193,6 +203,32 @@ func (d *Dispatcher) loadPosition(ctx context.Context) (position, error) {
 
 func (p position) fields() map[string]string {
 	return map[string]string{"file": p.file, "offset": strconv.FormatInt(p.offset, 10), "line": strconv.Itoa(p.line)}
+}
+
+func (d *Dispatcher) setConfirmed(p position) {
+	d.confirmedMu.Lock()
+	d.confirmed = p
+	d.confirmedMu.Unlock()
+}
+
+// checkLost reports whether Redis forgot batches it acknowledged: its stored
+// position is behind the last one confirmed. The tasks of those batches are
+// gone with their dedup keys, so reading again from the stored position
+// sends them again (dedup skips whatever did survive).
+func (d *Dispatcher) checkLost(ctx context.Context) bool {
+	d.confirmedMu.Lock()
+	c := d.confirmed // read before the stored one: that one only grows meanwhile
+	d.confirmedMu.Unlock()
+	if c.file == "" {
+		return false
+	}
+	stored, err := d.loadPosition(ctx)
+	if err != nil || (stored.file == c.file && stored.offset >= c.offset) {
+		return false
+	}
+	d.log.Warn("Redis lost enqueued tasks (restarted from an older AOF?); reading again from its stored position",
+		"stored_offset", stored.offset, "confirmed_offset", c.offset)
+	return true
 }
 
 // errReopen asks read to open the path again (replaced or removed file).
@@ -246,6 +282,7 @@ func (d *Dispatcher) readFile(ctx context.Context, f *os.File, ch chan<- work) e
 		}
 	}
 	start := position{file: id}
+	defer d.setConfirmed(position{}) // a reopen starts over from the stored position
 	if pos.file == id && pos.offset <= size {
 		start = pos
 		if pos.offset > 0 {
@@ -299,6 +336,10 @@ func (d *Dispatcher) readFile(ctx context.Context, f *os.File, ch chan<- work) e
 		if st.Size() < lr.offset {
 			d.log.Warn("task file truncated; reading from the start", "size", st.Size(), "offset", lr.offset)
 			lr.offset, lr.line = 0, 0
+			d.setConfirmed(position{})
+		}
+		if d.checkLost(ctx) {
+			return errReopen
 		}
 		if res.partial || st.Size() < b.sent.offset {
 			// Drop the buffered partial line; read it again once complete.
@@ -343,6 +384,7 @@ func (b *batcher) cut(lr *lineReader) {
 		Position: &queue.Position{Key: b.d.posKey, Fields: p.fields()},
 	})
 	b.w.lines = append(b.w.lines, b.lines)
+	b.w.last = p
 	b.cur, b.lines = nil, nil
 	b.sent = p
 }

@@ -26,6 +26,21 @@ type Message struct {
 	SubmittedAt time.Time // from the entry's submitted_at, else its id
 
 	parseErr error
+	held     func(ctx context.Context) error
+}
+
+// StillHeld confirms, in Redis, that this consumer still holds the entry
+// (and renews its lease). A handler calls it right before storing a result:
+// a process that was frozen (SIGSTOP, a long GC or swap storm) past its lease
+// may resume after another consumer took the entry, or after it was
+// dead-lettered, and must not write a result for it. It returns an error
+// wrapping ErrLeaseLost when the entry is no longer held; other errors mean
+// Redis could not be asked. A Message not from a Consumer is always held.
+func (m *Message) StillHeld(ctx context.Context) error {
+	if m.held == nil {
+		return nil
+	}
+	return m.held(ctx)
 }
 
 // Handler processes one message. Returning nil means the result is durably
@@ -72,6 +87,12 @@ type ConsumerConfig struct {
 	// Block is the XREADGROUP block time: the longest a shutdown waits for a
 	// blocked read. Default 1s.
 	Block time.Duration
+	// Paused, when set, is asked before each read: while it returns true
+	// the consumer takes no entry, new or reclaimed. A runtime that cannot
+	// store results (full disk) would otherwise fail every entry it takes
+	// and push each one towards the dead-letter stream. In-flight handlers
+	// are not affected.
+	Paused func() bool
 }
 
 func (c *ConsumerConfig) setDefaults() {
@@ -207,7 +228,20 @@ func (c *Consumer) fetchLoop(ctx, workCtx context.Context, handlers *sync.WaitGr
 	var lastReclaim, lastJanitor time.Time
 	reclaimEvery := c.cfg.LeaseTTL / 2
 	groupReady := false
+	paused := false
 	for ctx.Err() == nil {
+		if c.cfg.Paused != nil && c.cfg.Paused() {
+			if !paused {
+				c.log.Warn("unhealthy: taking no entries until healthy again")
+				paused = true
+			}
+			sleepCtx(ctx, c.cfg.Block)
+			continue
+		}
+		if paused {
+			c.log.Info("healthy again: taking entries")
+			paused = false
+		}
 		// Wait for one free slot, then take every other free one.
 		select {
 		case <-ctx.Done():
@@ -232,8 +266,11 @@ func (c *Consumer) fetchLoop(ctx, workCtx context.Context, handlers *sync.WaitGr
 			groupReady = err == nil
 		}
 		if err == nil && time.Since(lastReclaim) >= reclaimEvery {
-			msgs, err = c.reclaim(ctx, free)
-			if err == nil && len(msgs) < free {
+			var examined int
+			msgs, examined, err = c.reclaim(ctx, free)
+			// Caught up only when fewer idle entries than asked for were
+			// found: dead-lettered ones use up the count without being claimed.
+			if err == nil && examined < free {
 				lastReclaim = time.Now() // caught up; otherwise reclaim again next round
 			}
 			if err == nil && time.Since(lastJanitor) >= janitorEvery {
@@ -290,14 +327,14 @@ func (c *Consumer) read(ctx context.Context, n int) ([]*Message, error) {
 
 // reclaim takes up to n entries whose lease expired, dead-lettering those
 // that reached MaxDeliveries.
-func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Message, error) {
+func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Message, int, error) {
 	res, err := reclaimScript.Run(ctx, c.rdb,
 		[]string{c.cfg.Stream, DeadStream},
 		c.cfg.Group, c.cfg.Name, c.cfg.LeaseTTL.Milliseconds(), n, c.cfg.MaxDeliveries,
 		lastErrorKey(c.cfg.Stream, ""),
 	).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("reclaim from %s: %w", c.cfg.Stream, err)
+		return nil, 0, fmt.Errorf("reclaim from %s: %w", c.cfg.Stream, err)
 	}
 	var msgs []*Message
 	for _, r := range res {
@@ -321,7 +358,7 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Message, error) {
 			msgs = append(msgs, c.message(id, flatFields(row[3]), int(deliveries)))
 		}
 	}
-	return msgs, nil
+	return msgs, len(res), nil
 }
 
 // message decodes an entry. A task that cannot be parsed is kept with a zero
@@ -352,6 +389,22 @@ func (c *Consumer) message(id string, fields map[string]any, deliveries int) *Me
 // start runs the handler of m in its own goroutine, holding one slot.
 func (c *Consumer) start(workCtx context.Context, handlers *sync.WaitGroup, m *Message) {
 	hctx, cancel := context.WithCancelCause(workCtx)
+	m.held = func(ctx context.Context) error {
+		var lost []string
+		err := retry(ctx, 5, func() error {
+			var err error
+			lost, err = renewScript.Run(ctx, c.rdb, []string{c.cfg.Stream}, c.cfg.Group, c.cfg.Name, m.ID).StringSlice()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("confirm the lease of entry %s: %w", m.ID, err)
+		}
+		if len(lost) > 0 {
+			cancel(ErrLeaseLost)
+			return fmt.Errorf("entry %s: %w", m.ID, ErrLeaseLost)
+		}
+		return nil
+	}
 	c.mu.Lock()
 	c.inflight[m.ID] = cancel
 	c.mu.Unlock()

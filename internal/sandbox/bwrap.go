@@ -305,6 +305,10 @@ func bwrapChildPid(status []byte) (int, bool) {
 func (b *bwrapJail) stop(r *running) {
 	pid, ok := bwrapChildPid(r.auxSnapshot())
 	if !ok {
+		// bwrap has not reported its child yet: the child is still in
+		// bwrap's process group (it has not called setsid), so kill the
+		// group, not only bwrap, or the child is orphaned.
+		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
 		_ = r.cmd.Process.Kill()
 		return
 	}

@@ -120,11 +120,6 @@ func (r *Runtime) Run(ctx context.Context) error {
 		Runtime: r.Name, RuntimeID: consumerName, Exec: r.Exec, Writer: writer,
 		Metrics: r.Metrics, Log: log, MaxTimeout: r.MaxTimeout,
 	}
-	consumer := queue.NewConsumer(r.RDB, queue.ConsumerConfig{
-		Stream: r.Stream, Name: consumerName, Runtime: r.Name, Concurrency: r.Concurrency,
-		LeaseTTL: r.Config.LeaseTTL, MaxDeliveries: r.Config.MaxDeliveries, ShutdownGrace: r.Config.ShutdownGrace,
-	}, w, r.Metrics, log)
-
 	checks := append([]func(context.Context) error{func(ctx context.Context) error {
 		if err := r.RDB.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -136,6 +131,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 		Checks: checks, Gauge: r.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: log,
 	}
 	srv := &ops.Server{Addr: r.MetricsAddr, Gatherer: r.Metrics.Registry, Health: health.Last, Log: log}
+	consumer := queue.NewConsumer(r.RDB, queue.ConsumerConfig{
+		Stream: r.Stream, Name: consumerName, Runtime: r.Name, Concurrency: r.Concurrency,
+		LeaseTTL: r.Config.LeaseTTL, MaxDeliveries: r.Config.MaxDeliveries, ShutdownGrace: r.Config.ShutdownGrace,
+		// An unhealthy runtime (full disk, Redis or jail down) takes no work.
+		Paused: func() bool { return health.Last(ctx) != nil },
+	}, w, r.Metrics, r.Log) // the consumer adds its own name to its logs
 
 	log.Info("starting", "stream", r.Stream, "concurrency", r.Concurrency, "output", writer.Dir())
 	// The consumer runs under ctx; everything else under side, cancelled

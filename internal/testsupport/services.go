@@ -199,3 +199,11 @@ func (s *Service) Log() string {
 	b, _ := os.ReadFile(s.LogPath)
 	return string(b)
 }
+
+// RemoveBinaries deletes what BuildBinaries built. Call it from TestMain
+// after m.Run: the directory is shared by the package's tests.
+func RemoveBinaries() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}

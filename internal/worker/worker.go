@@ -74,6 +74,11 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 		return fmt.Errorf("execute task %s: %w", task.TaskID, err)
 	}
 	w.finish(tr, task, m, start)
+	// A process frozen past its lease must not write for an entry another
+	// consumer took (or that was dead-lettered meanwhile).
+	if err := m.StillHeld(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrInterrupted, err)
+	}
 	if err := w.Writer.Write(tr); err != nil {
 		return err
 	}
