@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
 )
@@ -21,7 +22,23 @@ func NewWriter(dir string) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create trajectory dir %s: %w", dir, err)
 	}
+	sweepTemp(dir, staleTempAge)
 	return &Writer{dir: dir}, nil
+}
+
+// staleTempAge is the age past which a temporary file is a leftover of a
+// writer killed mid-write (a live write takes milliseconds).
+const staleTempAge = 10 * time.Minute
+
+// sweepTemp removes temporary files older than age: a process killed between
+// creating its temp file and renaming it leaves one behind.
+func sweepTemp(dir string, age time.Duration) {
+	matches, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && time.Since(st.ModTime()) > age {
+			_ = os.Remove(m)
+		}
+	}
 }
 
 // Dir returns the directory the Writer writes to.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
 )
@@ -44,5 +45,25 @@ func TestWriteRejectsUnsafeID(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "escape.json")); err == nil {
 		t.Error("a crafted id wrote outside the directory")
+	}
+}
+
+func TestNewWriterSweepsStaleTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".tmp-a.json-1")
+	fresh := filepath.Join(dir, ".tmp-b.json-2")
+	for _, f := range []string{stale, fresh} {
+		os.WriteFile(f, []byte("{"), 0o644)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(stale, old, old)
+	if _, err := NewWriter(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp file not removed: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temp file (a write in progress) was removed: %v", err)
 	}
 }
