@@ -16,6 +16,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/agentdataplatform/adp/internal/ops"
+	"github.com/agentdataplatform/adp/internal/redisconn"
 )
 
 // Common is the configuration every binary shares.
@@ -46,6 +47,7 @@ func Main[C any](name string, cfg *C, common func(*C) *Common, metricsAddr func(
 	}
 	log := NewLogger(common(cfg).LogLevel).With("service", name)
 	slog.SetDefault(log)
+	redisconn.UseSlog(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -2,9 +2,11 @@
 package redisconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"time"
@@ -60,3 +62,14 @@ func Redact(rawURL string) string {
 	}
 	return u.Redacted()
 }
+
+// slogPrintf adapts go-redis' internal logger (connection pool notices) to
+// the process's JSON log instead of plain lines on stderr.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
+// UseSlog routes go-redis' own log lines to log. Call once at start-up.
+func UseSlog(log *slog.Logger) { redis.SetLogger(slogPrintf{log}) }
