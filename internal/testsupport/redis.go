@@ -5,6 +5,7 @@ package testsupport
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -48,19 +49,31 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 	if err != nil {
 		t.Skip("redis-server not installed: run scripts/bootstrap.sh --test (apt-get install redis-server)")
 	}
-	r := &Redis{t: t, Dir: t.TempDir(), Port: FreePort(t)}
-	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
-	r.URL = "redis://" + r.Addr
-	r.args = []string{
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
-		"--dir", r.Dir, "--appendonly", "yes", "--appendfsync", "everysec",
-		"--save", "", "--daemonize", "no", "--protected-mode", "no",
-		"--loglevel", "warning", "--maxmemory-policy", "noeviction",
+	r := &Redis{t: t, Dir: t.TempDir()}
+	// A port found free may be taken by another test process before
+	// redis-server binds it: then try another.
+	for attempt := 1; ; attempt++ {
+		r.Port = FreePort(t)
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
+		r.URL = "redis://" + r.Addr
+		r.args = []string{
+			"--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+			"--dir", r.Dir, "--appendonly", "yes", "--appendfsync", "everysec",
+			"--save", "", "--daemonize", "no", "--protected-mode", "no",
+			"--loglevel", "warning", "--maxmemory-policy", "noeviction",
+		}
+		for _, o := range opts {
+			o(&r.args)
+		}
+		err := r.start(bin)
+		if err == nil {
+			break
+		}
+		r.Kill()
+		if attempt == 5 {
+			t.Fatalf("start redis-server: %v", err)
+		}
 	}
-	for _, o := range opts {
-		o(&r.args)
-	}
-	r.start(bin)
 	r.Client = redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.password()})
 	t.Cleanup(func() {
 		_ = r.Client.Close()
@@ -78,7 +91,9 @@ func (r *Redis) password() string {
 	return ""
 }
 
-func (r *Redis) start(bin string) {
+// start launches the server and waits until it answers; an error means the
+// server did not come up on its port (the port was taken meanwhile).
+func (r *Redis) start(bin string) error {
 	r.t.Helper()
 	r.cmd = exec.Command(bin, r.args...)
 	logf, err := os.Create(filepath.Join(r.Dir, "redis.log"))
@@ -92,19 +107,31 @@ func (r *Redis) start(bin string) {
 	exited := make(chan struct{})
 	r.exited = exited
 	go func(cmd *exec.Cmd) { _ = cmd.Wait(); _ = logf.Close(); close(exited) }(r.cmd)
-	WaitTCP(r.t, r.Addr, 10*time.Second)
-	// Wait until it answers PING (it may still be loading the AOF).
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.password()})
+	// Wait until it answers PING (it may still be loading the AOF), and
+	// make sure the server answering is this one, not another test's.
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.password(), MaxRetries: -1})
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := c.Ping(context.Background()).Err()
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
+			return fmt.Errorf("redis-server on %s exited: %s", r.Addr, log)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		dir, err := c.ConfigGet(ctx, "dir").Result()
+		cancel()
 		if err == nil {
-			return
+			want, _ := filepath.EvalSymlinks(r.Dir) // redis reports its resolved working directory
+			if dir["dir"] != r.Dir && dir["dir"] != want {
+				return fmt.Errorf("port %d is served by another redis-server (dir %s)", r.Port, dir["dir"])
+			}
+			return nil
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
-			r.t.Fatalf("redis-server on %s not ready: %v\n%s", r.Addr, err, log)
+			return fmt.Errorf("redis-server on %s not ready: %v\n%s", r.Addr, err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -126,7 +153,9 @@ func (r *Redis) Restart() {
 	r.t.Helper()
 	r.Kill()
 	bin, _ := exec.LookPath("redis-server")
-	r.start(bin)
+	if err := r.start(bin); err != nil {
+		r.t.Fatalf("restart redis-server: %v", err)
+	}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
