@@ -269,7 +269,10 @@ func TestRedisLosesAcknowledgedWrites(t *testing.T) {
 	t.Logf("rolled Redis back: files %d at the snapshot, %d at the crash; the dedup set went from %d to %d ids",
 		before, len(r.trajectoryFiles()), n1+n2, lostDispatch)
 	if lostDispatch == int64(n1+n2) {
-		t.Fatalf("the rollback lost no enqueue: the test did not simulate a loss")
+		// The snapshot already held every enqueue (the dispatcher was
+		// faster than the copy): there is no loss to recover from, so this
+		// run proves nothing. Rare; rerun to exercise the scenario.
+		t.Skip("the rollback lost no enqueue: the snapshot came too late to simulate a loss")
 	}
 
 	r.waitSettled(ids, 90*time.Second)
