@@ -26,6 +26,3 @@ local_up() { # tasks_file output_dir [extra adpctl up flags]
   local tasks=$1 out=$2; shift 2
   "$BIN/adpctl" up --tasks "$tasks" --output "$out" "$@"
 }
-
-# count_trajectories prints how many trajectory files of the given ids exist.
-json_field() { jq -r "$2" "$1"; }
