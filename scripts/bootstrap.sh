@@ -27,7 +27,7 @@ need_cmds=(
   "redis-server redis-server"
   "redis-cli redis-server"
   "bwrap bubblewrap"
-  "chromium chromium"
+  "chromium-headless-shell chromium-headless-shell"
   "jq jq"
   "/usr/bin/python3 python3"
   "prlimit util-linux"

@@ -20,7 +20,7 @@ not json at all
 {"task_id":"$run-fib","task_type":"code","description":"a duplicate id"}
 JSON
 want_web=false
-if [ "${1:-}" = "--local" ] && [ -x /usr/bin/chromium ] || [ "${1:-}" != "--local" ]; then
+if [ "${1:-}" = "--local" ] && { [ -x /usr/bin/chromium-headless-shell ] || [ -x /usr/bin/chromium ]; } || [ "${1:-}" != "--local" ]; then
   want_web=true
   cat >> "$tasks" <<JSON
 {"task_id":"$run-form","task_type":"web","description":"contact form","constraints":{"start_url":"http://$demo/form","actions":[{"action":"fill","selector":"#name","text":"Ada"},{"action":"click","selector":"button[type=submit]"},{"action":"finish","answer":"sent"}],"expected_text":"Thank you, Ada"}}

@@ -23,7 +23,7 @@ type config struct {
 	service.RuntimeConfig
 	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":8002"`
 	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
-	ChromiumPath      string        `env:"CHROMIUM_PATH" envDefault:"/usr/bin/chromium"`
+	ChromiumPath      string        `env:"CHROMIUM_PATH"` // default: see browser.Config.ExecutablePath
 	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
 	NodePath          string        `env:"PLAYWRIGHT_NODEJS_PATH"`
 	AllowPrivate      bool          `env:"WEB_ALLOW_PRIVATE" envDefault:"false"`

@@ -14,7 +14,8 @@
 // # Installation
 //
 // Nothing is downloaded at run time. Chromium is the system one
-// (/usr/bin/chromium, Debian package chromium); the Playwright driver is npm
+// (/usr/bin/chromium-headless-shell, Debian package chromium-headless-shell,
+// else the full /usr/bin/chromium); the Playwright driver is npm
 // playwright-core 1.60.0, the version playwright-go v0.6000.0 speaks, laid
 // out by scripts/bootstrap.sh in .tools/playwright-driver; Node.js runs it.
 // NewPool (and CheckDependencies, for a startup check) reports a missing

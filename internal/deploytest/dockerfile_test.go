@@ -379,14 +379,14 @@ func TestDockerfileWeb(t *testing.T) {
 		}
 	}
 	run = final.runText()
-	for _, pkg := range []string{"chromium", "nodejs", "fonts-noto-cjk"} {
+	for _, pkg := range []string{"chromium-headless-shell", "nodejs", "fonts-noto-cjk"} {
 		if !regexp.MustCompile(`\s` + regexp.QuoteMeta(pkg) + `\b`).MatchString(run) {
 			t.Errorf("runtime stage does not install %s", pkg)
 		}
 	}
 	env := final.env()
 	for k, v := range map[string]string{
-		"CHROMIUM_PATH":          "/usr/bin/chromium",
+		"CHROMIUM_PATH":          "/usr/bin/chromium-headless-shell",
 		"PLAYWRIGHT_DRIVER_PATH": "/opt/playwright/driver",
 		"PLAYWRIGHT_NODEJS_PATH": "/usr/bin/node",
 	} {

@@ -18,7 +18,8 @@ type BrowserDeps struct {
 // playwrightCoreVersion is the driver version playwright-go v0.6000.0 needs.
 const playwrightCoreVersion = "1.60.0"
 
-// FindBrowser locates Chromium ($CHROMIUM_PATH, else /usr/bin/chromium), the
+// FindBrowser locates Chromium ($CHROMIUM_PATH, else
+// /usr/bin/chromium-headless-shell, else /usr/bin/chromium), the
 // Playwright driver ($PLAYWRIGHT_DRIVER_PATH, else .tools/playwright-driver
 // at the repository root) and Node.js ($PLAYWRIGHT_NODEJS_PATH, else node on
 // PATH). The test is skipped, saying what to install, only when one is
@@ -31,10 +32,13 @@ func FindBrowser(t testing.TB) BrowserDeps {
 		Node:      os.Getenv("PLAYWRIGHT_NODEJS_PATH"),
 	}
 	if d.Chromium == "" {
-		d.Chromium = "/usr/bin/chromium"
+		d.Chromium = "/usr/bin/chromium-headless-shell"
+		if !isExecutable(d.Chromium) && isExecutable("/usr/bin/chromium") {
+			d.Chromium = "/usr/bin/chromium"
+		}
 	}
-	if st, err := os.Stat(d.Chromium); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		t.Skipf("chromium not found at %s: run scripts/bootstrap.sh (Debian package chromium) or set CHROMIUM_PATH", d.Chromium)
+	if !isExecutable(d.Chromium) {
+		t.Skipf("chromium not found at %s: run scripts/bootstrap.sh (Debian package chromium-headless-shell) or set CHROMIUM_PATH", d.Chromium)
 	}
 	if d.DriverDir == "" {
 		if root, ok := repoRoot(); ok {
@@ -79,4 +83,9 @@ func repoRoot() (string, bool) {
 		}
 		dir = parent
 	}
+}
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
