@@ -139,7 +139,11 @@ var chromiumArgs = []string{
 	"--no-first-run",
 	"--disable-quic",
 	"--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-	"--disable-features=MediaRouter,OptimizationHints,Translate,InterestFeedContentSuggestions",
+	// No --disable-features: Chromium keeps only the last one on its
+	// command line, and Playwright passes its own list (MediaRouter,
+	// OptimizationHints and Translate among them; RenderDocument and
+	// PaintHolding too, which a second list would switch back on, costing
+	// CPU on every navigation).
 }
 
 var discardLogger = log.New(io.Discard, "", 0)
