@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,9 +85,6 @@ func newBwrap(cfg Config) (Jail, error) {
 	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries()}
 	if os.Geteuid() == 0 {
 		b.privileged, b.hostUID, b.hostGID = true, jailUID, jailUID
-		if err := traversableByOthers(cfg.WorkDir); err != nil {
-			return nil, fmt.Errorf("sandbox: work dir: %w", err)
-		}
 		if py.prefix != "" {
 			if err := traversableByOthers(py.prefix); err != nil {
 				return nil, fmt.Errorf("sandbox: python interpreter %s: %w", cfg.PythonPath, err)
@@ -97,7 +95,7 @@ func newBwrap(cfg Config) (Jail, error) {
 		// namespaces are allowed; RLIMIT_NPROC then counts our own uid.
 		b.hostUID, b.hostGID = os.Geteuid(), os.Getegid()
 	}
-	return &jail{name: BackendBwrap, workDir: cfg.WorkDir, l: b}, nil
+	return &jail{name: BackendBwrap, l: b}, nil
 }
 
 var inheritedFDsOnce sync.Once
@@ -150,19 +148,27 @@ func traversableByOthers(dir string) error {
 	}
 }
 
-func (b *bwrapJail) command(lim Limits, dir, runID string) (*launch, error) {
-	argv := b.bwrapArgs(lim, dir, runID)
+// command hands the program to bwrap in a memfd, which bwrap copies into
+// the jail's own tmpfs (--ro-bind-data): no per-run directory on the host's
+// disk to create and remove on every run.
+func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
+	prog, err := memfdWith("adp-program", code)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: passing the program to the jail: %w", err)
+	}
+	argv := b.bwrapArgs(lim, runID)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = b.sysProcAttr()
 	blockR, blockW, err := os.Pipe()
 	if err != nil {
+		prog.Close()
 		return nil, err
 	}
 	return &launch{
 		cmd:        cmd,
-		childFiles: []*os.File{blockR}, // fd 4: --block-fd
+		childFiles: []*os.File{blockR, prog}, // fd 4: --block-fd; fd 5: --ro-bind-data
 		started: func(r *running) error {
 			defer blockW.Close()
 			pid, err := waitAux(r, bwrapSetupTimeout, bwrapChildPid)
@@ -221,8 +227,26 @@ func setRlimits(pid int, limits []rlimit) error {
 	return nil
 }
 
+// memfdWith returns a memory file holding data, positioned at its start.
+func memfdWith(name, data string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := io.WriteString(f, data); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // bwrapArgs is bwrap's command line, ending with the interpreter's.
-func (b *bwrapJail) bwrapArgs(lim Limits, dir, runID string) []string {
+func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 	a := []string{b.bwrap,
 		// uid/gid 65534 in a nested user namespace that cannot nest more.
 		"--unshare-user", "--uid", strconv.Itoa(jailUID), "--gid", strconv.Itoa(jailUID), "--disable-userns",
@@ -255,7 +279,8 @@ func (b *bwrapJail) bwrapArgs(lim Limits, dir, runID string) []string {
 		"--dev-bind", "/dev/urandom", "/dev/urandom",
 		// Scratch space, bounded.
 		"--perms", "1777", "--size", strconv.FormatInt(lim.TmpfsBytes, 10), "--tmpfs", "/tmp",
-		"--ro-bind", dir, jailCodeDir,
+		// The program, from fd 5, in the jail's tmpfs root.
+		"--perms", "0444", "--ro-bind-data", "5", jailCodeDir+"/"+scriptName,
 		"--remount-ro", "/",
 		"--chdir", "/tmp",
 		// fd 3: {"child-pid": N} (the jailed process) then the exit.

@@ -669,6 +669,13 @@ func assertQuiet(t *testing.T, s jailSetup) {
 	for _, e := range entries {
 		t.Errorf("leftover file in the work dir: %s", e.Name())
 	}
+	// Nor a descriptor of a run: the program's memfd, pipes to a jail.
+	fds, _ := filepath.Glob("/proc/self/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && strings.Contains(target, "adp-program") {
+			t.Errorf("leftover descriptor %s -> %s", fd, target)
+		}
+	}
 }
 
 // statusUID returns the real uid from /proc/<pid>/status, -1 if unknown.

@@ -25,10 +25,11 @@ const cgroupV2Mount = "/sys/fs/cgroup"
 // nsjailJail runs programs under nsjail with the policy file; see
 // configs/nsjail/python.cfg.
 type nsjailJail struct {
-	nsjail string
-	policy nsjailPolicy
-	python interpreter
-	cg     cgroupSupport
+	nsjail  string
+	policy  nsjailPolicy
+	python  interpreter
+	cg      cgroupSupport
+	workDir string // holds the per-run directories
 }
 
 // nsjailPolicy is what the parent needs to know about the policy file.
@@ -68,8 +69,8 @@ func newNsjail(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount)}
-	return &jail{name: BackendNsjail, workDir: cfg.WorkDir, l: n}, nil
+	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount), workDir: cfg.WorkDir}
+	return &jail{name: BackendNsjail, l: n}, nil
 }
 
 // loadNsjailPolicy reads and checks the policy file.
@@ -221,13 +222,19 @@ func detectCgroupV2(mount string) cgroupSupport {
 	return cgroupSupport{memory: has("memory"), pids: has("pids")}
 }
 
-func (n *nsjailJail) command(lim Limits, dir, runID string) (*launch, error) {
+// command writes the program into a per-run directory under the work
+// directory, bound read-only at /sandbox and removed after the run.
+func (n *nsjailJail) command(lim Limits, code, runID string) (*launch, error) {
+	dir := filepath.Join(n.workDir, runDirPrefix+runID)
+	if err := writeRunDir(dir, code); err != nil {
+		return nil, err
+	}
 	argv := nsjailArgs(n.nsjail, n.policy, n.python, n.cg, lim, dir, runID)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	return &launch{cmd: cmd}, nil
+	return &launch{cmd: cmd, done: func() { os.RemoveAll(dir) }}, nil
 }
 
 // nsjailArgs is nsjail's command line: the policy file, then the per-run

@@ -47,9 +47,9 @@ const (
 
 // launcher is what a backend contributes to the shared run loop.
 type launcher interface {
-	// command builds the jail's command for one run. dir is the per-run
-	// directory holding main.py.
-	command(lim Limits, dir, runID string) (*launch, error)
+	// command builds the jail's command for one run of code, which the
+	// jail sees as /sandbox/main.py, read-only.
+	command(lim Limits, code, runID string) (*launch, error)
 	// stop starts killing the jail's whole process tree. It is called at
 	// most once per run, normally before the supervisor has been reaped;
 	// it may race with the supervisor's exit, so it must not signal by
@@ -75,16 +75,16 @@ type launch struct {
 	// started, when set, runs once the jail has started (the wall limit
 	// already applies); an error ends the run as a launch failure.
 	started func(r *running) error
-	// done, when set, releases what the backend kept for the run.
+	// done, when set, releases what the backend kept for the run (the
+	// per-run directory, descriptors).
 	done func()
 }
 
 // jail is the Jail implementation shared by both backends: the backend
 // builds the command line, this runs it under the parent's limits.
 type jail struct {
-	name    string
-	workDir string
-	l       launcher
+	name string
+	l    launcher
 }
 
 func (j *jail) Name() string { return j.name }
@@ -120,13 +120,7 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 
-	dir := filepath.Join(j.workDir, runDirPrefix+runID)
-	if err := writeRunDir(dir, req.Code); err != nil {
-		return systemError(res, err)
-	}
-	defer os.RemoveAll(dir)
-
-	ln, err := j.l.command(lim, dir, runID)
+	ln, err := j.l.command(lim, req.Code, runID)
 	if err != nil {
 		return systemError(res, err)
 	}

@@ -10,8 +10,10 @@
 //     appended on the command line.
 //   - bwrap (bubblewrap; the fallback for development machines): the same
 //     namespaces and filesystem, with rlimits set by the Go parent
-//     (prlimit(2) while bwrap waits on --block-fd) and the outer user and
-//     network namespaces created by the Go parent.
+//     (prlimit(2) while bwrap waits on --block-fd), the outer user and
+//     network namespaces created by the Go parent, and the program passed
+//     in a memfd that bwrap copies into the jail's tmpfs root
+//     (--ro-bind-data): nothing is written to the host's disk per run.
 //
 // Both give the program: uid/gid 65534, fresh user, pid, mount, ipc, uts
 // and network namespaces (no interface up, not even loopback), a read-only
@@ -187,8 +189,8 @@ type Result struct {
 	ErrorType core.ErrorType
 	// ErrorMessage says what went wrong in one line, for people and models.
 	ErrorMessage string
-	// RunID names the run: it is part of the per-run directory name and is
-	// set as SANDBOX_RUN_ID in the program's environment, so logs and
+	// RunID names the run: it is part of the per-run directory name
+	// (nsjail) and is set as SANDBOX_RUN_ID in the program's environment, so logs and
 	// process listings can be correlated.
 	RunID string
 }
@@ -227,9 +229,9 @@ type Config struct {
 	NsjailConfig string
 	// BwrapPath is the bubblewrap binary. Default: "bwrap" in PATH.
 	BwrapPath string
-	// WorkDir holds the per-run directories (removed after each run). It
-	// must be traversable by uid 65534 when the caller is root. Default
-	// os.TempDir().
+	// WorkDir holds nsjail's per-run directories (removed after each
+	// run). It must be traversable by uid 65534 when the caller is root.
+	// Default os.TempDir(). The bwrap backend writes no files.
 	WorkDir string
 }
 

@@ -128,7 +128,7 @@ func TestBwrapArgs(t *testing.T) {
 	if !maps.Equal(gotRL, wantRL) {
 		t.Errorf("rlimits = %v, want %v", gotRL, wantRL)
 	}
-	a := b.bwrapArgs(lim, "/w/adp-sandbox-id", "id")
+	a := b.bwrapArgs(lim, "id")
 	s := strings.Join(a, " ")
 	for _, want := range []string{
 		"--unshare-user --uid 65534 --gid 65534 --disable-userns",
@@ -138,7 +138,7 @@ func TestBwrapArgs(t *testing.T) {
 		"--ro-bind /usr /usr", "--symlink usr/lib /lib", "--ro-bind /lib64 /lib64",
 		"--dev-bind /dev/null /dev/null", "--dev-bind /dev/zero /dev/zero", "--dev-bind /dev/urandom /dev/urandom",
 		"--perms 1777 --size 8388608 --tmpfs /tmp",
-		"--ro-bind /w/adp-sandbox-id /sandbox", "--remount-ro /", "--json-status-fd 3", "--block-fd 4",
+		"--perms 0444 --ro-bind-data 5 /sandbox/main.py", "--remount-ro /", "--json-status-fd 3", "--block-fd 4",
 		"-- /usr/bin/python3 -I -S -u /sandbox/main.py",
 	} {
 		if !strings.Contains(s, want) {
@@ -179,7 +179,7 @@ func TestBwrapLaunchFailureEndToEnd(t *testing.T) {
 	b := s.jail.(*jail).l.(*bwrapJail)
 	broken := *b
 	broken.python.path = "/usr/bin/no-such-python"
-	j := &jail{name: BackendBwrap, workDir: s.workDir, l: &broken}
+	j := &jail{name: BackendBwrap, l: &broken}
 	res, err := j.Run(context.Background(), Request{Code: "print(1)", Limits: testLimits()})
 	if err == nil || res.ErrorType != "system_error" || !strings.Contains(err.Error(), "bwrap: ") {
 		t.Fatalf("err = %v, result %s %q", err, res.ErrorType, res.ErrorMessage)
