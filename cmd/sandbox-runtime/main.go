@@ -23,7 +23,8 @@ import (
 type config struct {
 	service.RuntimeConfig
 	MetricsAddr  string        `env:"METRICS_ADDR" envDefault:":8001"`
-	Concurrency  int           `env:"SANDBOX_CONCURRENCY"` // default: number of CPUs
+	Concurrency  int           `env:"SANDBOX_CONCURRENCY"` // programs at once; default: number of CPUs
+	InFlight     int           `env:"SANDBOX_INFLIGHT"`    // tasks at once; default: 2 × SANDBOX_CONCURRENCY
 	Backend      string        `env:"SANDBOX_BACKEND" envDefault:"auto"`
 	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s"`
 	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s"`
@@ -46,6 +47,12 @@ func main() {
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = runtime.NumCPU()
+	}
+	if cfg.InFlight < cfg.Concurrency {
+		// Twice as many tasks as jails: while one task writes its
+		// trajectory (fsync), is acknowledged or waits on the model,
+		// another keeps its jail slot busy.
+		cfg.InFlight = 2 * cfg.Concurrency
 	}
 	jail, err := sandbox.New(cfg.Backend, sandbox.Config{
 		PythonPath: cfg.PythonPath, NsjailPath: cfg.NsjailPath, NsjailConfig: cfg.NsjailConfig, BwrapPath: cfg.BwrapPath,
@@ -76,9 +83,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	limits.MemoryBytes = cfg.MemoryMB << 20
 	limits.MaxProcs = cfg.MaxProcs
 
-	log.Info("sandbox ready", "backend", jail.Name(), "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
+	jail = sandbox.Limit(jail, cfg.Concurrency)
+	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
 	rt := &service.Runtime{
-		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.Concurrency,
+		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
 		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
 		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{

@@ -279,7 +279,7 @@ func startLiveStack(t *testing.T) *liveStack {
 	// One slot, so the second Fibonacci task runs after the first has filled
 	// the template cache.
 	s.sandbox = testsupport.StartService(t, filepath.Join(bin, "sandbox-runtime"), append(slices.Clone(runtime),
-		"SANDBOX_CONCURRENCY=1", "LLM_BASE_URL="+fake.URL, "LLM_MODEL=fake", "LLM_MAX_RETRIES=1",
+		"SANDBOX_CONCURRENCY=1", "SANDBOX_INFLIGHT=1", "LLM_BASE_URL="+fake.URL, "LLM_MODEL=fake", "LLM_MAX_RETRIES=1",
 	), true)
 	s.dispatcher = testsupport.StartService(t, filepath.Join(bin, "dispatcher"), append(slices.Clone(common),
 		"TASK_FILE="+taskFile, "MONITOR_INTERVAL=1s", "DISPATCH_POLL_INTERVAL=100ms",
