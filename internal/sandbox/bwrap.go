@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +36,9 @@ const bwrapSetupTimeout = 10 * time.Second
 //
 //	Go parent (root)
 //	└─ bwrap (supervisor), started by the parent in a new user namespace
-//	   (uid 0 inside = 65534 outside) and a new network namespace with no
-//	   interface up
+//	   (uid 0 inside = 65534 outside), in a network namespace with no
+//	   interface up: one reused from an earlier jail that is gone (see
+//	   netnsThread), or a new one where the parent lacks CAP_SYS_ADMIN
 //	   └─ python3 -I -S -u /sandbox/main.py: pid 1 of a new pid namespace,
 //	      uid 65534 in a nested user namespace, no capabilities,
 //	      no_new_privs; before its exec it waits on fd 4 (--block-fd)
@@ -57,7 +59,7 @@ const bwrapSetupTimeout = 10 * time.Second
 // RLIMIT_NPROC is counted per user namespace and the outer one was created
 // by root, the count is per jail, not shared by every uid-65534 process on
 // the host. bwrap's own --unshare-net would bring loopback up; the parent's
-// network namespace leaves it down.
+// network namespaces leave it down.
 //
 // Rlimits: bwrap has none of its own. While the jailed process waits on
 // --block-fd (its sandbox set up, the interpreter not yet executed) the
@@ -70,6 +72,9 @@ type bwrapJail struct {
 	hostUID    int // the outer namespace's uid 0 maps to this
 	hostGID    int
 	privileged bool // the parent is root
+	// netns, when set, provides network namespaces to start jails in;
+	// otherwise each jail is forked into a new one (CLONE_NEWNET).
+	netns *netnsPool
 }
 
 func newBwrap(cfg Config) (Jail, error) {
@@ -85,6 +90,12 @@ func newBwrap(cfg Config) (Jail, error) {
 	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries()}
 	if os.Geteuid() == 0 {
 		b.privileged, b.hostUID, b.hostGID = true, jailUID, jailUID
+		// Reused network namespaces need CAP_SYS_ADMIN; without it each
+		// jail gets a new one.
+		if t, err := newNetnsThread(); err == nil {
+			b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU())}
+			b.netns.put(t)
+		}
 		if py.prefix != "" {
 			if err := traversableByOthers(py.prefix); err != nil {
 				return nil, fmt.Errorf("sandbox: python interpreter %s: %w", cfg.PythonPath, err)
@@ -166,9 +177,22 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 		prog.Close()
 		return nil, err
 	}
+	var thread *netnsThread
+	if b.netns != nil {
+		if thread, err = b.netns.get(); err != nil {
+			closeAll(prog, blockR, blockW)
+			return nil, err
+		}
+	}
 	return &launch{
 		cmd:        cmd,
 		childFiles: []*os.File{blockR, prog}, // fd 4: --block-fd; fd 5: --ro-bind-data
+		spawn: func(start func() error) error {
+			if thread == nil {
+				return start()
+			}
+			return thread.do(start)
+		},
 		started: func(r *running) error {
 			defer blockW.Close()
 			pid, err := waitAux(r, bwrapSetupTimeout, bwrapChildPid)
@@ -186,7 +210,18 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			_, err = blockW.Write([]byte{1})
 			return err
 		},
-		done: func() { blockW.Close() },
+		done: func(supervisorExited bool) {
+			blockW.Close()
+			if thread == nil {
+				return
+			}
+			if supervisorExited {
+				b.netns.put(thread)
+			} else {
+				// The jail may still be dying: never share its namespace.
+				thread.retire()
+			}
+		},
 	}, nil
 }
 
@@ -294,12 +329,18 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 }
 
 func (b *bwrapJail) sysProcAttr() *syscall.SysProcAttr {
+	// The jail's network namespace: the forking thread's (netns), which
+	// belongs to the host's user namespace, or a new one created after
+	// the user namespace, which then belongs to it. Either way nothing
+	// brings its loopback up.
+	clone := uintptr(syscall.CLONE_NEWUSER)
+	if b.netns == nil {
+		clone |= syscall.CLONE_NEWNET
+	}
 	return &syscall.SysProcAttr{
-		Setpgid:   true, // keep terminal signals meant for the parent away
-		Pdeathsig: syscall.SIGKILL,
-		// The user namespace comes first, so the network namespace belongs
-		// to it; nothing brings its loopback up.
-		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		Setpgid:                    true, // keep terminal signals meant for the parent away
+		Pdeathsig:                  syscall.SIGKILL,
+		Cloneflags:                 clone,
 		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: b.hostUID, Size: 1}},
 		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: b.hostGID, Size: 1}},
 		GidMappingsEnableSetgroups: b.privileged,

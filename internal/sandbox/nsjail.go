@@ -234,7 +234,7 @@ func (n *nsjailJail) command(lim Limits, code, runID string) (*launch, error) {
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	return &launch{cmd: cmd, done: func() { os.RemoveAll(dir) }}, nil
+	return &launch{cmd: cmd, done: func(bool) { os.RemoveAll(dir) }}, nil
 }
 
 // nsjailArgs is nsjail's command line: the policy file, then the per-run

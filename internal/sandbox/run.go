@@ -75,9 +75,15 @@ type launch struct {
 	// started, when set, runs once the jail has started (the wall limit
 	// already applies); an error ends the run as a launch failure.
 	started func(r *running) error
+	// spawn, when set, starts the command: it calls start on the thread
+	// the jail must be forked from.
+	spawn func(start func() error) error
 	// done, when set, releases what the backend kept for the run (the
-	// per-run directory, descriptors).
-	done func()
+	// per-run directory, descriptors, the thread). supervisorExited: the
+	// supervisor was reaped after exiting by itself, so the jail it
+	// supervised is gone too (not killed from outside, which could leave
+	// the jail dying for a moment longer).
+	done func(supervisorExited bool)
 }
 
 // jail is the Jail implementation shared by both backends: the backend
@@ -124,8 +130,9 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return systemError(res, err)
 	}
+	supervisorExited := false
 	if ln.done != nil {
-		defer ln.done()
+		defer func() { ln.done(supervisorExited) }()
 	}
 	r, err := start(ln, req.Stdin, lim)
 	if err != nil {
@@ -150,6 +157,7 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 	o, stdout, stderr, aux := r.wait()
 	timer.Stop()
 	stopWatch()
+	supervisorExited = r.cmd.ProcessState != nil && r.cmd.ProcessState.Exited()
 
 	o.limits = lim
 	o.memoryKill = j.l.memoryKill()
@@ -259,7 +267,11 @@ func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
 	cmd.WaitDelay = drainTimeout
 
 	r.start = time.Now()
-	err = cmd.Start()
+	if ln.spawn != nil {
+		err = ln.spawn(cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
 	closeAll(outW, errW, auxW) // the jail holds its own copies
 	closeAll(ln.childFiles...)
 	if err != nil {
