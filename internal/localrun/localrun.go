@@ -279,6 +279,15 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 	}
 	bar := newProgress(r.cfg.Progress, r.cfg.Terminal, len(tasks), r.start)
 	failed := 0
+	// The last result's time: the files' modification times, not when
+	// this loop noticed them (it polls).
+	var last time.Time
+	done := func() time.Duration {
+		if last.IsZero() {
+			return time.Since(r.start)
+		}
+		return last.Sub(r.start)
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -289,6 +298,9 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 			}
 			delete(pending, id)
 			sum.Done++
+			if mt := st.ModTime(); mt.After(last) && mt.After(r.start) {
+				last = mt
+			}
 			if tr, err := trajectory.Read(filepath.Join(trajDir, id+".json")); err == nil && !tr.Success {
 				failed++
 			}
@@ -301,6 +313,7 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 						if _, ok := pending[t.TaskID]; ok {
 							delete(pending, t.TaskID)
 							sum.DeadLettered++
+							last = time.Now()
 						}
 					}
 				}
@@ -308,7 +321,7 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 		}
 		bar.update(sum.Done+sum.DeadLettered, failed+sum.DeadLettered)
 		if len(pending) == 0 {
-			sum.Elapsed = time.Since(r.start)
+			sum.Elapsed = done()
 			bar.finish()
 			return nil
 		}
