@@ -43,9 +43,12 @@ if want sandbox-e2e; then
 fi
 
 if want web; then
-  log "web: pool vs a browser per task; RSS with 200 and 2,000 queued tasks"
-  (cd "$ROOT" && go test -run '^$' -bench 'PoolTask|LaunchPerTask' -benchtime 20x -count 1 -timeout 20m ./internal/browser) | tee "$work/web.txt" >&2
-  say "web: $(grep -E '^Benchmark' "$work/web.txt" | awk '{print $1, $3, $4}' | tr '\n' ';')"
+  wn=${ADP_BENCH_WEB_TASKS:-200}
+  log "web: $wn form tasks through the pool (MAX_CONCURRENT=4, and one at a time) vs a browser launched per task (one at a time, and 4 at once); RSS with 200 and 2,000 queued tasks"
+  (cd "$ROOT" && go test -run '^$' -bench 'PoolTask$|PoolTaskParallel$|LaunchPerTask$|LaunchPerTaskParallel$' -benchtime "${wn}x" -count 1 -timeout 60m ./internal/browser) | tee "$work/web.txt" >&2
+  rate() { awk -v b="$1" '$1 ~ "^Benchmark"b"(-[0-9]+)?$" {for (i = 1; i < NF; i++) if ($(i+1) == "tasks/s") print $i}' "$work/web.txt"; }
+  pool=$(rate PoolTaskParallel); seq=$(rate PoolTask); l1=$(rate LaunchPerTask); l4=$(rate LaunchPerTaskParallel)
+  say "web: pool at MAX_CONCURRENT=4 $pool tasks/s (one at a time $seq); a browser launched per task $l1 tasks/s one at a time, $l4 4 at once; ratio $(echo "$pool / $l1" | bc -l | cut -c1-4)x vs one at a time, $(echo "$pool / $l4" | bc -l | cut -c1-4)x vs 4 at once"
   if [ -x "$ROOT/scripts/web_rss.sh" ]; then
     for q in 200 2000; do say "web rss: $("$ROOT/scripts/web_rss.sh" "$q")"; done
   fi

@@ -19,7 +19,8 @@ import (
 //
 // BenchmarkPoolTask and BenchmarkPoolTaskParallel go through a warm pool
 // (one Chromium, a fresh context per task); BenchmarkLaunchPerTask starts a
-// pool (driver and Chromium) for every task, the naive alternative;
+// pool (driver and Chromium) for every task, the naive alternative, and
+// BenchmarkLaunchPerTaskParallel does so with 4 workers;
 // BenchmarkLaunchBrowserPerTask keeps one driver and launches only Chromium
 // per task, with plain Playwright calls (no URL policy or proxy).
 
@@ -50,11 +51,13 @@ func runFormTask(pool *Pool, siteURL string) error {
 // benchPool uses the production timeouts: the benchmarks measure, they do
 // not test timeouts.
 func benchPool(b *testing.B) *Pool {
-	return newTestPool(b, func(c *Config) {
-		c.ActionTimeout = DefaultActionTimeout
-		c.SettleTimeout = DefaultSettleTimeout
-		c.NavigationTimeout = DefaultNavigationTimeout
-	})
+	return newTestPool(b, productionTimeouts)
+}
+
+func productionTimeouts(c *Config) {
+	c.ActionTimeout = DefaultActionTimeout
+	c.SettleTimeout = DefaultSettleTimeout
+	c.NavigationTimeout = DefaultNavigationTimeout
 }
 
 func reportTasksPerSecond(b *testing.B) {
@@ -109,6 +112,35 @@ func BenchmarkLaunchPerTask(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportTasksPerSecond(b)
+}
+
+// BenchmarkLaunchPerTaskParallel is BenchmarkLaunchPerTask with about 4
+// workers, as BenchmarkPoolTaskParallel: the same concurrency on both sides.
+func BenchmarkLaunchPerTaskParallel(b *testing.B) {
+	web := newSite(b)
+	cfg := testPoolConfig(b, productionTimeouts)
+	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			// NewPool, not benchPool: a failure must not call b.Fatal off
+			// the benchmark's goroutine.
+			pool, err := NewPool(context.Background(), cfg)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			err = runFormTask(pool, web.URL)
+			if cerr := pool.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 	reportTasksPerSecond(b)
 }
 

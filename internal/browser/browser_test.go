@@ -29,6 +29,20 @@ const testTaskTimeout = 60 * time.Second
 // allowed (the test pages are on 127.0.0.1), closed at the end of the test.
 func newTestPool(t testing.TB, adjust func(*Config)) *Pool {
 	t.Helper()
+	cfg := testPoolConfig(t, adjust)
+	ctx, cancel := context.WithTimeout(context.Background(), testTaskTimeout)
+	defer cancel()
+	p, err := NewPool(ctx, cfg)
+	if err != nil {
+		t.Fatalf("NewPool: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// testPoolConfig is newTestPool's configuration.
+func testPoolConfig(t testing.TB, adjust func(*Config)) Config {
+	t.Helper()
 	deps := testsupport.FindBrowser(t)
 	cfg := Config{
 		ExecutablePath:    deps.Chromium,
@@ -47,14 +61,7 @@ func newTestPool(t testing.TB, adjust func(*Config)) *Pool {
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTaskTimeout)
-	defer cancel()
-	p, err := NewPool(ctx, cfg)
-	if err != nil {
-		t.Fatalf("NewPool: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
+	return cfg
 }
 
 // acquire opens a session bounded by testTaskTimeout, closed at the end of
