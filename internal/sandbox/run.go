@@ -245,16 +245,19 @@ func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
 	r := &running{cmd: cmd, maxTotal: lim.MaxOutputBytes, auxMore: make(chan struct{}, 1), auxEOF: make(chan struct{})}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		closeAll(ln.childFiles...)
 		return nil, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		closeAll(outR, outW)
+		closeAll(ln.childFiles...)
 		return nil, err
 	}
 	auxR, auxW, err := os.Pipe()
 	if err != nil {
 		closeAll(outR, outW, errR, errW)
+		closeAll(ln.childFiles...)
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW

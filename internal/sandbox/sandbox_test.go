@@ -156,6 +156,11 @@ func TestBwrapArgs(t *testing.T) {
 	if attr.Cloneflags&(1<<30 /* CLONE_NEWNET */) == 0 || len(attr.UidMappings) != 1 || !attr.Setpgid {
 		t.Errorf("SysProcAttr = %+v", attr)
 	}
+	// With reused network namespaces the jail takes its forking thread's.
+	b.netns = &netnsPool{}
+	if attr := b.sysProcAttr(); attr.Cloneflags&(1<<30) != 0 || attr.Cloneflags&(1<<28 /* CLONE_NEWUSER */) == 0 {
+		t.Errorf("with reused network namespaces: SysProcAttr = %+v", attr)
+	}
 }
 
 func TestBwrapLaunchFailure(t *testing.T) {
