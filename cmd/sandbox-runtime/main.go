@@ -48,7 +48,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = runtime.NumCPU()
 	}
-	if cfg.InFlight < cfg.Concurrency {
+	if cfg.InFlight <= 0 {
 		// Twice as many tasks as jails: while one task writes its
 		// trajectory (fsync), is acknowledged or waits on the model,
 		// another keeps its jail slot busy.
