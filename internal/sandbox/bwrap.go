@@ -184,15 +184,9 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			return nil, err
 		}
 	}
-	return &launch{
+	ln := &launch{
 		cmd:        cmd,
 		childFiles: []*os.File{blockR, prog}, // fd 4: --block-fd; fd 5: --ro-bind-data
-		spawn: func(start func() error) error {
-			if thread == nil {
-				return start()
-			}
-			return thread.do(start)
-		},
 		started: func(r *running) error {
 			defer blockW.Close()
 			pid, err := waitAux(r, bwrapSetupTimeout, bwrapChildPid)
@@ -222,7 +216,11 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 				thread.retire()
 			}
 		},
-	}, nil
+	}
+	if thread != nil {
+		ln.spawn = thread.do
+	}
+	return ln, nil
 }
 
 // rlimit is one resource limit to set.

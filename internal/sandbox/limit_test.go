@@ -44,19 +44,24 @@ func TestLimitBoundsConcurrentRuns(t *testing.T) {
 		inner := &countingJail{release: make(chan struct{})}
 		j := Limit(inner, tt.slots)
 		var wg sync.WaitGroup
+		var entered atomic.Int32
 		for i := 0; i < tt.callers; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				entered.Add(1)
 				if res, err := j.Run(context.Background(), Request{Code: "x"}); err != nil || res.Stdout != "x" {
 					t.Errorf("Run: %v %+v", err, res)
 				}
 			}()
 		}
-		// Wait until as many runs as can start have started.
-		for inner.running.Load() < int32(tt.want) {
+		// Wait until every caller is in Run and as many runs as can
+		// start have started, then give a run over the limit, if the
+		// limiter let one through, the chance to show up in peak.
+		for entered.Load() < int32(tt.callers) || inner.running.Load() < int32(tt.want) {
 			time.Sleep(time.Millisecond)
 		}
+		time.Sleep(20 * time.Millisecond)
 		close(inner.release)
 		wg.Wait()
 		if got := inner.peak.Load(); got != int32(tt.want) {

@@ -15,14 +15,12 @@ func childNetns(t *testing.T, th *netnsThread) string {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	ns, err := os.Readlink("/proc/" + itoa(cmd.Process.Pid) + "/ns/net")
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ns
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestNetnsThreads(t *testing.T) {
 	first, err := newNetnsThread()
