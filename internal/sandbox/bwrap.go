@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,16 +33,21 @@ const bwrapSetupTimeout = 10 * time.Second
 
 // bwrapJail runs programs under bubblewrap.
 //
-// Layout of one run:
+// Layout of one run (the parent is root with CAP_SYS_ADMIN, and
+// unprivileged user namespaces are allowed):
 //
 //	Go parent (root)
-//	└─ bwrap (supervisor), started by the parent in a new user namespace
-//	   (uid 0 inside = 65534 outside), in a network namespace with no
-//	   interface up: one reused from an earlier jail that is gone (see
-//	   netnsThread), or a new one where the parent lacks CAP_SYS_ADMIN
+//	└─ bwrap (supervisor), uid 65534: vforked from a thread of the parent
+//	   that runs as 65534 in a network namespace with no interface up,
+//	   reused from an earlier jail that is gone (see netnsThread)
 //	   └─ python3 -I -S -u /sandbox/main.py: pid 1 of a new pid namespace,
-//	      uid 65534 in a nested user namespace, no capabilities,
+//	      uid 65534 in a user namespace bwrap created, no capabilities,
 //	      no_new_privs; before its exec it waits on fd 4 (--block-fd)
+//
+// Where bwrap cannot create a user namespace as 65534, the parent forks it
+// into one of its own (uid 0 inside = 65534 outside), from a root thread in
+// a reused network namespace; without CAP_SYS_ADMIN, into a new network
+// namespace too. A non-root parent maps its own uid.
 //
 // The program is the pid namespace's init (--as-pid-1), as under nsjail:
 // when it exits the kernel kills whatever it left behind. bwrap's own init
@@ -52,19 +58,20 @@ const bwrapSetupTimeout = 10 * time.Second
 // jail (a SIGXCPU at the CPU soft limit included: the hard limit's SIGKILL
 // a second later ends it), only from outside.
 //
-// Why the parent creates the outer user namespace: bwrap run by root maps
-// the jail's uid to root outside, and the kernel does not enforce
-// RLIMIT_NPROC for root. Run from a namespace that maps to 65534, bwrap's
-// nested namespace maps to 65534 outside, so the limit holds; and because
-// RLIMIT_NPROC is counted per user namespace and the outer one was created
-// by root, the count is per jail, not shared by every uid-65534 process on
-// the host. bwrap's own --unshare-net would bring loopback up; the parent's
-// network namespaces leave it down.
+// Why bwrap never runs as root: bwrap run by root maps the jail's uid to
+// root outside, and the kernel does not enforce RLIMIT_NPROC for root.
+// Run as 65534 (or from a namespace that maps to 65534), the jail is 65534
+// outside, so the limit holds; the kernel counts it per user namespace,
+// and every jail has its own, so it is per jail, not shared by every
+// uid-65534 process on the host (TestProcessLimitPerJail). bwrap's own
+// --unshare-net would bring loopback up; the parent's network namespaces
+// leave it down.
 //
 // Rlimits: bwrap has none of its own. While the jailed process waits on
 // --block-fd (its sandbox set up, the interpreter not yet executed) the
-// parent sets them on it with prlimit(2), then releases it. This saves the
-// exec of prlimit(1) on every run.
+// parent sets them on it with prlimit(2), from the thread that started it
+// when that thread runs as 65534 (the same uid needs no CAP_SYS_RESOURCE),
+// then releases it. This saves the exec of prlimit(1) on every run.
 type bwrapJail struct {
 	bwrap      string
 	python     interpreter
@@ -90,23 +97,41 @@ func newBwrap(cfg Config) (Jail, error) {
 	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries()}
 	if os.Geteuid() == 0 {
 		b.privileged, b.hostUID, b.hostGID = true, jailUID, jailUID
-		// Reused network namespaces need CAP_SYS_ADMIN; without it each
-		// jail gets a new one.
-		if t, err := newNetnsThread(); err == nil {
-			b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU())}
-			b.netns.put(t)
-		}
 		if py.prefix != "" {
 			if err := traversableByOthers(py.prefix); err != nil {
 				return nil, fmt.Errorf("sandbox: python interpreter %s: %w", cfg.PythonPath, err)
 			}
 		}
+		b.netns = b.threads()
 	} else {
 		// Unprivileged: map to ourselves. Works where unprivileged user
 		// namespaces are allowed; RLIMIT_NPROC then counts our own uid.
 		b.hostUID, b.hostGID = os.Geteuid(), os.Getegid()
 	}
 	return &jail{name: BackendBwrap, l: b}, nil
+}
+
+// threads picks how privileged jails are started: from threads in reused
+// network namespaces, running as jailUID where bwrap may create the jail's
+// user namespace itself (unprivileged user namespaces allowed), as root
+// otherwise. Without CAP_SYS_ADMIN there are no such threads (nil): each
+// jail is forked into new namespaces.
+func (b *bwrapJail) threads() *netnsPool {
+	maxIdle := max(8, 2*runtime.NumCPU())
+	if t, err := newNetnsThread(true); err == nil {
+		b.netns = &netnsPool{maxIdle: maxIdle, asJailUser: true}
+		b.netns.put(t)
+		if (&jail{name: BackendBwrap, l: b}).Check(context.Background()) == nil {
+			return b.netns
+		}
+		b.netns.drain()
+	}
+	if t, err := newNetnsThread(false); err == nil {
+		p := &netnsPool{maxIdle: maxIdle}
+		p.put(t)
+		return p
+	}
+	return nil
 }
 
 var inheritedFDsOnce sync.Once
@@ -171,7 +196,6 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
-	cmd.SysProcAttr = b.sysProcAttr()
 	blockR, blockW, err := os.Pipe()
 	if err != nil {
 		prog.Close()
@@ -184,6 +208,7 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			return nil, err
 		}
 	}
+	cmd.SysProcAttr = b.sysProcAttr(thread)
 	ln := &launch{
 		cmd:        cmd,
 		childFiles: []*os.File{blockR, prog}, // fd 4: --block-fd; fd 5: --ro-bind-data
@@ -198,7 +223,14 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			if parentPid(pid) != r.pid() {
 				return errors.New("the jailed process exited during setup")
 			}
-			if err := setRlimits(pid, rlimits(lim)); err != nil {
+			set := func() error { return setRlimits(pid, rlimits(lim)) }
+			if thread != nil && thread.asJailUser {
+				// Same uid as the jail: no CAP_SYS_RESOURCE needed.
+				err = thread.do(set)
+			} else {
+				err = set()
+			}
+			if err != nil {
 				return err
 			}
 			_, err = blockW.Write([]byte{1})
@@ -326,13 +358,19 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 	return append(a, pythonArgs(b.python.path)...)
 }
 
-func (b *bwrapJail) sysProcAttr() *syscall.SysProcAttr {
-	// The jail's network namespace: the forking thread's (netns), which
-	// belongs to the host's user namespace, or a new one created after
-	// the user namespace, which then belongs to it. Either way nothing
-	// brings its loopback up.
+// sysProcAttr starts bwrap from thread t (nil: none).
+func (b *bwrapJail) sysProcAttr(t *netnsThread) *syscall.SysProcAttr {
+	if t != nil && t.asJailUser {
+		// bwrap inherits the thread's uid and network namespace and
+		// creates the jail's user namespace itself.
+		return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
+	// The jail's network namespace: the forking thread's, which belongs
+	// to the host's user namespace, or a new one created after the user
+	// namespace, which then belongs to it. Either way nothing brings its
+	// loopback up.
 	clone := uintptr(syscall.CLONE_NEWUSER)
-	if b.netns == nil {
+	if t == nil {
 		clone |= syscall.CLONE_NEWNET
 	}
 	return &syscall.SysProcAttr{

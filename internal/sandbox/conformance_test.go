@@ -575,6 +575,57 @@ func TestConformanceConcurrent(t *testing.T) {
 	})
 }
 
+// TestProcessLimitPerJail: RLIMIT_NPROC counts each jail's processes
+// apart. A jail holding all the processes it may have must not keep
+// another jail, of the same uid, from forking.
+func TestProcessLimitPerJail(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s jailSetup) {
+		lim := testLimits()
+		lim.Wall = 8 * time.Second
+		full := make(chan Result, 1)
+		go func() {
+			// Fork until refused, then hold every process for 5 s.
+			res, _ := s.jail.Run(context.Background(), Request{Limits: lim, Code: `import os, time
+n = 0
+while n < 1000:
+    try:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+    except OSError:
+        break
+    n += 1
+print("holding", n, flush=True)
+time.sleep(5)
+`})
+			full <- res
+		}()
+		time.Sleep(1500 * time.Millisecond) // the first jail has forked all it may by now
+		res, err := s.jail.Run(context.Background(), Request{Limits: testLimits(), Code: `import os
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print("forked 4")
+`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, res)
+		wantStdout(t, res, "forked 4\n")
+		first := <-full
+		wantOK(t, first)
+		// Near its limit: with one count for both jails, the second could
+		// not have had its interpreter and a child.
+		var held int
+		if _, err := fmt.Sscanf(first.Stdout, "holding %d", &held); err != nil || held < lim.MaxProcs-2 {
+			t.Errorf("first jail: stdout %q, want it holding at least %d processes", first.Stdout, lim.MaxProcs-2)
+		}
+		assertQuiet(t, s)
+	})
+}
+
 // TestContextCancel: cancelling the caller's context kills the jail and is
 // reported as an error (the program did not fail); a context deadline
 // shorter than the wall limit is a timeout.

@@ -27,32 +27,86 @@ import (
 //
 // The thread is also the jail's parent thread for PR_SET_PDEATHSIG: it
 // lives until it is retired, which happens only while no jail runs from it.
+//
+// A thread made asJailUser then gives up root: its uids and gids become
+// jailUID, its supplementary groups and capabilities go. Credentials are
+// per thread in the kernel (Go's own Setuid changes every thread, so raw
+// system calls are used here), and a child inherits its forking thread's:
+// a jail started from it runs as jailUID from the start, with no user
+// namespace for the parent to create, so the fork is a vfork. The thread
+// can also set the rlimits of its jail's processes, which share its uid,
+// without CAP_SYS_RESOURCE. The Go runtime never clones a new thread from a
+// locked one (it asks its template thread), so the credentials stay on this
+// thread. The kernel marks the process not dumpable when a thread's uid
+// changes, and that is left so: it keeps processes of uid jailUID from
+// tracing this one.
 type netnsThread struct {
-	calls chan func()
+	calls      chan func()
+	asJailUser bool
 }
 
-// newNetnsThread starts a thread in a new network namespace. It fails
-// without CAP_SYS_ADMIN.
-func newNetnsThread() (*netnsThread, error) {
-	t := &netnsThread{calls: make(chan func())}
+// newNetnsThread starts a thread in a new network namespace, running as
+// jailUID when asJailUser. It fails without CAP_SYS_ADMIN (and CAP_SETUID
+// and CAP_SETGID for asJailUser).
+func newNetnsThread(asJailUser bool) (*netnsThread, error) {
+	t := &netnsThread{calls: make(chan func()), asJailUser: asJailUser}
 	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: when the goroutine returns, the thread exits
-		// rather than go back to the scheduler in the wrong namespace.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("sandbox: new network namespace: %w", err)
-			return
-		}
-		errc <- nil
-		for fn := range t.calls {
-			fn()
-		}
-	}()
+	go t.run(errc, nil)
 	if err := <-errc; err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// run serves the thread's calls. It locks its goroutine to its thread and
+// never unlocks it: when it returns, the thread exits rather than go back
+// to the scheduler in the wrong namespace. locked, when set, is closed
+// once it holds its thread.
+func (t *netnsThread) run(errc chan<- error, locked chan<- struct{}) {
+	runtime.LockOSThread()
+	if locked != nil {
+		close(locked)
+	}
+	if unix.Gettid() == unix.Getpid() {
+		// The main thread: /proc/<pid> shows its namespaces and uid as
+		// the whole process's, so it is never changed. Start again on
+		// another thread; while this goroutine holds the main thread,
+		// the new one cannot be scheduled on it.
+		next := make(chan struct{})
+		go t.run(errc, next)
+		<-next
+		runtime.UnlockOSThread()
+		return
+	}
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		errc <- fmt.Errorf("sandbox: new network namespace: %w", err)
+		return
+	}
+	if t.asJailUser {
+		if err := becomeJailUser(); err != nil {
+			errc <- err
+			return
+		}
+	}
+	errc <- nil
+	for fn := range t.calls {
+		fn()
+	}
+}
+
+// becomeJailUser drops the calling thread's credentials to jailUID, and
+// only this thread's.
+func becomeJailUser() error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return fmt.Errorf("sandbox: thread setgroups: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, jailUID, jailUID, jailUID); e != 0 {
+		return fmt.Errorf("sandbox: thread setresgid %d: %w", jailUID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, jailUID, jailUID, jailUID); e != 0 {
+		return fmt.Errorf("sandbox: thread setresuid %d: %w", jailUID, e)
+	}
+	return nil
 }
 
 // do runs fn on the thread and waits for it.
@@ -69,9 +123,10 @@ func (t *netnsThread) retire() { close(t.calls) }
 
 // netnsPool keeps up to maxIdle idle threads.
 type netnsPool struct {
-	maxIdle int
-	mu      sync.Mutex
-	idle    []*netnsThread
+	maxIdle    int
+	asJailUser bool // for new threads
+	mu         sync.Mutex
+	idle       []*netnsThread
 }
 
 func (p *netnsPool) get() (*netnsThread, error) {
@@ -83,7 +138,18 @@ func (p *netnsPool) get() (*netnsThread, error) {
 		return t, nil
 	}
 	p.mu.Unlock()
-	return newNetnsThread()
+	return newNetnsThread(p.asJailUser)
+}
+
+// drain retires the idle threads.
+func (p *netnsPool) drain() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, t := range idle {
+		t.retire()
+	}
 }
 
 // put returns a thread whose jail is gone.

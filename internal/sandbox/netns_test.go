@@ -4,7 +4,10 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // childNetns starts sleep from t and returns its network namespace.
@@ -23,7 +26,7 @@ func childNetns(t *testing.T, th *netnsThread) string {
 }
 
 func TestNetnsThreads(t *testing.T) {
-	first, err := newNetnsThread()
+	first, err := newNetnsThread(false)
 	if err != nil {
 		t.Skipf("no network namespaces here (needs CAP_SYS_ADMIN): %v", err)
 	}
@@ -66,5 +69,46 @@ func TestNetnsThreads(t *testing.T) {
 	}
 	if c, _ := p.get(); c != a {
 		t.Error("an idle thread was not reused")
+	}
+}
+
+// TestNetnsThreadAsJailUser: a thread made asJailUser forks children that
+// run as the jail's uid and gid, while the rest of the process stays root.
+func TestNetnsThreadAsJailUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	th, err := newNetnsThread(true)
+	if err != nil {
+		t.Skipf("no network namespaces here (needs CAP_SYS_ADMIN): %v", err)
+	}
+	defer th.retire()
+	cmd := exec.Command("sleep", "5")
+	if err := th.do(cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "Gid:\t65534\t65534\t65534\t65534", "CapEff:\t0000000000000000"} {
+		if !strings.Contains(string(status), want) {
+			t.Errorf("child of the thread: status lacks %q:\n%s", want, status)
+		}
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if g, ok := strings.CutPrefix(line, "Groups:"); ok && strings.TrimSpace(g) != "" {
+			t.Errorf("child of the thread has supplementary groups %q", g)
+		}
+	}
+	// The thread can set its children's rlimits; root elsewhere in the
+	// process keeps its uid.
+	lim := []rlimit{{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", 32, 32}}
+	if err := th.do(func() error { return setRlimits(cmd.Process.Pid, lim) }); err != nil {
+		t.Errorf("setting the child's rlimit from the thread: %v", err)
+	}
+	if os.Geteuid() != 0 || os.Getuid() != 0 {
+		t.Errorf("this thread's uid changed: %d/%d", os.Getuid(), os.Geteuid())
 	}
 }

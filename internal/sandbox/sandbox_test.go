@@ -152,14 +152,19 @@ func TestBwrapArgs(t *testing.T) {
 			t.Errorf("bwrap args contain %q:\n%s", banned, s)
 		}
 	}
-	attr := b.sysProcAttr()
-	if attr.Cloneflags&(1<<30 /* CLONE_NEWNET */) == 0 || len(attr.UidMappings) != 1 || !attr.Setpgid {
+	const newNet, newUser = 1 << 30, 1 << 28 // CLONE_NEWNET, CLONE_NEWUSER
+	attr := b.sysProcAttr(nil)
+	if attr.Cloneflags&newNet == 0 || attr.Cloneflags&newUser == 0 || len(attr.UidMappings) != 1 || !attr.Setpgid {
 		t.Errorf("SysProcAttr = %+v", attr)
 	}
-	// With reused network namespaces the jail takes its forking thread's.
-	b.netns = &netnsPool{}
-	if attr := b.sysProcAttr(); attr.Cloneflags&(1<<30) != 0 || attr.Cloneflags&(1<<28 /* CLONE_NEWUSER */) == 0 {
-		t.Errorf("with reused network namespaces: SysProcAttr = %+v", attr)
+	// From a thread in a reused network namespace the jail takes the
+	// thread's; from one running as the jail's uid, its uid too, and bwrap
+	// creates the user namespace (no namespace flags, so a vfork).
+	if attr := b.sysProcAttr(&netnsThread{}); attr.Cloneflags&newNet != 0 || attr.Cloneflags&newUser == 0 {
+		t.Errorf("from a root thread: SysProcAttr = %+v", attr)
+	}
+	if attr := b.sysProcAttr(&netnsThread{asJailUser: true}); attr.Cloneflags != 0 || attr.UidMappings != nil || attr.Credential != nil || !attr.Setpgid || attr.Pdeathsig == 0 {
+		t.Errorf("from a thread running as the jail's uid: SysProcAttr = %+v", attr)
 	}
 }
 
