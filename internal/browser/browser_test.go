@@ -537,7 +537,6 @@ func TestSession(t *testing.T) {
 	})
 
 	t.Run("images are blocked", func(t *testing.T) {
-		before := pool.Stats().ImagesBlocked
 		s, ctx := acquire(t, pool)
 		if err := s.Goto(ctx, web.URL+"/img"); err != nil {
 			t.Fatal(err)
@@ -547,9 +546,6 @@ func TestSession(t *testing.T) {
 		}
 		if web.pixelHits.Load() != 0 {
 			t.Fatalf("the image was fetched %d times", web.pixelHits.Load())
-		}
-		if pool.Stats().ImagesBlocked-before < 1 {
-			t.Fatal("ImagesBlocked not counted")
 		}
 	})
 
@@ -706,7 +702,9 @@ func TestURLPolicyInBrowser(t *testing.T) {
 <script>fetch('`+privURL+`/api').catch(() => {});
 fetch('http://localhost:`+privPort+`/by-name').catch(() => {});
 try { new WebSocket('ws://127.0.0.1:`+privPort+`/ws'); } catch (e) {}
-navigator.sendBeacon('`+privURL+`/beacon', 'x');</script>
+navigator.sendBeacon('`+privURL+`/beacon', 'x');
+fetch('file:///etc/passwd').then(r => r.text()).then(t => document.body.append(t)).catch(() => {});</script>
+<iframe src="file:///etc/passwd"></iframe>
 <img src="`+privURL+`/pixel.png"><iframe src="`+privURL+`/frame"></iframe>`)
 	})
 	mux.HandleFunc("/redirect-private", func(w http.ResponseWriter, r *http.Request) {
@@ -730,7 +728,7 @@ navigator.sendBeacon('`+privURL+`/beacon', 'x');</script>
 
 	pool := newTestPool(t, func(c *Config) {
 		c.Policy = URLPolicy{AllowHosts: []string{hostOf(t, public.URL)}}
-		c.LoadImages = true // so the image request reaches the policy
+		c.LoadImages = true // so the image request reaches the proxy
 	})
 
 	cases := []struct {
@@ -765,13 +763,13 @@ navigator.sendBeacon('`+privURL+`/beacon', 'x');</script>
 		wantClass(t, s.Click(ctx, "#go"), core.ErrBlockedURL)
 	})
 
-	t.Run("allowed page loads; its private link, fetches, websocket, beacon, image and iframe do not", func(t *testing.T) {
+	t.Run("allowed page loads; its private link, fetches, websocket, beacon, image and iframes do not", func(t *testing.T) {
 		s, ctx := acquire(t, pool)
 		before := pool.Stats().RequestsBlocked
 		if err := s.Goto(ctx, public.URL+"/"); err != nil {
 			t.Fatal(err)
 		}
-		if o := observe(t, ctx, s); !strings.Contains(o.Text, "public page") {
+		if o := observe(t, ctx, s); !strings.Contains(o.Text, "public page") || strings.Contains(o.Text, "root:") {
 			t.Fatalf("allowed page: %q", o.Text)
 		}
 		// Two fetches, the WebSocket, the beacon, the image and the iframe

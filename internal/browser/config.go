@@ -101,9 +101,10 @@ type Config struct {
 	// Policy is the URL policy (WEB_ALLOW_PRIVATE sets Policy.AllowPrivate).
 	// The zero value denies private addresses.
 	Policy URLPolicy
-	// LoadImages lets pages load images. Default false: images are blocked by
-	// the request router (WEB_BLOCK_IMAGES=true, the blueprint's "images
-	// disabled"), which saves bandwidth and renderer memory.
+	// LoadImages lets pages load images. Default false: Blink does not
+	// fetch them (--blink-settings=imagesEnabled=false; WEB_BLOCK_IMAGES=true,
+	// the blueprint's "images disabled"), which saves bandwidth and renderer
+	// memory.
 	LoadImages bool
 
 	// MaxTextChars caps Observation.Text. Default 4000.
@@ -145,6 +146,15 @@ var chromiumArgs = []string{
 	// OptimizationHints and Translate among them; RenderDocument and
 	// PaintHolding too, which a second list would switch back on, costing
 	// CPU on every navigation).
+}
+
+// launchArgs is Chromium's command line after Playwright's own flags.
+func (c Config) launchArgs() []string {
+	args := append([]string{}, chromiumArgs...)
+	if !c.LoadImages {
+		args = append(args, "--blink-settings=imagesEnabled=false")
+	}
+	return append(args, c.ExtraArgs...)
 }
 
 var discardLogger = log.New(io.Discard, "", 0)

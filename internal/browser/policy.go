@@ -22,7 +22,7 @@ import (
 // spellings browsers accept (2130706433, 0x7f.1, 0177.0.0.1) are seen
 // through.
 //
-// A Pool enforces it before navigating, in its request router and in each
+// A Pool enforces it before navigating and in each
 // session's egress proxy; see the package documentation.
 //
 // The zero value denies private addresses and uses net.DefaultResolver.
@@ -126,18 +126,10 @@ func deniedReason(addr netip.Addr) string {
 // resolution failure is not a denial: the egress proxy resolves again when
 // the browser connects, and denies or reports the failure then.
 func (p *URLPolicy) Check(ctx context.Context, rawURL string) error {
-	return p.check(ctx, rawURL, true)
+	return p.check(ctx, rawURL)
 }
 
-// checkNoResolve is Check without DNS: schemes, IP literals and AllowHosts
-// only; a host name passes. The request router uses it so that a page's
-// subresources are not resolved twice: the egress proxy resolves and checks
-// every name when it connects.
-func (p *URLPolicy) checkNoResolve(rawURL string) error {
-	return p.check(context.Background(), rawURL, false)
-}
-
-func (p *URLPolicy) check(ctx context.Context, rawURL string, resolve bool) error {
+func (p *URLPolicy) check(ctx context.Context, rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return &BlockedURLError{URL: rawURL, Reason: "not a valid URL"}
@@ -164,11 +156,6 @@ func (p *URLPolicy) check(ctx context.Context, rawURL string, resolve bool) erro
 		port = "80"
 		if scheme == "https" {
 			port = "443"
-		}
-	}
-	if !resolve {
-		if _, isIP, _ := parseHostIP(strings.ToLower(strings.Trim(host, "[]"))); !isIP {
-			return nil
 		}
 	}
 	if err := p.CheckHost(ctx, host, port); err != nil {

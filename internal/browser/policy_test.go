@@ -260,26 +260,3 @@ func TestParseHostIP(t *testing.T) {
 		}
 	}
 }
-
-func TestURLPolicyCheckNoResolve(t *testing.T) {
-	t.Parallel()
-	p := &URLPolicy{LookupNetIP: func(context.Context, string, string) ([]netip.Addr, error) {
-		t.Error("checkNoResolve resolved a name")
-		return nil, errors.New("no")
-	}}
-	for u, blocked := range map[string]bool{
-		"http://localhost/":           false, // left to the proxy
-		"https://example.com/":        false,
-		"http://127.0.0.1/":           true,
-		"http://2130706433/":          true,
-		"http://[::1]:8080/":          true,
-		"file:///etc/passwd":          true,
-		"http://169.254.169.254/x":    true,
-		"chrome-extension://abc/x.js": true,
-	} {
-		var b *BlockedURLError
-		if got := errors.As(p.checkNoResolve(u), &b); got != blocked {
-			t.Errorf("checkNoResolve(%q) blocked=%v, want %v", u, got, blocked)
-		}
-	}
-}

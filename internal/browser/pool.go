@@ -132,16 +132,15 @@ type Stats struct {
 	// NavigationErrors counts failed navigations (Goto, and navigations an
 	// action started) by error_type.
 	NavigationErrors map[core.ErrorType]int64
-	RequestsBlocked  int64 // requests denied by the URL policy (router and proxy)
-	ImagesBlocked    int64
+	RequestsBlocked  int64 // requests denied by the URL policy (Goto and the egress proxy)
 	DialogsDismissed int64
 	PopupsClosed     int64
 	DownloadsRefused int64
 }
 
 type poolCounters struct {
-	launched, restarts, recycles, launchFailures, contexts  atomic.Int64
-	blocked, images, dialogs, popups, popupsOpen, downloads atomic.Int64
+	launched, restarts, recycles, launchFailures, contexts atomic.Int64
+	blocked, dialogs, popups, popupsOpen, downloads        atomic.Int64
 
 	navMu     sync.Mutex
 	navErrors map[core.ErrorType]int64
@@ -395,7 +394,7 @@ func (p *Pool) start(inst *instance) error {
 	b, err := pw.Chromium.Launch(playwright.BrowserTypeLaunchOptions{
 		ExecutablePath:  playwright.String(p.cfg.ExecutablePath),
 		Headless:        playwright.Bool(true),
-		Args:            append(append([]string{}, chromiumArgs...), p.cfg.ExtraArgs...),
+		Args:            p.cfg.launchArgs(),
 		Env:             env,
 		Timeout:         &timeoutMs,
 		ChromiumSandbox: playwright.Bool(false),
@@ -584,7 +583,6 @@ func (p *Pool) Stats() Stats {
 		LaunchFailures:   p.stats.launchFailures.Load(),
 		ContextsCreated:  p.stats.contexts.Load(),
 		RequestsBlocked:  p.stats.blocked.Load(),
-		ImagesBlocked:    p.stats.images.Load(),
 		DialogsDismissed: p.stats.dialogs.Load(),
 		PopupsClosed:     p.stats.popups.Load(),
 		DownloadsRefused: p.stats.downloads.Load(),

@@ -25,8 +25,8 @@ const hangGrace = 2 * time.Second
 var errUnresponsive = errors.New("the page stopped responding")
 
 // Session is one task's browser: a fresh browser context (isolated cookies,
-// storage and cache) with one page, its requests routed through the URL
-// policy and the session's egress proxy. Methods are meant to be called from
+// storage and cache) with one page, all its traffic through the session's
+// egress proxy, which enforces the URL policy. Methods are meant to be called from
 // one goroutine (the task's agent loop); Close may be called from anywhere.
 //
 // Every method returns errors that Classify maps to a step's error_type.
@@ -91,8 +91,12 @@ func (s *Session) open() error {
 	bctx, err := s.inst.browser.NewContext(playwright.BrowserNewContextOptions{
 		Viewport:        &playwright.Size{Width: viewportWidth, Height: viewportHeight},
 		AcceptDownloads: playwright.Bool(false),
-		Proxy:           &playwright.Proxy{Server: s.proxy.URL()},
-		ServiceWorkers:  playwright.ServiceWorkerPolicyBlock, // their fetches would escape page routes
+		// Everything through the egress proxy, loopback included: Chromium
+		// connects to 127.0.0.1 and localhost directly unless told
+		// "<-loopback>" (Playwright adds it too, unless an environment
+		// variable of the driver says otherwise).
+		Proxy:          &playwright.Proxy{Server: s.proxy.URL(), Bypass: playwright.String("<-loopback>")},
+		ServiceWorkers: playwright.ServiceWorkerPolicyBlock, // a worker outlives the task's page
 	})
 	if err != nil {
 		return err
@@ -103,13 +107,6 @@ func (s *Session) open() error {
 	bctx.OnDialog(s.onDialog)
 	page, err := bctx.NewPage()
 	if err != nil {
-		_ = bctx.Close()
-		return err
-	}
-	// The router is on the page, not the context: popups are closed at once
-	// and stay out of it (routing a popup's first request races with
-	// playwright-go creating the popup's Page). The egress proxy covers them.
-	if err := page.Route("**/*", s.route); err != nil {
 		_ = bctx.Close()
 		return err
 	}
@@ -176,7 +173,7 @@ func (s *Session) URL() string { return s.page.URL() }
 
 // Goto navigates to rawURL and waits for the DOM (DOMContentLoaded), then up
 // to SettleTimeout for the load event. The URL is checked against the policy
-// before the browser sees it; redirects are checked by the router and proxy.
+// before the browser sees it; redirects are checked by the egress proxy.
 func (s *Session) Goto(ctx context.Context, rawURL string) error {
 	err := s.gotoURL(ctx, rawURL)
 	s.pool.countNavError(err)
@@ -566,7 +563,7 @@ func (s *Session) navFailure(rawURL string, err error) error {
 		s.pool.stats.downloads.Add(1)
 		return &DownloadRefusedError{URL: rawURL}
 	case code == "ERR_BLOCKED_BY_CLIENT":
-		return &BlockedURLError{URL: rawURL, Reason: "blocked by the request router"}
+		return &BlockedURLError{URL: rawURL, Reason: "blocked by the browser"}
 	case code == "ERR_TUNNEL_CONNECTION_FAILED":
 		if perr := s.proxy.lastRefusal(hostPort(rawURL)); perr != nil {
 			return perr
@@ -608,35 +605,6 @@ func (s *Session) isMainFrame(f playwright.Frame) bool {
 	return s.mainFrame != nil && f == s.mainFrame
 }
 
-// route is the request router: every request the task's page makes
-// (subresources, frames, workers; not redirect hops, which only the proxy
-// sees) passes through here. It blocks images, non-web schemes and denied IP
-// literals with a clear error at once; host names are left to the egress
-// proxy, which resolves them once and checks every address.
-func (s *Session) route(r playwright.Route) {
-	req := r.Request()
-	if !s.pool.cfg.LoadImages && req.ResourceType() == "image" {
-		s.pool.stats.images.Add(1)
-		_ = r.Abort("blockedbyclient")
-		return
-	}
-	raw := req.URL()
-	if scheme, _, ok := strings.Cut(raw, ":"); ok && (strings.EqualFold(scheme, "data") || strings.EqualFold(scheme, "blob")) {
-		_ = r.Continue() // in-page content, no network
-		return
-	}
-	var b *BlockedURLError
-	if err := s.pool.cfg.Policy.checkNoResolve(raw); errors.As(err, &b) {
-		s.pool.stats.blocked.Add(1)
-		if req.IsNavigationRequest() && s.isMainFrame(req.Frame()) {
-			s.setNavErr(b)
-		}
-		_ = r.Abort("blockedbyclient")
-		return
-	}
-	_ = r.Continue()
-}
-
 // onResponse records the outcome of main-frame navigations. It runs on the
 // driver's dispatch goroutine: it must not call back into Playwright.
 func (s *Session) onResponse(resp playwright.Response) {
@@ -664,7 +632,7 @@ func (s *Session) onRequestFailed(req playwright.Request) {
 	case "", "ERR_ABORTED":
 		// Superseded by another navigation, stopped, or a refused download.
 	case "ERR_BLOCKED_BY_CLIENT":
-		s.setNavErr(&BlockedURLError{URL: req.URL(), Reason: "blocked by the request router"})
+		s.setNavErr(&BlockedURLError{URL: req.URL(), Reason: "blocked by the browser"})
 	case "ERR_TUNNEL_CONNECTION_FAILED":
 		if perr := s.proxy.lastRefusal(hostPort(req.URL())); perr != nil {
 			s.setNavErr(perr)
