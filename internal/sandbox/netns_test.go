@@ -10,15 +10,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// childNetns starts sleep from t and returns its network namespace.
-func childNetns(t *testing.T, th *netnsThread) string {
+// startChild starts sleep from th; it is killed when the test ends.
+func startChild(t *testing.T, th *netnsThread) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sleep", "5")
 	if err := th.do(cmd.Start); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	ns, err := os.Readlink("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net")
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// childNetns starts a child from th and returns its network namespace.
+func childNetns(t *testing.T, th *netnsThread) string {
+	t.Helper()
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(startChild(t, th).Process.Pid) + "/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +89,7 @@ func TestNetnsThreadAsJailUser(t *testing.T) {
 		t.Skipf("no network namespaces here (needs CAP_SYS_ADMIN): %v", err)
 	}
 	defer th.retire()
-	cmd := exec.Command("sleep", "5")
-	if err := th.do(cmd.Start); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	cmd := startChild(t, th)
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
 	if err != nil {
 		t.Fatal(err)
