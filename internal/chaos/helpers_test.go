@@ -678,6 +678,10 @@ func (r *rig) leftoverProcesses() []string {
 			why = "names the test's directory"
 		case ppid == self && !isRedis(cmdline):
 			why = "is a child of the test process"
+		case ppid == 1 && bytes.Contains(cmdline, []byte("\x00SANDBOX_RUN_ID\x00")):
+			// The program arrives in a memfd, so a jail's command line
+			// names no directory of the test.
+			why = "is a jail re-parented to init"
 		}
 		if why != "" {
 			out = append(out, fmt.Sprintf("pid %d (%s, state %s, parent %d) %s: %s", pid, exe, state, ppid, why,

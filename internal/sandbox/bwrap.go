@@ -94,6 +94,7 @@ func newBwrap(cfg Config) (Jail, error) {
 		return nil, err
 	}
 	closeInheritedFDsOnExec()
+	killOrphanedJails(bw)
 	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries()}
 	if os.Geteuid() == 0 {
 		b.privileged, b.hostUID, b.hostGID = true, jailUID, jailUID
@@ -132,6 +133,33 @@ func (b *bwrapJail) threads() *netnsPool {
 		return p
 	}
 	return nil
+}
+
+// killOrphanedJails kills what a sandbox runtime killed while bwrap was
+// setting up a jail leaves behind: the jail's first process, blocked on
+// bwrap's internal eventfd for a supervisor that is gone, re-parented to
+// init. It has run nothing and never will; it is matched by uid jailUID,
+// parent 1, and a command line that is ours: the bwrap binary with the
+// run id variable. A jail whose supervisor lives has that supervisor as its
+// parent, so no running jail, of this runtime or another, matches.
+func killOrphanedJails(bwrap string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || parentPid(pid) != 1 {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || st.Uid != jailUID {
+			continue
+		}
+		cmdline, err := os.ReadFile(p + "/cmdline")
+		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+		if err != nil || argv0 != bwrap || !strings.Contains(string(cmdline), "\x00"+runIDEnv+"\x00") {
+			continue
+		}
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 var inheritedFDsOnce sync.Once

@@ -3,10 +3,14 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -238,5 +242,52 @@ func TestTraversableByOthers(t *testing.T) {
 	}
 	if err := traversableByOthers(os.TempDir()); err != nil {
 		t.Errorf("%s rejected: %v", os.TempDir(), err)
+	}
+}
+
+// TestKillOrphanedJails: a process that looks like a jail left by a killed
+// runtime (uid 65534, parent init, bwrap's command line with the run id
+// variable) is killed; the same command line under a live parent is not.
+func TestKillOrphanedJails(t *testing.T) {
+	bw, err := exec.LookPath("bwrap")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and bwrap")
+	}
+	// argv[0] is bwrap's path; the process sleeps.
+	jailLike := fmt.Sprintf(`import os; os.execv(%q, [%q, "-c", "import time; time.sleep(60)", "--setenv", "SANDBOX_RUN_ID", "x"])`, DefaultPythonPath, bw)
+	orphanCode := `import os, sys
+pid = os.fork()
+if pid:
+    print(pid, flush=True)
+    os._exit(0)
+os.setsid()
+null = os.open("/dev/null", os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+` + jailLike
+	out, err := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", DefaultPythonPath, "-c", orphanCode).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	t.Cleanup(func() { _ = syscall.Kill(orphan, syscall.SIGKILL) })
+	live := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", DefaultPythonPath, "-c", jailLike)
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = live.Process.Kill(); _ = live.Wait() })
+	for parentPid(orphan) != 1 { // re-parented once its parent exited
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	killOrphanedJails(bw)
+	for i := 0; i < 500 && parentPid(orphan) != 0; i++ { // gone once init reaps it
+		time.Sleep(10 * time.Millisecond)
+	}
+	if parentPid(orphan) != 0 {
+		t.Errorf("the orphaned jail %d is still there", orphan)
+	}
+	if err := live.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a jail with a live parent was killed: %v", err)
 	}
 }
