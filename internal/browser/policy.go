@@ -22,8 +22,8 @@ import (
 // spellings browsers accept (2130706433, 0x7f.1, 0177.0.0.1) are seen
 // through.
 //
-// A Pool enforces it before navigating and in each
-// session's egress proxy; see the package documentation.
+// A Pool enforces it before navigating and in each session's egress proxy;
+// see the package documentation.
 //
 // The zero value denies private addresses and uses net.DefaultResolver.
 type URLPolicy struct {
@@ -126,10 +126,6 @@ func deniedReason(addr netip.Addr) string {
 // resolution failure is not a denial: the egress proxy resolves again when
 // the browser connects, and denies or reports the failure then.
 func (p *URLPolicy) Check(ctx context.Context, rawURL string) error {
-	return p.check(ctx, rawURL)
-}
-
-func (p *URLPolicy) check(ctx context.Context, rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return &BlockedURLError{URL: rawURL, Reason: "not a valid URL"}

@@ -26,8 +26,9 @@ var errUnresponsive = errors.New("the page stopped responding")
 
 // Session is one task's browser: a fresh browser context (isolated cookies,
 // storage and cache) with one page, all its traffic through the session's
-// egress proxy, which enforces the URL policy. Methods are meant to be called from
-// one goroutine (the task's agent loop); Close may be called from anywhere.
+// egress proxy, which enforces the URL policy. Methods are meant to be
+// called from one goroutine (the task's agent loop); Close may be called
+// from anywhere.
 //
 // Every method returns errors that Classify maps to a step's error_type.
 // After a navigation or an action the step also fails when the main frame's

@@ -103,7 +103,7 @@ func newBwrap(cfg Config) (Jail, error) {
 				return nil, fmt.Errorf("sandbox: python interpreter %s: %w", cfg.PythonPath, err)
 			}
 		}
-		b.netns = b.threads()
+		b.startThreads()
 	} else {
 		// Unprivileged: map to ourselves. Works where unprivileged user
 		// namespaces are allowed; RLIMIT_NPROC then counts our own uid.
@@ -112,27 +112,25 @@ func newBwrap(cfg Config) (Jail, error) {
 	return &jail{name: BackendBwrap, l: b}, nil
 }
 
-// threads picks how privileged jails are started: from threads in reused
-// network namespaces, running as jailUID where bwrap may create the jail's
-// user namespace itself (unprivileged user namespaces allowed), as root
-// otherwise. Without CAP_SYS_ADMIN there are no such threads (nil): each
-// jail is forked into new namespaces.
-func (b *bwrapJail) threads() *netnsPool {
-	maxIdle := max(8, 2*runtime.NumCPU())
-	if t, err := newNetnsThread(true); err == nil {
-		b.netns = &netnsPool{maxIdle: maxIdle, asJailUser: true}
+// startThreads picks how privileged jails are started (b.netns): from
+// threads in reused network namespaces, running as jailUID where bwrap may
+// create the jail's user namespace itself (unprivileged user namespaces
+// allowed: a probe run tells), as root otherwise. Without CAP_SYS_ADMIN
+// there are no such threads (nil): each jail is forked into new namespaces.
+func (b *bwrapJail) startThreads() {
+	for _, asJailUser := range []bool{true, false} {
+		t, err := newNetnsThread(asJailUser)
+		if err != nil {
+			continue
+		}
+		b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), asJailUser: asJailUser}
 		b.netns.put(t)
-		if (&jail{name: BackendBwrap, l: b}).Check(context.Background()) == nil {
-			return b.netns
+		if !asJailUser || (&jail{name: BackendBwrap, l: b}).Check(context.Background()) == nil {
+			return
 		}
 		b.netns.drain()
+		b.netns = nil
 	}
-	if t, err := newNetnsThread(false); err == nil {
-		p := &netnsPool{maxIdle: maxIdle}
-		p.put(t)
-		return p
-	}
-	return nil
 }
 
 // killOrphanedJails kills what a sandbox runtime killed while bwrap was

@@ -10,10 +10,12 @@
 //     appended on the command line.
 //   - bwrap (bubblewrap; the fallback for development machines): the same
 //     namespaces and filesystem, with rlimits set by the Go parent
-//     (prlimit(2) while bwrap waits on --block-fd), the outer user and
-//     network namespaces created by the Go parent, and the program passed
-//     in a memfd that bwrap copies into the jail's tmpfs root
-//     (--ro-bind-data): nothing is written to the host's disk per run.
+//     (prlimit(2) while bwrap waits on --block-fd), the network namespace
+//     held by the Go thread that starts bwrap (as uid 65534 where bwrap may
+//     create the user namespace itself, else in a user namespace the parent
+//     creates), and the program passed in a memfd that bwrap copies into
+//     the jail's tmpfs root (--ro-bind-data): nothing is written to the
+//     host's disk per run.
 //
 // Both give the program: uid/gid 65534, fresh user, pid, mount, ipc, uts
 // and network namespaces (no interface up, not even loopback), a read-only
@@ -190,8 +192,8 @@ type Result struct {
 	// ErrorMessage says what went wrong in one line, for people and models.
 	ErrorMessage string
 	// RunID names the run: it is part of the per-run directory name
-	// (nsjail) and is set as SANDBOX_RUN_ID in the program's environment, so logs and
-	// process listings can be correlated.
+	// (nsjail) and is set as SANDBOX_RUN_ID in the program's environment,
+	// so logs and process listings can be correlated.
 	RunID string
 }
 
