@@ -3,6 +3,9 @@
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
 #   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,web,load
+#   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
+#                     (default 3 and 5)
+#   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
@@ -58,11 +61,13 @@ fi
 
 if want web; then
   wn=${ADP_BENCH_WEB_TASKS:-200}
-  log "web: $wn form tasks through the pool (MAX_CONCURRENT=4, and one at a time) vs a browser launched per task (one at a time, and 4 at once); RSS with 200 and 2,000 queued tasks"
-  (cd "$ROOT" && go test -run '^$' -bench 'PoolTask$|PoolTaskParallel$|LaunchPerTask$|LaunchPerTaskParallel$' -benchtime "${wn}x" -count 1 -timeout 60m ./internal/browser) | tee "$work/web.txt" >&2
-  rate() { awk -v b="$1" '$1 ~ "^Benchmark"b"(-[0-9]+)?$" {for (i = 1; i < NF; i++) if ($(i+1) == "tasks/s") print $i}' "$work/web.txt"; }
-  pool=$(rate PoolTaskParallel); seq=$(rate PoolTask); l1=$(rate LaunchPerTask); l4=$(rate LaunchPerTaskParallel)
-  say "web: pool at MAX_CONCURRENT=4 $pool tasks/s (one at a time $seq); a browser launched per task $l1 tasks/s one at a time, $l4 4 at once; ratio $(echo "$pool / $l1" | bc -l | cut -c1-4)x vs one at a time, $(echo "$pool / $l4" | bc -l | cut -c1-4)x vs 4 at once"
+  log "web: $wn form tasks through the pool (MAX_CONCURRENT=4) vs a browser launched per task, in ${ADP_BENCH_ROUNDS:-5} alternating rounds; then the pool one at a time and launches 4 at once; RSS with 200 and 2,000 queued tasks"
+  (cd "$ROOT" && go test -run '^$' -bench 'PoolVsLaunch$|PoolTask$|LaunchPerTaskParallel$' -benchtime "${wn}x" -count 1 -timeout 60m ./internal/browser) | tee "$work/web.txt" >&2
+  metric() { awk -v b="$1" -v m="$2" '$1 ~ "^Benchmark"b"(-[0-9]+)?$" {for (i = 1; i < NF; i++) if ($(i+1) == m) print $i}' "$work/web.txt"; }
+  pool=$(metric PoolVsLaunch pool-tasks/s); l1=$(metric PoolVsLaunch launch-tasks/s); ratio=$(metric PoolVsLaunch ratio)
+  rmin=$(metric PoolVsLaunch ratio-min); rmax=$(metric PoolVsLaunch ratio-max)
+  seq=$(metric PoolTask tasks/s); l4=$(metric LaunchPerTaskParallel tasks/s)
+  say "web: pool at MAX_CONCURRENT=4 $pool tasks/s vs a browser launched per task $l1 tasks/s one at a time: ratio ${ratio}x over alternating rounds (single rounds ${rmin}x to ${rmax}x); the pool one at a time $seq tasks/s; launches 4 at once $l4 tasks/s, $(echo "$pool / $l4" | bc -l | cut -c1-4)x"
   if [ -x "$ROOT/scripts/web_rss.sh" ]; then
     for q in 200 2000; do say "web rss: $("$ROOT/scripts/web_rss.sh" "$q")"; done
   fi

@@ -23,9 +23,9 @@ for i in $(seq 1 "$n"); do
   fi
 done > "$work/tasks.jsonl"
 
+if $local_mode; then ensure_built; fi # building is not part of the timed run
 start=$(date +%s.%N)
 if $local_mode; then
-  ensure_built
   out=$work/out
   local_up "$work/tasks.jsonl" "$out" --timeout "${minutes}m" --demo-addr "$demo" > "$work/summary.txt"
   dir=$out/trajectories

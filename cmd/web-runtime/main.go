@@ -29,7 +29,7 @@ type config struct {
 	AllowPrivate      bool          `env:"WEB_ALLOW_PRIVATE" envDefault:"false"`
 	AllowHosts        []string      `env:"WEB_ALLOW_HOSTS" envSeparator:","`
 	BlockImages       bool          `env:"WEB_BLOCK_IMAGES" envDefault:"true"`
-	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"200"`
+	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"`
 	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
 	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`

@@ -3,9 +3,14 @@ package browser
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/playwright-community/playwright-go"
 
@@ -21,6 +26,8 @@ import (
 // (one Chromium, a fresh context per task); BenchmarkLaunchPerTask starts a
 // pool (driver and Chromium) for every task, the naive alternative, and
 // BenchmarkLaunchPerTaskParallel does so with 4 workers;
+// BenchmarkPoolVsLaunch alternates the first and the third in rounds, for
+// their ratio;
 // BenchmarkLaunchBrowserPerTask keeps one driver and launches only Chromium
 // per task, with plain Playwright calls (no URL policy or proxy).
 
@@ -98,6 +105,87 @@ func BenchmarkPoolTaskParallel(b *testing.B) {
 		}
 	})
 	reportTasksPerSecond(b)
+}
+
+// runTasksParallel runs n form tasks on pool with workers goroutines.
+func runTasksParallel(pool *Pool, siteURL string, n, workers int) error {
+	jobs := make(chan struct{}, n)
+	for range n {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				if err := runFormTask(pool, siteURL); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// BenchmarkPoolVsLaunch is the pool against a browser launched per task in
+// one run: b.N tasks on each side, in rounds (ADP_BENCH_ROUNDS, default 5)
+// that alternate 4 workers on the warm pool with launches one at a time, so
+// that a change of the machine's speed during the run (this VM's varies by
+// 10-15 % over minutes) affects both sides alike. It reports each side's
+// rate over all its rounds, their ratio, and the lowest and highest ratio of
+// a single round.
+func BenchmarkPoolVsLaunch(b *testing.B) {
+	rounds := 5
+	if v, err := strconv.Atoi(os.Getenv("ADP_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	rounds = min(rounds, b.N)
+	pool := benchPool(b)
+	web := newSite(b)
+	if err := runFormTask(pool, web.URL); err != nil { // warm up
+		b.Fatal(err)
+	}
+	var poolTime, launchTime time.Duration
+	var ratios []float64
+	b.ResetTimer()
+	for r := range rounds {
+		n := b.N / rounds
+		if r < b.N%rounds {
+			n++
+		}
+		start := time.Now()
+		if err := runTasksParallel(pool, web.URL, n, 4); err != nil {
+			b.Fatal(err)
+		}
+		pt := time.Since(start)
+		start = time.Now()
+		for range n {
+			p := benchPool(b)
+			if err := runFormTask(p, web.URL); err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		lt := time.Since(start)
+		poolTime += pt
+		launchTime += lt
+		ratios = append(ratios, lt.Seconds()/pt.Seconds())
+		b.Logf("round %d, %d tasks each: pool %.2f tasks/s, launched per task %.3f tasks/s, ratio %.2f",
+			r+1, n, float64(n)/pt.Seconds(), float64(n)/lt.Seconds(), ratios[r])
+	}
+	b.ReportMetric(float64(b.N)/poolTime.Seconds(), "pool-tasks/s")
+	b.ReportMetric(float64(b.N)/launchTime.Seconds(), "launch-tasks/s")
+	b.ReportMetric(launchTime.Seconds()/poolTime.Seconds(), "ratio")
+	b.ReportMetric(slices.Min(ratios), "ratio-min")
+	b.ReportMetric(slices.Max(ratios), "ratio-max")
 }
 
 func BenchmarkLaunchPerTask(b *testing.B) {
