@@ -146,6 +146,7 @@ func BenchmarkPoolVsLaunch(b *testing.B) {
 		rounds = v
 	}
 	rounds = min(rounds, b.N)
+	cfg := testPoolConfig(b, productionTimeouts)
 	pool := benchPool(b)
 	web := newSite(b)
 	if err := runFormTask(pool, web.URL); err != nil { // warm up
@@ -166,11 +167,7 @@ func BenchmarkPoolVsLaunch(b *testing.B) {
 		pt := time.Since(start)
 		start = time.Now()
 		for range n {
-			p := benchPool(b)
-			if err := runFormTask(p, web.URL); err != nil {
-				b.Fatal(err)
-			}
-			if err := p.Close(); err != nil {
+			if err := runLaunchedTask(cfg, web.URL); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -188,15 +185,28 @@ func BenchmarkPoolVsLaunch(b *testing.B) {
 	b.ReportMetric(slices.Max(ratios), "ratio-max")
 }
 
+// runLaunchedTask is the naive alternative to the pool: a pool (driver and
+// Chromium) started for one form task and closed after it.
+func runLaunchedTask(cfg Config, siteURL string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), testTaskTimeout)
+	defer cancel()
+	pool, err := NewPool(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	err = runFormTask(pool, siteURL)
+	if cerr := pool.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func BenchmarkLaunchPerTask(b *testing.B) {
 	web := newSite(b)
+	cfg := testPoolConfig(b, productionTimeouts)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		pool := benchPool(b)
-		if err := runFormTask(pool, web.URL); err != nil {
-			b.Fatal(err)
-		}
-		if err := pool.Close(); err != nil {
+		if err := runLaunchedTask(cfg, web.URL); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -212,19 +222,8 @@ func BenchmarkLaunchPerTaskParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			// NewPool, not benchPool: a failure must not call b.Fatal off
-			// the benchmark's goroutine.
-			pool, err := NewPool(context.Background(), cfg)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			err = runFormTask(pool, web.URL)
-			if cerr := pool.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				b.Error(err)
+			if err := runLaunchedTask(cfg, web.URL); err != nil {
+				b.Error(err) // Fatal is not allowed off the benchmark's goroutine
 				return
 			}
 		}
