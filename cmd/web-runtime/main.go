@@ -5,8 +5,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/app"
@@ -33,6 +37,10 @@ type config struct {
 	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
 	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
+	// name=address pairs the URL policy and the egress proxy resolve without
+	// DNS, like /etc/hosts lines: `make run` maps demo-site (the compose
+	// service the shipped tasks name) to its loopback demo site.
+	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
 }
 
 func main() {
@@ -44,11 +52,15 @@ func main() {
 }
 
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	lookup, err := aliasLookup(cfg.HostAliases)
+	if err != nil {
+		return err
+	}
 	bcfg := browser.Config{
 		ExecutablePath: cfg.ChromiumPath, DriverDir: cfg.DriverPath, NodePath: cfg.NodePath,
 		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
 		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
-		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts},
+		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, LookupNetIP: lookup},
 		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}
 	// Refuse to start, saying what to install, when Chromium or the driver
@@ -87,6 +99,30 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		Loops:  []func(context.Context) error{browserStats(pool, m)},
 	}
 	return rt.Run(ctx)
+}
+
+// aliasLookup resolves the names of WEB_HOST_ALIASES to their addresses and
+// every other name with DNS; nil (the policy's default resolver) without
+// aliases. An alias is not an exemption: the address is checked like any
+// other unless the name is in WEB_ALLOW_HOSTS.
+func aliasLookup(aliases map[string]string) (func(ctx context.Context, network, host string) ([]netip.Addr, error), error) {
+	if len(aliases) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]netip.Addr, len(aliases))
+	for name, a := range aliases {
+		addr, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil {
+			return nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: %w", name, a, err)
+		}
+		m[strings.ToLower(strings.TrimSpace(name))] = addr
+	}
+	return func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		if a, ok := m[strings.ToLower(host)]; ok {
+			return []netip.Addr{a}, nil
+		}
+		return net.DefaultResolver.LookupNetIP(ctx, network, host)
+	}, nil
 }
 
 // browserStats copies the pool's counters into the metrics every second.

@@ -212,11 +212,21 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 		"REDIS_URL=redis://"+r.redisAddr, "OUTPUT_DIR="+outDir, "TASK_FILE="+taskFile, "DISPATCH_FOLLOW=true",
 		"SHUTDOWN_GRACE=10s")
 	if r.cfg.DemoAddr != "" {
-		hosts := r.cfg.DemoAddr
+		// The tasks name the site demo-site:<port> (its compose service) or
+		// by its address; the web runtime resolves demo-site to the address.
+		dhost, dport, _ := net.SplitHostPort(r.cfg.DemoAddr)
+		if ip := net.ParseIP(dhost); ip == nil || ip.IsUnspecified() {
+			dhost = "127.0.0.1"
+		}
+		hosts := r.cfg.DemoAddr + "," + net.JoinHostPort(demosite.Host, dport)
 		if v := os.Getenv("WEB_ALLOW_HOSTS"); v != "" {
 			hosts = v + "," + hosts
 		}
-		env = append(env, "WEB_ALLOW_HOSTS="+hosts)
+		aliases := demosite.Host + "=" + dhost
+		if v := os.Getenv("WEB_HOST_ALIASES"); v != "" {
+			aliases = v + "," + aliases
+		}
+		env = append(env, "WEB_ALLOW_HOSTS="+hosts, "WEB_HOST_ALIASES="+aliases)
 	}
 	env = append(env, r.cfg.ExtraEnv...)
 	need := map[string]bool{"dispatcher": true}
