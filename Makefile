@@ -4,7 +4,7 @@ BINARIES := dispatcher sandbox-runtime web-runtime adpctl
 TASKS    ?= tasks.jsonl
 OUTPUT   ?= output
 
-.PHONY: all build run test test-go test-scripts test-chaos bench vet fmt clean clean-output bootstrap
+.PHONY: all build run test test-go test-scripts test-chaos test-compose bench vet fmt clean clean-output bootstrap
 
 all: build
 
@@ -39,6 +39,12 @@ test-chaos: build
 test-scripts: build
 	scripts/smoke_test.sh --local
 	scripts/integration_test.sh --local
+
+# The stack on a container engine (not part of `make test`: it needs one):
+# builds the images, runs them, scales, kills and resumes; see
+# scripts/compose_test.sh. Honours DOCKER_HOST; BuildKit not needed.
+test-compose: build
+	scripts/compose_test.sh
 
 bench: build
 	scripts/bench.sh

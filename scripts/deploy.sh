@@ -3,6 +3,7 @@
 #   full (default): redis, dispatcher, sandbox and web runtimes, prometheus, grafana
 #   minimal: redis, dispatcher, sandbox runtime
 #   --local: no Docker; runs the pipeline as local processes (make run)
+# ADP_COMPOSE_SERVICES limits full to those services (e.g. without grafana).
 source "$(dirname "$0")/lib.sh"
 variant=full; local_mode=false
 for a in "$@"; do
@@ -23,7 +24,10 @@ if $local_mode; then
 fi
 file=docker-compose.yml
 [ "$variant" = minimal ] && file=docker-compose.minimal.yml
-(cd "$ROOT" && compose -f "$file" up -d --build)
+services=""
+[ "$variant" = full ] && services=$(compose_services)
+# shellcheck disable=SC2086 # a list of service names
+compose -f "$file" up -d --build $services
 cat <<MSG
 Started ($variant). Trajectories: the 'output' volume (see docker-compose.yml to bind ./output).
   Dispatcher metrics: http://localhost:8000/metrics

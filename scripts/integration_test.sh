@@ -7,7 +7,11 @@ command -v jq >/dev/null || die "jq not found (scripts/bootstrap.sh installs it)
 run=it-$(date +%s)-$$
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 tasks=$work/tasks.jsonl
-demo=${ADP_DEMO_ADDR:-127.0.0.1:$((20000 + RANDOM % 20000))}
+local_mode=false; [ "${1:-}" = "--local" ] && local_mode=true
+# The demo site: served by adpctl up on a free loopback port (--local), or
+# the stack's demo-site service (compose).
+if $local_mode; then demo=${ADP_DEMO_ADDR:-127.0.0.1:$((20000 + RANDOM % 20000))}
+else demo=${ADP_DEMO_ADDR:-demo-site:8765}; fi
 cat > "$tasks" <<JSON
 {"task_id":"$run-fib","task_type":"code","description":"Write a Python function for the 10th Fibonacci number","constraints":{"expected_output":"55"}}
 {"task_id":"$run-tests","task_type":"code","description":"add","constraints":{"code":"def add(a, b):\n    return a + b\n","tests":"assert add(2, 3) == 5"}}
@@ -29,12 +33,28 @@ if [ "${1:-}" = "--local" ] && { [ -x /usr/bin/chromium-headless-shell ] || [ -x
 JSON
 fi
 
-if [ "${1:-}" = "--local" ]; then
-  ensure_built
-  out=$work/out
+ensure_built
+out=$work/out
+if $local_mode; then
   local_up "$tasks" "$out" --timeout 300s --demo-addr "$demo" > "$work/summary.txt"
 else
-  die "compose mode: run the local mode here, or point ADP_DEMO_ADDR at a demo site the stack can reach and submit $tasks with 'adpctl submit'"
+  # Against a running compose stack (REDIS_URL: its published Redis port):
+  # adpctl submit validates like the dispatcher and reports the bad lines
+  # and the duplicate instead of writing rejected.jsonl.
+  if "$BIN/adpctl" submit "$tasks" > "$work/submit.out" 2> "$work/submit.err"; then
+    die "adpctl submit accepted the invalid lines: $(cat "$work/submit.err")"
+  fi
+  ids=$(grep -o "\"task_id\":\"$run-[a-z]*\"" "$tasks" | cut -d'"' -f4 | grep -v -- "-bad$" | sort -u)
+  deadline=$((SECONDS + 300))
+  while :; do
+    compose_output "$out" || true
+    missing=0
+    for id in $ids; do [ -f "$out/trajectories/$id.json" ] || missing=$((missing + 1)); done
+    [ "$missing" -eq 0 ] && break
+    [ "$SECONDS" -lt "$deadline" ] || die "compose: $missing trajectories missing after 300 s"
+    sleep 3
+  done
+  cp "$work/submit.err" "$work/summary.txt"
 fi
 dir=$out/trajectories
 
@@ -55,10 +75,16 @@ if $want_web; then
   check "$run-search" '.success and .metadata.source == "rules"' "search heuristics on the demo site"
   check "$run-file"   '(.success | not) and .error_type == "blocked_url"' "file: URL blocked"
 fi
-rej=$out/rejected.jsonl
-if [ "$(jq -s 'map(select(.line == 7 or .line == 8)) | length' "$rej")" = 2 ] && \
-   jq -e 'select(.line == 8) | .reason | test("video")' "$rej" >/dev/null; then passed=$((passed + 1))
-else failed=$((failed + 1)); log "FAIL rejected.jsonl: $(cat "$rej")"; fi
+if $local_mode; then
+  rej=$out/rejected.jsonl
+  if [ "$(jq -s 'map(select(.line == 7 or .line == 8)) | length' "$rej")" = 2 ] && \
+     jq -e 'select(.line == 8) | .reason | test("video")' "$rej" >/dev/null; then passed=$((passed + 1))
+  else failed=$((failed + 1)); log "FAIL rejected.jsonl: $(cat "$rej")"; fi
+else
+  if [ "$(grep -c '^rejected:' "$work/submit.err")" = 2 ] && grep '^rejected:' "$work/submit.err" | grep -q video && \
+     grep -q "duplicate: task \"$run-fib\"" "$work/submit.err"; then passed=$((passed + 1))
+  else failed=$((failed + 1)); log "FAIL adpctl submit: $(cat "$work/submit.err")"; fi
+fi
 for fmt in openai sharegpt; do
   n=$("$BIN/adpctl" export --dir "$dir" --format "$fmt" --only-success 2>/dev/null | jq -c . | wc -l)
   if [ "$n" -ge 3 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL export $fmt: $n lines"; fi

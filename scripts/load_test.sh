@@ -4,8 +4,8 @@
 # completes, none is lost, and more than 99% succeed (the blueprint asked 90%).
 #   --local: processes on this machine (make run's pipeline), web tasks on the
 #            local demo site. Otherwise: the compose stack, scaled to 3 sandbox
-#            and 2 web replicas, web tasks on a demo site it can reach
-#            (ADP_DEMO_URL).
+#            and 2 web replicas (REDIS_URL: its published Redis port), web
+#            tasks on its demo-site service (ADP_DEMO_URL moves them).
 source "$(dirname "$0")/lib.sh"
 local_mode=false
 if [ "${1:-}" = "--local" ]; then local_mode=true; shift; fi
@@ -14,7 +14,8 @@ command -v jq >/dev/null || die "jq not found (scripts/bootstrap.sh installs it)
 run=load-$(date +%s)-$$
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 demo=${ADP_DEMO_ADDR:-127.0.0.1:$((20000 + RANDOM % 20000))}
-base=${ADP_DEMO_URL:-http://$demo}
+if $local_mode; then base=${ADP_DEMO_URL:-http://$demo}
+else base=${ADP_DEMO_URL:-http://demo-site:8765}; fi # the stack's demo-site service
 for i in $(seq 1 "$n"); do
   if [ $((i % 3)) -eq 0 ]; then
     printf '{"task_id":"%s-%d","task_type":"web","description":"Search for information about topic %d","constraints":{"start_url":"%s/","expected_text":"ADP-%d"},"timeout":120}\n' "$run" "$i" "$i" "$base" $((i * 7))
@@ -23,19 +24,20 @@ for i in $(seq 1 "$n"); do
   fi
 done > "$work/tasks.jsonl"
 
-if $local_mode; then ensure_built; fi # building is not part of the timed run
+ensure_built # building is not part of the timed run
 start=$(date +%s.%N)
 if $local_mode; then
   out=$work/out
   local_up "$work/tasks.jsonl" "$out" --timeout "${minutes}m" --demo-addr "$demo" > "$work/summary.txt"
   dir=$out/trajectories
 else
-  (cd "$ROOT" && compose up -d --scale sandbox-runtime=3 --scale web-runtime=2)
+  # shellcheck disable=SC2086 # ADP_COMPOSE_SERVICES: a list of names
+  compose up -d --scale sandbox-runtime=3 --scale web-runtime=2 $(compose_services) >&2
   "$BIN/adpctl" submit "$work/tasks.jsonl" >/dev/null
-  dir=$work/traj; mkdir -p "$dir"
+  copy=$work/copy; dir=$copy/trajectories; mkdir -p "$dir"
   deadline=$(( $(date +%s) + minutes * 60 ))
-  while [ "$(ls "$dir" | grep -c "^$run-")" -lt "$n" ] && [ "$(date +%s)" -lt "$deadline" ]; do
-    sleep 5; compose cp sandbox-runtime:/data/output/trajectories/. "$dir" >/dev/null 2>&1 || true
+  while [ "$(ls "$dir" | grep -c "^$run-.*\.json$")" -lt "$n" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+    sleep 5; compose_output "$copy" || true
   done
 fi
 end=$(date +%s.%N)

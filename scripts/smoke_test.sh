@@ -23,14 +23,30 @@ else
   while read -r line; do
     compose exec -T redis redis-cli xadd tasks:code '*' task "$line" >/dev/null
   done < "$tasks"
-  dir=$(mktemp -d); trap 'rm -rf "$dir" "$tasks"' EXIT
+  copy=$(mktemp -d); trap 'rm -rf "$copy" "$tasks"' EXIT
+  dir=$copy/trajectories
   for _ in $(seq 60); do
-    compose cp sandbox-runtime:/data/output/trajectories/. "$dir" >/dev/null 2>&1 || true
+    compose_output "$copy" || true
     [ -f "$dir/$run-1.json" ] && [ -f "$dir/$run-2.json" ] && break
-    sleep 1
+    sleep 2
   done
-  curl -fsS 'http://localhost:9090/api/v1/query?query=tasks_completed_total' | grep -q tasks_completed_total \
-    || die "tasks_completed_total not in Prometheus"
+  # The counter through Prometheus when it runs (the full stack), else from
+  # the replicas' /metrics (docker-compose.minimal.yml has no Prometheus).
+  found=false
+  for _ in $(seq 30); do
+    if [ -n "$(compose ps -q --status running prometheus 2>/dev/null)" ]; then
+      curl -fsS "http://127.0.0.1:${PROMETHEUS_PORT:-9090}/api/v1/query?query=tasks_completed_total" 2>/dev/null | grep -q tasks_completed_total && found=true
+    else
+      for i in $(seq "$(compose ps -q --status running sandbox-runtime | wc -l)"); do
+        compose exec -T --index "$i" sandbox-runtime python3 -c \
+          "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8001/metrics').read().decode())" 2>/dev/null \
+          | grep -q '^tasks_completed_total{runtime="sandbox",status="success"}' && found=true
+      done
+    fi
+    $found && break
+    sleep 2
+  done
+  $found || die "tasks_completed_total not exported (Prometheus, or the sandbox replicas' /metrics)"
 fi
 for i in 1 2; do
   f=$dir/$run-$i.json
