@@ -2,8 +2,10 @@ package deploytest
 
 import (
 	"context"
+	"encoding/json"
 	"io/fs"
 	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v4"
+
+	"github.com/agentdataplatform/adp/internal/demosite"
 )
 
 const (
@@ -91,7 +95,7 @@ func TestComposeServices(t *testing.T) {
 		enabled  []string
 		disabled []string
 	}{
-		{composeFull, []string{"dispatcher", "grafana", "prometheus", "redis", "sandbox-runtime", "web-runtime"}, []string{"vllm"}},
+		{composeFull, []string{"demo-site", "dispatcher", "grafana", "prometheus", "redis", "sandbox-runtime", "web-runtime"}, []string{"vllm"}},
 		{composeMinimal, []string{"dispatcher", "redis", "sandbox-runtime"}, nil},
 	}
 	for _, tt := range tests {
@@ -394,6 +398,90 @@ func TestComposeWebRuntime(t *testing.T) {
 	}
 	if s.Deploy == nil || s.Deploy.Resources.Limits == nil || s.Deploy.Resources.Limits.MemoryBytes == 0 {
 		t.Errorf("no memory limit on the browser runtime")
+	}
+}
+
+// SANDBOX_JAIL picks the jail at build time (the image's packages) and at
+// run time (SANDBOX_BACKEND) alike; NSJAIL_BINARY reaches the build.
+func TestComposeSandboxJail(t *testing.T) {
+	t.Parallel()
+	for _, file := range []string{composeFull, composeMinimal} {
+		for _, tt := range []struct {
+			env  map[string]string
+			jail string
+		}{
+			{nil, "nsjail"},
+			{map[string]string{"SANDBOX_JAIL": "bwrap"}, "bwrap"},
+			{map[string]string{"SANDBOX_JAIL": "nsjail", "NSJAIL_BINARY": "prebuilt/nsjail"}, "nsjail"},
+		} {
+			s := service(t, loadCompose(t, file, tt.env), "sandbox-runtime")
+			arg := func(k string) string {
+				if v := s.Build.Args[k]; v != nil {
+					return *v
+				}
+				return ""
+			}
+			if arg("SANDBOX_JAIL") != tt.jail {
+				t.Errorf("%s %v: build arg SANDBOX_JAIL = %q, want %s", file, tt.env, arg("SANDBOX_JAIL"), tt.jail)
+			}
+			if v, _ := envValue(s, "SANDBOX_BACKEND"); v != tt.jail {
+				t.Errorf("%s %v: SANDBOX_BACKEND = %q, want %s", file, tt.env, v, tt.jail)
+			}
+			if arg("NSJAIL_BINARY") != tt.env["NSJAIL_BINARY"] {
+				t.Errorf("%s %v: build arg NSJAIL_BINARY = %q", file, tt.env, arg("NSJAIL_BINARY"))
+			}
+		}
+	}
+}
+
+// The demo site: a service on the compose network, allowed by the web
+// runtime by name, at the host and port the shipped tasks.jsonl uses.
+func TestComposeDemoSite(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t, composeFull, nil)
+	demo := service(t, p, "demo-site")
+	if demo.Build == nil || demo.Build.Dockerfile != "Dockerfile.demo" {
+		t.Errorf("demo-site build = %+v, want Dockerfile.demo", demo.Build)
+	}
+	if len(demo.Ports) != 0 {
+		t.Errorf("demo-site publishes %v: it is for the compose network only", demo.Ports)
+	}
+	if !slices.Contains(demo.Expose, "8765") {
+		t.Errorf("demo-site expose = %v, want 8765", demo.Expose)
+	}
+	if demo.HealthCheck == nil || !slices.Equal(demo.HealthCheck.Test, types.HealthCheckTest{"CMD", "/usr/local/bin/demo-site", "-healthcheck"}) {
+		t.Errorf("demo-site healthcheck = %+v", demo.HealthCheck)
+	}
+	web := service(t, p, "web-runtime")
+	allow, _ := envValue(web, "WEB_ALLOW_HOSTS")
+	hosts := strings.Split(allow, ",")
+	// Every web task of the shipped file starts on an allowed host:port.
+	for i, line := range strings.Split(strings.TrimSpace(readRepoFile(t, "tasks.jsonl")), "\n") {
+		var task struct {
+			TaskType    string `json:"task_type"`
+			Constraints struct {
+				StartURL string `json:"start_url"`
+			} `json:"constraints"`
+		}
+		if err := json.Unmarshal([]byte(line), &task); err != nil {
+			t.Fatalf("tasks.jsonl line %d: %v", i+1, err)
+		}
+		if task.TaskType != "web" {
+			continue
+		}
+		u, err := url.Parse(task.Constraints.StartURL)
+		if err != nil {
+			t.Fatalf("tasks.jsonl line %d: %v", i+1, err)
+		}
+		if u.Host != demosite.Host+":8765" {
+			t.Errorf("tasks.jsonl line %d: start_url %s, want the demo site at %s:8765 (the compose service, and make run's alias)", i+1, u, demosite.Host)
+		}
+		if !slices.Contains(hosts, u.Host) {
+			t.Errorf("tasks.jsonl line %d: %s not in the web runtime's WEB_ALLOW_HOSTS %q", i+1, u.Host, allow)
+		}
+	}
+	if _, err := p.GetService(demosite.Host); err != nil {
+		t.Errorf("no service named %s (demosite.Host)", demosite.Host)
 	}
 }
 

@@ -334,14 +334,41 @@ func TestDockerfileSandbox(t *testing.T) {
 			t.Errorf("runtime stage does not install %s", pkg)
 		}
 	}
-	if !slices.Contains(final.all("COPY"), "--from=nsjail /usr/local/bin/nsjail /usr/local/bin/nsjail") {
-		t.Errorf("nsjail binary not installed")
+	// SANDBOX_JAIL: nsjail by default (the production jail), bwrap builds
+	// from Debian packages alone. The nsjail stage branches on it in one RUN
+	// (the classic builder builds every stage: a bwrap build must not reach
+	// the clone), and installs a prebuilt NSJAIL_BINARY instead of cloning.
+	if df.GlobalArgs["SANDBOX_JAIL"] != "nsjail" {
+		t.Errorf("ARG SANDBOX_JAIL=%q, want nsjail by default", df.GlobalArgs["SANDBOX_JAIL"])
+	}
+	if v, ok := df.GlobalArgs["NSJAIL_BINARY"]; !ok || v != "" {
+		t.Errorf("ARG NSJAIL_BINARY=%q (declared %v), want declared and empty (clone from GitHub) by default", v, ok)
+	}
+	for _, stage := range []*dockerStage{ns, final} {
+		if !slices.Contains(stage.all("ARG"), "SANDBOX_JAIL") {
+			t.Errorf("stage %q does not take ARG SANDBOX_JAIL", stage.Name)
+		}
+	}
+	nsRun := ns.runText()
+	for _, want := range []string{`case "${SANDBOX_JAIL}" in`, "bwrap) ;;", `if [ -n "${NSJAIL_BINARY}" ]`, "/out/nsjail"} {
+		if !strings.Contains(nsRun, want) {
+			t.Errorf("nsjail stage lacks %q", want)
+		}
+	}
+	if !slices.Contains(ns.all("COPY"), "configs/nsjail/python.cfg ${NSJAIL_BINARY} /tmp/jail/") {
+		t.Errorf("nsjail stage does not copy NSJAIL_BINARY from the build context: %v", ns.all("COPY"))
+	}
+	if !regexp.MustCompile(`bwrap\) jail_pkgs="bubblewrap"`).MatchString(run) {
+		t.Errorf("runtime stage does not install bubblewrap for SANDBOX_JAIL=bwrap")
+	}
+	if !slices.Contains(final.all("COPY"), "--from=nsjail /out/ /usr/local/bin/") {
+		t.Errorf("nsjail binary (the nsjail stage's /out) not installed")
 	}
 	if !slices.Contains(final.all("COPY"), "configs/nsjail/ /etc/adp/nsjail/") {
 		t.Errorf("configs/nsjail/ not copied to /etc/adp/nsjail/")
 	}
 	env := final.env()
-	if env["NSJAIL_CONFIG"] != "/etc/adp/nsjail/python.cfg" || env["PYTHON_PATH"] != "/usr/bin/python3" || env["SANDBOX_BACKEND"] != "nsjail" {
+	if env["NSJAIL_CONFIG"] != "/etc/adp/nsjail/python.cfg" || env["PYTHON_PATH"] != "/usr/bin/python3" || env["SANDBOX_BACKEND"] != "${SANDBOX_JAIL}" {
 		t.Errorf("ENV = %v", env)
 	}
 }
@@ -462,4 +489,37 @@ func (d dockerignore) excludes(path string) bool {
 		}
 	}
 	return excluded
+}
+
+// Dockerfile.demo: the demo site on distroless, non-root, healthchecked by
+// its own binary, on the port docker-compose.yml and tasks.jsonl use.
+func TestDockerfileDemo(t *testing.T) {
+	t.Parallel()
+	df := loadDockerfile(t, "Dockerfile.demo")
+	if v := df.GlobalArgs["GO_VERSION"]; v != goDirective(t) {
+		t.Errorf("ARG GO_VERSION=%s, go.mod says go %s", v, goDirective(t))
+	}
+	for i, s := range df.Stages {
+		if slices.ContainsFunc(df.Stages[:i], func(p *dockerStage) bool { return p.Name == s.Image }) {
+			continue
+		}
+		if err := checkImagePinned(s.Image); err != nil {
+			t.Error(err)
+		}
+	}
+	build := df.stage("build")
+	if build == nil || !regexp.MustCompile(`CGO_ENABLED=0 .*go build .*-o /out/demo-site \./cmd/demo-site\b`).MatchString(build.runText()) {
+		t.Fatalf("no build stage building ./cmd/demo-site statically")
+	}
+	final := df.final()
+	if user, _ := final.last("USER"); user != "65532:65532" {
+		t.Errorf("USER %q, want 65532:65532", user)
+	}
+	if final.env()["DEMO_ADDR"] != ":8765" || !slices.Contains(final.all("EXPOSE"), "8765") {
+		t.Errorf("DEMO_ADDR %q, EXPOSE %v: want :8765", final.env()["DEMO_ADDR"], final.all("EXPOSE"))
+	}
+	hc, _ := final.last("HEALTHCHECK")
+	if !strings.HasSuffix(hc, `CMD ["/usr/local/bin/demo-site", "-healthcheck"]`) {
+		t.Errorf("HEALTHCHECK %q", hc)
+	}
 }
