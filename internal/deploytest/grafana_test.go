@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -223,6 +224,181 @@ func TestGrafanaProvisioning(t *testing.T) {
 		raw, _ := os.ReadFile(filepath.Join(root, "configs/grafana/dashboards", e.Name()))
 		if !json.Valid(raw) {
 			t.Errorf("%s is not valid JSON", e.Name())
+		}
+	}
+}
+
+// grafana11Panels are the panel types Grafana 11 ships (core panels).
+// AngularJS panels are off by default in Grafana 11 (graph, singlestat,
+// table-old and the old grafana-*-panel plugins no longer load), and no
+// plugin is installed by docker-compose.yml.
+var grafana11Panels = []string{
+	"alertlist", "annolist", "barchart", "bargauge", "candlestick", "canvas", "dashlist",
+	"datagrid", "flamegraph", "gauge", "geomap", "heatmap", "histogram", "logs", "news",
+	"nodeGraph", "piechart", "row", "stat", "state-timeline", "status-history", "table",
+	"text", "timeseries", "traces", "trend", "xychart",
+}
+
+// grafanaRemovedPanels are panel types a dashboard written for an older
+// Grafana may name that Grafana 11 does not load.
+var grafanaRemovedPanels = []string{
+	"graph", "singlestat", "table-old", "grafana-singlestat-panel", "grafana-piechart-panel",
+	"grafana-worldmap-panel", "grafana-clock-panel", "grafana-polystat-panel",
+}
+
+// provisionedDatasource returns the uid and type of the provisioned
+// datasource (TestGrafanaProvisioning checks there is exactly one).
+func provisionedDatasource(t *testing.T) (uid, typ string) {
+	t.Helper()
+	var ds struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal([]byte(readRepoFile(t, "configs/grafana/provisioning/datasources/prometheus.yml")), &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Datasources) != 1 {
+		t.Fatalf("datasources = %+v", ds)
+	}
+	return ds.Datasources[0].UID, ds.Datasources[0].Type
+}
+
+// What Grafana 11 needs to load the provisioned dashboard as it is meant:
+// every panel and query bound to the provisioned datasource (through the
+// datasource variable, whose default is that uid), panel types it still
+// ships, a schema version it migrates from, and identifiers it accepts.
+func TestDashboardLoadsInGrafana11(t *testing.T) {
+	t.Parallel()
+	uid, typ := provisionedDatasource(t)
+	if !regexp.MustCompile(`^[a-zA-Z0-9_-]{1,40}$`).MatchString(uid) {
+		t.Errorf("datasource uid %q: Grafana wants at most 40 of [a-zA-Z0-9_-]", uid)
+	}
+	raw := readRepoFile(t, dashboardFile)
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		t.Fatal(err)
+	}
+	d := loadRepoDashboard(t)
+	if !regexp.MustCompile(`^[a-zA-Z0-9_-]{1,40}$`).MatchString(d.UID) {
+		t.Errorf("dashboard uid %q: Grafana wants at most 40 of [a-zA-Z0-9_-]", d.UID)
+	}
+	// 36 made datasource references {type, uid} objects; Grafana 11.6 writes 41.
+	if d.SchemaVersion < 36 || d.SchemaVersion > 41 {
+		t.Errorf("schemaVersion %d, want 36..41 (Grafana 11)", d.SchemaVersion)
+	}
+	if id, ok := doc["id"]; ok && id != nil {
+		t.Errorf("id %v: a provisioned dashboard must have id null (Grafana assigns it)", id)
+	}
+	if _, ok := doc["rows"]; ok {
+		t.Errorf("top-level rows: the pre-5.0 schema; use panels")
+	}
+
+	// The datasource variable defaults to the provisioned datasource.
+	var vars []struct {
+		Name    string `json:"name"`
+		Type    string `json:"type"`
+		Query   string `json:"query"`
+		Current struct {
+			Value any `json:"value"`
+		} `json:"current"`
+	}
+	if b, err := json.Marshal(doc["templating"].(map[string]any)["list"]); err != nil || json.Unmarshal(b, &vars) != nil {
+		t.Fatalf("templating.list: %v", err)
+	}
+	varOK := false
+	for _, v := range vars {
+		if v.Name == "datasource" && v.Type == "datasource" {
+			varOK = true
+			if v.Query != typ {
+				t.Errorf("datasource variable query %q, the provisioned datasource is a %s", v.Query, typ)
+			}
+			if v.Current.Value != uid {
+				t.Errorf("datasource variable defaults to %v, want the provisioned uid %q", v.Current.Value, uid)
+			}
+		}
+	}
+	if !varOK {
+		t.Fatalf("no datasource variable")
+	}
+
+	bound := func(ref *DatasourceRef) bool {
+		return ref != nil && ref.Type == typ && (ref.UID == "${datasource}" || ref.UID == uid)
+	}
+	for _, p := range d.AllPanels() {
+		if !slices.Contains(grafana11Panels, p.Type) || slices.Contains(grafanaRemovedPanels, p.Type) {
+			t.Errorf("panel %q: type %q does not load in Grafana 11", p.Title, p.Type)
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if !bound(p.Datasource) {
+			t.Errorf("panel %q: datasource %+v, not the provisioned %s datasource %q", p.Title, p.Datasource, typ, uid)
+		}
+		refs := map[string]bool{}
+		for _, tg := range p.Targets {
+			if tg.RefID == "" || refs[tg.RefID] {
+				t.Errorf("panel %q: refId %q empty or repeated", p.Title, tg.RefID)
+			}
+			refs[tg.RefID] = true
+			if tg.Datasource != nil && !bound(tg.Datasource) {
+				t.Errorf("panel %q query %s: datasource %+v", p.Title, tg.RefID, tg.Datasource)
+			}
+		}
+	}
+	// Annotations: only Grafana's built-in one, or the provisioned datasource.
+	if a, ok := doc["annotations"].(map[string]any); ok {
+		list, _ := a["list"].([]any)
+		for _, item := range list {
+			m, _ := item.(map[string]any)
+			ds, _ := m["datasource"].(map[string]any)
+			if ds["type"] == "grafana" && ds["uid"] == "-- Grafana --" {
+				continue
+			}
+			if ds["type"] != typ || (ds["uid"] != uid && ds["uid"] != "${datasource}") {
+				t.Errorf("annotation %v: datasource %v", m["name"], ds)
+			}
+		}
+	}
+}
+
+// The provisioning files as Grafana 11 reads them: apiVersion 1, the
+// datasource's access mode, and a dashboard provider that may not combine a
+// fixed folder with folders from the file structure.
+func TestGrafanaProvisioningGrafana11(t *testing.T) {
+	t.Parallel()
+	var ds struct {
+		Datasources []map[string]any `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal([]byte(readRepoFile(t, "configs/grafana/provisioning/datasources/prometheus.yml")), &ds); err != nil {
+		t.Fatal(err)
+	}
+	known := []string{"name", "uid", "type", "access", "url", "isDefault", "editable", "jsonData", "secureJsonData",
+		"orgId", "user", "database", "basicAuth", "basicAuthUser", "withCredentials", "version"}
+	for _, d := range ds.Datasources {
+		for k := range d {
+			if !slices.Contains(known, k) {
+				t.Errorf("datasource field %q: Grafana 11 does not read it", k)
+			}
+		}
+		if d["access"] != "proxy" {
+			t.Errorf("datasource access %v, want proxy (browser access was removed in Grafana 9)", d["access"])
+		}
+	}
+	var prov struct {
+		Providers []map[string]any `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal([]byte(readRepoFile(t, "configs/grafana/provisioning/dashboards/adp.yml")), &prov); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range prov.Providers {
+		opts, _ := p["options"].(map[string]any)
+		if opts["foldersFromFilesStructure"] == true && p["folder"] != nil && p["folder"] != "" {
+			t.Errorf("provider %v: folder and foldersFromFilesStructure together are refused", p["name"])
+		}
+		if _, ok := opts["path"].(string); !ok {
+			t.Errorf("provider %v: no options.path", p["name"])
 		}
 	}
 }
