@@ -31,7 +31,8 @@
 #
 # Environment:
 #   SANDBOX_JAIL         jail of the stack's sandbox image (default bwrap: it
-#                        builds from Debian packages alone)
+#                        builds from Debian packages alone; the stack then runs
+#                        with docker-compose.bwrap.yml; SANDBOX_PROC_OPT as there)
 #   ADP_NSJAIL_BINARY    a prebuilt nsjail for the nsjail variant (default
 #                        /usr/local/bin/nsjail when present; "none" skips it)
 #   ADP_CT_BATCH         tasks in the scale step's batch (default 300)
@@ -47,6 +48,17 @@ load_n=${ADP_CT_LOAD_N:-60}
 build_timeout=${ADP_CT_BUILD_TIMEOUT:-2400}
 nsjail_src=${ADP_NSJAIL_BINARY:-/usr/local/bin/nsjail}
 
+# The stack's compose files: with bwrap, the override that builds and runs it
+# (and grants it a writable /proc/sys, spelled for the engine: podman takes
+# unmask=, Docker systempaths=).
+if [ "$SANDBOX_JAIL" = bwrap ]; then
+  export COMPOSE_FILE=docker-compose.yml:docker-compose.bwrap.yml
+  if [ -z "${SANDBOX_PROC_OPT:-}" ] && docker version --format '{{range .Server.Components}}{{.Name}} {{end}}' 2>/dev/null | grep -qi podman; then
+    export SANDBOX_PROC_OPT=unmask=/proc/sys
+  fi
+else
+  export COMPOSE_FILE=docker-compose.yml
+fi
 # A project of its own: its containers, network and volumes are this run's
 # alone, and nothing of a user's `adp` project is touched.
 export COMPOSE_PROJECT_NAME=adpct$$
@@ -172,7 +184,7 @@ if [ "$nsjail_src" != none ] && [ -x "$nsjail_src" ]; then
     mkdir -p "$ROOT/prebuilt"; created_prebuilt=true
     cp "$nsjail_src" "$ROOT/prebuilt/nsjail"
   fi
-  SANDBOX_JAIL=nsjail NSJAIL_BINARY=prebuilt/nsjail ADP_VERSION=ct-nsjail \
+  COMPOSE_FILE=docker-compose.yml SANDBOX_JAIL=nsjail NSJAIL_BINARY=prebuilt/nsjail ADP_VERSION=ct-nsjail \
     timeout "$build_timeout" docker compose build sandbox-runtime >> "$work/build.log" 2>&1 \
     || { tail -40 "$work/build.log" >&2; fail "building the nsjail sandbox image failed"; }
   nsjail_image=adp/sandbox-runtime:ct-nsjail
@@ -212,9 +224,9 @@ step jails
 # the image by `docker compose run`, which applies the service's cap_add,
 # security_opt and pids_limit: what the jail gets in the stack.
 CGO_ENABLED=0 go test -c -o "$work/sandbox.test" ./internal/sandbox/ || fail "go test -c ./internal/sandbox"
-conformance() { # jail image-tag
+conformance() { # jail image-tag compose-files
   local out=$work/conformance-$1.txt
-  if ! SANDBOX_JAIL=$1 ADP_VERSION=$2 timeout 600 docker compose run --rm --no-deps -T \
+  if ! COMPOSE_FILE=$3 SANDBOX_JAIL=$1 ADP_VERSION=$2 timeout 600 docker compose run --rm --no-deps -T \
       -v "$work/sandbox.test:/usr/local/bin/sandbox.test:ro" --entrypoint /usr/local/bin/sandbox.test \
       sandbox-runtime -test.count=1 -test.v \
       -test.run '^(TestConformance|TestConformanceConcurrent|TestProcessLimitPerJail|TestContextCancel|TestCheck)$' \
@@ -225,8 +237,8 @@ conformance() { # jail image-tag
   grep -q -- "--- PASS: TestConformance/$1 " "$out" || { tail -20 "$out" >&2; fail "conformance under $1 did not run (skipped?)"; }
   log "conformance under $1 in the container: $(grep -c -- '--- PASS: TestConformance/'"$1"'/' "$out") cases passed"
 }
-conformance "$SANDBOX_JAIL" dev
-[ -n "$nsjail_image" ] && conformance nsjail ct-nsjail
+conformance "$SANDBOX_JAIL" dev "$COMPOSE_FILE"
+[ -n "$nsjail_image" ] && conformance nsjail ct-nsjail docker-compose.yml
 
 # ---------------------------------------------------------------------------
 # Helpers on the running stack.
@@ -281,7 +293,7 @@ log "shipped tasks.jsonl: 7 of 7 succeeded"
 if [ -n "$nsjail_image" ]; then
   # The nsjail image as one more live replica: it must pass its healthcheck
   # (Redis reachable, the jail able to run Python) under the same privileges.
-  nsjail_ctr=$(SANDBOX_JAIL=nsjail ADP_VERSION=ct-nsjail timeout 120 docker compose run -d --no-deps sandbox-runtime) \
+  nsjail_ctr=$(COMPOSE_FILE=docker-compose.yml SANDBOX_JAIL=nsjail ADP_VERSION=ct-nsjail timeout 120 docker compose run -d --no-deps sandbox-runtime) \
     || fail "starting the nsjail image as a replica"
   nsjail_healthy() { [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$nsjail_ctr" 2>/dev/null)" = healthy ]; }
   wait_for 120 "the nsjail sandbox replica healthy" nsjail_healthy

@@ -3,7 +3,8 @@
 #   full (default): redis, dispatcher, sandbox and web runtimes, prometheus, grafana
 #   minimal: redis, dispatcher, sandbox runtime
 #   --local: no Docker; runs the pipeline as local processes (make run)
-# ADP_COMPOSE_SERVICES limits full to those services (e.g. without grafana).
+# ADP_COMPOSE_SERVICES limits full to those services (e.g. without grafana);
+# SANDBOX_JAIL=bwrap adds docker-compose.bwrap.yml (no nsjail build).
 source "$(dirname "$0")/lib.sh"
 variant=full; local_mode=false
 for a in "$@"; do
@@ -24,10 +25,13 @@ if $local_mode; then
 fi
 file=docker-compose.yml
 [ "$variant" = minimal ] && file=docker-compose.minimal.yml
+files=(-f "$file")
+# SANDBOX_JAIL=bwrap: the override that builds and runs the bwrap jail.
+[ "${SANDBOX_JAIL:-nsjail}" = bwrap ] && files+=(-f docker-compose.bwrap.yml)
 services=""
 [ "$variant" = full ] && services=$(compose_services)
 # shellcheck disable=SC2086 # a list of service names
-compose -f "$file" up -d --build $services
+compose "${files[@]}" up -d --build $services
 cat <<MSG
 Started ($variant). Trajectories: the 'output' volume (see docker-compose.yml to bind ./output).
   Dispatcher metrics: http://localhost:8000/metrics
