@@ -47,13 +47,24 @@ var scalableServices = []string{"sandbox-runtime", "web-runtime"}
 // the only environment (the test's own environment must not leak in).
 func loadCompose(t *testing.T, file string, env map[string]string, profiles ...string) *types.Project {
 	t.Helper()
+	return loadComposeFiles(t, []string{file}, env, profiles...)
+}
+
+// loadComposeFiles loads a compose file with overrides (-f a -f b).
+func loadComposeFiles(t *testing.T, files []string, env map[string]string, profiles ...string) *types.Project {
+	t.Helper()
 	root := repoRoot(t)
 	var envList []string
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.Join(root, f))
+	}
+	file := strings.Join(files, " + ")
 	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, file)},
+		paths,
 		cli.WithWorkingDirectory(root),
 		cli.WithEnv(envList),
 		cli.WithProfiles(profiles),
@@ -434,6 +445,37 @@ func TestComposeSandboxJail(t *testing.T) {
 	}
 }
 
+// docker-compose.bwrap.yml over either file: the sandbox built and run with
+// bwrap, with the privileges of nsjail plus a writable /proc/sys, nothing
+// else changed.
+func TestComposeBwrapOverride(t *testing.T) {
+	t.Parallel()
+	for _, file := range []string{composeFull, composeMinimal} {
+		base := service(t, loadCompose(t, file, nil), "sandbox-runtime")
+		for _, tt := range []struct {
+			env  map[string]string
+			want string
+		}{
+			{nil, "systempaths=unconfined"},
+			{map[string]string{"SANDBOX_PROC_OPT": "unmask=/proc/sys"}, "unmask=/proc/sys"},
+		} {
+			s := service(t, loadComposeFiles(t, []string{file, "docker-compose.bwrap.yml"}, tt.env), "sandbox-runtime")
+			if v := s.Build.Args["SANDBOX_JAIL"]; v == nil || *v != "bwrap" {
+				t.Errorf("%s + bwrap: build arg SANDBOX_JAIL = %v, want bwrap", file, v)
+			}
+			if v, _ := envValue(s, "SANDBOX_BACKEND"); v != "bwrap" {
+				t.Errorf("%s + bwrap: SANDBOX_BACKEND = %q, want bwrap", file, v)
+			}
+			if want := append(slices.Clone(base.SecurityOpt), tt.want); !slices.Equal(s.SecurityOpt, want) {
+				t.Errorf("%s + bwrap %v: security_opt = %v, want %v", file, tt.env, s.SecurityOpt, want)
+			}
+			if !slices.Equal(s.CapAdd, base.CapAdd) || s.Privileged {
+				t.Errorf("%s + bwrap: cap_add %v privileged %v, want those of nsjail", file, s.CapAdd, s.Privileged)
+			}
+		}
+	}
+}
+
 // The demo site: a service on the compose network, allowed by the web
 // runtime by name, at the host and port the shipped tasks.jsonl uses.
 func TestComposeDemoSite(t *testing.T) {
@@ -650,6 +692,8 @@ func TestDockerComposeConfig(t *testing.T) {
 		args := append(argv[1:], "-f", file, "config", "--quiet")
 		runTool(t, root, argv[0], args...)
 		args = append(argv[1:], "-f", file, "--profile", "llm", "config", "--quiet")
+		runTool(t, root, argv[0], args...)
+		args = append(argv[1:], "-f", file, "-f", "docker-compose.bwrap.yml", "config", "--quiet")
 		runTool(t, root, argv[0], args...)
 	}
 }
