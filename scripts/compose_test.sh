@@ -270,6 +270,8 @@ have_all() {
   log "  waiting: $missing of $(wc -l < "$1") without a trajectory"
   [ "$missing" -eq 0 ]
 }
+# count_done FILE: how many task ids of FILE have a trajectory in $work/out.
+count_done() { while read -r id; do if [ -f "$work/out/trajectories/$id.json" ]; then echo; fi; done < "$1" | wc -l; }
 prom() { curl -fsS --max-time 10 "http://127.0.0.1:$PROMETHEUS_PORT$1"; }
 targets_up() { # job count
   local n
@@ -362,7 +364,7 @@ cat "$work/kill.jsonl" >> "$ADP_TASKS"
 some_done() {
   fetch_output || return 1
   local n
-  n=$(while read -r id; do [ -f "$work/out/trajectories/$id.json" ] && echo; done < "$work/kill.ids" | wc -l)
+  n=$(count_done "$work/kill.ids")
   [ "$n" -ge 10 ] && [ "$n" -lt 100 ]
 }
 wait_for 300 "10 tasks of the kill batch done (and most still to do)" some_done
@@ -383,9 +385,9 @@ all_ended() {
   [ "$missing" -eq 0 ]
 }
 wait_for 600 "every task of the kill batch ended (trajectory or dead letter)" all_ended
-both=$(while read -r id; do [ -f "$work/out/trajectories/$id.json" ] && grep -qxF "$id" "$work/dead.ids" && echo "$id"; done < "$work/kill.ids" | wc -l)
+both=$(while read -r id; do if [ -f "$work/out/trajectories/$id.json" ] && grep -qxF "$id" "$work/dead.ids"; then echo "$id"; fi; done < "$work/kill.ids" | wc -l)
 [ "$both" -eq 0 ] || fail "$both tasks have both a trajectory and a dead letter"
-done_n=$(while read -r id; do [ -f "$work/out/trajectories/$id.json" ] && echo; done < "$work/kill.ids" | wc -l)
+done_n=$(count_done "$work/kill.ids")
 log "kill batch: $done_n trajectories, $((150 - done_n)) dead letters, none both"
 # Back to 3 running replicas (the killed one may or may not have been
 # restarted by the engine).
