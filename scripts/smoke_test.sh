@@ -21,7 +21,7 @@ if [ "${1:-}" = "--local" ]; then
 else
   # Against a running compose stack: inject by hand, as the runbook does.
   while read -r line; do
-    compose exec -T redis redis-cli xadd tasks:code '*' task "$line" >/dev/null
+    compose exec -T redis redis-cli xadd tasks:code '*' task "$line" >/dev/null </dev/null
   done < "$tasks"
   copy=$(mktemp -d); trap 'rm -rf "$copy" "$tasks"' EXIT
   dir=$copy/trajectories
