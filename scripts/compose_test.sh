@@ -73,6 +73,9 @@ services="redis dispatcher sandbox-runtime web-runtime demo-site prometheus"
 export ADP_COMPOSE_SERVICES=$services
 # Reclaims of a killed replica's entries come after LEASE_TTL.
 export LEASE_TTL=${LEASE_TTL:-15s}
+# Two jails per sandbox replica whatever the machine's size: the kill step
+# needs its batch to last (150 one-second tasks on 3 replicas: ~25 s).
+export SANDBOX_CONCURRENCY=${SANDBOX_CONCURRENCY:-2}
 
 work=$(mktemp -d /tmp/adp-compose-test.XXXXXX)
 chmod 755 "$work"
