@@ -38,6 +38,9 @@
 #   ADP_CT_BATCH         tasks in the scale step's batch (default 300)
 #   ADP_CT_LOAD_N        tasks of the load test (default 60)
 #   ADP_CT_BUILD_TIMEOUT seconds for building the images (default 2400)
+# The whole script is one compound command: bash reads it entirely before
+# running it, so that editing the file cannot derail a run in progress.
+{
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -455,3 +458,5 @@ tail -1 "$work/smoke-min.log" >&2
 timeout 300 docker compose -f docker-compose.minimal.yml down -v > "$work/down.log" 2>&1 || { cat "$work/down.log" >&2; fail "docker compose -f docker-compose.minimal.yml down -v"; }
 leftovers
 step_end
+exit 0
+}
