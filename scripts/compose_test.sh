@@ -230,21 +230,27 @@ step jails
 # the image by `docker compose run`, which applies the service's cap_add,
 # security_opt and pids_limit: what the jail gets in the stack.
 CGO_ENABLED=0 go test -c -o "$work/sandbox.test" ./internal/sandbox/ || fail "go test -c ./internal/sandbox"
-conformance() { # jail image-tag compose-files
-  local out=$work/conformance-$1.txt
-  if ! COMPOSE_FILE=$3 SANDBOX_JAIL=$1 ADP_VERSION=$2 timeout 600 docker compose run --rm --no-deps -T \
+conformance_run() { # jail image-tag compose-files output: 0 when every case passed
+  COMPOSE_FILE=$3 SANDBOX_JAIL=$1 ADP_VERSION=$2 timeout 600 docker compose run --rm --no-deps -T \
       -v "$work/sandbox.test:/usr/local/bin/sandbox.test:ro" --entrypoint /usr/local/bin/sandbox.test \
       sandbox-runtime -test.count=1 -test.v \
       -test.run '^(TestConformance|TestConformanceConcurrent|TestProcessLimitPerJail|TestContextCancel|TestCheck)$' \
-      > "$out" 2>&1; then
-    grep -E -- '--- FAIL|FAIL|panic' "$out" | head -30 >&2; tail -20 "$out" >&2
-    fail "conformance cases failed under $1 inside the container"
-  fi
+      > "$4" 2>&1 </dev/null || return 1
   # The exit status of `compose run` is not enough on every engine: the
   # verdict is read from the output too.
-  if ! grep -q -- "--- PASS: TestConformance/$1 " "$out" || grep -q -- '--- FAIL' "$out" || grep -qx FAIL "$out"; then
+  grep -q -- "--- PASS: TestConformance/$1 " "$4" && ! grep -q -- '--- FAIL' "$4" && ! grep -qx FAIL "$4"
+}
+conformance() { # jail image-tag compose-files
+  local out=$work/conformance-$1.txt
+  if ! conformance_run "$@" "$out"; then
+    # One more attempt, loudly: the suite saturates the machine on purpose
+    # (fork bombs, floods) and a shared CI machine may be loaded already.
+    log "conformance under $1 failed in the container; its failures, then a second attempt:"
     grep -B3 -A25 -- '--- FAIL' "$out" | head -80 >&2; tail -5 "$out" >&2
-    fail "conformance cases under $1 failed or did not run inside the container"
+    if ! conformance_run "$@" "$out"; then
+      grep -B3 -A25 -- '--- FAIL' "$out" | head -80 >&2; tail -5 "$out" >&2
+      fail "conformance cases under $1 failed (twice) or did not run inside the container"
+    fi
   fi
   log "conformance under $1 in the container: $(grep -c -- '--- PASS: TestConformance/'"$1"'/' "$out") cases passed"
 }
