@@ -140,46 +140,135 @@ func (r *run) store(ctx context.Context) {
 	}
 }
 
-// runProgram executes one program as a step and verifies it.
-func (r *run) runProgram(ctx context.Context, program string) *core.ExecutionStep {
-	res, step := r.execute(ctx, program, "run")
+// Purposes of a code step (action_params.purpose): a run of the program,
+// or the platform's run of the task's tests (not a model action).
+const (
+	purposeRun    = "run"
+	purposeVerify = "verify"
+)
+
+// runProgram executes a program that no model chose between runs
+// (scripted, cached, rules) as a step and verifies it. With tests, one
+// jailed run of the harness yields both the program's own run and the
+// tests' verdict.
+func (r *run) runProgram(ctx context.Context, program string) {
+	if r.c.Tests != "" && r.runWithTests(ctx, program) {
+		return
+	}
+	res, _ := r.execute(ctx, program, purposeRun)
 	if res == nil || !res.OK() {
-		return step
+		return
 	}
 	r.lastProgram, r.lastResult = program, res
 	r.verify(ctx)
-	return step
 }
 
-// execute runs code in the jail and records it as a step.
-func (r *run) execute(ctx context.Context, code, purpose string) (*sandbox.Result, *core.ExecutionStep) {
+// runWithTests runs program and its tests in one jail and records the
+// program's run and, when it ran cleanly, the verification, as two steps.
+// It reports false, having recorded nothing, when the run cannot tell the
+// two apart (truncated output, a process that exited 0 before the
+// boundary) or the tests hit a limit that their own run would not share
+// with the program's: then the caller runs them separately.
+func (r *run) runWithTests(ctx context.Context, program string) bool {
+	lim := r.limits(ctx)
+	h, req := newHarnessRun(program, r.c.Tests, r.c.Stdin, lim)
+	started := time.Now()
+	res, err := r.jail(ctx, req)
+	if err != nil {
+		r.addJailFailure(r.runParams(program, purposeRun), err, started)
+		return true
+	}
+	hr := h.read(res, lim)
+	if !hr.split {
+		if res.OK() || res.StdoutTruncated || res.StderrTruncated {
+			return false
+		}
+		// The process died during the program (crash, limit, os._exit
+		// with a failure status): that is the program's run.
+		r.addRunStep(r.runParams(program, purposeRun), res, started)
+		return true
+	}
+	r.addRunStep(r.runParams(program, purposeRun), hr.program, started)
+	if !hr.program.OK() {
+		return true
+	}
+	r.lastProgram, r.lastResult = program, &hr.program
+	r.verifiedFor = program
+	if ok, msg := r.checkOutput(); !ok {
+		r.verified, r.verifyMsg = &ok, msg
+		return true
+	}
+	if !hr.passed && !hr.programExited && (hr.tests.ErrorType == core.ErrTimeout || hr.tests.ErrorType == core.ErrOutputLimit) {
+		// The tests had what the program left of the limits; alone they
+		// get their own, as they always have.
+		r.verifyTests(ctx)
+		return true
+	}
+	testsStarted := started.Add(hr.program.Wall)
+	r.addVerifyStep(res.ExitCode, hr, testsStarted)
+	return true
+}
+
+// limits are the jail limits of one run: the runtime's, with the wall
+// clock cut to what is left of the task's deadline.
+func (r *run) limits(ctx context.Context) sandbox.Limits {
 	lim := r.a.Limits
 	if dl, ok := ctx.Deadline(); ok {
 		if rem := time.Until(dl); rem < lim.Wall || lim.Wall == 0 {
 			lim.Wall = max(rem, 100*time.Millisecond)
 		}
 	}
-	params := map[string]any{"code": code, "language": "python", "purpose": purpose}
-	if r.c.Stdin != "" {
-		params["stdin"] = r.c.Stdin
-	}
-	started := time.Now()
-	res, err := r.a.Jail.Run(ctx, sandbox.Request{Code: code, Stdin: []byte(r.c.Stdin), Limits: lim})
-	r.a.Metrics.SandboxExecDuration.Observe(res.Wall.Seconds())
+	return lim
+}
+
+// jail runs req; a jail failure is counted and, unless ctx ended, kept as
+// the task's system error.
+func (r *run) jail(ctx context.Context, req sandbox.Request) (sandbox.Result, error) {
+	res, err := r.a.Jail.Run(ctx, req)
 	if err != nil {
 		r.a.Metrics.SandboxJailFailures.Inc()
 		if ctx.Err() == nil {
 			r.jailErr = err
 		}
-		step := r.tr.AddStep(core.ExecutionStep{
-			ActionType: core.ActionCodeExecution, ActionParams: params,
-			ErrorType: core.ErrSystem, ErrorMessage: err.Error(),
-			Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
-		})
-		return nil, step
+		return res, err
 	}
+	r.a.Metrics.SandboxExecDuration.Observe(res.Wall.Seconds())
+	return res, nil
+}
+
+func (r *run) runParams(code, purpose string) map[string]any {
+	params := map[string]any{"code": code, "language": "python", "purpose": purpose}
+	if r.c.Stdin != "" {
+		params["stdin"] = r.c.Stdin
+	}
+	return params
+}
+
+// execute runs code in the jail and records it as a step. The result is
+// nil when the jail failed.
+func (r *run) execute(ctx context.Context, code, purpose string) (*sandbox.Result, core.ExecutionStep) {
+	params := r.runParams(code, purpose)
+	started := time.Now()
+	res, err := r.jail(ctx, sandbox.Request{Code: code, Stdin: []byte(r.c.Stdin), Limits: r.limits(ctx)})
+	if err != nil {
+		return nil, r.addJailFailure(params, err, started)
+	}
+	return &res, r.addRunStep(params, res, started)
+}
+
+func (r *run) addJailFailure(params map[string]any, err error, started time.Time) core.ExecutionStep {
+	step := core.ExecutionStep{
+		ActionType: core.ActionCodeExecution, ActionParams: params,
+		ErrorType: core.ErrSystem, ErrorMessage: err.Error(),
+		Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
+	}
+	r.tr.AddStep(step)
+	return step
+}
+
+func (r *run) addRunStep(params map[string]any, res sandbox.Result, started time.Time) core.ExecutionStep {
 	params["exit_code"] = res.ExitCode
-	step := r.tr.AddStep(core.ExecutionStep{
+	step := core.ExecutionStep{
 		ActionType:   core.ActionCodeExecution,
 		ActionParams: params,
 		Observation:  observation(res),
@@ -188,40 +277,78 @@ func (r *run) execute(ctx context.Context, code, purpose string) (*sandbox.Resul
 		ErrorMessage: res.ErrorMessage,
 		Timestamp:    core.UnixSeconds(started),
 		Duration:     res.Wall.Seconds(),
-	})
-	return &res, step
+	}
+	r.tr.AddStep(step)
+	return step
 }
 
-// verify checks the last clean run against the task's verifier.
+// addVerifyStep records the tests' part of a harness run as the verify
+// step, and its verdict as the task's verification.
+func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) {
+	ok, et, msg := hr.verdict()
+	params := r.runParams(r.verifiedCode(), purposeVerify)
+	params["exit_code"] = exitCode
+	r.tr.AddStep(core.ExecutionStep{
+		ActionType:   core.ActionCodeExecution,
+		ActionParams: params,
+		Observation:  observation(hr.tests),
+		Success:      ok,
+		ErrorType:    et,
+		ErrorMessage: msg,
+		Timestamp:    core.UnixSeconds(started),
+		Duration:     hr.tests.Wall.Seconds(),
+	})
+	r.verified, r.verifyMsg = &ok, msg
+}
+
+// verifiedCode is what a verify step runs, as its action_params.code: the
+// program, then the tests (the harness around them is the platform's).
+func (r *run) verifiedCode() string {
+	return r.lastProgram + "\n\n# --- tests (constraints.tests) ---\n" + r.c.Tests + "\n"
+}
+
+// verify checks the last clean run against the task's verifier: the
+// expected output, then the tests in a run of their own.
 func (r *run) verify(ctx context.Context) {
-	if !r.c.hasVerifier() {
+	if !r.c.HasVerifier() {
 		r.verified, r.verifyMsg = nil, ""
 		return
 	}
 	r.verifiedFor = r.lastProgram
-	ok := true
-	var msg string
-	if r.c.ExpectedOutput != nil {
-		got, want := normalizeOutput(r.lastResult.Stdout), normalizeOutput(*r.c.ExpectedOutput)
-		if got != want {
-			ok = false
-			msg = fmt.Sprintf("output %q does not match the expected output %q", clip(got, 200), clip(want, 200))
-		}
+	if ok, msg := r.checkOutput(); !ok || r.c.Tests == "" {
+		r.verified, r.verifyMsg = &ok, msg
+		return
 	}
-	if ok && r.c.Tests != "" {
-		res, step := r.execute(ctx, r.lastProgram+"\n\n# --- tests (constraints.tests) ---\n"+r.c.Tests+"\n", "verify")
-		switch {
-		case res == nil:
-			ok, msg = false, "the tests could not run: "+step.ErrorMessage
-		case !res.OK():
-			ok = false
-			msg = "tests failed: " + res.ErrorMessage
-			if res.ErrorType == core.ErrRuntime {
-				step.ErrorType = core.ErrWrongAnswer
-			}
-		}
+	r.verifyTests(ctx)
+}
+
+// checkOutput compares the last clean run's stdout with expected_output.
+func (r *run) checkOutput() (bool, string) {
+	if r.c.ExpectedOutput == nil {
+		return true, ""
 	}
-	r.verified, r.verifyMsg = &ok, msg
+	got, want := normalizeOutput(r.lastResult.Stdout), normalizeOutput(*r.c.ExpectedOutput)
+	if got != want {
+		return false, fmt.Sprintf("output %q does not match the expected output %q", clip(got, 200), clip(want, 200))
+	}
+	return true, ""
+}
+
+// verifyTests runs the last clean program with the tests under the harness
+// and records the verify step.
+func (r *run) verifyTests(ctx context.Context) {
+	lim := r.limits(ctx)
+	h, req := newHarnessRun(r.lastProgram, r.c.Tests, r.c.Stdin, lim)
+	started := time.Now()
+	res, err := r.jail(ctx, req)
+	if err != nil {
+		params := r.runParams(r.verifiedCode(), purposeVerify)
+		step := r.addJailFailure(params, err, started)
+		f := false
+		r.verified, r.verifyMsg = &f, "the tests could not run: "+step.ErrorMessage
+		return
+	}
+	r.addVerifyStep(res.ExitCode, h.read(res, lim), started)
 }
 
 // conclude sets success and the error of the trajectory from the last

@@ -58,6 +58,25 @@ func TestScripted(t *testing.T) {
 		{"syntax error", map[string]any{"code": "def f(:\n"}, false, core.ErrCompile, nil, "", 1},
 		{"exception", map[string]any{"code": "raise ValueError('boom')"}, false, core.ErrRuntime, nil, "", 1},
 		{"unicode", map[string]any{"code": "print('你好, мир')", "expected_output": "你好, мир"}, true, core.ErrNone, true, "你好, мир", 1},
+		{"tests pass, program prints", map[string]any{"code": "print('hi')\ndef add(a, b):\n    return a + b\n", "tests": "print('checking')\nassert add(2, 3) == 5"}, true, core.ErrNone, true, "hi", 2},
+		{"tests and expected output", map[string]any{"code": "def add(a, b):\n    return a + b\nprint(add(1, 1))\n", "tests": "assert add(2, 3) == 5", "expected_output": "2"}, true, core.ErrNone, true, "2", 2},
+		{"expected output wrong, tests pass", map[string]any{"code": "def add(a, b):\n    return a + b\nprint(3)\n", "tests": "assert add(2, 3) == 5", "expected_output": "2"}, false, core.ErrWrongAnswer, false, "3", 1},
+		{"tests see the program's stdin", map[string]any{"code": "import sys\ndata = sys.stdin.read()\nprint(repr(data))\n", "stdin": "1 2\n", "tests": "assert data == '1 2\\n', data"}, true, core.ErrNone, true, "'1 2\\n'", 2},
+		{"tests raise", map[string]any{"code": "x = 1\n", "tests": "raise ValueError('no')"}, false, core.ErrWrongAnswer, false, "", 2},
+		{"program fails before the tests", map[string]any{"code": "raise KeyError('k')\n", "tests": "assert True"}, false, core.ErrRuntime, nil, "", 1},
+		{"program syntax error with tests", map[string]any{"code": "def f(:\n", "tests": "assert True"}, false, core.ErrCompile, nil, "", 1},
+		{"program times out with tests", map[string]any{"code": "while True:\n    pass\n", "tests": "assert True"}, false, core.ErrTimeout, nil, "", 1},
+		// Reward hacks: a program that passes tests it never ran.
+		{"hack: sys.exit(0) after a wrong add", map[string]any{"code": hackSysExit, "tests": addTests}, false, core.ErrWrongAnswer, false, "", 2},
+		{"hack: os._exit(0) after a wrong add", map[string]any{"code": hackOSExit, "tests": addTests}, false, core.ErrWrongAnswer, false, "", 2},
+		{"hack: atexit os._exit(0)", map[string]any{"code": hackAtexit, "tests": addTests}, false, core.ErrWrongAnswer, false, "", 2},
+		{"hack: the function exits 0 when tested", map[string]any{"code": "def add(a, b):\n    raise SystemExit(0)\n", "tests": addTests}, false, core.ErrWrongAnswer, false, "", 2},
+		{"hack: the function calls os._exit(0) when tested", map[string]any{"code": "import os\ndef add(a, b):\n    os._exit(0)\n", "tests": addTests}, false, core.ErrWrongAnswer, false, "", 2},
+		{"hack: a thread exits 0 during the tests", map[string]any{"code": hackThread, "tests": addTests}, false, core.ErrWrongAnswer, false, "", 2},
+		{"hack: a forged marker", map[string]any{"code": hackForged, "tests": addTests}, false, core.ErrWrongAnswer, false, "\x1eADP-00000000000000000000000000000000 pass\n\x1eADP-00000000000000000000000000000000 end 0 0.1 ran", 2},
+		{"hack: stdout closed", map[string]any{"code": "import os\nos.close(1)\ndef add(a, b):\n    return a + b\n", "tests": addTests}, false, core.ErrRuntime, nil, "", 1},
+		{"hack: the program crashes the interpreter", map[string]any{"code": "import ctypes\ndef add(a, b):\n    return a + b\nctypes.string_at(0)\n", "tests": addTests}, false, core.ErrRuntime, nil, "", 1},
+		{"tests that call sys.exit(0) fail", map[string]any{"code": "def add(a, b):\n    return a + b\n", "tests": "import sys\nassert add(2, 3) == 5\nsys.exit(0)"}, false, core.ErrWrongAnswer, false, "", 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +101,54 @@ func TestScripted(t *testing.T) {
 				t.Errorf("step = %+v, metadata = %v", s, tr.Metadata)
 			}
 		})
+	}
+}
+
+// The programs of the reward-hack cases: each defines a wrong add and
+// tries to make the tests' process exit 0 without the tests passing.
+const (
+	addTests    = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
+	wrongAdd    = "def add(a, b):\n    return a - b\n"
+	hackSysExit = wrongAdd + "import sys\nsys.exit(0)\n"
+	hackOSExit  = wrongAdd + "import os\nos._exit(0)\n"
+	hackAtexit  = wrongAdd + "import atexit, os\natexit.register(lambda: os._exit(0))\n"
+	hackThread  = wrongAdd + "import os, threading, time\n" +
+		"def _bye():\n    time.sleep(0.05)\n    os._exit(0)\n" +
+		"threading.Thread(target=_bye, daemon=True).start()\n" +
+		"_real = add\ndef add(a, b):\n    time.sleep(1)\n    return _real(a, b)\n"
+	hackForged = wrongAdd + "import sys\nsys.stdout.write('\\x1eADP-' + '0' * 32 + ' pass\\n')\nsys.stdout.write('\\x1eADP-' + '0' * 32 + ' end 0 0.1 ran\\n')\n"
+)
+
+func TestHarnessOutputIsClean(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	tr, err := a.Execute(context.Background(), task("scripted", map[string]any{
+		"code": "import sys\nprint('out')\nprint('err', file=sys.stderr)\ndef add(a, b):\n    return a + b\n", "tests": "print('from the tests')\n" + addTests}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Success || len(tr.Steps) != 2 {
+		t.Fatalf("success=%v steps=%d (%s)", tr.Success, len(tr.Steps), tr.ErrorMessage)
+	}
+	run, verify := tr.Steps[0], tr.Steps[1]
+	if run.ActionParams["purpose"] != "run" || verify.ActionParams["purpose"] != "verify" {
+		t.Errorf("purposes = %v, %v", run.ActionParams["purpose"], verify.ActionParams["purpose"])
+	}
+	for _, s := range tr.Steps {
+		if strings.Contains(s.Observation, "\x1e") || strings.Contains(s.Observation, "ADP-") {
+			t.Errorf("step %d shows a harness marker: %q", s.StepID, s.Observation)
+		}
+	}
+	if !strings.Contains(run.Observation, "stdout:\nout\n") || !strings.Contains(run.Observation, "stderr:\nerr\n") || strings.Contains(run.Observation, "from the tests") {
+		t.Errorf("run step observation = %q, want the program's output only", run.Observation)
+	}
+	if !strings.Contains(verify.Observation, "from the tests") || strings.Contains(verify.Observation, "out\n") {
+		t.Errorf("verify step observation = %q, want the tests' output only", verify.Observation)
+	}
+	if code, _ := verify.ActionParams["code"].(string); !strings.Contains(code, "return a + b") || !strings.Contains(code, "from the tests") {
+		t.Errorf("verify step code = %q, want the program and the tests", code)
+	}
+	if got := testutil.CollectAndCount(a.Metrics.SandboxExecDuration); got != 1 {
+		t.Errorf("sandbox_exec_duration has %d series", got)
 	}
 }
 
@@ -227,5 +294,22 @@ func TestMaxStepsBoundsTheLoop(t *testing.T) {
 	}
 	if n := len(fake.Requests()); n != 3 {
 		t.Errorf("%d LLM calls, want 3", n)
+	}
+}
+
+func TestLLMCannotExitPastTheTests(t *testing.T) {
+	client, _ := newLLM(t, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+		if n == 0 {
+			return 200, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": hackAtexit})
+		}
+		return 200, testsupport.AnswerReply("done")
+	})
+	a := newAgent(t, client, nil)
+	tr, err := a.Execute(context.Background(), task("Write add(a, b).", map[string]any{"tests": addTests}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.Metadata["verified"] != false || tr.ErrorType != core.ErrWrongAnswer {
+		t.Fatalf("success=%v verified=%v error=%s (%s); want a failed verification", tr.Success, tr.Metadata["verified"], tr.ErrorType, tr.ErrorMessage)
 	}
 }

@@ -42,7 +42,7 @@ func (r *run) withLLM(ctx context.Context) {
 	case r.task.TaskType == core.TaskReasoning && r.lastResult == nil && out.Answer != "":
 		// A reasoning task may be answered without code.
 		r.answerOnly(out.Answer)
-	case r.lastResult != nil && r.c.hasVerifier() && r.verifiedFor != r.lastProgram:
+	case r.lastResult != nil && r.c.HasVerifier() && r.verifiedFor != r.lastProgram:
 		// The loop ended (max_steps) after a run the model never submitted.
 		r.verify(ctx)
 	}
@@ -78,7 +78,7 @@ func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 		}
 		return "error: " + err.Error(), false
 	}
-	res, step := t.r.execute(ctx, args.Code, "run")
+	res, step := t.r.execute(ctx, args.Code, purposeRun)
 	if res == nil {
 		return "error: " + step.ErrorMessage, t.r.jailErr != nil
 	}

@@ -110,14 +110,14 @@ func NewTrajectory(t TaskSpec, runtimeID string) *Trajectory {
 	}
 }
 
-// AddStep appends s, numbering it from 1, and returns a pointer to the stored step.
-func (tr *Trajectory) AddStep(s ExecutionStep) *ExecutionStep {
+// AddStep appends s, numbering it from 1. It returns nothing: a pointer
+// into Steps would be left behind by the next append.
+func (tr *Trajectory) AddStep(s ExecutionStep) {
 	s.StepID = len(tr.Steps) + 1
 	if s.ActionParams == nil {
 		s.ActionParams = map[string]any{}
 	}
 	tr.Steps = append(tr.Steps, s)
-	return &tr.Steps[len(tr.Steps)-1]
 }
 
 // Fail marks the trajectory failed with the given classification.

@@ -140,3 +140,10 @@ func cpuSeconds(d time.Duration) int64 {
 func ceilMiB(b int64) int64 {
 	return max((b+(1<<20)-1)>>20, 1)
 }
+
+// ExitError classifies a Python program that exited by itself with
+// exitCode after writing stderr, as Run does for a whole run: the code
+// agent uses it for the program's part of a run that also ran its tests.
+func ExitError(exitCode int, stderr string, lim Limits) (core.ErrorType, string) {
+	return classify(outcome{exitCode: exitCode, stderr: stderr, limits: lim.withDefaults()})
+}

@@ -4,55 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/agentdataplatform/adp/internal/browser"
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 )
 
-// Action is one browser action: what a scripted task lists in
-// constraints.actions, what the template cache stores, and what an LLM tool
-// call decodes to.
-type Action struct {
-	Action   string `json:"action"` // goto click fill press select scroll wait extract finish (fill_and_submit)
-	URL      string `json:"url,omitempty"`
-	Selector string `json:"selector,omitempty"`
-	Text     string `json:"text,omitempty"`
-	Key      string `json:"key,omitempty"`
-	Value    string `json:"value,omitempty"`
-	Answer   string `json:"answer,omitempty"`
-}
-
-// params renders the action as a step's action_params.
-func (a Action) params() map[string]any {
-	p := map[string]any{"action": a.Action}
-	for k, v := range map[string]string{"url": a.URL, "selector": a.Selector, "text": a.Text, "key": a.Key, "value": a.Value, "answer": a.Answer} {
-		if v != "" {
-			p[k] = v
-		}
-	}
-	return p
-}
-
-// validate checks that the action has what it needs.
-func (a Action) validate() error {
-	need := map[string][]string{
-		"goto": {"url"}, "click": {"selector"}, "fill": {"selector"}, "fill_and_submit": {"selector"},
-		"press": {"selector", "key"}, "select": {"selector", "value"}, "scroll": nil, "wait": {"selector"},
-		"extract": {"selector"}, "finish": nil,
-	}
-	fields, ok := need[a.Action]
-	if !ok {
-		return fmt.Errorf("unknown action %q: one of goto, click, fill, press, select, scroll, wait, extract, finish", a.Action)
-	}
-	got := a.params()
-	for _, f := range fields {
-		if _, ok := got[f]; !ok {
-			return fmt.Errorf("action %s needs %q", a.Action, f)
-		}
-	}
-	return nil
-}
+// Action is one browser action; the one definition is core's.
+type Action = core.WebAction
 
 // perform runs a on the session; extract returns the text it found.
 func perform(ctx context.Context, s *browser.Session, a Action) (extracted string, err error) {
@@ -101,20 +60,14 @@ func actionFromCall(call llm.ToolCall) (Action, error) {
 		return Action{}, err
 	}
 	a.Action = call.Function.Name
-	return a, a.validate()
+	return a, a.Validate()
 }
 
-// decodeActions reads constraints.actions or a cached sequence.
+// decodeActions reads a cached sequence.
 func decodeActions(raw json.RawMessage) ([]Action, error) {
-	var as []Action
-	if err := json.Unmarshal(raw, &as); err != nil {
+	as, err := core.DecodeWebActions(raw)
+	if err != nil {
 		return nil, fmt.Errorf("actions: %w", err)
-	}
-	for i := range as {
-		as[i].Action = strings.ToLower(strings.TrimSpace(as[i].Action))
-		if err := as[i].validate(); err != nil {
-			return nil, fmt.Errorf("actions[%d]: %w", i, err)
-		}
 	}
 	return as, nil
 }

@@ -23,19 +23,8 @@ import (
 	"github.com/agentdataplatform/adp/internal/templatecache"
 )
 
-// Constraints are what a web task may carry.
-type Constraints struct {
-	StartURL     string          `json:"start_url"`
-	Actions      json.RawMessage `json:"actions"`
-	ExpectedText string          `json:"expected_text"`
-	ExpectedURL  string          `json:"expected_url"`
-	Answer       *string         `json:"answer"`
-	Screenshot   bool            `json:"screenshot"`
-}
-
-func (c Constraints) hasVerifier() bool {
-	return c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil
-}
+// Constraints are what a web task may carry; the one definition is core's.
+type Constraints = core.WebConstraints
 
 // Agent is the web runtime's worker.Executor.
 type Agent struct {
@@ -101,15 +90,9 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 // act chooses where the actions come from and performs them.
 func (r *run) act(ctx context.Context) {
 	switch {
-	case len(r.c.Actions) > 0 && string(r.c.Actions) != "null":
+	case len(r.c.Actions) > 0:
 		r.tr.Metadata["source"] = agent.SourceScripted
-		as, err := decodeActions(r.c.Actions)
-		if err != nil {
-			r.fatal = err
-			r.tr.Fail(core.ErrSystem, "invalid constraints.actions: "+err.Error())
-			return
-		}
-		r.replay(ctx, as)
+		r.replay(ctx, r.c.Actions)
 	case r.fromCache(ctx):
 	case r.a.LLM != nil:
 		r.tr.Metadata["source"] = agent.SourceLLM
@@ -184,16 +167,18 @@ func (r *run) store(ctx context.Context) {
 }
 
 // do performs one action as a step, observes the page after it, and
-// returns the step.
-func (r *run) do(ctx context.Context, a Action, initial bool) *core.ExecutionStep {
+// returns (a copy of) the step.
+func (r *run) do(ctx context.Context, a Action, initial bool) core.ExecutionStep {
 	started := time.Now()
-	params := a.params()
+	params := a.Params()
 	if initial {
 		params["initial"] = true
 	}
-	if err := a.validate(); err != nil {
-		return r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
-			ErrorType: core.ErrRuntime, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})
+	if err := a.Validate(); err != nil {
+		step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
+			ErrorType: core.ErrRuntime, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)}
+		r.tr.AddStep(step)
+		return step
 	}
 	extracted, err := perform(ctx, r.s, a)
 	step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params, Timestamp: core.UnixSeconds(started)}
@@ -235,7 +220,8 @@ func (r *run) do(ctx context.Context, a Action, initial bool) *core.ExecutionSte
 		r.screenshot(ctx, &step)
 	}
 	step.Duration = time.Since(started).Seconds()
-	return r.tr.AddStep(step)
+	r.tr.AddStep(step)
+	return step
 }
 
 func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
@@ -274,7 +260,7 @@ func (r *run) conclude(ctx context.Context) {
 		tr.Fail(s.ErrorType, s.ErrorMessage)
 		return
 	}
-	if !r.c.hasVerifier() {
+	if !r.c.HasVerifier() {
 		tr.Success = true
 		return
 	}

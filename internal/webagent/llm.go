@@ -48,7 +48,7 @@ func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 func (t *llmTools) Answer(ctx context.Context, answer string) string {
 	ans := strings.TrimSpace(answer)
 	t.r.answer = &ans
-	if t.r.c.hasVerifier() {
+	if t.r.c.HasVerifier() {
 		if ok, why := t.r.verify(); !ok {
 			return "Verification failed: " + why + ". Continue, then call finish with the answer."
 		}
