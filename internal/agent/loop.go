@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -46,6 +47,11 @@ type Outcome struct {
 	LLMCalls int
 	Usage    llm.Usage
 	Messages []llm.Message
+	// Transcript is the conversation as exchanged: the last request's
+	// messages as sent, then the last reply. Tools are the tools as sent.
+	Transcript []json.RawMessage
+	Tools      json.RawMessage
+	Calls      []core.ModelCall
 }
 
 // extraTurns allows for malformed calls and verification feedback beyond
@@ -69,6 +75,7 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			return out, fmt.Errorf("llm: %w", err)
 		}
 		out.Usage = out.Usage.Add(resp.Usage)
+		out.record(resp)
 		msg := resp.Message
 		out.Messages = append(out.Messages, msg)
 		if len(msg.ToolCalls) == 0 {
@@ -103,6 +110,18 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 	return out, nil
 }
 
+// record keeps the exchange of one successful call.
+func (o *Outcome) record(resp llm.Response) {
+	x := resp.Exchange
+	o.Transcript = append(append(make([]json.RawMessage, 0, len(x.Messages)+1), x.Messages...), x.Sent)
+	o.Tools = x.Tools
+	o.Calls = append(o.Calls, core.ModelCall{
+		FinishReason: resp.FinishReason,
+		Usage:        core.TokenUsage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens, TotalTokens: resp.Usage.TotalTokens},
+		Reply:        x.Reply,
+	})
+}
+
 // Program and action sources, recorded as metadata.source.
 const (
 	SourceScripted = "scripted" // the task brought its program or actions
@@ -120,6 +139,7 @@ func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, sta
 	tr.Metadata["completion_tokens"] = o.Usage.CompletionTokens
 	tr.Metadata["total_tokens"] = o.Usage.TotalTokens
 	tr.Metadata["stop_reason"] = o.Reason
+	tr.Messages, tr.Tools, tr.ModelCalls = o.Transcript, o.Tools, o.Calls
 	if err == nil {
 		return
 	}

@@ -1,7 +1,9 @@
 package codeagent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,11 +13,14 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/export"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/prompt"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/testsupport"
+	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
 func newJail(t *testing.T) sandbox.Jail {
@@ -311,5 +316,72 @@ func TestLLMCannotExitPastTheTests(t *testing.T) {
 	}
 	if tr.Success || tr.Metadata["verified"] != false || tr.ErrorType != core.ErrWrongAnswer {
 		t.Fatalf("success=%v verified=%v error=%s (%s); want a failed verification", tr.Success, tr.Metadata["verified"], tr.ErrorType, tr.ErrorMessage)
+	}
+}
+
+// TestExportIsWhatTheModelReceived: the OpenAI record of an LLM trajectory,
+// through its file, carries byte for byte the messages and tools the model
+// server received, then the model's reply.
+func TestExportIsWhatTheModelReceived(t *testing.T) {
+	client, fake := newLLM(t, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+		if n == 0 {
+			return 200, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": "import sys\nprint(len(sys.stdin.read()) > 0 and 4)"})
+		}
+		return 200, testsupport.AnswerReply("4 <done> & dusted")
+	})
+	a := newAgent(t, client, nil)
+	tr, err := a.Execute(context.Background(), task("What is 2 + 2? Print it, <quietly> & \"exactly\".", map[string]any{"expected_output": "4", "stdin": "a < b\n"}))
+	if err != nil || !tr.Success {
+		t.Fatalf("execute: %v, success=%v (%s)", err, tr.Success, tr.ErrorMessage)
+	}
+	dir := t.TempDir()
+	w, err := trajectory.NewWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(tr); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if sum, err := export.Write(&buf, dir, export.FormatOpenAI, export.Options{}); err != nil || sum.Written != 1 {
+		t.Fatalf("export: %+v, %v", sum, err)
+	}
+	var rec, sent struct {
+		Messages []json.RawMessage `json:"messages"`
+		Tools    json.RawMessage   `json:"tools"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.Requests()
+	if err := json.Unmarshal(reqs[len(reqs)-1].Body, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rec.Tools, sent.Tools) {
+		t.Errorf("exported tools\n%s\nthe server received\n%s", rec.Tools, sent.Tools)
+	}
+	if len(rec.Messages) != len(sent.Messages)+1 {
+		t.Fatalf("%d exported messages; the last request had %d, then the reply", len(rec.Messages), len(sent.Messages))
+	}
+	for i, m := range sent.Messages {
+		if !bytes.Equal(rec.Messages[i], m) {
+			t.Errorf("exported message %d\n%s\nthe server received\n%s", i, rec.Messages[i], m)
+		}
+	}
+	var system, final struct{ Role, Content string }
+	_ = json.Unmarshal(sent.Messages[0], &system)
+	_ = json.Unmarshal(rec.Messages[len(rec.Messages)-1], &final)
+	if system.Role != "system" || system.Content != prompt.CodeSystem {
+		t.Errorf("system message sent = %+v", system)
+	}
+	if final.Role != "assistant" || final.Content != "4 <done> & dusted" {
+		t.Errorf("last exported message = %+v, want the model's answer", final)
+	}
+	if len(tr.ModelCalls) != 2 || tr.ModelCalls[1].FinishReason != "stop" || !strings.Contains(string(tr.ModelCalls[1].Reply), "dusted") {
+		t.Errorf("model_calls = %+v", tr.ModelCalls)
+	}
+	var share bytes.Buffer
+	if sum, err := export.Write(&share, dir, export.FormatShareGPT, export.Options{}); err != nil || sum.Written != 1 {
+		t.Errorf("sharegpt export of the recorded exchange: %+v, %v", sum, err)
 	}
 }

@@ -7,29 +7,15 @@ import (
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/prompt"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 )
 
-const systemPrompt = `You are a careful Python programming agent. Solve the user's task by writing a complete Python 3 program and running it with the run_python tool. The program runs in a sandbox without network access, with standard input as given by the task; it must print its answer to standard output. Read each run's observation (exit code, stdout, stderr) and fix the program if needed. When the last run printed the right answer, reply with that answer in plain text and do not call a tool.`
-
-var runPythonTool = llm.NewTool("run_python",
-	"Run a complete Python 3 program in a sandbox and return its exit code, stdout and stderr.",
-	`{"type":"object","properties":{"code":{"type":"string","description":"The complete Python 3 program."}},"required":["code"]}`)
-
 // withLLM runs the model loop; every run_python call is a step.
 func (r *run) withLLM(ctx context.Context) {
-	user := "Task: " + r.task.Description
-	if r.c.Stdin != "" {
-		user += "\n\nThe program's standard input will be:\n" + r.c.Stdin
-	}
-	if r.c.ExpectedOutput != nil || r.c.Tests != "" {
-		user += "\n\nThe result will be checked automatically."
-	}
-	if r.c.Tests != "" {
-		user += " These tests run after your program in the same interpreter:\n" + r.c.Tests
-	}
+	user := prompt.CodeUser(prompt.CodeTask{Description: r.task.Description, Stdin: r.c.Stdin, Checked: r.c.HasVerifier(), Tests: r.c.Tests})
 	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
-	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
+	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.CodeSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
 	if out.Answer != "" {
 		r.tr.Metadata["answer"] = out.Answer
@@ -66,7 +52,7 @@ type llmTools struct{ r *run }
 
 var _ agent.Tools = (*llmTools)(nil)
 
-func (t *llmTools) Definitions() []llm.Tool { return []llm.Tool{runPythonTool} }
+func (t *llmTools) Definitions() []llm.Tool { return []llm.Tool{prompt.RunPython} }
 
 func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 	var args struct {

@@ -94,6 +94,34 @@ type Trajectory struct {
 	TotalDuration float64         `json:"total_duration"` // seconds
 	Metadata      map[string]any  `json:"metadata"`
 	CreatedAt     float64         `json:"created_at"` // unix seconds
+
+	// The conversation with a model, when one chose the actions, exactly as
+	// exchanged: training data must be what the model saw and said, not a
+	// rendering of it made later.
+
+	// Messages are the OpenAI-format messages of the last request, each as
+	// the client sent it, then the model's last reply in the same encoding
+	// (the bytes a next request would carry).
+	Messages []json.RawMessage `json:"messages,omitempty"`
+	// Tools are the tool definitions as sent.
+	Tools json.RawMessage `json:"tools,omitempty"`
+	// ModelCalls has one entry per model call, in order.
+	ModelCalls []ModelCall `json:"model_calls,omitempty"`
+}
+
+// ModelCall is one call of the model.
+type ModelCall struct {
+	FinishReason string     `json:"finish_reason"`
+	Usage        TokenUsage `json:"usage"`
+	// Reply is the response's message as the server sent it.
+	Reply json.RawMessage `json:"reply"`
+}
+
+// TokenUsage is a model call's token accounting.
+type TokenUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
 }
 
 // NewTrajectory starts the trajectory of task t on runtime runtimeID.

@@ -40,19 +40,6 @@ func perform(ctx context.Context, s *browser.Session, a Action) (extracted strin
 	return "", fmt.Errorf("unknown action %q", a.Action)
 }
 
-// The LLM tools: one per action.
-var tools = []llm.Tool{
-	llm.NewTool("goto", "Navigate to a URL (http or https).", `{"type":"object","properties":{"url":{"type":"string"}},"required":["url"]}`),
-	llm.NewTool("click", "Click the first element matching a CSS or Playwright selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("fill", "Type text into an input matching a selector (replacing its value).", `{"type":"object","properties":{"selector":{"type":"string"},"text":{"type":"string"}},"required":["selector","text"]}`),
-	llm.NewTool("press", "Press a key (e.g. Enter) in the element matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"key":{"type":"string"}},"required":["selector","key"]}`),
-	llm.NewTool("select", "Choose an option by value in a <select> matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"value":{"type":"string"}},"required":["selector","value"]}`),
-	llm.NewTool("scroll", "Scroll the page down by one screen.", `{"type":"object","properties":{}}`),
-	llm.NewTool("wait", "Wait until an element matching a selector appears.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("extract", "Return the text of the elements matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("finish", "Finish the task with the answer.", `{"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"]}`),
-}
-
 // actionFromCall decodes a tool call into an Action.
 func actionFromCall(call llm.ToolCall) (Action, error) {
 	var a Action
