@@ -2,14 +2,14 @@
 # bench.sh: the benchmarks of the README's Figures section, on this machine,
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
-#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,web,load
+#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,web,load
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
-only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,web,load}
+only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,web,load}
 want() { [[ ",$only," == *",$1,"* ]]; }
 results=$(mktemp)
 work=$(mktemp -d); trap 'rm -rf "$work" "$results"' EXIT
@@ -27,6 +27,31 @@ if want jail; then
   say "jail: $(grep -E 'Benchmark' "$work/jail.txt" | awk '{print $1, $3, $4}' | tr '\n' ';')"
 fi
 
+# compare NAME N JSONL PROGS WANT_OK: alternates bare runs of the programs in
+# PROGS (xargs -P nproc, python3 -I -S) with pipeline runs of JSONL (adpctl up,
+# a new output directory each round: deleting the last round's files just
+# before a run makes ext4 skip over their recently freed inodes), checks that
+# WANT_OK tasks succeeded each time, and reports the medians and their ratio.
+compare() {
+  local name=$1 n=$2 jsonl=$3 progs=$4 want_ok=$5 par rounds r start ok bare el
+  par=$(nproc)
+  rounds=${ADP_BENCH_ROUNDS:-3}
+  : > "$work/$name-bare.txt"; : > "$work/$name-pipe.txt"
+  for r in $(seq 1 "$rounds"); do
+    start=$(date +%s.%N)
+    ls "$progs"/*.py | xargs -P "$par" -n 1 /usr/bin/python3 -I -S > /dev/null 2>&1 || true
+    echo "$(date +%s.%N) - $start" | bc -l >> "$work/$name-bare.txt"
+    "$BIN/adpctl" up --tasks "$jsonl" --output "$work/$name-out-$r" --demo-addr "" --json 2>/dev/null > "$work/$name.json"
+    ok=$(jq .stats.succeeded "$work/$name.json")
+    [ "$ok" = "$want_ok" ] || die "$name: $ok of $n tasks succeeded, want $want_ok"
+    jq .elapsed_seconds "$work/$name.json" >> "$work/$name-pipe.txt"
+    log "$name round $r: bare $(tail -1 "$work/$name-bare.txt")s, pipeline $(tail -1 "$work/$name-pipe.txt")s"
+  done
+  median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+  bare=$(median "$work/$name-bare.txt"); el=$(median "$work/$name-pipe.txt")
+  say "$name: $n tasks in ${el}s through the pipeline (median of $rounds, $want_ok succeeded as they must) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+}
+
 if want sandbox-e2e; then
   n=500
   log "sandbox end to end: $n scripted code tasks (dispatcher -> Redis -> runtime -> files) vs the same programs bare"
@@ -36,27 +61,17 @@ if want sandbox-e2e; then
     printf '%b\n' "$prog" > "$work/progs/p$i.py"
     jq -cn --arg id "e2e-$i" --arg code "$(printf '%b' "$prog")" '{task_id:$id, task_type:"code", description:"bench", constraints:{code:$code}}'
   done > "$work/e2e.jsonl"
-  par=$(nproc)
-  rounds=${ADP_BENCH_ROUNDS:-3}
-  # Alternate bare and pipeline runs, so both see the same machine, and
-  # take the median of each: one run of a few seconds is noisy.
-  : > "$work/bare.txt"; : > "$work/pipe.txt"
-  for r in $(seq 1 "$rounds"); do
-    start=$(date +%s.%N)
-    ls "$work"/progs/*.py | xargs -P "$par" -n 1 /usr/bin/python3 > /dev/null
-    echo "$(date +%s.%N) - $start" | bc -l >> "$work/bare.txt"
-    # A new output directory each round, all removed at the end: deleting
-    # the last round's 500 files just before a run makes ext4 skip over
-    # their recently freed inodes when it allocates the new ones.
-    "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out-$r" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
-    ok=$(jq .stats.succeeded "$work/e2e.json")
-    [ "$ok" = "$n" ] || die "sandbox e2e: $ok of $n tasks succeeded"
-    jq .elapsed_seconds "$work/e2e.json" >> "$work/pipe.txt"
-    log "round $r: bare $(tail -1 "$work/bare.txt")s, pipeline $(tail -1 "$work/pipe.txt")s"
-  done
-  median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-  bare=$(median "$work/bare.txt"); el=$(median "$work/pipe.txt")
-  say "sandbox e2e: $n tasks in ${el}s through the pipeline (median of $rounds, all succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+  compare "sandbox e2e" "$n" "$work/e2e.jsonl" "$work/progs" "$n"
+fi
+
+if want humaneval; then
+  # HumanEval-like: 164 problems, each a function and a check(candidate)
+  # of asserts in constraints.tests, once with the right function and once
+  # with a broken one; bare runs the program with its tests appended.
+  log "humaneval-like: 328 program + tests tasks (164 right, 164 broken) vs the same files bare"
+  mkdir -p "$work/he"
+  python3 "$ROOT/scripts/humaneval_like.py" "$work/he" > "$work/he.jsonl"
+  compare "humaneval-like" 328 "$work/he.jsonl" "$work/he" 164
 fi
 
 if want web; then
