@@ -78,7 +78,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
 		CacheTypes: []string{string(core.TaskWeb)},
 		Exec: &webagent.Agent{
-			Pool: pool, LLM: client,
+			Pages: webagent.PoolPages(pool), LLM: client,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 			ScreenshotDir: filepath.Join(cfg.OutputDir, "trajectories"),

@@ -28,9 +28,15 @@ type Tools interface {
 	Answer(ctx context.Context, answer string) (feedback string)
 }
 
+// Model is what the loop needs of a chat model; *llm.Client is one, and
+// tests script one.
+type Model interface {
+	Chat(ctx context.Context, messages []llm.Message, tools []llm.Tool) (llm.Response, error)
+}
+
 // Loop is one task's conversation with the model.
 type Loop struct {
-	LLM *llm.Client
+	Model Model
 	// MaxSteps bounds tool calls (the task's max_steps). The model gets a
 	// few more turns than that for malformed calls and the final answer.
 	MaxSteps int
@@ -69,7 +75,7 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			out.Reason = "max_steps"
 			return out, nil
 		}
-		resp, err := l.LLM.Chat(ctx, out.Messages, defs)
+		resp, err := l.Model.Chat(ctx, out.Messages, defs)
 		out.LLMCalls++
 		if err != nil {
 			return out, fmt.Errorf("llm: %w", err)
@@ -122,23 +128,15 @@ func (o *Outcome) record(resp llm.Response) {
 	})
 }
 
-// Program and action sources, recorded as metadata.source.
-const (
-	SourceScripted = "scripted" // the task brought its program or actions
-	SourceCache    = "cache"    // the template cache
-	SourceLLM      = "llm"
-	SourceRules    = "rules" // the blueprint's heuristics, without an LLM
-)
-
 // Record writes the loop's figures into a trajectory's metadata and, when
 // the model could not be reached (err), a failed tool_call step: a timeout
 // when ctx expired, else a network error.
 func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, started time.Time) {
-	tr.Metadata["llm_calls"] = o.LLMCalls
-	tr.Metadata["prompt_tokens"] = o.Usage.PromptTokens
-	tr.Metadata["completion_tokens"] = o.Usage.CompletionTokens
-	tr.Metadata["total_tokens"] = o.Usage.TotalTokens
-	tr.Metadata["stop_reason"] = o.Reason
+	tr.Metadata[core.MetaLLMCalls] = o.LLMCalls
+	tr.Metadata[core.MetaPromptTokens] = o.Usage.PromptTokens
+	tr.Metadata[core.MetaCompletionTokens] = o.Usage.CompletionTokens
+	tr.Metadata[core.MetaTotalTokens] = o.Usage.TotalTokens
+	tr.Metadata[core.MetaStopReason] = o.Reason
 	tr.Messages, tr.Tools, tr.ModelCalls = o.Transcript, o.Tools, o.Calls
 	if err == nil {
 		return

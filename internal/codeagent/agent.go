@@ -64,80 +64,61 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	switch {
-	case r.c.Code != "":
-		r.tr.Metadata["source"] = agent.SourceScripted
-		r.runProgram(ctx, r.c.Code)
-	default:
-		if !r.fromCache(ctx) {
-			if a.LLM != nil {
-				r.tr.Metadata["source"] = agent.SourceLLM
-				r.withLLM(ctx)
-			} else if program, rule := ruleProgram(task.Description); program != "" {
-				r.tr.Metadata["source"] = agent.SourceRules
-				r.tr.Metadata["rule"] = rule
-				r.runProgram(ctx, program)
-			} else {
-				r.tr.Metadata["source"] = "none"
-				r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
-					"give it a program in constraints.code or configure an OpenAI-compatible LLM")
-				return r.finish(), nil
-			}
-		}
-	}
+	x := agent.Executor{Cache: a.Cache, HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
+	x.Run(ctx, r.tr, task, r)
 	if r.jailErr != nil {
 		return nil, fmt.Errorf("task %s: %w: %w", task.TaskID, ErrJail, r.jailErr)
-	}
-	r.conclude()
-	if r.tr.Success {
-		r.store(ctx)
 	}
 	return r.finish(), nil
 }
 
-// fromCache runs the cached program, if any; it reports whether the cache
-// answered (hit, even if the replay failed).
-func (r *run) fromCache(ctx context.Context) bool {
-	a := r.a
-	if a.Cache == nil {
+var _ agent.Task = (*run)(nil)
+
+// Scripted runs constraints.code.
+func (r *run) Scripted(ctx context.Context) bool {
+	if r.c.Code == "" {
 		return false
 	}
-	key := templatecache.Key(string(r.task.TaskType), r.task.Description)
-	e, ok, err := a.Cache.Get(ctx, key)
-	if err != nil {
-		a.Log.Warn("template cache read failed; treated as a miss", "task_id", r.task.TaskID, "err", err)
-	}
-	if !ok || e.Kind != templatecache.KindProgram {
-		a.Metrics.CacheMisses.WithLabelValues(string(r.task.TaskType)).Inc()
-		r.tr.Metadata["cache_hit"] = false
-		return false
-	}
-	a.Metrics.CacheHits.WithLabelValues(string(r.task.TaskType)).Inc()
-	r.tr.Metadata["cache_hit"] = true
-	r.tr.Metadata["source"] = agent.SourceCache
-	r.tr.Metadata["cached_from"] = e.Source
-	r.runProgram(ctx, e.Program)
-	r.conclude()
-	if !r.tr.Success {
-		// A cached program that no longer passes is evicted.
-		if err := a.Cache.Delete(ctx, key); err != nil {
-			a.Log.Warn("template cache evict failed", "task_id", r.task.TaskID, "err", err)
-		}
-	}
+	r.runProgram(ctx, r.c.Code)
 	return true
 }
 
-// store caches a program that succeeded (and was verified where a verifier
-// exists), so a repeated task skips the LLM.
-func (r *run) store(ctx context.Context) {
-	src, _ := r.tr.Metadata["source"].(string)
-	if r.a.Cache == nil || r.lastProgram == "" || (src != agent.SourceLLM && src != agent.SourceRules) {
-		return
+// CacheKey is the task's template cache key.
+func (r *run) CacheKey() string {
+	return templatecache.Key(string(r.task.TaskType), r.task.Description)
+}
+
+// Replay runs a cached program.
+func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
+	if e.Kind != templatecache.KindProgram {
+		return false
 	}
-	e := templatecache.Entry{Kind: templatecache.KindProgram, Program: r.lastProgram, Source: src, Verified: r.verified}
-	if err := r.a.Cache.Put(ctx, templatecache.Key(string(r.task.TaskType), r.task.Description), e); err != nil {
-		r.a.Log.Warn("template cache write failed", "task_id", r.task.TaskID, "err", err)
+	r.runProgram(ctx, e.Program)
+	return true
+}
+
+// Model runs the LLM loop.
+func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
+
+// Rules runs the blueprint's program for the description, if one matches.
+func (r *run) Rules(ctx context.Context) bool {
+	program, rule := ruleProgram(r.task.Description)
+	if program == "" {
+		r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
+			"give it a program in constraints.code or configure an OpenAI-compatible LLM")
+		return false
 	}
+	r.tr.Metadata[core.MetaRule] = rule
+	r.runProgram(ctx, program)
+	return true
+}
+
+// Entry caches the program that succeeded.
+func (r *run) Entry() (templatecache.Entry, bool) {
+	if r.lastProgram == "" {
+		return templatecache.Entry{}, false
+	}
+	return templatecache.Entry{Kind: templatecache.KindProgram, Program: r.lastProgram}, true
 }
 
 // Purposes of a code step (action_params.purpose): a run of the program,
@@ -351,17 +332,17 @@ func (r *run) verifyTests(ctx context.Context) {
 	r.addVerifyStep(res.ExitCode, h.read(res, lim), started)
 }
 
-// conclude sets success and the error of the trajectory from the last
+// Conclude sets success and the error of the trajectory from the last
 // step and the verification.
-func (r *run) conclude() {
+func (r *run) Conclude(context.Context) {
 	tr := r.tr
 	if r.lastResult != nil {
 		tr.FinalResult = strings.TrimRight(r.lastResult.Stdout, "\n")
 	}
 	if r.verified != nil {
-		tr.Metadata["verified"] = *r.verified
+		tr.Metadata[core.MetaVerified] = *r.verified
 	} else {
-		delete(tr.Metadata, "verified")
+		delete(tr.Metadata, core.MetaVerified)
 	}
 	if r.lastResult == nil {
 		// No clean run: the last step's error is the task's.
@@ -383,7 +364,7 @@ func (r *run) conclude() {
 func (r *run) finish() *core.Trajectory {
 	r.tr.TotalDuration = time.Since(r.start).Seconds()
 	if r.lastProgram != "" {
-		r.tr.Metadata["code_length"] = len(r.lastProgram)
+		r.tr.Metadata[core.MetaCodeLength] = len(r.lastProgram)
 	}
 	return r.tr
 }

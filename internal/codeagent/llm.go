@@ -14,11 +14,11 @@ import (
 // withLLM runs the model loop; every run_python call is a step.
 func (r *run) withLLM(ctx context.Context) {
 	user := prompt.CodeUser(prompt.CodeTask{Description: r.task.Description, Stdin: r.c.Stdin, Checked: r.c.HasVerifier(), Tests: r.c.Tests})
-	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
+	loop := agent.Loop{Model: r.a.LLM, MaxSteps: r.task.MaxSteps}
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.CodeSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
 	if out.Answer != "" {
-		r.tr.Metadata["answer"] = out.Answer
+		r.tr.Metadata[core.MetaAnswer] = out.Answer
 	}
 	if err != nil {
 		r.lastResult = nil // the task did not complete

@@ -67,3 +67,41 @@ func TestDecodeConstraintsStrict(t *testing.T) {
 		t.Fatalf("web constraints = %+v, %v", wc, err)
 	}
 }
+
+// TestREADMEMetadataKeys checks the README's list of metadata keys against
+// MetaKeys, both ways.
+func TestREADMEMetadataKeys(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "\n- `metadata`")
+	if i < 0 {
+		t.Fatal("README has no metadata list")
+	}
+	item := readme[i+1:]
+	if end := strings.Index(item, "\n- "); end >= 0 {
+		item = item[:end]
+	}
+	if end := strings.Index(item, "\n\n"); end >= 0 {
+		item = item[:end]
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(item, -1) {
+		documented[m[1]] = true
+	}
+	sourceValues := map[string]bool{"metadata": true, "scripted": true, "cache": true, "llm": true, "rules": true, "none": true}
+	known := map[string]bool{}
+	for _, k := range MetaKeys {
+		known[string(k)] = true
+		if !documented[string(k)] {
+			t.Errorf("metadata key %q is not in the README", k)
+		}
+	}
+	for k := range documented {
+		if !known[k] && !sourceValues[k] {
+			t.Errorf("the README documents metadata key %q, which the code does not write", k)
+		}
+	}
+}

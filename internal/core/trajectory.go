@@ -92,7 +92,7 @@ type Trajectory struct {
 	ErrorType     ErrorType       `json:"error_type"`
 	ErrorMessage  string          `json:"error_message"`
 	TotalDuration float64         `json:"total_duration"` // seconds
-	Metadata      map[string]any  `json:"metadata"`
+	Metadata      Metadata        `json:"metadata"`
 	CreatedAt     float64         `json:"created_at"` // unix seconds
 
 	// The conversation with a model, when one chose the actions, exactly as
@@ -133,7 +133,7 @@ func NewTrajectory(t TaskSpec, runtimeID string) *Trajectory {
 		Description:   t.Description,
 		RuntimeID:     runtimeID,
 		Steps:         []ExecutionStep{},
-		Metadata:      map[string]any{},
+		Metadata:      Metadata{},
 		CreatedAt:     UnixSeconds(time.Now()),
 	}
 }

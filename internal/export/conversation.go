@@ -77,7 +77,7 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 		})
 	}
 
-	_, checked := tr.Metadata["verified"].(bool)
+	_, checked := tr.Metadata[core.MetaVerified].(bool)
 	code := prompt.CodeUser(prompt.CodeTask{Description: tr.Description, Stdin: stdin, Checked: checked})
 	var web string
 	if start != nil {
@@ -272,7 +272,7 @@ func observationOf(s *core.ExecutionStep) string {
 // finalAnswer is the last assistant message: the model's own answer when
 // recorded (metadata.answer), else the final result, else what went wrong.
 func finalAnswer(tr *core.Trajectory) string {
-	if a, ok := tr.Metadata["answer"].(string); ok && strings.TrimSpace(a) != "" {
+	if a, ok := tr.Metadata[core.MetaAnswer].(string); ok && strings.TrimSpace(a) != "" {
 		return a
 	}
 	if strings.TrimSpace(tr.FinalResult) != "" {

@@ -24,7 +24,7 @@ func codeTrajectory() *core.Trajectory {
 		SchemaVersion: core.SchemaVersion, TaskID: "code_fib", TaskType: core.TaskCode,
 		Description: "Print the 10th Fibonacci number", RuntimeID: "sandbox-1",
 		Success: true, FinalResult: "55", TotalDuration: 1.5, CreatedAt: t0,
-		Metadata: map[string]any{"source": "llm", "cache_hit": false, "verified": true, "answer": "The 10th Fibonacci number is 55."},
+		Metadata: core.Metadata{"source": "llm", "cache_hit": false, "verified": true, "answer": "The 10th Fibonacci number is 55."},
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionCodeExecution,
 		ActionParams: map[string]any{"code": "print(fib(10))", "language": "python", "purpose": "run", "stdin": "10\n", "exit_code": 1},
@@ -44,7 +44,7 @@ func webTrajectory() *core.Trajectory {
 		SchemaVersion: core.SchemaVersion, TaskID: "web_search", TaskType: core.TaskWeb,
 		Description: `Find the title of the "Go" <article>`, RuntimeID: "web-1",
 		Success: true, FinalResult: "The Go Programming Language", TotalDuration: 4, CreatedAt: t0 + 61,
-		Metadata: map[string]any{"source": "llm", "cache_hit": false},
+		Metadata: core.Metadata{"source": "llm", "cache_hit": false},
 	}
 	step := func(params map[string]any, obs string) {
 		tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params, Observation: obs, Success: true})
@@ -61,7 +61,7 @@ func llmFailureTrajectory() *core.Trajectory {
 	tr := &core.Trajectory{
 		SchemaVersion: core.SchemaVersion, TaskID: "code_llm_down", TaskType: core.TaskCode,
 		Description: "Print primes below 100", ErrorType: core.ErrNetwork, ErrorMessage: "llm: connection refused",
-		TotalDuration: 0.1, CreatedAt: t0 + 62, Metadata: map[string]any{"source": "llm"},
+		TotalDuration: 0.1, CreatedAt: t0 + 62, Metadata: core.Metadata{"source": "llm"},
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
 		ErrorType: core.ErrNetwork, ErrorMessage: "llm: connection refused"})
@@ -72,7 +72,7 @@ func webFailureTrajectory() *core.Trajectory {
 	tr := &core.Trajectory{
 		SchemaVersion: core.SchemaVersion, TaskID: "web_blocked", TaskType: core.TaskWeb,
 		Description: "Open the admin page", ErrorType: core.ErrBlockedURL, ErrorMessage: "blocked: http://169.254.169.254/",
-		TotalDuration: 2, CreatedAt: t0 + 125, Metadata: map[string]any{},
+		TotalDuration: 2, CreatedAt: t0 + 125, Metadata: core.Metadata{},
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: map[string]any{"action": "goto", "url": "http://127.0.0.1:8080/"},
 		Observation: "Home", Success: true})
@@ -85,7 +85,7 @@ func reasoningTrajectory() *core.Trajectory {
 	return &core.Trajectory{
 		SchemaVersion: core.SchemaVersion, TaskID: "reason_answer", TaskType: core.TaskReasoning,
 		Description: "What is 6 times 7?", Success: true, FinalResult: "42", TotalDuration: 0.5, CreatedAt: t0 + 126,
-		Steps: []core.ExecutionStep{}, Metadata: map[string]any{"source": "llm"},
+		Steps: []core.ExecutionStep{}, Metadata: core.Metadata{"source": "llm"},
 	}
 }
 

@@ -224,12 +224,12 @@ func (a *Accumulator) Add(tr *core.Trajectory) {
 		ta.errors[et]++
 		a.errors[et]++
 	}
-	src, _ := tr.Metadata["source"].(string)
+	src, _ := tr.Metadata[core.MetaSource].(string)
 	if src == "" {
 		src = labelNoSource
 	}
 	a.sources[src]++
-	if hit, ok := tr.Metadata["cache_hit"].(bool); ok {
+	if hit, ok := tr.Metadata[core.MetaCacheHit].(bool); ok {
 		a.cache.Known++
 		if hit {
 			a.cache.Hits++

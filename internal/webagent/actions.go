@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 )
@@ -14,7 +13,7 @@ import (
 type Action = core.WebAction
 
 // perform runs a on the session; extract returns the text it found.
-func perform(ctx context.Context, s *browser.Session, a Action) (extracted string, err error) {
+func perform(ctx context.Context, s Page, a Action) (extracted string, err error) {
 	switch a.Action {
 	case "goto":
 		return "", s.Goto(ctx, a.URL)
