@@ -83,8 +83,8 @@ func (p *fakePage) Extract(_ context.Context, sel string) (string, error) {
 	return p.cur.Text, p.element("extract", sel)
 }
 func (p *fakePage) Observe(context.Context) (browser.Observation, error) { return p.cur, nil }
-func (p *fakePage) Screenshot(context.Context, string) error            { return nil }
-func (p *fakePage) Close() error                                        { return nil }
+func (p *fakePage) Screenshot(context.Context, string) error             { return nil }
+func (p *fakePage) Close() error                                         { return nil }
 
 func newFakeSite() *fakeSite {
 	return &fakeSite{pages: map[string]browser.Observation{
