@@ -111,13 +111,19 @@ func ValidateOpenAI(line []byte) error {
 		}
 		i++
 	}
+	userText := func(i int) error {
+		if s, err := content(i, false); err != nil {
+			return err
+		} else if strings.TrimSpace(s) == "" {
+			return fmt.Errorf("messages[%d] (user): empty content", i)
+		}
+		return nil
+	}
 	if i >= n || role(i) != "user" {
 		return fmt.Errorf("messages[%d]: want a user message after the optional system message", i)
 	}
-	if s, err := content(i, false); err != nil {
+	if err := userText(i); err != nil {
 		return err
-	} else if strings.TrimSpace(s) == "" {
-		return fmt.Errorf("messages[%d] (user): empty content", i)
 	}
 	i++
 	ids := map[string]bool{}
@@ -128,10 +134,8 @@ func ValidateOpenAI(line []byte) error {
 			if i == 0 || role(i-1) != "assistant" || len(msgs[i-1].ToolCalls) > 0 {
 				return fmt.Errorf("messages[%d]: a user message after the first must follow an assistant answer", i)
 			}
-			if s, err := content(i, false); err != nil {
+			if err := userText(i); err != nil {
 				return err
-			} else if strings.TrimSpace(s) == "" {
-				return fmt.Errorf("messages[%d] (user): empty content", i)
 			}
 			i++
 			continue
