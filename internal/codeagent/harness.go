@@ -41,34 +41,37 @@ import (
 // harnessPy is the harness's source, run as the jail's main program. Its
 // standard input: the nonce line, a line with the byte lengths of the
 // program and the tests, the program, the tests, then the program's stdin.
-const harnessPy = `import os, sys
+const harnessPy = `import posix, sys, time
 def _adp_harness():
-    import builtins, linecache, time, traceback, types
+    # Only modules the interpreter has loaded already (posix, not os): the
+    # harness adds no start-up cost to the program's run. traceback and
+    # linecache are imported when there is a traceback to print.
     t0 = time.perf_counter()
     def readline():
         b = bytearray()
         while True:
-            c = os.read(0, 1)
+            c = posix.read(0, 1)
             if not c:
-                os._exit(3)
+                posix._exit(3)
             if c == b"\n":
                 return bytes(b)
             b += c
     def readn(n):
         b = bytearray()
         while len(b) < n:
-            c = os.read(0, n - len(b))
+            c = posix.read(0, n - len(b))
             if not c:
-                os._exit(3)
+                posix._exit(3)
             b += c
         return bytes(b).decode("utf-8")
     tag = b"\x1eADP-" + readline()
     n_prog, n_tests = map(int, readline().split())
     prog, tests = readn(n_prog), readn(n_tests)
     fname = globals().get("__file__") or "main.py"
-    main = types.ModuleType("__main__")
-    main.__dict__.update(__file__=fname, __builtins__=builtins, __cached__=None)
+    main = type(sys)("__main__")
+    main.__dict__.update(__file__=fname, __builtins__=__builtins__, __cached__=None)
     sys.modules["__main__"] = main
+    sources = {fname: prog, "tests.py": tests}
 
     def flush():
         for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -78,7 +81,6 @@ def _adp_harness():
                 pass
 
     def run(src, name):
-        linecache.cache[name] = (len(src), None, src.splitlines(True), name)
         try:
             exec(compile(src, name, "exec"), main.__dict__)
         except SystemExit as e:
@@ -93,25 +95,28 @@ def _adp_harness():
                 c = 1
             return "exit", c
         except BaseException as e:
+            import linecache, traceback
+            for n, s in sources.items():
+                linecache.cache[n] = (len(s), None, s.splitlines(True), n)
             traceback.print_exception(type(e), e, e.__traceback__.tb_next)
             return "error", 1
         return "ran", 0
 
     how, code = run(prog, fname)
     flush()
-    os.write(1, tag + b" end %d %.6f %s\n" % (code & 0xff, time.perf_counter() - t0, how.encode()))
-    os.write(2, tag + b" end\n")
+    posix.write(1, tag + b" end %d %.6f %s\n" % (code & 0xff, time.perf_counter() - t0, how.encode()))
+    posix.write(2, tag + b" end\n")
     if how != "ran":
-        os._exit(code & 0xff)
+        posix._exit(code & 0xff)
     how, code = run(tests, "tests.py")
     flush()
     if how != "ran":
         if how == "exit":
             print("the tests called sys.exit(%r) before their end; tests must run to their last line" % (code,), file=sys.stderr)
             flush()
-        os._exit(1)
-    os.write(1, tag + b" pass\n")
-    os._exit(0)
+        posix._exit(1)
+    posix.write(1, tag + b" pass\n")
+    posix._exit(0)
 _adp_harness()
 `
 
