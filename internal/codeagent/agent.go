@@ -358,6 +358,11 @@ func (r *run) Conclude(context.Context) {
 		tr.Fail(core.ErrWrongAnswer, r.verifyMsg)
 		return
 	}
+	if r.verified == nil && r.c.HasVerifier() {
+		// Never a success that the task's check did not establish.
+		tr.Fail(core.ErrSystem, "the task's verifier did not run")
+		return
+	}
 	tr.Success, tr.ErrorType, tr.ErrorMessage = true, core.ErrNone, ""
 }
 

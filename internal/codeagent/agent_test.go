@@ -385,3 +385,34 @@ func TestExportIsWhatTheModelReceived(t *testing.T) {
 		t.Errorf("sharegpt export of the recorded exchange: %+v, %v", sum, err)
 	}
 }
+
+func TestReasoningAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		constraints map[string]any
+		success     bool
+		verified    any
+	}{
+		{"no verifier", nil, true, nil},
+		{"expected output matches", map[string]any{"expected_output": "42"}, true, true},
+		{"expected output differs", map[string]any{"expected_output": "41"}, false, false},
+		// Tests need a program: a text answer never passes them.
+		{"tests and no program", map[string]any{"tests": "assert True"}, false, false},
+		{"tests, expected output matches, no program", map[string]any{"tests": "assert True", "expected_output": "42"}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, _ := newLLM(t, func(testsupport.FakeLLMRequest, int) (int, any) { return 200, testsupport.AnswerReply("42") })
+			a := newAgent(t, client, nil)
+			tk := task("What is 6 times 7?", tc.constraints)
+			tk.TaskType = core.TaskReasoning
+			tk.MaxSteps = 1
+			tr, err := a.Execute(context.Background(), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success != tc.success || tr.Metadata["verified"] != tc.verified {
+				t.Errorf("success=%v verified=%v (%s), want %v %v", tr.Success, tr.Metadata["verified"], tr.ErrorMessage, tc.success, tc.verified)
+			}
+		})
+	}
+}

@@ -44,6 +44,11 @@ func (r *run) answerOnly(answer string) {
 			r.verifyMsg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
 		}
 	}
+	if r.c.Tests != "" && (r.verified == nil || *r.verified) {
+		// Tests check a program; a text answer cannot pass them.
+		f := false
+		r.verified, r.verifyMsg = &f, "the task has tests, which need a program; it was answered in text without one"
+	}
 	r.lastResult = &sandbox.Result{Stdout: answer}
 }
 
