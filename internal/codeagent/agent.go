@@ -133,7 +133,7 @@ const (
 // jailed run of the harness yields both the program's own run and the
 // tests' verdict.
 func (r *run) runProgram(ctx context.Context, program string) {
-	if r.c.Tests != "" && r.runWithTests(ctx, program) {
+	if r.c.AllTests() != "" && r.runWithTests(ctx, program) {
 		return
 	}
 	res, _ := r.execute(ctx, program, purposeRun)
@@ -152,7 +152,7 @@ func (r *run) runProgram(ctx context.Context, program string) {
 // with the program's: then the caller runs them separately.
 func (r *run) runWithTests(ctx context.Context, program string) bool {
 	lim := r.limits(ctx)
-	h, req := newHarnessRun(program, r.c.Tests, r.c.Stdin, lim)
+	h, req := newHarnessRun(program, r.c.AllTests(), r.c.Stdin, lim)
 	started := time.Now()
 	res, err := r.jail(ctx, req)
 	if err != nil {
@@ -285,7 +285,7 @@ func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) {
 // verifiedCode is what a verify step runs, as its action_params.code: the
 // program, then the tests (the harness around them is the platform's).
 func (r *run) verifiedCode() string {
-	return r.lastProgram + "\n\n# --- tests (constraints.tests) ---\n" + r.c.Tests + "\n"
+	return r.lastProgram + "\n\n# --- tests (constraints.visible_tests, then constraints.tests) ---\n" + r.c.AllTests() + "\n"
 }
 
 // verify checks the last clean run against the task's verifier: the
@@ -296,7 +296,7 @@ func (r *run) verify(ctx context.Context) {
 		return
 	}
 	r.verifiedFor = r.lastProgram
-	if ok, msg := r.checkOutput(); !ok || r.c.Tests == "" {
+	if ok, msg := r.checkOutput(); !ok || r.c.AllTests() == "" {
 		r.verified, r.verifyMsg = &ok, msg
 		return
 	}
@@ -319,7 +319,7 @@ func (r *run) checkOutput() (bool, string) {
 // and records the verify step.
 func (r *run) verifyTests(ctx context.Context) {
 	lim := r.limits(ctx)
-	h, req := newHarnessRun(r.lastProgram, r.c.Tests, r.c.Stdin, lim)
+	h, req := newHarnessRun(r.lastProgram, r.c.AllTests(), r.c.Stdin, lim)
 	started := time.Now()
 	res, err := r.jail(ctx, req)
 	if err != nil {

@@ -416,3 +416,35 @@ func TestReasoningAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestHiddenTests: the model is shown visible_tests, never tests, and both
+// are checked.
+func TestHiddenTests(t *testing.T) {
+	const visible, hidden = "assert add(1, 1) == 2", "assert add(2, 3) == 5  # hidden-check"
+	client, fake := newLLM(t, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+		if n == 0 {
+			// Passes the visible test only.
+			return 200, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": "def add(a, b):\n    return 2\n"})
+		}
+		return 200, testsupport.AnswerReply("done")
+	})
+	a := newAgent(t, client, nil)
+	tk := task("Write add(a, b).", map[string]any{"tests": hidden, "visible_tests": visible})
+	tk.MaxSteps = 2
+	tr, err := a.Execute(context.Background(), tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.Metadata["verified"] != false {
+		t.Errorf("a program failing the hidden tests: success=%v verified=%v", tr.Success, tr.Metadata["verified"])
+	}
+	for i, req := range fake.Requests() {
+		body := string(req.Body)
+		if strings.Contains(body, "hidden-check") {
+			t.Errorf("request %d shows the model the hidden tests", i)
+		}
+		if !strings.Contains(body, "add(1, 1) == 2") {
+			t.Errorf("request %d does not show the visible tests", i)
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 
 // withLLM runs the model loop; every run_python call is a step.
 func (r *run) withLLM(ctx context.Context) {
-	user := prompt.CodeUser(prompt.CodeTask{Description: r.task.Description, Stdin: r.c.Stdin, Checked: r.c.HasVerifier(), Tests: r.c.Tests})
+	user := prompt.CodeUser(prompt.CodeTask{Description: r.task.Description, Stdin: r.c.Stdin, Checked: r.c.HasVerifier(), VisibleTests: r.c.VisibleTests})
 	loop := agent.Loop{Model: r.a.LLM, MaxSteps: r.task.MaxSteps}
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.CodeSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
@@ -44,7 +44,7 @@ func (r *run) answerOnly(answer string) {
 			r.verifyMsg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
 		}
 	}
-	if r.c.Tests != "" && (r.verified == nil || *r.verified) {
+	if r.c.AllTests() != "" && (r.verified == nil || *r.verified) {
 		// Tests check a program; a text answer cannot pass them.
 		f := false
 		r.verified, r.verifyMsg = &f, "the task has tests, which need a program; it was answered in text without one"

@@ -28,8 +28,12 @@ type CodeConstraints struct {
 	Code string `json:"code"`
 	// Tests is Python run after the program in the same interpreter (as
 	// HumanEval checks are): the task is verified when the tests run to
-	// their end without an exception.
+	// their end without an exception. The model is never shown them: a
+	// check the model could read off its prompt is not a check.
 	Tests string `json:"tests"`
+	// VisibleTests are tests the model is shown (quoted in its prompt) and
+	// that are checked too, before Tests.
+	VisibleTests string `json:"visible_tests"`
 	// ExpectedOutput is compared with the program's stdout after trimming
 	// trailing whitespace of each line and trailing blank lines.
 	ExpectedOutput *string `json:"expected_output"`
@@ -38,7 +42,21 @@ type CodeConstraints struct {
 }
 
 // HasVerifier reports whether the task says what a right result is.
-func (c CodeConstraints) HasVerifier() bool { return c.Tests != "" || c.ExpectedOutput != nil }
+func (c CodeConstraints) HasVerifier() bool {
+	return c.Tests != "" || c.VisibleTests != "" || c.ExpectedOutput != nil
+}
+
+// AllTests are the tests a program is checked with: the visible ones, then
+// the hidden ones.
+func (c CodeConstraints) AllTests() string {
+	switch {
+	case c.VisibleTests == "":
+		return c.Tests
+	case c.Tests == "":
+		return c.VisibleTests
+	}
+	return c.VisibleTests + "\n" + c.Tests
+}
 
 // WebConstraints are the constraints of web tasks.
 type WebConstraints struct {

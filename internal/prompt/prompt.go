@@ -31,8 +31,9 @@ type CodeTask struct {
 	Stdin       string
 	// Checked: the task has a verifier (expected output or tests).
 	Checked bool
-	// Tests are quoted to the model when set.
-	Tests string
+	// VisibleTests are quoted to the model when set; the task's other
+	// tests never are.
+	VisibleTests string
 }
 
 // CodeUser is the code agent's user prompt.
@@ -41,11 +42,11 @@ func CodeUser(t CodeTask) string {
 	if t.Stdin != "" {
 		user += "\n\nThe program's standard input will be:\n" + t.Stdin
 	}
-	if t.Checked || t.Tests != "" {
+	if t.Checked || t.VisibleTests != "" {
 		user += "\n\nThe result will be checked automatically."
 	}
-	if t.Tests != "" {
-		user += " These tests run after your program in the same interpreter:\n" + t.Tests
+	if t.VisibleTests != "" {
+		user += " These tests, among others, run after your program in the same interpreter:\n" + t.VisibleTests
 	}
 	return user
 }
