@@ -71,10 +71,22 @@ func (x *Executor) Run(ctx context.Context, tr *core.Trajectory, task core.TaskS
 		tr.Metadata[core.MetaSource] = SourceRules
 		if !t.Rules(ctx) {
 			tr.Metadata[core.MetaSource] = SourceNone
+			tr.ExitReason = core.ExitNoSource
 			return
 		}
 	}
 	t.Conclude(ctx)
+	if tr.ExitReason == "" {
+		switch tr.Metadata[core.MetaSource] {
+		case SourceScripted, SourceCache:
+			tr.ExitReason = core.ExitReplayed
+		case SourceRules:
+			tr.ExitReason = core.ExitRules
+		}
+		if tr.ErrorType == core.ErrTimeout {
+			tr.ExitReason = core.ExitTimeout
+		}
+	}
 	switch src := tr.Metadata[core.MetaSource]; {
 	case hit && !tr.Success && x.Cache != nil:
 		// A cached program or sequence that no longer succeeds is evicted.

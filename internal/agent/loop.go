@@ -47,8 +47,8 @@ type Outcome struct {
 	// Answer is the model's last text answer (or the finish tool's answer,
 	// which the Tools implementation keeps).
 	Answer string
-	// Reason: "answered", "finished" (a done tool), or "max_steps".
-	Reason   string
+	// Reason: answered, finished (a done tool), or max_steps.
+	Reason   core.ExitReason
 	Steps    int
 	LLMCalls int
 	Usage    llm.Usage
@@ -72,7 +72,7 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 	out := Outcome{Messages: messages}
 	for turn := 0; turn < l.MaxSteps+extraTurns; turn++ {
 		if out.Steps >= l.MaxSteps {
-			out.Reason = "max_steps"
+			out.Reason = core.ExitMaxSteps
 			return out, nil
 		}
 		resp, err := l.Model.Chat(ctx, out.Messages, defs)
@@ -88,7 +88,7 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			out.Answer = msg.Content
 			fb := tools.Answer(ctx, msg.Content)
 			if fb == "" {
-				out.Reason = "answered"
+				out.Reason = core.ExitAnswered
 				return out, nil
 			}
 			out.Messages = append(out.Messages, llm.UserMessage(fb))
@@ -107,12 +107,12 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			out.Steps++
 			out.Messages = append(out.Messages, llm.ToolResult(call, obs))
 			if done {
-				out.Reason = "finished"
+				out.Reason = core.ExitFinished
 				return out, nil
 			}
 		}
 	}
-	out.Reason = "max_steps"
+	out.Reason = core.ExitMaxSteps
 	return out, nil
 }
 
@@ -136,14 +136,17 @@ func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, sta
 	tr.Metadata[core.MetaPromptTokens] = o.Usage.PromptTokens
 	tr.Metadata[core.MetaCompletionTokens] = o.Usage.CompletionTokens
 	tr.Metadata[core.MetaTotalTokens] = o.Usage.TotalTokens
-	tr.Metadata[core.MetaStopReason] = o.Reason
+	tr.Metadata[core.MetaStopReason] = string(o.Reason)
 	tr.Messages, tr.Tools, tr.ModelCalls = o.Transcript, o.Tools, o.Calls
+	tr.ExitReason = o.Reason
 	if err == nil {
 		return
 	}
 	kind := core.ErrNetwork
+	tr.ExitReason = core.ExitLLMError
 	if ctx.Err() != nil {
 		kind = core.ErrTimeout
+		tr.ExitReason = core.ExitTimeout
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
 		ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})

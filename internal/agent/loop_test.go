@@ -80,7 +80,7 @@ func TestLoop(t *testing.T) {
 		replies    []llm.Message
 		maxSteps   int
 		feedback   string
-		wantReason string
+		wantReason core.ExitReason
 		wantSteps  int
 		wantCalls  int    // model calls
 		wantAnswer string // the last text answer

@@ -48,6 +48,9 @@ type run struct {
 	lastResult  *sandbox.Result
 	verified    *bool
 	verifyMsg   string
+	// passedChecks is how many of the verifier's checks the verified
+	// program passed (the reward's numerator).
+	passedChecks int
 	verifiedFor string // the program verified last
 	jailErr     error
 }
@@ -58,6 +61,7 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
 	if err := task.DecodeConstraints(&r.c); err != nil {
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
+		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
 	}
 	deadline := time.Now().Add(time.Duration(task.Timeout) * time.Second)
@@ -175,18 +179,17 @@ func (r *run) runWithTests(ctx context.Context, program string) bool {
 	}
 	r.lastProgram, r.lastResult = program, &hr.program
 	r.verifiedFor = program
-	if ok, msg := r.checkOutput(); !ok {
-		r.verified, r.verifyMsg = &ok, msg
-		return true
-	}
+	outOK, outMsg := r.checkOutput()
+	var testsOK bool
+	var testsMsg string
 	if !hr.passed && !hr.programExited && (hr.tests.ErrorType == core.ErrTimeout || hr.tests.ErrorType == core.ErrOutputLimit) {
 		// The tests had what the program left of the limits; alone they
 		// get their own, as they always have.
-		r.verifyTests(ctx)
-		return true
+		testsOK, testsMsg = r.verifyTests(ctx)
+	} else {
+		testsOK, testsMsg = r.addVerifyStep(res.ExitCode, hr, started.Add(hr.program.Wall))
 	}
-	testsStarted := started.Add(hr.program.Wall)
-	r.addVerifyStep(res.ExitCode, hr, testsStarted)
+	r.settle(outOK, outMsg, true, testsOK, testsMsg)
 	return true
 }
 
@@ -264,8 +267,8 @@ func (r *run) addRunStep(params map[string]any, res sandbox.Result, started time
 }
 
 // addVerifyStep records the tests' part of a harness run as the verify
-// step, and its verdict as the task's verification.
-func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) {
+// step and returns its verdict.
+func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) (bool, string) {
 	ok, et, msg := hr.verdict()
 	params := r.runParams(r.verifiedCode(), purposeVerify)
 	params["exit_code"] = exitCode
@@ -279,7 +282,7 @@ func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) {
 		Timestamp:    core.UnixSeconds(started),
 		Duration:     hr.tests.Wall.Seconds(),
 	})
-	r.verified, r.verifyMsg = &ok, msg
+	return ok, msg
 }
 
 // verifiedCode is what a verify step runs, as its action_params.code: the
@@ -289,18 +292,51 @@ func (r *run) verifiedCode() string {
 }
 
 // verify checks the last clean run against the task's verifier: the
-// expected output, then the tests in a run of their own.
+// expected output, and the tests in a run of their own. Every check runs,
+// so that the reward counts each.
 func (r *run) verify(ctx context.Context) {
 	if !r.c.HasVerifier() {
-		r.verified, r.verifyMsg = nil, ""
+		r.verified, r.verifyMsg, r.passedChecks = nil, "", 0
 		return
 	}
 	r.verifiedFor = r.lastProgram
-	if ok, msg := r.checkOutput(); !ok || r.c.AllTests() == "" {
-		r.verified, r.verifyMsg = &ok, msg
+	outOK, outMsg := r.checkOutput()
+	if r.c.AllTests() == "" {
+		r.settle(outOK, outMsg, false, false, "")
 		return
 	}
-	r.verifyTests(ctx)
+	testsOK, testsMsg := r.verifyTests(ctx)
+	r.settle(outOK, outMsg, true, testsOK, testsMsg)
+}
+
+// settle records the verification: passed when every check passed, the
+// first failure's message, and how many checks passed.
+func (r *run) settle(outOK bool, outMsg string, testsRan, testsOK bool, testsMsg string) {
+	ok, msg, passed := outOK, outMsg, 0
+	if outOK && r.c.ExpectedOutput != nil {
+		passed++
+	}
+	if testsRan {
+		if testsOK {
+			passed++
+		} else if ok {
+			msg = testsMsg
+		}
+		ok = ok && testsOK
+	}
+	r.verified, r.verifyMsg, r.passedChecks = &ok, msg, passed
+}
+
+// checks is how many checks the task's verifier has.
+func (r *run) checks() int {
+	n := 0
+	if r.c.ExpectedOutput != nil {
+		n++
+	}
+	if r.c.AllTests() != "" {
+		n++
+	}
+	return n
 }
 
 // checkOutput compares the last clean run's stdout with expected_output.
@@ -315,9 +351,9 @@ func (r *run) checkOutput() (bool, string) {
 	return true, ""
 }
 
-// verifyTests runs the last clean program with the tests under the harness
-// and records the verify step.
-func (r *run) verifyTests(ctx context.Context) {
+// verifyTests runs the last clean program with the tests under the harness,
+// records the verify step and returns its verdict.
+func (r *run) verifyTests(ctx context.Context) (bool, string) {
 	lim := r.limits(ctx)
 	h, req := newHarnessRun(r.lastProgram, r.c.AllTests(), r.c.Stdin, lim)
 	started := time.Now()
@@ -325,17 +361,22 @@ func (r *run) verifyTests(ctx context.Context) {
 	if err != nil {
 		params := r.runParams(r.verifiedCode(), purposeVerify)
 		step := r.addJailFailure(params, err, started)
-		f := false
-		r.verified, r.verifyMsg = &f, "the tests could not run: "+step.ErrorMessage
-		return
+		return false, "the tests could not run: " + step.ErrorMessage
 	}
-	r.addVerifyStep(res.ExitCode, h.read(res, lim), started)
+	return r.addVerifyStep(res.ExitCode, h.read(res, lim), started)
 }
 
 // Conclude sets success and the error of the trajectory from the last
 // step and the verification.
 func (r *run) Conclude(context.Context) {
 	tr := r.tr
+	defer func() {
+		passed := 0
+		if r.lastResult != nil && r.verified != nil {
+			passed = r.passedChecks
+		}
+		tr.SetReward(passed, r.checks())
+	}()
 	if r.lastResult != nil {
 		tr.FinalResult = strings.TrimRight(r.lastResult.Stdout, "\n")
 	}

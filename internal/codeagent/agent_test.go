@@ -65,7 +65,7 @@ func TestScripted(t *testing.T) {
 		{"unicode", map[string]any{"code": "print('你好, мир')", "expected_output": "你好, мир"}, true, core.ErrNone, true, "你好, мир", 1},
 		{"tests pass, program prints", map[string]any{"code": "print('hi')\ndef add(a, b):\n    return a + b\n", "tests": "print('checking')\nassert add(2, 3) == 5"}, true, core.ErrNone, true, "hi", 2},
 		{"tests and expected output", map[string]any{"code": "def add(a, b):\n    return a + b\nprint(add(1, 1))\n", "tests": "assert add(2, 3) == 5", "expected_output": "2"}, true, core.ErrNone, true, "2", 2},
-		{"expected output wrong, tests pass", map[string]any{"code": "def add(a, b):\n    return a + b\nprint(3)\n", "tests": "assert add(2, 3) == 5", "expected_output": "2"}, false, core.ErrWrongAnswer, false, "3", 1},
+		{"expected output wrong, tests pass", map[string]any{"code": "def add(a, b):\n    return a + b\nprint(3)\n", "tests": "assert add(2, 3) == 5", "expected_output": "2"}, false, core.ErrWrongAnswer, false, "3", 2},
 		{"tests see the program's stdin", map[string]any{"code": "import sys\ndata = sys.stdin.read()\nprint(repr(data))\n", "stdin": "1 2\n", "tests": "assert data == '1 2\\n', data"}, true, core.ErrNone, true, "'1 2\\n'", 2},
 		{"tests raise", map[string]any{"code": "x = 1\n", "tests": "raise ValueError('no')"}, false, core.ErrWrongAnswer, false, "", 2},
 		{"program fails before the tests", map[string]any{"code": "raise KeyError('k')\n", "tests": "assert True"}, false, core.ErrRuntime, nil, "", 1},
@@ -447,4 +447,54 @@ func TestHiddenTests(t *testing.T) {
 			t.Errorf("request %d does not show the visible tests", i)
 		}
 	}
+}
+
+func TestRewardAndExitReason(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	half := 0.5
+	one, zero := 1.0, 0.0
+	for _, tc := range []struct {
+		name        string
+		constraints map[string]any
+		reward      *float64
+		exit        core.ExitReason
+	}{
+		{"no verifier", map[string]any{"code": "print(1)"}, nil, core.ExitReplayed},
+		{"output matches", map[string]any{"code": "print(1)", "expected_output": "1"}, &one, core.ExitReplayed},
+		{"output and tests pass", map[string]any{"code": "x = 1\nprint(x)", "expected_output": "1", "tests": "assert x == 1"}, &one, core.ExitReplayed},
+		{"tests pass, output wrong", map[string]any{"code": "x = 1\nprint(2)", "expected_output": "1", "tests": "assert x == 1"}, &half, core.ExitReplayed},
+		{"output right, tests fail", map[string]any{"code": "x = 1\nprint(1)", "expected_output": "1", "tests": "assert x == 2"}, &half, core.ExitReplayed},
+		{"both fail", map[string]any{"code": "x = 1\nprint(2)", "expected_output": "1", "tests": "assert x == 2"}, &zero, core.ExitReplayed},
+		{"the program fails first", map[string]any{"code": "raise SystemExit(3)", "tests": "assert True"}, &zero, core.ExitReplayed},
+		{"timeout", map[string]any{"code": "while True: pass", "expected_output": "1"}, &zero, core.ExitTimeout},
+		{"a sys.exit(0) hack", map[string]any{"code": hackSysExit, "tests": addTests}, &zero, core.ExitReplayed},
+		{"invalid constraints", map[string]any{"code": "print(1)", "expected": "1"}, nil, core.ExitInvalidTask},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tk := task("reward", tc.constraints)
+			if tc.exit == core.ExitTimeout {
+				tk.Timeout = 2
+			}
+			tr, err := a.Execute(context.Background(), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (tr.Reward == nil) != (tc.reward == nil) || tr.Reward != nil && *tr.Reward != *tc.reward {
+				t.Errorf("reward = %v, want %v", fmtReward(tr.Reward), fmtReward(tc.reward))
+			}
+			if tr.ExitReason != tc.exit {
+				t.Errorf("exit_reason = %q, want %q (%s)", tr.ExitReason, tc.exit, tr.ErrorMessage)
+			}
+			if tr.Success && (tr.Reward != nil && *tr.Reward != 1) {
+				t.Errorf("a success with reward %v", *tr.Reward)
+			}
+		})
+	}
+}
+
+func fmtReward(r *float64) any {
+	if r == nil {
+		return "absent"
+	}
+	return *r
 }

@@ -39,15 +39,16 @@ func (r *run) answerOnly(answer string) {
 	r.tr.FinalResult = answer
 	if r.c.ExpectedOutput != nil {
 		ok := normalizeOutput(answer) == normalizeOutput(*r.c.ExpectedOutput)
-		r.verified = &ok
+		var msg string
 		if !ok {
-			r.verifyMsg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
+			msg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
 		}
+		r.settle(ok, msg, false, false, "")
 	}
-	if r.c.AllTests() != "" && (r.verified == nil || *r.verified) {
+	if r.c.AllTests() != "" {
 		// Tests check a program; a text answer cannot pass them.
-		f := false
-		r.verified, r.verifyMsg = &f, "the task has tests, which need a program; it was answered in text without one"
+		outOK := r.verified == nil || *r.verified
+		r.settle(outOK, r.verifyMsg, true, false, "the task has tests, which need a program; it was answered in text without one")
 	}
 	r.lastResult = &sandbox.Result{Stdout: answer}
 }

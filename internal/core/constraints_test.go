@@ -105,3 +105,34 @@ func TestREADMEMetadataKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEExitReasons checks the README's list of exit reasons against
+// ExitReasons.
+func TestREADMEExitReasons(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "\n- `exit_reason`")
+	if i < 0 {
+		t.Fatal("README does not document exit_reason")
+	}
+	item := readme[i+1:]
+	if end := strings.Index(item, "\n- "); end >= 0 {
+		item = item[:end]
+	}
+	var documented []string
+	for _, m := range regexp.MustCompile("`([a-z_]+)` \\(").FindAllStringSubmatch(item, -1) {
+		documented = append(documented, m[1])
+	}
+	var want []string
+	for _, r := range ExitReasons {
+		want = append(want, string(r))
+	}
+	slices.Sort(documented)
+	slices.Sort(want)
+	if !slices.Equal(documented, want) {
+		t.Errorf("README documents exit reasons %v; the code has %v", documented, want)
+	}
+}

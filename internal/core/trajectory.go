@@ -95,6 +95,13 @@ type Trajectory struct {
 	Metadata      Metadata        `json:"metadata"`
 	CreatedAt     float64         `json:"created_at"` // unix seconds
 
+	// Reward is the fraction of the task's checks that passed, in [0, 1]
+	// (1 or 0 for a single check); absent when the task has no verifier.
+	// A check that could not run (the program failed first) did not pass.
+	Reward *float64 `json:"reward,omitempty"`
+	// ExitReason says why the attempt ended: one of ExitReasons.
+	ExitReason ExitReason `json:"exit_reason"`
+
 	// The conversation with a model, when one chose the actions, exactly as
 	// exchanged: training data must be what the model saw and said, not a
 	// rendering of it made later.
@@ -107,6 +114,50 @@ type Trajectory struct {
 	Tools json.RawMessage `json:"tools,omitempty"`
 	// ModelCalls has one entry per model call, in order.
 	ModelCalls []ModelCall `json:"model_calls,omitempty"`
+}
+
+// ExitReason says why an attempt ended.
+type ExitReason string
+
+// The exit reasons, documented once (the README's list is checked against
+// ExitReasons).
+const (
+	// ExitAnswered: the model answered in text and the answer was accepted.
+	ExitAnswered ExitReason = "answered"
+	// ExitFinished: the model called a finishing tool (web finish).
+	ExitFinished ExitReason = "finished"
+	// ExitMaxSteps: the step budget (max_steps) was spent.
+	ExitMaxSteps ExitReason = "max_steps"
+	// ExitReplayed: a scripted or cached program or action sequence ran.
+	ExitReplayed ExitReason = "replayed"
+	// ExitRules: the blueprint's rules ran.
+	ExitRules ExitReason = "rules"
+	// ExitTimeout: a time limit ended the attempt.
+	ExitTimeout ExitReason = "timeout"
+	// ExitLLMError: the model could not be reached.
+	ExitLLMError ExitReason = "llm_error"
+	// ExitInvalidTask: the task's constraints are invalid.
+	ExitInvalidTask ExitReason = "invalid_task"
+	// ExitNoSource: nothing could produce a program (no model, no rule).
+	ExitNoSource ExitReason = "no_source"
+	// ExitAborted: a failure the attempt cannot go on from (the start page
+	// was blocked or failed, the browser died).
+	ExitAborted ExitReason = "aborted"
+)
+
+// ExitReasons lists every ExitReason.
+var ExitReasons = []ExitReason{ExitAnswered, ExitFinished, ExitMaxSteps, ExitReplayed, ExitRules,
+	ExitTimeout, ExitLLMError, ExitInvalidTask, ExitNoSource, ExitAborted}
+
+// SetReward records passed of total checks as the reward; total 0 (no
+// verifier) leaves it absent.
+func (tr *Trajectory) SetReward(passed, total int) {
+	if total <= 0 {
+		tr.Reward = nil
+		return
+	}
+	r := float64(passed) / float64(total)
+	tr.Reward = &r
 }
 
 // ModelCall is one call of the model.

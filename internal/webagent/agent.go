@@ -93,6 +93,7 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
 	if err := task.DecodeConstraints(&r.c); err != nil {
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
+		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(task.Timeout)*time.Second)
@@ -177,7 +178,8 @@ func (r *run) Entry() (templatecache.Entry, bool) {
 func (r *run) replay(ctx context.Context, as []Action) {
 	for _, a := range as {
 		if len(r.tr.Steps) >= r.task.MaxSteps+1 { // +1: the opening goto
-			r.tr.Metadata[core.MetaStopReason] = "max_steps"
+			r.tr.Metadata[core.MetaStopReason] = string(core.ExitMaxSteps)
+			r.tr.ExitReason = core.ExitMaxSteps
 			return
 		}
 		step := r.do(ctx, a, false)
@@ -272,8 +274,16 @@ func (r *run) Conclude(ctx context.Context) {
 	if tr.ErrorType != core.ErrNone {
 		return // already failed (invalid constraints)
 	}
+	if _, _, _, total := r.verify(); total > 0 {
+		tr.SetReward(0, total) // until the checks pass below
+	}
 	if r.fatal != nil {
 		tr.Fail(browser.Classify(r.fatal), r.fatal.Error())
+		if tr.ErrorType == core.ErrTimeout {
+			tr.ExitReason = core.ExitTimeout
+		} else {
+			tr.ExitReason = core.ExitAborted
+		}
 		return
 	}
 	if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
@@ -285,7 +295,8 @@ func (r *run) Conclude(ctx context.Context) {
 		tr.Success = true
 		return
 	}
-	ok, why := r.verify()
+	ok, why, passed, total := r.verify()
+	tr.SetReward(passed, total)
 	tr.Metadata[core.MetaVerified] = ok
 	if !ok {
 		tr.Fail(core.ErrWrongAnswer, why)
@@ -294,25 +305,35 @@ func (r *run) Conclude(ctx context.Context) {
 	tr.Success = true
 }
 
-// verify checks expected_text, expected_url and answer.
-func (r *run) verify() (bool, string) {
+// verify checks expected_text, expected_url and answer, each of them, and
+// returns whether all passed, the first failure, and how many of how many
+// passed.
+func (r *run) verify() (ok bool, why string, passed, total int) {
 	answer := ""
 	if r.answer != nil {
 		answer = strings.TrimSpace(*r.answer)
 	}
-	if t := r.c.ExpectedText; t != "" {
-		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
-		if !strings.Contains(page, t) && !strings.Contains(answer, t) {
-			return false, fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t)
+	check := func(pass bool, fail string) {
+		total++
+		if pass {
+			passed++
+		} else if why == "" {
+			why = fail
 		}
 	}
-	if u := r.c.ExpectedURL; u != "" && !strings.Contains(r.lastObs.URL, u) {
-		return false, fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u)
+	if t := r.c.ExpectedText; t != "" {
+		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
+		check(strings.Contains(page, t) || strings.Contains(answer, t),
+			fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t))
 	}
-	if r.c.Answer != nil && answer != strings.TrimSpace(*r.c.Answer) {
-		return false, fmt.Sprintf("answer %q is not the expected %q", answer, strings.TrimSpace(*r.c.Answer))
+	if u := r.c.ExpectedURL; u != "" {
+		check(strings.Contains(r.lastObs.URL, u), fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u))
 	}
-	return true, ""
+	if r.c.Answer != nil {
+		want := strings.TrimSpace(*r.c.Answer)
+		check(answer == want, fmt.Sprintf("answer %q is not the expected %q", answer, want))
+	}
+	return passed == total, why, passed, total
 }
 
 func (r *run) finish() *core.Trajectory {

@@ -47,7 +47,7 @@ func (t *llmTools) Answer(ctx context.Context, answer string) string {
 	ans := strings.TrimSpace(answer)
 	t.r.answer = &ans
 	if t.r.c.HasVerifier() {
-		if ok, why := t.r.verify(); !ok {
+		if ok, why, _, _ := t.r.verify(); !ok {
 			return "Verification failed: " + why + ". Continue, then call finish with the answer."
 		}
 	}

@@ -177,3 +177,36 @@ func TestBlockedStartPageAsksNoSource(t *testing.T) {
 		t.Errorf("metadata %v: no source was asked", tr.Metadata)
 	}
 }
+
+func TestWebReward(t *testing.T) {
+	site := newFakeSite()
+	a := newFakeAgent(t, site, nil)
+	finish := []any{map[string]any{"action": "click", "selector": "a.first"}, map[string]any{"action": "finish", "answer": "First"}}
+	for _, tc := range []struct {
+		name   string
+		c      map[string]any
+		reward any
+		exit   core.ExitReason
+	}{
+		{"no verifier", map[string]any{"start_url": "http://site/", "actions": finish}, nil, core.ExitReplayed},
+		{"all three pass", map[string]any{"start_url": "http://site/", "actions": finish, "expected_text": "first result", "expected_url": "/first", "answer": "First"}, 1.0, core.ExitReplayed},
+		{"two of three", map[string]any{"start_url": "http://site/", "actions": finish, "expected_text": "first result", "expected_url": "/second", "answer": "First"}, 2.0 / 3, core.ExitReplayed},
+		{"one of two", map[string]any{"start_url": "http://site/", "actions": finish, "expected_url": "/first", "answer": "Second"}, 0.5, core.ExitReplayed},
+		{"blocked start", map[string]any{"start_url": "http://10.0.0.1/", "actions": finish, "expected_url": "/first"}, 0.0, core.ExitAborted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site.blocked = "http://10.0.0.1/"
+			tr, err := a.Execute(context.Background(), webTask("reward", tc.c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got any
+			if tr.Reward != nil {
+				got = *tr.Reward
+			}
+			if got != tc.reward || tr.ExitReason != tc.exit {
+				t.Errorf("reward %v exit %q, want %v %q (%s)", got, tr.ExitReason, tc.reward, tc.exit, tr.ErrorMessage)
+			}
+		})
+	}
+}
