@@ -51,8 +51,8 @@ type run struct {
 	// passedChecks is how many of the verifier's checks the verified
 	// program passed (the reward's numerator).
 	passedChecks int
-	verifiedFor string // the program verified last
-	jailErr     error
+	verifiedFor  string // the program verified last
+	jailErr      error
 }
 
 // Execute runs task and returns its trajectory. The error is non-nil only
