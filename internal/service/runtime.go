@@ -92,6 +92,9 @@ type Runtime struct {
 // consumer stops reading, in-flight tasks get SHUTDOWN_GRACE, and only then
 // do the health reporter, the ops server and r.Loops stop.
 func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
+	if r.Config.HealthInterval <= 0 {
+		return fmt.Errorf("HEALTH_INTERVAL must be positive, got %s", r.Config.HealthInterval)
+	}
 	writer, err := trajectory.NewWriter(filepath.Join(p.Config.OutputDir, "trajectories"))
 	if err != nil {
 		return err
