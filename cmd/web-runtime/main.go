@@ -5,23 +5,22 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/app"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/metrics"
-	"github.com/agentdataplatform/adp/internal/redisconn"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/webagent"
 )
 
+// name and metricsAddr are the service's name in logs and its METRICS_ADDR default.
+const name, metricsAddr = "web-runtime", ":8002"
+
 type config struct {
 	service.RuntimeConfig
-	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":8002"`
 	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
 	ChromiumPath      string        `env:"CHROMIUM_PATH"` // default: see browser.Config.ExecutablePath
 	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
@@ -35,15 +34,10 @@ type config struct {
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 }
 
-func main() {
-	var cfg config
-	app.Main("web-runtime", &cfg,
-		func(c *config) *app.Common { return &c.Common },
-		func(c *config) string { return c.MetricsAddr },
-		run)
-}
+func main() { service.Main(name, metricsAddr, &config{}, run) }
 
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+func run(ctx context.Context, p *service.Process, cfg *config) error {
+	log := p.Log
 	bcfg := browser.Config{
 		ExecutablePath: cfg.ChromiumPath, DriverDir: cfg.DriverPath, NodePath: cfg.NodePath,
 		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
@@ -56,12 +50,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err := browser.CheckDependencies(bcfg); err != nil {
 		return err
 	}
-	rdb, err := redisconn.Open(cfg.RedisURL, redisconn.Options{CAFile: cfg.RedisCAFile})
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	m := metrics.New()
+	rdb, m := p.RDB, p.Metrics
 	client, err := cfg.LLM.NewLLM(core.RuntimeWeb, m)
 	if err != nil {
 		return err
@@ -73,9 +62,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer pool.Close()
 
 	log.Info("browser ready", "max_concurrent", cfg.MaxConcurrent, "allow_private", cfg.AllowPrivate, "allow_hosts", cfg.AllowHosts, "llm", client != nil)
-	rt := &service.Runtime{
+	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeWeb, Stream: core.StreamWeb, Concurrency: cfg.MaxConcurrent,
-		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
+		Config:     cfg.RuntimeConfig,
 		CacheTypes: []string{string(core.TaskWeb)},
 		Exec: &webagent.Agent{
 			Pages: webagent.PoolPages(pool), LLM: client,
@@ -85,8 +74,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		},
 		Checks: []func(context.Context) error{func(context.Context) error { return pool.Healthy() }},
 		Loops:  []func(context.Context) error{browserStats(pool, m)},
-	}
-	return rt.Run(ctx)
+	})
 }
 
 // browserStats copies the pool's counters into the metrics every second.

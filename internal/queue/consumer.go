@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -441,7 +442,7 @@ func (c *Consumer) handle(ctx context.Context, m *Message) {
 		return
 	}
 
-	err := c.safeHandle(ctx, m)
+	err := c.safeHandle(ctx, m, log)
 	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
 		log.Warn("lease lost while handling; result not acknowledged", "err", err)
 		return
@@ -470,10 +471,12 @@ func (c *Consumer) handle(ctx context.Context, m *Message) {
 }
 
 // safeHandle turns a handler panic into a system error, so one poison task
-// cannot take the process down.
-func (c *Consumer) safeHandle(ctx context.Context, m *Message) (err error) {
+// cannot take the process down. The panic is logged with its stack on log,
+// which carries the entry and task ids.
+func (c *Consumer) safeHandle(ctx context.Context, m *Message, log *slog.Logger) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			log.Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
