@@ -134,11 +134,10 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 	if ln.done != nil {
 		defer func() { ln.done(supervisorExited) }()
 	}
-	r, err := start(ln, req.Stdin, lim)
+	r, err := start(ln, j.l, req.Stdin, lim)
 	if err != nil {
 		return systemError(res, fmt.Errorf("sandbox %s: starting the jail: %w", j.name, err))
 	}
-	r.l = j.l
 
 	timer := time.AfterFunc(lim.Wall, func() { r.kill(killWall) })
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -239,10 +238,16 @@ type running struct {
 }
 
 // start launches the command with pipes for stdout, stderr and fd 3, and
-// starts reading them.
-func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
+// starts reading them. Everything the readers use (the launcher, through
+// kill) is set before they start: a reader may pass the output cap and
+// kill the jail before start returns.
+func start(ln *launch, l launcher, stdin []byte, lim Limits) (*running, error) {
 	cmd := ln.cmd
-	r := &running{cmd: cmd, maxTotal: lim.MaxOutputBytes, auxMore: make(chan struct{}, 1), auxEOF: make(chan struct{})}
+	r := &running{
+		cmd: cmd, l: l, maxTotal: lim.MaxOutputBytes,
+		auxMore: make(chan struct{}, 1), auxEOF: make(chan struct{}),
+		stdout: newStreamBuffer(lim.KeepOutputBytes), stderr: newStreamBuffer(lim.KeepOutputBytes),
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		closeAll(ln.childFiles...)
@@ -281,14 +286,11 @@ func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
 		closeAll(outR, errR, auxR)
 		return nil, err
 	}
-	stdout := newStreamBuffer(lim.KeepOutputBytes)
-	stderr := newStreamBuffer(lim.KeepOutputBytes)
 	r.pipes = []*os.File{outR, errR, auxR}
 	r.readers.Add(3)
-	go r.readStream(outR, stdout)
-	go r.readStream(errR, stderr)
+	go r.readStream(outR, r.stdout)
+	go r.readStream(errR, r.stderr)
 	go r.readAux(auxR)
-	r.stdout, r.stderr = stdout, stderr
 	return r, nil
 }
 
