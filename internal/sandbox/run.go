@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,12 +20,11 @@ import (
 
 // Names inside the jail and on the host.
 const (
-	// jailCodeDir is where the per-run directory is bound, read-only.
+	// jailCodeDir is the directory of the program inside the jail; both
+	// backends create it in the jail's own root (no file on the host).
 	jailCodeDir = "/sandbox"
-	// scriptName is the program's file name in the per-run directory.
+	// scriptName is the program's file name in jailCodeDir, read-only.
 	scriptName = "main.py"
-	// runDirPrefix starts every per-run directory's name (then the run id).
-	runDirPrefix = "adp-sandbox-"
 	// runIDEnv carries the run id into the jail's environment.
 	runIDEnv = "SANDBOX_RUN_ID"
 )
@@ -78,8 +76,8 @@ type launch struct {
 	// spawn, when set, starts the command: it calls start on the thread
 	// the jail must be forked from.
 	spawn func(start func() error) error
-	// done, when set, releases what the backend kept for the run (the
-	// per-run directory, descriptors, the thread). supervisorExited: the
+	// done, when set, releases what the backend kept for the run
+	// (descriptors, the thread). supervisorExited: the
 	// supervisor was reaped after exiting by itself, so the jail it
 	// supervised is gone too (not killed from outside, which could leave
 	// the jail dying for a moment longer).
@@ -190,29 +188,6 @@ func newRunID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// writeRunDir creates the per-run directory with the program in it,
-// readable by the jail's uid (the directory is bound read-only).
-func writeRunDir(dir, code string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("sandbox: per-run directory: %w", err)
-	}
-	// Explicit modes: the process umask must not make them unreadable.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: per-run directory: %w", err)
-	}
-	path := filepath.Join(dir, scriptName)
-	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: writing the program: %w", err)
-	}
-	if err := os.Chmod(path, 0o644); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: writing the program: %w", err)
-	}
-	return nil
 }
 
 // running is one started jail: its supervisor process, the readers of its
