@@ -6,6 +6,8 @@
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
+#   ADP_BENCH_BACKENDS   jails of the end-to-end comparison (default: those
+#                     installed of "nsjail bwrap")
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
@@ -29,7 +31,14 @@ fi
 
 if want sandbox-e2e; then
   n=500
-  log "sandbox end to end: $n scripted code tasks (dispatcher -> Redis -> runtime -> files) vs the same programs bare"
+  # Every jail backend installed, each through the whole pipeline
+  # (SANDBOX_BACKEND), unless ADP_BENCH_BACKENDS names some.
+  backends=${ADP_BENCH_BACKENDS:-}
+  if [ -z "$backends" ]; then
+    for b in nsjail bwrap; do command -v "$b" >/dev/null && backends="$backends $b"; done
+  fi
+  [ -n "$backends" ] || die "sandbox e2e: neither nsjail nor bwrap is installed"
+  log "sandbox end to end: $n scripted code tasks (dispatcher -> Redis -> runtime -> files) vs the same programs bare, jails:$backends"
   mkdir -p "$work/progs"
   for i in $(seq 1 $n); do
     prog="import math\nprint(sum(math.isqrt(k) for k in range($((i * 100)))))"
@@ -38,25 +47,34 @@ if want sandbox-e2e; then
   done > "$work/e2e.jsonl"
   par=$(nproc)
   rounds=${ADP_BENCH_ROUNDS:-3}
-  # Alternate bare and pipeline runs, so both see the same machine, and
-  # take the median of each: one run of a few seconds is noisy.
-  : > "$work/bare.txt"; : > "$work/pipe.txt"
+  # Alternate bare and pipeline runs (one per backend), so all see the same
+  # machine, and take the median of each: one run of a few seconds is noisy.
+  : > "$work/bare.txt"
+  for b in $backends; do : > "$work/pipe-$b.txt"; done
   for r in $(seq 1 "$rounds"); do
     start=$(date +%s.%N)
     ls "$work"/progs/*.py | xargs -P "$par" -n 1 /usr/bin/python3 > /dev/null
     echo "$(date +%s.%N) - $start" | bc -l >> "$work/bare.txt"
-    # A new output directory each round, all removed at the end: deleting
-    # the last round's 500 files just before a run makes ext4 skip over
-    # their recently freed inodes when it allocates the new ones.
-    "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out-$r" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
-    ok=$(jq .stats.succeeded "$work/e2e.json")
-    [ "$ok" = "$n" ] || die "sandbox e2e: $ok of $n tasks succeeded"
-    jq .elapsed_seconds "$work/e2e.json" >> "$work/pipe.txt"
-    log "round $r: bare $(tail -1 "$work/bare.txt")s, pipeline $(tail -1 "$work/pipe.txt")s"
+    line="round $r: bare $(tail -1 "$work/bare.txt")s"
+    for b in $backends; do
+      # A new output directory each run, all removed at the end: deleting
+      # the last run's 500 files just before a run makes ext4 skip over
+      # their recently freed inodes when it allocates the new ones.
+      SANDBOX_BACKEND=$b NSJAIL_CONFIG=${NSJAIL_CONFIG:-$ROOT/configs/nsjail/python.cfg} \
+        "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out-$b-$r" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
+      ok=$(jq .stats.succeeded "$work/e2e.json")
+      [ "$ok" = "$n" ] || die "sandbox e2e ($b): $ok of $n tasks succeeded"
+      jq .elapsed_seconds "$work/e2e.json" >> "$work/pipe-$b.txt"
+      line="$line, $b $(tail -1 "$work/pipe-$b.txt")s"
+    done
+    log "$line"
   done
   median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-  bare=$(median "$work/bare.txt"); el=$(median "$work/pipe.txt")
-  say "sandbox e2e: $n tasks in ${el}s through the pipeline (median of $rounds, all succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+  bare=$(median "$work/bare.txt")
+  for b in $backends; do
+    el=$(median "$work/pipe-$b.txt")
+    say "sandbox e2e ($b): $n tasks in ${el}s through the pipeline (median of $rounds, all succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+  done
 fi
 
 if want web; then

@@ -566,30 +566,46 @@ func TestConformanceConcurrent(t *testing.T) {
 
 // TestProcessLimitPerJail: RLIMIT_NPROC counts each jail's processes
 // apart. A jail holding all the processes it may have must not keep
-// another jail, of the same uid, from forking.
+// another jail, of the same uid, from forking. The second jail starts once
+// the first holds its processes (seen in /proc), whatever the time that
+// takes on a busy machine; the first holds them until it is cancelled.
 func TestProcessLimitPerJail(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s jailSetup) {
 		lim := testLimits()
-		lim.Wall = 8 * time.Second
-		full := make(chan Result, 1)
+		lim.Wall = time.Minute
+		lim.CPU = time.Minute
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		type out struct {
+			res Result
+			err error
+		}
+		full := make(chan out, 1)
 		go func() {
-			// Fork until refused, then hold every process for 5 s.
-			res, _ := s.jail.Run(context.Background(), Request{Limits: lim, Code: `import os, time
+			res, err := s.jail.Run(ctx, Request{Limits: lim, Code: `import os, time
 n = 0
 while n < 1000:
     try:
         if os.fork() == 0:
-            time.sleep(5)
+            time.sleep(120)
             os._exit(0)
     except OSError:
         break
     n += 1
 print("holding", n, flush=True)
-time.sleep(5)
+time.sleep(120)
 `})
-			full <- res
+			full <- out{res, err}
 		}()
-		time.Sleep(1500 * time.Millisecond) // the first jail has forked all it may by now
+		// The interpreter and its children: MaxProcs when every fork
+		// that could succeed did.
+		for n := 0; n < lim.MaxProcs; n = len(jailProcessesOfTest()) {
+			select {
+			case o := <-full:
+				t.Fatalf("the first jail ended before holding its processes: %v, %s %q stdout %q", o.err, o.res.ErrorType, o.res.ErrorMessage, o.res.Stdout)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 		res, err := s.jail.Run(context.Background(), Request{Limits: testLimits(), Code: `import os
 for _ in range(4):
     pid = os.fork()
@@ -603,16 +619,42 @@ print("forked 4")
 		}
 		wantOK(t, res)
 		wantStdout(t, res, "forked 4\n")
+		assertNoLeftovers(t, s, res.RunID)
+		cancel()
 		first := <-full
-		wantOK(t, first)
-		// Near its limit: with one count for both jails, the second could
-		// not have had its interpreter and a child.
-		var held int
-		if _, err := fmt.Sscanf(first.Stdout, "holding %d", &held); err != nil || held < lim.MaxProcs-2 {
-			t.Errorf("first jail: stdout %q, want it holding at least %d processes", first.Stdout, lim.MaxProcs-2)
+		if !errors.Is(first.err, context.Canceled) {
+			t.Errorf("first jail: err = %v, want it cancelled", first.err)
 		}
+		// At its limit: with one count for both jails, the second could
+		// not have had its interpreter and a child.
+		if want := fmt.Sprintf("holding %d\n", lim.MaxProcs-1); first.res.Stdout != want {
+			t.Errorf("first jail: stdout %q, want %q", first.res.Stdout, want)
+		}
+		assertNoLeftovers(t, s, first.res.RunID)
 		assertQuiet(t, s)
 	})
+}
+
+// jailProcessesOfTest lists the jailed processes (SANDBOX_RUN_ID in their
+// environment) that descend from the test process: the jails of this test
+// only, not those of anything else on the host.
+func jailProcessesOfTest() []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		env, _ := os.ReadFile(p + "/environ")
+		if !bytes.Contains(env, []byte("\x00"+runIDEnv+"=")) && !bytes.HasPrefix(env, []byte(runIDEnv+"=")) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		for a := parentPid(pid); a > 1; a = parentPid(a) {
+			if a == os.Getpid() {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // TestContextCancel: cancelling the caller's context kills the jail and is
