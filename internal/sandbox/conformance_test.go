@@ -468,6 +468,25 @@ while True:
 		},
 	},
 	{
+		name: "empty program",
+		code: "",
+		check: func(t *testing.T, res Result) {
+			wantOK(t, res)
+			wantStdout(t, res, "")
+		},
+	},
+	{
+		// Near the largest task (core.MaxTaskBytes), with every byte that
+		// needs escaping on its way into nsjail's configuration.
+		name: "large program",
+		code: strings.Repeat("# padding \"quoted\" \\ back ü ✓\t\n", 24000) + "print(len(open(__file__, 'rb').read()))\n",
+		check: func(t *testing.T, res Result) {
+			wantOK(t, res)
+			want := len(strings.Repeat("# padding \"quoted\" \\ back ü ✓\t\n", 24000) + "print(len(open(__file__, 'rb').read()))\n")
+			wantStdout(t, res, fmt.Sprintf("%d\n", want))
+		},
+	},
+	{
 		name:  "stdin passed through",
 		code:  "import sys\ndata = sys.stdin.read()\nprint(data.upper(), end='')\nprint(len(data))\n",
 		stdin: "abc\nDéf\n",
