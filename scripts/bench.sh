@@ -6,6 +6,7 @@
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
+#   ADP_BENCH_E2E_TASKS  scripted code tasks of the end-to-end comparison (500)
 #   ADP_BENCH_BACKENDS   jails of the end-to-end comparison (default: those
 #                     installed of "nsjail bwrap")
 source "$(dirname "$0")/lib.sh"
@@ -30,7 +31,7 @@ if want jail; then
 fi
 
 if want sandbox-e2e; then
-  n=500
+  n=${ADP_BENCH_E2E_TASKS:-500}
   # Every jail backend installed, each through the whole pipeline
   # (SANDBOX_BACKEND), unless ADP_BENCH_BACKENDS names some.
   backends=${ADP_BENCH_BACKENDS:-}
@@ -47,13 +48,33 @@ if want sandbox-e2e; then
   done > "$work/e2e.jsonl"
   par=$(nproc)
   rounds=${ADP_BENCH_ROUNDS:-3}
+  # cpu_run FILE CMD...: runs CMD in a cgroup of its own where this root
+  # process may make one (cgroup v1 cpuacct or v2), and appends the CPU
+  # seconds of all its processes (jails included; not the kernel's worker
+  # threads) to FILE. On a shared machine the ratio of CPU seconds is the
+  # steadier figure: what the two cores could do if the comparison had them
+  # to itself.
+  cpu_run() {
+    local file=$1; shift
+    local v1=/sys/fs/cgroup/cpuacct v2=/sys/fs/cgroup cg
+    if [ -w "$v1" ] && [ -f "$v1/cpuacct.usage" ]; then cg=$v1/adp-bench-$$-$RANDOM
+    elif [ -f "$v2/cgroup.controllers" ] && [ -w "$v2" ]; then cg=$v2/adp-bench-$$-$RANDOM
+    else "$@"; return; fi
+    mkdir "$cg" || { "$@"; return; }
+    local rc=0
+    (echo "$BASHPID" > "$cg/cgroup.procs" && exec "$@") || rc=$?
+    if [ -f "$cg/cpuacct.usage" ]; then echo "$(cat "$cg/cpuacct.usage") / 1000000000" | bc -l >> "$file"
+    else awk '$1 == "usage_usec" {print $2 / 1000000}' "$cg/cpu.stat" >> "$file"; fi
+    rmdir "$cg" 2>/dev/null || true
+    return $rc
+  }
   # Alternate bare and pipeline runs (one per backend), so all see the same
   # machine, and take the median of each: one run of a few seconds is noisy.
   : > "$work/bare.txt"
   for b in $backends; do : > "$work/pipe-$b.txt"; done
   for r in $(seq 1 "$rounds"); do
     start=$(date +%s.%N)
-    ls "$work"/progs/*.py | xargs -P "$par" -n 1 /usr/bin/python3 > /dev/null
+    cpu_run "$work/bare.cpu" sh -c "ls $work/progs/*.py | xargs -P $par -n 1 /usr/bin/python3 > /dev/null"
     echo "$(date +%s.%N) - $start" | bc -l >> "$work/bare.txt"
     line="round $r: bare $(tail -1 "$work/bare.txt")s"
     for b in $backends; do
@@ -61,7 +82,7 @@ if want sandbox-e2e; then
       # the last run's 500 files just before a run makes ext4 skip over
       # their recently freed inodes when it allocates the new ones.
       SANDBOX_BACKEND=$b NSJAIL_CONFIG=${NSJAIL_CONFIG:-$ROOT/configs/nsjail/python.cfg} \
-        "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out-$b-$r" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
+        cpu_run "$work/pipe-$b.cpu" "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out-$b-$r" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
       ok=$(jq .stats.succeeded "$work/e2e.json")
       [ "$ok" = "$n" ] || die "sandbox e2e ($b): $ok of $n tasks succeeded"
       jq .elapsed_seconds "$work/e2e.json" >> "$work/pipe-$b.txt"
@@ -73,7 +94,12 @@ if want sandbox-e2e; then
   bare=$(median "$work/bare.txt")
   for b in $backends; do
     el=$(median "$work/pipe-$b.txt")
-    say "sandbox e2e ($b): $n tasks in ${el}s through the pipeline (median of $rounds, all succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+    cpu=""
+    if [ -s "$work/bare.cpu" ] && [ -s "$work/pipe-$b.cpu" ]; then
+      bc_=$(median "$work/bare.cpu"); pc=$(median "$work/pipe-$b.cpu")
+      cpu="; CPU $(printf %.2f "$pc") s vs $(printf %.2f "$bc_") s bare: ratio $(echo "$bc_ / $pc" | bc -l | cut -c1-4)"
+    fi
+    say "sandbox e2e ($b): $n tasks in ${el}s through the pipeline (median of $rounds, all succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput$cpu"
   done
 fi
 
