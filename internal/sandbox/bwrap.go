@@ -188,8 +188,8 @@ func closeInheritedFDsOnExec() {
 }
 
 // traversableByOthers checks that uid 65534 can reach files under dir:
-// bwrap binds the per-run directory and an interpreter prefix from inside
-// the jail's user namespace, as uid 65534.
+// bwrap binds an interpreter prefix from inside the jail's user namespace,
+// as uid 65534.
 func traversableByOthers(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {

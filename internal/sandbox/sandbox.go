@@ -5,17 +5,21 @@
 // suite (conformance_test.go) that both must pass:
 //
 //   - nsjail (production, in the Docker image): the policy is the protobuf
-//     text file configs/nsjail/python.cfg, per-run values (time limit,
-//     rlimits, the program's directory, cgroup limits when available) are
-//     appended on the command line.
+//     text file configs/nsjail/python.cfg, read and checked at start;
+//     nsjail reads it per run from a memfd, with the program added as a
+//     file of the jail's own tmpfs (src_content), and per-run values (time
+//     limit, rlimits, cgroup limits when available) appended on the
+//     command line. It is started from the same kind of thread as bwrap
+//     (root here) in a reused network namespace.
 //   - bwrap (bubblewrap; the fallback for development machines): the same
 //     namespaces and filesystem, with rlimits set by the Go parent
 //     (prlimit(2) while bwrap waits on --block-fd), the network namespace
 //     held by the Go thread that starts bwrap (as uid 65534 where bwrap may
 //     create the user namespace itself, else in a user namespace the parent
 //     creates), and the program passed in a memfd that bwrap copies into
-//     the jail's tmpfs root (--ro-bind-data): nothing is written to the
-//     host's disk per run.
+//     the jail's tmpfs root (--ro-bind-data).
+//
+// Neither writes anything to the host's disk per run.
 //
 // Both give the program: uid/gid 65534, fresh user, pid, mount, ipc, uts
 // and network namespaces (no interface up, not even loopback), a read-only
@@ -191,9 +195,8 @@ type Result struct {
 	ErrorType core.ErrorType
 	// ErrorMessage says what went wrong in one line, for people and models.
 	ErrorMessage string
-	// RunID names the run: it is part of the per-run directory name
-	// (nsjail) and is set as SANDBOX_RUN_ID in the program's environment,
-	// so logs and process listings can be correlated.
+	// RunID names the run: it is set as SANDBOX_RUN_ID in the program's
+	// environment, so logs and process listings can be correlated.
 	RunID string
 }
 
@@ -207,8 +210,7 @@ type Jail interface {
 	Name() string
 	// Run executes req in a fresh jail and waits for it. The error is
 	// non-nil only when the jail itself could not run the program (the
-	// jail failed to launch, the per-run directory could not be written,
-	// ctx was cancelled); the Result then has ErrorType system_error.
+	// jail failed to launch, ctx was cancelled); the Result then has ErrorType system_error.
 	// Cancelling ctx kills the jail; a ctx deadline earlier than
 	// req.Limits.Wall acts as the wall limit (timeout, not an error).
 	Run(ctx context.Context, req Request) (Result, error)
@@ -231,10 +233,6 @@ type Config struct {
 	NsjailConfig string
 	// BwrapPath is the bubblewrap binary. Default: "bwrap" in PATH.
 	BwrapPath string
-	// WorkDir holds nsjail's per-run directories (removed after each
-	// run). It must be traversable by uid 65534 when the caller is root.
-	// Default os.TempDir(). The bwrap backend writes no files.
-	WorkDir string
 }
 
 // DefaultPythonPath is the interpreter used when Config.PythonPath is empty.
@@ -290,9 +288,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if !filepath.IsAbs(c.PythonPath) {
 		return c, fmt.Errorf("sandbox: python path %q must be absolute: it is resolved inside the jail", c.PythonPath)
-	}
-	if c.WorkDir == "" {
-		c.WorkDir = os.TempDir()
 	}
 	return c, nil
 }

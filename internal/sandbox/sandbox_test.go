@@ -209,10 +209,7 @@ func TestBwrapOtherInterpreter(t *testing.T) {
 	if len(matches) == 0 {
 		t.Skip("no pyenv interpreter on this machine")
 	}
-	workDir, _ := os.MkdirTemp("", "adp-sandbox-test-")
-	t.Cleanup(func() { os.RemoveAll(workDir) })
-	os.Chmod(workDir, 0o755)
-	j, err := New(BackendBwrap, Config{PythonPath: matches[0], WorkDir: workDir})
+	j, err := New(BackendBwrap, Config{PythonPath: matches[0]})
 	if errors.Is(err, ErrNoJail) {
 		t.Skip(err)
 	}
