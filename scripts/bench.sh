@@ -61,14 +61,14 @@ cpu_run() {
 
 median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-# compare NAME N JSONL PROGS WANT_OK: alternates bare runs of the programs
-# in PROGS (xargs -P nproc, python3 -I -S) with a pipeline run of JSONL per
+# compare NAME N JSONL PROGS WANT_OK BARE: alternates bare runs of the
+# programs in PROGS (xargs -P nproc, the command BARE) with a pipeline run of JSONL per
 # backend (adpctl up, a new output directory each run: deleting the last
 # run's files just before a run makes ext4 skip over their recently freed
 # inodes), checks that WANT_OK tasks succeeded each time, and reports the
 # medians of wall and CPU time and their ratios.
 compare() {
-  local name=$1 n=$2 jsonl=$3 progs=$4 want_ok=$5 par rounds r b start ok line bare el cpu bc_ pc
+  local name=$1 n=$2 jsonl=$3 progs=$4 want_ok=$5 bare_cmd=$6 par rounds r b start ok line bare el cpu bc_ pc
   [ -n "$backends" ] || die "$name: neither nsjail nor bwrap is installed"
   par=$(nproc)
   rounds=${ADP_BENCH_ROUNDS:-3}
@@ -76,7 +76,7 @@ compare() {
   for b in $backends; do : > "$work/$name-pipe-$b.txt"; : > "$work/$name-pipe-$b.cpu"; done
   for r in $(seq 1 "$rounds"); do
     start=$(date +%s.%N)
-    cpu_run "$work/$name-bare.cpu" sh -c "ls $progs/*.py | xargs -P $par -n 1 /usr/bin/python3 -I -S > /dev/null 2>&1; true"
+    cpu_run "$work/$name-bare.cpu" sh -c "ls $progs/*.py | xargs -P $par -n 1 $bare_cmd > /dev/null 2>&1; true"
     echo "$(date +%s.%N) - $start" | bc -l >> "$work/$name-bare.txt"
     line="$name round $r: bare $(tail -1 "$work/$name-bare.txt")s"
     for b in $backends; do
@@ -97,7 +97,7 @@ compare() {
       bc_=$(median "$work/$name-bare.cpu"); pc=$(median "$work/$name-pipe-$b.cpu")
       cpu="; CPU $(printf %.2f "$pc") s vs $(printf %.2f "$bc_") s bare: ratio $(echo "$bc_ / $pc" | bc -l | cut -c1-4)"
     fi
-    say "$name ($b): $n tasks in ${el}s through the pipeline (median of $rounds, $want_ok succeeded as they must) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput$cpu"
+    say "$name ($b): $n tasks in ${el}s through the pipeline (median of $rounds, $want_ok succeeded as they must) vs ${bare}s bare ($bare_cmd, xargs -P $par): ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput$cpu"
   done
 }
 
@@ -110,7 +110,7 @@ if want sandbox-e2e; then
     printf '%b\n' "$prog" > "$work/progs/p$i.py"
     jq -cn --arg id "e2e-$i" --arg code "$(printf '%b' "$prog")" '{task_id:$id, task_type:"code", description:"bench", constraints:{code:$code}}'
   done > "$work/e2e.jsonl"
-  compare "sandbox e2e" "$n" "$work/e2e.jsonl" "$work/progs" "$n"
+  compare "sandbox e2e" "$n" "$work/e2e.jsonl" "$work/progs" "$n" /usr/bin/python3
 fi
 
 if want humaneval; then
@@ -120,7 +120,7 @@ if want humaneval; then
   log "humaneval-like: 328 program + tests tasks (164 right, 164 broken) vs the same files bare, jails:$backends"
   mkdir -p "$work/he"
   python3 "$ROOT/scripts/humaneval_like.py" "$work/he" > "$work/he.jsonl"
-  compare "humaneval-like" 328 "$work/he.jsonl" "$work/he" 164
+  compare "humaneval-like" 328 "$work/he.jsonl" "$work/he" 164 "/usr/bin/python3 -I -S"
 fi
 
 if want web; then
