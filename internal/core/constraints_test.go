@@ -71,22 +71,7 @@ func TestDecodeConstraintsStrict(t *testing.T) {
 // TestREADMEMetadataKeys checks the README's list of metadata keys against
 // MetaKeys, both ways.
 func TestREADMEMetadataKeys(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	i := strings.Index(readme, "\n- `metadata`")
-	if i < 0 {
-		t.Fatal("README has no metadata list")
-	}
-	item := readme[i+1:]
-	if end := strings.Index(item, "\n- "); end >= 0 {
-		item = item[:end]
-	}
-	if end := strings.Index(item, "\n\n"); end >= 0 {
-		item = item[:end]
-	}
+	item := readmeItem(t, "\n- `metadata`")
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(item, -1) {
 		documented[m[1]] = true
@@ -109,19 +94,7 @@ func TestREADMEMetadataKeys(t *testing.T) {
 // TestREADMEExitReasons checks the README's list of exit reasons against
 // ExitReasons.
 func TestREADMEExitReasons(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	i := strings.Index(readme, "\n- `exit_reason`")
-	if i < 0 {
-		t.Fatal("README does not document exit_reason")
-	}
-	item := readme[i+1:]
-	if end := strings.Index(item, "\n- "); end >= 0 {
-		item = item[:end]
-	}
+	item := readmeItem(t, "\n- `exit_reason`")
 	var documented []string
 	for _, m := range regexp.MustCompile("`([a-z_]+)` \\(").FindAllStringSubmatch(item, -1) {
 		documented = append(documented, m[1])
@@ -135,4 +108,27 @@ func TestREADMEExitReasons(t *testing.T) {
 	if !slices.Equal(documented, want) {
 		t.Errorf("README documents exit reasons %v; the code has %v", documented, want)
 	}
+}
+
+// readmeItem returns the README's list item that starts with marker: up to
+// the next item or the end of the list.
+func readmeItem(t *testing.T, marker string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, marker)
+	if i < 0 {
+		t.Fatalf("README has no %q", strings.TrimSpace(marker))
+	}
+	item := readme[i+1:]
+	if end := strings.Index(item, "\n- "); end >= 0 {
+		item = item[:end]
+	}
+	if end := strings.Index(item, "\n\n"); end >= 0 {
+		item = item[:end]
+	}
+	return item
 }
