@@ -235,6 +235,15 @@ type Config struct {
 	// run). It must be traversable by uid 65534 when the caller is root.
 	// Default os.TempDir(). The bwrap backend writes no files.
 	WorkDir string
+	// SandboxUID is the uid and gid, outside the jail, of the bwrap
+	// backend's jails and of the runtime threads that start them, when the
+	// runtime is root (inside, the program is always 65534). Default 65534.
+	// Any process of that uid on the host may signal those threads, and a
+	// signal to one thread stops or kills the whole runtime: on a host
+	// where other processes run as 65534 (nobody), set it to a uid nothing
+	// else uses. The nsjail backend maps the jail to the uid of its policy
+	// file (65534).
+	SandboxUID int
 }
 
 // DefaultPythonPath is the interpreter used when Config.PythonPath is empty.
@@ -293,6 +302,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WorkDir == "" {
 		c.WorkDir = os.TempDir()
+	}
+	if c.SandboxUID == 0 {
+		c.SandboxUID = jailUID
+	}
+	if c.SandboxUID < 0 || c.SandboxUID >= 1<<31-1 {
+		return c, fmt.Errorf("sandbox: SANDBOX_UID %d is not a uid the jail can run as (not root)", c.SandboxUID)
 	}
 	return c, nil
 }
