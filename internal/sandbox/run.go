@@ -193,25 +193,32 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// writeRunDir creates the per-run directory with the program in it,
-// readable by the jail's uid (the directory is bound read-only).
+// writeRunDir creates the per-run directory with the program in it, owned
+// by the jail's uid and readable by it only (0500 and 0400: nobody else on
+// the host reads the program; the directory is bound read-only).
 func writeRunDir(dir, code string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("sandbox: per-run directory: %w", err)
-	}
-	// Explicit modes: the process umask must not make them unreadable.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		os.RemoveAll(dir)
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox: per-run directory: %w", err)
 	}
 	path := filepath.Join(dir, scriptName)
-	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
+	fail := func(what string, err error) error {
 		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: writing the program: %w", err)
+		return fmt.Errorf("sandbox: %s: %w", what, err)
 	}
-	if err := os.Chmod(path, 0o644); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: writing the program: %w", err)
+	if err := os.WriteFile(path, []byte(code), 0o400); err != nil {
+		return fail("writing the program", err)
+	}
+	// Explicit modes and owner: the process umask must not change them.
+	for _, p := range []struct {
+		path string
+		mode os.FileMode
+	}{{path, 0o400}, {dir, 0o500}} {
+		if err := os.Chmod(p.path, p.mode); err != nil {
+			return fail("per-run directory", err)
+		}
+		if err := os.Lchown(p.path, jailUID, jailUID); err != nil {
+			return fail("per-run directory", err)
+		}
 	}
 	return nil
 }

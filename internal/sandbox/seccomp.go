@@ -51,7 +51,7 @@ import (
 const seccompErrno = unix.EPERM
 
 // seccompDenied are the calls the filter refuses whatever their arguments.
-// The names are the kernel's (and Kafel's).
+// The names are the kernel's (Kafel calls umount2 umount).
 var seccompDenied = []struct {
 	name string
 	nr   uint32
