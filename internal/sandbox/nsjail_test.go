@@ -63,7 +63,7 @@ func TestShippedPolicy(t *testing.T) {
 		"rlimit_cpu":        "30",
 		"rlimit_fsize":      "16",
 		"rlimit_nofile":     "64",
-		"rlimit_nproc":      "32",
+		"rlimit_nproc":      "16",
 		"rlimit_nproc_type": "VALUE",
 		"rlimit_core":       "0",
 	}

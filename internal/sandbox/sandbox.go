@@ -73,7 +73,9 @@ type Limits struct {
 	// MaxProcs is RLIMIT_NPROC: processes plus threads of the jail,
 	// including the interpreter itself. Because the jail's uid is 65534 in
 	// a fresh user namespace (and 65534, not root, outside), the count is
-	// per jail, not per host. Default 32.
+	// per jail, not per host. Default 16. Without a memory cgroup this
+	// also bounds the jail's memory as a whole: MaxProcs × MemoryBytes
+	// (4 GiB by default, plus TmpfsBytes), since RLIMIT_AS is per process.
 	MaxProcs int
 	// MaxFileBytes is RLIMIT_FSIZE, the largest file the program may write
 	// (in MiB for nsjail, rounded up). Default 16 MiB.
@@ -99,7 +101,7 @@ const (
 	defaultWall            = 30 * time.Second
 	defaultCPU             = 30 * time.Second
 	defaultMemoryBytes     = 256 << 20
-	defaultMaxProcs        = 32
+	defaultMaxProcs        = 16
 	defaultMaxFileBytes    = 16 << 20
 	defaultMaxOpenFiles    = 64
 	defaultTmpfsBytes      = 64 << 20
@@ -108,7 +110,7 @@ const (
 )
 
 // DefaultLimits returns the production limits: wall 30s, CPU 30s, 256 MiB
-// address space, 32 processes/threads, 16 MiB per file, 64 open files, 64
+// address space, 16 processes/threads, 16 MiB per file, 64 open files, 64
 // MiB /tmp, 64 KiB kept per stream, killed past 1 MiB of output.
 func DefaultLimits() Limits {
 	return Limits{
