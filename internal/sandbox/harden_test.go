@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +21,7 @@ import (
 
 // unfilteredJail is backend's jail without the system-call filter, to test
 // the layers behind it (the keyring) on their own.
-func unfilteredJail(t *testing.T, backend string, s jailSetup) Jail {
+func unfilteredJail(t testing.TB, backend string, s jailSetup) Jail {
 	t.Helper()
 	switch backend {
 	case BackendBwrap:
@@ -253,4 +254,91 @@ func TestRunDirPrivate(t *testing.T) {
 		}
 	}
 	os.RemoveAll(dir)
+}
+
+// BenchmarkHardeningCost: what issue 18's layers cost a run of
+// print("hello"), per backend, with variants alternating within each
+// iteration so that all see the same load (this machine's load varies too
+// much between runs for separate benchmarks to compare). bwrap: everything,
+// without the filter, without the inode cap, without both (as before the
+// issue but for the keyring join, one system call); nsjail: the policy
+// file with and without its seccomp_string. Reports each median and the
+// ratio of each to the full jail.
+//
+//	go test -run '^$' -bench HardeningCost -benchtime 300x ./internal/sandbox
+func BenchmarkHardeningCost(b *testing.B) {
+	type variant struct {
+		name string
+		j    Jail
+		t    []time.Duration
+	}
+	bench := func(b *testing.B, variants []variant) {
+		run := func(j Jail) {
+			res, err := j.Run(context.Background(), Request{Code: benchCode})
+			if err != nil || res.Stdout != "hello\n" {
+				b.Fatalf("err = %v, result %+v", err, res)
+			}
+		}
+		for _, v := range variants {
+			run(v.j)
+		}
+		b.ResetTimer()
+		for range b.N {
+			for i := range variants {
+				start := time.Now()
+				run(variants[i].j)
+				variants[i].t = append(variants[i].t, time.Since(start))
+			}
+		}
+		b.StopTimer()
+		med := func(d []time.Duration) float64 {
+			s := append([]time.Duration(nil), d...)
+			slices.Sort(s)
+			return float64(s[len(s)/2])
+		}
+		full := med(variants[0].t)
+		for i, v := range variants {
+			m := med(v.t)
+			b.ReportMetric(m, v.name+"-median-ns")
+			if i > 0 {
+				b.ReportMetric(full/m, variants[0].name+"/"+v.name)
+			}
+		}
+	}
+	b.Run(BackendBwrap, func(b *testing.B) {
+		newJail := func(filter, inodes bool) Jail {
+			j, err := New(BackendBwrap, Config{})
+			if err != nil {
+				b.Skip(err)
+			}
+			bw := j.(*jail).l.(*bwrapJail)
+			if !filter {
+				bw.filter = nil
+			}
+			if !inodes {
+				bw.capInodes = false
+			}
+			return j
+		}
+		bench(b, []variant{
+			{name: "all", j: newJail(true, true)},
+			{name: "no-filter", j: newJail(false, true)},
+			{name: "no-inode-cap", j: newJail(true, false)},
+			{name: "neither", j: newJail(false, false)},
+		})
+	})
+	b.Run(BackendNsjail, func(b *testing.B) {
+		workDir, err := os.MkdirTemp("", "adp-sandbox-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(workDir) })
+		os.Chmod(workDir, 0o755)
+		j, err := New(BackendNsjail, Config{WorkDir: workDir})
+		if err != nil {
+			b.Skip(err)
+		}
+		unfiltered := unfilteredJail(b, BackendNsjail, jailSetup{jail: j, workDir: workDir})
+		bench(b, []variant{{name: "filtered", j: j}, {name: "unfiltered", j: unfiltered}})
+	})
 }

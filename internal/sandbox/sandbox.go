@@ -22,9 +22,12 @@
 // root holding only /usr (and the /bin, /lib, /lib64 links into it), no /etc
 // and no /proc, a bounded tmpfs at /tmp, /dev/null, /dev/zero and
 // /dev/urandom, the program read-only at /sandbox/main.py and the request's
-// stdin. The interpreter runs as `python3 -I -S -u`: isolated mode (no
-// PYTHON* variables, no user site), no site-packages, unbuffered output so
-// that a program killed at its time limit still shows what it printed.
+// stdin; a seccomp filter denying what widens the kernel's surface or gets
+// around the limits (seccomp.go), a fresh session keyring (keyring.go), an
+// inode cap on /tmp (tmpfs.go). The interpreter runs as `python3 -I -S -u`:
+// isolated mode (no PYTHON* variables, no user site), no site-packages,
+// unbuffered output so that a program killed at its time limit still shows
+// what it printed.
 //
 // The Go parent does not trust the jail for its own limits: it keeps at most
 // Limits.KeepOutputBytes of each stream, kills the jail once the program

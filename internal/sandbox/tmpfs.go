@@ -95,7 +95,10 @@ func waitBlockedInRead(pid, fd int, timeout time.Duration) error {
 	want := strconv.Itoa(unix.SYS_READ) + " 0x" + strconv.FormatInt(int64(fd), 16) + " "
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 128)
-	for pause := 50 * time.Microsecond; ; pause = min(2*pause, time.Millisecond) {
+	// Setup takes a millisecond or two; every poll costs a few
+	// microseconds, every pause adds up to its length to the run.
+	const pause = 100 * time.Microsecond
+	for {
 		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("waiting for the jail's setup: %w", err)
