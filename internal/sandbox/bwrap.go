@@ -86,7 +86,7 @@ type bwrapJail struct {
 	// executes the program; nil only in tests of what it guards against.
 	filter []byte
 	// capInodes: the parent sets nr_inodes on the jail's /tmp
-	// (capTmpfsInodes), which takes CAP_SYS_ADMIN.
+	// (capTmpfsInodesAfterBlock), which takes CAP_SYS_ADMIN.
 	capInodes bool
 }
 
@@ -275,11 +275,6 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			if parentPid(pid) != r.pid() {
 				return errors.New("the jailed process exited during setup")
 			}
-			if b.capInodes {
-				if err := capTmpfsInodes(pid, b.hostUID, b.hostGID, tmpfsInodes(lim.TmpfsBytes), 4, bwrapSetupTimeout); err != nil {
-					return err
-				}
-			}
 			set := func() error { return setRlimits(pid, rlimits(lim)) }
 			if thread != nil && thread.asJailUser {
 				// Same uid as the jail: no CAP_SYS_RESOURCE needed.
@@ -290,8 +285,11 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			if err != nil {
 				return err
 			}
-			_, err = blockW.Write([]byte{1})
-			return err
+			if !b.capInodes {
+				_, err = blockW.Write([]byte{1})
+				return err
+			}
+			return capTmpfsInodesAfterBlock(pid, b.hostUID, b.hostGID, tmpfsInodes(lim.TmpfsBytes), blockW, bwrapSetupTimeout)
 		},
 		done: func(supervisorExited bool) {
 			blockW.Close()

@@ -5,7 +5,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,27 +29,91 @@ func tmpfsInodes(size int64) int64 {
 	return max(size/tmpfsBytesPerInode, minTmpfsInodes)
 }
 
-// capTmpfsInodes sets nr_inodes on the tmpfs at /tmp of process pid, a
-// bwrap jail that will wait on --block-fd blockFD: bwrap has --size for a
-// tmpfs but no inode option, so the parent reconfigures the tmpfs bwrap
-// mounted, before the program runs.
+// capTmpfsInodesAfterBlock releases a bwrap jail blocked on --block-fd
+// (the write end of that pipe is blockW) and sets nr_inodes on its /tmp:
+// bwrap has --size for a tmpfs but no inode option, so the parent
+// reconfigures the tmpfs bwrap mounted.
 //
-// bwrap reports the jail's pid before the jail has set up its mounts, so
-// this first waits (polling /proc/<pid>/syscall, at most timeout) until the
-// jail blocks in read(2) on blockFD: its mounts are final then, and bwrap
-// changes into /tmp only after the block. fspick(2) on /proc/<pid>/root/tmp
-// then reaches the mount in the jail's mount namespace from ours;
-// reconfiguring it takes CAP_SYS_ADMIN over the jail's user namespace,
-// which a root parent has, and changes only the parameter given (the size
-// stays). Reading /proc/<pid>/syscall and /proc/<pid>/root takes ptrace
-// access to the jail: done with the jail's uid and gid as the thread's
-// filesystem ids (bwrap made the jail dumpable, and it is our descendant),
-// it needs no CAP_SYS_PTRACE; the ids are restored before the thread is
-// released.
-func capTmpfsInodes(pid, uid, gid int, inodes int64, blockFD int, timeout time.Duration) error {
-	fd, err := pickJailTmp(pid, uid, gid, blockFD, timeout)
+// bwrap reports the jail's pid before the jail sets up its mounts; the one
+// moment it tells is when it has read the block byte: it closes the pipe
+// then (nothing else holds its read end), which the write end sees as an
+// error condition. The mounts are final by then. The jail is not held
+// meanwhile: it goes on to its filter, its exec and the interpreter's start
+// (milliseconds) while the parent caps /tmp. A program that made more
+// inodes than the cap before that would make the reconfiguration fail: the
+// jail is then killed as a launch failure, never left without the cap.
+//
+// fspick(2) on /proc/<pid>/root/tmp reaches the mount in the jail's mount
+// namespace from ours; reconfiguring it takes CAP_SYS_ADMIN over the jail's
+// user namespace, which a root parent has, and changes only the parameter
+// given (the size stays). A pidfd taken while the jail was known to be
+// bwrap's child tells afterwards that /proc/<pid> was still the jail (the
+// pid was not reused): if the jail is gone, there is nothing to cap.
+func capTmpfsInodesAfterBlock(pid, uid, gid int, inodes int64, blockW *os.File, timeout time.Duration) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("capping the inodes of the jail's /tmp: %w", err)
+	}
+	defer unix.Close(pidfd)
+	if _, err := blockW.Write([]byte{1}); err != nil {
+		return err
+	}
+	if err := waitReaderClosed(blockW, timeout); err != nil {
+		return fmt.Errorf("capping the inodes of the jail's /tmp: waiting for the jail's setup: %w", err)
+	}
+	err = capTmpfsInodes(pid, uid, gid, inodes)
+	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+		return nil // the jail is gone (the parent learns how from its supervisor)
+	}
+	return err
+}
+
+// waitReaderClosed waits until the pipe's read end is closed everywhere.
+func waitReaderClosed(w *os.File, timeout time.Duration) error {
+	conn, err := w.SyscallConn() // not w.Fd(), which would make w blocking
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	var perr error
+	cerr := conn.Control(func(fd uintptr) {
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				perr = fmt.Errorf("not done after %s", timeout)
+				return
+			}
+			// No events asked: poll returns on POLLERR, which a pipe's
+			// write end reports once it has no reader.
+			fds := []unix.PollFd{{Fd: int32(fd)}}
+			n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				perr = err
+				return
+			}
+			if n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+				return
+			}
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return perr
+}
+
+// capTmpfsInodes sets nr_inodes on the tmpfs at /tmp of process pid, whose
+// mounts are final. Reaching /proc/<pid>/root takes ptrace read access to
+// the jail: done with the jail's uid and gid as the thread's filesystem ids
+// (bwrap made the jail dumpable), it needs no CAP_SYS_PTRACE; the ids are
+// restored before the thread is released.
+func capTmpfsInodes(pid, uid, gid int, inodes int64) error {
+	fd, err := pickJailTmp(pid, uid, gid)
+	if err != nil {
+		return fmt.Errorf("capping the inodes of the jail's /tmp: fspick: %w", err)
 	}
 	defer unix.Close(fd)
 	if err := unix.FsconfigSetString(fd, "nr_inodes", strconv.FormatInt(inodes, 10)); err != nil {
@@ -62,20 +125,13 @@ func capTmpfsInodes(pid, uid, gid int, inodes int64, blockFD int, timeout time.D
 	return nil
 }
 
-// pickJailTmp waits for the jail to block on blockFD and returns an
-// fspick(2) descriptor of its /tmp, from a thread whose filesystem ids are
-// the jail's meanwhile.
-func pickJailTmp(pid, uid, gid, blockFD int, timeout time.Duration) (int, error) {
+// pickJailTmp returns an fspick(2) descriptor of the jail's /tmp, from a
+// thread whose filesystem ids are the jail's meanwhile.
+func pickJailTmp(pid, uid, gid int) (int, error) {
 	runtime.LockOSThread()
 	prevGID, _ := unix.SetfsgidRetGid(gid)
 	prevUID, _ := unix.SetfsuidRetUid(uid)
-	fd, err := -1, waitBlockedInRead(pid, blockFD, timeout)
-	if err == nil {
-		fd, err = unix.Fspick(unix.AT_FDCWD, "/proc/"+strconv.Itoa(pid)+"/root/tmp", unix.FSPICK_CLOEXEC|unix.FSPICK_NO_AUTOMOUNT)
-		if err != nil {
-			err = fmt.Errorf("fspick: %w", err)
-		}
-	}
+	fd, err := unix.Fspick(unix.AT_FDCWD, "/proc/"+strconv.Itoa(pid)+"/root/tmp", unix.FSPICK_CLOEXEC|unix.FSPICK_NO_AUTOMOUNT)
 	_, _ = unix.SetfsuidRetUid(prevUID)
 	_, _ = unix.SetfsgidRetGid(prevGID)
 	// setfs[ug]id return the previous value: a second call tells whether
@@ -87,33 +143,4 @@ func pickJailTmp(pid, uid, gid, blockFD int, timeout time.Duration) (int, error)
 		runtime.UnlockOSThread()
 	}
 	return fd, err
-}
-
-// waitBlockedInRead polls until process pid is in read(2) on fd.
-func waitBlockedInRead(pid, fd int, timeout time.Duration) error {
-	path := "/proc/" + strconv.Itoa(pid) + "/syscall"
-	want := strconv.Itoa(unix.SYS_READ) + " 0x" + strconv.FormatInt(int64(fd), 16) + " "
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 128)
-	// Setup takes a millisecond or two; every poll costs a few
-	// microseconds, every pause adds up to its length to the run.
-	const pause = 100 * time.Microsecond
-	for {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("waiting for the jail's setup: %w", err)
-		}
-		n, err := f.Read(buf)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("waiting for the jail's setup: %w", err)
-		}
-		if strings.HasPrefix(string(buf[:n]), want) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the jail did not finish its setup in %s (%s: %q)", timeout, path, strings.TrimSpace(string(buf[:n])))
-		}
-		time.Sleep(pause)
-	}
 }
