@@ -72,6 +72,12 @@ const bwrapSetupTimeout = 10 * time.Second
 // parent sets them on it with prlimit(2), from the thread that started it
 // when that thread runs as 65534 (the same uid needs no CAP_SYS_RESOURCE),
 // then releases it. This saves the exec of prlimit(1) on every run.
+//
+// Issue 18's layers: bwrap installs the seccomp filter (seccomp.go, on fd
+// 6) just before it executes the program; the thread that forks bwrap has
+// just joined a fresh session keyring (keyring.go); and a parent with
+// CAP_SYS_ADMIN caps the inodes of the jail's /tmp once bwrap has read the
+// block byte (tmpfs.go).
 type bwrapJail struct {
 	bwrap      string
 	python     interpreter
@@ -417,7 +423,7 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 		// fd 3: {"child-pid": N} (the jailed process) then the exit.
 		"--json-status-fd", "3",
 		// fd 4: the jailed process waits here, set up, until its rlimits
-		// are in place (and the inodes of its /tmp capped).
+		// are in place (its /tmp's inodes are capped as it goes on).
 		"--block-fd", "4",
 	)
 	if b.filter != nil {
