@@ -75,7 +75,8 @@ const bwrapSetupTimeout = 10 * time.Second
 //
 // Issue 18's layers: bwrap installs the seccomp filter (seccomp.go, on fd
 // 6) just before it executes the program; the thread that forks bwrap has
-// just joined a fresh session keyring (keyring.go); and a parent with
+// just joined a fresh session keyring (keyring.go, run.go's start); and a
+// parent with
 // CAP_SYS_ADMIN caps the inodes of the jail's /tmp once bwrap has read the
 // block byte (tmpfs.go).
 type bwrapJail struct {
@@ -310,19 +311,8 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			}
 		},
 	}
-	// Every jail gets a fresh session keyring (keyring.go), joined by the
-	// thread it is forked from.
 	if thread != nil {
-		ln.spawn = func(start func() error) error {
-			return thread.do(func() error {
-				if err := joinFreshSessionKeyring(); err != nil {
-					return err
-				}
-				return start()
-			})
-		}
-	} else {
-		ln.spawn = spawnWithFreshKeyring
+		ln.spawn = thread.do
 	}
 	return ln, nil
 }

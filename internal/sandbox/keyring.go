@@ -20,9 +20,9 @@ import (
 // KEYCTL_JOIN_SESSION_KEYRING with a NULL name gives the calling thread,
 // and only it (credentials are per thread), a new anonymous keyring that no
 // other process can join by name; the thread's previous one is released.
-// So the thread that starts a jail joins one just before, and the jail
-// (bwrap or nsjail, then the program) takes it with it; the next jail
-// started from that thread gets another.
+// So the thread that starts a jail joins one just before (run.go's start),
+// and the jail (bwrap or nsjail, then the program) takes it with it; the
+// next jail started from that thread gets another.
 
 // joinFreshSessionKeyring gives the calling OS thread a new anonymous
 // session keyring. The caller must hold the thread (runtime.LockOSThread)
@@ -38,18 +38,15 @@ func joinFreshSessionKeyring() error {
 	return nil
 }
 
-// spawnWithFreshKeyring is a launch.spawn that starts the jail from the
-// calling goroutine's thread after it joined a fresh session keyring. The
-// thread then goes back to the Go scheduler with that keyring (an empty
+// onLockedThread runs fn with the calling goroutine locked to its thread:
+// the start of a jail whose backend has no thread of its own. The thread
+// then goes back to the Go scheduler with the jail's keyring (an empty
 // one, which the jail cannot write to: the filter denies the keyring
 // calls); the runtime starts nothing but jails, and every jail start joins
 // a new one first. The thread lives on, so PR_SET_PDEATHSIG (sent when the
 // forking thread exits) is not triggered by it.
-func spawnWithFreshKeyring(start func() error) error {
+func onLockedThread(fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := joinFreshSessionKeyring(); err != nil {
-		return err
-	}
-	return start()
+	return fn()
 }

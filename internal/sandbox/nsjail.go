@@ -59,6 +59,9 @@ func newNsjail(cfg Config) (Jail, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("sandbox: the nsjail backend must run as root: it maps the jail to uid %d outside (use the bwrap backend otherwise)", jailUID)
 	}
+	// Program files a crashed runtime left where runtimes write them by
+	// default (nsjail_rundir.go).
+	removeStaleRunDirs(os.TempDir())
 	path, err := FindNsjailConfig(cfg.NsjailConfig)
 	if err != nil {
 		return nil, err
@@ -71,7 +74,6 @@ func newNsjail(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
-	removeStaleRunDirs(cfg.WorkDir)
 	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount), workDir: cfg.WorkDir}
 	return &jail{name: BackendNsjail, l: n}, nil
 }
@@ -250,8 +252,7 @@ func (n *nsjailJail) command(lim Limits, code, runID string) (*launch, error) {
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// spawn: a fresh session keyring for the jail (keyring.go).
-	return &launch{cmd: cmd, spawn: spawnWithFreshKeyring, done: func(bool) { os.RemoveAll(dir) }}, nil
+	return &launch{cmd: cmd, done: func(bool) { os.RemoveAll(dir) }}, nil
 }
 
 // nsjailArgs is nsjail's command line: the policy file, then the per-run

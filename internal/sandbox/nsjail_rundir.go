@@ -7,19 +7,23 @@ import (
 	"time"
 )
 
+// staleRunDirPrefix starts the name of every per-run directory, of this
+// version (runDirPrefix) and of earlier ones.
+const staleRunDirPrefix = "adp-sandbox-"
+
 // staleRunDirAge: a per-run directory younger than this may belong to a run
 // another runtime sharing the work directory is starting right now (written,
 // nsjail not yet started); it is left alone.
 const staleRunDirAge = 5 * time.Second
 
-// removeStaleRunDirs removes the per-run directories a crashed runtime left
-// in workDir: those that no live process names on its command line (a live
+// removeStaleRunDirs removes the per-run directories (the program, readable
+// by the jail's uid) a crashed runtime left in workDir: those that no live process names on its command line (a live
 // run's nsjail has --bindmount_ro <dir>:/sandbox) and older than
 // staleRunDirAge. A jail reads its program when it starts, so removing the
 // directory of a run that is somehow still going harms nothing but a
 // program reading its own file again.
 func removeStaleRunDirs(workDir string) {
-	dirs, _ := filepath.Glob(filepath.Join(workDir, runDirPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(workDir, staleRunDirPrefix+"*"))
 	if len(dirs) == 0 {
 		return
 	}

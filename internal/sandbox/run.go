@@ -193,32 +193,25 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// writeRunDir creates the per-run directory with the program in it, owned
-// by the jail's uid and readable by it only (0500 and 0400: nobody else on
-// the host reads the program; the directory is bound read-only).
+// writeRunDir creates the per-run directory with the program in it,
+// readable by the jail's uid (the directory is bound read-only).
 func writeRunDir(dir, code string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: per-run directory: %w", err)
+	}
+	// Explicit modes: the process umask must not make them unreadable.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
 		return fmt.Errorf("sandbox: per-run directory: %w", err)
 	}
 	path := filepath.Join(dir, scriptName)
-	fail := func(what string, err error) error {
+	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
 		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: %s: %w", what, err)
+		return fmt.Errorf("sandbox: writing the program: %w", err)
 	}
-	if err := os.WriteFile(path, []byte(code), 0o400); err != nil {
-		return fail("writing the program", err)
-	}
-	// Explicit modes and owner: the process umask must not change them.
-	for _, p := range []struct {
-		path string
-		mode os.FileMode
-	}{{path, 0o400}, {dir, 0o500}} {
-		if err := os.Chmod(p.path, p.mode); err != nil {
-			return fail("per-run directory", err)
-		}
-		if err := os.Lchown(p.path, jailUID, jailUID); err != nil {
-			return fail("per-run directory", err)
-		}
+	if err := os.Chmod(path, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("sandbox: writing the program: %w", err)
 	}
 	return nil
 }
@@ -277,10 +270,19 @@ func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
 	cmd.WaitDelay = drainTimeout
 
 	r.start = time.Now()
+	// Every jail is forked from a thread that has just joined a fresh
+	// session keyring (keyring.go): the backend's thread (spawn), or the
+	// calling goroutine's, locked meanwhile.
+	launch := func() error {
+		if err := joinFreshSessionKeyring(); err != nil {
+			return err
+		}
+		return cmd.Start()
+	}
 	if ln.spawn != nil {
-		err = ln.spawn(cmd.Start)
+		err = ln.spawn(launch)
 	} else {
-		err = cmd.Start()
+		err = onLockedThread(launch)
 	}
 	closeAll(outW, errW, auxW) // the jail holds its own copies
 	closeAll(ln.childFiles...)

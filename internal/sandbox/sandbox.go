@@ -225,6 +225,15 @@ type Jail interface {
 // Config says where the jail's binaries and files are. Zero fields take
 // defaults.
 type Config struct {
+	// SandboxUID is the uid and gid, outside the jail, of the bwrap
+	// backend's jails and of the runtime threads that start them, when the
+	// runtime is root (inside, the program is always 65534). Default (0) 65534.
+	// Any process of that uid on the host may signal those threads, and a
+	// signal to one thread stops or kills the whole runtime: on a host
+	// where other processes run as 65534 (nobody), set it to a uid nothing
+	// else uses. The nsjail backend maps the jail to the uid of its policy
+	// file (65534).
+	SandboxUID int
 	// PythonPath is the interpreter run inside the jail. Default
 	// /usr/bin/python3. An interpreter outside /usr (pyenv, /opt) has its
 	// installation prefix bound read-only into the jail as well.
@@ -240,15 +249,6 @@ type Config struct {
 	// run). It must be traversable by uid 65534 when the caller is root.
 	// Default os.TempDir(). The bwrap backend writes no files.
 	WorkDir string
-	// SandboxUID is the uid and gid, outside the jail, of the bwrap
-	// backend's jails and of the runtime threads that start them, when the
-	// runtime is root (inside, the program is always 65534). Default 65534.
-	// Any process of that uid on the host may signal those threads, and a
-	// signal to one thread stops or kills the whole runtime: on a host
-	// where other processes run as 65534 (nobody), set it to a uid nothing
-	// else uses. The nsjail backend maps the jail to the uid of its policy
-	// file (65534).
-	SandboxUID int
 }
 
 // DefaultPythonPath is the interpreter used when Config.PythonPath is empty.
@@ -299,6 +299,12 @@ func New(backend string, cfg Config) (Jail, error) {
 }
 
 func (c Config) withDefaults() (Config, error) {
+	if c.SandboxUID == 0 {
+		c.SandboxUID = jailUID
+	}
+	if c.SandboxUID < 0 || c.SandboxUID >= 1<<31-1 {
+		return c, fmt.Errorf("sandbox: SANDBOX_UID %d is not a uid the jail can run as (not root)", c.SandboxUID)
+	}
 	if c.PythonPath == "" {
 		c.PythonPath = DefaultPythonPath
 	}
@@ -307,12 +313,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WorkDir == "" {
 		c.WorkDir = os.TempDir()
-	}
-	if c.SandboxUID == 0 {
-		c.SandboxUID = jailUID
-	}
-	if c.SandboxUID < 0 || c.SandboxUID >= 1<<31-1 {
-		return c, fmt.Errorf("sandbox: SANDBOX_UID %d is not a uid the jail can run as (not root)", c.SandboxUID)
 	}
 	return c, nil
 }
