@@ -32,8 +32,13 @@ func unfilteredJail(t testing.TB, backend string, s jailSetup) Jail {
 		j.(*jail).l.(*bwrapJail).filter = nil
 		return j
 	case BackendNsjail:
-		n := *s.jail.(*jail).l.(*nsjailJail)
-		data, err := os.ReadFile(n.policy.path)
+		// The policy file with a filter that allows everything in place
+		// of its own (a policy without seccomp_string is refused).
+		path, err := FindNsjailConfig("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,12 +48,16 @@ func unfilteredJail(t testing.TB, backend string, s jailSetup) Jail {
 				kept = append(kept, line)
 			}
 		}
-		path := filepath.Join(t.TempDir(), "unfiltered.cfg")
-		if err := os.WriteFile(path, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+		kept = append(kept, `seccomp_string: "DEFAULT ALLOW"`)
+		unfiltered := filepath.Join(t.TempDir(), "unfiltered.cfg")
+		if err := os.WriteFile(unfiltered, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		n.policy.path = path
-		return &jail{name: BackendNsjail, l: &n}
+		j, err := New(BackendNsjail, Config{NsjailConfig: unfiltered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
 	}
 	t.Fatalf("backend %q", backend)
 	return nil
