@@ -217,7 +217,11 @@ func TestStaleRunDirsRemoved(t *testing.T) {
 	stale := filepath.Join(dir, staleRunDirPrefix+"0123456789abcdef")
 	fresh := filepath.Join(dir, staleRunDirPrefix+"fedcba9876543210")
 	other := filepath.Join(dir, "not-ours")
-	for _, d := range []string{stale, fresh, other} {
+	// A test's work directory (the prefix, no run id) and a directory
+	// with more than a program in it are not per-run directories.
+	testDir := filepath.Join(dir, staleRunDirPrefix+"test-123456")
+	crowded := filepath.Join(dir, staleRunDirPrefix+"00112233445566ff")
+	for _, d := range []string{stale, fresh, other, testDir, crowded} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -225,8 +229,11 @@ func TestStaleRunDirsRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(crowded, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	old := time.Now().Add(-time.Minute)
-	for _, d := range []string{stale, other} {
+	for _, d := range []string{stale, other, testDir, crowded} {
 		if err := os.Chtimes(d, old, old); err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +242,7 @@ func TestStaleRunDirsRemoved(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale per-run directory still there (%v)", err)
 	}
-	for _, d := range []string{fresh, other} {
+	for _, d := range []string{fresh, other, testDir, crowded} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s removed: %v", d, err)
 		}

@@ -35,6 +35,9 @@ func removeStaleRunDirs(workDir string) {
 		}
 	}
 	for _, d := range dirs {
+		if !isRunDir(d) {
+			continue
+		}
 		st, err := os.Lstat(d)
 		if err != nil || !st.IsDir() || time.Since(st.ModTime()) < staleRunDirAge {
 			continue
@@ -50,4 +53,16 @@ func removeStaleRunDirs(workDir string) {
 			_ = os.RemoveAll(d)
 		}
 	}
+}
+
+// isRunDir reports whether d is a per-run directory: named by the prefix
+// and a run id (16 hex digits; other names with the prefix, such as a test's
+// work directory, are not), holding the program and nothing else.
+func isRunDir(d string) bool {
+	id, ok := strings.CutPrefix(filepath.Base(d), staleRunDirPrefix)
+	if !ok || len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+		return false
+	}
+	entries, err := os.ReadDir(d)
+	return err == nil && len(entries) == 1 && entries[0].Name() == scriptName && entries[0].Type().IsRegular()
 }
