@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -61,11 +62,27 @@ func capTmpfsInodesAfterBlock(pid, uid, gid int, inodes int64, blockW *os.File, 
 	if err := waitReaderClosed(blockW, timeout); err != nil {
 		return fmt.Errorf("capping the inodes of the jail's /tmp: waiting for the jail's setup: %w", err)
 	}
-	err = capTmpfsInodes(pid, uid, gid, inodes)
-	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
-		return nil // the jail is gone (the parent learns how from its supervisor)
+	if err = capTmpfsInodes(pid, uid, gid, inodes); err != nil && jailEnded(pid, pidfd) {
+		return nil // nothing to cap (the parent learns how it ended from its supervisor)
 	}
 	return err
+}
+
+// jailEnded reports whether the process of pidfd has exited (a zombie
+// included: it has no /tmp any more). While the pidfd says it has not,
+// /proc/<pid> is that process.
+func jailEnded(pid, pidfd int) bool {
+	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// "pid (comm) state ...": comm may contain anything but ends at the
+	// last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
 }
 
 // waitReaderClosed waits until the pipe's read end is closed everywhere.
