@@ -2,13 +2,8 @@ package sandbox
 
 import (
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,37 +57,5 @@ func TestJoinFreshSessionKeyring(t *testing.T) {
 	<-done
 	if skip != nil {
 		t.Skipf("keyrings unavailable here: %v", skip)
-	}
-}
-
-// TestJailEnded: a live process has not ended; a zombie (not yet reaped)
-// and a reaped process have.
-func TestJailEnded(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
-	if jailEnded(pid, pidfd) {
-		t.Error("a live process counts as ended")
-	}
-	_ = cmd.Process.Kill()
-	for i := 0; i < 200; i++ { // a zombie until reaped
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !jailEnded(pid, pidfd) {
-		t.Error("a zombie counts as running")
-	}
-	_ = cmd.Wait()
-	if !jailEnded(pid, pidfd) {
-		t.Error("a reaped process counts as running")
 	}
 }
