@@ -5,7 +5,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,27 +61,32 @@ func capTmpfsInodesAfterBlock(pid, uid, gid int, inodes int64, blockW *os.File, 
 	if err := waitReaderClosed(blockW, timeout); err != nil {
 		return fmt.Errorf("capping the inodes of the jail's /tmp: waiting for the jail's setup: %w", err)
 	}
-	if err = capTmpfsInodes(pid, uid, gid, inodes); err != nil && jailEnded(pid, pidfd) {
-		return nil // nothing to cap (the parent learns how it ended from its supervisor)
+	if err = capTmpfsInodes(pid, uid, gid, inodes); err != nil && jailEnded(pidfd, jailExitWait) {
+		// A jail that ran its program before the parent got here (under
+		// load) and is exiting has no /tmp any more: nothing to cap. The
+		// parent learns how it ended from its supervisor.
+		return nil
 	}
 	return err
 }
 
-// jailEnded reports whether the process of pidfd has exited (a zombie
-// included: it has no /tmp any more). While the pidfd says it has not,
-// /proc/<pid> is that process.
-func jailEnded(pid, pidfd int) bool {
-	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
-		return true
+// jailExitWait bounds the wait for a jail whose /tmp could not be capped
+// to show that it is exiting.
+const jailExitWait = 100 * time.Millisecond
+
+// jailEnded reports whether the process of pidfd has exited, a zombie
+// included, or does within timeout (a process that has released its
+// filesystem context is on its way there).
+func jailEnded(pidfd int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
 	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	// "pid (comm) state ...": comm may contain anything but ends at the
-	// last ')'.
-	i := strings.LastIndexByte(string(stat), ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
 }
 
 // waitReaderClosed waits until the pipe's read end is closed everywhere.

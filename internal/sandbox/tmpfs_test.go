@@ -32,7 +32,7 @@ func TestJailEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(pidfd)
-	if jailEnded(pid, pidfd) {
+	if jailEnded(pidfd, 50*time.Millisecond) {
 		t.Error("a live process counts as ended")
 	}
 	_ = cmd.Process.Kill()
@@ -42,11 +42,11 @@ func TestJailEnded(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !jailEnded(pid, pidfd) {
+	if !jailEnded(pidfd, time.Second) {
 		t.Error("a zombie counts as running")
 	}
 	_ = cmd.Wait()
-	if !jailEnded(pid, pidfd) {
+	if !jailEnded(pidfd, time.Second) {
 		t.Error("a reaped process counts as running")
 	}
 }
