@@ -28,11 +28,15 @@ type config struct {
 	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s"`
 	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s"`
 	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"256"`
-	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"32"`
+	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"16"`
 	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3"`
 	NsjailPath   string        `env:"NSJAIL_PATH"`
 	NsjailConfig string        `env:"NSJAIL_CONFIG"`
 	BwrapPath    string        `env:"BWRAP_PATH"`
+	// SANDBOX_UID: the outside uid of bwrap jails and of the threads that
+	// start them; a uid no other process on the host uses keeps those
+	// threads out of reach of signals (sandbox.Config.SandboxUID).
+	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534"`
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -50,6 +54,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	}
 	jail, err := sandbox.New(cfg.Backend, sandbox.Config{
 		PythonPath: cfg.PythonPath, NsjailPath: cfg.NsjailPath, NsjailConfig: cfg.NsjailConfig, BwrapPath: cfg.BwrapPath,
+		SandboxUID: cfg.SandboxUID,
 	})
 	if err != nil {
 		return err

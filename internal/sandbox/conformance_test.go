@@ -75,6 +75,8 @@ type conformanceCase struct {
 	stdin  string
 	limits func(*Limits)
 	check  func(t *testing.T, res Result)
+	// skip, when set, names why the case does not apply to this jail.
+	skip func(j Jail) string
 }
 
 var conformanceCases = []conformanceCase{
@@ -517,6 +519,11 @@ func TestConformance(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s jailSetup) {
 		for _, tc := range conformanceCases {
 			t.Run(tc.name, func(t *testing.T) {
+				if tc.skip != nil {
+					if why := tc.skip(s.jail); why != "" {
+						t.Skip(why)
+					}
+				}
 				lim := testLimits()
 				if tc.limits != nil {
 					tc.limits(&lim)

@@ -65,6 +65,8 @@ type nsjailPolicy struct {
 	hasIDMaps bool
 	// tmpfsBytes is the size of the file's /tmp tmpfs, 0 when unknown.
 	tmpfsBytes int64
+	// tmpfsInodes is its nr_inodes= option, 0 when unknown.
+	tmpfsInodes int64
 }
 
 // cgroupSupport says which cgroup v2 controllers nsjail can use.
@@ -81,6 +83,9 @@ func newNsjail(cfg Config) (Jail, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("sandbox: the nsjail backend must run as root: it maps the jail to uid %d outside (use the bwrap backend otherwise)", jailUID)
 	}
+	// Program files a crashed runtime left where runtimes write them by
+	// default (nsjail_rundir.go).
+	removeStaleRunDirs(os.TempDir())
 	path, err := FindNsjailConfig(cfg.NsjailConfig)
 	if err != nil {
 		return nil, err
@@ -167,6 +172,13 @@ func checkNsjailPolicy(m *pbMessage) (nsjailPolicy, []string) {
 	}
 	// rlimit_nproc_type defaults to SOFT, which ignores rlimit_nproc.
 	want("rlimit_nproc_type", "VALUE")
+	// The system-call filter (seccomp.go says what it denies and why).
+	if len(m.All("seccomp_string")) == 0 {
+		problems = append(problems, "seccomp_string must hold the system-call filter")
+	}
+	if _, ok := m.Scalar("seccomp_policy_file"); ok {
+		problems = append(problems, "seccomp_policy_file must not be set: the filter is the file's seccomp_string")
+	}
 
 	uids, gids := m.Messages("uidmap"), m.Messages("gidmap")
 	switch {
@@ -192,9 +204,12 @@ func checkNsjailPolicy(m *pbMessage) (nsjailPolicy, []string) {
 			problems = append(problems, fmt.Sprintf("mount %s must be read-only", dst))
 		case fstype == "tmpfs" && rw == "true" && tmpfsSize(mp) == 0:
 			problems = append(problems, fmt.Sprintf("tmpfs %s needs a size= option", dst))
+		case fstype == "tmpfs" && rw == "true" && tmpfsOption(mp, "nr_inodes") <= 0:
+			problems = append(problems, fmt.Sprintf("tmpfs %s needs an nr_inodes= option", dst))
 		}
 		if dst == "/tmp" && fstype == "tmpfs" {
 			pol.tmpfsBytes = tmpfsSize(mp)
+			pol.tmpfsInodes = tmpfsOption(mp, "nr_inodes")
 		}
 	}
 	return pol, problems
@@ -209,10 +224,13 @@ func idMapIs(m *pbMessage, id int) bool {
 }
 
 // tmpfsSize returns the size= option of a mount in bytes, 0 if absent.
-func tmpfsSize(m *pbMessage) int64 {
+func tmpfsSize(m *pbMessage) int64 { return tmpfsOption(m, "size") }
+
+// tmpfsOption returns a numeric option of a mount, 0 if absent.
+func tmpfsOption(m *pbMessage, name string) int64 {
 	opts, _ := m.Scalar("options")
 	for _, o := range strings.Split(opts, ",") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(o), "size="); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(o), name+"="); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err == nil {
 				return n
@@ -343,8 +361,8 @@ func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, 
 	if py.prefix != "" {
 		a = append(a, "--bindmount_ro", py.prefix+":"+py.prefix)
 	}
-	if lim.TmpfsBytes != pol.tmpfsBytes {
-		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10))
+	if inodes := tmpfsInodes(lim.TmpfsBytes); lim.TmpfsBytes != pol.tmpfsBytes || inodes != pol.tmpfsInodes {
+		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10)+",nr_inodes="+strconv.FormatInt(inodes, 10))
 	}
 	if cg.memory || cg.pids {
 		a = append(a, "--use_cgroupv2", "--cgroupv2_mount", cgroupV2Mount)

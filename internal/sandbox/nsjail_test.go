@@ -64,7 +64,7 @@ func TestShippedPolicy(t *testing.T) {
 		"rlimit_cpu":        "30",
 		"rlimit_fsize":      "16",
 		"rlimit_nofile":     "64",
-		"rlimit_nproc":      "32",
+		"rlimit_nproc":      "16",
 		"rlimit_nproc_type": "VALUE",
 		"rlimit_core":       "0",
 	}
@@ -88,6 +88,9 @@ func TestShippedPolicy(t *testing.T) {
 	}
 	if pol.tmpfsBytes != d.TmpfsBytes {
 		t.Errorf("/tmp tmpfs is %d bytes, DefaultLimits says %d", pol.tmpfsBytes, d.TmpfsBytes)
+	}
+	if want := tmpfsInodes(d.TmpfsBytes); pol.tmpfsInodes != want {
+		t.Errorf("/tmp tmpfs has nr_inodes=%d, want %d for its size", pol.tmpfsInodes, want)
 	}
 	// Environment in step with the bwrap backend's.
 	if got := m.All("envar"); len(got) != len(policyEnv) {
@@ -141,6 +144,8 @@ func TestCheckNsjailPolicyRejects(t *testing.T) {
 		{"etc", `mount { src: "/etc" dst: "/etc" is_bind: true }`, "/etc"},
 		{"rw bind", `mount { src: "/opt" dst: "/opt" is_bind: true rw: true }`, "read-only"},
 		{"unsized tmpfs", `mount { dst: "/scratch" fstype: "tmpfs" rw: true }`, "size"},
+		{"tmpfs without an inode cap", `mount { dst: "/scratch" fstype: "tmpfs" options: "size=1048576" rw: true }`, "nr_inodes"},
+		{"filter from a file", `seccomp_policy_file: "/x.kafel"`, "seccomp_policy_file"},
 		{"root mapping", `uidmap { inside_id: "65534" outside_id: "0" }`, "uidmap"},
 		{"interface", `macvlan_iface: "eth0"`, "interface"},
 	}
@@ -167,6 +172,16 @@ func TestCheckNsjailPolicyRejects(t *testing.T) {
 	pol, problems := checkNsjailPolicy(&pbMessage{Fields: noMaps})
 	if len(problems) > 0 || pol.hasIDMaps {
 		t.Errorf("policy without maps: %v, hasIDMaps=%v", problems, pol.hasIDMaps)
+	}
+	// A policy without the system-call filter is refused.
+	var noFilter []pbField
+	for _, f := range base {
+		if f.Name != "seccomp_string" {
+			noFilter = append(noFilter, f)
+		}
+	}
+	if _, problems := checkNsjailPolicy(&pbMessage{Fields: noFilter}); !strings.Contains(strings.Join(problems, "; "), "seccomp_string") {
+		t.Errorf("policy without a filter: problems = %v", problems)
 	}
 	// Missing limits are reported, not defaulted.
 	var noLimits []pbField
@@ -203,7 +218,7 @@ func TestNsjailArgs(t *testing.T) {
 		MaxProcs: 7, MaxFileBytes: 3 << 20, MaxOpenFiles: 20, TmpfsBytes: 8 << 20,
 		KeepOutputBytes: 1024, MaxOutputBytes: 4096,
 	}
-	pol := nsjailPolicy{path: "/etc/adp/nsjail/python.cfg", hasIDMaps: true, tmpfsBytes: 64 << 20}
+	pol := nsjailPolicy{path: "/etc/adp/nsjail/python.cfg", hasIDMaps: true, tmpfsBytes: 64 << 20, tmpfsInodes: 4096}
 	py := interpreter{path: "/usr/bin/python3"}
 	argv := nsjailArgs("/usr/local/bin/nsjail", pol, py, cgroupSupport{}, lim, "abc", true)
 
@@ -220,7 +235,7 @@ func TestNsjailArgs(t *testing.T) {
 		"--rlimit_nproc":  "7",
 		"--rlimit_core":   "0",
 		"--env":           "SANDBOX_RUN_ID=abc",
-		"--mount":         "none:/tmp:tmpfs:size=8388608",
+		"--mount":         "none:/tmp:tmpfs:size=8388608,nr_inodes=1024",
 	}
 	for flag, v := range want {
 		if got := flagValues(argv, flag); len(got) != 1 || got[0] != v {
@@ -251,7 +266,7 @@ func TestNsjailArgs(t *testing.T) {
 
 	// A policy without id maps, the default tmpfs size, cgroups usable, an
 	// interpreter outside /usr.
-	pol = nsjailPolicy{path: "p.cfg", tmpfsBytes: 8 << 20}
+	pol = nsjailPolicy{path: "p.cfg", tmpfsBytes: 8 << 20, tmpfsInodes: 1024}
 	py = interpreter{path: "/opt/py/bin/python3.12", prefix: "/opt/py"}
 	argv = nsjailArgs("nsjail", pol, py, cgroupSupport{memory: true, pids: true}, lim, "x", false)
 	if slices.Contains(argv, "--disable_clone_newnet") {

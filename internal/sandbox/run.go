@@ -250,10 +250,19 @@ func start(ln *launch, l launcher, stdin []byte, lim Limits) (*running, error) {
 	cmd.WaitDelay = drainTimeout
 
 	r.start = time.Now()
+	// Every jail is forked from a thread that has just joined a fresh
+	// session keyring (keyring.go): the backend's thread (spawn), or the
+	// calling goroutine's, locked meanwhile.
+	launch := func() error {
+		if err := joinFreshSessionKeyring(); err != nil {
+			return err
+		}
+		return cmd.Start()
+	}
 	if ln.spawn != nil {
-		err = ln.spawn(cmd.Start)
+		err = ln.spawn(launch)
 	} else {
-		err = cmd.Start()
+		err = onLockedThread(launch)
 	}
 	closeAll(outW, errW, auxW) // the jail holds its own copies
 	closeAll(ln.childFiles...)

@@ -277,7 +277,7 @@ for fd in (0, 1, 2):
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	killOrphanedJails(bw)
+	killOrphanedJails(bw, jailUID)
 	for i := 0; i < 500 && parentPid(orphan) != 0; i++ { // gone once init reaps it
 		time.Sleep(10 * time.Millisecond)
 	}
