@@ -2,14 +2,17 @@
 # bench.sh: the benchmarks of the README's Figures section, on this machine,
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
-#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,web,load
+#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,web,load
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
+#   ADP_BENCH_E2E_TASKS  scripted code tasks of the end-to-end comparison (500)
+#   ADP_BENCH_BACKENDS   jails of the end-to-end comparisons (default: those
+#                     installed of "nsjail bwrap")
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
-only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,web,load}
+only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,web,load}
 want() { [[ ",$only," == *",$1,"* ]]; }
 results=$(mktemp)
 work=$(mktemp -d); trap 'rm -rf "$work" "$results"' EXIT
@@ -27,36 +30,97 @@ if want jail; then
   say "jail: $(grep -E 'Benchmark' "$work/jail.txt" | awk '{print $1, $3, $4}' | tr '\n' ';')"
 fi
 
+# The jails of the end-to-end comparisons: every backend installed, each
+# through the whole pipeline (SANDBOX_BACKEND), unless ADP_BENCH_BACKENDS
+# names some.
+backends=${ADP_BENCH_BACKENDS:-}
+if [ -z "$backends" ]; then
+  for b in nsjail bwrap; do command -v "$b" >/dev/null && backends="$backends $b"; done
+fi
+
+# cpu_run FILE CMD...: runs CMD in a cgroup of its own where this root
+# process may make one (cgroup v1 cpuacct or v2), and appends the CPU
+# seconds of all its processes (jails included; not the kernel's worker
+# threads) to FILE. On a shared machine the ratio of CPU seconds is the
+# steadier figure: what the two cores could do if the comparison had them
+# to itself.
+cpu_run() {
+  local file=$1; shift
+  local v1=/sys/fs/cgroup/cpuacct v2=/sys/fs/cgroup cg
+  if [ -w "$v1" ] && [ -f "$v1/cpuacct.usage" ]; then cg=$v1/adp-bench-$$-$RANDOM
+  elif [ -f "$v2/cgroup.controllers" ] && [ -w "$v2" ]; then cg=$v2/adp-bench-$$-$RANDOM
+  else "$@"; return; fi
+  mkdir "$cg" || { "$@"; return; }
+  local rc=0
+  (echo "$BASHPID" > "$cg/cgroup.procs" && exec "$@") || rc=$?
+  if [ -f "$cg/cpuacct.usage" ]; then echo "$(cat "$cg/cpuacct.usage") / 1000000000" | bc -l >> "$file"
+  else awk '$1 == "usage_usec" {print $2 / 1000000}' "$cg/cpu.stat" >> "$file"; fi
+  rmdir "$cg" 2>/dev/null || true
+  return $rc
+}
+
+median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+# compare NAME N JSONL PROGS WANT_OK BARE: alternates bare runs of the
+# programs in PROGS (xargs -P nproc, the command BARE) with a pipeline run of JSONL per
+# backend (adpctl up, a new output directory each run: deleting the last
+# run's files just before a run makes ext4 skip over their recently freed
+# inodes), checks that WANT_OK tasks succeeded each time, and reports the
+# medians of wall and CPU time and their ratios.
+compare() {
+  local name=$1 n=$2 jsonl=$3 progs=$4 want_ok=$5 bare_cmd=$6 par rounds r b start ok line bare el cpu bc_ pc
+  [ -n "$backends" ] || die "$name: neither nsjail nor bwrap is installed"
+  par=$(nproc)
+  rounds=${ADP_BENCH_ROUNDS:-3}
+  : > "$work/$name-bare.txt"; : > "$work/$name-bare.cpu"
+  for b in $backends; do : > "$work/$name-pipe-$b.txt"; : > "$work/$name-pipe-$b.cpu"; done
+  for r in $(seq 1 "$rounds"); do
+    start=$(date +%s.%N)
+    cpu_run "$work/$name-bare.cpu" sh -c "ls $progs/*.py | xargs -P $par -n 1 $bare_cmd > /dev/null 2>&1; true"
+    echo "$(date +%s.%N) - $start" | bc -l >> "$work/$name-bare.txt"
+    line="$name round $r: bare $(tail -1 "$work/$name-bare.txt")s"
+    for b in $backends; do
+      SANDBOX_BACKEND=$b NSJAIL_CONFIG=${NSJAIL_CONFIG:-$ROOT/configs/nsjail/python.cfg} \
+        cpu_run "$work/$name-pipe-$b.cpu" "$BIN/adpctl" up --tasks "$jsonl" --output "$work/$name-out-$b-$r" --demo-addr "" --json 2>/dev/null > "$work/$name.json"
+      ok=$(jq .stats.succeeded "$work/$name.json")
+      [ "$ok" = "$want_ok" ] || die "$name ($b): $ok of $n tasks succeeded, want $want_ok"
+      jq .elapsed_seconds "$work/$name.json" >> "$work/$name-pipe-$b.txt"
+      line="$line, $b $(tail -1 "$work/$name-pipe-$b.txt")s"
+    done
+    log "$line"
+  done
+  bare=$(median "$work/$name-bare.txt")
+  for b in $backends; do
+    el=$(median "$work/$name-pipe-$b.txt")
+    cpu=""
+    if [ -s "$work/$name-bare.cpu" ] && [ -s "$work/$name-pipe-$b.cpu" ]; then
+      bc_=$(median "$work/$name-bare.cpu"); pc=$(median "$work/$name-pipe-$b.cpu")
+      cpu="; CPU $(printf %.2f "$pc") s vs $(printf %.2f "$bc_") s bare: ratio $(echo "$bc_ / $pc" | bc -l | cut -c1-4)"
+    fi
+    say "$name ($b): $n tasks in ${el}s through the pipeline (median of $rounds, $want_ok succeeded as they must) vs ${bare}s bare ($bare_cmd, xargs -P $par): ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput$cpu"
+  done
+}
+
 if want sandbox-e2e; then
-  n=500
-  log "sandbox end to end: $n scripted code tasks (dispatcher -> Redis -> runtime -> files) vs the same programs bare"
+  n=${ADP_BENCH_E2E_TASKS:-500}
+  log "sandbox end to end: $n scripted code tasks (dispatcher -> Redis -> runtime -> files) vs the same programs bare, jails:$backends"
   mkdir -p "$work/progs"
   for i in $(seq 1 $n); do
     prog="import math\nprint(sum(math.isqrt(k) for k in range($((i * 100)))))"
     printf '%b\n' "$prog" > "$work/progs/p$i.py"
     jq -cn --arg id "e2e-$i" --arg code "$(printf '%b' "$prog")" '{task_id:$id, task_type:"code", description:"bench", constraints:{code:$code}}'
   done > "$work/e2e.jsonl"
-  par=$(nproc)
-  rounds=${ADP_BENCH_ROUNDS:-3}
-  # Alternate bare and pipeline runs, so both see the same machine, and
-  # take the median of each: one run of a few seconds is noisy.
-  : > "$work/bare.txt"; : > "$work/pipe.txt"
-  for r in $(seq 1 "$rounds"); do
-    start=$(date +%s.%N)
-    ls "$work"/progs/*.py | xargs -P "$par" -n 1 /usr/bin/python3 > /dev/null
-    echo "$(date +%s.%N) - $start" | bc -l >> "$work/bare.txt"
-    # A new output directory each round, all removed at the end: deleting
-    # the last round's 500 files just before a run makes ext4 skip over
-    # their recently freed inodes when it allocates the new ones.
-    "$BIN/adpctl" up --tasks "$work/e2e.jsonl" --output "$work/e2e-out-$r" --demo-addr "" --json 2>/dev/null > "$work/e2e.json"
-    ok=$(jq .stats.succeeded "$work/e2e.json")
-    [ "$ok" = "$n" ] || die "sandbox e2e: $ok of $n tasks succeeded"
-    jq .elapsed_seconds "$work/e2e.json" >> "$work/pipe.txt"
-    log "round $r: bare $(tail -1 "$work/bare.txt")s, pipeline $(tail -1 "$work/pipe.txt")s"
-  done
-  median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-  bare=$(median "$work/bare.txt"); el=$(median "$work/pipe.txt")
-  say "sandbox e2e: $n tasks in ${el}s through the pipeline (median of $rounds, all succeeded) vs ${bare}s bare with xargs -P $par: ratio $(echo "$bare / $el" | bc -l | cut -c1-4) of bare throughput"
+  compare "sandbox e2e" "$n" "$work/e2e.jsonl" "$work/progs" "$n" /usr/bin/python3
+fi
+
+if want humaneval; then
+  # HumanEval-like: 164 problems, each a function and a check(candidate)
+  # of asserts in constraints.tests, once with the right function and once
+  # with a broken one; bare runs the program with its tests appended.
+  log "humaneval-like: 328 program + tests tasks (164 right, 164 broken) vs the same files bare, jails:$backends"
+  mkdir -p "$work/he"
+  python3 "$ROOT/scripts/humaneval_like.py" "$work/he" > "$work/he.jsonl"
+  compare "humaneval-like" 328 "$work/he.jsonl" "$work/he" 164 "/usr/bin/python3 -I -S"
 fi
 
 if want web; then

@@ -1,38 +1,52 @@
 // Command demo-site serves the offline demo website (internal/demosite) that
 // the shipped tasks.jsonl's web tasks use, as the demo-site service of
-// docker-compose.yml; `make run` serves the same site in-process.
+// docker-compose.yml; `make run` serves the same site in-process. It needs
+// no Redis: DEMO_ADDR (default :8765) is its only setting.
+//
+//	demo-site               serve
+//	demo-site -healthcheck  GET /healthz on DEMO_ADDR, exit 0 if it answers 200
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/app"
 	"github.com/agentdataplatform/adp/internal/demosite"
+	"github.com/agentdataplatform/adp/internal/ops"
 )
 
-type config struct {
-	app.Common
-	// DEMO_ADDR is where the site listens; -healthcheck GETs /healthz there.
-	Addr string `env:"DEMO_ADDR" envDefault:":8765"`
-}
-
 func main() {
-	var cfg config
-	app.Main("demo-site", &cfg,
-		func(c *config) *app.Common { return &c.Common },
-		func(c *config) string { return c.Addr },
-		run)
+	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on DEMO_ADDR and exit 0 if healthy (for container healthchecks)")
+	flag.Parse()
+	addr := os.Getenv("DEMO_ADDR")
+	if addr == "" {
+		addr = ":8765"
+	}
+	if *healthcheck {
+		os.Exit(ops.Healthcheck(addr))
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "demo-site")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, addr, log); err != nil {
+		log.Error("exiting", "err", err)
+		os.Exit(1)
+	}
 }
 
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", cfg.Addr)
+func run(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("DEMO_ADDR %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

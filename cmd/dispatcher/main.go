@@ -3,52 +3,36 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/agentdataplatform/adp/internal/app"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/dispatch"
-	"github.com/agentdataplatform/adp/internal/metrics"
-	"github.com/agentdataplatform/adp/internal/ops"
 	"github.com/agentdataplatform/adp/internal/queue"
 	"github.com/agentdataplatform/adp/internal/redisconn"
+	"github.com/agentdataplatform/adp/internal/service"
 )
 
+// name and metricsAddr are the service's name in logs and its METRICS_ADDR default.
+const name, metricsAddr = "dispatcher", ":8000"
+
 type config struct {
-	app.Common
+	service.Config
 	TaskFile        string        `env:"TASK_FILE" envDefault:"tasks.jsonl"`
 	Follow          bool          `env:"DISPATCH_FOLLOW" envDefault:"true"`
-	MetricsAddr     string        `env:"METRICS_ADDR" envDefault:":8000"`
 	MonitorInterval time.Duration `env:"MONITOR_INTERVAL" envDefault:"5s"`
 	PollInterval    time.Duration `env:"DISPATCH_POLL_INTERVAL" envDefault:"500ms"`
 	BatchSize       int           `env:"DISPATCH_BATCH_SIZE" envDefault:"256"`
 }
 
-func main() {
-	var cfg config
-	app.Main("dispatcher", &cfg,
-		func(c *config) *app.Common { return &c.Common },
-		func(c *config) string { return c.MetricsAddr },
-		run)
-}
+func main() { service.Main(name, metricsAddr, &config{}, run) }
 
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
-	rdb, err := redisconn.Open(cfg.RedisURL, redisconn.Options{CAFile: cfg.RedisCAFile})
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	m := metrics.New()
+func run(ctx context.Context, p *service.Process, cfg *config) error {
 	routes := map[string]string{}
 	for _, t := range core.TaskTypes {
 		routes[string(t)] = core.RuntimeFor(core.StreamFor(t))
 	}
-	m.InitDispatcher(routes)
+	p.Metrics.InitDispatcher(routes)
 
 	d, err := dispatch.New(dispatch.Config{
 		TaskFile:     cfg.TaskFile,
@@ -56,31 +40,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		PollInterval: cfg.PollInterval,
 		RejectedFile: filepath.Join(cfg.OutputDir, "rejected.jsonl"),
 		BatchSize:    cfg.BatchSize,
-	}, rdb, m, log)
+	}, p.RDB, p.Metrics, p.Log)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 
-	log.Info("starting", "task_file", cfg.TaskFile, "follow", cfg.Follow, "redis", redisconn.Redact(cfg.RedisURL))
-	g, gctx := errgroup.WithContext(ctx)
-	// Side loops stop when the dispatch loop ends (DISPATCH_FOLLOW=false).
-	sideCtx, stopSide := context.WithCancel(gctx)
-	srv := &ops.Server{
-		Addr: cfg.MetricsAddr, Gatherer: m.Registry, Log: log,
-		Health: func(ctx context.Context) error {
-			if err := rdb.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("redis: %w", err)
-			}
-			return nil
-		},
+	p.Log.Info("starting", "task_file", cfg.TaskFile, "follow", cfg.Follow, "redis", redisconn.Redact(cfg.RedisURL))
+	// The ops server and the monitor stop once the dispatch loop ends (on
+	// shutdown, or with DISPATCH_FOLLOW=false once the file is dispatched).
+	return p.Serve(ctx, service.Work{
+		Run:   d.Run,
 		Ready: d.Ready,
-	}
-	g.Go(func() error { return srv.Run(sideCtx) })
-	g.Go(func() error { return queue.NewMonitor(rdb, m, cfg.MonitorInterval, log).Run(sideCtx) })
-	g.Go(func() error {
-		defer stopSide()
-		return d.Run(gctx)
+		Loops: []func(context.Context) error{queue.NewMonitor(p.RDB, p.Metrics, cfg.MonitorInterval, p.Log).Run},
 	})
-	return g.Wait()
 }

@@ -6,45 +6,43 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/app"
 	"github.com/agentdataplatform/adp/internal/codeagent"
 	"github.com/agentdataplatform/adp/internal/core"
-	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/redisconn"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 )
 
+// name and metricsAddr are the service's name in logs and its METRICS_ADDR default.
+const name, metricsAddr = "sandbox-runtime", ":8001"
+
 type config struct {
 	service.RuntimeConfig
-	MetricsAddr  string        `env:"METRICS_ADDR" envDefault:":8001"`
 	Concurrency  int           `env:"SANDBOX_CONCURRENCY"` // programs at once; default: number of CPUs
 	InFlight     int           `env:"SANDBOX_INFLIGHT"`    // tasks at once; default: 2 × SANDBOX_CONCURRENCY
 	Backend      string        `env:"SANDBOX_BACKEND" envDefault:"auto"`
 	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s"`
 	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s"`
 	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"256"`
-	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"32"`
+	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"16"`
 	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3"`
 	NsjailPath   string        `env:"NSJAIL_PATH"`
 	NsjailConfig string        `env:"NSJAIL_CONFIG"`
 	BwrapPath    string        `env:"BWRAP_PATH"`
+	// SANDBOX_UID: the outside uid of bwrap jails and of the threads that
+	// start them; a uid no other process on the host uses keeps those
+	// threads out of reach of signals (sandbox.Config.SandboxUID).
+	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534"`
 }
 
-func main() {
-	var cfg config
-	app.Main("sandbox-runtime", &cfg,
-		func(c *config) *app.Common { return &c.Common },
-		func(c *config) string { return c.MetricsAddr },
-		run)
-}
+func main() { service.Main(name, metricsAddr, &config{}, run) }
 
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+func run(ctx context.Context, p *service.Process, cfg *config) error {
+	log := p.Log
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = runtime.NumCPU()
 	}
@@ -56,6 +54,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	jail, err := sandbox.New(cfg.Backend, sandbox.Config{
 		PythonPath: cfg.PythonPath, NsjailPath: cfg.NsjailPath, NsjailConfig: cfg.NsjailConfig, BwrapPath: cfg.BwrapPath,
+		SandboxUID: cfg.SandboxUID,
 	})
 	if err != nil {
 		return err
@@ -68,12 +67,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return fmt.Errorf("jail %s cannot run %s: %w", jail.Name(), cfg.PythonPath, err)
 	}
 
-	rdb, err := redisconn.Open(cfg.RedisURL, redisconn.Options{CAFile: cfg.RedisCAFile})
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	m := metrics.New()
+	rdb, m := p.RDB, p.Metrics
 	client, err := cfg.LLM.NewLLM(core.RuntimeSandbox, m)
 	if err != nil {
 		return err
@@ -85,9 +79,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 	jail = sandbox.Limit(jail, cfg.Concurrency)
 	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
-	rt := &service.Runtime{
+	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
-		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
+		Config:     cfg.RuntimeConfig,
 		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
 			Jail: jail, Limits: limits, LLM: client,
@@ -95,6 +89,5 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			Metrics: m, Log: log,
 		},
 		Checks: []func(context.Context) error{jail.Check},
-	}
-	return rt.Run(ctx)
+	})
 }

@@ -6,26 +6,25 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/app"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/metrics"
-	"github.com/agentdataplatform/adp/internal/redisconn"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/webagent"
 )
 
+// name and metricsAddr are the service's name in logs and its METRICS_ADDR default.
+const name, metricsAddr = "web-runtime", ":8002"
+
 type config struct {
 	service.RuntimeConfig
-	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":8002"`
 	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
 	ChromiumPath      string        `env:"CHROMIUM_PATH"` // default: see browser.Config.ExecutablePath
 	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
@@ -43,15 +42,10 @@ type config struct {
 	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
 }
 
-func main() {
-	var cfg config
-	app.Main("web-runtime", &cfg,
-		func(c *config) *app.Common { return &c.Common },
-		func(c *config) string { return c.MetricsAddr },
-		run)
-}
+func main() { service.Main(name, metricsAddr, &config{}, run) }
 
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+func run(ctx context.Context, p *service.Process, cfg *config) error {
+	log := p.Log
 	lookup, err := aliasLookup(cfg.HostAliases)
 	if err != nil {
 		return err
@@ -68,12 +62,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err := browser.CheckDependencies(bcfg); err != nil {
 		return err
 	}
-	rdb, err := redisconn.Open(cfg.RedisURL, redisconn.Options{CAFile: cfg.RedisCAFile})
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	m := metrics.New()
+	rdb, m := p.RDB, p.Metrics
 	client, err := cfg.LLM.NewLLM(core.RuntimeWeb, m)
 	if err != nil {
 		return err
@@ -85,20 +74,19 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer pool.Close()
 
 	log.Info("browser ready", "max_concurrent", cfg.MaxConcurrent, "allow_private", cfg.AllowPrivate, "allow_hosts", cfg.AllowHosts, "llm", client != nil)
-	rt := &service.Runtime{
+	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeWeb, Stream: core.StreamWeb, Concurrency: cfg.MaxConcurrent,
-		MetricsAddr: cfg.MetricsAddr, Config: cfg.RuntimeConfig, RDB: rdb, Metrics: m, Log: log,
+		Config:     cfg.RuntimeConfig,
 		CacheTypes: []string{string(core.TaskWeb)},
 		Exec: &webagent.Agent{
-			Pool: pool, LLM: client,
+			Pages: webagent.PoolPages(pool), LLM: client,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 			ScreenshotDir: filepath.Join(cfg.OutputDir, "trajectories"),
 		},
 		Checks: []func(context.Context) error{func(context.Context) error { return pool.Healthy() }},
 		Loops:  []func(context.Context) error{browserStats(pool, m)},
-	}
-	return rt.Run(ctx)
+	})
 }
 
 // aliasLookup resolves the names of WEB_HOST_ALIASES to their addresses and

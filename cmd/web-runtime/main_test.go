@@ -7,7 +7,13 @@ import (
 	"testing"
 
 	"github.com/agentdataplatform/adp/internal/browser"
+	"github.com/agentdataplatform/adp/internal/testsupport"
 )
+
+// The variables this binary reads, and their defaults, are the README's.
+func TestConfigDocumented(t *testing.T) {
+	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Web runtime:")
+}
 
 func TestAliasLookup(t *testing.T) {
 	if f, err := aliasLookup(nil); f != nil || err != nil {

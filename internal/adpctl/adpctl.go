@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentdataplatform/adp/internal/export"
+
 	"github.com/agentdataplatform/adp/internal/redisconn"
 )
 
@@ -144,4 +146,4 @@ func (e Env) redis() (*redis.Client, error) {
 	return redisconn.Open(e.RedisURL, redisconn.Options{CAFile: e.RedisCAFile})
 }
 
-func (e Env) trajectoryDir() string { return filepath.Join(e.OutputDir, "trajectories") }
+func (e Env) trajectoryDir() string { return filepath.Join(e.OutputDir, export.TrajectorySubdir) }

@@ -40,6 +40,7 @@ func TestSubmit(t *testing.T) {
 not json
 {"task_id":"w","task_type":"web","description":"y"}
 {"task_id":"a","task_type":"code","description":"x"}
+{"task_id":"typo","task_type":"code","description":"x","constraints":{"code":"print(1)","expected_outptu":"2"}}
 `
 	code, out, errs := c.run(input, "submit", "-")
 	if code != 1 {
@@ -48,7 +49,7 @@ not json
 	if !strings.Contains(out, "enqueued a -> tasks:code") || !strings.Contains(out, "enqueued w -> tasks:web") {
 		t.Errorf("stdout = %q", out)
 	}
-	for _, want := range []string{"rejected: line 2:", `duplicate: task "a"`, "2 enqueued, 1 duplicates, 1 rejected"} {
+	for _, want := range []string{"rejected: line 2:", `duplicate: task "a"`, `rejected: line 5: task "typo": constraints.expected_outptu: unknown constraint`, "2 enqueued, 1 duplicates, 2 rejected"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q: %s", want, errs)
 		}

@@ -18,13 +18,16 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	format := fs.String("format", "openai", "openai (chat messages with tool_calls) or sharegpt (LLaMA-Factory)")
 	onlySuccess := fs.Bool("only-success", false, "export only successful trajectories")
 	out := fs.String("out", "", "write to FILE instead of stdout (replaced atomically)")
-	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory")
+	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory (or the OUTPUT_DIR above it)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	f, err := export.ParseFormat(*format)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *dir, err = export.ResolveDir(*dir); err != nil {
+		return err
 	}
 	var sum export.Summary
 	err = writeOut(e, *out, func(w io.Writer) error {
@@ -45,10 +48,15 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 func cmdStats(_ context.Context, e Env, args []string) error {
 	fs := newFlags(e, "stats", "[--json] [--dir DIR]")
 	asJSON := fs.Bool("json", false, "print JSON")
-	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory")
+	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory (or the OUTPUT_DIR above it)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	d, err := export.ResolveDir(*dir)
+	if err != nil {
+		return err
+	}
+	*dir = d
 	st, err := report.Compute(*dir)
 	if err != nil {
 		return err
@@ -64,10 +72,15 @@ func cmdStats(_ context.Context, e Env, args []string) error {
 func cmdReport(_ context.Context, e Env, args []string) error {
 	fs := newFlags(e, "report", "--out report.html [--dir DIR]")
 	out := fs.String("out", "report.html", "HTML file to write")
-	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory")
+	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory (or the OUTPUT_DIR above it)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	d, err := export.ResolveDir(*dir)
+	if err != nil {
+		return err
+	}
+	*dir = d
 	st, err := report.Compute(*dir)
 	if err != nil {
 		return err

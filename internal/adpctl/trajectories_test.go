@@ -96,3 +96,26 @@ func TestExportStatsReport(t *testing.T) {
 		t.Errorf("report is not an HTML page with charts: %v", err)
 	}
 }
+
+func TestTrajectoryDirResolution(t *testing.T) {
+	c := &cli{t: t, env: Env{OutputDir: t.TempDir()}}
+	writeTrajectories(t, c.env.OutputDir)
+	// --dir may name the OUTPUT_DIR as well as its trajectories/.
+	for _, dir := range []string{c.env.OutputDir, filepath.Join(c.env.OutputDir, "trajectories")} {
+		code, out, errs := c.run("", "export", "--format", "openai", "--dir", dir)
+		if code != 0 || strings.Count(out, "\n") != 3 {
+			t.Errorf("export --dir %s: exit %d, %d lines (%s)", dir, code, strings.Count(out, "\n"), errs)
+		}
+	}
+	empty := t.TempDir()
+	for _, cmd := range [][]string{
+		{"export", "--format", "openai", "--dir", empty},
+		{"stats", "--dir", empty},
+		{"report", "--out", filepath.Join(empty, "r.html"), "--dir", empty},
+	} {
+		code, _, errs := c.run("", cmd...)
+		if code == 0 || !strings.Contains(errs, "no trajectory files in "+empty) {
+			t.Errorf("%v on an empty directory: exit %d, stderr %q; want a failure naming the directory", cmd, code, errs)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -27,9 +28,15 @@ type Tools interface {
 	Answer(ctx context.Context, answer string) (feedback string)
 }
 
+// Model is what the loop needs of a chat model; *llm.Client is one, and
+// tests script one.
+type Model interface {
+	Chat(ctx context.Context, messages []llm.Message, tools []llm.Tool) (llm.Response, error)
+}
+
 // Loop is one task's conversation with the model.
 type Loop struct {
-	LLM *llm.Client
+	Model Model
 	// MaxSteps bounds tool calls (the task's max_steps). The model gets a
 	// few more turns than that for malformed calls and the final answer.
 	MaxSteps int
@@ -40,12 +47,17 @@ type Outcome struct {
 	// Answer is the model's last text answer (or the finish tool's answer,
 	// which the Tools implementation keeps).
 	Answer string
-	// Reason: "answered", "finished" (a done tool), or "max_steps".
-	Reason   string
+	// Reason: answered, finished (a done tool), or max_steps.
+	Reason   core.ExitReason
 	Steps    int
 	LLMCalls int
 	Usage    llm.Usage
 	Messages []llm.Message
+	// Transcript is the conversation as exchanged: the last request's
+	// messages as sent, then the last reply. Tools are the tools as sent.
+	Transcript []json.RawMessage
+	Tools      json.RawMessage
+	Calls      []core.ModelCall
 }
 
 // extraTurns allows for malformed calls and verification feedback beyond
@@ -60,22 +72,23 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 	out := Outcome{Messages: messages}
 	for turn := 0; turn < l.MaxSteps+extraTurns; turn++ {
 		if out.Steps >= l.MaxSteps {
-			out.Reason = "max_steps"
+			out.Reason = core.ExitMaxSteps
 			return out, nil
 		}
-		resp, err := l.LLM.Chat(ctx, out.Messages, defs)
+		resp, err := l.Model.Chat(ctx, out.Messages, defs)
 		out.LLMCalls++
 		if err != nil {
 			return out, fmt.Errorf("llm: %w", err)
 		}
 		out.Usage = out.Usage.Add(resp.Usage)
+		out.record(resp)
 		msg := resp.Message
 		out.Messages = append(out.Messages, msg)
 		if len(msg.ToolCalls) == 0 {
 			out.Answer = msg.Content
 			fb := tools.Answer(ctx, msg.Content)
 			if fb == "" {
-				out.Reason = "answered"
+				out.Reason = core.ExitAnswered
 				return out, nil
 			}
 			out.Messages = append(out.Messages, llm.UserMessage(fb))
@@ -94,38 +107,46 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			out.Steps++
 			out.Messages = append(out.Messages, llm.ToolResult(call, obs))
 			if done {
-				out.Reason = "finished"
+				out.Reason = core.ExitFinished
 				return out, nil
 			}
 		}
 	}
-	out.Reason = "max_steps"
+	out.Reason = core.ExitMaxSteps
 	return out, nil
 }
 
-// Program and action sources, recorded as metadata.source.
-const (
-	SourceScripted = "scripted" // the task brought its program or actions
-	SourceCache    = "cache"    // the template cache
-	SourceLLM      = "llm"
-	SourceRules    = "rules" // the blueprint's heuristics, without an LLM
-)
+// record keeps the exchange of one successful call.
+func (o *Outcome) record(resp llm.Response) {
+	x := resp.Exchange
+	o.Transcript = append(append(make([]json.RawMessage, 0, len(x.Messages)+1), x.Messages...), x.Sent)
+	o.Tools = x.Tools
+	o.Calls = append(o.Calls, core.ModelCall{
+		FinishReason: resp.FinishReason,
+		Usage:        core.TokenUsage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens, TotalTokens: resp.Usage.TotalTokens},
+		Reply:        x.Reply,
+	})
+}
 
 // Record writes the loop's figures into a trajectory's metadata and, when
 // the model could not be reached (err), a failed tool_call step: a timeout
 // when ctx expired, else a network error.
 func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, started time.Time) {
-	tr.Metadata["llm_calls"] = o.LLMCalls
-	tr.Metadata["prompt_tokens"] = o.Usage.PromptTokens
-	tr.Metadata["completion_tokens"] = o.Usage.CompletionTokens
-	tr.Metadata["total_tokens"] = o.Usage.TotalTokens
-	tr.Metadata["stop_reason"] = o.Reason
+	tr.Metadata[core.MetaLLMCalls] = o.LLMCalls
+	tr.Metadata[core.MetaPromptTokens] = o.Usage.PromptTokens
+	tr.Metadata[core.MetaCompletionTokens] = o.Usage.CompletionTokens
+	tr.Metadata[core.MetaTotalTokens] = o.Usage.TotalTokens
+	tr.Metadata[core.MetaStopReason] = string(o.Reason)
+	tr.Messages, tr.Tools, tr.ModelCalls = o.Transcript, o.Tools, o.Calls
+	tr.ExitReason = o.Reason
 	if err == nil {
 		return
 	}
 	kind := core.ErrNetwork
+	tr.ExitReason = core.ExitLLMError
 	if ctx.Err() != nil {
 		kind = core.ErrTimeout
+		tr.ExitReason = core.ExitTimeout
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
 		ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})

@@ -26,7 +26,8 @@ func newBadInput(rng *rand.Rand, token string) *badInput {
 	return &badInput{rng: rng, token: token}
 }
 
-// Counts of each kind of invalid line; they add up to 10,000.
+// Counts of each kind of invalid line; with the one deeply nested line under
+// an unknown constraint they add up to 10,001.
 const (
 	nRandomBytes = 4000
 	nTruncated   = 3000
@@ -82,6 +83,11 @@ func (g *badInput) build() ([]string, []lineKind) {
 	for range nHugeDesc {
 		bad = append(bad, item{g.taskDesc("huge-desc", strings.Repeat("y", 64<<10+1+g.rng.IntN(1<<16))), "huge-desc"})
 	}
+	// Nesting within encoding/json's limit, under a constraint no task type
+	// knows: rejected for the key (a misspelled verifier is never run
+	// unverified), not for the depth.
+	bad = append(bad, item{`{"task_id":"deep-unknown","task_type":"code","description":"d","constraints":{"code":"print('deep-unknown')","x":` +
+		strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000) + "}}", "unknown-constraint"})
 	g.invalid = len(bad)
 	g.rng.Shuffle(len(bad), func(i, j int) { bad[i], bad[j] = bad[j], bad[i] })
 
@@ -97,11 +103,6 @@ func (g *badInput) build() ([]string, []lineKind) {
 		ids = append(ids, id)
 		good = append(good, item{g.task(id, fmt.Sprintf("print(%q)", id)), "valid"})
 	}
-	// A valid task whose constraints nest deeply, but within the limit.
-	id := "deep-but-valid"
-	ids = append(ids, id)
-	good = append(good, item{`{"task_id":"deep-but-valid","task_type":"code","description":"d","constraints":{"code":"print('deep-but-valid')","x":` +
-		strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000) + "}}", "valid"})
 	g.valid = ids
 
 	var lines []string

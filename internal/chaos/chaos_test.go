@@ -881,11 +881,10 @@ func fillDisk(t *testing.T, path string) {
 	}
 }
 
-// TestBadInput: 10,000 invalid lines (random bytes, truncated JSON, wrong
+// TestBadInput: 10,001 invalid lines (random bytes, truncated JSON, wrong
 // types and values, deep nesting, huge lines and strings, ids with path or
-// control characters) mixed with 313 valid tasks (12 of them with odd but
-// safe ids, one with deeply nested constraints) and 100 lines repeating a
-// valid id. Every valid task runs once,
+// control characters, an unknown constraint) mixed with 312 valid tasks (12
+// of them with odd but safe ids) and 100 lines repeating a valid id. Every valid task runs once,
 // with the content of its first line; every invalid line is in
 // rejected.jsonl with its line number and a reason, exactly once; repeats
 // are skipped as duplicates, not rejected; nothing crashes; and no file
@@ -953,6 +952,8 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("line %d rejected without a reason", rec.Line)
 		case k.kind == "bad-id" && rec.Field != "task_id":
 			t.Errorf("line %d (unsafe id) rejected for %q: %s; want the task_id field", rec.Line, rec.Field, rec.Reason)
+		case k.kind == "unknown-constraint" && rec.Field != "constraints.x":
+			t.Errorf("line %d (unknown constraint) rejected for %q: %s; want the constraints.x field", rec.Line, rec.Field, rec.Reason)
 		case k.kind == "huge-line" && !strings.Contains(rec.Reason, "more than the limit"):
 			t.Errorf("line %d (too long) rejected for %q", rec.Line, rec.Reason)
 		}

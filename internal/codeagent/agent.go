@@ -48,8 +48,11 @@ type run struct {
 	lastResult  *sandbox.Result
 	verified    *bool
 	verifyMsg   string
-	verifiedFor string // the program verified last
-	jailErr     error
+	// passedChecks is how many of the verifier's checks the verified
+	// program passed (the reward's numerator).
+	passedChecks int
+	verifiedFor  string // the program verified last
+	jailErr      error
 }
 
 // Execute runs task and returns its trajectory. The error is non-nil only
@@ -58,128 +61,198 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
 	if err := task.DecodeConstraints(&r.c); err != nil {
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
+		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
 	}
 	deadline := time.Now().Add(time.Duration(task.Timeout) * time.Second)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	switch {
-	case r.c.Code != "":
-		r.tr.Metadata["source"] = agent.SourceScripted
-		r.runProgram(ctx, r.c.Code)
-	default:
-		if !r.fromCache(ctx) {
-			if a.LLM != nil {
-				r.tr.Metadata["source"] = agent.SourceLLM
-				r.withLLM(ctx)
-			} else if program, rule := ruleProgram(task.Description); program != "" {
-				r.tr.Metadata["source"] = agent.SourceRules
-				r.tr.Metadata["rule"] = rule
-				r.runProgram(ctx, program)
-			} else {
-				r.tr.Metadata["source"] = "none"
-				r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
-					"give it a program in constraints.code or configure an OpenAI-compatible LLM")
-				return r.finish(), nil
-			}
-		}
-	}
+	x := agent.Executor{Cache: a.Cache, HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
+	x.Run(ctx, r.tr, task, r)
 	if r.jailErr != nil {
 		return nil, fmt.Errorf("task %s: %w: %w", task.TaskID, ErrJail, r.jailErr)
-	}
-	r.conclude()
-	if r.tr.Success {
-		r.store(ctx)
 	}
 	return r.finish(), nil
 }
 
-// fromCache runs the cached program, if any; it reports whether the cache
-// answered (hit, even if the replay failed).
-func (r *run) fromCache(ctx context.Context) bool {
-	a := r.a
-	if a.Cache == nil {
+var _ agent.Task = (*run)(nil)
+
+// Scripted runs constraints.code.
+func (r *run) Scripted(ctx context.Context) bool {
+	if r.c.Code == "" {
 		return false
 	}
-	key := templatecache.Key(string(r.task.TaskType), r.task.Description)
-	e, ok, err := a.Cache.Get(ctx, key)
-	if err != nil {
-		a.Log.Warn("template cache read failed; treated as a miss", "task_id", r.task.TaskID, "err", err)
-	}
-	if !ok || e.Kind != templatecache.KindProgram {
-		a.Metrics.CacheMisses.WithLabelValues(string(r.task.TaskType)).Inc()
-		r.tr.Metadata["cache_hit"] = false
-		return false
-	}
-	a.Metrics.CacheHits.WithLabelValues(string(r.task.TaskType)).Inc()
-	r.tr.Metadata["cache_hit"] = true
-	r.tr.Metadata["source"] = agent.SourceCache
-	r.tr.Metadata["cached_from"] = e.Source
-	r.runProgram(ctx, e.Program)
-	r.conclude()
-	if !r.tr.Success {
-		// A cached program that no longer passes is evicted.
-		if err := a.Cache.Delete(ctx, key); err != nil {
-			a.Log.Warn("template cache evict failed", "task_id", r.task.TaskID, "err", err)
-		}
-	}
+	r.runProgram(ctx, r.c.Code)
 	return true
 }
 
-// store caches a program that succeeded (and was verified where a verifier
-// exists), so a repeated task skips the LLM.
-func (r *run) store(ctx context.Context) {
-	src, _ := r.tr.Metadata["source"].(string)
-	if r.a.Cache == nil || r.lastProgram == "" || (src != agent.SourceLLM && src != agent.SourceRules) {
-		return
-	}
-	e := templatecache.Entry{Kind: templatecache.KindProgram, Program: r.lastProgram, Source: src, Verified: r.verified}
-	if err := r.a.Cache.Put(ctx, templatecache.Key(string(r.task.TaskType), r.task.Description), e); err != nil {
-		r.a.Log.Warn("template cache write failed", "task_id", r.task.TaskID, "err", err)
-	}
+// CacheKey is the task's template cache key.
+func (r *run) CacheKey() string {
+	return templatecache.Key(string(r.task.TaskType), r.task.Description)
 }
 
-// runProgram executes one program as a step and verifies it.
-func (r *run) runProgram(ctx context.Context, program string) *core.ExecutionStep {
-	res, step := r.execute(ctx, program, "run")
+// Replay runs a cached program.
+func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
+	if e.Kind != templatecache.KindProgram {
+		return false
+	}
+	r.runProgram(ctx, e.Program)
+	return true
+}
+
+// Model runs the LLM loop.
+func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
+
+// Rules runs the blueprint's program for the description, if one matches.
+func (r *run) Rules(ctx context.Context) bool {
+	program, rule := ruleProgram(r.task.Description)
+	if program == "" {
+		r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
+			"give it a program in constraints.code or configure an OpenAI-compatible LLM")
+		return false
+	}
+	r.tr.Metadata[core.MetaRule] = rule
+	r.runProgram(ctx, program)
+	return true
+}
+
+// Entry caches the program that succeeded.
+func (r *run) Entry() (templatecache.Entry, bool) {
+	if r.lastProgram == "" {
+		return templatecache.Entry{}, false
+	}
+	return templatecache.Entry{Kind: templatecache.KindProgram, Program: r.lastProgram}, true
+}
+
+// Purposes of a code step (action_params.purpose): a run of the program,
+// or the platform's run of the task's tests (not a model action).
+const (
+	purposeRun    = "run"
+	purposeVerify = "verify"
+)
+
+// runProgram executes a program that no model chose between runs
+// (scripted, cached, rules) as a step and verifies it. With tests, one
+// jailed run of the harness yields both the program's own run and the
+// tests' verdict.
+func (r *run) runProgram(ctx context.Context, program string) {
+	if r.c.AllTests() != "" && r.runWithTests(ctx, program) {
+		return
+	}
+	res, _ := r.execute(ctx, program, purposeRun)
 	if res == nil || !res.OK() {
-		return step
+		return
 	}
 	r.lastProgram, r.lastResult = program, res
 	r.verify(ctx)
-	return step
 }
 
-// execute runs code in the jail and records it as a step.
-func (r *run) execute(ctx context.Context, code, purpose string) (*sandbox.Result, *core.ExecutionStep) {
+// runWithTests runs program and its tests in one jail and records the
+// program's run and, when it ran cleanly, the verification, as two steps.
+// It reports false, having recorded nothing, when the run cannot tell the
+// two apart (truncated output, a process that exited 0 before the
+// boundary) or the tests hit a limit that their own run would not share
+// with the program's: then the caller runs them separately.
+func (r *run) runWithTests(ctx context.Context, program string) bool {
+	lim := r.limits(ctx)
+	h, req := newHarnessRun(program, r.c.AllTests(), r.c.Stdin, lim)
+	started := time.Now()
+	res, err := r.jail(ctx, req)
+	if err != nil {
+		r.addJailFailure(r.runParams(program, purposeRun), err, started)
+		return true
+	}
+	hr := h.read(res, lim)
+	if !hr.split {
+		if res.OK() || res.StdoutTruncated || res.StderrTruncated {
+			return false
+		}
+		// The process died during the program (crash, limit, os._exit
+		// with a failure status): that is the program's run.
+		r.addRunStep(r.runParams(program, purposeRun), res, started)
+		return true
+	}
+	r.addRunStep(r.runParams(program, purposeRun), hr.program, started)
+	if !hr.program.OK() {
+		return true
+	}
+	r.lastProgram, r.lastResult = program, &hr.program
+	r.verifiedFor = program
+	outOK, outMsg := r.checkOutput()
+	var testsOK bool
+	var testsMsg string
+	if !hr.passed && !hr.programExited && (hr.tests.ErrorType == core.ErrTimeout || hr.tests.ErrorType == core.ErrOutputLimit) {
+		// The tests had what the program left of the limits; alone they
+		// get their own, as they always have.
+		testsOK, testsMsg = r.verifyTests(ctx)
+	} else {
+		testsOK, testsMsg = r.addVerifyStep(res.ExitCode, hr, started.Add(hr.program.Wall))
+	}
+	r.settle(outOK, outMsg, true, testsOK, testsMsg)
+	return true
+}
+
+// limits are the jail limits of one run: the runtime's, with the wall
+// clock cut to what is left of the task's deadline.
+func (r *run) limits(ctx context.Context) sandbox.Limits {
 	lim := r.a.Limits
 	if dl, ok := ctx.Deadline(); ok {
 		if rem := time.Until(dl); rem < lim.Wall || lim.Wall == 0 {
 			lim.Wall = max(rem, 100*time.Millisecond)
 		}
 	}
-	params := map[string]any{"code": code, "language": "python", "purpose": purpose}
-	if r.c.Stdin != "" {
-		params["stdin"] = r.c.Stdin
-	}
-	started := time.Now()
-	res, err := r.a.Jail.Run(ctx, sandbox.Request{Code: code, Stdin: []byte(r.c.Stdin), Limits: lim})
-	r.a.Metrics.SandboxExecDuration.Observe(res.Wall.Seconds())
+	return lim
+}
+
+// jail runs req; a jail failure is counted and, unless ctx ended, kept as
+// the task's system error.
+func (r *run) jail(ctx context.Context, req sandbox.Request) (sandbox.Result, error) {
+	res, err := r.a.Jail.Run(ctx, req)
 	if err != nil {
 		r.a.Metrics.SandboxJailFailures.Inc()
 		if ctx.Err() == nil {
 			r.jailErr = err
 		}
-		step := r.tr.AddStep(core.ExecutionStep{
-			ActionType: core.ActionCodeExecution, ActionParams: params,
-			ErrorType: core.ErrSystem, ErrorMessage: err.Error(),
-			Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
-		})
-		return nil, step
+		return res, err
 	}
+	r.a.Metrics.SandboxExecDuration.Observe(res.Wall.Seconds())
+	return res, nil
+}
+
+func (r *run) runParams(code, purpose string) map[string]any {
+	params := map[string]any{"code": code, "language": "python", "purpose": purpose}
+	if r.c.Stdin != "" {
+		params["stdin"] = r.c.Stdin
+	}
+	return params
+}
+
+// execute runs code in the jail and records it as a step. The result is
+// nil when the jail failed.
+func (r *run) execute(ctx context.Context, code, purpose string) (*sandbox.Result, core.ExecutionStep) {
+	params := r.runParams(code, purpose)
+	started := time.Now()
+	res, err := r.jail(ctx, sandbox.Request{Code: code, Stdin: []byte(r.c.Stdin), Limits: r.limits(ctx)})
+	if err != nil {
+		return nil, r.addJailFailure(params, err, started)
+	}
+	return &res, r.addRunStep(params, res, started)
+}
+
+func (r *run) addJailFailure(params map[string]any, err error, started time.Time) core.ExecutionStep {
+	step := core.ExecutionStep{
+		ActionType: core.ActionCodeExecution, ActionParams: params,
+		ErrorType: core.ErrSystem, ErrorMessage: err.Error(),
+		Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
+	}
+	r.tr.AddStep(step)
+	return step
+}
+
+func (r *run) addRunStep(params map[string]any, res sandbox.Result, started time.Time) core.ExecutionStep {
 	params["exit_code"] = res.ExitCode
-	step := r.tr.AddStep(core.ExecutionStep{
+	step := core.ExecutionStep{
 		ActionType:   core.ActionCodeExecution,
 		ActionParams: params,
 		Observation:  observation(res),
@@ -188,53 +261,129 @@ func (r *run) execute(ctx context.Context, code, purpose string) (*sandbox.Resul
 		ErrorMessage: res.ErrorMessage,
 		Timestamp:    core.UnixSeconds(started),
 		Duration:     res.Wall.Seconds(),
-	})
-	return &res, step
+	}
+	r.tr.AddStep(step)
+	return step
 }
 
-// verify checks the last clean run against the task's verifier.
+// addVerifyStep records the tests' part of a harness run as the verify
+// step and returns its verdict.
+func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) (bool, string) {
+	ok, et, msg := hr.verdict()
+	params := r.runParams(r.verifiedCode(), purposeVerify)
+	params["exit_code"] = exitCode
+	r.tr.AddStep(core.ExecutionStep{
+		ActionType:   core.ActionCodeExecution,
+		ActionParams: params,
+		Observation:  observation(hr.tests),
+		Success:      ok,
+		ErrorType:    et,
+		ErrorMessage: msg,
+		Timestamp:    core.UnixSeconds(started),
+		Duration:     hr.tests.Wall.Seconds(),
+	})
+	return ok, msg
+}
+
+// verifiedCode is what a verify step runs, as its action_params.code: the
+// program, then the tests (the harness around them is the platform's).
+func (r *run) verifiedCode() string {
+	return r.lastProgram + "\n\n# --- tests (constraints.visible_tests, then constraints.tests) ---\n" + r.c.AllTests() + "\n"
+}
+
+// verify checks the last clean run against the task's verifier: the
+// expected output, and the tests in a run of their own. Every check runs,
+// so that the reward counts each.
 func (r *run) verify(ctx context.Context) {
-	if !r.c.hasVerifier() {
-		r.verified, r.verifyMsg = nil, ""
+	if !r.c.HasVerifier() {
+		r.verified, r.verifyMsg, r.passedChecks = nil, "", 0
 		return
 	}
 	r.verifiedFor = r.lastProgram
-	ok := true
-	var msg string
-	if r.c.ExpectedOutput != nil {
-		got, want := normalizeOutput(r.lastResult.Stdout), normalizeOutput(*r.c.ExpectedOutput)
-		if got != want {
-			ok = false
-			msg = fmt.Sprintf("output %q does not match the expected output %q", clip(got, 200), clip(want, 200))
-		}
+	outOK, outMsg := r.checkOutput()
+	if r.c.AllTests() == "" {
+		r.settle(outOK, outMsg, false, false, "")
+		return
 	}
-	if ok && r.c.Tests != "" {
-		res, step := r.execute(ctx, r.lastProgram+"\n\n# --- tests (constraints.tests) ---\n"+r.c.Tests+"\n", "verify")
-		switch {
-		case res == nil:
-			ok, msg = false, "the tests could not run: "+step.ErrorMessage
-		case !res.OK():
-			ok = false
-			msg = "tests failed: " + res.ErrorMessage
-			if res.ErrorType == core.ErrRuntime {
-				step.ErrorType = core.ErrWrongAnswer
-			}
-		}
-	}
-	r.verified, r.verifyMsg = &ok, msg
+	testsOK, testsMsg := r.verifyTests(ctx)
+	r.settle(outOK, outMsg, true, testsOK, testsMsg)
 }
 
-// conclude sets success and the error of the trajectory from the last
+// settle records the verification: passed when every check passed, the
+// first failure's message, and how many checks passed.
+func (r *run) settle(outOK bool, outMsg string, testsRan, testsOK bool, testsMsg string) {
+	ok, msg, passed := outOK, outMsg, 0
+	if outOK && r.c.ExpectedOutput != nil {
+		passed++
+	}
+	if testsRan {
+		if testsOK {
+			passed++
+		} else if ok {
+			msg = testsMsg
+		}
+		ok = ok && testsOK
+	}
+	r.verified, r.verifyMsg, r.passedChecks = &ok, msg, passed
+}
+
+// checks is how many checks the task's verifier has.
+func (r *run) checks() int {
+	n := 0
+	if r.c.ExpectedOutput != nil {
+		n++
+	}
+	if r.c.AllTests() != "" {
+		n++
+	}
+	return n
+}
+
+// checkOutput compares the last clean run's stdout with expected_output.
+func (r *run) checkOutput() (bool, string) {
+	if r.c.ExpectedOutput == nil {
+		return true, ""
+	}
+	got, want := normalizeOutput(r.lastResult.Stdout), normalizeOutput(*r.c.ExpectedOutput)
+	if got != want {
+		return false, fmt.Sprintf("output %q does not match the expected output %q", clip(got, 200), clip(want, 200))
+	}
+	return true, ""
+}
+
+// verifyTests runs the last clean program with the tests under the harness,
+// records the verify step and returns its verdict.
+func (r *run) verifyTests(ctx context.Context) (bool, string) {
+	lim := r.limits(ctx)
+	h, req := newHarnessRun(r.lastProgram, r.c.AllTests(), r.c.Stdin, lim)
+	started := time.Now()
+	res, err := r.jail(ctx, req)
+	if err != nil {
+		params := r.runParams(r.verifiedCode(), purposeVerify)
+		step := r.addJailFailure(params, err, started)
+		return false, "the tests could not run: " + step.ErrorMessage
+	}
+	return r.addVerifyStep(res.ExitCode, h.read(res, lim), started)
+}
+
+// Conclude sets success and the error of the trajectory from the last
 // step and the verification.
-func (r *run) conclude() {
+func (r *run) Conclude(context.Context) {
 	tr := r.tr
+	defer func() {
+		passed := 0
+		if r.lastResult != nil && r.verified != nil {
+			passed = r.passedChecks
+		}
+		tr.SetReward(passed, r.checks())
+	}()
 	if r.lastResult != nil {
 		tr.FinalResult = strings.TrimRight(r.lastResult.Stdout, "\n")
 	}
 	if r.verified != nil {
-		tr.Metadata["verified"] = *r.verified
+		tr.Metadata[core.MetaVerified] = *r.verified
 	} else {
-		delete(tr.Metadata, "verified")
+		delete(tr.Metadata, core.MetaVerified)
 	}
 	if r.lastResult == nil {
 		// No clean run: the last step's error is the task's.
@@ -250,13 +399,18 @@ func (r *run) conclude() {
 		tr.Fail(core.ErrWrongAnswer, r.verifyMsg)
 		return
 	}
+	if r.verified == nil && r.c.HasVerifier() {
+		// Never a success that the task's check did not establish.
+		tr.Fail(core.ErrSystem, "the task's verifier did not run")
+		return
+	}
 	tr.Success, tr.ErrorType, tr.ErrorMessage = true, core.ErrNone, ""
 }
 
 func (r *run) finish() *core.Trajectory {
 	r.tr.TotalDuration = time.Since(r.start).Seconds()
 	if r.lastProgram != "" {
-		r.tr.Metadata["code_length"] = len(r.lastProgram)
+		r.tr.Metadata[core.MetaCodeLength] = len(r.lastProgram)
 	}
 	return r.tr
 }

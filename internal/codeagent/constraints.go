@@ -2,25 +2,13 @@ package codeagent
 
 import (
 	"strings"
+
+	"github.com/agentdataplatform/adp/internal/core"
 )
 
-// Constraints are the constraints a code or reasoning task may carry.
-type Constraints struct {
-	// Code is a scripted program: the task brings its solution and the
-	// platform records its execution (replay mode).
-	Code string `json:"code"`
-	// Tests is Python run after the program in the same interpreter (as
-	// HumanEval checks are): the task is verified when it exits 0.
-	Tests string `json:"tests"`
-	// ExpectedOutput is compared with the program's stdout after trimming
-	// trailing whitespace of each line and trailing blank lines.
-	ExpectedOutput *string `json:"expected_output"`
-	// Stdin is given to the program on standard input.
-	Stdin string `json:"stdin"`
-}
-
-// hasVerifier reports whether the task says what a right result is.
-func (c Constraints) hasVerifier() bool { return c.Tests != "" || c.ExpectedOutput != nil }
+// Constraints are the constraints a code or reasoning task may carry; the
+// one definition is core's.
+type Constraints = core.CodeConstraints
 
 // normalizeOutput trims trailing whitespace per line and trailing blank lines.
 func normalizeOutput(s string) string {

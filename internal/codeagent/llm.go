@@ -7,32 +7,18 @@ import (
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/prompt"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 )
 
-const systemPrompt = `You are a careful Python programming agent. Solve the user's task by writing a complete Python 3 program and running it with the run_python tool. The program runs in a sandbox without network access, with standard input as given by the task; it must print its answer to standard output. Read each run's observation (exit code, stdout, stderr) and fix the program if needed. When the last run printed the right answer, reply with that answer in plain text and do not call a tool.`
-
-var runPythonTool = llm.NewTool("run_python",
-	"Run a complete Python 3 program in a sandbox and return its exit code, stdout and stderr.",
-	`{"type":"object","properties":{"code":{"type":"string","description":"The complete Python 3 program."}},"required":["code"]}`)
-
 // withLLM runs the model loop; every run_python call is a step.
 func (r *run) withLLM(ctx context.Context) {
-	user := "Task: " + r.task.Description
-	if r.c.Stdin != "" {
-		user += "\n\nThe program's standard input will be:\n" + r.c.Stdin
-	}
-	if r.c.ExpectedOutput != nil || r.c.Tests != "" {
-		user += "\n\nThe result will be checked automatically."
-	}
-	if r.c.Tests != "" {
-		user += " These tests run after your program in the same interpreter:\n" + r.c.Tests
-	}
-	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
-	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
+	user := prompt.CodeUser(prompt.CodeTask{Description: r.task.Description, Stdin: r.c.Stdin, Checked: r.c.HasVerifier(), VisibleTests: r.c.VisibleTests})
+	loop := agent.Loop{Model: r.a.LLM, MaxSteps: r.task.MaxSteps}
+	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.CodeSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
 	if out.Answer != "" {
-		r.tr.Metadata["answer"] = out.Answer
+		r.tr.Metadata[core.MetaAnswer] = out.Answer
 	}
 	if err != nil {
 		r.lastResult = nil // the task did not complete
@@ -42,7 +28,7 @@ func (r *run) withLLM(ctx context.Context) {
 	case r.task.TaskType == core.TaskReasoning && r.lastResult == nil && out.Answer != "":
 		// A reasoning task may be answered without code.
 		r.answerOnly(out.Answer)
-	case r.lastResult != nil && r.c.hasVerifier() && r.verifiedFor != r.lastProgram:
+	case r.lastResult != nil && r.c.HasVerifier() && r.verifiedFor != r.lastProgram:
 		// The loop ended (max_steps) after a run the model never submitted.
 		r.verify(ctx)
 	}
@@ -53,10 +39,16 @@ func (r *run) answerOnly(answer string) {
 	r.tr.FinalResult = answer
 	if r.c.ExpectedOutput != nil {
 		ok := normalizeOutput(answer) == normalizeOutput(*r.c.ExpectedOutput)
-		r.verified = &ok
+		var msg string
 		if !ok {
-			r.verifyMsg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
+			msg = fmt.Sprintf("answer %q does not match the expected output", clip(answer, 200))
 		}
+		r.settle(ok, msg, false, false, "")
+	}
+	if r.c.AllTests() != "" {
+		// Tests check a program; a text answer cannot pass them.
+		outOK := r.verified == nil || *r.verified
+		r.settle(outOK, r.verifyMsg, true, false, "the task has tests, which need a program; it was answered in text without one")
 	}
 	r.lastResult = &sandbox.Result{Stdout: answer}
 }
@@ -66,7 +58,7 @@ type llmTools struct{ r *run }
 
 var _ agent.Tools = (*llmTools)(nil)
 
-func (t *llmTools) Definitions() []llm.Tool { return []llm.Tool{runPythonTool} }
+func (t *llmTools) Definitions() []llm.Tool { return []llm.Tool{prompt.RunPython} }
 
 func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 	var args struct {
@@ -78,7 +70,7 @@ func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 		}
 		return "error: " + err.Error(), false
 	}
-	res, step := t.r.execute(ctx, args.Code, "run")
+	res, step := t.r.execute(ctx, args.Code, purposeRun)
 	if res == nil {
 		return "error: " + step.ErrorMessage, t.r.jailErr != nil
 	}

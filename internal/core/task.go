@@ -212,7 +212,7 @@ func (t *TaskSpec) Validate() error {
 			return bad("expected_tools", "entry %d is empty", i)
 		}
 	}
-	return nil
+	return t.validateConstraints()
 }
 
 // ValidateTaskID rejects ids that are unsafe as a file name: the id names the
@@ -250,22 +250,6 @@ func (t *TaskSpec) MarshalLine() ([]byte, error) {
 	return json.Marshal(t)
 }
 
-// DecodeConstraints decodes t.Constraints into v, a pointer to a struct with
-// json tags, so each runtime reads the constraints it knows in typed form.
-func (t *TaskSpec) DecodeConstraints(v any) error {
-	if len(t.Constraints) == 0 {
-		return nil
-	}
-	b, err := json.Marshal(t.Constraints)
-	if err != nil {
-		return fmt.Errorf("encode constraints of task %q: %w", t.TaskID, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return &InvalidTaskError{TaskID: t.TaskID, Field: "constraints", Reason: err.Error()}
-	}
-	return nil
-}
-
 func jsonError(err error, id *string) error {
 	e := &InvalidTaskError{TaskID: printableID(deref(id)), Reason: "invalid JSON: " + err.Error()}
 	var typeErr *json.UnmarshalTypeError
@@ -293,6 +277,12 @@ func typeName(goType string) string {
 		return "a string"
 	case "[]string":
 		return "a list of strings"
+	case "bool":
+		return "true or false"
+	case "[]core.WebAction":
+		return "a list of actions"
+	case "core.WebAction":
+		return "an action object"
 	}
 	return goType
 }

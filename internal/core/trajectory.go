@@ -92,8 +92,87 @@ type Trajectory struct {
 	ErrorType     ErrorType       `json:"error_type"`
 	ErrorMessage  string          `json:"error_message"`
 	TotalDuration float64         `json:"total_duration"` // seconds
-	Metadata      map[string]any  `json:"metadata"`
+	Metadata      Metadata        `json:"metadata"`
 	CreatedAt     float64         `json:"created_at"` // unix seconds
+
+	// Reward is the fraction of the task's checks that passed, in [0, 1]
+	// (1 or 0 for a single check); absent when the task has no verifier.
+	// A check that could not run (the program failed first) did not pass.
+	Reward *float64 `json:"reward,omitempty"`
+	// ExitReason says why the attempt ended: one of ExitReasons.
+	ExitReason ExitReason `json:"exit_reason"`
+
+	// The conversation with a model, when one chose the actions, exactly as
+	// exchanged: training data must be what the model saw and said, not a
+	// rendering of it made later.
+
+	// Messages are the OpenAI-format messages of the last request, each as
+	// the client sent it, then the model's last reply in the same encoding
+	// (the bytes a next request would carry).
+	Messages []json.RawMessage `json:"messages,omitempty"`
+	// Tools are the tool definitions as sent.
+	Tools json.RawMessage `json:"tools,omitempty"`
+	// ModelCalls has one entry per model call, in order.
+	ModelCalls []ModelCall `json:"model_calls,omitempty"`
+}
+
+// ExitReason says why an attempt ended.
+type ExitReason string
+
+// The exit reasons, documented once (the README's list is checked against
+// ExitReasons).
+const (
+	// ExitAnswered: the model answered in text and the answer was accepted.
+	ExitAnswered ExitReason = "answered"
+	// ExitFinished: the model called a finishing tool (web finish).
+	ExitFinished ExitReason = "finished"
+	// ExitMaxSteps: the step budget (max_steps) was spent.
+	ExitMaxSteps ExitReason = "max_steps"
+	// ExitReplayed: a scripted or cached program or action sequence ran.
+	ExitReplayed ExitReason = "replayed"
+	// ExitRules: the blueprint's rules ran.
+	ExitRules ExitReason = "rules"
+	// ExitTimeout: a time limit ended the attempt.
+	ExitTimeout ExitReason = "timeout"
+	// ExitLLMError: the model could not be reached.
+	ExitLLMError ExitReason = "llm_error"
+	// ExitInvalidTask: the task's constraints are invalid.
+	ExitInvalidTask ExitReason = "invalid_task"
+	// ExitNoSource: nothing could produce a program (no model, no rule).
+	ExitNoSource ExitReason = "no_source"
+	// ExitAborted: a failure the attempt cannot go on from (the start page
+	// was blocked or failed, the browser died).
+	ExitAborted ExitReason = "aborted"
+)
+
+// ExitReasons lists every ExitReason.
+var ExitReasons = []ExitReason{ExitAnswered, ExitFinished, ExitMaxSteps, ExitReplayed, ExitRules,
+	ExitTimeout, ExitLLMError, ExitInvalidTask, ExitNoSource, ExitAborted}
+
+// SetReward records passed of total checks as the reward; total 0 (no
+// verifier) leaves it absent.
+func (tr *Trajectory) SetReward(passed, total int) {
+	if total <= 0 {
+		tr.Reward = nil
+		return
+	}
+	r := float64(passed) / float64(total)
+	tr.Reward = &r
+}
+
+// ModelCall is one call of the model.
+type ModelCall struct {
+	FinishReason string     `json:"finish_reason"`
+	Usage        TokenUsage `json:"usage"`
+	// Reply is the response's message as the server sent it.
+	Reply json.RawMessage `json:"reply"`
+}
+
+// TokenUsage is a model call's token accounting.
+type TokenUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
 }
 
 // NewTrajectory starts the trajectory of task t on runtime runtimeID.
@@ -105,19 +184,19 @@ func NewTrajectory(t TaskSpec, runtimeID string) *Trajectory {
 		Description:   t.Description,
 		RuntimeID:     runtimeID,
 		Steps:         []ExecutionStep{},
-		Metadata:      map[string]any{},
+		Metadata:      Metadata{},
 		CreatedAt:     UnixSeconds(time.Now()),
 	}
 }
 
-// AddStep appends s, numbering it from 1, and returns a pointer to the stored step.
-func (tr *Trajectory) AddStep(s ExecutionStep) *ExecutionStep {
+// AddStep appends s, numbering it from 1. It returns nothing: a pointer
+// into Steps would be left behind by the next append.
+func (tr *Trajectory) AddStep(s ExecutionStep) {
 	s.StepID = len(tr.Steps) + 1
 	if s.ActionParams == nil {
 		s.ActionParams = map[string]any{}
 	}
 	tr.Steps = append(tr.Steps, s)
-	return &tr.Steps[len(tr.Steps)-1]
 }
 
 // Fail marks the trajectory failed with the given classification.

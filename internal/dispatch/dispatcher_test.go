@@ -153,6 +153,7 @@ func TestRoutingAndRejects(t *testing.T) {
 		task("c1", "code"), // 9: duplicate
 		`{"task_id":"../x","task_type":"code","description":"x"}`, // 10
 		task("c2", "code"), // 11
+		`{"task_id":"typo","task_type":"code","description":"x","constraints":{"code":"print(1)","expected_outptu":"2"}}`, // 12
 	)
 	m := b.runOnce(t)
 	if got := b.ids(t, core.StreamCode); fmt.Sprint(got) != "[c1 r1 c2]" {
@@ -171,6 +172,7 @@ func TestRoutingAndRejects(t *testing.T) {
 		{7, "", "more than the limit"},
 		{8, "", "UTF-8"},
 		{10, "../x", "'..'"},
+		{12, "typo", "unknown constraint"},
 	}
 	if len(rej) != len(want) {
 		t.Fatalf("rejected = %+v, want %d lines", rej, len(want))
@@ -180,7 +182,10 @@ func TestRoutingAndRejects(t *testing.T) {
 			t.Errorf("rejected[%d] = %+v, want line %d id %q reason containing %q", i, rej[i], w.line, w.id, w.inReason)
 		}
 	}
-	if v := testutil.ToFloat64(m.TasksRejected); v != 5 {
+	if f := rej[len(rej)-1].Field; f != "constraints.expected_outptu" {
+		t.Errorf("the misspelled constraint was rejected with field %q", f)
+	}
+	if v := testutil.ToFloat64(m.TasksRejected); v != 6 {
 		t.Errorf("tasks_rejected_total = %v", v)
 	}
 	if v := testutil.ToFloat64(m.TasksDuplicate); v != 1 {

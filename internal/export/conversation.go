@@ -7,17 +7,21 @@ import (
 	"strings"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/prompt"
 )
 
 // conversation is a trajectory as a chat, before it takes the shape of a
 // format: the prompt, one tool call per model action with its observation,
-// and the final answer.
+// and the final answer. It is built for trajectories that carry no recorded
+// exchange with a model (scripted, cached, rules), from the agents' own
+// prompts and tools (internal/prompt).
 type conversation struct {
 	system string
 	user   string
 	calls  []call
 	final  string
-	tools  []toolDef
+	tools  []llm.Tool
 }
 
 // call is one model action and the observation it produced.
@@ -28,108 +32,14 @@ type call struct {
 	observation string
 }
 
-// toolDef is a function the model is offered; parameters is a JSON schema
-// object.
-type toolDef struct {
-	name        string
-	description string
-	parameters  schema
-}
-
-type schema struct {
-	properties map[string]property
-	required   []string
-}
-
-type property struct {
-	Type        string `json:"type"`
-	Description string `json:"description,omitempty"`
-}
-
-func (s schema) MarshalJSON() ([]byte, error) {
-	props := s.properties
-	if props == nil {
-		props = map[string]property{}
-	}
-	v := struct {
-		Type       string              `json:"type"`
-		Properties map[string]property `json:"properties"`
-		Required   []string            `json:"required,omitempty"`
-	}{"object", props, s.required}
-	return marshal(v)
-}
-
-func (d toolDef) withProperty(name string, p property) toolDef {
-	props := make(map[string]property, len(d.parameters.properties)+1)
-	for k, v := range d.parameters.properties {
-		props[k] = v
-	}
-	props[name] = p
-	d.parameters.properties = props
-	return d
-}
-
-// Tool names. runPython matches the tool the sandbox runtime's LLM loop
-// offers (internal/codeagent); the web names are the web runtime's actions.
+// Tool names the export needs to tell apart.
 const (
-	toolRunPython = "run_python"
-
-	actionGoto          = "goto"
-	actionClick         = "click"
-	actionFill          = "fill"
-	actionPress         = "press"
-	actionSelect        = "select"
-	actionScroll        = "scroll"
-	actionWait          = "wait"
-	actionExtract       = "extract"
-	actionFinish        = "finish"
-	actionFillAndSubmit = "fill_and_submit"
+	actionGoto = "goto"
 )
 
-func str(desc string) property { return property{Type: "string", Description: desc} }
-
-var (
-	selectorProp = str(`A Playwright selector: CSS, text=..., or role=...`)
-
-	runPythonTool = toolDef{toolRunPython,
-		"Run a complete Python 3 program in a sandbox and return its exit code, stdout and stderr.",
-		schema{map[string]property{"code": str("The complete Python 3 program.")}, []string{"code"}}}
-
-	// webTools are offered to every web task, in this order.
-	webTools = []toolDef{
-		{actionGoto, "Open a URL in the browser and return the page's title and text.",
-			schema{map[string]property{"url": str("The absolute URL to open.")}, []string{"url"}}},
-		{actionClick, "Click the first element matching the selector and return the page after it settles.",
-			schema{map[string]property{"selector": selectorProp}, []string{"selector"}}},
-		{actionFill, "Replace the value of the first input matching the selector with the text.",
-			schema{map[string]property{"selector": selectorProp, "text": str("The text to type.")}, []string{"selector", "text"}}},
-		{actionPress, "Focus the first element matching the selector and press a key.",
-			schema{map[string]property{"selector": selectorProp, "key": str(`A key such as "Enter", "Tab" or "Control+A".`)}, []string{"selector", "key"}}},
-		{actionSelect, "Choose the option whose value or label is the value in the first <select> matching the selector.",
-			schema{map[string]property{"selector": selectorProp, "value": str("The option's value or label.")}, []string{"selector", "value"}}},
-		{actionScroll, "Scroll the page down by most of the viewport and return the page text.",
-			schema{}},
-		{actionWait, "Wait for an element matching the selector to be visible.",
-			schema{map[string]property{"selector": selectorProp}, []string{"selector"}}},
-		{actionExtract, "Return the visible text of every element matching the selector, one per line.",
-			schema{map[string]property{"selector": selectorProp}, []string{"selector"}}},
-		{actionFinish, "End the task and give the final answer.",
-			schema{map[string]property{"answer": str("The answer to the task.")}, []string{"answer"}}},
-	}
-
-	// extraWebTools are known but not offered unless a trajectory used them.
-	extraWebTools = []toolDef{
-		{actionFillAndSubmit, "Fill the first input matching the selector with the text and press Enter.",
-			schema{map[string]property{"selector": selectorProp, "text": str("The text to type.")}, []string{"selector", "text"}}},
-	}
-)
-
-// System prompts per task type, used unless Options.SystemPrompt is set.
-const (
-	codeSystemPrompt  = "You are a careful Python programming agent. Solve the user's task by writing a complete Python 3 program and running it with the run_python tool. The program runs in a sandbox without network access; it must print its answer to standard output. Read each run's observation (exit code, stdout, stderr) and fix the program if needed. When the last run printed the right answer, reply with that answer in plain text and do not call a tool."
-	webSystemPrompt   = "You are a web browsing agent. Solve the user's task by acting on the browser with the tools: each call returns what the page shows afterwards. Use precise selectors. When you have the answer, call finish with it."
-	otherSystemPrompt = "You are an agent that solves the user's task with the tools provided."
-)
+// otherSystemPrompt is the system prompt of a trajectory that mixes code and
+// web tools (no agent sends such a conversation).
+const otherSystemPrompt = "You are an agent that solves the user's task with the tools provided."
 
 // Purposes of a code step (action_params.purpose).
 const (
@@ -140,13 +50,13 @@ const (
 // toConversation turns a trajectory into a conversation. ok is false when
 // the trajectory failed without a single model action: nothing to learn.
 func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
-	c := conversation{system: opts.SystemPrompt}
+	var c conversation
 	steps := tr.Steps
 	var start *core.ExecutionStep
 	if len(steps) > 0 && isInitialNavigation(steps[0]) {
 		start, steps = &steps[0], steps[1:]
 	}
-	used := map[string]toolDef{}
+	used := map[string]llm.Tool{}
 	var stdin string
 	for i := range steps {
 		s := &steps[i]
@@ -157,27 +67,24 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 		if v, ok := s.ActionParams["stdin"].(string); ok && stdin == "" && s.ActionType == core.ActionCodeExecution {
 			stdin = v
 		}
+		def := definitionFor(used, name, args)
+		used[name] = def
 		c.calls = append(c.calls, call{
 			id:          fmt.Sprintf("call_%d", len(c.calls)+1),
 			name:        name,
-			args:        args,
+			args:        declaredOnly(def, args),
 			observation: observationOf(s),
 		})
-		used[name] = definitionFor(used, name, args)
 	}
 
-	var b strings.Builder
-	b.WriteString("Task: ")
-	b.WriteString(tr.Description)
-	if stdin != "" {
-		b.WriteString("\n\nThe program's standard input will be:\n")
-		b.WriteString(stdin)
-	}
+	_, checked := tr.Metadata[core.MetaVerified].(bool)
+	code := prompt.CodeUser(prompt.CodeTask{Description: tr.Description, Stdin: stdin, Checked: checked})
+	var web string
 	if start != nil {
-		url, _ := start.ActionParams["url"].(string)
-		fmt.Fprintf(&b, "\n\nThe browser has opened %s. The page shows:\n%s", url, observationOf(start))
+		web = prompt.WebUser(tr.Description, observationOf(start), true)
+	} else {
+		web = prompt.WebUser(tr.Description, "", false)
 	}
-	c.user = b.String()
 
 	c.final = finalAnswer(tr)
 	if len(c.calls) == 0 && !tr.Success {
@@ -187,32 +94,28 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 	// The tools offered: the runtime's whole set for the task's kind (the
 	// model chose among them), plus anything else a step used.
 	offered := map[string]bool{}
-	offer := func(d toolDef) {
-		if offered[d.name] {
-			return
+	offer := func(t llm.Tool) {
+		if !offered[t.Function.Name] {
+			offered[t.Function.Name] = true
+			c.tools = append(c.tools, t)
 		}
-		offered[d.name] = true
-		if u, ok := used[d.name]; ok {
-			d = u // may carry extra properties seen in the steps
-		}
-		c.tools = append(c.tools, d)
 	}
 	isWeb := tr.TaskType == core.TaskWeb || start != nil
 	isCode := tr.TaskType == core.TaskCode || tr.TaskType == core.TaskReasoning
 	for _, cl := range c.calls {
-		if _, ok := knownWebTool(cl.name); ok {
+		if _, ok := prompt.Find(cl.name, prompt.WebTools, prompt.WebExtraTools); ok {
 			isWeb = true
 		}
-		if cl.name == toolRunPython {
+		if cl.name == prompt.ToolRunPython {
 			isCode = true
 		}
 	}
 	if isCode {
-		offer(runPythonTool)
+		offer(prompt.RunPython)
 	}
 	if isWeb {
-		for _, d := range webTools {
-			offer(d)
+		for _, t := range prompt.WebTools {
+			offer(t)
 		}
 	}
 	var rest []string
@@ -225,15 +128,16 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 	for _, name := range rest {
 		offer(used[name])
 	}
-	if c.system == "" {
-		switch {
-		case isWeb && !isCode:
-			c.system = webSystemPrompt
-		case isCode && !isWeb:
-			c.system = codeSystemPrompt
-		default:
-			c.system = otherSystemPrompt
-		}
+	switch {
+	case isWeb && !isCode:
+		c.system, c.user = prompt.WebSystem, web
+	case isCode && !isWeb:
+		c.system, c.user = prompt.CodeSystem, code
+	default:
+		c.system, c.user = otherSystemPrompt, code
+	}
+	if opts.SystemPrompt != "" {
+		c.system = opts.SystemPrompt
 	}
 	return c, true
 }
@@ -260,7 +164,7 @@ func modelAction(s *core.ExecutionStep) (name string, args map[string]any, ok bo
 			return "", nil, false
 		}
 		code, _ := p["code"].(string)
-		return toolRunPython, map[string]any{"code": code}, true
+		return prompt.ToolRunPython, map[string]any{"code": code}, true
 	case core.ActionBrowser:
 		name, _ = p["action"].(string)
 		if name == "" {
@@ -290,46 +194,42 @@ func without(m map[string]any, key string) map[string]any {
 	return out
 }
 
-func knownWebTool(name string) (toolDef, bool) {
-	for _, d := range webTools {
-		if d.name == name {
-			return d, true
+// definitionFor returns the definition of a used tool: the agents' own
+// (internal/prompt), or, for a tool no agent offers, one inferred from the
+// arguments of its calls.
+func definitionFor(used map[string]llm.Tool, name string, args map[string]any) llm.Tool {
+	if t, ok := prompt.Find(name, []llm.Tool{prompt.RunPython}, prompt.WebTools, prompt.WebExtraTools); ok {
+		return t
+	}
+	props := map[string]map[string]string{}
+	if t, ok := used[name]; ok {
+		var prev struct {
+			Properties map[string]map[string]string `json:"properties"`
+		}
+		if json.Unmarshal(t.Function.Parameters, &prev) == nil && prev.Properties != nil {
+			props = prev.Properties
 		}
 	}
-	for _, d := range extraWebTools {
-		if d.name == name {
-			return d, true
+	for k, v := range args {
+		if _, ok := props[k]; !ok {
+			props[k] = map[string]string{"type": jsonType(v)}
 		}
 	}
-	return toolDef{}, false
+	params, _ := json.Marshal(map[string]any{"type": "object", "properties": props})
+	return llm.NewTool(name, "The "+name+" tool.", string(params))
 }
 
-// definitionFor returns the definition of a used tool: the known one,
-// extended with any argument its schema lacks (so that every argument in
-// the data is declared), or one inferred from the arguments.
-func definitionFor(used map[string]toolDef, name string, args map[string]any) toolDef {
-	d, ok := used[name]
-	if !ok {
-		switch known, isWeb := knownWebTool(name); {
-		case name == toolRunPython:
-			d = runPythonTool
-		case isWeb:
-			d = known
-		default:
-			d = toolDef{name: name, description: "The " + name + " tool."}
+// declaredOnly keeps the arguments the tool's schema declares: a step's
+// other params (the runtime's own, such as a screenshot's file name) were
+// not the model's to give.
+func declaredOnly(t llm.Tool, args map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, k := range prompt.Properties(t) {
+		if v, ok := args[k]; ok {
+			out[k] = v
 		}
 	}
-	keys := make([]string, 0, len(args))
-	for k := range args {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if _, ok := d.parameters.properties[k]; !ok {
-			d = d.withProperty(k, property{Type: jsonType(args[k])})
-		}
-	}
-	return d
+	return out
 }
 
 func jsonType(v any) string {
@@ -372,7 +272,7 @@ func observationOf(s *core.ExecutionStep) string {
 // finalAnswer is the last assistant message: the model's own answer when
 // recorded (metadata.answer), else the final result, else what went wrong.
 func finalAnswer(tr *core.Trajectory) string {
-	if a, ok := tr.Metadata["answer"].(string); ok && strings.TrimSpace(a) != "" {
+	if a, ok := tr.Metadata[core.MetaAnswer].(string); ok && strings.TrimSpace(a) != "" {
 		return a
 	}
 	if strings.TrimSpace(tr.FinalResult) != "" {

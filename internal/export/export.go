@@ -2,13 +2,18 @@
 // per trajectory, in the OpenAI chat fine-tuning format or in
 // LLaMA-Factory's sharegpt format.
 //
-// How a trajectory becomes a conversation:
-//   - system: a prompt for the task's kind (code or web), or
-//     Options.SystemPrompt.
-//   - user: "Task: <description>", plus the program's stdin for code tasks
-//     that have one, plus, for web tasks, the URL and the text of the page the
-//     runtime opened before the model acted (the first step, a goto: it is the
-//     first observation, not a model action).
+// A trajectory whose actions a model chose carries its exchange with the
+// model (core.Trajectory.Messages and Tools, recorded as sent and received);
+// its record is that exchange, unchanged (recorded.go).
+//
+// How any other trajectory (scripted, cached, rules) becomes a conversation,
+// from the agents' own prompts and tools (internal/prompt):
+//   - system: the agent's system prompt for the task's kind (code or web),
+//     or Options.SystemPrompt.
+//   - user: the agent's user prompt: the description, the program's stdin
+//     for code tasks that have one, and, for web tasks, the page the runtime
+//     opened before any action (the first step, a goto: it is the first
+//     observation, not a model action).
 //   - one tool call and its observation per model action: a code step
 //     (purpose "run") is run_python {code}; a web step is its action (goto,
 //     click, fill, press, select, scroll, wait, extract, finish, ...) with the
@@ -22,8 +27,9 @@
 //     A finish call stays a tool call; the answer follows its observation.
 //   - tools: everything the runtime offers for the task's kind (run_python;
 //     or the web actions), plus any other tool a step used, so the model
-//     learns to choose among the same options it had. A step argument the
-//     schema lacks is added to that record's schema.
+//     learns to choose among the same options it had. A call's arguments are
+//     the ones its tool declares (a step's other params are the runtime's);
+//     a tool no agent offers is declared from its calls' arguments.
 //
 // A trajectory that failed without a single model action is skipped and
 // counted as Empty: it holds nothing to learn from. Unreadable files, and
@@ -142,24 +148,42 @@ var errEmpty = errors.New("failed without any model action")
 // returned, so a trajectory that cannot be expressed legally (e.g. a tool
 // name OpenAI rejects) is an error rather than a bad training example.
 func Record(tr *core.Trajectory, format Format, opts Options) ([]byte, error) {
-	c, ok := toConversation(tr, opts)
-	if !ok {
-		return nil, errEmpty
-	}
 	var (
 		line     []byte
 		err      error
 		validate func([]byte) error
 	)
-	switch format {
-	case FormatOpenAI:
-		line, err = c.openAI()
-		validate = ValidateOpenAI
-	case FormatShareGPT:
-		line, err = c.shareGPT()
-		validate = ValidateShareGPT
-	default:
-		_, err = ParseFormat(string(format))
+	if len(tr.Messages) > 0 {
+		// A model's trajectory: what it was sent and said, as recorded.
+		switch format {
+		case FormatOpenAI:
+			line, err = recordedOpenAI(tr, opts)
+			validate = ValidateOpenAI
+		case FormatShareGPT:
+			line, err = recordedShareGPT(tr, opts)
+			validate = ValidateShareGPT
+		default:
+			_, err = ParseFormat(string(format))
+			return nil, err
+		}
+	} else {
+		c, ok := toConversation(tr, opts)
+		if !ok {
+			return nil, errEmpty
+		}
+		switch format {
+		case FormatOpenAI:
+			line, err = c.openAI()
+			validate = ValidateOpenAI
+		case FormatShareGPT:
+			line, err = c.shareGPT()
+			validate = ValidateShareGPT
+		default:
+			_, err = ParseFormat(string(format))
+			return nil, err
+		}
+	}
+	if errors.Is(err, errEmpty) {
 		return nil, err
 	}
 	if err != nil {
@@ -186,16 +210,4 @@ func marshal(v any) ([]byte, error) {
 func marshalString(v any) (string, error) {
 	b, err := marshal(v)
 	return string(b), err
-}
-
-// toolJSON is a tool's definition without the OpenAI wrapper: the shape of
-// LLaMA-Factory's tools and of the OpenAI "function" object.
-type toolJSON struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	Parameters  schema `json:"parameters"`
-}
-
-func (d toolDef) json() toolJSON {
-	return toolJSON{Name: d.name, Description: d.description, Parameters: d.parameters}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/prompt"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
@@ -23,7 +24,7 @@ func codeTrajectory() *core.Trajectory {
 		SchemaVersion: core.SchemaVersion, TaskID: "code_fib", TaskType: core.TaskCode,
 		Description: "Print the 10th Fibonacci number", RuntimeID: "sandbox-1",
 		Success: true, FinalResult: "55", TotalDuration: 1.5, CreatedAt: t0,
-		Metadata: map[string]any{"source": "llm", "cache_hit": false, "verified": true, "answer": "The 10th Fibonacci number is 55."},
+		Metadata: core.Metadata{"source": "llm", "cache_hit": false, "verified": true, "answer": "The 10th Fibonacci number is 55."},
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionCodeExecution,
 		ActionParams: map[string]any{"code": "print(fib(10))", "language": "python", "purpose": "run", "stdin": "10\n", "exit_code": 1},
@@ -43,7 +44,7 @@ func webTrajectory() *core.Trajectory {
 		SchemaVersion: core.SchemaVersion, TaskID: "web_search", TaskType: core.TaskWeb,
 		Description: `Find the title of the "Go" <article>`, RuntimeID: "web-1",
 		Success: true, FinalResult: "The Go Programming Language", TotalDuration: 4, CreatedAt: t0 + 61,
-		Metadata: map[string]any{"source": "llm", "cache_hit": false},
+		Metadata: core.Metadata{"source": "llm", "cache_hit": false},
 	}
 	step := func(params map[string]any, obs string) {
 		tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params, Observation: obs, Success: true})
@@ -60,7 +61,7 @@ func llmFailureTrajectory() *core.Trajectory {
 	tr := &core.Trajectory{
 		SchemaVersion: core.SchemaVersion, TaskID: "code_llm_down", TaskType: core.TaskCode,
 		Description: "Print primes below 100", ErrorType: core.ErrNetwork, ErrorMessage: "llm: connection refused",
-		TotalDuration: 0.1, CreatedAt: t0 + 62, Metadata: map[string]any{"source": "llm"},
+		TotalDuration: 0.1, CreatedAt: t0 + 62, Metadata: core.Metadata{"source": "llm"},
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
 		ErrorType: core.ErrNetwork, ErrorMessage: "llm: connection refused"})
@@ -71,7 +72,7 @@ func webFailureTrajectory() *core.Trajectory {
 	tr := &core.Trajectory{
 		SchemaVersion: core.SchemaVersion, TaskID: "web_blocked", TaskType: core.TaskWeb,
 		Description: "Open the admin page", ErrorType: core.ErrBlockedURL, ErrorMessage: "blocked: http://169.254.169.254/",
-		TotalDuration: 2, CreatedAt: t0 + 125, Metadata: map[string]any{},
+		TotalDuration: 2, CreatedAt: t0 + 125, Metadata: core.Metadata{},
 	}
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: map[string]any{"action": "goto", "url": "http://127.0.0.1:8080/"},
 		Observation: "Home", Success: true})
@@ -84,7 +85,7 @@ func reasoningTrajectory() *core.Trajectory {
 	return &core.Trajectory{
 		SchemaVersion: core.SchemaVersion, TaskID: "reason_answer", TaskType: core.TaskReasoning,
 		Description: "What is 6 times 7?", Success: true, FinalResult: "42", TotalDuration: 0.5, CreatedAt: t0 + 126,
-		Steps: []core.ExecutionStep{}, Metadata: map[string]any{"source": "llm"},
+		Steps: []core.ExecutionStep{}, Metadata: core.Metadata{"source": "llm"},
 	}
 }
 
@@ -278,8 +279,8 @@ func TestOpenAIRecords(t *testing.T) {
 	if got, want := roles(rec), "system,user"+strings.Repeat(",assistant,tool", 4)+",assistant"; got != want {
 		t.Errorf("web roles = %s, want %s", got, want)
 	}
-	if u := rec.Messages[1].Content; !strings.Contains(u, "http://127.0.0.1:8080/") || !strings.Contains(u, "Demo search") {
-		t.Errorf("user message lacks the first observation: %q", u)
+	if u, want := rec.Messages[1].Content, prompt.WebUser(`Find the title of the "Go" <article>`, "Demo search\n<form> Search: [____]", true); u != want {
+		t.Errorf("user message = %q, want the web agent's prompt with the first observation %q", u, want)
 	}
 	var names []string
 	for _, m := range rec.Messages {
@@ -440,47 +441,72 @@ func TestRecordUnexportable(t *testing.T) {
 	}
 }
 
-func TestRecordExtraArgumentsAreDeclared(t *testing.T) {
+// TestRecordToolsAreTheAgents checks that a record of a trajectory without
+// a recorded exchange offers the agents' own tools, byte for byte, with the
+// calls' arguments cut to what those declare; a tool no agent offers is
+// declared from its calls.
+func TestRecordToolsAreTheAgents(t *testing.T) {
 	t.Parallel()
 	tr := webTrajectory()
-	tr.Steps[3].ActionParams["timeout_ms"] = 500.0
+	tr.Steps[3].ActionParams["screenshot"] = "web_search.step-4.png"
 	tr.Steps = append(tr.Steps, core.ExecutionStep{ActionType: core.ActionToolCall,
 		ActionParams: map[string]any{"tool": "calculator", "arguments": map[string]any{"expr": "1+1"}}, Observation: "2", Success: true})
 	line, err := Record(tr, FormatOpenAI, Options{SystemPrompt: "custom"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec openAIRecord
+	var rec struct {
+		Messages []struct {
+			Role      string `json:"role"`
+			Content   string `json:"content"`
+			ToolCalls []struct {
+				Function struct{ Name, Arguments string } `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"messages"`
+		Tools []json.RawMessage `json:"tools"`
+	}
 	if err := json.Unmarshal(line, &rec); err != nil {
 		t.Fatal(err)
 	}
 	if rec.Messages[0].Content != "custom" {
 		t.Errorf("system = %q, want the option", rec.Messages[0].Content)
 	}
-	var raw struct {
-		Tools []struct {
-			Function struct {
-				Name       string `json:"name"`
-				Parameters struct {
-					Properties map[string]property `json:"properties"`
-				} `json:"parameters"`
-			} `json:"function"`
-		} `json:"tools"`
+	for _, m := range rec.Messages {
+		for _, c := range m.ToolCalls {
+			if c.Function.Name == "extract" && c.Function.Arguments != `{"selector":"h2.title"}` {
+				t.Errorf("extract arguments = %s, want only the declared selector", c.Function.Arguments)
+			}
+		}
 	}
-	if err := json.Unmarshal(line, &raw); err != nil {
-		t.Fatal(err)
+	byName := map[string]string{}
+	for _, raw := range rec.Tools {
+		var tl struct {
+			Function struct{ Name string } `json:"function"`
+		}
+		if err := json.Unmarshal(raw, &tl); err != nil {
+			t.Fatal(err)
+		}
+		byName[tl.Function.Name] = string(raw)
 	}
-	got := map[string]map[string]property{}
-	for _, tl := range raw.Tools {
-		got[tl.Function.Name] = tl.Function.Parameters.Properties
+	for _, want := range prompt.WebTools {
+		b, _ := json.Marshal(want)
+		if got := byName[want.Function.Name]; canonical(t, got) != canonical(t, string(b)) {
+			t.Errorf("tool %s = %s, want the web agent's %s", want.Function.Name, got, b)
+		}
 	}
-	if got["extract"]["timeout_ms"].Type != "number" || got["extract"]["selector"].Type != "string" {
-		t.Errorf("extract schema = %+v, want selector and the extra timeout_ms", got["extract"])
+	if got := byName["calculator"]; !strings.Contains(got, `"expr":{"type":"string"}`) {
+		t.Errorf("calculator = %s, want a schema declaring expr", got)
 	}
-	if got["calculator"]["expr"].Type != "string" {
-		t.Errorf("calculator schema = %+v", got["calculator"])
+}
+
+// canonical re-encodes a JSON text, so that two encodings of one value
+// (escaped '<' or not) compare equal.
+func canonical(t *testing.T, s string) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, s)
 	}
-	if got["click"]["selector"].Type != "string" || len(got["click"]) != 1 {
-		t.Errorf("click schema = %+v: unused tools keep their definition", got["click"])
-	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

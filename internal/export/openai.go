@@ -1,5 +1,7 @@
 package export
 
+import "github.com/agentdataplatform/adp/internal/llm"
+
 // The OpenAI chat fine-tuning shape, as written.
 type openAIRecord struct {
 	Messages []openAIMessage `json:"messages"`
@@ -26,10 +28,7 @@ type openAIFunction struct {
 	Arguments string `json:"arguments"` // a JSON object, encoded as a string
 }
 
-type openAITool struct {
-	Type     string   `json:"type"`
-	Function toolJSON `json:"function"`
-}
+type openAITool = llm.Tool
 
 // openAI renders c as one OpenAI record: system, user, then per model
 // action an assistant message with one tool call and the tool message
@@ -55,7 +54,7 @@ func (c conversation) openAI() ([]byte, error) {
 	}
 	rec.Messages = append(rec.Messages, openAIMessage{Role: "assistant", Content: c.final})
 	for _, d := range c.tools {
-		rec.Tools = append(rec.Tools, openAITool{Type: "function", Function: d.json()})
+		rec.Tools = append(rec.Tools, d)
 	}
 	return marshal(rec)
 }

@@ -1,5 +1,7 @@
 package export
 
+import "github.com/agentdataplatform/adp/internal/llm"
+
 // LLaMA-Factory's sharegpt roles (the default tags of dataset_info.json).
 const (
 	fromHuman        = "human"
@@ -54,9 +56,9 @@ func (c conversation) shareGPT() ([]byte, error) {
 			shareGPTMessage{From: fromObservation, Value: cl.observation})
 	}
 	rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromGPT, Value: c.final})
-	tools := make([]toolJSON, 0, len(c.tools))
+	tools := make([]llm.FunctionDef, 0, len(c.tools))
 	for _, d := range c.tools {
-		tools = append(tools, d.json())
+		tools = append(tools, d.Function)
 	}
 	t, err := marshalString(tools)
 	if err != nil {

@@ -20,9 +20,11 @@ var toolNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 //   - tools: {"type":"function","function":{name, description?, parameters?}}
 //     with unique names of 1-64 letters, digits, '_' or '-', parameters a
 //     JSON schema object;
-//   - messages in the order system?, user, then any number of (assistant
-//     with tool_calls, one tool message per call), then a final assistant
-//     message without tool_calls and with non-empty content;
+//   - messages in the order system?, user, then any number of turns: an
+//     assistant message with tool_calls and one tool message per call, or
+//     an assistant answer followed by a user message (feedback); the last
+//     message is an assistant message, either an answer with non-empty
+//     content or a call of tools (a finish tool), which is left unanswered;
 //   - every tool call has a unique id, type "function", the name of a
 //     declared tool and arguments that are a string holding a JSON object;
 //     every tool message answers exactly one pending call of the assistant
@@ -109,17 +111,35 @@ func ValidateOpenAI(line []byte) error {
 		}
 		i++
 	}
+	userText := func(i int) error {
+		if s, err := content(i, false); err != nil {
+			return err
+		} else if strings.TrimSpace(s) == "" {
+			return fmt.Errorf("messages[%d] (user): empty content", i)
+		}
+		return nil
+	}
 	if i >= n || role(i) != "user" {
 		return fmt.Errorf("messages[%d]: want a user message after the optional system message", i)
 	}
-	if s, err := content(i, false); err != nil {
+	if err := userText(i); err != nil {
 		return err
-	} else if strings.TrimSpace(s) == "" {
-		return fmt.Errorf("messages[%d] (user): empty content", i)
 	}
 	i++
 	ids := map[string]bool{}
 	for i < n {
+		if role(i) == "user" {
+			// Feedback (e.g. a failed verification) answers an assistant
+			// message without tool calls.
+			if i == 0 || role(i-1) != "assistant" || len(msgs[i-1].ToolCalls) > 0 {
+				return fmt.Errorf("messages[%d]: a user message after the first must follow an assistant answer", i)
+			}
+			if err := userText(i); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
 		if role(i) != "assistant" {
 			return fmt.Errorf("messages[%d]: role %q where an assistant message must come", i, role(i))
 		}
@@ -128,17 +148,21 @@ func ValidateOpenAI(line []byte) error {
 			return fmt.Errorf("messages[%d] (assistant): tool_call_id belongs on tool messages", i)
 		}
 		if len(m.ToolCalls) == 0 {
-			if i != n-1 {
-				return fmt.Errorf("messages[%d]: an assistant message without tool_calls must be the last message", i)
-			}
 			s, err := content(i, false)
 			if err != nil {
 				return err
 			}
 			if strings.TrimSpace(s) == "" {
-				return fmt.Errorf("messages[%d] (final assistant): empty content", i)
+				return fmt.Errorf("messages[%d] (assistant): empty content", i)
 			}
-			return nil
+			if i == n-1 {
+				return nil
+			}
+			if role(i+1) != "user" {
+				return fmt.Errorf("messages[%d]: an assistant message without tool_calls must be the last message or be answered by a user message", i)
+			}
+			i++
+			continue
 		}
 		if _, err := content(i, true); err != nil {
 			return err
@@ -169,6 +193,12 @@ func ValidateOpenAI(line []byte) error {
 			pending[*tc.ID] = true
 		}
 		i++
+		if i == n {
+			// The conversation ends with the model's calls (a finish
+			// tool, or the step budget spent): a training target with
+			// nothing to answer.
+			return nil
+		}
 		for len(pending) > 0 {
 			if i >= n || role(i) != "tool" {
 				return fmt.Errorf("messages[%d]: want a tool message answering one of %d pending tool calls", i, len(pending))
@@ -184,7 +214,7 @@ func ValidateOpenAI(line []byte) error {
 			i++
 		}
 	}
-	return errors.New("the conversation does not end with a final assistant message")
+	return errors.New("the conversation does not end with an assistant message")
 }
 
 // validateFunctionDef checks {name, description?, parameters?, strict?}
@@ -230,9 +260,9 @@ func validateFunctionDef(raw json.RawMessage) (string, error) {
 //     an even number of messages; a record breaking this is dropped by
 //     LLaMA-Factory as "abnormal";
 //   - and, stricter than LLaMA-Factory, as a tool-use conversation must be:
-//     it starts with human and ends with gpt, every function_call is
-//     followed by its observation and every observation follows a
-//     function_call;
+//     it starts with human and ends with gpt or a last function_call (a
+//     finish tool), every other function_call is followed by its
+//     observation and every observation follows a function_call;
 //   - a function_call value is a JSON object {"name", "arguments": {...}}
 //     (or an array of them) naming a declared tool.
 func ValidateShareGPT(line []byte) error {
@@ -314,7 +344,7 @@ func ValidateShareGPT(line []byte) error {
 				return fmt.Errorf("conversations[%d]: observation without a function_call before it", pos)
 			}
 		case fromFunctionCall:
-			if i+1 >= len(msgs) || *msgs[i+1].From != fromObservation {
+			if i+1 < len(msgs) && *msgs[i+1].From != fromObservation {
 				return fmt.Errorf("conversations[%d]: function_call not followed by an observation", pos)
 			}
 			if err := validateShareGPTCall(*m.Value, tools); err != nil {
@@ -325,8 +355,8 @@ func ValidateShareGPT(line []byte) error {
 	if *msgs[0].From != fromHuman {
 		return fmt.Errorf("conversations[%d]: the conversation must start with human", offset)
 	}
-	if last := msgs[len(msgs)-1]; *last.From != fromGPT || strings.TrimSpace(*last.Value) == "" {
-		return fmt.Errorf("conversations[%d]: the conversation must end with a non-empty gpt message", len(rec.Conversations)-1)
+	if last := msgs[len(msgs)-1]; *last.From != fromFunctionCall && (*last.From != fromGPT || strings.TrimSpace(*last.Value) == "") {
+		return fmt.Errorf("conversations[%d]: the conversation must end with a non-empty gpt message or a function_call", len(rec.Conversations)-1)
 	}
 	return nil
 }

@@ -29,6 +29,8 @@ func TestValidateOpenAI(t *testing.T) {
 		"full":            openAILine(strings.Join([]string{sys, user, call1, tool1, final}, ",")),
 		"no system":       openAILine(strings.Join([]string{user, final}, ",")),
 		"parallel calls":  openAILine(strings.Join([]string{sys, user, twoCalls, toolB, toolA, final}, ",")),
+		"ends with calls": openAILine(strings.Join([]string{sys, user, call1, tool1, twoCalls}, ",")),
+		"feedback turns":  openAILine(strings.Join([]string{sys, user, call1, tool1, final, `{"role":"user","content":"Verification failed"}`, final}, ",")),
 		"trailing \\n ok": openAILine(strings.Join([]string{user, final}, ",")) + "\n",
 	}
 	for name, line := range valid {
@@ -47,13 +49,14 @@ func TestValidateOpenAI(t *testing.T) {
 		"starts with assistant": openAILine(final),
 		"two systems":           openAILine(strings.Join([]string{sys, sys, user, final}, ",")),
 		"no final":              openAILine(strings.Join([]string{sys, user, call1, tool1}, ",")),
-		"final has tool_calls":  openAILine(strings.Join([]string{sys, user, call1}, ",")),
 		"call unanswered":       openAILine(strings.Join([]string{sys, user, call1, final}, ",")),
 		"answered twice":        openAILine(strings.Join([]string{sys, user, call1, tool1, tool1, final}, ",")),
 		"one of two answered":   openAILine(strings.Join([]string{sys, user, twoCalls, toolA, final}, ",")),
 		"wrong tool_call_id":    openAILine(strings.Join([]string{sys, user, call1, toolA, final}, ",")),
 		"tool without call":     openAILine(strings.Join([]string{sys, user, tool1, final}, ",")),
 		"user in the middle":    openAILine(strings.Join([]string{sys, user, call1, tool1, user, final}, ",")),
+		"user after user":       openAILine(strings.Join([]string{sys, user, user, final}, ",")),
+		"ends with feedback":    openAILine(strings.Join([]string{sys, user, final, user}, ",")),
 		"final not last":        openAILine(strings.Join([]string{sys, user, final, final}, ",")),
 		"empty final":           openAILine(strings.Join([]string{sys, user, `{"role":"assistant","content":""}`}, ",")),
 		"empty user":            openAILine(strings.Join([]string{sys, `{"role":"user","content":" "}`, final}, ",")),
@@ -97,10 +100,11 @@ const (
 func TestValidateShareGPT(t *testing.T) {
 	t.Parallel()
 	valid := map[string]string{
-		"tool use":       shareLine(strings.Join([]string{human, fc, obs, fc, obs, gpt}, ",")),
-		"plain":          shareLine(strings.Join([]string{human, gpt}, ",")),
-		"multi turn":     shareLine(strings.Join([]string{human, gpt, human, fc, obs, gpt}, ",")),
-		"system in conv": `{"conversations":[{"from":"system","value":"s"},` + human + `,` + gpt + `]}`,
+		"tool use":         shareLine(strings.Join([]string{human, fc, obs, fc, obs, gpt}, ",")),
+		"plain":            shareLine(strings.Join([]string{human, gpt}, ",")),
+		"multi turn":       shareLine(strings.Join([]string{human, gpt, human, fc, obs, gpt}, ",")),
+		"ends with a call": shareLine(strings.Join([]string{human, fc, obs, fc}, ",")),
+		"system in conv":   `{"conversations":[{"from":"system","value":"s"},` + human + `,` + gpt + `]}`,
 		"parallel calls": shareLine(strings.Join([]string{human,
 			`{"from":"function_call","value":"[{\"name\":\"run_python\",\"arguments\":{}},{\"name\":\"run_python\",\"arguments\":{}}]"}`, obs, gpt}, ",")),
 		"openai-wrapped tools": `{"conversations":[` + human + `,` + fc + `,` + obs + `,` + gpt +
@@ -123,7 +127,6 @@ func TestValidateShareGPT(t *testing.T) {
 		"two humans":             shareLine(strings.Join([]string{human, human, gpt, gpt}, ",")),
 		"function_call at odd":   shareLine(strings.Join([]string{human, gpt, fc, obs}, ",")),
 		"ends with observation":  shareLine(strings.Join([]string{human, fc, obs, fc, obs}, ",")),
-		"ends with function":     shareLine(strings.Join([]string{human, fc}, ",")),
 		"fc followed by human":   shareLine(strings.Join([]string{human, fc, human, gpt}, ",")),
 		"observation after gpt":  shareLine(strings.Join([]string{human, gpt, obs, gpt}, ",")),
 		"system not first":       shareLine(strings.Join([]string{human, `{"from":"system","value":"s"}`}, ",")),

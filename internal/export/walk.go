@@ -81,3 +81,45 @@ func read(path string) (*core.Trajectory, error) {
 	}
 	return tr, nil
 }
+
+// TrajectorySubdir is where the runtimes write trajectories under
+// OUTPUT_DIR.
+const TrajectorySubdir = "trajectories"
+
+// ResolveDir returns the trajectory directory that dir names: dir itself
+// when it holds trajectory files, or its trajectories/ subdirectory (dir is
+// then the OUTPUT_DIR). A directory with no trajectory file is an error
+// that says where trajectories were looked for: an export, statistics or a
+// report of nothing is a mistake, not a result.
+func ResolveDir(dir string) (string, error) {
+	n, err := countFiles(dir)
+	if err != nil {
+		return "", err
+	}
+	if n > 0 {
+		return dir, nil
+	}
+	sub := filepath.Join(dir, TrajectorySubdir)
+	if st, err := os.Stat(sub); err == nil && st.IsDir() {
+		if m, err := countFiles(sub); err == nil && m > 0 {
+			return sub, nil
+		}
+		return "", fmt.Errorf("no trajectory files in %s or %s", dir, sub)
+	}
+	return "", fmt.Errorf("no trajectory files in %s (trajectories are <task_id>.json files, in OUTPUT_DIR/%s)", dir, TrajectorySubdir)
+}
+
+func countFiles(dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read trajectory directory: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") && isRegular(filepath.Join(dir, name), e) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -132,12 +132,23 @@ func (c *Client) Chat(ctx context.Context, messages []Message, tools []Tool) (Re
 	if err != nil {
 		return Response{}, fmt.Errorf("llm: encode request: %w", err)
 	}
+	var sent struct {
+		Messages []json.RawMessage `json:"messages"`
+		Tools    json.RawMessage   `json:"tools"`
+	}
+	if err := json.Unmarshal(body, &sent); err != nil {
+		return Response{}, fmt.Errorf("llm: re-read request: %w", err)
+	}
 	for n := 1; ; n++ {
 		a := Attempt{N: n}
 		resp, retryAfter, err := c.attempt(ctx, body, &a)
 		if err == nil {
 			resp.Attempts = n
 			c.finish(&resp, tools)
+			resp.Exchange.Messages, resp.Exchange.Tools = sent.Messages, sent.Tools
+			if resp.Exchange.Sent, err = json.Marshal(resp.Message); err != nil {
+				return Response{}, fmt.Errorf("llm: encode reply: %w", err)
+			}
 			a.Usage = resp.Usage
 			c.observe(a)
 			return resp, nil
@@ -222,7 +233,15 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 		return Response{}, 0, fmt.Errorf("llm: response has no choices: %s", c.snippet(raw))
 	}
 	ch := cr.Choices[0]
-	return Response{Message: ch.Message, FinishReason: ch.FinishReason, Usage: cr.Usage}, 0, nil
+	var rawChoices struct {
+		Choices []struct {
+			Message json.RawMessage `json:"message"`
+		} `json:"choices"`
+	}
+	_ = json.Unmarshal(raw, &rawChoices) // decoded above; cannot fail now
+	resp := Response{Message: ch.Message, FinishReason: ch.FinishReason, Usage: cr.Usage}
+	resp.Exchange.Reply = rawChoices.Choices[0].Message
+	return resp, 0, nil
 }
 
 // finish fills missing tool call ids and types and, when configured,

@@ -118,6 +118,22 @@ type Response struct {
 	// FromContent is true when Message.ToolCalls were recovered from the
 	// content (Config.ToolCallsFromContent) rather than sent as tool_calls.
 	FromContent bool
+	// Exchange is the call as it went over the wire.
+	Exchange Exchange
+}
+
+// Exchange is one model call exactly as it went over the wire, for the
+// record of what a model saw and said.
+type Exchange struct {
+	// Messages are the request's messages, each the bytes the client sent.
+	Messages []json.RawMessage
+	// Tools is the request's tools array as sent; nil when none was.
+	Tools json.RawMessage
+	// Reply is the response's choices[0].message as the server sent it.
+	Reply json.RawMessage
+	// Sent is Message (the reply, ids filled in) in the client's encoding:
+	// the bytes a next request carries for it.
+	Sent json.RawMessage
 }
 
 // SystemMessage, UserMessage and ToolResult build the messages an agent loop

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -21,7 +22,9 @@ type HealthReporter struct {
 	RDB      *redis.Client
 	Runtime  string
 	Consumer string
-	Interval time.Duration // default 10s
+	// Interval is the check period (HEALTH_INTERVAL); it has no default
+	// here, the environment's is the only one.
+	Interval time.Duration
 	// Checks run in order; the first error makes the runtime unhealthy.
 	Checks []func(ctx context.Context) error
 	Gauge  prometheus.Gauge
@@ -43,7 +46,7 @@ type HealthReport struct {
 // Run checks until ctx is cancelled, then removes this consumer's report.
 func (h *HealthReporter) Run(ctx context.Context) error {
 	if h.Interval <= 0 {
-		h.Interval = 10 * time.Second
+		return fmt.Errorf("health interval must be positive, got %s", h.Interval)
 	}
 	t := time.NewTicker(h.Interval)
 	defer t.Stop()

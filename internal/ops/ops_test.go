@@ -73,3 +73,10 @@ func TestHealthcheckExitCode(t *testing.T) {
 		t.Errorf("bad address: exit %d", code)
 	}
 }
+
+func TestHealthReporterNeedsAnInterval(t *testing.T) {
+	// HEALTH_INTERVAL's default is the environment's; none is made up here.
+	if err := (&HealthReporter{}).Run(context.Background()); err == nil {
+		t.Error("Run without an interval returned nil")
+	}
+}

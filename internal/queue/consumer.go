@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,16 +74,17 @@ type ConsumerConfig struct {
 	// reads only as many entries as it has free slots. Default 1.
 	Concurrency int
 	// LeaseTTL is how long an entry may go without renewal before another
-	// consumer reclaims it. Holders renew every LeaseTTL/3. Default 30s. Too
+	// consumer reclaims it. Holders renew every LeaseTTL/3. Required (LEASE_TTL,
+	// default 30s). Too
 	// low re-delivers entries of a slow, stalled process; too high delays
 	// recovery after a crash.
 	LeaseTTL time.Duration
 	// MaxDeliveries is how many times an entry is delivered before it is
-	// moved to tasks:dead. Default 3.
+	// moved to tasks:dead. Required (MAX_DELIVERIES, default 3).
 	MaxDeliveries int
 	// ShutdownGrace is how long in-flight handlers may run after shutdown
 	// begins; then their context is cancelled and what did not finish stays
-	// pending for another consumer. Default 30s.
+	// pending for another consumer. Required (SHUTDOWN_GRACE, default 30s).
 	ShutdownGrace time.Duration
 	// Block is the XREADGROUP block time: the longest a shutdown waits for a
 	// blocked read. Default 1s.
@@ -108,14 +110,16 @@ func (c *ConsumerConfig) setDefaults() {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 1
 	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 30 * time.Second
-	}
-	if c.MaxDeliveries <= 0 {
-		c.MaxDeliveries = 3
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 30 * time.Second
+	// LeaseTTL, MaxDeliveries and ShutdownGrace have no fallback here:
+	// their defaults are the environment's (LEASE_TTL, MAX_DELIVERIES,
+	// SHUTDOWN_GRACE in internal/service), written once.
+	switch {
+	case c.LeaseTTL <= 0:
+		panic(fmt.Sprintf("queue: ConsumerConfig.LeaseTTL is %s; set it (LEASE_TTL)", c.LeaseTTL))
+	case c.MaxDeliveries <= 0:
+		panic(fmt.Sprintf("queue: ConsumerConfig.MaxDeliveries is %d; set it (MAX_DELIVERIES)", c.MaxDeliveries))
+	case c.ShutdownGrace <= 0:
+		panic(fmt.Sprintf("queue: ConsumerConfig.ShutdownGrace is %s; set it (SHUTDOWN_GRACE)", c.ShutdownGrace))
 	}
 	if c.Block <= 0 {
 		c.Block = time.Second
@@ -441,7 +445,7 @@ func (c *Consumer) handle(ctx context.Context, m *Message) {
 		return
 	}
 
-	err := c.safeHandle(ctx, m)
+	err := c.safeHandle(ctx, m, log)
 	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
 		log.Warn("lease lost while handling; result not acknowledged", "err", err)
 		return
@@ -470,10 +474,12 @@ func (c *Consumer) handle(ctx context.Context, m *Message) {
 }
 
 // safeHandle turns a handler panic into a system error, so one poison task
-// cannot take the process down.
-func (c *Consumer) safeHandle(ctx context.Context, m *Message) (err error) {
+// cannot take the process down. The panic is logged with its stack on log,
+// which carries the entry and task ids.
+func (c *Consumer) safeHandle(ctx context.Context, m *Message, log *slog.Logger) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			log.Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()

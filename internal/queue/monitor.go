@@ -25,7 +25,8 @@ type Monitor struct {
 // NewMonitor returns a Monitor refreshing every interval (default 5s).
 func NewMonitor(rdb *redis.Client, m *metrics.Set, interval time.Duration, log *slog.Logger) *Monitor {
 	if interval <= 0 {
-		interval = 5 * time.Second
+		// The default is MONITOR_INTERVAL's, in the dispatcher's config.
+		panic(fmt.Sprintf("queue: monitor interval %s; set it (MONITOR_INTERVAL)", interval))
 	}
 	return &Monitor{rdb: rdb, m: m, interval: interval, log: log}
 }

@@ -303,13 +303,23 @@ func testInvalidTask(t *testing.T, b *bundle) {
 	ctx := context.Background()
 	b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamCode, Values: []any{"task", `{"task_type":"cobol","description":"x"}`}})
 	b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamCode, Values: []any{"other", "field"}})
+	// A misspelled verifier would run the task unchecked: never handled.
+	b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamCode, Values: []any{"task",
+		`{"task_id":"typo","task_type":"code","description":"x","constraints":{"code":"print(1)","expected_outptu":"2"}}`}})
 	rec := &recorder{}
 	runConsumer(t, b.consumer("c", rec, nil))
-	eventually(t, "both dead-lettered", func() bool { return b.rdb.XLen(ctx, DeadStream).Val() == 2 })
-	reasons := map[string]string{} // by whether the entry had a task field
+	eventually(t, "all three dead-lettered", func() bool { return b.rdb.XLen(ctx, DeadStream).Val() == 3 })
+	reasons := map[string]string{} // by whether the entry had a task field, and which
 	for _, d := range b.rdb.XRange(ctx, DeadStream, "-", "+").Val() {
-		_, hasTask := d.Values[FieldTask]
-		reasons[fmt.Sprint(hasTask)] = d.Values[FieldLastError].(string)
+		task, hasTask := d.Values[FieldTask].(string)
+		key := fmt.Sprint(hasTask)
+		if contains(task, "typo") {
+			key = "typo"
+		}
+		reasons[key] = d.Values[FieldLastError].(string)
+	}
+	if e := reasons["typo"]; !contains(e, "constraints.expected_outptu") || !contains(e, "unknown constraint") {
+		t.Errorf("reason %q does not name the misspelled constraint", e)
 	}
 	if e := reasons["true"]; !contains(e, "task_type") || !contains(e, "cobol") {
 		t.Errorf("reason %q does not name the field and value", e)

@@ -16,11 +16,13 @@ var pageTemplate string
 const maxInvalidListed = 50
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"f":    func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
-	"half": func(v int) int { return v / 2 },
-	"pct":  pct,
-	"secs": secs,
-	"rate": func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"f":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	"half":   func(v int) int { return v / 2 },
+	"pct":    pct,
+	"secs":   secs,
+	"rate":   func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"passk":  passAtKText,
+	"reward": func(v *float64) string { return fmt.Sprintf("%.3f", *v) },
 	"share": func(n, of int) string {
 		return pct(ratio(n, of), of)
 	},

@@ -42,6 +42,17 @@ type Stats struct {
 	Succeeded   int     `json:"succeeded"`
 	Failed      int     `json:"failed"`
 	SuccessRate float64 `json:"success_rate"` // 0..1; 0 when Total is 0
+	// Tasks is the number of distinct task ids (a task may have several
+	// attempts).
+	Tasks int `json:"tasks"`
+	// PassAtK is pass@k by k ("1", "5", "10" and the largest number of
+	// attempts of a task), with the unbiased estimator over the tasks with
+	// at least k attempts (see PassAtK); a k no task reaches is absent.
+	PassAtK map[string]float64 `json:"pass_at_k"`
+	// MeanReward is the mean reward of the trajectories that have one
+	// (RewardCount), absent when none has.
+	MeanReward  *float64 `json:"mean_reward,omitempty"`
+	RewardCount int      `json:"reward_count"`
 
 	// ByType has one entry per task type: code, web, reasoning first (when
 	// present), then any other type by name.
@@ -64,13 +75,17 @@ type Stats struct {
 
 // TypeStats are the figures of one task type.
 type TypeStats struct {
-	TaskType            string      `json:"task_type"`
-	Total               int         `json:"total"`
-	Succeeded           int         `json:"succeeded"`
-	Failed              int         `json:"failed"`
-	SuccessRate         float64     `json:"success_rate"`
-	Duration            Percentiles `json:"duration_seconds"`
-	FailuresByErrorType []Count     `json:"failures_by_error_type"`
+	TaskType            string             `json:"task_type"`
+	Total               int                `json:"total"`
+	Succeeded           int                `json:"succeeded"`
+	Failed              int                `json:"failed"`
+	SuccessRate         float64            `json:"success_rate"`
+	Duration            Percentiles        `json:"duration_seconds"`
+	FailuresByErrorType []Count            `json:"failures_by_error_type"`
+	Tasks               int                `json:"tasks"`
+	PassAtK             map[string]float64 `json:"pass_at_k"`
+	MeanReward          *float64           `json:"mean_reward,omitempty"`
+	RewardCount         int                `json:"reward_count"`
 }
 
 // Count is a labelled count.
@@ -177,6 +192,9 @@ type typeAcc struct {
 	total, ok int
 	durations []float64
 	errors    map[string]int
+	tasks     map[string]attempts // by task id
+	rewards   int
+	rewardSum float64
 }
 
 type timed struct {
@@ -204,7 +222,7 @@ func (a *Accumulator) Add(tr *core.Trajectory) {
 	}
 	ta := a.types[typ]
 	if ta == nil {
-		ta = &typeAcc{errors: map[string]int{}}
+		ta = &typeAcc{errors: map[string]int{}, tasks: map[string]attempts{}}
 		a.types[typ] = ta
 	}
 	d := tr.TotalDuration
@@ -213,6 +231,16 @@ func (a *Accumulator) Add(tr *core.Trajectory) {
 	}
 	ta.total++
 	ta.durations = append(ta.durations, d)
+	at := ta.tasks[tr.TaskID]
+	at.n++
+	if tr.Success {
+		at.c++
+	}
+	ta.tasks[tr.TaskID] = at
+	if tr.Reward != nil && !math.IsNaN(*tr.Reward) {
+		ta.rewards++
+		ta.rewardSum += *tr.Reward
+	}
 	a.all = append(a.all, d)
 	if tr.Success {
 		ta.ok++
@@ -224,12 +252,12 @@ func (a *Accumulator) Add(tr *core.Trajectory) {
 		ta.errors[et]++
 		a.errors[et]++
 	}
-	src, _ := tr.Metadata["source"].(string)
+	src, _ := tr.Metadata[core.MetaSource].(string)
 	if src == "" {
 		src = labelNoSource
 	}
 	a.sources[src]++
-	if hit, ok := tr.Metadata["cache_hit"].(bool); ok {
+	if hit, ok := tr.Metadata[core.MetaCacheHit].(bool); ok {
 		a.cache.Known++
 		if hit {
 			a.cache.Hits++
@@ -255,9 +283,21 @@ func (a *Accumulator) Stats() *Stats {
 		DurationHistogram:   histogram(a.all),
 		Throughput:          throughput(a.times, a.undated),
 	}
+	allTasks := map[string]attempts{}
+	rewards, rewardSum := 0, 0.0
 	for _, name := range typeOrder(a.types) {
 		ta := a.types[name]
+		for id, at := range ta.tasks {
+			all := allTasks[name+"\x00"+id] // a task id is one task per type
+			all.n, all.c = all.n+at.n, all.c+at.c
+			allTasks[name+"\x00"+id] = all
+		}
+		rewards, rewardSum = rewards+ta.rewards, rewardSum+ta.rewardSum
 		ts := TypeStats{
+			Tasks:               len(ta.tasks),
+			PassAtK:             passAtK(ta.tasks),
+			MeanReward:          mean(ta.rewardSum, ta.rewards),
+			RewardCount:         ta.rewards,
 			TaskType:            name,
 			Total:               ta.total,
 			Succeeded:           ta.ok,
@@ -272,6 +312,8 @@ func (a *Accumulator) Stats() *Stats {
 	}
 	s.Failed = s.Total - s.Succeeded
 	s.SuccessRate = ratio(s.Succeeded, s.Total)
+	s.Tasks, s.PassAtK = len(allTasks), passAtK(allTasks)
+	s.MeanReward, s.RewardCount = mean(rewardSum, rewards), rewards
 	s.Cache.HitRate = ratio(s.Cache.Hits, s.Cache.Known)
 	return s
 }
@@ -292,6 +334,15 @@ func typeOrder(types map[string]*typeAcc) []string {
 	}
 	sort.Strings(rest)
 	return append(out, rest...)
+}
+
+// mean is sum/n, nil when n is 0.
+func mean(sum float64, n int) *float64 {
+	if n == 0 {
+		return nil
+	}
+	m := sum / float64(n)
+	return &m
 }
 
 func ratio(n, d int) float64 {

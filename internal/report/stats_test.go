@@ -36,7 +36,7 @@ func no() *bool  { b := false; return &b }
 
 func (s spec) trajectory() *core.Trajectory {
 	tr := &core.Trajectory{SchemaVersion: core.SchemaVersion, TaskID: s.id, TaskType: s.typ, Description: "task " + s.id,
-		Success: s.ok, ErrorType: s.et, TotalDuration: s.dur, CreatedAt: s.created, Metadata: map[string]any{}, Steps: []core.ExecutionStep{}}
+		Success: s.ok, ErrorType: s.et, TotalDuration: s.dur, CreatedAt: s.created, Metadata: core.Metadata{}, Steps: []core.ExecutionStep{}}
 	if s.source != "" {
 		tr.Metadata["source"] = s.source
 	}

@@ -3,6 +3,8 @@ package report
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"unicode"
@@ -19,6 +21,7 @@ func (s *Stats) WriteText(w io.Writer) error {
 
 	p("Trajectories: %d files, %d read, %d invalid\n", s.Files, s.Total, len(s.Invalid))
 	p("Succeeded: %d of %d (%s)\n", s.Succeeded, s.Total, pct(s.SuccessRate, s.Total))
+	p("Tasks: %d; %s; %s\n", s.Tasks, passAtKText(s.PassAtK), rewardText(s.MeanReward, s.RewardCount))
 	if s.Cache.Known > 0 {
 		p("Cache hit rate: %s (%d of %d that record cache_hit)\n", pct(s.Cache.HitRate, s.Cache.Known), s.Cache.Hits, s.Cache.Known)
 	} else {
@@ -115,4 +118,30 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// passAtKText is "pass@1 0.700, pass@5 0.950" in increasing k.
+func passAtKText(m map[string]float64) string {
+	if len(m) == 0 {
+		return "pass@k: n/a"
+	}
+	ks := make([]int, 0, len(m))
+	for k := range m {
+		if n, err := strconv.Atoi(k); err == nil {
+			ks = append(ks, n)
+		}
+	}
+	sort.Ints(ks)
+	parts := make([]string, len(ks))
+	for i, k := range ks {
+		parts[i] = fmt.Sprintf("pass@%d %.3f", k, m[strconv.Itoa(k)])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func rewardText(mean *float64, n int) string {
+	if mean == nil {
+		return "mean reward: n/a (no trajectory has a verifier)"
+	}
+	return fmt.Sprintf("mean reward %.3f (of %d)", *mean, n)
 }

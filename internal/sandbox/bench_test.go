@@ -11,7 +11,7 @@ import (
 )
 
 // The jail's overhead on the smallest program: print("hello") through the
-// jail (per-run directory, namespaces, mounts, rlimits, reaping) against
+// jail (namespaces, mounts, rlimits, reaping) against
 // the same interpreter with the same flags run directly. Both report the
 // median wall time per run as median-ns/op (ns/op is the mean); the issue's
 // target is jail ≤ 1.5× bare.
@@ -23,13 +23,7 @@ const benchCode = `print("hello")`
 func BenchmarkHello(b *testing.B) {
 	for _, backend := range []string{BackendNsjail, BackendBwrap} {
 		b.Run(backend, func(b *testing.B) {
-			workDir, err := os.MkdirTemp("", "adp-sandbox-bench-")
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { os.RemoveAll(workDir) })
-			os.Chmod(workDir, 0o755)
-			j, err := New(backend, Config{WorkDir: workDir})
+			j, err := New(backend, Config{})
 			if err != nil {
 				b.Skipf("%s: %v", backend, err)
 			}
@@ -66,13 +60,7 @@ func BenchmarkHelloBare(b *testing.B) {
 func BenchmarkHelloVsBare(b *testing.B) {
 	for _, backend := range []string{BackendNsjail, BackendBwrap} {
 		b.Run(backend, func(b *testing.B) {
-			workDir, err := os.MkdirTemp("", "adp-sandbox-bench-")
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { os.RemoveAll(workDir) })
-			os.Chmod(workDir, 0o755)
-			j, err := New(backend, Config{WorkDir: workDir})
+			j, err := New(backend, Config{})
 			if err != nil {
 				b.Skipf("%s: %v", backend, err)
 			}

@@ -72,6 +72,13 @@ const bwrapSetupTimeout = 10 * time.Second
 // parent sets them on it with prlimit(2), from the thread that started it
 // when that thread runs as 65534 (the same uid needs no CAP_SYS_RESOURCE),
 // then releases it. This saves the exec of prlimit(1) on every run.
+//
+// Issue 18's layers: bwrap installs the seccomp filter (seccomp.go, on fd
+// 6) just before it executes the program; the thread that forks bwrap has
+// just joined a fresh session keyring (keyring.go, run.go's start); and a
+// parent with
+// CAP_SYS_ADMIN caps the inodes of the jail's /tmp once bwrap has read the
+// block byte (tmpfs.go).
 type bwrapJail struct {
 	bwrap      string
 	python     interpreter
@@ -82,6 +89,12 @@ type bwrapJail struct {
 	// netns, when set, provides network namespaces to start jails in;
 	// otherwise each jail is forked into a new one (CLONE_NEWNET).
 	netns *netnsPool
+	// filter is the seccomp filter (seccomp.go) bwrap installs before it
+	// executes the program; nil only in tests of what it guards against.
+	filter []byte
+	// capInodes: the parent sets nr_inodes on the jail's /tmp
+	// (capTmpfsInodesAfterBlock), which takes CAP_SYS_ADMIN.
+	capInodes bool
 }
 
 func newBwrap(cfg Config) (Jail, error) {
@@ -93,11 +106,15 @@ func newBwrap(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
+	filter, err := seccompFilter()
+	if err != nil {
+		return nil, err
+	}
 	closeInheritedFDsOnExec()
-	killOrphanedJails(bw)
-	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries()}
+	killOrphanedJails(bw, cfg.SandboxUID)
+	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries(), filter: filter}
 	if os.Geteuid() == 0 {
-		b.privileged, b.hostUID, b.hostGID = true, jailUID, jailUID
+		b.privileged, b.hostUID, b.hostGID = true, cfg.SandboxUID, cfg.SandboxUID
 		if py.prefix != "" {
 			if err := traversableByOthers(py.prefix); err != nil {
 				return nil, fmt.Errorf("sandbox: python interpreter %s: %w", cfg.PythonPath, err)
@@ -119,28 +136,33 @@ func newBwrap(cfg Config) (Jail, error) {
 // there are no such threads (nil): each jail is forked into new namespaces.
 func (b *bwrapJail) startThreads() {
 	for _, asJailUser := range []bool{true, false} {
-		t, err := newNetnsThread(asJailUser)
+		t, err := newNetnsThreadAs(asJailUser, b.hostUID)
 		if err != nil {
 			continue
 		}
-		b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), asJailUser: asJailUser}
+		// With CAP_SYS_ADMIN (these threads need it too) the parent can
+		// cap the inodes of the jail's /tmp.
+		b.capInodes = true
+		b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), asJailUser: asJailUser, uid: b.hostUID}
 		b.netns.put(t)
 		if !asJailUser || (&jail{name: BackendBwrap, l: b}).Check(context.Background()) == nil {
 			return
 		}
 		b.netns.drain()
 		b.netns = nil
+		b.capInodes = false
 	}
 }
 
 // killOrphanedJails kills what a sandbox runtime killed while bwrap was
 // setting up a jail leaves behind: the jail's first process, blocked on
 // bwrap's internal eventfd for a supervisor that is gone, re-parented to
-// init. It has run nothing and never will; it is matched by uid jailUID,
+// init. It has run nothing and never will; it is matched by uid (the jails'
+// outside uid, Config.SandboxUID),
 // parent 1, and a command line that is ours: the bwrap binary with the
 // run id variable. A jail whose supervisor lives has that supervisor as its
 // parent, so no running jail, of this runtime or another, matches.
-func killOrphanedJails(bwrap string) {
+func killOrphanedJails(bwrap string, uid int) {
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		pid, err := strconv.Atoi(filepath.Base(p))
@@ -148,7 +170,7 @@ func killOrphanedJails(bwrap string) {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Stat(p, &st) != nil || st.Uid != jailUID {
+		if unix.Stat(p, &st) != nil || st.Uid != uint32(uid) {
 			continue
 		}
 		cmdline, err := os.ReadFile(p + "/cmdline")
@@ -188,8 +210,8 @@ func closeInheritedFDsOnExec() {
 }
 
 // traversableByOthers checks that uid 65534 can reach files under dir:
-// bwrap binds the per-run directory and an interpreter prefix from inside
-// the jail's user namespace, as uid 65534.
+// bwrap binds an interpreter prefix from inside the jail's user namespace,
+// as uid 65534.
 func traversableByOthers(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -227,17 +249,28 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 		prog.Close()
 		return nil, err
 	}
+	// fd 4: --block-fd; fd 5: --ro-bind-data; fd 6: --seccomp.
+	childFiles := []*os.File{blockR, prog}
+	if b.filter != nil {
+		filter, err := seccompPipe(b.filter)
+		if err != nil {
+			closeAll(prog, blockR, blockW)
+			return nil, err
+		}
+		childFiles = append(childFiles, filter)
+	}
 	var thread *netnsThread
 	if b.netns != nil {
 		if thread, err = b.netns.get(); err != nil {
-			closeAll(prog, blockR, blockW)
+			closeAll(blockW)
+			closeAll(childFiles...)
 			return nil, err
 		}
 	}
 	cmd.SysProcAttr = b.sysProcAttr(thread)
 	ln := &launch{
 		cmd:        cmd,
-		childFiles: []*os.File{blockR, prog}, // fd 4: --block-fd; fd 5: --ro-bind-data
+		childFiles: childFiles,
 		started: func(r *running) error {
 			defer blockW.Close()
 			pid, err := waitAux(r, bwrapSetupTimeout, bwrapChildPid)
@@ -259,8 +292,11 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			if err != nil {
 				return err
 			}
-			_, err = blockW.Write([]byte{1})
-			return err
+			if !b.capInodes {
+				_, err = blockW.Write([]byte{1})
+				return err
+			}
+			return capTmpfsInodesAfterBlock(pid, b.hostUID, b.hostGID, tmpfsInodes(lim.TmpfsBytes), blockW, bwrapSetupTimeout)
 		},
 		done: func(supervisorExited bool) {
 			blockW.Close()
@@ -377,10 +413,14 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 		// fd 3: {"child-pid": N} (the jailed process) then the exit.
 		"--json-status-fd", "3",
 		// fd 4: the jailed process waits here, set up, until its rlimits
-		// are in place.
+		// are in place (its /tmp's inodes are capped as it goes on).
 		"--block-fd", "4",
-		"--",
 	)
+	if b.filter != nil {
+		// fd 6: the system-call filter, installed just before the exec.
+		a = append(a, "--seccomp", "6")
+	}
+	a = append(a, "--")
 	return append(a, pythonArgs(b.python.path)...)
 }
 

@@ -63,7 +63,7 @@ func classify(o outcome) (core.ErrorType, string) {
 	switch {
 	case o.signal == syscall.SIGXCPU:
 		return core.ErrTimeout, fmt.Sprintf("CPU time limit of %s exceeded (SIGXCPU)", cpuLimit)
-	case o.signal == syscall.SIGKILL && o.cpu >= cpuLimit:
+	case o.signal == syscall.SIGKILL && o.cpu >= cpuKillThreshold(cpuLimit):
 		return core.ErrTimeout, fmt.Sprintf("CPU time limit of %s exceeded (killed by SIGKILL)", cpuLimit)
 	case o.signal == syscall.SIGKILL && o.wall >= lim.Wall:
 		// The jail's own time limit (nsjail --time_limit) fired first.
@@ -129,6 +129,20 @@ func signalName(s syscall.Signal) string {
 	return fmt.Sprintf("signal %d", int(s))
 }
 
+// cpuKillThreshold is the CPU time (as wait4 reports it) from which an
+// unexplained SIGKILL is taken for the CPU hard limit, which both backends
+// set one second above the limit. The kernel enforces RLIMIT_CPU on its
+// tick-sampled CPU time, while wait4 reports the precise time, which can be
+// lower by several per cent on a busy machine (a kill at 2 s reported as
+// 1.82 to 2.0 s of CPU under load): the threshold is the limit itself, or
+// 90 % of the hard limit for long limits where one second of slack is less
+// than that. The program is its pid namespace's init, which nothing inside
+// the jail can SIGKILL, so the other causes are the host's OOM killer and
+// an administrator.
+func cpuKillThreshold(cpuLimit time.Duration) time.Duration {
+	return min(cpuLimit, (cpuLimit+time.Second)*9/10)
+}
+
 // cpuSeconds rounds a CPU limit up to whole seconds (RLIMIT_CPU's unit).
 func cpuSeconds(d time.Duration) int64 {
 	s := int64((d + time.Second - 1) / time.Second)
@@ -139,4 +153,11 @@ func cpuSeconds(d time.Duration) int64 {
 // rlimit_fsize).
 func ceilMiB(b int64) int64 {
 	return max((b+(1<<20)-1)>>20, 1)
+}
+
+// ExitError classifies a Python program that exited by itself with
+// exitCode after writing stderr, as Run does for a whole run: the code
+// agent uses it for the program's part of a run that also ran its tests.
+func ExitError(exitCode int, stderr string, lim Limits) (core.ErrorType, string) {
+	return classify(outcome{exitCode: exitCode, stderr: stderr, limits: lim.withDefaults()})
 }

@@ -37,6 +37,8 @@ func TestClassify(t *testing.T) {
 		{"jail's own time limit (nsjail 137)", outcome{exitCode: 137, signal: syscall.SIGKILL, wall: 5 * time.Second}, core.ErrTimeout, "time limit"},
 		{"SIGXCPU", outcome{exitCode: 152, signal: syscall.SIGXCPU, wall: 2 * time.Second}, core.ErrTimeout, "CPU time limit of 2s"},
 		{"CPU hard limit SIGKILL", outcome{exitCode: 137, signal: syscall.SIGKILL, cpu: 3 * time.Second, wall: 3 * time.Second}, core.ErrTimeout, "CPU time limit"},
+		// Killed at 3 s of tick-sampled CPU, reported as less by wait4.
+		{"CPU hard limit SIGKILL, CPU under-reported", outcome{exitCode: 137, signal: syscall.SIGKILL, cpu: 2 * time.Second, wall: 3 * time.Second}, core.ErrTimeout, "CPU time limit"},
 		{"CPU limit wins over memory kill", outcome{exitCode: 137, signal: syscall.SIGKILL, cpu: 3 * time.Second, memoryKill: true}, core.ErrTimeout, "CPU"},
 		{"output cap", outcome{exitCode: 137, signal: syscall.SIGKILL, killed: killOutput}, core.ErrOutputLimit, "output limit exceeded"},
 		{"output cap wins over wall", outcome{killed: killOutput, wall: 10 * time.Second}, core.ErrOutputLimit, "output"},
@@ -83,6 +85,19 @@ func TestExitStatus(t *testing.T) {
 	}
 	if got := signalName(syscall.SIGSEGV); got != "SIGSEGV" {
 		t.Errorf("signalName(SIGSEGV) = %q", got)
+	}
+}
+
+func TestCPUKillThreshold(t *testing.T) {
+	for _, c := range []struct{ limit, want time.Duration }{
+		{time.Second, time.Second},
+		{2 * time.Second, 2 * time.Second},
+		{9 * time.Second, 9 * time.Second},
+		{30 * time.Second, 27900 * time.Millisecond}, // 90 % of the 31 s hard limit
+	} {
+		if got := cpuKillThreshold(c.limit); got != c.want {
+			t.Errorf("cpuKillThreshold(%s) = %s, want %s", c.limit, got, c.want)
+		}
 	}
 }
 

@@ -43,13 +43,21 @@ import (
 type netnsThread struct {
 	calls      chan func()
 	asJailUser bool
+	uid        int // the uid and gid an asJailUser thread runs as
+	tid        int // the OS thread's id
 }
 
 // newNetnsThread starts a thread in a new network namespace, running as
 // jailUID when asJailUser. It fails without CAP_SYS_ADMIN (and CAP_SETUID
 // and CAP_SETGID for asJailUser).
 func newNetnsThread(asJailUser bool) (*netnsThread, error) {
-	t := &netnsThread{calls: make(chan func()), asJailUser: asJailUser}
+	return newNetnsThreadAs(asJailUser, jailUID)
+}
+
+// newNetnsThreadAs is newNetnsThread with the uid (and gid) an asJailUser
+// thread takes (Config.SandboxUID).
+func newNetnsThreadAs(asJailUser bool, uid int) (*netnsThread, error) {
+	t := &netnsThread{calls: make(chan func()), asJailUser: asJailUser, uid: uid}
 	errc := make(chan error, 1)
 	go t.run(errc, nil)
 	if err := <-errc; err != nil {
@@ -82,8 +90,9 @@ func (t *netnsThread) run(errc chan<- error, locked chan<- struct{}) {
 		errc <- fmt.Errorf("sandbox: new network namespace: %w", err)
 		return
 	}
+	t.tid = unix.Gettid()
 	if t.asJailUser {
-		if err := becomeJailUser(); err != nil {
+		if err := becomeJailUser(t.uid); err != nil {
 			errc <- err
 			return
 		}
@@ -94,17 +103,17 @@ func (t *netnsThread) run(errc chan<- error, locked chan<- struct{}) {
 	}
 }
 
-// becomeJailUser drops the calling thread's credentials to jailUID, and
-// only this thread's.
-func becomeJailUser() error {
+// becomeJailUser drops the calling thread's credentials to uid (and gid
+// uid), and only this thread's.
+func becomeJailUser(uid int) error {
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
 		return fmt.Errorf("sandbox: thread setgroups: %w", e)
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, jailUID, jailUID, jailUID); e != 0 {
-		return fmt.Errorf("sandbox: thread setresgid %d: %w", jailUID, e)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("sandbox: thread setresgid %d: %w", uid, e)
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, jailUID, jailUID, jailUID); e != 0 {
-		return fmt.Errorf("sandbox: thread setresuid %d: %w", jailUID, e)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("sandbox: thread setresuid %d: %w", uid, e)
 	}
 	return nil
 }
@@ -125,6 +134,7 @@ func (t *netnsThread) retire() { close(t.calls) }
 type netnsPool struct {
 	maxIdle    int
 	asJailUser bool // for new threads
+	uid        int  // for new asJailUser threads; 0: jailUID
 	mu         sync.Mutex
 	idle       []*netnsThread
 }
@@ -138,6 +148,9 @@ func (p *netnsPool) get() (*netnsThread, error) {
 		return t, nil
 	}
 	p.mu.Unlock()
+	if p.uid != 0 {
+		return newNetnsThreadAs(p.asJailUser, p.uid)
+	}
 	return newNetnsThread(p.asJailUser)
 }
 

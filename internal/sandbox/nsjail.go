@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,23 +25,48 @@ const cgroupV2Mount = "/sys/fs/cgroup"
 
 // nsjailJail runs programs under nsjail with the policy file; see
 // configs/nsjail/python.cfg.
+//
+// Layout of one run (the parent is root):
+//
+//	Go parent (root)
+//	└─ nsjail (supervisor), root: vforked from a thread of the parent that
+//	   keeps a network namespace with no interface up, reused from an
+//	   earlier jail that is gone (see netnsThread); nsjail creates no
+//	   network namespace of its own (--disable_clone_newnet)
+//	   └─ python3 -I -S -u /sandbox/main.py: pid 1 of a new pid namespace,
+//	      uid 65534 inside and outside, in a user namespace nsjail created
+//
+// nsjail reads its configuration from fd 4, a memfd holding the policy
+// file's text as checked at start and one more mount: the program, as a
+// file nsjail writes into the jail's own tmpfs (src_content) and binds
+// read-only at /sandbox/main.py. Nothing is written to the host's disk per
+// run. Without CAP_SYS_ADMIN (no threads in network namespaces of their
+// own) nsjail creates each jail's network namespace, as the policy file
+// says when run by hand.
 type nsjailJail struct {
-	nsjail  string
-	policy  nsjailPolicy
-	python  interpreter
-	cg      cgroupSupport
-	workDir string // holds the per-run directories
+	nsjail string
+	policy nsjailPolicy
+	python interpreter
+	cg     cgroupSupport
+	// netns, when set, provides network namespaces to start jails in.
+	netns *netnsPool
 }
 
 // nsjailPolicy is what the parent needs to know about the policy file.
 type nsjailPolicy struct {
 	path string
+	// text is the file's content as read and checked at start; every run
+	// gets this copy, so an edit of the file takes effect at the next
+	// start, after it has been checked.
+	text string
 	// hasIDMaps: the file maps uid and gid 65534 itself, so the command
 	// line must not add --user/--group (nsjail appends them to the file's
 	// entries and the duplicated mapping fails).
 	hasIDMaps bool
 	// tmpfsBytes is the size of the file's /tmp tmpfs, 0 when unknown.
 	tmpfsBytes int64
+	// tmpfsInodes is its nr_inodes= option, 0 when unknown.
+	tmpfsInodes int64
 }
 
 // cgroupSupport says which cgroup v2 controllers nsjail can use.
@@ -57,6 +83,9 @@ func newNsjail(cfg Config) (Jail, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("sandbox: the nsjail backend must run as root: it maps the jail to uid %d outside (use the bwrap backend otherwise)", jailUID)
 	}
+	// Program files a crashed runtime left where runtimes write them by
+	// default (nsjail_rundir.go).
+	removeStaleRunDirs(os.TempDir())
 	path, err := FindNsjailConfig(cfg.NsjailConfig)
 	if err != nil {
 		return nil, err
@@ -69,7 +98,11 @@ func newNsjail(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount), workDir: cfg.WorkDir}
+	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount)}
+	if t, err := newNetnsThread(false); err == nil {
+		n.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU())}
+		n.netns.put(t)
+	}
 	return &jail{name: BackendNsjail, l: n}, nil
 }
 
@@ -87,7 +120,7 @@ func loadNsjailPolicy(path string) (nsjailPolicy, error) {
 	if len(problems) > 0 {
 		return nsjailPolicy{}, fmt.Errorf("sandbox: nsjail config %s is not a safe policy: %s", path, strings.Join(problems, "; "))
 	}
-	pol.path = path
+	pol.path, pol.text = path, string(data)
 	return pol, nil
 }
 
@@ -139,6 +172,13 @@ func checkNsjailPolicy(m *pbMessage) (nsjailPolicy, []string) {
 	}
 	// rlimit_nproc_type defaults to SOFT, which ignores rlimit_nproc.
 	want("rlimit_nproc_type", "VALUE")
+	// The system-call filter (seccomp.go says what it denies and why).
+	if len(m.All("seccomp_string")) == 0 {
+		problems = append(problems, "seccomp_string must hold the system-call filter")
+	}
+	if _, ok := m.Scalar("seccomp_policy_file"); ok {
+		problems = append(problems, "seccomp_policy_file must not be set: the filter is the file's seccomp_string")
+	}
 
 	uids, gids := m.Messages("uidmap"), m.Messages("gidmap")
 	switch {
@@ -164,9 +204,12 @@ func checkNsjailPolicy(m *pbMessage) (nsjailPolicy, []string) {
 			problems = append(problems, fmt.Sprintf("mount %s must be read-only", dst))
 		case fstype == "tmpfs" && rw == "true" && tmpfsSize(mp) == 0:
 			problems = append(problems, fmt.Sprintf("tmpfs %s needs a size= option", dst))
+		case fstype == "tmpfs" && rw == "true" && tmpfsOption(mp, "nr_inodes") <= 0:
+			problems = append(problems, fmt.Sprintf("tmpfs %s needs an nr_inodes= option", dst))
 		}
 		if dst == "/tmp" && fstype == "tmpfs" {
 			pol.tmpfsBytes = tmpfsSize(mp)
+			pol.tmpfsInodes = tmpfsOption(mp, "nr_inodes")
 		}
 	}
 	return pol, problems
@@ -181,10 +224,13 @@ func idMapIs(m *pbMessage, id int) bool {
 }
 
 // tmpfsSize returns the size= option of a mount in bytes, 0 if absent.
-func tmpfsSize(m *pbMessage) int64 {
+func tmpfsSize(m *pbMessage) int64 { return tmpfsOption(m, "size") }
+
+// tmpfsOption returns a numeric option of a mount, 0 if absent.
+func tmpfsOption(m *pbMessage, name string) int64 {
 	opts, _ := m.Scalar("options")
 	for _, o := range strings.Split(opts, ",") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(o), "size="); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(o), name+"="); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err == nil {
 				return n
@@ -222,38 +268,88 @@ func detectCgroupV2(mount string) cgroupSupport {
 	return cgroupSupport{memory: has("memory"), pids: has("pids")}
 }
 
-// command writes the program into a per-run directory under the work
-// directory, bound read-only at /sandbox and removed after the run.
+// nsjailConfigFD is the descriptor nsjail reads its configuration from:
+// the policy and the program (childFiles[0]; fd 3 is the log).
+const nsjailConfigFD = 4
+
+// command hands nsjail its configuration, the program included, in a memfd
+// (see nsjailJail) and starts it from a thread in a reused network
+// namespace when there is one.
 func (n *nsjailJail) command(lim Limits, code, runID string) (*launch, error) {
-	dir := filepath.Join(n.workDir, runDirPrefix+runID)
-	if err := writeRunDir(dir, code); err != nil {
-		return nil, err
+	conf, err := memfdWith("adp-program", nsjailRunConfig(n.policy.text, code))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: passing the program to the jail: %w", err)
 	}
-	argv := nsjailArgs(n.nsjail, n.policy, n.python, n.cg, lim, dir, runID)
+	var thread *netnsThread
+	if n.netns != nil {
+		if thread, err = n.netns.get(); err != nil {
+			conf.Close()
+			return nil, err
+		}
+	}
+	argv := nsjailArgs(n.nsjail, n.policy, n.python, n.cg, lim, runID, thread != nil)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
+	// No user namespace for Go to create: the fork is a vfork.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	return &launch{cmd: cmd, done: func(bool) { os.RemoveAll(dir) }}, nil
+	ln := &launch{
+		cmd:        cmd,
+		childFiles: []*os.File{conf},
+		done: func(supervisorExited bool) {
+			if thread == nil {
+				return
+			}
+			if supervisorExited {
+				// nsjail has reaped the pid namespace's init: every
+				// process of the jail is gone.
+				n.netns.put(thread)
+			} else {
+				// The jail may still be dying: never share its namespace.
+				thread.retire()
+			}
+		},
+	}
+	if thread != nil {
+		ln.spawn = thread.do
+	}
+	return ln, nil
 }
 
-// nsjailArgs is nsjail's command line: the policy file, then the per-run
-// values, which override the file's.
-func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, lim Limits, dir, runID string) []string {
+// nsjailRunConfig is one run's configuration: the policy, then the
+// program as a read-only file of the jail's own tmpfs. An empty program
+// becomes a newline (nsjail takes an empty src_content for no content).
+func nsjailRunConfig(policy, code string) string {
+	if code == "" {
+		code = "\n"
+	}
+	return policy + "\n# The program of this run (added by the sandbox runtime).\nmount {\n  dst: \"" + jailCodeDir + "/" + scriptName + "\"\n  src_content: " +
+		pbQuote(code) + "\n  rw: false\n}\n"
+}
+
+// nsjailArgs is nsjail's command line: the configuration (from fd 4), then
+// the per-run values, which override the file's. netnsGiven: the jail is
+// started in a network namespace of the parent's, so nsjail creates none.
+func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, lim Limits, runID string, netnsGiven bool) []string {
 	wallSeconds := int64((lim.Wall + 999_999_999) / 1_000_000_000)
 	a := []string{bin,
-		"--config", pol.path,
+		"--config", "/proc/self/fd/" + strconv.Itoa(nsjailConfigFD),
 		"--log_fd", "3",
 		// A backstop: the parent kills the jail at lim.Wall itself.
 		"--time_limit", strconv.FormatInt(wallSeconds+1, 10),
 		"--rlimit_as", strconv.FormatInt(ceilMiB(lim.MemoryBytes), 10),
-		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.CPU), 10),
+		// The hard limit, as under bwrap (whose soft limit nsjail cannot
+		// set apart): SIGKILL one second past Limits.CPU.
+		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.CPU)+1, 10),
 		"--rlimit_fsize", strconv.FormatInt(ceilMiB(lim.MaxFileBytes), 10),
 		"--rlimit_nofile", strconv.Itoa(lim.MaxOpenFiles),
 		// The jailed interpreter is pid 1 of its namespace; nsjail itself
 		// (root) does not count.
 		"--rlimit_nproc", strconv.Itoa(lim.MaxProcs),
 		"--rlimit_core", "0",
+	}
+	if netnsGiven {
+		a = append(a, "--disable_clone_newnet")
 	}
 	if !pol.hasIDMaps {
 		// inside:outside: a bare "65534" would map to root outside, where
@@ -262,12 +358,11 @@ func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, 
 		a = append(a, "--user", id+":"+id, "--group", id+":"+id)
 	}
 	a = append(a, "--env", runIDEnv+"="+runID)
-	a = append(a, "--bindmount_ro", dir+":"+jailCodeDir)
 	if py.prefix != "" {
 		a = append(a, "--bindmount_ro", py.prefix+":"+py.prefix)
 	}
-	if lim.TmpfsBytes != pol.tmpfsBytes {
-		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10))
+	if inodes := tmpfsInodes(lim.TmpfsBytes); lim.TmpfsBytes != pol.tmpfsBytes || inodes != pol.tmpfsInodes {
+		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10)+",nr_inodes="+strconv.FormatInt(inodes, 10))
 	}
 	if cg.memory || cg.pids {
 		a = append(a, "--use_cgroupv2", "--cgroupv2_mount", cgroupV2Mount)

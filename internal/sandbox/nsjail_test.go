@@ -47,6 +47,7 @@ func TestShippedPolicy(t *testing.T) {
 	want := map[string]string{
 		"mode":              "ONCE",
 		"hostname":          "sandbox",
+		"nice_level":        "0",
 		"cwd":               "/tmp",
 		"time_limit":        "30",
 		"keep_env":          "false",
@@ -63,7 +64,7 @@ func TestShippedPolicy(t *testing.T) {
 		"rlimit_cpu":        "30",
 		"rlimit_fsize":      "16",
 		"rlimit_nofile":     "64",
-		"rlimit_nproc":      "32",
+		"rlimit_nproc":      "16",
 		"rlimit_nproc_type": "VALUE",
 		"rlimit_core":       "0",
 	}
@@ -87,6 +88,9 @@ func TestShippedPolicy(t *testing.T) {
 	}
 	if pol.tmpfsBytes != d.TmpfsBytes {
 		t.Errorf("/tmp tmpfs is %d bytes, DefaultLimits says %d", pol.tmpfsBytes, d.TmpfsBytes)
+	}
+	if want := tmpfsInodes(d.TmpfsBytes); pol.tmpfsInodes != want {
+		t.Errorf("/tmp tmpfs has nr_inodes=%d, want %d for its size", pol.tmpfsInodes, want)
 	}
 	// Environment in step with the bwrap backend's.
 	if got := m.All("envar"); len(got) != len(policyEnv) {
@@ -140,6 +144,8 @@ func TestCheckNsjailPolicyRejects(t *testing.T) {
 		{"etc", `mount { src: "/etc" dst: "/etc" is_bind: true }`, "/etc"},
 		{"rw bind", `mount { src: "/opt" dst: "/opt" is_bind: true rw: true }`, "read-only"},
 		{"unsized tmpfs", `mount { dst: "/scratch" fstype: "tmpfs" rw: true }`, "size"},
+		{"tmpfs without an inode cap", `mount { dst: "/scratch" fstype: "tmpfs" options: "size=1048576" rw: true }`, "nr_inodes"},
+		{"filter from a file", `seccomp_policy_file: "/x.kafel"`, "seccomp_policy_file"},
 		{"root mapping", `uidmap { inside_id: "65534" outside_id: "0" }`, "uidmap"},
 		{"interface", `macvlan_iface: "eth0"`, "interface"},
 	}
@@ -166,6 +172,16 @@ func TestCheckNsjailPolicyRejects(t *testing.T) {
 	pol, problems := checkNsjailPolicy(&pbMessage{Fields: noMaps})
 	if len(problems) > 0 || pol.hasIDMaps {
 		t.Errorf("policy without maps: %v, hasIDMaps=%v", problems, pol.hasIDMaps)
+	}
+	// A policy without the system-call filter is refused.
+	var noFilter []pbField
+	for _, f := range base {
+		if f.Name != "seccomp_string" {
+			noFilter = append(noFilter, f)
+		}
+	}
+	if _, problems := checkNsjailPolicy(&pbMessage{Fields: noFilter}); !strings.Contains(strings.Join(problems, "; "), "seccomp_string") {
+		t.Errorf("policy without a filter: problems = %v", problems)
 	}
 	// Missing limits are reported, not defaulted.
 	var noLimits []pbField
@@ -202,30 +218,37 @@ func TestNsjailArgs(t *testing.T) {
 		MaxProcs: 7, MaxFileBytes: 3 << 20, MaxOpenFiles: 20, TmpfsBytes: 8 << 20,
 		KeepOutputBytes: 1024, MaxOutputBytes: 4096,
 	}
-	pol := nsjailPolicy{path: "/etc/adp/nsjail/python.cfg", hasIDMaps: true, tmpfsBytes: 64 << 20}
+	pol := nsjailPolicy{path: "/etc/adp/nsjail/python.cfg", hasIDMaps: true, tmpfsBytes: 64 << 20, tmpfsInodes: 4096}
 	py := interpreter{path: "/usr/bin/python3"}
-	argv := nsjailArgs("/usr/local/bin/nsjail", pol, py, cgroupSupport{}, lim, "/tmp/adp-sandbox-abc", "abc")
+	argv := nsjailArgs("/usr/local/bin/nsjail", pol, py, cgroupSupport{}, lim, "abc", true)
 
-	if argv[0] != "/usr/local/bin/nsjail" || argv[1] != "--config" || argv[2] != pol.path {
-		t.Errorf("argv starts %q: the policy must come first so the per-run flags override it", argv[:3])
+	if argv[0] != "/usr/local/bin/nsjail" || argv[1] != "--config" || argv[2] != "/proc/self/fd/4" {
+		t.Errorf("argv starts %q: the configuration (from fd 4) must come first so the per-run flags override it", argv[:3])
 	}
 	want := map[string]string{
 		"--log_fd":        "3",
 		"--time_limit":    "4", // ceil(2.5s) + 1: a backstop behind the parent's kill
 		"--rlimit_as":     "101",
-		"--rlimit_cpu":    "2",
+		"--rlimit_cpu":    "3", // ceil(1.5s) + 1: the hard limit, as under bwrap
 		"--rlimit_fsize":  "3",
 		"--rlimit_nofile": "20",
 		"--rlimit_nproc":  "7",
 		"--rlimit_core":   "0",
 		"--env":           "SANDBOX_RUN_ID=abc",
-		"--bindmount_ro":  "/tmp/adp-sandbox-abc:/sandbox",
-		"--mount":         "none:/tmp:tmpfs:size=8388608",
+		"--mount":         "none:/tmp:tmpfs:size=8388608,nr_inodes=1024",
 	}
 	for flag, v := range want {
 		if got := flagValues(argv, flag); len(got) != 1 || got[0] != v {
 			t.Errorf("%s = %q, want [%q]", flag, got, v)
 		}
+	}
+	// The program comes in the configuration, not from a host directory.
+	if got := flagValues(argv, "--bindmount_ro"); got != nil {
+		t.Errorf("--bindmount_ro %q: nothing of the host is bound per run", got)
+	}
+	// Started in a network namespace of the parent's: nsjail creates none.
+	if !slices.Contains(argv, "--disable_clone_newnet") {
+		t.Error("--disable_clone_newnet missing although the parent gives the network namespace")
 	}
 	// The policy maps 65534 itself: no second mapping on the command line.
 	if got := flagValues(argv, "--user"); got != nil {
@@ -243,16 +266,19 @@ func TestNsjailArgs(t *testing.T) {
 
 	// A policy without id maps, the default tmpfs size, cgroups usable, an
 	// interpreter outside /usr.
-	pol = nsjailPolicy{path: "p.cfg", tmpfsBytes: 8 << 20}
+	pol = nsjailPolicy{path: "p.cfg", tmpfsBytes: 8 << 20, tmpfsInodes: 1024}
 	py = interpreter{path: "/opt/py/bin/python3.12", prefix: "/opt/py"}
-	argv = nsjailArgs("nsjail", pol, py, cgroupSupport{memory: true, pids: true}, lim, "/w/d", "x")
+	argv = nsjailArgs("nsjail", pol, py, cgroupSupport{memory: true, pids: true}, lim, "x", false)
+	if slices.Contains(argv, "--disable_clone_newnet") {
+		t.Error("--disable_clone_newnet without a network namespace from the parent: the jail would share the host's")
+	}
 	if got := flagValues(argv, "--user"); !slices.Equal(got, []string{"65534:65534"}) {
 		t.Errorf("--user = %q, want 65534:65534 (a bare 65534 maps to root outside)", got)
 	}
 	if got := flagValues(argv, "--group"); !slices.Equal(got, []string{"65534:65534"}) {
 		t.Errorf("--group = %q, want 65534:65534", got)
 	}
-	if got := flagValues(argv, "--bindmount_ro"); !slices.Equal(got, []string{"/w/d:/sandbox", "/opt/py:/opt/py"}) {
+	if got := flagValues(argv, "--bindmount_ro"); !slices.Equal(got, []string{"/opt/py:/opt/py"}) {
 		t.Errorf("--bindmount_ro = %q", got)
 	}
 	if got := flagValues(argv, "--mount"); got != nil {
@@ -317,7 +343,7 @@ func newFakeNsjail(t *testing.T, body string) (Jail, string) {
 		t.Skip("the nsjail backend requires root")
 	}
 	bin, argvFile := fakeNsjail(t, body)
-	j, err := New(BackendNsjail, Config{NsjailPath: bin, WorkDir: t.TempDir()})
+	j, err := New(BackendNsjail, Config{NsjailPath: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +359,7 @@ func TestNsjailExitProtocol(t *testing.T) {
 			t.Fatalf("err = %v, result %s %q", err, res.ErrorType, res.ErrorMessage)
 		}
 		argv, _ := os.ReadFile(argvFile)
-		for _, want := range []string{"--config", "--time_limit", "--rlimit_as", "--rlimit_cpu", "--rlimit_fsize", "--rlimit_nofile", "--rlimit_nproc", "--bindmount_ro", "/sandbox/main.py"} {
+		for _, want := range []string{"--config", "--time_limit", "--rlimit_as", "--rlimit_cpu", "--rlimit_fsize", "--rlimit_nofile", "--rlimit_nproc", "/sandbox/main.py"} {
 			if !strings.Contains(string(argv), want) {
 				t.Errorf("nsjail was run without %s:\n%s", want, argv)
 			}
@@ -409,5 +435,50 @@ func TestNewNsjailErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "clone_newnet") {
 			t.Errorf("New(nsjail) with an unsafe policy: %v", err)
 		}
+	}
+}
+
+// TestNsjailRunConfig: a run's configuration is the policy as checked,
+// unchanged, and the program as one more read-only mount of content.
+func TestNsjailRunConfig(t *testing.T) {
+	_, path := shippedPolicy(t)
+	pol, err := loadNsjailPolicy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := "print(\"hi\")\nmount { dst: \"/etc\" src: \"/etc\" is_bind: true }\n# ü\n"
+	conf := nsjailRunConfig(pol.text, code)
+	if !strings.HasPrefix(conf, pol.text) {
+		t.Error("the run's configuration does not start with the policy")
+	}
+	m, err := parsePBText(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, problems := checkNsjailPolicy(m); len(problems) > 0 {
+		t.Errorf("the run's configuration fails the policy check: %v", problems)
+	}
+	mounts := m.Messages("mount")
+	last := mounts[len(mounts)-1]
+	if dst, _ := last.Scalar("dst"); dst != "/sandbox/main.py" {
+		t.Errorf("last mount dst = %q", dst)
+	}
+	if got, _ := last.Scalar("src_content"); got != code {
+		t.Errorf("src_content = %q, want the program", got)
+	}
+	if rw, _ := last.Scalar("rw"); rw != "false" {
+		t.Errorf("the program's mount rw = %q", rw)
+	}
+	for _, mp := range mounts {
+		if dst, _ := mp.Scalar("dst"); dst == "/etc" {
+			t.Error("the program's text became a mount")
+		}
+	}
+	// nsjail takes an empty src_content for none: an empty program is a
+	// newline.
+	m, _ = parsePBText(nsjailRunConfig(pol.text, ""))
+	mounts = m.Messages("mount")
+	if got, _ := mounts[len(mounts)-1].Scalar("src_content"); got != "\n" {
+		t.Errorf("empty program: src_content = %q", got)
 	}
 }

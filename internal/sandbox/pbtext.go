@@ -236,3 +236,30 @@ func (p *pbParser) quoted() (string, error) {
 	}
 	return s, nil
 }
+
+// pbQuote returns s as a double-quoted protobuf text string that nsjail's
+// parser (and parsePBText) reads back byte for byte: printable ASCII as is,
+// `"` and `\` escaped, every other byte (newlines, UTF-8 sequences, invalid
+// bytes alike) as a three-digit octal escape.
+func pbQuote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/8 + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			b.WriteByte('\\')
+			b.WriteByte('0' + c>>6)
+			b.WriteByte('0' + c>>3&7)
+			b.WriteByte('0' + c&7)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

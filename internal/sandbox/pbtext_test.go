@@ -1,6 +1,9 @@
 package sandbox
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParsePBText(t *testing.T) {
 	src := `# comment
@@ -70,6 +73,26 @@ func TestParsePBTextErrors(t *testing.T) {
 	} {
 		if _, err := parsePBText(src); err == nil {
 			t.Errorf("parsePBText(%q) succeeded", src)
+		}
+	}
+}
+
+// TestPBQuote: any program, as bytes, survives the trip into nsjail's
+// configuration.
+func TestPBQuote(t *testing.T) {
+	for _, s := range []string{
+		"", `print("hello")`, "a\\b\"c'd\n\t\r\x00\x7f\xff", "héllo ✓ 🐍", "\xc3\x28 invalid UTF-8",
+		"#!/x\nmount { dst: \"/etc\" }\n", strings.Repeat("x\"\\\n", 1000),
+	} {
+		m, err := parsePBText("src_content: " + pbQuote(s) + "\n")
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if got, _ := m.Scalar("src_content"); got != s {
+			t.Errorf("round trip of %q gave %q", s, got)
+		}
+		if strings.ContainsAny(pbQuote(s), "\n\x00") {
+			t.Errorf("pbQuote(%q) contains a raw newline or NUL", s)
 		}
 	}
 }

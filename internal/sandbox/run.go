@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,12 +20,11 @@ import (
 
 // Names inside the jail and on the host.
 const (
-	// jailCodeDir is where the per-run directory is bound, read-only.
+	// jailCodeDir is the directory of the program inside the jail; both
+	// backends create it in the jail's own root (no file on the host).
 	jailCodeDir = "/sandbox"
-	// scriptName is the program's file name in the per-run directory.
+	// scriptName is the program's file name in jailCodeDir, read-only.
 	scriptName = "main.py"
-	// runDirPrefix starts every per-run directory's name (then the run id).
-	runDirPrefix = "adp-sandbox-"
 	// runIDEnv carries the run id into the jail's environment.
 	runIDEnv = "SANDBOX_RUN_ID"
 )
@@ -78,8 +76,8 @@ type launch struct {
 	// spawn, when set, starts the command: it calls start on the thread
 	// the jail must be forked from.
 	spawn func(start func() error) error
-	// done, when set, releases what the backend kept for the run (the
-	// per-run directory, descriptors, the thread). supervisorExited: the
+	// done, when set, releases what the backend kept for the run
+	// (descriptors, the thread). supervisorExited: the
 	// supervisor was reaped after exiting by itself, so the jail it
 	// supervised is gone too (not killed from outside, which could leave
 	// the jail dying for a moment longer).
@@ -134,11 +132,10 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 	if ln.done != nil {
 		defer func() { ln.done(supervisorExited) }()
 	}
-	r, err := start(ln, req.Stdin, lim)
+	r, err := start(ln, j.l, req.Stdin, lim)
 	if err != nil {
 		return systemError(res, fmt.Errorf("sandbox %s: starting the jail: %w", j.name, err))
 	}
-	r.l = j.l
 
 	timer := time.AfterFunc(lim.Wall, func() { r.kill(killWall) })
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -193,29 +190,6 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// writeRunDir creates the per-run directory with the program in it,
-// readable by the jail's uid (the directory is bound read-only).
-func writeRunDir(dir, code string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("sandbox: per-run directory: %w", err)
-	}
-	// Explicit modes: the process umask must not make them unreadable.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: per-run directory: %w", err)
-	}
-	path := filepath.Join(dir, scriptName)
-	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: writing the program: %w", err)
-	}
-	if err := os.Chmod(path, 0o644); err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("sandbox: writing the program: %w", err)
-	}
-	return nil
-}
-
 // running is one started jail: its supervisor process, the readers of its
 // output, and the kill state.
 type running struct {
@@ -239,10 +213,16 @@ type running struct {
 }
 
 // start launches the command with pipes for stdout, stderr and fd 3, and
-// starts reading them.
-func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
+// starts reading them. Everything the readers use (the launcher, through
+// kill) is set before they start: a reader may pass the output cap and
+// kill the jail before start returns.
+func start(ln *launch, l launcher, stdin []byte, lim Limits) (*running, error) {
 	cmd := ln.cmd
-	r := &running{cmd: cmd, maxTotal: lim.MaxOutputBytes, auxMore: make(chan struct{}, 1), auxEOF: make(chan struct{})}
+	r := &running{
+		cmd: cmd, l: l, maxTotal: lim.MaxOutputBytes,
+		auxMore: make(chan struct{}, 1), auxEOF: make(chan struct{}),
+		stdout: newStreamBuffer(lim.KeepOutputBytes), stderr: newStreamBuffer(lim.KeepOutputBytes),
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		closeAll(ln.childFiles...)
@@ -270,10 +250,19 @@ func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
 	cmd.WaitDelay = drainTimeout
 
 	r.start = time.Now()
+	// Every jail is forked from a thread that has just joined a fresh
+	// session keyring (keyring.go): the backend's thread (spawn), or the
+	// calling goroutine's, locked meanwhile.
+	launch := func() error {
+		if err := joinFreshSessionKeyring(); err != nil {
+			return err
+		}
+		return cmd.Start()
+	}
 	if ln.spawn != nil {
-		err = ln.spawn(cmd.Start)
+		err = ln.spawn(launch)
 	} else {
-		err = cmd.Start()
+		err = onLockedThread(launch)
 	}
 	closeAll(outW, errW, auxW) // the jail holds its own copies
 	closeAll(ln.childFiles...)
@@ -281,14 +270,11 @@ func start(ln *launch, stdin []byte, lim Limits) (*running, error) {
 		closeAll(outR, errR, auxR)
 		return nil, err
 	}
-	stdout := newStreamBuffer(lim.KeepOutputBytes)
-	stderr := newStreamBuffer(lim.KeepOutputBytes)
 	r.pipes = []*os.File{outR, errR, auxR}
 	r.readers.Add(3)
-	go r.readStream(outR, stdout)
-	go r.readStream(errR, stderr)
+	go r.readStream(outR, r.stdout)
+	go r.readStream(errR, r.stderr)
 	go r.readAux(auxR)
-	r.stdout, r.stderr = stdout, stderr
 	return r, nil
 }
 

@@ -5,26 +5,33 @@
 // suite (conformance_test.go) that both must pass:
 //
 //   - nsjail (production, in the Docker image): the policy is the protobuf
-//     text file configs/nsjail/python.cfg, per-run values (time limit,
-//     rlimits, the program's directory, cgroup limits when available) are
-//     appended on the command line.
+//     text file configs/nsjail/python.cfg, read and checked at start;
+//     nsjail reads it per run from a memfd, with the program added as a
+//     file of the jail's own tmpfs (src_content), and per-run values (time
+//     limit, rlimits, cgroup limits when available) appended on the
+//     command line. It is started from the same kind of thread as bwrap
+//     (root here) in a reused network namespace.
 //   - bwrap (bubblewrap; the fallback for development machines): the same
 //     namespaces and filesystem, with rlimits set by the Go parent
 //     (prlimit(2) while bwrap waits on --block-fd), the network namespace
 //     held by the Go thread that starts bwrap (as uid 65534 where bwrap may
 //     create the user namespace itself, else in a user namespace the parent
 //     creates), and the program passed in a memfd that bwrap copies into
-//     the jail's tmpfs root (--ro-bind-data): nothing is written to the
-//     host's disk per run.
+//     the jail's tmpfs root (--ro-bind-data).
+//
+// Neither writes anything to the host's disk per run.
 //
 // Both give the program: uid/gid 65534, fresh user, pid, mount, ipc, uts
 // and network namespaces (no interface up, not even loopback), a read-only
 // root holding only /usr (and the /bin, /lib, /lib64 links into it), no /etc
 // and no /proc, a bounded tmpfs at /tmp, /dev/null, /dev/zero and
 // /dev/urandom, the program read-only at /sandbox/main.py and the request's
-// stdin. The interpreter runs as `python3 -I -S -u`: isolated mode (no
-// PYTHON* variables, no user site), no site-packages, unbuffered output so
-// that a program killed at its time limit still shows what it printed.
+// stdin; a seccomp filter denying what widens the kernel's surface or gets
+// around the limits (seccomp.go), a fresh session keyring (keyring.go), an
+// inode cap on /tmp (tmpfs.go). The interpreter runs as `python3 -I -S -u`:
+// isolated mode (no PYTHON* variables, no user site), no site-packages,
+// unbuffered output so that a program killed at its time limit still shows
+// what it printed.
 //
 // The Go parent does not trust the jail for its own limits: it keeps at most
 // Limits.KeepOutputBytes of each stream, kills the jail once the program
@@ -73,7 +80,9 @@ type Limits struct {
 	// MaxProcs is RLIMIT_NPROC: processes plus threads of the jail,
 	// including the interpreter itself. Because the jail's uid is 65534 in
 	// a fresh user namespace (and 65534, not root, outside), the count is
-	// per jail, not per host. Default 32.
+	// per jail, not per host. Default 16. Without a memory cgroup this
+	// also bounds the jail's memory as a whole: MaxProcs × MemoryBytes
+	// (4 GiB by default, plus TmpfsBytes), since RLIMIT_AS is per process.
 	MaxProcs int
 	// MaxFileBytes is RLIMIT_FSIZE, the largest file the program may write
 	// (in MiB for nsjail, rounded up). Default 16 MiB.
@@ -99,7 +108,7 @@ const (
 	defaultWall            = 30 * time.Second
 	defaultCPU             = 30 * time.Second
 	defaultMemoryBytes     = 256 << 20
-	defaultMaxProcs        = 32
+	defaultMaxProcs        = 16
 	defaultMaxFileBytes    = 16 << 20
 	defaultMaxOpenFiles    = 64
 	defaultTmpfsBytes      = 64 << 20
@@ -108,7 +117,7 @@ const (
 )
 
 // DefaultLimits returns the production limits: wall 30s, CPU 30s, 256 MiB
-// address space, 32 processes/threads, 16 MiB per file, 64 open files, 64
+// address space, 16 processes/threads, 16 MiB per file, 64 open files, 64
 // MiB /tmp, 64 KiB kept per stream, killed past 1 MiB of output.
 func DefaultLimits() Limits {
 	return Limits{
@@ -191,9 +200,8 @@ type Result struct {
 	ErrorType core.ErrorType
 	// ErrorMessage says what went wrong in one line, for people and models.
 	ErrorMessage string
-	// RunID names the run: it is part of the per-run directory name
-	// (nsjail) and is set as SANDBOX_RUN_ID in the program's environment,
-	// so logs and process listings can be correlated.
+	// RunID names the run: it is set as SANDBOX_RUN_ID in the program's
+	// environment, so logs and process listings can be correlated.
 	RunID string
 }
 
@@ -207,8 +215,7 @@ type Jail interface {
 	Name() string
 	// Run executes req in a fresh jail and waits for it. The error is
 	// non-nil only when the jail itself could not run the program (the
-	// jail failed to launch, the per-run directory could not be written,
-	// ctx was cancelled); the Result then has ErrorType system_error.
+	// jail failed to launch, ctx was cancelled); the Result then has ErrorType system_error.
 	// Cancelling ctx kills the jail; a ctx deadline earlier than
 	// req.Limits.Wall acts as the wall limit (timeout, not an error).
 	Run(ctx context.Context, req Request) (Result, error)
@@ -220,6 +227,15 @@ type Jail interface {
 // Config says where the jail's binaries and files are. Zero fields take
 // defaults.
 type Config struct {
+	// SandboxUID is the uid and gid, outside the jail, of the bwrap
+	// backend's jails and of the runtime threads that start them, when the
+	// runtime is root (inside, the program is always 65534). Default (0) 65534.
+	// Any process of that uid on the host may signal those threads, and a
+	// signal to one thread stops or kills the whole runtime: on a host
+	// where other processes run as 65534 (nobody), set it to a uid nothing
+	// else uses. The nsjail backend maps the jail to the uid of its policy
+	// file (65534).
+	SandboxUID int
 	// PythonPath is the interpreter run inside the jail. Default
 	// /usr/bin/python3. An interpreter outside /usr (pyenv, /opt) has its
 	// installation prefix bound read-only into the jail as well.
@@ -231,10 +247,6 @@ type Config struct {
 	NsjailConfig string
 	// BwrapPath is the bubblewrap binary. Default: "bwrap" in PATH.
 	BwrapPath string
-	// WorkDir holds nsjail's per-run directories (removed after each
-	// run). It must be traversable by uid 65534 when the caller is root.
-	// Default os.TempDir(). The bwrap backend writes no files.
-	WorkDir string
 }
 
 // DefaultPythonPath is the interpreter used when Config.PythonPath is empty.
@@ -285,14 +297,17 @@ func New(backend string, cfg Config) (Jail, error) {
 }
 
 func (c Config) withDefaults() (Config, error) {
+	if c.SandboxUID == 0 {
+		c.SandboxUID = jailUID
+	}
+	if c.SandboxUID < 0 || c.SandboxUID >= 1<<31-1 {
+		return c, fmt.Errorf("sandbox: SANDBOX_UID %d is not a uid the jail can run as (not root)", c.SandboxUID)
+	}
 	if c.PythonPath == "" {
 		c.PythonPath = DefaultPythonPath
 	}
 	if !filepath.IsAbs(c.PythonPath) {
 		return c, fmt.Errorf("sandbox: python path %q must be absolute: it is resolved inside the jail", c.PythonPath)
-	}
-	if c.WorkDir == "" {
-		c.WorkDir = os.TempDir()
 	}
 	return c, nil
 }

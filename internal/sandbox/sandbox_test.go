@@ -209,10 +209,7 @@ func TestBwrapOtherInterpreter(t *testing.T) {
 	if len(matches) == 0 {
 		t.Skip("no pyenv interpreter on this machine")
 	}
-	workDir, _ := os.MkdirTemp("", "adp-sandbox-test-")
-	t.Cleanup(func() { os.RemoveAll(workDir) })
-	os.Chmod(workDir, 0o755)
-	j, err := New(BackendBwrap, Config{PythonPath: matches[0], WorkDir: workDir})
+	j, err := New(BackendBwrap, Config{PythonPath: matches[0]})
 	if errors.Is(err, ErrNoJail) {
 		t.Skip(err)
 	}
@@ -280,7 +277,7 @@ for fd in (0, 1, 2):
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	killOrphanedJails(bw)
+	killOrphanedJails(bw, jailUID)
 	for i := 0; i < 500 && parentPid(orphan) != 0; i++ { // gone once init reaps it
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,20 +1,11 @@
-// Package service wires a runtime binary: Redis, the queue consumer, the
-// worker, the health reporter and the ops server, each a loop owned by one
-// errgroup and stopped in order on shutdown.
 package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
-
-	"github.com/agentdataplatform/adp/internal/app"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
@@ -24,9 +15,9 @@ import (
 	"github.com/agentdataplatform/adp/internal/worker"
 )
 
-// RuntimeConfig is the configuration both runtimes share (env vars).
+// RuntimeConfig is the configuration both runtimes share.
 type RuntimeConfig struct {
-	app.Common
+	Config
 	LeaseTTL       time.Duration `env:"LEASE_TTL" envDefault:"30s"`
 	MaxDeliveries  int           `env:"MAX_DELIVERIES" envDefault:"3"`
 	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"30s"`
@@ -78,34 +69,33 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 	return client, nil
 }
 
-// Runtime is one runtime process.
+// Runtime is what a runtime binary supplies to ServeRuntime.
 type Runtime struct {
 	Name        string // core.RuntimeSandbox or core.RuntimeWeb
 	Stream      string
 	Concurrency int
-	MetricsAddr string
 	Config      RuntimeConfig
-	RDB         *redis.Client
-	Metrics     *metrics.Set
-	Log         *slog.Logger
 	Exec        worker.Executor
 	// CacheTypes are the cache_type label values this runtime uses.
 	CacheTypes []string
 	// MaxTimeout caps task timeouts (0: none).
 	MaxTimeout time.Duration
 	// Checks are the runtime's own health checks (jail, browser), run after
-	// the Redis ping.
+	// the Redis ping and the output directory check.
 	Checks []func(ctx context.Context) error
-	// Loops are extra background loops owned by the runtime (a browser
-	// watchdog), stopped after the consumer has drained.
+	// Loops are extra background loops owned by the runtime (browser
+	// statistics), stopped after the consumer has drained.
 	Loops []func(ctx context.Context) error
 }
 
-// Run serves until ctx is cancelled, then drains: the consumer stops
-// reading, in-flight tasks get the grace period, and only then do the health
-// reporter, ops server and extra loops stop.
-func (r *Runtime) Run(ctx context.Context) error {
-	writer, err := trajectory.NewWriter(filepath.Join(r.Config.OutputDir, "trajectories"))
+// ServeRuntime serves r until ctx is cancelled, then drains (see Serve): the
+// consumer stops reading, in-flight tasks get SHUTDOWN_GRACE, and only then
+// do the health reporter, the ops server and r.Loops stop.
+func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
+	if r.Config.HealthInterval <= 0 {
+		return fmt.Errorf("HEALTH_INTERVAL must be positive, got %s", r.Config.HealthInterval)
+	}
+	writer, err := trajectory.NewWriter(filepath.Join(p.Config.OutputDir, "trajectories"))
 	if err != nil {
 		return err
 	}
@@ -113,59 +103,31 @@ func (r *Runtime) Run(ctx context.Context) error {
 	for i, et := range core.ErrorTypes {
 		errorTypes[i] = string(et)
 	}
-	r.Metrics.InitRuntime(r.Name, errorTypes, r.CacheTypes...)
+	p.Metrics.InitRuntime(r.Name, errorTypes, r.CacheTypes...)
 	consumerName := queue.ConsumerName(r.Name)
-	log := r.Log.With("consumer", consumerName)
+	pc := p.With("consumer", consumerName)
 	w := &worker.Worker{
 		Runtime: r.Name, RuntimeID: consumerName, Exec: r.Exec, Writer: writer,
-		Metrics: r.Metrics, Log: log, MaxTimeout: r.MaxTimeout,
+		Metrics: p.Metrics, Log: pc.Log, MaxTimeout: r.MaxTimeout,
 	}
-	checks := append([]func(context.Context) error{func(ctx context.Context) error {
-		if err := r.RDB.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		return nil
-	}, writableCheck(writer.Dir())}, r.Checks...)
+	checks := append([]func(context.Context) error{p.PingRedis, writableCheck(writer.Dir())}, r.Checks...)
 	health := &ops.HealthReporter{
-		RDB: r.RDB, Runtime: r.Name, Consumer: consumerName, Interval: r.Config.HealthInterval,
-		Checks: checks, Gauge: r.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: log,
+		RDB: p.RDB, Runtime: r.Name, Consumer: consumerName, Interval: r.Config.HealthInterval,
+		Checks: checks, Gauge: p.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: pc.Log,
 	}
-	srv := &ops.Server{Addr: r.MetricsAddr, Gatherer: r.Metrics.Registry, Health: health.Last, Log: log}
-	consumer := queue.NewConsumer(r.RDB, queue.ConsumerConfig{
+	consumer := queue.NewConsumer(p.RDB, queue.ConsumerConfig{
 		Stream: r.Stream, Name: consumerName, Runtime: r.Name, Concurrency: r.Concurrency,
 		LeaseTTL: r.Config.LeaseTTL, MaxDeliveries: r.Config.MaxDeliveries, ShutdownGrace: r.Config.ShutdownGrace,
 		// An unhealthy runtime (full disk, Redis or jail down) takes no work.
 		Paused: func() bool { return health.Last(ctx) != nil },
-	}, w, r.Metrics, r.Log) // the consumer adds its own name to its logs
+	}, w, p.Metrics, p.Log) // the consumer adds its own name to its logs
 
-	log.Info("starting", "stream", r.Stream, "concurrency", r.Concurrency, "output", writer.Dir())
-	// The consumer runs under ctx; everything else under side, cancelled
-	// once the consumer has drained (so /healthz and leases outlive the drain).
-	side, stopSide := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSide()
-	g, gctx := errgroup.WithContext(side)
-	g.Go(func() error { return srv.Run(gctx) })
-	g.Go(func() error { return health.Run(gctx) })
-	for _, loop := range r.Loops {
-		g.Go(func() error { return loop(gctx) })
-	}
-	consumerErr := make(chan error, 1)
-	go func() {
-		// Stop consuming on shutdown, or when a side loop failed.
-		cctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			select {
-			case <-gctx.Done():
-				cancel()
-			case <-cctx.Done():
-			}
-		}()
-		consumerErr <- consumer.Run(cctx)
-	}()
-	err = <-consumerErr
-	stopSide()
-	return errors.Join(err, g.Wait())
+	pc.Log.Info("starting", "stream", r.Stream, "concurrency", r.Concurrency, "output", writer.Dir())
+	return pc.Serve(ctx, Work{
+		Run:    consumer.Run,
+		Health: health.Last,
+		Loops:  append([]func(context.Context) error{health.Run}, r.Loops...),
+	})
 }
 
 // writableCheck fails when the trajectory directory cannot take a file (disk

@@ -22,6 +22,8 @@ type FakeLLM struct {
 
 // FakeLLMRequest is the part of a chat request tests look at.
 type FakeLLMRequest struct {
+	// Body is the request body as received.
+	Body     []byte `json:"-"`
 	Model    string `json:"model"`
 	Messages []struct {
 		Role       string `json:"role"`
@@ -65,6 +67,7 @@ func StartFakeLLM(t testing.TB, reply func(req FakeLLMRequest, n int) (status in
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		req.Body = b
 		f.mu.Lock()
 		n := len(f.requests)
 		f.requests = append(f.requests, req)

@@ -4,58 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
-	"github.com/agentdataplatform/adp/internal/browser"
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 )
 
-// Action is one browser action: what a scripted task lists in
-// constraints.actions, what the template cache stores, and what an LLM tool
-// call decodes to.
-type Action struct {
-	Action   string `json:"action"` // goto click fill press select scroll wait extract finish (fill_and_submit)
-	URL      string `json:"url,omitempty"`
-	Selector string `json:"selector,omitempty"`
-	Text     string `json:"text,omitempty"`
-	Key      string `json:"key,omitempty"`
-	Value    string `json:"value,omitempty"`
-	Answer   string `json:"answer,omitempty"`
-}
-
-// params renders the action as a step's action_params.
-func (a Action) params() map[string]any {
-	p := map[string]any{"action": a.Action}
-	for k, v := range map[string]string{"url": a.URL, "selector": a.Selector, "text": a.Text, "key": a.Key, "value": a.Value, "answer": a.Answer} {
-		if v != "" {
-			p[k] = v
-		}
-	}
-	return p
-}
-
-// validate checks that the action has what it needs.
-func (a Action) validate() error {
-	need := map[string][]string{
-		"goto": {"url"}, "click": {"selector"}, "fill": {"selector"}, "fill_and_submit": {"selector"},
-		"press": {"selector", "key"}, "select": {"selector", "value"}, "scroll": nil, "wait": {"selector"},
-		"extract": {"selector"}, "finish": nil,
-	}
-	fields, ok := need[a.Action]
-	if !ok {
-		return fmt.Errorf("unknown action %q: one of goto, click, fill, press, select, scroll, wait, extract, finish", a.Action)
-	}
-	got := a.params()
-	for _, f := range fields {
-		if _, ok := got[f]; !ok {
-			return fmt.Errorf("action %s needs %q", a.Action, f)
-		}
-	}
-	return nil
-}
+// Action is one browser action; the one definition is core's.
+type Action = core.WebAction
 
 // perform runs a on the session; extract returns the text it found.
-func perform(ctx context.Context, s *browser.Session, a Action) (extracted string, err error) {
+func perform(ctx context.Context, s Page, a Action) (extracted string, err error) {
 	switch a.Action {
 	case "goto":
 		return "", s.Goto(ctx, a.URL)
@@ -81,19 +39,6 @@ func perform(ctx context.Context, s *browser.Session, a Action) (extracted strin
 	return "", fmt.Errorf("unknown action %q", a.Action)
 }
 
-// The LLM tools: one per action.
-var tools = []llm.Tool{
-	llm.NewTool("goto", "Navigate to a URL (http or https).", `{"type":"object","properties":{"url":{"type":"string"}},"required":["url"]}`),
-	llm.NewTool("click", "Click the first element matching a CSS or Playwright selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("fill", "Type text into an input matching a selector (replacing its value).", `{"type":"object","properties":{"selector":{"type":"string"},"text":{"type":"string"}},"required":["selector","text"]}`),
-	llm.NewTool("press", "Press a key (e.g. Enter) in the element matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"key":{"type":"string"}},"required":["selector","key"]}`),
-	llm.NewTool("select", "Choose an option by value in a <select> matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"value":{"type":"string"}},"required":["selector","value"]}`),
-	llm.NewTool("scroll", "Scroll the page down by one screen.", `{"type":"object","properties":{}}`),
-	llm.NewTool("wait", "Wait until an element matching a selector appears.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("extract", "Return the text of the elements matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("finish", "Finish the task with the answer.", `{"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"]}`),
-}
-
 // actionFromCall decodes a tool call into an Action.
 func actionFromCall(call llm.ToolCall) (Action, error) {
 	var a Action
@@ -101,20 +46,14 @@ func actionFromCall(call llm.ToolCall) (Action, error) {
 		return Action{}, err
 	}
 	a.Action = call.Function.Name
-	return a, a.validate()
+	return a, a.Validate()
 }
 
-// decodeActions reads constraints.actions or a cached sequence.
+// decodeActions reads a cached sequence.
 func decodeActions(raw json.RawMessage) ([]Action, error) {
-	var as []Action
-	if err := json.Unmarshal(raw, &as); err != nil {
+	as, err := core.DecodeWebActions(raw)
+	if err != nil {
 		return nil, fmt.Errorf("actions: %w", err)
-	}
-	for i := range as {
-		as[i].Action = strings.ToLower(strings.TrimSpace(as[i].Action))
-		if err := as[i].validate(); err != nil {
-			return nil, fmt.Errorf("actions[%d]: %w", i, err)
-		}
 	}
 	return as, nil
 }

@@ -23,23 +23,47 @@ import (
 	"github.com/agentdataplatform/adp/internal/templatecache"
 )
 
-// Constraints are what a web task may carry.
-type Constraints struct {
-	StartURL     string          `json:"start_url"`
-	Actions      json.RawMessage `json:"actions"`
-	ExpectedText string          `json:"expected_text"`
-	ExpectedURL  string          `json:"expected_url"`
-	Answer       *string         `json:"answer"`
-	Screenshot   bool            `json:"screenshot"`
+// Constraints are what a web task may carry; the one definition is core's.
+type Constraints = core.WebConstraints
+
+// Page is a browser session as the agent uses it; *browser.Session is one.
+// Tests give the agent pages without a browser.
+type Page interface {
+	Goto(ctx context.Context, url string) error
+	Click(ctx context.Context, selector string) error
+	Fill(ctx context.Context, selector, text string) error
+	FillAndSubmit(ctx context.Context, selector, text string) error
+	Press(ctx context.Context, selector, key string) error
+	Select(ctx context.Context, selector, value string) error
+	Scroll(ctx context.Context) error
+	Wait(ctx context.Context, selector string) error
+	Extract(ctx context.Context, selector string) (string, error)
+	Observe(ctx context.Context) (browser.Observation, error)
+	Screenshot(ctx context.Context, path string) error
+	Close() error
 }
 
-func (c Constraints) hasVerifier() bool {
-	return c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil
+// Pages opens a page per task.
+type Pages interface {
+	Acquire(ctx context.Context) (Page, error)
+}
+
+// PoolPages opens the pages of a browser pool.
+func PoolPages(p *browser.Pool) Pages { return poolPages{p} }
+
+type poolPages struct{ p *browser.Pool }
+
+func (pp poolPages) Acquire(ctx context.Context) (Page, error) {
+	s, err := pp.p.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Agent is the web runtime's worker.Executor.
 type Agent struct {
-	Pool    *browser.Pool
+	Pages   Pages
 	LLM     *llm.Client // nil: no LLM configured
 	Cache   *templatecache.Cache
 	Metrics *metrics.Set
@@ -53,7 +77,7 @@ type run struct {
 	task  core.TaskSpec
 	c     Constraints
 	tr    *core.Trajectory
-	s     *browser.Session
+	s     Page
 	start time.Time
 
 	done     []Action // actions performed successfully (for the cache)
@@ -69,12 +93,13 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
 	if err := task.DecodeConstraints(&r.c); err != nil {
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
+		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(task.Timeout)*time.Second)
 	defer cancel()
 
-	s, err := a.Pool.Acquire(ctx)
+	s, err := a.Pages.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 			r.tr.Fail(core.ErrTimeout, "no browser slot became free within the task's timeout")
@@ -88,43 +113,73 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	if r.c.StartURL != "" {
 		r.do(ctx, Action{Action: "goto", URL: r.c.StartURL}, true)
 	}
-	if r.fatal == nil {
-		r.act(ctx)
+	if r.fatal != nil {
+		// The start page failed: no source is asked for actions.
+		r.Conclude(ctx)
+		return r.finish(), nil
 	}
-	r.conclude(ctx)
-	if r.tr.Success {
-		r.store(ctx)
-	}
+	x := agent.Executor{Cache: a.Cache, HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
+	x.Run(ctx, r.tr, task, r)
 	return r.finish(), nil
 }
 
-// act chooses where the actions come from and performs them.
-func (r *run) act(ctx context.Context) {
-	switch {
-	case len(r.c.Actions) > 0 && string(r.c.Actions) != "null":
-		r.tr.Metadata["source"] = agent.SourceScripted
-		as, err := decodeActions(r.c.Actions)
-		if err != nil {
-			r.fatal = err
-			r.tr.Fail(core.ErrSystem, "invalid constraints.actions: "+err.Error())
-			return
-		}
-		r.replay(ctx, as)
-	case r.fromCache(ctx):
-	case r.a.LLM != nil:
-		r.tr.Metadata["source"] = agent.SourceLLM
-		r.withLLM(ctx)
-	default:
-		r.tr.Metadata["source"] = agent.SourceRules
-		r.withRules(ctx)
+var _ agent.Task = (*run)(nil)
+
+// Scripted replays constraints.actions.
+func (r *run) Scripted(ctx context.Context) bool {
+	if len(r.c.Actions) == 0 {
+		return false
 	}
+	r.replay(ctx, r.c.Actions)
+	return true
+}
+
+// CacheKey is the task's template cache key: the start URL is part of it.
+func (r *run) CacheKey() string {
+	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.StartURL)
+}
+
+// Replay replays a cached action sequence.
+func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
+	if e.Kind != templatecache.KindActions {
+		return false
+	}
+	as, err := decodeActions(e.Actions)
+	if err != nil {
+		return false
+	}
+	r.replay(ctx, as)
+	return true
+}
+
+// Model lets the model choose the actions.
+func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
+
+// Rules performs the blueprint's search heuristics; they apply to every
+// web task.
+func (r *run) Rules(ctx context.Context) bool {
+	r.withRules(ctx)
+	return true
+}
+
+// Entry caches the actions that succeeded.
+func (r *run) Entry() (templatecache.Entry, bool) {
+	if len(r.done) == 0 {
+		return templatecache.Entry{}, false
+	}
+	b, err := json.Marshal(r.done)
+	if err != nil {
+		return templatecache.Entry{}, false
+	}
+	return templatecache.Entry{Kind: templatecache.KindActions, Actions: b}, true
 }
 
 // replay performs a fixed sequence, stopping at the first failure.
 func (r *run) replay(ctx context.Context, as []Action) {
 	for _, a := range as {
 		if len(r.tr.Steps) >= r.task.MaxSteps+1 { // +1: the opening goto
-			r.tr.Metadata["stop_reason"] = "max_steps"
+			r.tr.Metadata[core.MetaStopReason] = string(core.ExitMaxSteps)
+			r.tr.ExitReason = core.ExitMaxSteps
 			return
 		}
 		step := r.do(ctx, a, false)
@@ -134,66 +189,19 @@ func (r *run) replay(ctx context.Context, as []Action) {
 	}
 }
 
-func (r *run) cacheKey() string {
-	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.StartURL)
-}
-
-func (r *run) fromCache(ctx context.Context) bool {
-	a := r.a
-	if a.Cache == nil {
-		return false
-	}
-	e, ok, err := a.Cache.Get(ctx, r.cacheKey())
-	if err != nil {
-		a.Log.Warn("template cache read failed; treated as a miss", "task_id", r.task.TaskID, "err", err)
-	}
-	var as []Action
-	if ok && e.Kind == templatecache.KindActions {
-		as, err = decodeActions(e.Actions)
-		ok = err == nil
-	}
-	if !ok {
-		a.Metrics.CacheMisses.WithLabelValues(string(r.task.TaskType)).Inc()
-		r.tr.Metadata["cache_hit"] = false
-		return false
-	}
-	a.Metrics.CacheHits.WithLabelValues(string(r.task.TaskType)).Inc()
-	r.tr.Metadata["cache_hit"] = true
-	r.tr.Metadata["source"] = agent.SourceCache
-	r.tr.Metadata["cached_from"] = e.Source
-	r.replay(ctx, as)
-	return true
-}
-
-// store caches the action sequence of a successful run from an LLM or the
-// rules; a hit replays it for real.
-func (r *run) store(ctx context.Context) {
-	src, _ := r.tr.Metadata["source"].(string)
-	if r.a.Cache == nil || len(r.done) == 0 || (src != agent.SourceLLM && src != agent.SourceRules) {
-		return
-	}
-	b, _ := json.Marshal(r.done)
-	var verified *bool
-	if v, ok := r.tr.Metadata["verified"].(bool); ok {
-		verified = &v
-	}
-	e := templatecache.Entry{Kind: templatecache.KindActions, Actions: b, Source: src, Verified: verified}
-	if err := r.a.Cache.Put(ctx, r.cacheKey(), e); err != nil {
-		r.a.Log.Warn("template cache write failed", "task_id", r.task.TaskID, "err", err)
-	}
-}
-
 // do performs one action as a step, observes the page after it, and
-// returns the step.
-func (r *run) do(ctx context.Context, a Action, initial bool) *core.ExecutionStep {
+// returns (a copy of) the step.
+func (r *run) do(ctx context.Context, a Action, initial bool) core.ExecutionStep {
 	started := time.Now()
-	params := a.params()
+	params := a.Params()
 	if initial {
 		params["initial"] = true
 	}
-	if err := a.validate(); err != nil {
-		return r.tr.AddStep(core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
-			ErrorType: core.ErrRuntime, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})
+	if err := a.Validate(); err != nil {
+		step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
+			ErrorType: core.ErrRuntime, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)}
+		r.tr.AddStep(step)
+		return step
 	}
 	extracted, err := perform(ctx, r.s, a)
 	step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params, Timestamp: core.UnixSeconds(started)}
@@ -235,7 +243,8 @@ func (r *run) do(ctx context.Context, a Action, initial bool) *core.ExecutionSte
 		r.screenshot(ctx, &step)
 	}
 	step.Duration = time.Since(started).Seconds()
-	return r.tr.AddStep(step)
+	r.tr.AddStep(step)
+	return step
 }
 
 func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
@@ -250,11 +259,11 @@ func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
 	step.ActionParams["screenshot"] = name
 }
 
-// conclude decides success: the task ended without a fatal error and, when
+// Conclude decides success: the task ended without a fatal error and, when
 // it has a verifier, the verifier passed.
-func (r *run) conclude(ctx context.Context) {
+func (r *run) Conclude(ctx context.Context) {
 	tr := r.tr
-	tr.Metadata["final_url"] = r.lastObs.URL
+	tr.Metadata[core.MetaFinalURL] = r.lastObs.URL
 	if r.answer != nil {
 		tr.FinalResult = *r.answer
 	} else if n := len(r.extracts); n > 0 {
@@ -265,8 +274,16 @@ func (r *run) conclude(ctx context.Context) {
 	if tr.ErrorType != core.ErrNone {
 		return // already failed (invalid constraints)
 	}
+	if _, _, _, total := r.verify(); total > 0 {
+		tr.SetReward(0, total) // until the checks pass below
+	}
 	if r.fatal != nil {
 		tr.Fail(browser.Classify(r.fatal), r.fatal.Error())
+		if tr.ErrorType == core.ErrTimeout {
+			tr.ExitReason = core.ExitTimeout
+		} else {
+			tr.ExitReason = core.ExitAborted
+		}
 		return
 	}
 	if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
@@ -274,12 +291,13 @@ func (r *run) conclude(ctx context.Context) {
 		tr.Fail(s.ErrorType, s.ErrorMessage)
 		return
 	}
-	if !r.c.hasVerifier() {
+	if !r.c.HasVerifier() {
 		tr.Success = true
 		return
 	}
-	ok, why := r.verify()
-	tr.Metadata["verified"] = ok
+	ok, why, passed, total := r.verify()
+	tr.SetReward(passed, total)
+	tr.Metadata[core.MetaVerified] = ok
 	if !ok {
 		tr.Fail(core.ErrWrongAnswer, why)
 		return
@@ -287,25 +305,35 @@ func (r *run) conclude(ctx context.Context) {
 	tr.Success = true
 }
 
-// verify checks expected_text, expected_url and answer.
-func (r *run) verify() (bool, string) {
+// verify checks expected_text, expected_url and answer, each of them, and
+// returns whether all passed, the first failure, and how many of how many
+// passed.
+func (r *run) verify() (ok bool, why string, passed, total int) {
 	answer := ""
 	if r.answer != nil {
 		answer = strings.TrimSpace(*r.answer)
 	}
-	if t := r.c.ExpectedText; t != "" {
-		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
-		if !strings.Contains(page, t) && !strings.Contains(answer, t) {
-			return false, fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t)
+	check := func(pass bool, fail string) {
+		total++
+		if pass {
+			passed++
+		} else if why == "" {
+			why = fail
 		}
 	}
-	if u := r.c.ExpectedURL; u != "" && !strings.Contains(r.lastObs.URL, u) {
-		return false, fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u)
+	if t := r.c.ExpectedText; t != "" {
+		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
+		check(strings.Contains(page, t) || strings.Contains(answer, t),
+			fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t))
 	}
-	if r.c.Answer != nil && answer != strings.TrimSpace(*r.c.Answer) {
-		return false, fmt.Sprintf("answer %q is not the expected %q", answer, strings.TrimSpace(*r.c.Answer))
+	if u := r.c.ExpectedURL; u != "" {
+		check(strings.Contains(r.lastObs.URL, u), fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u))
 	}
-	return true, ""
+	if r.c.Answer != nil {
+		want := strings.TrimSpace(*r.c.Answer)
+		check(answer == want, fmt.Sprintf("answer %q is not the expected %q", answer, want))
+	}
+	return passed == total, why, passed, total
 }
 
 func (r *run) finish() *core.Trajectory {

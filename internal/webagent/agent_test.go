@@ -44,7 +44,7 @@ func setup(t *testing.T) *bundle {
 	}
 	t.Cleanup(func() { pool.Close() })
 	dir := t.TempDir()
-	return &bundle{site: srv.URL, dir: dir, agent: &Agent{Pool: pool, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler), ScreenshotDir: dir}}
+	return &bundle{site: srv.URL, dir: dir, agent: &Agent{Pages: PoolPages(pool), Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler), ScreenshotDir: dir}}
 }
 
 func webTask(desc string, c map[string]any) core.TaskSpec {

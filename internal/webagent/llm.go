@@ -8,20 +8,18 @@ import (
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/prompt"
 )
-
-const systemPrompt = `You are a web agent operating a real browser. Each tool performs one browser action and returns the page that follows: its URL, title, status, text and accessibility snapshot. Use CSS or Playwright selectors (for example "#q", "input[name=q]", "text=Next", "role=link[name='About']"). Work step by step. When the task is done, call finish with the answer the task asks for.`
 
 // withLLM lets the model choose the actions.
 func (r *run) withLLM(ctx context.Context) {
-	user := "Task: " + r.task.Description
+	var startPage string
 	if len(r.tr.Steps) > 0 {
-		user += "\n\nThe browser is on this page:\n" + r.tr.Steps[0].Observation
-	} else {
-		user += "\n\nThe browser is on a blank page; start with goto."
+		startPage = r.tr.Steps[0].Observation
 	}
-	loop := agent.Loop{LLM: r.a.LLM, MaxSteps: r.task.MaxSteps}
-	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(systemPrompt), llm.UserMessage(user)}, &llmTools{r: r})
+	user := prompt.WebUser(r.task.Description, startPage, len(r.tr.Steps) > 0)
+	loop := agent.Loop{Model: r.a.LLM, MaxSteps: r.task.MaxSteps}
+	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WebSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
 }
 
@@ -29,7 +27,7 @@ type llmTools struct{ r *run }
 
 var _ agent.Tools = (*llmTools)(nil)
 
-func (t *llmTools) Definitions() []llm.Tool { return tools }
+func (t *llmTools) Definitions() []llm.Tool { return prompt.WebTools }
 
 func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 	a, err := actionFromCall(call)
@@ -48,8 +46,8 @@ func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
 func (t *llmTools) Answer(ctx context.Context, answer string) string {
 	ans := strings.TrimSpace(answer)
 	t.r.answer = &ans
-	if t.r.c.hasVerifier() {
-		if ok, why := t.r.verify(); !ok {
+	if t.r.c.HasVerifier() {
+		if ok, why, _, _ := t.r.verify(); !ok {
 			return "Verification failed: " + why + ". Continue, then call finish with the answer."
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // The blueprint's heuristics, used without an LLM: search the site for the
@@ -48,7 +49,13 @@ func (r *run) withRules(ctx context.Context) {
 func firstSentence(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) > 300 {
-		s = s[:300]
+		// Cut at a character boundary: a byte cut can split a UTF-8
+		// character and send invalid text to the page.
+		cut := 300
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
 	}
 	return s
 }

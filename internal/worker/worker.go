@@ -107,7 +107,7 @@ func (w *Worker) finish(tr *core.Trajectory, task core.TaskSpec, m *queue.Messag
 		tr.Steps = []core.ExecutionStep{}
 	}
 	if tr.Metadata == nil {
-		tr.Metadata = map[string]any{}
+		tr.Metadata = core.Metadata{}
 	}
 	if tr.TotalDuration == 0 {
 		tr.TotalDuration = time.Since(start).Seconds()
@@ -120,7 +120,7 @@ func (w *Worker) finish(tr *core.Trajectory, task core.TaskSpec, m *queue.Messag
 	} else if tr.ErrorType == core.ErrNone {
 		tr.ErrorType = core.ErrSystem // a failure always says what kind
 	}
-	tr.Metadata["total_steps"] = len(tr.Steps)
-	tr.Metadata["deliveries"] = m.Deliveries
-	tr.Metadata["queue_wait_seconds"] = start.Sub(m.SubmittedAt).Seconds()
+	tr.Metadata[core.MetaTotalSteps] = len(tr.Steps)
+	tr.Metadata[core.MetaDeliveries] = m.Deliveries
+	tr.Metadata[core.MetaQueueWaitSeconds] = start.Sub(m.SubmittedAt).Seconds()
 }

@@ -1,0 +1,12 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+// The variables this binary reads, and their defaults, are the README's.
+func TestConfigDocumented(t *testing.T) {
+	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Sandbox runtime:")
+}

@@ -1,0 +1,224 @@
+package codeagent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/sandbox"
+)
+
+// The test harness: how a program and its tests (constraints.tests) run in
+// one interpreter without the program being able to pass tests it did not
+// run.
+//
+// Appending the tests to the program and passing on exit status 0 is not a
+// check: a program that ends in sys.exit(0) or os._exit(0), or registers an
+// atexit hook that calls os._exit(0), exits 0 whether or not the tests ran.
+// The harness instead runs the program, then the tests, as __main__ of one
+// interpreter, and only after the tests' last line writes a marker carrying a
+// per-run nonce to stdout. The nonce arrives on stdin, ahead of the program's
+// own input, and is read before the program runs, so the program never finds
+// it on any descriptor; a verdict is a pass only when the run exited 0 and its
+// stdout ends with the marker. Exiting early, crashing, killing itself,
+// exiting from inside the tests or closing stdout all leave the marker out.
+//
+// Between the program and the tests the harness writes a boundary marker to
+// both streams, with the program's exit status and duration, so that one run
+// yields the program's own output (the run step) and the tests' verdict (the
+// verify step) separately.
+//
+// Known limit: the harness and the program share one interpreter, so a
+// program written to search the harness's memory (its frames or the garbage
+// collector's objects) for the nonce could forge the marker; the check stops
+// programs that exit, crash or skip the tests, not a deliberate exploit of
+// the interpreter.
+
+// harnessPy is the harness's source, run as the jail's main program. Its
+// standard input: the nonce line, a line with the byte lengths of the
+// program and the tests, the program, the tests, then the program's stdin.
+const harnessPy = `import posix, sys, time
+def _adp_harness():
+    # Only modules the interpreter has loaded already (posix, not os): the
+    # harness adds no start-up cost to the program's run. traceback and
+    # linecache are imported when there is a traceback to print.
+    t0 = time.perf_counter()
+    def readline():
+        b = bytearray()
+        while True:
+            c = posix.read(0, 1)
+            if not c:
+                posix._exit(3)
+            if c == b"\n":
+                return bytes(b)
+            b += c
+    def readn(n):
+        b = bytearray()
+        while len(b) < n:
+            c = posix.read(0, n - len(b))
+            if not c:
+                posix._exit(3)
+            b += c
+        return bytes(b).decode("utf-8")
+    tag = b"\x1eADP-" + readline()
+    n_prog, n_tests = map(int, readline().split())
+    prog, tests = readn(n_prog), readn(n_tests)
+    fname = globals().get("__file__") or "main.py"
+    main = type(sys)("__main__")
+    main.__dict__.update(__file__=fname, __builtins__=__builtins__, __cached__=None)
+    sys.modules["__main__"] = main
+    sources = {fname: prog, "tests.py": tests}
+
+    def flush():
+        for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                f.flush()
+            except BaseException:
+                pass
+
+    def run(src, name):
+        try:
+            exec(compile(src, name, "exec"), main.__dict__)
+        except SystemExit as e:
+            c = e.code
+            if c is None:
+                c = 0
+            elif not isinstance(c, int):
+                try:
+                    print(c, file=sys.stderr)
+                except BaseException:
+                    pass
+                c = 1
+            return "exit", c
+        except BaseException as e:
+            import linecache, traceback
+            for n, s in sources.items():
+                linecache.cache[n] = (len(s), None, s.splitlines(True), n)
+            traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+            return "error", 1
+        return "ran", 0
+
+    how, code = run(prog, fname)
+    flush()
+    posix.write(1, tag + b" end %d %.6f %s\n" % (code & 0xff, time.perf_counter() - t0, how.encode()))
+    posix.write(2, tag + b" end\n")
+    if how != "ran":
+        posix._exit(code & 0xff)
+    how, code = run(tests, "tests.py")
+    flush()
+    if how != "ran":
+        if how == "exit":
+            print("the tests called sys.exit(%r) before their end; tests must run to their last line" % (code,), file=sys.stderr)
+            flush()
+        posix._exit(1)
+    posix.write(1, tag + b" pass\n")
+    posix._exit(0)
+_adp_harness()
+`
+
+// harnessRun is one run of the harness: its request and how to read it.
+type harnessRun struct {
+	tag string // "\x1eADP-<nonce>"
+}
+
+// newHarnessRun returns the request for program and tests with the
+// program's stdin.
+func newHarnessRun(program, tests, stdin string, lim sandbox.Limits) (harnessRun, sandbox.Request) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+	}
+	nonce := hex.EncodeToString(b[:])
+	in := fmt.Sprintf("%s\n%d %d\n%s%s%s", nonce, len(program), len(tests), program, tests, stdin)
+	return harnessRun{tag: "\x1eADP-" + nonce}, sandbox.Request{Code: harnessPy, Stdin: []byte(in), Limits: lim}
+}
+
+// harnessResult is a harness run read back.
+type harnessResult struct {
+	// split is false when the program's part could not be told from the
+	// tests' (no boundary: the process ended during the program, or the
+	// boundary was in a dropped middle of the output).
+	split bool
+	// program is the program's own run: its output before the boundary,
+	// its exit status, duration and error. Valid when split.
+	program sandbox.Result
+	// programExited: the program ended with sys.exit(), so the tests did
+	// not run.
+	programExited bool
+	// tests is the tests' part of the run (the whole run when !split), the
+	// markers removed.
+	tests sandbox.Result
+	// passed: the tests ran to their end (the pass marker closes stdout)
+	// and the run exited 0.
+	passed bool
+}
+
+// read splits a harness run's result.
+func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
+	out := harnessResult{tests: res}
+	pass := h.tag + " pass\n"
+	out.passed = res.OK() && strings.HasSuffix(res.Stdout, pass)
+	tests := res
+	tests.Stdout = strings.TrimSuffix(tests.Stdout, pass)
+
+	end := h.tag + " end "
+	i := strings.Index(tests.Stdout, end)
+	j := strings.Index(tests.Stderr, h.tag+" end\n")
+	if i < 0 || j < 0 || res.StdoutTruncated || res.StderrTruncated {
+		// A truncated stream may have lost its boundary, or hold a
+		// boundary with a dropped middle on either side: not split.
+		out.tests = tests
+		return out
+	}
+	line, rest, ok := strings.Cut(tests.Stdout[i+len(end):], "\n")
+	f := strings.Fields(line)
+	if !ok || len(f) != 3 {
+		out.tests = tests
+		return out
+	}
+	code, err1 := strconv.Atoi(f[0])
+	secs, err2 := strconv.ParseFloat(f[1], 64)
+	if err1 != nil || err2 != nil {
+		out.tests = tests
+		return out
+	}
+	p := sandbox.Result{
+		RunID:    res.RunID,
+		Stdout:   tests.Stdout[:i],
+		Stderr:   tests.Stderr[:j],
+		ExitCode: code,
+		Wall:     time.Duration(secs * float64(time.Second)),
+	}
+	if code != 0 {
+		p.ErrorType, p.ErrorMessage = sandbox.ExitError(code, p.Stderr, lim)
+	}
+	tests.Stdout = rest
+	tests.Stderr = tests.Stderr[j+len(h.tag+" end\n"):]
+	tests.Wall = max(res.Wall-p.Wall, 0)
+	out.split, out.program, out.programExited, out.tests = true, p, f[2] == "exit", tests
+	return out
+}
+
+// verdict is what a harness run says of the tests: ok, or why not, as the
+// verify step's error.
+func (hr harnessResult) verdict() (ok bool, et core.ErrorType, msg string) {
+	t := hr.tests
+	switch {
+	case hr.passed:
+		return true, core.ErrNone, ""
+	case hr.split && hr.programExited:
+		return false, core.ErrWrongAnswer, fmt.Sprintf("the program ended with sys.exit(%d) before the tests ran", hr.program.ExitCode)
+	case t.ErrorType == core.ErrRuntime || t.ErrorType == core.ErrCompile:
+		return false, core.ErrWrongAnswer, "tests failed: " + t.ErrorMessage
+	case t.ErrorType != core.ErrNone:
+		return false, t.ErrorType, "tests failed: " + t.ErrorMessage
+	case !hr.split:
+		return false, core.ErrWrongAnswer, fmt.Sprintf("the tests did not run: the process exited with status %d before the program finished", t.ExitCode)
+	default:
+		return false, core.ErrWrongAnswer, fmt.Sprintf("the tests did not run to their end (exit status %d)", t.ExitCode)
+	}
+}

@@ -1,0 +1,285 @@
+package core
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// This file is the one definition of what each task type may carry in
+// `constraints`: the dispatcher and `adpctl submit` reject anything else
+// (ParseTask), the runtimes decode these types, the README's constraint
+// tables are checked against them (TestREADMEConstraintTables), and the
+// export reads the same names.
+//
+// Unknown constraint keys are errors, not ignored: a misspelled verifier
+// ("expected_outptu") would otherwise run the task unverified and record a
+// success that no check established.
+
+// CodeConstraints are the constraints of code and reasoning tasks.
+type CodeConstraints struct {
+	// Code is a scripted program: the task brings its solution and the
+	// platform records its execution (replay mode).
+	Code string `json:"code"`
+	// Tests is Python run after the program in the same interpreter (as
+	// HumanEval checks are): the task is verified when the tests run to
+	// their end without an exception. The model is never shown them: a
+	// check the model could read off its prompt is not a check.
+	Tests string `json:"tests"`
+	// VisibleTests are tests the model is shown (quoted in its prompt) and
+	// that are checked too, before Tests.
+	VisibleTests string `json:"visible_tests"`
+	// ExpectedOutput is compared with the program's stdout after trimming
+	// trailing whitespace of each line and trailing blank lines.
+	ExpectedOutput *string `json:"expected_output"`
+	// Stdin is given to the program on standard input.
+	Stdin string `json:"stdin"`
+}
+
+// HasVerifier reports whether the task says what a right result is.
+func (c CodeConstraints) HasVerifier() bool {
+	return c.Tests != "" || c.VisibleTests != "" || c.ExpectedOutput != nil
+}
+
+// AllTests are the tests a program is checked with: the visible ones, then
+// the hidden ones.
+func (c CodeConstraints) AllTests() string {
+	switch {
+	case c.VisibleTests == "":
+		return c.Tests
+	case c.Tests == "":
+		return c.VisibleTests
+	}
+	return c.VisibleTests + "\n" + c.Tests
+}
+
+// WebConstraints are the constraints of web tasks.
+type WebConstraints struct {
+	// StartURL is opened before the first action.
+	StartURL string `json:"start_url"`
+	// Actions is a scripted action sequence (replay mode).
+	Actions WebActions `json:"actions"`
+	// ExpectedText must appear in the final page or the finish answer.
+	ExpectedText string `json:"expected_text"`
+	// ExpectedURL must be contained in the final URL.
+	ExpectedURL string `json:"expected_url"`
+	// Answer must equal the finish answer (trimmed).
+	Answer *string `json:"answer"`
+	// Screenshot saves a PNG per step.
+	Screenshot bool `json:"screenshot"`
+}
+
+// HasVerifier reports whether the task says what a right result is.
+func (c WebConstraints) HasVerifier() bool {
+	return c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil
+}
+
+// WebAction is one browser action: an entry of constraints.actions, a
+// template cache entry's step, or what an LLM tool call decodes to.
+type WebAction struct {
+	Action   string `json:"action"` // goto click fill press select scroll wait extract finish (fill_and_submit)
+	URL      string `json:"url,omitempty"`
+	Selector string `json:"selector,omitempty"`
+	Text     string `json:"text,omitempty"`
+	Key      string `json:"key,omitempty"`
+	Value    string `json:"value,omitempty"`
+	Answer   string `json:"answer,omitempty"`
+}
+
+// WebActionNames lists the actions and the arguments each needs, in the
+// order the README documents them.
+var webActionArgs = []struct {
+	name string
+	need []string
+}{
+	{"goto", []string{"url"}},
+	{"click", []string{"selector"}},
+	{"fill", []string{"selector"}},
+	{"press", []string{"selector", "key"}},
+	{"select", []string{"selector", "value"}},
+	{"scroll", nil},
+	{"wait", []string{"selector"}},
+	{"extract", []string{"selector"}},
+	{"finish", nil},
+	{"fill_and_submit", []string{"selector"}},
+}
+
+// Params renders the action as a step's action_params.
+func (a WebAction) Params() map[string]any {
+	p := map[string]any{"action": a.Action}
+	for k, v := range map[string]string{"url": a.URL, "selector": a.Selector, "text": a.Text, "key": a.Key, "value": a.Value, "answer": a.Answer} {
+		if v != "" {
+			p[k] = v
+		}
+	}
+	return p
+}
+
+// Validate checks that the action is known and has what it needs.
+func (a WebAction) Validate() error {
+	got := a.Params()
+	for _, w := range webActionArgs {
+		if w.name != a.Action {
+			continue
+		}
+		for _, f := range w.need {
+			if _, ok := got[f]; !ok {
+				return fmt.Errorf("action %s needs %q", a.Action, f)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown action %q: one of goto, click, fill, press, select, scroll, wait, extract, finish", a.Action)
+}
+
+// DecodeWebActions decodes a list of actions strictly (an unknown key such
+// as "selctor" is an error) and validates each; action names are
+// normalised to lower case.
+func DecodeWebActions(raw []byte) ([]WebAction, error) {
+	var as []WebAction
+	if err := decodeStrict(raw, &as); err != nil {
+		return nil, err
+	}
+	for i := range as {
+		as[i].Action = strings.ToLower(strings.TrimSpace(as[i].Action))
+		if err := as[i].Validate(); err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+	}
+	return as, nil
+}
+
+// WebActions is constraints.actions: decoded strictly and validated.
+type WebActions []WebAction
+
+// UnmarshalJSON implements json.Unmarshaler with DecodeWebActions.
+func (w *WebActions) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		*w = nil
+		return nil
+	}
+	as, err := DecodeWebActions(b)
+	if err != nil {
+		return &fieldError{field: "actions", err: err}
+	}
+	*w = as
+	return nil
+}
+
+// constraintsFor returns a pointer to a new value of the constraints type
+// of tt, nil for an unknown type.
+func constraintsFor(tt TaskType) any {
+	switch tt {
+	case TaskCode, TaskReasoning:
+		return new(CodeConstraints)
+	case TaskWeb:
+		return new(WebConstraints)
+	}
+	return nil
+}
+
+// ConstraintKeys returns the constraint names a task type accepts, sorted.
+func ConstraintKeys(tt TaskType) []string {
+	v := constraintsFor(tt)
+	if v == nil {
+		return nil
+	}
+	var keys []string
+	rt := reflect.TypeOf(v).Elem()
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			keys = append(keys, name)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// DecodeConstraints decodes t.Constraints into v, a pointer to the
+// constraints type of the task's type, strictly: an unknown key or a value
+// of the wrong type is an *InvalidTaskError naming constraints.<key>.
+func (t *TaskSpec) DecodeConstraints(v any) error {
+	if len(t.Constraints) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(t.Constraints)
+	if err != nil {
+		return fmt.Errorf("encode constraints of task %q: %w", t.TaskID, err)
+	}
+	if err := decodeStrict(b, v); err != nil {
+		return t.constraintError(err)
+	}
+	return nil
+}
+
+// validateConstraints checks t.Constraints against its type's definition.
+func (t *TaskSpec) validateConstraints() error {
+	v := constraintsFor(t.TaskType)
+	if v == nil {
+		return nil // the task type is reported by Validate
+	}
+	return t.DecodeConstraints(v)
+}
+
+func (t *TaskSpec) constraintError(err error) error {
+	e := &InvalidTaskError{TaskID: printableID(t.TaskID), Field: "constraints", Reason: err.Error()}
+	var fe *fieldError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &fe):
+		e.Field = "constraints." + fe.field
+		e.Reason = fe.err.Error()
+		if uk, ok := unknownField(fe.err); ok {
+			e.Reason = fmt.Sprintf("unknown field %q in an action; an action has action, url, selector, text, key, value, answer", uk)
+		} else if errors.As(fe.err, &typeErr) {
+			e.Reason = fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+		}
+	case errors.As(err, &typeErr):
+		e.Field = "constraints." + typeErr.Field
+		e.Reason = fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+	default:
+		if uk, ok := unknownField(err); ok {
+			e.Field = "constraints." + uk
+			e.Reason = fmt.Sprintf("unknown constraint for a %s task; known: %s", t.TaskType, strings.Join(ConstraintKeys(t.TaskType), ", "))
+		}
+	}
+	return e
+}
+
+// fieldError is an error inside one constraint.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func unknownField(err error) (string, bool) {
+	const prefix = "json: unknown field "
+	s := err.Error()
+	if i := strings.Index(s, prefix); i >= 0 {
+		return strings.Trim(s[i+len(prefix):], `"`), true
+	}
+	return "", false
+}
+
+// decodeStrict decodes one JSON value into v, rejecting unknown fields and
+// trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}

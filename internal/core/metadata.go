@@ -1,0 +1,58 @@
+package core
+
+// MetaKey names an entry of a trajectory's metadata. Every key the platform
+// writes is a constant below, documented once here; the README's list is
+// checked against MetaKeys (TestREADMEMetadataKeys).
+type MetaKey string
+
+// Metadata is a trajectory's metadata: JSON values by key.
+type Metadata map[MetaKey]any
+
+// The metadata keys. Who writes each is said in its comment.
+const (
+	// MetaSource is where the program or actions came from: scripted,
+	// cache, llm, rules (or none). The agents.
+	MetaSource MetaKey = "source"
+	// MetaCacheHit is whether the template cache answered (absent for
+	// scripted tasks). The agents.
+	MetaCacheHit MetaKey = "cache_hit"
+	// MetaCachedFrom is the source of the cached program or actions that
+	// a cache hit replayed. The agents.
+	MetaCachedFrom MetaKey = "cached_from"
+	// MetaVerified is true or false when the task had a verifier, absent
+	// otherwise. The agents.
+	MetaVerified MetaKey = "verified"
+	// MetaAnswer is the model's last text answer. The code agent.
+	MetaAnswer MetaKey = "answer"
+	// MetaCodeLength is the length of the last program that ran. The code
+	// agent.
+	MetaCodeLength MetaKey = "code_length"
+	// MetaRule names the blueprint rule that wrote the program. The code
+	// agent.
+	MetaRule MetaKey = "rule"
+	// MetaFinalURL is the URL of the last page. The web agent.
+	MetaFinalURL MetaKey = "final_url"
+	// MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens and
+	// MetaTotalTokens count the model calls and their tokens; MetaStopReason
+	// says why the model loop ended (answered, finished, max_steps). The
+	// model loop (internal/agent); a replay that hit max_steps sets
+	// stop_reason too.
+	MetaLLMCalls         MetaKey = "llm_calls"
+	MetaPromptTokens     MetaKey = "prompt_tokens"
+	MetaCompletionTokens MetaKey = "completion_tokens"
+	MetaTotalTokens      MetaKey = "total_tokens"
+	MetaStopReason       MetaKey = "stop_reason"
+	// MetaTotalSteps, MetaDeliveries and MetaQueueWaitSeconds are the
+	// number of steps, the delivery the trajectory came from, and the time
+	// from submission to the start of the work. The worker.
+	MetaTotalSteps       MetaKey = "total_steps"
+	MetaDeliveries       MetaKey = "deliveries"
+	MetaQueueWaitSeconds MetaKey = "queue_wait_seconds"
+)
+
+// MetaKeys lists every metadata key.
+var MetaKeys = []MetaKey{
+	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
+	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
+	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds,
+}

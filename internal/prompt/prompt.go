@@ -1,0 +1,113 @@
+// Package prompt is what a model is shown: the system prompts, the user
+// prompts and the tool definitions of the code and web agents. It is the one
+// definition of each: the agents send these values, and the export builds
+// the conversations of trajectories that no model produced (scripted, cached,
+// rules) from the same values. Trajectories of a model carry the exact
+// messages and tools that were sent (core.Trajectory.Messages), and their
+// export uses those, not these.
+package prompt
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/agentdataplatform/adp/internal/llm"
+)
+
+// CodeSystem is the code agent's system prompt.
+const CodeSystem = `You are a careful Python programming agent. Solve the user's task by writing a complete Python 3 program and running it with the run_python tool. The program runs in a sandbox without network access, with standard input as given by the task; it must print its answer to standard output. Read each run's observation (exit code, stdout, stderr) and fix the program if needed. When the last run printed the right answer, reply with that answer in plain text and do not call a tool.`
+
+// ToolRunPython is the name of the code agent's tool.
+const ToolRunPython = "run_python"
+
+// RunPython is the code agent's tool.
+var RunPython = llm.NewTool(ToolRunPython,
+	"Run a complete Python 3 program in a sandbox and return its exit code, stdout and stderr.",
+	`{"type":"object","properties":{"code":{"type":"string","description":"The complete Python 3 program."}},"required":["code"]}`)
+
+// CodeTask is what the code agent's user prompt says of a task.
+type CodeTask struct {
+	Description string
+	Stdin       string
+	// Checked: the task has a verifier (expected output or tests).
+	Checked bool
+	// VisibleTests are quoted to the model when set; the task's other
+	// tests never are.
+	VisibleTests string
+}
+
+// CodeUser is the code agent's user prompt.
+func CodeUser(t CodeTask) string {
+	user := "Task: " + t.Description
+	if t.Stdin != "" {
+		user += "\n\nThe program's standard input will be:\n" + t.Stdin
+	}
+	if t.Checked || t.VisibleTests != "" {
+		user += "\n\nThe result will be checked automatically."
+	}
+	if t.VisibleTests != "" {
+		user += " These tests, among others, run after your program in the same interpreter:\n" + t.VisibleTests
+	}
+	return user
+}
+
+// WebSystem is the web agent's system prompt.
+const WebSystem = `You are a web agent operating a real browser. Each tool performs one browser action and returns the page that follows: its URL, title, status, text and accessibility snapshot. Use CSS or Playwright selectors (for example "#q", "input[name=q]", "text=Next", "role=link[name='About']"). Work step by step. When the task is done, call finish with the answer the task asks for.`
+
+// WebUser is the web agent's user prompt: the task and, when the runtime
+// opened a start URL, the page it shows (the first step's observation).
+func WebUser(description, startPage string, opened bool) string {
+	user := "Task: " + description
+	if opened {
+		return user + "\n\nThe browser is on this page:\n" + startPage
+	}
+	return user + "\n\nThe browser is on a blank page; start with goto."
+}
+
+// WebTools are the web agent's tools, one per action, in the order offered.
+var WebTools = []llm.Tool{
+	llm.NewTool("goto", "Navigate to a URL (http or https).", `{"type":"object","properties":{"url":{"type":"string"}},"required":["url"]}`),
+	llm.NewTool("click", "Click the first element matching a CSS or Playwright selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
+	llm.NewTool("fill", "Type text into an input matching a selector (replacing its value).", `{"type":"object","properties":{"selector":{"type":"string"},"text":{"type":"string"}},"required":["selector","text"]}`),
+	llm.NewTool("press", "Press a key (e.g. Enter) in the element matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"key":{"type":"string"}},"required":["selector","key"]}`),
+	llm.NewTool("select", "Choose an option by value in a <select> matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"value":{"type":"string"}},"required":["selector","value"]}`),
+	llm.NewTool("scroll", "Scroll the page down by one screen.", `{"type":"object","properties":{}}`),
+	llm.NewTool("wait", "Wait until an element matching a selector appears.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
+	llm.NewTool("extract", "Return the text of the elements matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
+	llm.NewTool("finish", "Finish the task with the answer.", `{"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"]}`),
+}
+
+// WebExtraTools are actions scripted tasks and the rules may use that the
+// model is not offered (the blueprint's fill_and_submit); the export
+// declares them only in records that use them.
+var WebExtraTools = []llm.Tool{
+	llm.NewTool("fill_and_submit", "Type text into an input matching a selector, then press Enter.", `{"type":"object","properties":{"selector":{"type":"string"},"text":{"type":"string"}},"required":["selector"]}`),
+}
+
+// Properties returns the argument names a tool's schema declares.
+func Properties(t llm.Tool) []string {
+	var schema struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if err := json.Unmarshal(t.Function.Parameters, &schema); err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(schema.Properties))
+	for k := range schema.Properties {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Find returns the tool named name among tools.
+func Find(name string, tools ...[]llm.Tool) (llm.Tool, bool) {
+	for _, ts := range tools {
+		for _, t := range ts {
+			if t.Function.Name == name {
+				return t, true
+			}
+		}
+	}
+	return llm.Tool{}, false
+}
