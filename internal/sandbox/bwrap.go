@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,6 +97,11 @@ type bwrapJail struct {
 	// capInodes: the parent sets nr_inodes on the jail's /tmp
 	// (capTmpfsInodesAfterBlock), which takes CAP_SYS_ADMIN.
 	capInodes bool
+	// inodeCapRefused is set when the kernel refused the cap of a run
+	// (fspick: EPERM, as some container engines' profiles do for some
+	// runs): from then on jails run without it, and a warning says so once.
+	// (int32 for sync/atomic, so that tests may copy a bwrapJail.)
+	inodeCapRefused int32
 }
 
 func newBwrap(cfg Config) (Jail, error) {
@@ -304,11 +310,20 @@ func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
 			if err != nil {
 				return err
 			}
-			if !b.capInodes {
+			if !b.capInodes || b.capRefused() {
 				_, err = blockW.Write([]byte{1})
 				return err
 			}
-			return capTmpfsInodesAfterBlock(pid, b.hostUID, b.hostGID, tmpfsInodes(lim.TmpfsBytes), blockW, bwrapSetupTimeout)
+			err = capTmpfsInodesAfterBlock(pid, b.hostUID, b.hostGID, tmpfsInodes(lim.TmpfsBytes), blockW, bwrapSetupTimeout)
+			if errors.Is(err, unix.EPERM) && errInPick(err) {
+				// The jail was released before the cap (it is applied
+				// while the interpreter starts): it runs on, uncapped.
+				if atomic.SwapInt32(&b.inodeCapRefused, 1) == 0 {
+					slog.Warn("sandbox bwrap: the kernel refused to cap the inodes of a jail's /tmp; jails run without that cap from now on", "err", err)
+				}
+				return nil
+			}
+			return err
 		},
 		done: func(supervisorExited bool) {
 			blockW.Close()
@@ -536,3 +551,10 @@ func (b *bwrapJail) launchFailure(o outcome, stdout string, _ []byte) (string, b
 }
 
 func (b *bwrapJail) memoryKill() bool { return false }
+
+// errInPick reports whether err is capTmpfsInodes's fspick failure (the
+// jail's /tmp could not be reached), not a failed reconfiguration.
+func errInPick(err error) bool { return strings.Contains(err.Error(), ": fspick: ") }
+
+// capRefused reports whether the kernel refused an inode cap of a run.
+func (b *bwrapJail) capRefused() bool { return atomic.LoadInt32(&b.inodeCapRefused) != 0 }
