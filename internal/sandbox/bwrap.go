@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,17 +141,28 @@ func (b *bwrapJail) startThreads() {
 		if err != nil {
 			continue
 		}
-		// With CAP_SYS_ADMIN (these threads need it too) the parent can
-		// cap the inodes of the jail's /tmp.
-		b.capInodes = true
 		b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), asJailUser: asJailUser, uid: b.hostUID}
 		b.netns.put(t)
-		if !asJailUser || (&jail{name: BackendBwrap, l: b}).Check(context.Background()) == nil {
-			return
+		// With CAP_SYS_ADMIN (these threads need it too) the parent can
+		// normally cap the inodes of the jail's /tmp; where something
+		// else forbids it (a container engine's profile refusing fspick),
+		// a probe run tells, and jails run without that cap rather than
+		// not at all (the inode-flood conformance case then says so).
+		for _, capInodes := range []bool{true, false} {
+			b.capInodes = capInodes
+			if (&jail{name: BackendBwrap, l: b}).Check(context.Background()) == nil {
+				if !capInodes {
+					slog.Warn("sandbox bwrap: the inodes of a jail's /tmp cannot be capped here (fspick refused); jails run without that cap")
+				}
+				return
+			}
+		}
+		b.capInodes = false
+		if !asJailUser {
+			return // as before: the root threads stay, a failing jail says why
 		}
 		b.netns.drain()
 		b.netns = nil
-		b.capInodes = false
 	}
 }
 
