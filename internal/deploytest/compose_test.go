@@ -446,8 +446,8 @@ func TestComposeSandboxJail(t *testing.T) {
 }
 
 // docker-compose.bwrap.yml over either file: the sandbox built and run with
-// bwrap, with the privileges of nsjail plus a writable /proc/sys, nothing
-// else changed.
+// bwrap, with the privileges of nsjail plus a writable /proc/sys and
+// CAP_SYS_PTRACE, nothing else changed.
 func TestComposeBwrapOverride(t *testing.T) {
 	t.Parallel()
 	for _, file := range []string{composeFull, composeMinimal} {
@@ -469,8 +469,8 @@ func TestComposeBwrapOverride(t *testing.T) {
 			if want := append(slices.Clone(base.SecurityOpt), tt.want); !slices.Equal(s.SecurityOpt, want) {
 				t.Errorf("%s + bwrap %v: security_opt = %v, want %v", file, tt.env, s.SecurityOpt, want)
 			}
-			if !slices.Equal(s.CapAdd, base.CapAdd) || s.Privileged {
-				t.Errorf("%s + bwrap: cap_add %v privileged %v, want those of nsjail", file, s.CapAdd, s.Privileged)
+			if want := append(slices.Clone(base.CapAdd), "SYS_PTRACE"); !slices.Equal(s.CapAdd, want) || s.Privileged {
+				t.Errorf("%s + bwrap: cap_add %v privileged %v, want %v (nsjail's and SYS_PTRACE)", file, s.CapAdd, s.Privileged, want)
 			}
 		}
 	}
