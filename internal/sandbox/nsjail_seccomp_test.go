@@ -4,7 +4,6 @@ package sandbox
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -82,18 +81,7 @@ const x32SyscallBitKafel = 0x40000000
 // TestNsjailSeccompMatchesGo: the policy file's Kafel filter is the Go
 // filter's. On a mismatch it prints the lines the file should hold.
 func TestNsjailSeccompMatchesGo(t *testing.T) {
-	path, err := FindNsjailConfig("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := parsePBText(string(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, path := shippedPolicy(t)
 	var got []string
 	for _, f := range m.All("seccomp_string") {
 		got = append(got, f.Value)
