@@ -327,18 +327,6 @@ func (r *run) settle(outOK bool, outMsg string, testsRan, testsOK bool, testsMsg
 	r.verified, r.verifyMsg, r.passedChecks = &ok, msg, passed
 }
 
-// checks is how many checks the task's verifier has.
-func (r *run) checks() int {
-	n := 0
-	if r.c.ExpectedOutput != nil {
-		n++
-	}
-	if r.c.AllTests() != "" {
-		n++
-	}
-	return n
-}
-
 // checkOutput compares the last clean run's stdout with expected_output.
 func (r *run) checkOutput() (bool, string) {
 	if r.c.ExpectedOutput == nil {
@@ -375,7 +363,7 @@ func (r *run) Conclude(context.Context) {
 		if r.lastResult != nil && r.verified != nil {
 			passed = r.passedChecks
 		}
-		tr.SetReward(passed, r.checks())
+		tr.SetReward(passed, r.c.Checks())
 	}()
 	if r.lastResult != nil {
 		tr.FinalResult = strings.TrimRight(r.lastResult.Stdout, "\n")

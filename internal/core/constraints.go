@@ -42,8 +42,19 @@ type CodeConstraints struct {
 }
 
 // HasVerifier reports whether the task says what a right result is.
-func (c CodeConstraints) HasVerifier() bool {
-	return c.Tests != "" || c.VisibleTests != "" || c.ExpectedOutput != nil
+func (c CodeConstraints) HasVerifier() bool { return c.Checks() > 0 }
+
+// Checks is how many checks the verifier has (the reward's denominator):
+// the expected output, and the tests (visible and hidden run as one).
+func (c CodeConstraints) Checks() int {
+	n := 0
+	if c.ExpectedOutput != nil {
+		n++
+	}
+	if c.AllTests() != "" {
+		n++
+	}
+	return n
 }
 
 // AllTests are the tests a program is checked with: the visible ones, then
@@ -75,8 +86,17 @@ type WebConstraints struct {
 }
 
 // HasVerifier reports whether the task says what a right result is.
-func (c WebConstraints) HasVerifier() bool {
-	return c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil
+func (c WebConstraints) HasVerifier() bool { return c.Checks() > 0 }
+
+// Checks is how many checks the verifier has (the reward's denominator).
+func (c WebConstraints) Checks() int {
+	n := 0
+	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 // WebAction is one browser action: an entry of constraints.actions, a

@@ -274,9 +274,7 @@ func (r *run) Conclude(ctx context.Context) {
 	if tr.ErrorType != core.ErrNone {
 		return // already failed (invalid constraints)
 	}
-	if _, _, _, total := r.verify(); total > 0 {
-		tr.SetReward(0, total) // until the checks pass below
-	}
+	tr.SetReward(0, r.c.Checks()) // until the checks pass below
 	if r.fatal != nil {
 		tr.Fail(browser.Classify(r.fatal), r.fatal.Error())
 		if tr.ErrorType == core.ErrTimeout {
