@@ -102,6 +102,14 @@ type Trajectory struct {
 	// ExitReason says why the attempt ended: one of ExitReasons.
 	ExitReason ExitReason `json:"exit_reason"`
 
+	// SampleIndex is this attempt's 0-based index among the task's Samples
+	// attempts (task field `samples`, default 1).
+	SampleIndex int `json:"sample_index"`
+	Samples     int `json:"samples"`
+	// LLM says which model, endpoint and sampling settings produced the
+	// attempt; absent when no model was called.
+	LLM *LLMRecord `json:"llm,omitempty"`
+
 	// The conversation with a model, when one chose the actions, exactly as
 	// exchanged: training data must be what the model saw and said, not a
 	// rendering of it made later.
@@ -160,12 +168,41 @@ func (tr *Trajectory) SetReward(passed, total int) {
 	tr.Reward = &r
 }
 
+// LLMRecord is the model side of an attempt, as configured and sent.
+type LLMRecord struct {
+	Endpoint    string   `json:"endpoint"`
+	Model       string   `json:"model"`
+	Temperature *float64 `json:"temperature,omitempty"`
+	TopP        *float64 `json:"top_p,omitempty"`
+	MaxTokens   *int     `json:"max_tokens,omitempty"`
+	// Seed is the seed sent with this attempt (the task's or runtime's seed
+	// plus the sample index); absent when none was sent.
+	Seed *int64 `json:"seed,omitempty"`
+	// ToolMode is how tools reached the model: native (the API's tool
+	// calls) or text (described in the prompt, parsed from the reply).
+	ToolMode string `json:"tool_mode"`
+	// API is the endpoint kind: chat (/v1/chat/completions) or completions
+	// (/v1/completions, the transcript rendered as one prompt).
+	API string `json:"api"`
+}
+
 // ModelCall is one call of the model.
 type ModelCall struct {
 	FinishReason string     `json:"finish_reason"`
 	Usage        TokenUsage `json:"usage"`
-	// Reply is the response's message as the server sent it.
+	// Reply is the response's message (chat) or choice (completions) as the
+	// server sent it.
 	Reply json.RawMessage `json:"reply"`
+	// Prompt is the exact prompt string sent to /v1/completions; absent
+	// with the chat API, whose request is Messages.
+	Prompt string `json:"prompt,omitempty"`
+	// Logprobs is the choice's logprobs object as the server sent it, when
+	// it sent one (LLM_LOGPROBS=true asks for it).
+	Logprobs json.RawMessage `json:"logprobs,omitempty"`
+	// PromptTokenIDs and CompletionTokenIDs are the token ids when the
+	// server returns them (vLLM with return_token_ids).
+	PromptTokenIDs     []int `json:"prompt_token_ids,omitempty"`
+	CompletionTokenIDs []int `json:"completion_token_ids,omitempty"`
 }
 
 // TokenUsage is a model call's token accounting.
