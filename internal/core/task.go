@@ -41,11 +41,13 @@ const (
 	DefaultMaxSteps = 10
 	DefaultTimeout  = 300 // seconds
 	DefaultPriority = 1
+	DefaultSamples  = 1
 
 	MaxMaxSteps    = 100
 	MaxTimeout     = 3600 // seconds: one hour per task
 	MinPriority    = 0
 	MaxPriority    = 100
+	MaxSamples     = 100
 	MaxTaskIDBytes = 200
 	// MaxTaskBytes bounds one task's JSON (one line of tasks.jsonl or one
 	// stream entry). Scripted programs and tests fit easily; a larger line is
@@ -66,6 +68,24 @@ type TaskSpec struct {
 	MaxSteps      int            `json:"max_steps"`
 	Timeout       int            `json:"timeout"` // seconds
 	Priority      int            `json:"priority"`
+	// Samples is how many independent attempts of the task to make (1..100).
+	Samples int `json:"samples"`
+	// Sampling overrides the runtime's model sampling defaults.
+	Sampling *Sampling `json:"sampling,omitempty"`
+	// SampleIndex is the attempt this spec stands for (0-based). It travels
+	// beside the task in its stream entry, not in the task's JSON.
+	SampleIndex int `json:"-"`
+}
+
+// Sampling is a task's model sampling settings (task field `sampling`);
+// a nil field means the runtime's default (LLM_TEMPERATURE, LLM_TOP_P,
+// LLM_MAX_TOKENS, LLM_SEED).
+type Sampling struct {
+	Temperature *float64 `json:"temperature,omitempty"`
+	TopP        *float64 `json:"top_p,omitempty"`
+	MaxTokens   *int     `json:"max_tokens,omitempty"`
+	// Seed: attempt k sends Seed+k, so a rerun asks for the same thing.
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // InvalidTaskError says which field of a task is wrong and why. Line is the
@@ -103,6 +123,8 @@ type taskJSON struct {
 	MaxSteps      *int            `json:"max_steps"`
 	Timeout       *int            `json:"timeout"`
 	Priority      *int            `json:"priority"`
+	Samples       *int            `json:"samples"`
+	Sampling      json.RawMessage `json:"sampling"`
 }
 
 // ParseTask decodes and validates one task, applies defaults, and gives an
@@ -151,6 +173,14 @@ func parseTask(data []byte, defaultID func() string) (TaskSpec, error) {
 		MaxSteps:      orDefault(raw.MaxSteps, DefaultMaxSteps),
 		Timeout:       orDefault(raw.Timeout, DefaultTimeout),
 		Priority:      orDefault(raw.Priority, DefaultPriority),
+		Samples:       orDefault(raw.Samples, DefaultSamples),
+	}
+	if c := bytes.TrimSpace(raw.Sampling); len(c) > 0 && !bytes.Equal(c, []byte("null")) {
+		sp, err := parseSampling(c)
+		if err != nil {
+			return TaskSpec{}, &InvalidTaskError{TaskID: printableID(t.TaskID), Field: "sampling", Reason: err.Error()}
+		}
+		t.Sampling = sp
 	}
 	if c := bytes.TrimSpace(raw.Constraints); len(c) > 0 && !bytes.Equal(c, []byte("null")) {
 		if c[0] != '{' {
@@ -206,6 +236,13 @@ func (t *TaskSpec) Validate() error {
 		return bad("timeout", "%d seconds is out of range 1..%d", t.Timeout, MaxTimeout)
 	case t.Priority < MinPriority || t.Priority > MaxPriority:
 		return bad("priority", "%d is out of range %d..%d", t.Priority, MinPriority, MaxPriority)
+	case t.Samples < 1 || t.Samples > MaxSamples:
+		return bad("samples", "%d is out of range 1..%d", t.Samples, MaxSamples)
+	case t.SampleIndex < 0 || t.SampleIndex >= t.Samples:
+		return bad("sample", "attempt %d is out of range 0..%d", t.SampleIndex, t.Samples-1)
+	}
+	if err := t.Sampling.validate(); err != nil {
+		return bad("sampling."+err.field, "%s", err.reason)
 	}
 	for i, tool := range t.ExpectedTools {
 		if strings.TrimSpace(tool) == "" {
@@ -308,4 +345,41 @@ func orDefault(v *int, def int) int {
 		return def
 	}
 	return *v
+}
+
+func parseSampling(data []byte) (*Sampling, error) {
+	if data[0] != '{' {
+		return nil, errors.New("must be a JSON object")
+	}
+	var sp Sampling
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sp); err != nil {
+		var inv *InvalidTaskError
+		if errors.As(jsonError(err, nil), &inv) && inv.Field != "" {
+			return nil, fmt.Errorf("%s: %s", inv.Field, inv.Reason)
+		}
+		return nil, err
+	}
+	return &sp, nil
+}
+
+type samplingError struct{ field, reason string }
+
+// validate checks the bounds the OpenAI-compatible servers accept.
+func (sp *Sampling) validate() *samplingError {
+	if sp == nil {
+		return nil
+	}
+	switch {
+	case sp.Temperature != nil && (*sp.Temperature < 0 || *sp.Temperature > 2):
+		return &samplingError{"temperature", fmt.Sprintf("%g is out of range 0..2", *sp.Temperature)}
+	case sp.TopP != nil && (*sp.TopP <= 0 || *sp.TopP > 1):
+		return &samplingError{"top_p", fmt.Sprintf("%g is out of range (0, 1]", *sp.TopP)}
+	case sp.MaxTokens != nil && *sp.MaxTokens < 1:
+		return &samplingError{"max_tokens", fmt.Sprintf("%d must be at least 1", *sp.MaxTokens)}
+	case sp.Seed != nil && *sp.Seed < 0:
+		return &samplingError{"seed", fmt.Sprintf("%d must not be negative", *sp.Seed)}
+	}
+	return nil
 }
