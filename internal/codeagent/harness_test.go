@@ -1,0 +1,93 @@
+package codeagent
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// TestHarnessTracebacks checks the harness's own traceback printer (it does
+// without the traceback module) against what the traceback module prints:
+// the frames with their source lines and carets, chained exceptions, syntax
+// errors and the exception line, for errors of the program and of the tests.
+func TestHarnessTracebacks(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	cases := []struct {
+		name, code, tests string
+		step              int // the step whose observation holds the traceback
+		errType           core.ErrorType
+		want              []string // in this order
+	}{
+		{
+			name: "program error shows its frames and carets",
+			code: "def f(x):\n    return 1/x\nf(0)\n", tests: "assert True",
+			step: 0, errType: core.ErrRuntime,
+			want: []string{"Traceback (most recent call last):\n", "line 3, in <module>\n    f(0)\n",
+				"line 2, in f\n    return 1/x\n           ^^^\n", "ZeroDivisionError: division by zero\n"},
+		},
+		{
+			name: "failed assert names tests.py and its line",
+			code: "def add(a, b):\n    return a - b\n", tests: "def check(c):\n    assert c(2, 3) == 5, 'got %r' % c(2, 3)\ncheck(add)\n",
+			step: 1, errType: core.ErrWrongAnswer,
+			want: []string{`File "tests.py", line 3, in <module>` + "\n    check(add)\n",
+				`File "tests.py", line 2, in check` + "\n    assert c(2, 3) == 5, 'got %r' % c(2, 3)\n           ^^^^^^^^^^^^\n",
+				"AssertionError: got -1\n"},
+		},
+		{
+			name: "chained exceptions in order",
+			code: "class Bad(Exception):\n    pass\ntry:\n    {}['k']\nexcept KeyError as e:\n    raise Bad('no k') from e\n", tests: "assert True",
+			step: 0, errType: core.ErrRuntime,
+			want: []string{"KeyError: 'k'\n", "\nThe above exception was the direct cause of the following exception:\n\n",
+				"raise Bad('no k') from e\n", "Bad: no k\n"},
+		},
+		{
+			name: "syntax error with its caret is a compile error",
+			code: "def f(:\n    pass\n", tests: "assert True",
+			step: 0, errType: core.ErrCompile,
+			want: []string{"line 1\n    def f(:\n          ^\n", "SyntaxError: invalid syntax\n"},
+		},
+		{
+			name: "deep recursion is collapsed",
+			code: "def r(n):\n    return r(n + 1)\nr(0)\n", tests: "assert True",
+			step: 0, errType: core.ErrRuntime,
+			want: []string{"return r(n + 1)\n", "more times]\n", "RecursionError: maximum recursion depth exceeded\n"},
+		},
+		{
+			name: "an exception whose str fails",
+			code: "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()\n", tests: "assert True",
+			step: 0, errType: core.ErrRuntime,
+			want: []string{"raise E()\n", "E: <exception str() failed>\n"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := a.Execute(context.Background(), task("traceback", map[string]any{"code": tc.code, "tests": tc.tests}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success {
+				t.Fatal("a failing program succeeded")
+			}
+			if len(tr.Steps) <= tc.step {
+				t.Fatalf("%d steps, want step %d", len(tr.Steps), tc.step+1)
+			}
+			s := tr.Steps[tc.step]
+			if s.ErrorType != tc.errType {
+				t.Errorf("step %d error_type = %q, want %q (%s)", tc.step+1, s.ErrorType, tc.errType, s.ErrorMessage)
+			}
+			obs := s.Observation
+			for _, w := range tc.want {
+				i := strings.Index(obs, w)
+				if i < 0 {
+					t.Fatalf("observation lacks %q (in order):\n%s", w, s.Observation)
+				}
+				obs = obs[i+len(w):]
+			}
+			if strings.Count(s.Observation, "Traceback (most recent call last):") > 2 {
+				t.Errorf("harness frames or repeated tracebacks shown:\n%s", s.Observation)
+			}
+		})
+	}
+}
