@@ -41,7 +41,10 @@ import (
 // harnessPy is the harness's source, run as the jail's main program. Its
 // standard input: the nonce line, a line with the byte lengths of the
 // program and the tests, the program, the tests, then the program's stdin.
-const harnessPy = `import posix, sys, time
+var harnessPy = strings.Replace(harnessMainPy, "@TRACEBACK@", harnessTracebackPy, 1)
+
+const harnessMainPy = `import posix, sys, time
+TRACEBACK = r'''@TRACEBACK@'''
 def _adp_harness():
     # Only modules the interpreter has loaded already (posix, not os): the
     # harness adds no start-up cost to the program's run, nor to its
@@ -96,131 +99,17 @@ def _adp_harness():
             return "exit", c
         except BaseException as e:
             try:
-                show(e)
+                # Compiled only when there is a traceback to print.
+                g = {"sys": sys, "sources": sources}
+                exec(compile(TRACEBACK, "<adp-traceback>", "exec"), g)
+                g["show"](e)
             except BaseException:
                 try:
-                    sys.stderr.write(only(e))
+                    sys.stderr.write("%s: %s\n" % (type(e).__name__, e))
                 except BaseException:
                     pass
             return "error", 1
         return "ran", 0
-
-    # Tracebacks in the traceback module's layout, without it: importing
-    # traceback (and linecache, tokenize, re, ...) costs about as much CPU as
-    # a small program's whole run, and most failing programs print one.
-    lines = {}
-    def source_line(name, n):
-        if name not in lines:
-            s = sources.get(name)
-            if s is None:
-                try:
-                    with open(name, encoding="utf-8", errors="replace") as f:
-                        s = f.read()
-                except BaseException:
-                    s = ""
-            lines[name] = s.splitlines()
-        ls = lines[name]
-        return ls[n - 1] if 0 < n <= len(ls) else ""
-
-    def chars(line, offset):
-        return len(line.encode("utf-8")[:offset].decode("utf-8", "replace"))
-
-    # The carets under the failing expression, as the traceback module
-    # draws them (all "^": its "~" anchors need the ast module).
-    def carets(tb, line):
-        try:
-            pos = tuple(tb.tb_frame.f_code.co_positions())[tb.tb_lasti // 2]
-        except BaseException:
-            return ""
-        lineno, end_lineno, col, end_col = pos
-        if lineno != tb.tb_lineno or col is None or end_col is None:
-            return ""
-        code = line.strip()
-        indent = len(line) - len(line.lstrip())
-        start, end = chars(line, col), chars(line, end_col)
-        if end_lineno != lineno:
-            end = indent + len(code)
-        if end - start >= len(code):
-            return ""
-        return "    " + " " * (start - indent) + "^" * (end - start) + "\n"
-
-    def only(x):
-        t = type(x)
-        name, mod = t.__qualname__, t.__module__
-        if mod not in ("__main__", "builtins"):
-            name = mod + "." + name
-        r = ""
-        if isinstance(x, SyntaxError):
-            r = '  File "%s", line %s\n' % (x.filename or "<string>", x.lineno)
-            text = x.text
-            if x.filename in sources and x.lineno:
-                # The interpreter reads the text from the file of that
-                # name: this harness, not the program.
-                text = source_line(x.filename, x.lineno)
-            if text:
-                text = text.rstrip("\n")
-                code = text.lstrip()
-                r += "    " + code + "\n"
-                if x.offset is not None and x.offset > 0:
-                    start = max(x.offset - 1 - (len(text) - len(code)), 0)
-                    width = 1
-                    if x.end_offset is not None and x.end_lineno in (None, x.lineno):
-                        width = max(x.end_offset - x.offset, 1)
-                    r += "    " + " " * start + "^" * width + "\n"
-            msg = str(x.msg)
-        else:
-            try:
-                msg = str(x)
-            except BaseException:
-                msg = "<exception str() failed>"
-        r += name + (": " + msg if msg else "") + "\n"
-        for note in getattr(x, "__notes__", None) or ():
-            r += str(note) + "\n"
-        return r
-
-    def frames(tb):
-        out, last, count = [], None, 0
-        def repeated():
-            if count > 3:
-                out.append("  [Previous line repeated %d more times]\n" % (count - 3))
-        while tb is not None:
-            co = tb.tb_frame.f_code
-            key = (co.co_filename, tb.tb_lineno, co.co_name)
-            if key == last:
-                count += 1
-            else:
-                repeated()
-                last, count = key, 1
-            if count <= 3:
-                out.append('  File "%s", line %d, in %s\n' % key)
-                line = source_line(key[0], key[1])
-                if line.strip():
-                    out.append("    " + line.strip() + "\n" + carets(tb, line))
-            tb = tb.tb_next
-        repeated()
-        return "".join(out)
-
-    groups = getattr(sys.modules["builtins"], "BaseExceptionGroup", ())
-    def show(e):
-        w, seen = sys.stderr.write, set()
-        def emit(x, tb):
-            seen.add(id(x))
-            cause, context = x.__cause__, x.__context__
-            if cause is not None and id(cause) not in seen:
-                emit(cause, cause.__traceback__)
-                w("\nThe above exception was the direct cause of the following exception:\n\n")
-            elif context is not None and not x.__suppress_context__ and id(context) not in seen:
-                emit(context, context.__traceback__)
-                w("\nDuring handling of the above exception, another exception occurred:\n\n")
-            if tb is not None:
-                w("Traceback (most recent call last):\n" + frames(tb))
-            w(only(x))
-            if isinstance(x, groups):
-                for i, sub in enumerate(x.exceptions, 1):
-                    w("+---------------- %d ----------------\n" % i)
-                    emit(sub, sub.__traceback__)
-        # The first entry is this harness's exec.
-        emit(e, e.__traceback__.tb_next if e.__traceback__ else None)
 
     how, code = run(prog, fname)
     flush()
@@ -238,6 +127,129 @@ def _adp_harness():
     posix.write(1, tag + b" pass\n")
     posix._exit(0)
 _adp_harness()
+`
+
+// harnessTracebackPy prints tracebacks in the traceback module's layout,
+// without it: importing traceback (and linecache, tokenize, re, ...) costs
+// about as much CPU as a small program's whole run, and most failing
+// programs print one. The harness compiles it only when there is one to
+// print. It must not contain three single quotes in a row.
+const harnessTracebackPy = `# Tracebacks in the traceback module's layout, without it: importing
+# traceback (and linecache, tokenize, re, ...) costs about as much CPU as
+# a small program's whole run, and most failing programs print one.
+lines = {}
+def source_line(name, n):
+    if name not in lines:
+        s = sources.get(name)
+        if s is None:
+            try:
+                with open(name, encoding="utf-8", errors="replace") as f:
+                    s = f.read()
+            except BaseException:
+                s = ""
+        lines[name] = s.splitlines()
+    ls = lines[name]
+    return ls[n - 1] if 0 < n <= len(ls) else ""
+
+def chars(line, offset):
+    return len(line.encode("utf-8")[:offset].decode("utf-8", "replace"))
+
+# The carets under the failing expression, as the traceback module
+# draws them (all "^": its "~" anchors need the ast module).
+def carets(tb, line):
+    try:
+        pos = tuple(tb.tb_frame.f_code.co_positions())[tb.tb_lasti // 2]
+    except BaseException:
+        return ""
+    lineno, end_lineno, col, end_col = pos
+    if lineno != tb.tb_lineno or col is None or end_col is None:
+        return ""
+    code = line.strip()
+    indent = len(line) - len(line.lstrip())
+    start, end = chars(line, col), chars(line, end_col)
+    if end_lineno != lineno:
+        end = indent + len(code)
+    if end - start >= len(code):
+        return ""
+    return "    " + " " * (start - indent) + "^" * (end - start) + "\n"
+
+def only(x):
+    t = type(x)
+    name, mod = t.__qualname__, t.__module__
+    if mod not in ("__main__", "builtins"):
+        name = mod + "." + name
+    r = ""
+    if isinstance(x, SyntaxError):
+        r = '  File "%s", line %s\n' % (x.filename or "<string>", x.lineno)
+        text = x.text
+        if x.filename in sources and x.lineno:
+            # The interpreter reads the text from the file of that
+            # name: this harness, not the program.
+            text = source_line(x.filename, x.lineno)
+        if text:
+            text = text.rstrip("\n")
+            code = text.lstrip()
+            r += "    " + code + "\n"
+            if x.offset is not None and x.offset > 0:
+                start = max(x.offset - 1 - (len(text) - len(code)), 0)
+                width = 1
+                if x.end_offset is not None and x.end_lineno in (None, x.lineno):
+                    width = max(x.end_offset - x.offset, 1)
+                r += "    " + " " * start + "^" * width + "\n"
+        msg = str(x.msg)
+    else:
+        try:
+            msg = str(x)
+        except BaseException:
+            msg = "<exception str() failed>"
+    r += name + (": " + msg if msg else "") + "\n"
+    for note in getattr(x, "__notes__", None) or ():
+        r += str(note) + "\n"
+    return r
+
+def frames(tb):
+    out, last, count = [], None, 0
+    def repeated():
+        if count > 3:
+            out.append("  [Previous line repeated %d more times]\n" % (count - 3))
+    while tb is not None:
+        co = tb.tb_frame.f_code
+        key = (co.co_filename, tb.tb_lineno, co.co_name)
+        if key == last:
+            count += 1
+        else:
+            repeated()
+            last, count = key, 1
+        if count <= 3:
+            out.append('  File "%s", line %d, in %s\n' % key)
+            line = source_line(key[0], key[1])
+            if line.strip():
+                out.append("    " + line.strip() + "\n" + carets(tb, line))
+        tb = tb.tb_next
+    repeated()
+    return "".join(out)
+
+groups = getattr(sys.modules["builtins"], "BaseExceptionGroup", ())
+def show(e):
+    w, seen = sys.stderr.write, set()
+    def emit(x, tb):
+        seen.add(id(x))
+        cause, context = x.__cause__, x.__context__
+        if cause is not None and id(cause) not in seen:
+            emit(cause, cause.__traceback__)
+            w("\nThe above exception was the direct cause of the following exception:\n\n")
+        elif context is not None and not x.__suppress_context__ and id(context) not in seen:
+            emit(context, context.__traceback__)
+            w("\nDuring handling of the above exception, another exception occurred:\n\n")
+        if tb is not None:
+            w("Traceback (most recent call last):\n" + frames(tb))
+        w(only(x))
+        if isinstance(x, groups):
+            for i, sub in enumerate(x.exceptions, 1):
+                w("+---------------- %d ----------------\n" % i)
+                emit(sub, sub.__traceback__)
+    # The first entry is this harness's exec.
+    emit(e, e.__traceback__.tb_next if e.__traceback__ else None)
 `
 
 // harnessRun is one run of the harness: its request and how to read it.

@@ -91,3 +91,12 @@ func TestHarnessTracebacks(t *testing.T) {
 		})
 	}
 }
+
+func TestHarnessTracebackIsEmbeddable(t *testing.T) {
+	if strings.Contains(harnessTracebackPy, "'''") {
+		t.Fatal("harnessTracebackPy contains ''' and would end the string that embeds it")
+	}
+	if !strings.Contains(harnessPy, "def show(e):") || strings.Contains(harnessPy, "@TRACEBACK@") {
+		t.Fatal("the traceback printer is not embedded in the harness")
+	}
+}
