@@ -114,3 +114,55 @@ func TestNetnsThreadAsJailUser(t *testing.T) {
 		t.Errorf("this thread's uid changed: %d/%d", os.Getuid(), os.Geteuid())
 	}
 }
+
+// TestNetnsThreadNsswitch: a thread made with a nsswitch file sees it at
+// /etc/nsswitch.conf, and so do the processes it starts; the rest of the
+// process (and the host) keep theirs.
+func TestNetnsThreadNsswitch(t *testing.T) {
+	host, err := os.ReadFile("/etc/nsswitch.conf")
+	if err != nil {
+		t.Skipf("no /etc/nsswitch.conf here: %v", err)
+	}
+	policy, err := FindNsjailConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := nsjailNsswitch(policy)
+	if file == "" {
+		t.Fatalf("no %s beside %s", nsjailNsswitchFile, DefaultNsjailConfig)
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, err := startNetnsThread(threadOptions{nsswitch: file})
+	if err != nil {
+		t.Skipf("no mount namespaces here (needs CAP_SYS_ADMIN): %v", err)
+	}
+	defer th.retire()
+	var seen []byte
+	if err := th.do(func() error { var err error; seen, err = os.ReadFile("/etc/nsswitch.conf"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if string(seen) != string(want) {
+		t.Errorf("the thread sees /etc/nsswitch.conf = %q, want %q", seen, want)
+	}
+	var child []byte
+	if err := th.do(func() error {
+		var err error
+		child, err = exec.Command("cat", "/etc/nsswitch.conf").Output()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if string(child) != string(want) {
+		t.Errorf("a child of the thread sees %q, want %q", child, want)
+	}
+	if now, _ := os.ReadFile("/etc/nsswitch.conf"); string(now) != string(host) {
+		t.Errorf("the rest of the process sees %q, want the host's", now)
+	}
+	// Writes through the bound file are refused.
+	if err := th.do(func() error { return os.WriteFile("/etc/nsswitch.conf", []byte("x"), 0o644) }); err == nil {
+		t.Error("the bound nsswitch.conf is writable")
+	}
+}
