@@ -147,7 +147,7 @@ func (b *bwrapJail) startThreads() {
 		if err != nil {
 			continue
 		}
-		b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), opts: threadOptions{asJailUser: asJailUser, uid: b.hostUID}}
+		b.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), asJailUser: asJailUser, uid: b.hostUID}
 		b.netns.put(t)
 		// With CAP_SYS_ADMIN (these threads need it too) the parent can
 		// normally cap the inodes of the jail's /tmp; where something

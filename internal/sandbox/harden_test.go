@@ -165,7 +165,7 @@ func TestNamespaceThreadsNotSignalable(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := j.(*jail).l.(*bwrapJail)
-	if b.netns == nil || !b.netns.opts.asJailUser {
+	if b.netns == nil || !b.netns.asJailUser {
 		t.Skip("no jail-user threads here (no CAP_SYS_ADMIN, or no unprivileged user namespaces)")
 	}
 	res, err := j.Run(context.Background(), Request{Code: "import os\nprint(os.getuid(), os.getgid())\n", Limits: testLimits()})

@@ -40,51 +40,24 @@ import (
 // thread. The kernel marks the process not dumpable when a thread's uid
 // changes, and that is left so: it keeps processes of uid jailUID from
 // tracing this one.
-//
-// A thread made with a nsswitch file also moves into a mount namespace of
-// its own, a copy of the host's that receives the host's later mounts,
-// where that file is bound over /etc/nsswitch.conf. nsjail looks up its
-// policy's ids ("65534") as user and group names first, through the host's
-// name service switch; where that lists systemd after files (Debian's
-// default), a static nsjail loads the systemd module, and a second C
-// library with it, at every jail's start: about 0.6 ms of CPU of 13. With
-// files only, the lookup is a read of /etc/passwd and /etc/group. Nothing
-// else started from the thread reads it (a jail has no /etc of the host).
 type netnsThread struct {
-	calls chan func()
-	threadOptions
-	tid int // the OS thread's id
-}
-
-// threadOptions say what a netnsThread changes besides its network
-// namespace.
-type threadOptions struct {
+	calls      chan func()
 	asJailUser bool
-	uid        int // the uid and gid an asJailUser thread runs as; 0: jailUID
-	// nsswitch, when set, is a file bound over /etc/nsswitch.conf in a
-	// mount namespace of the thread's own.
-	nsswitch string
+	uid        int // the uid and gid an asJailUser thread runs as
+	tid        int // the OS thread's id
 }
 
 // newNetnsThread starts a thread in a new network namespace, running as
 // jailUID when asJailUser. It fails without CAP_SYS_ADMIN (and CAP_SETUID
 // and CAP_SETGID for asJailUser).
 func newNetnsThread(asJailUser bool) (*netnsThread, error) {
-	return startNetnsThread(threadOptions{asJailUser: asJailUser})
+	return newNetnsThreadAs(asJailUser, jailUID)
 }
 
 // newNetnsThreadAs is newNetnsThread with the uid (and gid) an asJailUser
 // thread takes (Config.SandboxUID).
 func newNetnsThreadAs(asJailUser bool, uid int) (*netnsThread, error) {
-	return startNetnsThread(threadOptions{asJailUser: asJailUser, uid: uid})
-}
-
-// startNetnsThread starts a thread with opts.
-func startNetnsThread(opts threadOptions) (*netnsThread, error) {
-	if opts.uid == 0 {
-		opts.uid = jailUID
-	}
-	t := &netnsThread{calls: make(chan func()), threadOptions: opts}
+	t := &netnsThread{calls: make(chan func()), asJailUser: asJailUser, uid: uid}
 	errc := make(chan error, 1)
 	go t.run(errc, nil)
 	if err := <-errc; err != nil {
@@ -118,12 +91,6 @@ func (t *netnsThread) run(errc chan<- error, locked chan<- struct{}) {
 		return
 	}
 	t.tid = unix.Gettid()
-	if t.nsswitch != "" {
-		if err := bindNsswitch(t.nsswitch); err != nil {
-			errc <- err
-			return
-		}
-	}
 	if t.asJailUser {
 		if err := becomeJailUser(t.uid); err != nil {
 			errc <- err
@@ -134,27 +101,6 @@ func (t *netnsThread) run(errc chan<- error, locked chan<- struct{}) {
 	for fn := range t.calls {
 		fn()
 	}
-}
-
-// bindNsswitch moves the calling thread into a mount namespace of its own
-// (unshare implies CLONE_FS: the thread's root and working directory are
-// its own from then on) where file is bound read-only over
-// /etc/nsswitch.conf. Mounts stay slaves of the host's, so that a volume
-// mounted later is seen.
-func bindNsswitch(file string) error {
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("sandbox: thread mount namespace: %w", err)
-	}
-	if err := unix.Mount("none", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-		return fmt.Errorf("sandbox: thread mount namespace: make / a slave: %w", err)
-	}
-	if err := unix.Mount(file, "/etc/nsswitch.conf", "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("sandbox: bind %s over /etc/nsswitch.conf: %w", file, err)
-	}
-	if err := unix.Mount("", "/etc/nsswitch.conf", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("sandbox: make /etc/nsswitch.conf read-only: %w", err)
-	}
-	return nil
 }
 
 // becomeJailUser drops the calling thread's credentials to uid (and gid
@@ -186,9 +132,10 @@ func (t *netnsThread) retire() { close(t.calls) }
 
 // netnsPool keeps up to maxIdle idle threads.
 type netnsPool struct {
-	maxIdle int
-	opts    threadOptions // of new threads
-	mu      sync.Mutex
+	maxIdle    int
+	asJailUser bool // for new threads
+	uid        int  // for new asJailUser threads; 0: jailUID
+	mu         sync.Mutex
 	idle       []*netnsThread
 }
 
@@ -201,7 +148,10 @@ func (p *netnsPool) get() (*netnsThread, error) {
 		return t, nil
 	}
 	p.mu.Unlock()
-	return startNetnsThread(p.opts)
+	if p.uid != 0 {
+		return newNetnsThreadAs(p.asJailUser, p.uid)
+	}
+	return newNetnsThread(p.asJailUser)
 }
 
 // drain retires the idle threads.

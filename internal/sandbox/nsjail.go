@@ -99,36 +99,11 @@ func newNsjail(cfg Config) (Jail, error) {
 		return nil, err
 	}
 	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount)}
-	opts := threadOptions{nsswitch: nsjailNsswitch(path)}
-	t, err := startNetnsThread(opts)
-	if err != nil && opts.nsswitch != "" {
-		// Where the host forbids it, nsjail looks ids up the slow way.
-		opts.nsswitch = ""
-		t, err = startNetnsThread(opts)
-	}
-	if err == nil {
-		n.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU()), opts: opts}
+	if t, err := newNetnsThread(false); err == nil {
+		n.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU())}
 		n.netns.put(t)
 	}
 	return &jail{name: BackendNsjail, l: n}, nil
-}
-
-// nsjailNsswitchFile is the name service switch nsjail runs with (see
-// netnsThread), beside the policy file: configs/nsjail/nsswitch.conf.
-const nsjailNsswitchFile = "nsswitch.conf"
-
-// nsjailNsswitch returns the nsswitch file beside the policy at
-// policyPath, or "" when there is none (or the host has no
-// /etc/nsswitch.conf to bind it over).
-func nsjailNsswitch(policyPath string) string {
-	f := filepath.Join(filepath.Dir(policyPath), nsjailNsswitchFile)
-	if st, err := os.Stat(f); err != nil || !st.Mode().IsRegular() {
-		return ""
-	}
-	if st, err := os.Stat("/etc/nsswitch.conf"); err != nil || !st.Mode().IsRegular() {
-		return ""
-	}
-	return f
 }
 
 // loadNsjailPolicy reads and checks the policy file.

@@ -167,7 +167,7 @@ func TestBwrapArgs(t *testing.T) {
 	if attr := b.sysProcAttr(&netnsThread{}); attr.Cloneflags&newNet != 0 || attr.Cloneflags&newUser == 0 {
 		t.Errorf("from a root thread: SysProcAttr = %+v", attr)
 	}
-	if attr := b.sysProcAttr(&netnsThread{threadOptions: threadOptions{asJailUser: true}}); attr.Cloneflags != 0 || attr.UidMappings != nil || attr.Credential != nil || !attr.Setpgid || attr.Pdeathsig == 0 {
+	if attr := b.sysProcAttr(&netnsThread{asJailUser: true}); attr.Cloneflags != 0 || attr.UidMappings != nil || attr.Credential != nil || !attr.Setpgid || attr.Pdeathsig == 0 {
 		t.Errorf("from a thread running as the jail's uid: SysProcAttr = %+v", attr)
 	}
 }
