@@ -63,6 +63,10 @@ type nsjailPolicy struct {
 	// line must not add --user/--group (nsjail appends them to the file's
 	// entries and the duplicated mapping fails).
 	hasIDMaps bool
+	// user and group are the jail's uid and gid as nsjail is given them:
+	// their names in the host's files where known (see nsjail_ids.go),
+	// the numbers otherwise. text uses them too.
+	user, group string
 	// tmpfsBytes is the size of the file's /tmp tmpfs, 0 when unknown.
 	tmpfsBytes int64
 	// tmpfsInodes is its nr_inodes= option, 0 when unknown.
@@ -94,6 +98,7 @@ func newNsjail(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
+	pol.useIDNames(hostIDNames("/etc/passwd", "/etc/group", jailUID))
 	py, err := resolveInterpreter(cfg.PythonPath)
 	if err != nil {
 		return nil, err
@@ -104,6 +109,22 @@ func newNsjail(cfg Config) (Jail, error) {
 		n.netns.put(t)
 	}
 	return &jail{name: BackendNsjail, l: n}, nil
+}
+
+// useIDNames makes the policy give nsjail the jail's ids by those names,
+// when ok and the text can be rewritten so.
+func (p *nsjailPolicy) useIDNames(names idNames, ok bool) {
+	if !ok {
+		return
+	}
+	if p.hasIDMaps {
+		text, ok := withIDNames(p.text, jailUID, names)
+		if !ok {
+			return
+		}
+		p.text = text
+	}
+	p.user, p.group = names.user, names.group
 }
 
 // loadNsjailPolicy reads and checks the policy file.
@@ -121,6 +142,7 @@ func loadNsjailPolicy(path string) (nsjailPolicy, error) {
 		return nsjailPolicy{}, fmt.Errorf("sandbox: nsjail config %s is not a safe policy: %s", path, strings.Join(problems, "; "))
 	}
 	pol.path, pol.text = path, string(data)
+	pol.user, pol.group = strconv.Itoa(jailUID), strconv.Itoa(jailUID)
 	return pol, nil
 }
 
@@ -354,8 +376,11 @@ func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, 
 	if !pol.hasIDMaps {
 		// inside:outside: a bare "65534" would map to root outside, where
 		// RLIMIT_NPROC is not enforced.
-		id := strconv.Itoa(jailUID)
-		a = append(a, "--user", id+":"+id, "--group", id+":"+id)
+		user, group := pol.user, pol.group
+		if user == "" || group == "" {
+			user, group = strconv.Itoa(jailUID), strconv.Itoa(jailUID)
+		}
+		a = append(a, "--user", user+":"+user, "--group", group+":"+group)
 	}
 	a = append(a, "--env", runIDEnv+"="+runID)
 	if py.prefix != "" {

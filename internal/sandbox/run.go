@@ -97,13 +97,15 @@ func (j *jail) Name() string { return j.name }
 func (j *jail) Check(ctx context.Context) error {
 	lim := DefaultLimits()
 	lim.Wall = 10 * time.Second
-	res, err := j.Run(ctx, Request{Code: `print("ok")`, Limits: lim})
+	// The ids too: nsjail may be given them by name (nsjail_ids.go), and a
+	// host file changed since the start must not go unnoticed.
+	res, err := j.Run(ctx, Request{Code: `import posix; print("ok", posix.getuid(), posix.getgid())`, Limits: lim})
 	if err != nil {
 		return fmt.Errorf("sandbox %s: check: %w", j.name, err)
 	}
-	if !res.OK() || res.Stdout != "ok\n" {
-		return fmt.Errorf("sandbox %s: check: trivial program failed: %s %s (exit %d, stdout %q, stderr %q)",
-			j.name, res.ErrorType, res.ErrorMessage, res.ExitCode, res.Stdout, res.Stderr)
+	if want := fmt.Sprintf("ok %d %d\n", jailUID, jailUID); !res.OK() || res.Stdout != want {
+		return fmt.Errorf("sandbox %s: check: trivial program failed or ran with other ids than %d: %s %s (exit %d, stdout %q, stderr %q)",
+			j.name, jailUID, res.ErrorType, res.ErrorMessage, res.ExitCode, res.Stdout, res.Stderr)
 	}
 	return nil
 }
