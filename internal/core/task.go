@@ -255,7 +255,8 @@ func (t *TaskSpec) Validate() error {
 // ValidateTaskID rejects ids that are unsafe as a file name: the id names the
 // trajectory file. Allowed: printable UTF-8 without '/', '\\', NUL or "..",
 // at most MaxTaskIDBytes bytes, not starting with '.' (hidden and temporary
-// files start with '.').
+// files start with '.'), not ending in .sample-<digits> (the file of another
+// task's attempt: see TrajectoryFileName).
 func ValidateTaskID(id string) error {
 	switch {
 	case id == "":
@@ -268,6 +269,8 @@ func ValidateTaskID(id string) error {
 		return errors.New("must not contain '..'")
 	case strings.HasPrefix(id, "."):
 		return errors.New("must not start with '.'")
+	case hasSampleSuffix(id):
+		return errors.New("must not end in .sample-<digits>: that names the file of an attempt (<task_id>.sample-<k>.json) and could collide with another task's")
 	}
 	for _, r := range id {
 		switch {
