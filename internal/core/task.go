@@ -69,7 +69,9 @@ type TaskSpec struct {
 	Timeout       int            `json:"timeout"` // seconds
 	Priority      int            `json:"priority"`
 	// Samples is how many independent attempts of the task to make (1..100).
-	Samples int `json:"samples"`
+	// A task of one attempt (or a hand-made spec that leaves it 0) is
+	// encoded without the field, as before attempts existed.
+	Samples int `json:"samples,omitempty"`
 	// Sampling overrides the runtime's model sampling defaults.
 	Sampling *Sampling `json:"sampling,omitempty"`
 	// SampleIndex is the attempt this spec stands for (0-based). It travels
@@ -286,7 +288,14 @@ func ValidateTaskID(id string) error {
 }
 
 // MarshalLine returns t as one compact JSON line without the newline.
+// samples is left out when it is the default (1): such entries are the
+// bytes they were before attempts existed.
 func (t *TaskSpec) MarshalLine() ([]byte, error) {
+	if t.Samples == DefaultSamples {
+		c := *t
+		c.Samples = 0
+		return json.Marshal(&c)
+	}
 	return json.Marshal(t)
 }
 

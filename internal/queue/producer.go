@@ -11,15 +11,19 @@ import (
 	"github.com/agentdataplatform/adp/internal/core"
 )
 
-// enqueueScript adds a batch of tasks, each only if its id is new to the
-// dedup set, and optionally records the producer's input position in the same
-// atomic step, so a crash between the two cannot happen.
+// enqueueScript adds a batch of attempts, each only if its dedup member is
+// new to the dedup set, and optionally records the producer's input
+// position in the same atomic step, so a crash between the two cannot
+// happen.
 //
 // KEYS: 1 dedup set, 2 position hash ("" key unused when ARGV[2] == "0"),
 // 3.. the streams, in core.Streams order.
 // ARGV: 1 submitted_at, 2 number of position fields pairs, then the pairs,
-// then per task: id, stream index (1-based into KEYS[3..]), task JSON, priority.
-// Returns one integer per task: 1 enqueued, 0 duplicate.
+// then per attempt: dedup member (core.DispatchedMember), stream index
+// (1-based into KEYS[3..]), task JSON, priority, sample index ("" for a
+// task of one attempt: the entry then has no sample field, as before
+// attempts existed).
+// Returns one integer per attempt: 1 enqueued, 0 duplicate.
 var enqueueScript = redis.NewScript(`
 local submitted = ARGV[1]
 local npos = tonumber(ARGV[2])
@@ -34,7 +38,7 @@ local first = i
 local ids = {}
 while i <= #ARGV do
   ids[#ids+1] = ARGV[i]
-  i = i + 4
+  i = i + 5
 end
 local out = {}
 if #ids == 0 then return out end
@@ -49,8 +53,13 @@ for k = 1, #ids do
   else
     seen[id] = true
     new[#new+1] = id
-    local a = first + (k - 1) * 4
-    redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
+    local a = first + (k - 1) * 5
+    local sample = ARGV[a+4]
+    if sample == '' then
+      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
+    else
+      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3], 'sample', sample)
+    end
     out[k] = 1
   end
 end
@@ -75,15 +84,19 @@ type Position struct {
 	Fields map[string]string // e.g. offset, line, inode
 }
 
-// Outcome of one task of a batch.
-type Outcome int
+// Outcome of one task of a batch: each of its Samples attempts is either
+// enqueued now or was enqueued before (a duplicate: by an earlier batch, an
+// earlier run, or an earlier line of the same batch).
+type Outcome struct {
+	Enqueued   int // attempts added to the stream now
+	Duplicates int // attempts skipped because they were already enqueued
+}
 
-const (
-	Enqueued Outcome = iota
-	Duplicate
-)
+// Duplicate reports whether nothing of the task was new.
+func (o Outcome) Duplicate() bool { return o.Enqueued == 0 }
 
-// Enqueue adds tasks (already validated) in one atomic script call and
+// Enqueue adds tasks (already validated), one stream entry per attempt
+// (k = 0..Samples-1, dedup per attempt), in one atomic script call and
 // returns one Outcome per task. pos, if not nil, is stored in the same call.
 func (p *Producer) Enqueue(ctx context.Context, tasks []core.TaskSpec, pos *Position) ([]Outcome, error) {
 	keys, args, err := p.scriptArgs(tasks, pos)
@@ -94,7 +107,7 @@ func (p *Producer) Enqueue(ctx context.Context, tasks []core.TaskSpec, pos *Posi
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %d tasks (first %q): %w", len(tasks), firstID(tasks), err)
 	}
-	return outcomes(res), nil
+	return outcomes(tasks, res), nil
 }
 
 // Batch is one call of a pipelined EnqueueBatches.
@@ -131,7 +144,7 @@ func (p *Producer) EnqueueBatches(ctx context.Context, batches []Batch) ([][]Out
 		if err != nil {
 			return nil, fmt.Errorf("enqueue batch %d: %w", i, err)
 		}
-		out[i] = outcomes(res)
+		out[i] = outcomes(batches[i].Tasks, res)
 	}
 	return out, nil
 }
@@ -140,7 +153,7 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 	keys := make([]string, 0, 2+len(core.Streams))
 	keys = append(keys, core.KeyDispatched, "")
 	keys = append(keys, core.Streams...)
-	args := make([]any, 0, 2+4*len(tasks))
+	args := make([]any, 0, 2+5*len(tasks))
 	args = append(args, strconv.FormatFloat(core.UnixSeconds(time.Now()), 'f', 3, 64))
 	if pos != nil {
 		keys[1] = pos.Key
@@ -158,7 +171,14 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode task %q: %w", t.TaskID, err)
 		}
-		args = append(args, t.TaskID, streamIndex(core.StreamFor(t.TaskType)), data, t.Priority)
+		stream := streamIndex(core.StreamFor(t.TaskType))
+		if t.Samples <= 1 {
+			args = append(args, t.TaskID, stream, data, t.Priority, "")
+			continue
+		}
+		for k := range t.Samples {
+			args = append(args, core.DispatchedMember(t.TaskID, k), stream, data, t.Priority, strconv.Itoa(k))
+		}
 	}
 	return keys, args, nil
 }
@@ -172,11 +192,18 @@ func streamIndex(stream string) int {
 	panic("queue: no stream " + stream)
 }
 
-func outcomes(res []int64) []Outcome {
-	out := make([]Outcome, len(res))
-	for i, r := range res {
-		if r == 0 {
-			out[i] = Duplicate
+// outcomes folds the script's per-attempt results into one Outcome per task.
+func outcomes(tasks []core.TaskSpec, res []int64) []Outcome {
+	out := make([]Outcome, len(tasks))
+	j := 0
+	for i := range tasks {
+		for range max(tasks[i].Samples, 1) {
+			if j < len(res) && res[j] == 1 {
+				out[i].Enqueued++
+			} else {
+				out[i].Duplicates++
+			}
+			j++
 		}
 	}
 	return out
