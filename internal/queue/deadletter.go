@@ -19,7 +19,7 @@ type DeadEntry struct {
 	Task         string // the task JSON as it was enqueued
 	// Sample is the attempt (the entry's sample field; 0 when absent).
 	Sample int
-	Fields       map[string]string
+	Fields map[string]string
 }
 
 // ListDead returns up to count dead-letter entries (all when count <= 0),
