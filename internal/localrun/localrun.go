@@ -158,8 +158,8 @@ type runner struct {
 	// metricsAddrs are the services' METRICS_ADDR by binary name.
 	metricsAddrs map[string]string
 	known        map[attempt]bool // attempts dispatched before this run (dedup)
-	begun        time.Time       // before anything started: older files are from earlier runs
-	start        time.Time       // the dispatcher is up: throughput counts from here
+	begun        time.Time        // before anything started: older files are from earlier runs
+	start        time.Time        // the dispatcher is up: throughput counts from here
 }
 
 func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
