@@ -16,18 +16,21 @@ import (
 // position in the same atomic step, so a crash between the two cannot
 // happen.
 //
-// KEYS: 1 dedup set, 2 position hash ("" key unused when ARGV[2] == "0"),
+// KEYS: 1 dedup set, 2 position hash (unused when ARGV[3] == "0"),
 // 3.. the streams, in core.Streams order.
-// ARGV: 1 submitted_at, 2 number of position fields pairs, then the pairs,
-// then per attempt: dedup member (core.DispatchedMember), stream index
-// (1-based into KEYS[3..]), task JSON, priority, sample index ("" for a
-// task of one attempt: the entry then has no sample field, as before
-// attempts existed).
+// ARGV: 1 submitted_at, 2 arguments per attempt (4 or 5), 3 number of
+// position fields pairs, then the pairs, then per attempt: dedup member
+// (core.DispatchedMember), stream index (1-based into KEYS[3..]), task JSON,
+// priority and, when ARGV[2] is 5, the sample index ("" for a task of one
+// attempt). An entry without a sample index has no sample field, as before
+// attempts existed; a batch without a task of several attempts sends 4
+// arguments per task, as before too, so samples = 1 costs what it did.
 // Returns one integer per attempt: 1 enqueued, 0 duplicate.
 var enqueueScript = redis.NewScript(`
 local submitted = ARGV[1]
-local npos = tonumber(ARGV[2])
-local i = 3
+local stride = tonumber(ARGV[2])
+local npos = tonumber(ARGV[3])
+local i = 4
 if npos > 0 then
   local pos = {}
   for j = 1, npos * 2 do pos[j] = ARGV[i + j - 1] end
@@ -38,7 +41,7 @@ local first = i
 local ids = {}
 while i <= #ARGV do
   ids[#ids+1] = ARGV[i]
-  i = i + 5
+  i = i + stride
 end
 local out = {}
 if #ids == 0 then return out end
@@ -53,8 +56,9 @@ for k = 1, #ids do
   else
     seen[id] = true
     new[#new+1] = id
-    local a = first + (k - 1) * 5
-    local sample = ARGV[a+4]
+    local a = first + (k - 1) * stride
+    local sample = ''
+    if stride == 5 then sample = ARGV[a+4] end
     if sample == '' then
       redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
     else
@@ -153,8 +157,15 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 	keys := make([]string, 0, 2+len(core.Streams))
 	keys = append(keys, core.KeyDispatched, "")
 	keys = append(keys, core.Streams...)
-	args := make([]any, 0, 2+5*len(tasks))
-	args = append(args, strconv.FormatFloat(core.UnixSeconds(time.Now()), 'f', 3, 64))
+	stride := 4
+	for i := range tasks {
+		if tasks[i].Samples > 1 {
+			stride = 5
+			break
+		}
+	}
+	args := make([]any, 0, 3+stride*len(tasks))
+	args = append(args, strconv.FormatFloat(core.UnixSeconds(time.Now()), 'f', 3, 64), stride)
 	if pos != nil {
 		keys[1] = pos.Key
 		args = append(args, len(pos.Fields))
@@ -173,7 +184,10 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 		}
 		stream := streamIndex(core.StreamFor(t.TaskType))
 		if t.Samples <= 1 {
-			args = append(args, t.TaskID, stream, data, t.Priority, "")
+			args = append(args, t.TaskID, stream, data, t.Priority)
+			if stride == 5 {
+				args = append(args, "")
+			}
 			continue
 		}
 		for k := range t.Samples {
