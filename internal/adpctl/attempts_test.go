@@ -1,13 +1,17 @@
 package adpctl
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"math/big"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/trajectory"
@@ -154,5 +158,25 @@ func TestStatsPassAtKOverAttemptFiles(t *testing.T) {
 	}
 	if want := float64(succeeded) / float64(files); math.Abs(st.MeanReward-want) > 1e-12 {
 		t.Errorf("mean_reward %v, want %v", st.MeanReward, want)
+	}
+}
+
+// adpctl dlq names a dead attempt as its file does, and a retry puts the
+// entry back with its sample field, so the same attempt runs again.
+func TestDLQAttempt(t *testing.T) {
+	c := setup(t)
+	ctx := context.Background()
+	c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamDead, Values: []any{"source_stream", core.StreamCode, "source_id", "1-0", "deliveries", "3",
+		"last_error", "boom", "dead_at", "1700000000", "task", `{"task_id":"fib","task_type":"code","description":"x","samples":4}`, "sample", "2"}})
+	code, out, _ := c.run("", "dlq", "list")
+	if code != 0 || !strings.Contains(out, " fib.sample-2 ") {
+		t.Errorf("dlq list does not name the attempt fib.sample-2:\n%s", out)
+	}
+	if code, out, _ := c.run("", "dlq", "retry", "--all"); code != 0 || !strings.Contains(out, "retried") {
+		t.Fatalf("dlq retry: %d %s", code, out)
+	}
+	msgs := c.rdb.XRange(ctx, core.StreamCode, "-", "+").Val()
+	if len(msgs) != 1 || msgs[0].Values["sample"] != "2" {
+		t.Errorf("retried entries %v; want one with sample 2", msgs)
 	}
 }
