@@ -22,6 +22,7 @@ cat > "$tasks" <<JSON
 not json at all
 {"task_id":"$run-bad","task_type":"video","description":"x"}
 {"task_id":"$run-fib","task_type":"code","description":"a duplicate id"}
+{"task_id":"$run-sampled","task_type":"code","description":"three attempts","samples":3,"constraints":{"code":"print(7)","expected_output":"7"}}
 JSON
 # A topic of this run: the search must be solved by the rules, not found in
 # the template cache of a Redis that outlives the run (compose).
@@ -52,7 +53,7 @@ else
   while :; do
     compose_output "$out" || true
     missing=0
-    for id in $ids; do [ -f "$out/trajectories/$id.json" ] || missing=$((missing + 1)); done
+    for id in $ids "$run-sampled.sample-1" "$run-sampled.sample-2"; do [ -f "$out/trajectories/$id.json" ] || missing=$((missing + 1)); done
     [ "$missing" -eq 0 ] && break
     [ "$SECONDS" -lt "$deadline" ] || die "compose: $missing trajectories missing after 300 s"
     sleep 3
@@ -73,6 +74,10 @@ check "$run-wrong"  '(.success | not) and .error_type == "wrong_answer"' "failin
 check "$run-syntax" '(.success | not) and .error_type == "compile_error"' "syntax error"
 check "$run-slow"   '(.success | not) and .error_type == "timeout"' "wall-clock limit"
 check "$run-reason" '.success and .final_result == "720" and .task_type == "reasoning"' "reasoning via the sandbox runtime"
+# A task of samples 3: one file per attempt, each naming its attempt.
+check "$run-sampled"          '.success and .sample_index == 0 and .samples == 3 and .reward == 1' "attempt 0 of 3"
+check "$run-sampled.sample-1" '.success and .sample_index == 1 and .samples == 3 and .task_id == "'"$run-sampled"'"' "attempt 1 of 3"
+check "$run-sampled.sample-2" '.success and .sample_index == 2 and .exit_reason == "replayed"' "attempt 2 of 3"
 if $want_web; then
   check "$run-form"   '.success and .metadata.verified == true' "scripted form"
   check "$run-search" '.success and .metadata.source == "rules"' "search heuristics on the demo site"
@@ -92,6 +97,8 @@ for fmt in openai sharegpt; do
   n=$("$BIN/adpctl" export --dir "$dir" --format "$fmt" --only-success 2>/dev/null | jq -c . | wc -l)
   if [ "$n" -ge 3 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL export $fmt: $n lines"; fi
 done
+n=$("$BIN/adpctl" export --dir "$dir" --format groups --min-attempts 3 2>/dev/null | jq -c "select(.task_id == \"$run-sampled\") | .attempts | map(.sample_index)")
+if [ "$n" = "[0,1,2]" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL export groups: $n"; fi
 "$BIN/adpctl" report --dir "$dir" --out "$work/report.html" 2>/dev/null
 if grep -q '<svg' "$work/report.html"; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL report"; fi
 cat "$work/summary.txt" >&2

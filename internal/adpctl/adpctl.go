@@ -58,7 +58,7 @@ func commands() []command {
 		{"status", "[--json]", "streams, consumers, pending entries, dead letters and runtime health", cmdStatus},
 		{"submit", "FILE|- | --json '<task>'", "validate and enqueue tasks like the dispatcher (same dedup)", cmdSubmit},
 		{"dlq", "list|retry|purge", "inspect, retry or purge the dead-letter stream tasks:dead", cmdDLQ},
-		{"export", "--format openai|sharegpt [--only-success] [--out FILE] [--dir DIR]", "trajectories to training JSONL", cmdExport},
+		{"export", exportArgs, "trajectories to training JSONL (per trajectory, best attempt per task, or groups of attempts)", cmdExport},
 		{"stats", "[--json] [--dir DIR]", "success rates, error types, durations, cache hit rate", cmdStats},
 		{"report", "--out report.html [--dir DIR]", "a self-contained HTML report with charts", cmdReport},
 	}

@@ -67,6 +67,30 @@ not json
 	}
 }
 
+// A task of samples N is N stream entries; submitting it again with more
+// samples enqueues only the new attempts.
+func TestSubmitAttempts(t *testing.T) {
+	c := setup(t)
+	ctx := context.Background()
+	code, out, errs := c.run(`{"task_id":"fib","task_type":"code","description":"x","samples":4}`, "submit", "-")
+	if code != 0 || !strings.Contains(out, "enqueued fib -> tasks:code: 4 attempts") || !strings.Contains(errs, "4 enqueued, 0 duplicates") {
+		t.Errorf("first submit: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = c.run("", "submit", "--json", `{"task_id":"fib","task_type":"code","description":"x","samples":6}`)
+	if code != 0 || !strings.Contains(out, "2 new attempts (4 were already dispatched)") || !strings.Contains(errs, "2 enqueued, 4 duplicates") {
+		t.Errorf("more samples: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	msgs := c.rdb.XRange(ctx, core.StreamCode, "-", "+").Val()
+	var samples []string
+	for _, m := range msgs {
+		s, _ := m.Values["sample"].(string)
+		samples = append(samples, s)
+	}
+	if strings.Join(samples, ",") != "0,1,2,3,4,5" {
+		t.Errorf("entries' sample fields = %q, want 0..5", samples)
+	}
+}
+
 func TestStatusAndDLQ(t *testing.T) {
 	c := setup(t)
 	ctx := context.Background()

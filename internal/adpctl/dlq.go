@@ -51,7 +51,7 @@ func cmdDLQ(ctx context.Context, e Env, args []string) error {
 		for _, d := range dead {
 			id := "(unparseable)"
 			if t, err := core.ParseTaskWithDefaultID([]byte(d.Task), "-"); err == nil {
-				id = t.TaskID
+				id = core.AttemptName(t.TaskID, d.Sample) // attempt k >= 1 shows as <id>.sample-<k>, its file's name
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, id, d.SourceStream, d.Deliveries,
 				time.Unix(d.DeadAt, 0).UTC().Format(time.RFC3339), clip(d.LastError, 100))

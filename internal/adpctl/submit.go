@@ -57,13 +57,19 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 		for i, o := range outs {
-			if o == queue.Duplicate {
-				dups++
-				fmt.Fprintf(e.Stderr, "duplicate: task %q was already dispatched; skipped\n", batch[i].TaskID)
-				continue
+			t := &batch[i]
+			dups += o.Duplicates
+			enqueued += o.Enqueued
+			switch {
+			case o.Enqueued == 0:
+				fmt.Fprintf(e.Stderr, "duplicate: task %q was already dispatched; skipped\n", t.TaskID)
+			case o.Duplicates > 0:
+				fmt.Fprintf(e.Stdout, "enqueued %s -> %s: %d new attempts (%d were already dispatched)\n", t.TaskID, core.StreamFor(t.TaskType), o.Enqueued, o.Duplicates)
+			case o.Enqueued > 1:
+				fmt.Fprintf(e.Stdout, "enqueued %s -> %s: %d attempts\n", t.TaskID, core.StreamFor(t.TaskType), o.Enqueued)
+			default:
+				fmt.Fprintf(e.Stdout, "enqueued %s -> %s\n", t.TaskID, core.StreamFor(t.TaskType))
 			}
-			enqueued++
-			fmt.Fprintf(e.Stdout, "enqueued %s -> %s\n", batch[i].TaskID, core.StreamFor(batch[i].TaskType))
 		}
 		batch = batch[:0]
 		return nil
@@ -99,6 +105,7 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	// Counted in attempts (stream entries): a task of samples N is N.
 	fmt.Fprintf(e.Stderr, "%d enqueued, %d duplicates, %d rejected\n", enqueued, dups, rejected)
 	if rejected > 0 {
 		return fmt.Errorf("%d invalid tasks rejected", rejected)

@@ -14,9 +14,11 @@ import (
 )
 
 func cmdExport(_ context.Context, e Env, args []string) error {
-	fs := newFlags(e, "export", "--format openai|sharegpt [--only-success] [--out FILE] [--dir DIR]")
-	format := fs.String("format", "openai", "openai (chat messages with tool_calls) or sharegpt (LLaMA-Factory)")
+	fs := newFlags(e, "export", exportArgs)
+	format := fs.String("format", "openai", "openai (chat messages with tool_calls), sharegpt (LLaMA-Factory), or groups (one line per task: prompt, tools, every attempt's completion with its reward)")
 	onlySuccess := fs.Bool("only-success", false, "export only successful trajectories")
+	bestOf := fs.Bool("best-of", false, "openai, sharegpt: one line per task, its attempt of highest reward (ties: the shortest)")
+	minAttempts := fs.Int("min-attempts", 0, "groups: skip tasks with fewer attempts to export")
 	out := fs.String("out", "", "write to FILE instead of stdout (replaced atomically)")
 	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory (or the OUTPUT_DIR above it)")
 	if _, err := parse(fs, args); err != nil {
@@ -26,13 +28,21 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	switch {
+	case *bestOf && f == export.FormatGroups:
+		return fmt.Errorf("%w: --best-of is for openai and sharegpt; groups keeps every attempt", errUsage)
+	case *minAttempts > 0 && f != export.FormatGroups:
+		return fmt.Errorf("%w: --min-attempts is for --format groups", errUsage)
+	case *minAttempts < 0:
+		return fmt.Errorf("%w: --min-attempts %d is negative", errUsage, *minAttempts)
+	}
 	if *dir, err = export.ResolveDir(*dir); err != nil {
 		return err
 	}
 	var sum export.Summary
 	err = writeOut(e, *out, func(w io.Writer) error {
 		var err error
-		sum, err = export.Write(w, *dir, f, export.Options{OnlySuccess: *onlySuccess})
+		sum, err = export.Write(w, *dir, f, export.Options{OnlySuccess: *onlySuccess, BestOf: *bestOf, MinAttempts: *minAttempts})
 		return err
 	})
 	if err != nil {
@@ -44,6 +54,8 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	}
 	return nil
 }
+
+const exportArgs = "--format openai|sharegpt|groups [--only-success] [--best-of] [--min-attempts N] [--out FILE] [--dir DIR]"
 
 func cmdStats(_ context.Context, e Env, args []string) error {
 	fs := newFlags(e, "stats", "[--json] [--dir DIR]")

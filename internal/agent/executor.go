@@ -47,6 +47,10 @@ type Task interface {
 // or actions (scripted); the template cache (a hit is replayed for real and
 // evicted when it no longer succeeds); the model, when one is configured;
 // else the rules. A success from the model or the rules is cached.
+//
+// The attempts of a task with samples > 1 do not read the cache: a cached
+// program would turn N independent samples into N copies of one. They may
+// still store a verified success for later tasks of one attempt.
 type Executor struct {
 	// Cache is the template cache; nil disables it.
 	Cache *templatecache.Cache
@@ -101,8 +105,8 @@ func (x *Executor) Run(ctx context.Context, tr *core.Trajectory, task core.TaskS
 // fromCache replays the cached entry, if any; it reports whether the cache
 // answered (a hit, even if the replay then failed).
 func (x *Executor) fromCache(ctx context.Context, tr *core.Trajectory, task core.TaskSpec, t Task) bool {
-	if x.Cache == nil {
-		return false
+	if x.Cache == nil || task.Samples > 1 {
+		return false // not a miss either: the cache was not asked
 	}
 	typ := string(task.TaskType)
 	e, ok, err := x.Cache.Get(ctx, t.CacheKey())

@@ -152,3 +152,43 @@ func TestExecutorSourceOrder(t *testing.T) {
 		t.Errorf("cache hits %v, misses %v; want 2 and 3", hits, misses)
 	}
 }
+
+// The attempts of a task with samples > 1 never read the cache, even when
+// it holds a program for the task; they still store a verified success.
+func TestExecutorSampledAttemptsSkipTheCache(t *testing.T) {
+	r := testsupport.StartRedis(t)
+	ctx := context.Background()
+	cache := templatecache.New(r.Client, templatecache.Options{})
+	m := metrics.New()
+	x := &Executor{Cache: cache, HasModel: true, Metrics: m, Log: slog.New(slog.DiscardHandler)}
+	if err := cache.Put(ctx, "template_cache:fake", templatecache.Entry{Kind: templatecache.KindProgram, Program: "print(0)", Source: SourceLLM}); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 3 {
+		task := core.TaskSpec{TaskID: "t", TaskType: core.TaskCode, Description: "d", Samples: 3, SampleIndex: k}
+		f := &fakeTask{succeed: true, kind: templatecache.KindProgram}
+		f.tr = core.NewTrajectory(task, "")
+		x.Run(ctx, f.tr, task, f)
+		if strings.Join(f.used, ",") != "model,conclude" || f.tr.Metadata[core.MetaSource] != SourceLLM {
+			t.Errorf("attempt %d: used %v, metadata %v; want the model, not the cache", k, f.used, f.tr.Metadata)
+		}
+		if _, ok := f.tr.Metadata[core.MetaCacheHit]; ok {
+			t.Errorf("attempt %d records cache_hit %v though the cache was not asked", k, f.tr.Metadata[core.MetaCacheHit])
+		}
+	}
+	if h, ms := testutil.ToFloat64(m.CacheHits.WithLabelValues("code")), testutil.ToFloat64(m.CacheMisses.WithLabelValues("code")); h != 0 || ms != 0 {
+		t.Errorf("cache hits %v, misses %v; want none counted", h, ms)
+	}
+	// The model's verified success was stored (replacing the old entry).
+	if e, ok, err := cache.Get(ctx, "template_cache:fake"); err != nil || !ok || e.Program != "print(1)" || e.Verified == nil || !*e.Verified {
+		t.Errorf("cache after the attempts: %+v, %v, %v; want the attempts' verified program", e, ok, err)
+	}
+	// A later task of one attempt reads it.
+	task := core.TaskSpec{TaskID: "t2", TaskType: core.TaskCode, Description: "d", Samples: 1}
+	f := &fakeTask{succeed: true, kind: templatecache.KindProgram}
+	f.tr = core.NewTrajectory(task, "")
+	x.Run(ctx, f.tr, task, f)
+	if strings.Join(f.used, ",") != "cache,conclude" {
+		t.Errorf("single task after the attempts used %v, want the cache", f.used)
+	}
+}

@@ -7,6 +7,7 @@
 // stops cleanly on SIGTERM, and no process is left running.
 //
 //	TestKillRuntimes                  1,000 tasks, a runtime SIGKILLed 5 times
+//	TestKillRuntimeSampledTasks       60 tasks × samples 5, a runtime SIGKILLed twice
 //	TestRedisCrash                    400 tasks, redis-server SIGKILLed and restarted
 //	TestRedisLosesAcknowledgedWrites  300 tasks, Redis restarted from an older AOF
 //	TestSigterm                       260 tasks, SIGTERM to each binary
@@ -106,6 +107,68 @@ func TestKillRuntimes(t *testing.T) {
 	}
 	t.Logf("tasks %d, kills %d: files %d, dead 0, lost 0, duplicate files 0; redelivered %d, ran twice %d, leftover temp files %d",
 		n, kills, res.Files, res.Redelivered, res.ReExecuted, len(res.Temp))
+}
+
+// TestKillRuntimeSampledTasks: 60 code tasks of samples 5 (300 attempts,
+// each its own stream entry), 2 sandbox runtimes; one is SIGKILLed twice
+// mid-run and restarted. Afterwards every attempt has exactly one file
+// (<id>.json, <id>.sample-<k>.json) holding that attempt, none lost and none
+// duplicated, and no other file exists.
+func TestKillRuntimeSampledTasks(t *testing.T) {
+	r := setup(t)
+	const (
+		n       = 60
+		samples = 5
+		kills   = 2
+	)
+	var lines, attempts []string
+	for i := range n {
+		id := fmt.Sprintf("sampled-%03d", i)
+		lines = append(lines, sampledCodeTask(id, fmt.Sprintf("import time; time.sleep(0.1); print(%q)", id), samples))
+		for k := range samples {
+			attempts = append(attempts, core.AttemptName(id, k))
+		}
+	}
+	r.writeTasks(lines)
+	rts := []*testsupport.Service{r.startSandbox("MAX_DELIVERIES=20"), r.startSandbox("MAX_DELIVERIES=20")}
+	r.startDispatcher()
+	total := n * samples
+	for i, th := range []int{total / 3, total * 2 / 3}[:kills] {
+		waitFor(t, 5*time.Minute, 20*time.Millisecond, fmt.Sprintf("%d trajectories before kill %d", th, i+1), func() (bool, string) {
+			got := len(r.trajectoryFiles())
+			return got >= th, fmt.Sprintf("%d files", got)
+		})
+		v := rts[i%len(rts)]
+		name := consumerName(v)
+		v.Kill()
+		t.Logf("kill %d: SIGKILL %s at %d/%d files", i+1, name, len(r.trajectoryFiles()), total)
+		v.Start(true)
+	}
+	r.waitSettled(attempts, 5*time.Minute)
+	res := r.checkOutcome(attempts) // one file or dead letter per attempt, nothing else
+	if res.Dead != 0 || res.Files != total {
+		t.Errorf("files %d, dead letters %d; want %d and 0", res.Files, res.Dead, total)
+	}
+	for _, a := range attempts {
+		id, k := core.ParseAttemptName(a)
+		tr := res.Trajs[a]
+		if tr == nil {
+			continue // reported by checkOutcome
+		}
+		if tr.SampleIndex != k || tr.Samples != samples || !tr.Success || len(tr.Steps) == 0 ||
+			!strings.Contains(tr.Steps[len(tr.Steps)-1].Observation, id) || tr.ExitReason != core.ExitReplayed {
+			t.Errorf("%s: sample_index %d samples %d success %v exit_reason %q; want attempt %d of %d, a success printing %s, replayed",
+				a, tr.SampleIndex, tr.Samples, tr.Success, tr.ExitReason, k, samples, id)
+		}
+		if res.Executions[a] < 1 {
+			t.Errorf("%s has a file but no runtime logged it done", a)
+		}
+	}
+	if res.Redelivered == 0 {
+		t.Errorf("no attempt was redelivered: the kills hit idle runtimes")
+	}
+	t.Logf("attempts %d, kills %d: files %d, dead 0, lost 0, duplicate files 0; redelivered %d, ran twice %d",
+		total, kills, res.Files, res.Redelivered, res.ReExecuted)
 }
 
 // checkPrintsID asserts the trajectory of id succeeded and printed id: the

@@ -227,6 +227,18 @@ func codeTask(id, code string) string {
 	return string(b)
 }
 
+// sampledCodeTask is codeTask with samples attempts.
+func sampledCodeTask(id, code string, samples int) string {
+	b, err := json.Marshal(map[string]any{
+		"task_id": id, "task_type": "code", "description": "chaos task " + id, "samples": samples,
+		"constraints": map[string]any{"code": code},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
 // printTasks returns n code tasks prefix-0000.. whose program prints their
 // own id, so checkPrintsID can tell a file holds its own task's result.
 func printTasks(prefix string, n int) (ids, lines []string) {
@@ -290,7 +302,8 @@ func appendLines(path string, lines []string) error {
 
 func (r *rig) trajDir() string { return filepath.Join(r.out, "trajectories") }
 
-// trajectoryFiles returns the task ids of the trajectory files (visible
+// trajectoryFiles returns the attempt names (core.AttemptName: the task id
+// for attempt 0, <id>.sample-<k> after) of the trajectory files (visible
 // *.json names; hidden names are temporary files and the health probe).
 func (r *rig) trajectoryFiles() map[string]bool {
 	entries, err := os.ReadDir(r.trajDir())
@@ -320,7 +333,8 @@ func (r *rig) tempFiles() []string {
 	return out
 }
 
-// deadLetter is one entry of tasks:dead.
+// deadLetter is one entry of tasks:dead. TaskID is the attempt's name
+// (core.AttemptName: the task id itself for attempt 0), as the file names.
 type deadLetter struct {
 	EntryID, TaskID, LastError string
 	Deliveries                 int
@@ -341,7 +355,9 @@ func (r *rig) deadLetters() []deadLetter {
 			TaskID string `json:"task_id"`
 		}
 		_ = json.Unmarshal([]byte(raw), &spec)
-		d.TaskID = spec.TaskID
+		sample, _ := m.Values["sample"].(string)
+		k, _ := strconv.Atoi(sample)
+		d.TaskID = core.AttemptName(spec.TaskID, k)
 		d.LastError, _ = m.Values["last_error"].(string)
 		n, _ := m.Values["deliveries"].(string)
 		d.Deliveries, _ = strconv.Atoi(n)
@@ -490,8 +506,8 @@ func (r *rig) checkOutcome(ids []string) outcome {
 			t.Errorf("trajectory of %q unreadable (truncated or invalid JSON): %v", id, err)
 			continue
 		}
-		if tr.TaskID != id {
-			t.Errorf("file %s.json holds the trajectory of task %q", id, tr.TaskID)
+		if task, k := core.ParseAttemptName(id); tr.TaskID != task || tr.SampleIndex != k {
+			t.Errorf("file %s.json holds the trajectory of task %q attempt %d", id, tr.TaskID, tr.SampleIndex)
 		}
 		res.Trajs[id] = tr
 		if d, _ := tr.Metadata["deliveries"].(float64); d > 1 {
@@ -715,13 +731,15 @@ func logRecords(s *testsupport.Service) []map[string]any {
 	return out
 }
 
-// taskDoneCounts counts "task done" log lines per task id.
+// taskDoneCounts counts "task done" log lines per attempt (task id for
+// attempt 0, <id>.sample-<k> after).
 func taskDoneCounts(s *testsupport.Service) map[string]int {
 	out := map[string]int{}
 	for _, rec := range logRecords(s) {
 		if rec["msg"] == "task done" {
 			id, _ := rec["task_id"].(string)
-			out[id]++
+			k, _ := rec["sample"].(float64)
+			out[core.AttemptName(id, int(k))]++
 		}
 	}
 	return out

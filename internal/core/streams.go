@@ -14,8 +14,9 @@ const (
 	StreamDead = "tasks:dead"
 	// ConsumerGroup is the one consumer group every runtime joins.
 	ConsumerGroup = "workers"
-	// KeyDispatched is a set of every task id ever enqueued (by the dispatcher
-	// or adpctl submit). SADD is the atomic check-and-add that makes dispatch
+	// KeyDispatched is a set of every task attempt ever enqueued (by the
+	// dispatcher or adpctl submit): DispatchedMember(id, k), the bare task id
+	// for attempt 0. SADD is the atomic check-and-add that makes dispatch
 	// exactly-once across restarts. Delete it to allow re-running the same ids.
 	KeyDispatched = "tasks:dispatched"
 	// KeyRuntimeHealth is a hash: field = consumer name, value = JSON health

@@ -69,7 +69,9 @@ type TaskSpec struct {
 	Timeout       int            `json:"timeout"` // seconds
 	Priority      int            `json:"priority"`
 	// Samples is how many independent attempts of the task to make (1..100).
-	Samples int `json:"samples"`
+	// A task of one attempt (or a hand-made spec that leaves it 0) is
+	// encoded without the field, as before attempts existed.
+	Samples int `json:"samples,omitempty"`
 	// Sampling overrides the runtime's model sampling defaults.
 	Sampling *Sampling `json:"sampling,omitempty"`
 	// SampleIndex is the attempt this spec stands for (0-based). It travels
@@ -255,7 +257,8 @@ func (t *TaskSpec) Validate() error {
 // ValidateTaskID rejects ids that are unsafe as a file name: the id names the
 // trajectory file. Allowed: printable UTF-8 without '/', '\\', NUL or "..",
 // at most MaxTaskIDBytes bytes, not starting with '.' (hidden and temporary
-// files start with '.').
+// files start with '.'), not ending in .sample-<digits> (the file of another
+// task's attempt: see TrajectoryFileName).
 func ValidateTaskID(id string) error {
 	switch {
 	case id == "":
@@ -268,6 +271,8 @@ func ValidateTaskID(id string) error {
 		return errors.New("must not contain '..'")
 	case strings.HasPrefix(id, "."):
 		return errors.New("must not start with '.'")
+	case hasSampleSuffix(id):
+		return errors.New("must not end in .sample-<digits>: that names the file of an attempt (<task_id>.sample-<k>.json) and could collide with another task's")
 	}
 	for _, r := range id {
 		switch {
@@ -283,7 +288,14 @@ func ValidateTaskID(id string) error {
 }
 
 // MarshalLine returns t as one compact JSON line without the newline.
+// samples is left out when it is the default (1): such entries are the
+// bytes they were before attempts existed.
 func (t *TaskSpec) MarshalLine() ([]byte, error) {
+	if t.Samples == DefaultSamples {
+		c := *t
+		c.Samples = 0
+		return json.Marshal(&c)
+	}
 	return json.Marshal(t)
 }
 

@@ -91,6 +91,8 @@ func TestParseTaskErrors(t *testing.T) {
 		{"id NUL", `{"task_id":"a\u0000b","task_type":"code","description":"x"}`, "task_id", "NUL"},
 		{"id newline", `{"task_id":"a\nb","task_type":"code","description":"x"}`, "task_id", "control"},
 		{"id too long", `{"task_id":"` + long + `","task_type":"code","description":"x"}`, "task_id", "201 bytes"},
+		{"id of an attempt's file", `{"task_id":"fib.sample-3","task_type":"code","description":"x"}`, "task_id", ".sample-<digits>"},
+		{"id of an attempt's file, zero", `{"task_id":"fib.sample-0","task_type":"code","description":"x"}`, "task_id", "could collide"},
 		{"not utf8", "{\"task_type\":\"code\",\"description\":\"\xff\xfe\"}", "", "UTF-8"},
 		{"empty tool", `{"task_type":"code","description":"x","expected_tools":[""]}`, "expected_tools", "empty"},
 	}
@@ -124,7 +126,7 @@ func TestInvalidTaskErrorNamesUserID(t *testing.T) {
 }
 
 func TestValidateTaskIDAccepts(t *testing.T) {
-	for _, id := range []string{"demo_fib", "a.b", "task-1795737243348-0", "中文任务", "with space", strings.Repeat("x", MaxTaskIDBytes)} {
+	for _, id := range []string{"demo_fib", "a.b", "task-1795737243348-0", "中文任务", "with space", "a.sample-", "a.sample-x", "a.sample-1b", "a.samples-1", strings.Repeat("x", MaxTaskIDBytes)} {
 		if err := ValidateTaskID(id); err != nil {
 			t.Errorf("ValidateTaskID(%q) = %v", id, err)
 		}

@@ -78,8 +78,9 @@ type ExecutionStep struct {
 	Duration     float64        `json:"duration"`  // seconds
 }
 
-// Trajectory is the record of one task's execution: the training data. One
-// file per task id, $OUTPUT_DIR/trajectories/<task_id>.json.
+// Trajectory is the record of one attempt of a task: the training data. One
+// file per attempt, $OUTPUT_DIR/trajectories/<task_id>.json for attempt 0
+// and <task_id>.sample-<k>.json for attempt k >= 1 (TrajectoryFileName).
 type Trajectory struct {
 	SchemaVersion int             `json:"schema_version"`
 	TaskID        string          `json:"task_id"`

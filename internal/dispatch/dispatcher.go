@@ -167,14 +167,20 @@ func (d *Dispatcher) send(ctx context.Context, ch <-chan work) error {
 		for i, b := range w.batches {
 			for j, o := range outs[i] {
 				t := &b.Tasks[j]
-				if o == queue.Enqueued {
-					d.m.TasksSubmitted.WithLabelValues(string(t.TaskType), core.RuntimeFor(core.StreamFor(t.TaskType))).Inc()
+				if o.Enqueued > 0 {
+					d.m.TasksSubmitted.WithLabelValues(string(t.TaskType), core.RuntimeFor(core.StreamFor(t.TaskType))).Add(float64(o.Enqueued))
+				}
+				if o.Duplicates == 0 {
 					continue
 				}
-				d.m.TasksDuplicate.Inc()
+				d.m.TasksDuplicate.Add(float64(o.Duplicates))
 				switch n := d.dupLogged.Add(1); {
 				case n <= maxLoggedDuplicates:
-					d.log.Warn("duplicate task skipped", "line", w.lines[i][j], "task_id", t.TaskID)
+					if o.Enqueued > 0 {
+						d.log.Info("task already dispatched with fewer samples; enqueued the new attempts", "line", w.lines[i][j], "task_id", t.TaskID, "new_attempts", o.Enqueued, "known_attempts", o.Duplicates)
+					} else {
+						d.log.Warn("duplicate task skipped", "line", w.lines[i][j], "task_id", t.TaskID)
+					}
 				case n == maxLoggedDuplicates+1:
 					d.log.Warn("further duplicates are counted in tasks_duplicate_total but not logged")
 				}
@@ -458,8 +464,10 @@ func parseTaskLine(path string, n int, data []byte) (core.TaskSpec, error) {
 
 // ReadTasks parses a whole task file as the dispatcher does (same ids for
 // lines without task_id) and returns its valid tasks, without duplicates,
-// and the number of rejected lines. `adpctl up` uses it to know when every
-// task has a result.
+// and the number of rejected lines. A repeated id keeps its first line,
+// with the largest samples of its lines: the dispatcher enqueues the
+// attempts a later line adds. `adpctl up` uses it to know when every
+// attempt has a result.
 func ReadTasks(file string) (tasks []core.TaskSpec, rejected int, err error) {
 	path, err := filepath.Abs(file)
 	if err != nil {
@@ -471,7 +479,7 @@ func ReadTasks(file string) (tasks []core.TaskSpec, rejected int, err error) {
 	}
 	defer f.Close()
 	lr := newLineReader(f, core.MaxTaskBytes, 0, 0)
-	seen := map[string]bool{}
+	seen := map[string]int{} // id → index in tasks
 	for {
 		res, err := lr.next()
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -491,8 +499,10 @@ func ReadTasks(file string) (tasks []core.TaskSpec, rejected int, err error) {
 			t, perr := parseTaskLine(path, res.line, data)
 			if perr != nil {
 				rejected++
-			} else if !seen[t.TaskID] {
-				seen[t.TaskID] = true
+			} else if i, ok := seen[t.TaskID]; ok {
+				tasks[i].Samples = max(tasks[i].Samples, t.Samples)
+			} else {
+				seen[t.TaskID] = len(tasks)
 				tasks = append(tasks, t)
 			}
 		}

@@ -326,6 +326,55 @@ func TestRedisDownThenUpLosesNothing(t *testing.T) {
 	})
 }
 
+// A task of samples N becomes N entries (one per attempt, with its sample
+// field); a later line with the same id and more samples adds only the
+// missing attempts, and ReadTasks predicts the union.
+func TestDispatchAttempts(t *testing.T) {
+	b := setup(t)
+	sampled := func(id string, n int) string {
+		return fmt.Sprintf(`{"task_id":%q,"task_type":"code","description":"task %s","samples":%d}`, id, id, n)
+	}
+	writeFile(t, b.file, sampled("fib", 3), task("one", "code"), `{"task_id":"w","task_type":"web","description":"w","samples":2}`, sampled("fib", 5), sampled("fib", 2))
+	m := b.runOnce(t)
+	var got []string
+	for _, msg := range b.rdb.XRange(context.Background(), core.StreamCode, "-", "+").Val() {
+		task, _ := core.ParseTask([]byte(msg.Values["task"].(string)))
+		s, ok := msg.Values["sample"].(string)
+		if !ok {
+			s = "-"
+		}
+		got = append(got, task.TaskID+"/"+s)
+	}
+	if want := "fib/0 fib/1 fib/2 one/- fib/3 fib/4"; strings.Join(got, " ") != want {
+		t.Errorf("tasks:code = %q, want %q", got, want)
+	}
+	if n := b.rdb.XLen(context.Background(), core.StreamWeb).Val(); n != 2 {
+		t.Errorf("tasks:web has %d entries, want 2", n)
+	}
+	if v := testutil.ToFloat64(m.TasksSubmitted.WithLabelValues("code", "sandbox")); v != 6 {
+		t.Errorf("tasks_submitted_total{code} = %v, want 6 attempts", v)
+	}
+	if v := testutil.ToFloat64(m.TasksDuplicate); v != 3+2 {
+		t.Errorf("tasks_duplicate_total = %v, want 5 (3 attempts of the second fib line, 2 of the third)", v)
+	}
+	tasks, _, err := ReadTasks(b.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, tk := range tasks {
+		total += tk.Samples
+	}
+	if len(tasks) != 3 || total != 5+1+2 {
+		t.Errorf("ReadTasks = %d tasks of %d attempts, want 3 tasks of 8", len(tasks), total)
+	}
+	// A restart over the same file adds nothing.
+	b.runOnce(t)
+	if n := b.rdb.XLen(context.Background(), core.StreamCode).Val(); n != 6 {
+		t.Errorf("after a second run tasks:code has %d entries, want 6", n)
+	}
+}
+
 func TestReadTasksMatchesDispatch(t *testing.T) {
 	b := setup(t)
 	os.WriteFile(b.file, []byte(task("a", "code")+"\nbad\n"+`{"task_type":"web","description":"no id"}`+"\n"+task("a", "code")+"\n"+`{"task_type":"code","description":"last, unterminated"}`), 0o644)

@@ -1,6 +1,8 @@
 // Package export turns trajectory files into training data: one JSON line
 // per trajectory, in the OpenAI chat fine-tuning format or in
-// LLaMA-Factory's sharegpt format.
+// LLaMA-Factory's sharegpt format (or, with Options.BestOf, per task: its
+// best attempt); or one JSON line per task with all its attempts
+// (FormatGroups, groups.go).
 //
 // A trajectory whose actions a model chose carries its exchange with the
 // model (core.Trajectory.Messages and Tools, recorded as sent and received);
@@ -62,17 +64,17 @@ const (
 	FormatShareGPT Format = "sharegpt"
 )
 
-// Formats lists every Format, for help text.
+// Formats lists the formats of one line per trajectory.
 var Formats = []Format{FormatOpenAI, FormatShareGPT}
 
 // ParseFormat checks a --format value.
 func ParseFormat(s string) (Format, error) {
-	for _, f := range Formats {
+	for _, f := range append(Formats, FormatGroups) {
 		if string(f) == s {
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("unknown export format %q: use openai or sharegpt", s)
+	return "", fmt.Errorf("unknown export format %q: use openai or sharegpt (one line per trajectory) or groups (one line per task with its attempts)", s)
 }
 
 // Options tune Write.
@@ -82,6 +84,11 @@ type Options struct {
 	// SystemPrompt replaces the built-in system prompt of every record.
 	// Default "": a prompt for the task's kind (code or web).
 	SystemPrompt string
+	// BestOf (openai, sharegpt) writes one line per task: its attempt of
+	// highest reward, ties to the shortest record (groups.go).
+	BestOf bool
+	// MinAttempts (groups) skips tasks with fewer exportable attempts.
+	MinAttempts int
 }
 
 // Summary says what Write did.
@@ -91,12 +98,23 @@ type Summary struct {
 	Filtered int         `json:"filtered"` // left out by OnlySuccess
 	Empty    int         `json:"empty"`    // failed without any model action
 	Invalid  []FileError `json:"invalid"`  // unreadable or not exportable, skipped
+	// NotBest counts attempts left out by BestOf (another attempt of the
+	// task was better); TooFewAttempts counts tasks left out by MinAttempts.
+	NotBest        int `json:"not_best,omitempty"`
+	TooFewAttempts int `json:"too_few_attempts,omitempty"`
 }
 
 // String is a one-line report for the operator.
 func (s Summary) String() string {
-	return fmt.Sprintf("%d files: %d written, %d filtered (not successful), %d empty (failed before any action), %d invalid",
+	out := fmt.Sprintf("%d files: %d written, %d filtered (not successful), %d empty (failed before any action), %d invalid",
 		s.Files, s.Written, s.Filtered, s.Empty, len(s.Invalid))
+	if s.NotBest > 0 {
+		out += fmt.Sprintf(", %d not the best attempt of their task", s.NotBest)
+	}
+	if s.TooFewAttempts > 0 {
+		out += fmt.Sprintf(", %d tasks with too few attempts", s.TooFewAttempts)
+	}
+	return out
 }
 
 // Write streams every trajectory in dir, in file-name order, to w as JSONL
@@ -107,6 +125,17 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 	var sum Summary
 	if _, err := ParseFormat(string(format)); err != nil {
 		return sum, err
+	}
+	switch {
+	case format == FormatGroups:
+		if opts.BestOf {
+			return sum, errors.New("--best-of chooses one attempt per task for openai or sharegpt; groups keeps them all")
+		}
+		return writeGroups(w, dir, opts)
+	case opts.MinAttempts > 0:
+		return sum, errors.New("--min-attempts applies to the groups format")
+	case opts.BestOf:
+		return writeBestOf(w, dir, format, opts)
 	}
 	bw := bufio.NewWriter(w)
 	err := Walk(dir, func(path string, tr *core.Trajectory, readErr error) error {
@@ -148,6 +177,9 @@ var errEmpty = errors.New("failed without any model action")
 // returned, so a trajectory that cannot be expressed legally (e.g. a tool
 // name OpenAI rejects) is an error rather than a bad training example.
 func Record(tr *core.Trajectory, format Format, opts Options) ([]byte, error) {
+	if format == FormatGroups {
+		return nil, errors.New("groups is a format of a task's attempts together: use Write")
+	}
 	var (
 		line     []byte
 		err      error

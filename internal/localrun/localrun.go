@@ -1,7 +1,8 @@
 // Package localrun runs the whole pipeline on one machine without Docker,
 // as `make run` (adpctl up) does: a private redis-server, the demo site, the
 // dispatcher and both runtimes as local processes; it shows progress, stops
-// when every task of the file has a trajectory or is dead-lettered, prints a
+// when every attempt of every task of the file (samples of them) has a
+// trajectory or is dead-lettered, prints a
 // summary, and stops everything it started.
 package localrun
 
@@ -58,9 +59,10 @@ var ErrInterrupted = errors.New("interrupted")
 // Summary is the outcome of a run.
 type Summary struct {
 	Tasks        int           `json:"tasks"`         // valid, distinct tasks in the file
+	Attempts     int           `json:"attempts"`      // their samples, summed: the trajectories expected
 	Rejected     int           `json:"rejected"`      // invalid lines
-	Done         int           `json:"done"`          // with a trajectory
-	DeadLettered int           `json:"dead_lettered"` // in tasks:dead
+	Done         int           `json:"done"`          // attempts with a trajectory
+	DeadLettered int           `json:"dead_lettered"` // attempts in tasks:dead
 	Elapsed      time.Duration `json:"elapsed_ns"`    // from the dispatcher's start to the last result
 	Stats        *report.Stats `json:"stats"`         // over this run's trajectories
 	OutputDir    string        `json:"output_dir"`
@@ -93,7 +95,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := &Summary{Tasks: len(tasks), Rejected: rejected, OutputDir: cfg.OutputDir}
+	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: rejected, OutputDir: cfg.OutputDir}
 	logDir := filepath.Join(cfg.OutputDir, "logs")
 	trajDir := filepath.Join(cfg.OutputDir, "trajectories")
 	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, "redis")} {
@@ -112,8 +114,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := r.launch(ctx, tasks); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(cfg.Progress, "adp: %d tasks (%d lines rejected, see %s), redis %s, logs in %s\n",
-		len(tasks), rejected, filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
+	fmt.Fprintf(cfg.Progress, "adp: %d tasks, %d attempts (%d lines rejected, see %s), redis %s, logs in %s\n",
+		len(tasks), sum.Attempts, rejected, filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
 
 	err = r.wait(ctx, tasks, trajDir, sum)
 	r.saveMetrics()
@@ -155,9 +157,9 @@ type runner struct {
 	demo      *http.Server
 	// metricsAddrs are the services' METRICS_ADDR by binary name.
 	metricsAddrs map[string]string
-	known        map[string]bool // ids dispatched before this run (dedup)
-	begun        time.Time       // before anything started: older files are from earlier runs
-	start        time.Time       // the dispatcher is up: throughput counts from here
+	known        map[attempt]bool // attempts dispatched before this run (dedup)
+	begun        time.Time        // before anything started: older files are from earlier runs
+	start        time.Time        // the dispatcher is up: throughput counts from here
 }
 
 func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
@@ -190,9 +192,10 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", core.KeyDispatched, err)
 	}
-	r.known = make(map[string]bool, len(ids))
-	for _, id := range ids {
-		r.known[id] = true
+	r.known = make(map[attempt]bool, len(ids))
+	for _, m := range ids {
+		id, k := core.ParseDispatchedMember(m)
+		r.known[attempt{id, k}] = true
 	}
 
 	// 2. The demo site the shipped web tasks point at.
@@ -281,13 +284,35 @@ func httpOK(url string) func() error {
 	}
 }
 
-// wait polls until every task has a trajectory or a dead-letter entry.
-func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string, sum *Summary) error {
-	pending := make(map[string]core.TaskSpec, len(tasks))
+// attempt is one of a task's samples: what has one trajectory file.
+type attempt struct {
+	id string
+	k  int
+}
+
+func (a attempt) file(trajDir string) string {
+	return filepath.Join(trajDir, core.TrajectoryFileName(a.id, a.k))
+}
+
+// attemptsOf lists every attempt of tasks: k = 0..samples-1 of each.
+func attemptsOf(tasks []core.TaskSpec) []attempt {
+	var out []attempt
 	for _, t := range tasks {
-		pending[t.TaskID] = t
+		for k := range max(t.Samples, 1) {
+			out = append(out, attempt{t.TaskID, k})
+		}
 	}
-	bar := newProgress(r.cfg.Progress, r.cfg.Terminal, len(tasks), r.start)
+	return out
+}
+
+// wait polls until every attempt has a trajectory or a dead-letter entry.
+func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string, sum *Summary) error {
+	all := attemptsOf(tasks)
+	pending := make(map[attempt]bool, len(all))
+	for _, a := range all {
+		pending[a] = true
+	}
+	bar := newProgress(r.cfg.Progress, r.cfg.Terminal, len(all), r.start)
 	failed := 0
 	// The last result's time: the files' modification times, not when
 	// this loop noticed them (it polls).
@@ -301,17 +326,17 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for id := range pending {
-			st, err := os.Stat(filepath.Join(trajDir, id+".json"))
-			if err != nil || (!r.known[id] && st.ModTime().Before(r.begun.Add(-time.Second))) {
+		for a := range pending {
+			st, err := os.Stat(a.file(trajDir))
+			if err != nil || (!r.known[a] && st.ModTime().Before(r.begun.Add(-time.Second))) {
 				continue
 			}
-			delete(pending, id)
+			delete(pending, a)
 			sum.Done++
 			if mt := st.ModTime(); mt.After(last) && mt.After(r.start) {
 				last = mt
 			}
-			if tr, err := trajectory.Read(filepath.Join(trajDir, id+".json")); err == nil && !tr.Success {
+			if tr, err := trajectory.Read(a.file(trajDir)); err == nil && !tr.Success {
 				failed++
 			}
 		}
@@ -320,8 +345,8 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 			if err == nil {
 				for _, d := range dead {
 					if t, err := core.ParseTaskWithDefaultID([]byte(d.Task), "-"); err == nil {
-						if _, ok := pending[t.TaskID]; ok {
-							delete(pending, t.TaskID)
+						if a := (attempt{t.TaskID, d.Sample}); pending[a] {
+							delete(pending, a)
 							sum.DeadLettered++
 							last = time.Now()
 						}
@@ -348,7 +373,7 @@ func (r *runner) wait(ctx context.Context, tasks []core.TaskSpec, trajDir string
 			bar.finish()
 			sum.Elapsed = time.Since(r.start)
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("timed out with %d of %d tasks unfinished", len(pending), len(tasks))
+				return fmt.Errorf("timed out with %d of %d attempts unfinished", len(pending), len(all))
 			}
 			return ErrInterrupted
 		case <-tick.C:
@@ -392,11 +417,11 @@ func (r *runner) stopAll() {
 	}
 }
 
-// collect computes the stats of this run's trajectories.
+// collect computes the stats of this run's trajectories: every attempt's.
 func collect(tasks []core.TaskSpec, trajDir string) *report.Stats {
 	var acc report.Accumulator
-	for _, t := range tasks {
-		path := filepath.Join(trajDir, t.TaskID+".json")
+	for _, a := range attemptsOf(tasks) {
+		path := a.file(trajDir)
 		tr, err := trajectory.Read(path)
 		if err != nil {
 			if !os.IsNotExist(err) {
@@ -421,8 +446,13 @@ func freePort() (int, error) {
 // WriteSummary prints the summary: per type, done, succeeded, failed by
 // error type, and duration percentiles.
 func WriteSummary(w io.Writer, s *Summary) {
-	fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %.1f tasks/min (%s)\n",
-		s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.TasksPerMinute(), s.Elapsed.Round(100*time.Millisecond))
+	if s.Attempts > s.Tasks {
+		fmt.Fprintf(w, "\n%d tasks, %d attempts: %d with a trajectory, %d dead-lettered, %d lines rejected; %.1f attempts/min (%s)\n",
+			s.Tasks, s.Attempts, s.Done, s.DeadLettered, s.Rejected, s.TasksPerMinute(), s.Elapsed.Round(100*time.Millisecond))
+	} else {
+		fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %.1f tasks/min (%s)\n",
+			s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.TasksPerMinute(), s.Elapsed.Round(100*time.Millisecond))
+	}
 	if s.Stats == nil || s.Stats.Total == 0 {
 		return
 	}

@@ -61,9 +61,9 @@ func New() *Set {
 	f := factory{r}
 	return &Set{
 		Registry:       r,
-		TasksSubmitted: f.counterVec("tasks_submitted_total", "Tasks enqueued by the dispatcher or adpctl.", "task_type", "runtime"),
+		TasksSubmitted: f.counterVec("tasks_submitted_total", "Task attempts enqueued by the dispatcher or adpctl (one stream entry each; a task of samples N is N attempts).", "task_type", "runtime"),
 		TasksRejected:  f.counter("tasks_rejected_total", "Input lines rejected as invalid (see rejected.jsonl)."),
-		TasksDuplicate: f.counter("tasks_duplicate_total", "Tasks skipped because their task_id was already dispatched."),
+		TasksDuplicate: f.counter("tasks_duplicate_total", "Task attempts skipped because they were already dispatched (same task_id and attempt)."),
 
 		QueueSize:         f.gaugeVec("queue_size", "Entries in a stream (backlog: acknowledged entries are deleted).", "queue_name"),
 		PendingLagSeconds: f.gaugeVec("pending_lag_seconds", "Age of the oldest unacknowledged entry of the runtime's stream.", "runtime"),

@@ -386,8 +386,32 @@ func (c *Consumer) message(id string, fields map[string]any, deliveries int) *Me
 		}
 		return m
 	}
+	if err := setSample(&t, fields[FieldSample]); err != nil {
+		m.Task = core.TaskSpec{TaskID: t.TaskID}
+		m.parseErr = err
+		return m
+	}
 	m.Task = t
 	return m
+}
+
+// setSample sets t's attempt from the entry's sample field (absent:
+// attempt 0). A value that is not an attempt of t is an error: running it
+// as another attempt would write over that attempt's file.
+func setSample(t *core.TaskSpec, v any) error {
+	if v == nil {
+		return nil
+	}
+	s, _ := v.(string)
+	k, err := strconv.Atoi(s)
+	if err != nil || s != strconv.Itoa(k) {
+		return fmt.Errorf("field %q is %q, not an attempt index (0..%d)", FieldSample, s, t.Samples-1)
+	}
+	if k < 0 || k >= t.Samples {
+		return fmt.Errorf("field %q: attempt %d is out of range 0..%d (the task has samples %d)", FieldSample, k, t.Samples-1, t.Samples)
+	}
+	t.SampleIndex = k
+	return nil
 }
 
 // start runs the handler of m in its own goroutine, holding one slot.
@@ -427,7 +451,7 @@ func (c *Consumer) start(workCtx context.Context, handlers *sync.WaitGroup, m *M
 }
 
 func (c *Consumer) handle(ctx context.Context, m *Message) {
-	log := c.log.With("entry_id", m.ID, "task_id", m.Task.TaskID, "delivery", m.Deliveries)
+	log := c.log.With("entry_id", m.ID, "task_id", m.Task.TaskID, "sample", m.Task.SampleIndex, "delivery", m.Deliveries)
 	if m.parseErr != nil {
 		// Retrying cannot fix an invalid task: dead-letter it now.
 		reason := "invalid task: " + m.parseErr.Error()

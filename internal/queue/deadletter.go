@@ -17,7 +17,9 @@ type DeadEntry struct {
 	LastError    string
 	DeadAt       int64  // unix seconds
 	Task         string // the task JSON as it was enqueued
-	Fields       map[string]string
+	// Sample is the attempt (the entry's sample field; 0 when absent).
+	Sample int
+	Fields map[string]string
 }
 
 // ListDead returns up to count dead-letter entries (all when count <= 0),
@@ -46,6 +48,7 @@ func ListDead(ctx context.Context, rdb *redis.Client, count int64) ([]DeadEntry,
 		e.LastError = e.Fields[FieldLastError]
 		e.DeadAt, _ = strconv.ParseInt(e.Fields[FieldDeadAt], 10, 64)
 		e.Task = e.Fields[FieldTask]
+		e.Sample, _ = strconv.Atoi(e.Fields[FieldSample])
 		out = append(out, e)
 	}
 	return out, nil

@@ -12,9 +12,13 @@ func lastErrorKey(stream, id string) string { return keyLastErrorPrefix + stream
 
 // Fields of a dead-letter entry added to the original entry's fields.
 const (
-	FieldTask         = "task"
-	FieldSubmittedAt  = "submitted_at"
-	FieldPriority     = "priority"
+	FieldTask        = "task"
+	FieldSubmittedAt = "submitted_at"
+	FieldPriority    = "priority"
+	// FieldSample is the attempt's 0-based sample index (core.TaskSpec's
+	// SampleIndex), present when the task has samples > 1; absent means
+	// attempt 0. Dead-lettering and retry keep it with the other fields.
+	FieldSample       = "sample"
 	FieldSourceStream = "source_stream"
 	FieldSourceID     = "source_id"
 	FieldDeliveries   = "deliveries"

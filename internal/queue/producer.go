@@ -11,19 +11,26 @@ import (
 	"github.com/agentdataplatform/adp/internal/core"
 )
 
-// enqueueScript adds a batch of tasks, each only if its id is new to the
-// dedup set, and optionally records the producer's input position in the same
-// atomic step, so a crash between the two cannot happen.
+// enqueueScript adds a batch of attempts, each only if its dedup member is
+// new to the dedup set, and optionally records the producer's input
+// position in the same atomic step, so a crash between the two cannot
+// happen.
 //
-// KEYS: 1 dedup set, 2 position hash ("" key unused when ARGV[2] == "0"),
+// KEYS: 1 dedup set, 2 position hash (unused when ARGV[3] == "0"),
 // 3.. the streams, in core.Streams order.
-// ARGV: 1 submitted_at, 2 number of position fields pairs, then the pairs,
-// then per task: id, stream index (1-based into KEYS[3..]), task JSON, priority.
-// Returns one integer per task: 1 enqueued, 0 duplicate.
+// ARGV: 1 submitted_at, 2 arguments per attempt (4 or 5), 3 number of
+// position fields pairs, then the pairs, then per attempt: dedup member
+// (core.DispatchedMember), stream index (1-based into KEYS[3..]), task JSON,
+// priority and, when ARGV[2] is 5, the sample index ("" for a task of one
+// attempt). An entry without a sample index has no sample field, as before
+// attempts existed; a batch without a task of several attempts sends 4
+// arguments per task, as before too, so samples = 1 costs what it did.
+// Returns one integer per attempt: 1 enqueued, 0 duplicate.
 var enqueueScript = redis.NewScript(`
 local submitted = ARGV[1]
-local npos = tonumber(ARGV[2])
-local i = 3
+local stride = tonumber(ARGV[2])
+local npos = tonumber(ARGV[3])
+local i = 4
 if npos > 0 then
   local pos = {}
   for j = 1, npos * 2 do pos[j] = ARGV[i + j - 1] end
@@ -34,7 +41,7 @@ local first = i
 local ids = {}
 while i <= #ARGV do
   ids[#ids+1] = ARGV[i]
-  i = i + 4
+  i = i + stride
 end
 local out = {}
 if #ids == 0 then return out end
@@ -49,8 +56,14 @@ for k = 1, #ids do
   else
     seen[id] = true
     new[#new+1] = id
-    local a = first + (k - 1) * 4
-    redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
+    local a = first + (k - 1) * stride
+    local sample = ''
+    if stride == 5 then sample = ARGV[a+4] end
+    if sample == '' then
+      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
+    else
+      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3], 'sample', sample)
+    end
     out[k] = 1
   end
 end
@@ -75,15 +88,19 @@ type Position struct {
 	Fields map[string]string // e.g. offset, line, inode
 }
 
-// Outcome of one task of a batch.
-type Outcome int
+// Outcome of one task of a batch: each of its Samples attempts is either
+// enqueued now or was enqueued before (a duplicate: by an earlier batch, an
+// earlier run, or an earlier line of the same batch).
+type Outcome struct {
+	Enqueued   int // attempts added to the stream now
+	Duplicates int // attempts skipped because they were already enqueued
+}
 
-const (
-	Enqueued Outcome = iota
-	Duplicate
-)
+// Duplicate reports whether nothing of the task was new.
+func (o Outcome) Duplicate() bool { return o.Enqueued == 0 }
 
-// Enqueue adds tasks (already validated) in one atomic script call and
+// Enqueue adds tasks (already validated), one stream entry per attempt
+// (k = 0..Samples-1, dedup per attempt), in one atomic script call and
 // returns one Outcome per task. pos, if not nil, is stored in the same call.
 func (p *Producer) Enqueue(ctx context.Context, tasks []core.TaskSpec, pos *Position) ([]Outcome, error) {
 	keys, args, err := p.scriptArgs(tasks, pos)
@@ -94,7 +111,7 @@ func (p *Producer) Enqueue(ctx context.Context, tasks []core.TaskSpec, pos *Posi
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %d tasks (first %q): %w", len(tasks), firstID(tasks), err)
 	}
-	return outcomes(res), nil
+	return outcomes(tasks, res), nil
 }
 
 // Batch is one call of a pipelined EnqueueBatches.
@@ -131,7 +148,7 @@ func (p *Producer) EnqueueBatches(ctx context.Context, batches []Batch) ([][]Out
 		if err != nil {
 			return nil, fmt.Errorf("enqueue batch %d: %w", i, err)
 		}
-		out[i] = outcomes(res)
+		out[i] = outcomes(batches[i].Tasks, res)
 	}
 	return out, nil
 }
@@ -140,8 +157,15 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 	keys := make([]string, 0, 2+len(core.Streams))
 	keys = append(keys, core.KeyDispatched, "")
 	keys = append(keys, core.Streams...)
-	args := make([]any, 0, 2+4*len(tasks))
-	args = append(args, strconv.FormatFloat(core.UnixSeconds(time.Now()), 'f', 3, 64))
+	stride := 4
+	for i := range tasks {
+		if tasks[i].Samples > 1 {
+			stride = 5
+			break
+		}
+	}
+	args := make([]any, 0, 3+stride*len(tasks))
+	args = append(args, strconv.FormatFloat(core.UnixSeconds(time.Now()), 'f', 3, 64), stride)
 	if pos != nil {
 		keys[1] = pos.Key
 		args = append(args, len(pos.Fields))
@@ -158,7 +182,17 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode task %q: %w", t.TaskID, err)
 		}
-		args = append(args, t.TaskID, streamIndex(core.StreamFor(t.TaskType)), data, t.Priority)
+		stream := streamIndex(core.StreamFor(t.TaskType))
+		if t.Samples <= 1 {
+			args = append(args, t.TaskID, stream, data, t.Priority)
+			if stride == 5 {
+				args = append(args, "")
+			}
+			continue
+		}
+		for k := range t.Samples {
+			args = append(args, core.DispatchedMember(t.TaskID, k), stream, data, t.Priority, strconv.Itoa(k))
+		}
 	}
 	return keys, args, nil
 }
@@ -172,11 +206,18 @@ func streamIndex(stream string) int {
 	panic("queue: no stream " + stream)
 }
 
-func outcomes(res []int64) []Outcome {
-	out := make([]Outcome, len(res))
-	for i, r := range res {
-		if r == 0 {
-			out[i] = Duplicate
+// outcomes folds the script's per-attempt results into one Outcome per task.
+func outcomes(tasks []core.TaskSpec, res []int64) []Outcome {
+	out := make([]Outcome, len(tasks))
+	j := 0
+	for i := range tasks {
+		for range max(tasks[i].Samples, 1) {
+			if j < len(res) && res[j] == 1 {
+				out[i].Enqueued++
+			} else {
+				out[i].Duplicates++
+			}
+			j++
 		}
 	}
 	return out

@@ -90,7 +90,8 @@ func TestProducerDedupAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Outcome{Enqueued, Enqueued, Enqueued}
+	one := Outcome{Enqueued: 1}
+	want := []Outcome{one, one, one}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("first enqueue = %v, want %v", got, want)
 	}
@@ -101,7 +102,7 @@ func TestProducerDedupAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != Duplicate || got[1] != Enqueued {
+	if got[0] != (Outcome{Duplicates: 1}) || got[1] != one {
 		t.Fatalf("after restart = %v, want [Duplicate Enqueued]", got)
 	}
 	if n := b.rdb.XLen(ctx, core.StreamCode).Val(); n != 3 {
@@ -126,7 +127,7 @@ func TestProducerStoresPositionWithBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 2 || res[0][0] != Enqueued || res[1][0] != Duplicate || res[1][1] != Enqueued {
+	if len(res) != 2 || res[0][0] != (Outcome{Enqueued: 1}) || !res[1][0].Duplicate() || res[1][1] != (Outcome{Enqueued: 1}) {
 		t.Fatalf("outcomes = %v", res)
 	}
 	h := b.rdb.HGetAll(ctx, pos.Key).Val()

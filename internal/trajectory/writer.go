@@ -1,5 +1,7 @@
-// Package trajectory writes trajectory files: one JSON file per task id,
-// replaced atomically so that a reader never sees a truncated file.
+// Package trajectory writes trajectory files: one JSON file per attempt of
+// a task (core.TrajectoryFileName: <task_id>.json for attempt 0,
+// <task_id>.sample-<k>.json for attempt k >= 1), replaced atomically so that
+// a reader never sees a truncated file.
 package trajectory
 
 import (
@@ -12,7 +14,8 @@ import (
 	"github.com/agentdataplatform/adp/internal/core"
 )
 
-// Writer writes $OUTPUT_DIR/trajectories/<task_id>.json.
+// Writer writes $OUTPUT_DIR/trajectories/<task_id>.json (and
+// <task_id>.sample-<k>.json for attempts k >= 1).
 type Writer struct {
 	dir string
 }
@@ -44,29 +47,33 @@ func sweepTemp(dir string, age time.Duration) {
 // Dir returns the directory the Writer writes to.
 func (w *Writer) Dir() string { return w.dir }
 
-// Path returns the file of a task id. The id must have passed
+// Path returns the file of attempt k of a task id. The id must have passed
 // core.ValidateTaskID, so the path cannot leave Dir.
-func (w *Writer) Path(taskID string) string {
-	return filepath.Join(w.dir, taskID+".json")
+func (w *Writer) Path(taskID string, k int) string {
+	return filepath.Join(w.dir, core.TrajectoryFileName(taskID, k))
 }
 
 // Write stores tr durably: a temporary file in the same directory (names
 // starting with '.' never collide with a task id), fsync, rename over the
-// final name, fsync of the directory. A re-delivered task replaces its own
-// file, so there is exactly one file per task id. Only after Write returns nil
+// final name, fsync of the directory. The file is the attempt's
+// (tr.TaskID, tr.SampleIndex). A re-delivered task replaces its own file, so
+// there is exactly one file per attempt. Only after Write returns nil
 // may the queue entry be acknowledged.
 func (w *Writer) Write(tr *core.Trajectory) error {
 	if err := core.ValidateTaskID(tr.TaskID); err != nil {
 		return fmt.Errorf("write trajectory: task_id %q: %w", tr.TaskID, err)
+	}
+	if tr.SampleIndex < 0 {
+		return fmt.Errorf("write trajectory %s: sample_index %d is negative", tr.TaskID, tr.SampleIndex)
 	}
 	data, err := json.MarshalIndent(tr, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode trajectory %s: %w", tr.TaskID, err)
 	}
 	data = append(data, '\n')
-	final := w.Path(tr.TaskID)
+	final := w.Path(tr.TaskID, tr.SampleIndex)
 	if err := WriteFileAtomic(final, data, 0o644); err != nil {
-		return fmt.Errorf("write trajectory %s: %w", tr.TaskID, err)
+		return fmt.Errorf("write trajectory %s: %w", core.AttemptName(tr.TaskID, tr.SampleIndex), err)
 	}
 	return nil
 }

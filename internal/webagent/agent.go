@@ -251,7 +251,9 @@ func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
 	if r.a.ScreenshotDir == "" {
 		return
 	}
-	name := fmt.Sprintf("%s.step-%d.png", r.task.TaskID, len(r.tr.Steps)+1)
+	// Named by the attempt, as its trajectory file is: attempts do not
+	// overwrite each other's screenshots.
+	name := fmt.Sprintf("%s.step-%d.png", core.AttemptName(r.task.TaskID, r.task.SampleIndex), len(r.tr.Steps)+1)
 	if err := r.s.Screenshot(ctx, filepath.Join(r.a.ScreenshotDir, name)); err != nil {
 		r.a.Log.Warn("screenshot failed", "task_id", r.task.TaskID, "err", err)
 		return

@@ -83,6 +83,27 @@ func TestWebAgent(t *testing.T) {
 		}
 	})
 
+	t.Run("an attempt's screenshots are named by the attempt", func(t *testing.T) {
+		task := webTask("contact again", map[string]any{
+			"start_url": b.site + "/form",
+			"actions":   []map[string]any{{"action": "finish", "answer": "sent"}},
+			"screenshot": true,
+		})
+		task.Samples, task.SampleIndex = 3, 2
+		tr, err := b.agent.Execute(ctx, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shot, _ := tr.Steps[len(tr.Steps)-1].ActionParams["screenshot"].(string)
+		want := core.AttemptName(task.TaskID, 2) + ".step-2.png"
+		if shot != want {
+			t.Errorf("screenshot %q, want %q", shot, want)
+		}
+		if _, err := os.Stat(filepath.Join(b.dir, shot)); err != nil {
+			t.Errorf("screenshot not saved: %v", err)
+		}
+	})
+
 	t.Run("rules search, then a cache hit replayed for real", func(t *testing.T) {
 		task := webTask("Search for information about topic 12", map[string]any{"start_url": b.site + "/", "expected_text": "ADP-84"})
 		tr, err := b.agent.Execute(ctx, task)

@@ -50,7 +50,7 @@ var ErrInterrupted = errors.New("task interrupted by shutdown")
 // Handle executes m's task and writes its trajectory.
 func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 	task := m.Task
-	log := w.Log.With("task_id", task.TaskID, "task_type", task.TaskType, "delivery", m.Deliveries)
+	log := w.Log.With("task_id", task.TaskID, "sample", task.SampleIndex, "task_type", task.TaskType, "delivery", m.Deliveries)
 	active := w.Metrics.ActiveTasks.WithLabelValues(w.Runtime)
 	active.Inc()
 	defer active.Dec()
@@ -71,7 +71,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
 	}
 	if err != nil {
-		return fmt.Errorf("execute task %s: %w", task.TaskID, err)
+		return fmt.Errorf("execute task %s: %w", core.AttemptName(task.TaskID, task.SampleIndex), err)
 	}
 	w.finish(tr, task, m, start)
 	// A process frozen past its lease must not write for an entry another
@@ -99,6 +99,8 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 func (w *Worker) finish(tr *core.Trajectory, task core.TaskSpec, m *queue.Message, start time.Time) {
 	tr.SchemaVersion = core.SchemaVersion
 	tr.TaskID, tr.TaskType = task.TaskID, task.TaskType
+	// The attempt names the file: it is the entry's, whatever the executor set.
+	tr.SampleIndex, tr.Samples = task.SampleIndex, max(task.Samples, 1)
 	if tr.Description == "" {
 		tr.Description = task.Description
 	}

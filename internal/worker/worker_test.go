@@ -80,6 +80,36 @@ func TestHandleWritesTrajectory(t *testing.T) {
 	}
 }
 
+// An attempt's trajectory names its attempt and goes to its own file,
+// whatever the executor wrote into the fields.
+func TestHandleWritesTheAttemptsFile(t *testing.T) {
+	w, dir := setup(t, executorFunc(func(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
+		return &core.Trajectory{Success: true, SampleIndex: 7, Samples: 9}, nil
+	}))
+	m := msg("fib")
+	m.Task.Samples, m.Task.SampleIndex = 4, 2
+	if err := w.Handle(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := trajectory.Read(filepath.Join(dir, "fib.sample-2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.TaskID != "fib" || tr.SampleIndex != 2 || tr.Samples != 4 {
+		t.Errorf("task_id %q sample_index %d samples %d; want fib, 2, 4", tr.TaskID, tr.SampleIndex, tr.Samples)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("files = %v, want only fib.sample-2.json", entries)
+	}
+	// A task of one attempt (Samples unset in a hand-made spec) says 1.
+	if err := w.Handle(context.Background(), msg("one")); err != nil {
+		t.Fatal(err)
+	}
+	if tr, err := trajectory.Read(filepath.Join(dir, "one.json")); err != nil || tr.SampleIndex != 0 || tr.Samples != 1 {
+		t.Errorf("one.json: %+v, %v; want sample_index 0, samples 1", tr, err)
+	}
+}
+
 func TestSystemErrorWritesNothing(t *testing.T) {
 	w, dir := setup(t, executorFunc(func(context.Context, core.TaskSpec) (*core.Trajectory, error) {
 		return nil, errors.New("jail failed to launch")

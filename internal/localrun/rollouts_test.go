@@ -1,0 +1,274 @@
+package localrun_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/dispatch"
+	"github.com/agentdataplatform/adp/internal/localrun"
+	"github.com/agentdataplatform/adp/internal/testsupport"
+	"github.com/agentdataplatform/adp/internal/trajectory"
+)
+
+// TestRolloutsExample runs the shipped examples/rollouts.jsonl (code and web
+// tasks of 4 to 8 attempts, scripted: no model) through the whole pipeline
+// as `make run` does: a private redis-server, the dispatcher, both
+// runtimes with real jails and a real Chromium, the demo site. Then every
+// attempt has its file with its reward and exit_reason, `adpctl stats
+// --json` reports the pass@k of the unbiased estimator on the attempts'
+// outcomes, and `adpctl export --format groups` has one line per task with
+// all its attempts.
+func TestRolloutsExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline (about a minute); skipped with -short")
+	}
+	browser := testsupport.FindBrowser(t)
+	bins := testsupport.BuildBinaries(t)
+	root := repoRoot(t)
+
+	// The example names the demo site demo-site:8765; this run serves it
+	// on a free port, so other runs on the machine do not collide.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(demo)
+	example, err := os.ReadFile(filepath.Join(root, "examples", "rollouts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskFile := filepath.Join(t.TempDir(), "rollouts.jsonl")
+	if err := os.WriteFile(taskFile, bytes.ReplaceAll(example, []byte("demo-site:8765"), []byte("demo-site:"+port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tasks, rejected, err := dispatch.ReadTasks(taskFile)
+	if err != nil || rejected != 0 {
+		t.Fatalf("the example has %d rejected lines (%v)", rejected, err)
+	}
+	attempts, types := 0, map[core.TaskType]bool{}
+	for _, tk := range tasks {
+		if tk.Samples < 4 || tk.Samples > 8 {
+			t.Errorf("example task %s has samples %d; the example's are 4 to 8", tk.TaskID, tk.Samples)
+		}
+		attempts += tk.Samples
+		types[tk.TaskType] = true
+	}
+	if !types[core.TaskCode] || !types[core.TaskWeb] {
+		t.Fatalf("the example lacks code or web tasks: %v", types)
+	}
+
+	out := filepath.Join(t.TempDir(), "output")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sum, err := localrun.Run(ctx, localrun.Config{
+		TaskFile: taskFile, OutputDir: out, BinDir: bins, DemoAddr: demo, Timeout: 8 * time.Minute, StopGrace: 20 * time.Second,
+		ExtraEnv: []string{"CHROMIUM_PATH=" + browser.Chromium, "PLAYWRIGHT_DRIVER_PATH=" + browser.DriverDir, "PLAYWRIGHT_NODEJS_PATH=" + browser.Node},
+	})
+	if err != nil {
+		logs, _ := filepath.Glob(filepath.Join(out, "logs", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, tail(string(b), 15))
+		}
+		t.Fatalf("run: %v", err)
+	}
+	if sum.Tasks != len(tasks) || sum.Attempts != attempts || sum.Done != attempts || sum.DeadLettered != 0 {
+		t.Errorf("summary: %d tasks, %d attempts, %d done, %d dead; want %d, %d, %d, 0",
+			sum.Tasks, sum.Attempts, sum.Done, sum.DeadLettered, len(tasks), attempts, attempts)
+	}
+
+	// Every attempt has its file, naming its attempt, with reward and
+	// exit_reason; the deterministic tasks have their known rewards.
+	dir := filepath.Join(out, "trajectories")
+	wantReward := map[string]float64{"roll_add": 1, "roll_half": 0.5, "roll_form": 1, "roll_form_url": 0.5}
+	outcomes := map[string][2]int{} // id → attempts, successes
+	byType := map[core.TaskType]map[string][2]int{}
+	for _, tk := range tasks {
+		nc := [2]int{tk.Samples, 0}
+		for k := range tk.Samples {
+			name := core.TrajectoryFileName(tk.TaskID, k)
+			tr, err := trajectory.Read(filepath.Join(dir, name))
+			if err != nil {
+				t.Errorf("attempt %d of %s: %v", k, tk.TaskID, err)
+				continue
+			}
+			if tr.TaskID != tk.TaskID || tr.SampleIndex != k || tr.Samples != tk.Samples {
+				t.Errorf("%s: task %s sample_index %d samples %d", name, tr.TaskID, tr.SampleIndex, tr.Samples)
+			}
+			if tr.Reward == nil || tr.ExitReason != core.ExitReplayed {
+				t.Errorf("%s: reward %v, exit_reason %q; want a reward and replayed", name, tr.Reward, tr.ExitReason)
+				continue
+			}
+			if w, ok := wantReward[tk.TaskID]; ok && *tr.Reward != w {
+				t.Errorf("%s: reward %v, want %v (%s)", name, *tr.Reward, w, tr.ErrorMessage)
+			}
+			if tr.Success != (*tr.Reward == 1) {
+				t.Errorf("%s: success %v with reward %v", name, tr.Success, *tr.Reward)
+			}
+			if tr.Success {
+				nc[1]++
+			}
+		}
+		outcomes[tk.TaskID] = nc
+		if byType[tk.TaskType] == nil {
+			byType[tk.TaskType] = map[string][2]int{}
+		}
+		byType[tk.TaskType][tk.TaskID] = nc
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(files) != attempts {
+		t.Errorf("%d trajectory files, want one per attempt (%d)", len(files), attempts)
+	}
+	t.Logf("attempts and successes per task: %v", outcomes)
+
+	// adpctl stats --json: pass@k as the estimator gives it on those outcomes.
+	var st struct {
+		Tasks   int                `json:"tasks"`
+		Total   int                `json:"total"`
+		PassAtK map[string]float64 `json:"pass_at_k"`
+		ByType  []struct {
+			TaskType string             `json:"task_type"`
+			PassAtK  map[string]float64 `json:"pass_at_k"`
+		} `json:"by_type"`
+	}
+	if err := json.Unmarshal([]byte(adpctl(t, bins, "stats", "--json", "--dir", out)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Tasks != len(tasks) || st.Total != attempts {
+		t.Errorf("stats: %d tasks, %d trajectories; want %d, %d", st.Tasks, st.Total, len(tasks), attempts)
+	}
+	checkPassAtK(t, "overall", st.PassAtK, outcomes)
+	for _, bt := range st.ByType {
+		checkPassAtK(t, bt.TaskType, bt.PassAtK, byType[core.TaskType(bt.TaskType)])
+	}
+
+	// The groups export: one line per task with every attempt.
+	lines := strings.Split(strings.TrimSpace(adpctl(t, bins, "export", "--format", "groups", "--dir", out)), "\n")
+	if len(lines) != len(tasks) {
+		t.Fatalf("groups export has %d lines, want %d", len(lines), len(tasks))
+	}
+	for _, l := range lines {
+		var g struct {
+			TaskID   string            `json:"task_id"`
+			Prompt   []json.RawMessage `json:"prompt"`
+			Attempts []struct {
+				SampleIndex int      `json:"sample_index"`
+				Reward      *float64 `json:"reward"`
+				ExitReason  string   `json:"exit_reason"`
+				Completion  []json.RawMessage
+			} `json:"attempts"`
+		}
+		if err := json.Unmarshal([]byte(l), &g); err != nil {
+			t.Fatal(err)
+		}
+		n := outcomes[g.TaskID][0]
+		if len(g.Attempts) != n || len(g.Prompt) == 0 {
+			t.Errorf("group %s: %d attempts, prompt of %d messages; want %d attempts and a prompt", g.TaskID, len(g.Attempts), len(g.Prompt), n)
+			continue
+		}
+		for k, a := range g.Attempts {
+			if a.SampleIndex != k || a.Reward == nil || a.ExitReason != string(core.ExitReplayed) || len(a.Completion) == 0 {
+				t.Errorf("group %s attempt %d: %+v", g.TaskID, k, a)
+			}
+		}
+	}
+}
+
+// exactPassAtK is 1 - C(n-c, k) / C(n, k) with exact binomials.
+func exactPassAtK(n, c, k int) float64 {
+	num := new(big.Int).Binomial(int64(n-c), int64(k))
+	if n-c < k {
+		num.SetInt64(0)
+	}
+	r := new(big.Rat).SetFrac(num, new(big.Int).Binomial(int64(n), int64(k)))
+	f, _ := new(big.Rat).Sub(big.NewRat(1, 1), r).Float64()
+	return f
+}
+
+// checkPassAtK compares got with the mean of exactPassAtK over the tasks
+// with at least k attempts, for k in 1, 5, 10 and the largest attempt count.
+func checkPassAtK(t *testing.T, what string, got map[string]float64, tasks map[string][2]int) {
+	t.Helper()
+	maxN := 0
+	for _, nc := range tasks {
+		maxN = max(maxN, nc[0])
+	}
+	want := map[string]float64{}
+	for _, k := range []int{1, 5, 10, maxN} {
+		sum, m := 0.0, 0
+		for _, nc := range tasks {
+			if nc[0] >= k {
+				sum += exactPassAtK(nc[0], nc[1], k)
+				m++
+			}
+		}
+		if m > 0 {
+			want[strconv.Itoa(k)] = sum / float64(m)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s: pass@k %v, want %v", what, got, want)
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || math.Abs(g-w) > 1e-12 {
+			t.Errorf("%s: pass@%s = %v, want %v", what, k, g, w)
+		}
+	}
+}
+
+func adpctl(t *testing.T, bins string, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(bins, "adpctl"), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("adpctl %v: %v\n%s", args, err, stderr.String())
+	}
+	return stdout.String()
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root not found")
+		}
+		dir = parent
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testsupport.RemoveBinaries()
+	os.Exit(code)
+}
