@@ -366,6 +366,15 @@ func parseSampling(data []byte) (*Sampling, error) {
 
 type samplingError struct{ field, reason string }
 
+// Check reports the first field out of the bounds a task's sampling has,
+// for settings that do not come from a task (the runtimes' LLM_* defaults).
+func (sp *Sampling) Check() error {
+	if e := sp.validate(); e != nil {
+		return fmt.Errorf("%s: %s", e.field, e.reason)
+	}
+	return nil
+}
+
 // validate checks the bounds the OpenAI-compatible servers accept.
 func (sp *Sampling) validate() *samplingError {
 	if sp == nil {
