@@ -7,10 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/prompt"
 )
 
 // Tools executes the tool calls of one task.
@@ -31,7 +33,11 @@ type Tools interface {
 // Model is what the loop needs of a chat model; *llm.Client is one, and
 // tests script one.
 type Model interface {
-	Chat(ctx context.Context, messages []llm.Message, tools []llm.Tool) (llm.Response, error)
+	Do(ctx context.Context, req llm.Request) (llm.Response, error)
+	// Config says how the model is reached (tool mode, API, model name).
+	Config() llm.Config
+	// URL is the endpoint requests go to.
+	URL() string
 }
 
 // Loop is one task's conversation with the model.
@@ -40,6 +46,19 @@ type Loop struct {
 	// MaxSteps bounds tool calls (the task's max_steps). The model gets a
 	// few more turns than that for malformed calls and the final answer.
 	MaxSteps int
+	// Params are the sampling settings every request of the loop carries
+	// (see Params).
+	Params llm.Params
+}
+
+// Params resolves the sampling settings of task's attempt: the task's
+// `sampling` over the runtime's LLM_* defaults (llm.Config.ParamsFor).
+func Params(cfg llm.Config, task core.TaskSpec) llm.Params {
+	var o llm.Params
+	if sp := task.Sampling; sp != nil {
+		o = llm.Params{Temperature: sp.Temperature, TopP: sp.TopP, MaxTokens: sp.MaxTokens, Seed: sp.Seed}
+	}
+	return cfg.ParamsFor(max(task.Samples, 1), task.SampleIndex, o)
 }
 
 // Outcome is how a loop ended.
@@ -58,6 +77,8 @@ type Outcome struct {
 	Transcript []json.RawMessage
 	Tools      json.RawMessage
 	Calls      []core.ModelCall
+	// LLM is what the requests were sent with; nil when none was sent.
+	LLM *core.LLMRecord
 }
 
 // extraTurns allows for malformed calls and verification feedback beyond
@@ -67,24 +88,48 @@ const extraTurns = 3
 // Run converses from the initial messages. An error means the model could
 // not be reached (after the client's retries); the Outcome so far is
 // returned with it.
+//
+// In text tool mode (llm.ToolModeText) the loop speaks plain text: the
+// tools are described at the end of the system prompt (prompt.TextTools,
+// from the same definitions), the calls are parsed from the reply
+// (TextCalls), the reply is kept as the assistant message the model
+// produced (its text, nothing added), and the results of one reply's calls
+// go back as one user message (prompt.TextToolResult).
 func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Outcome, error) {
 	defs := tools.Definitions()
+	cfg := l.Model.Config()
+	text := cfg.ToolMode == llm.ToolModeText
+	reqTools := defs
+	if text {
+		messages, reqTools = withTextTools(messages, defs), nil
+	}
 	out := Outcome{Messages: messages}
 	for turn := 0; turn < l.MaxSteps+extraTurns; turn++ {
 		if out.Steps >= l.MaxSteps {
 			out.Reason = core.ExitMaxSteps
 			return out, nil
 		}
-		resp, err := l.Model.Chat(ctx, out.Messages, defs)
+		if out.LLM == nil {
+			out.LLM = l.record(cfg)
+		}
+		resp, err := l.Model.Do(ctx, llm.Request{Messages: out.Messages, Tools: reqTools, Params: l.Params})
 		out.LLMCalls++
 		if err != nil {
 			return out, fmt.Errorf("llm: %w", err)
 		}
 		out.Usage = out.Usage.Add(resp.Usage)
-		out.record(resp)
-		msg := resp.Message
+		msg, calls := resp.Message, resp.Message.ToolCalls
+		if text {
+			// The model produced text; that is the message, whatever a
+			// server-side parser may have made of it.
+			msg = llm.Message{Role: llm.RoleAssistant, Content: resp.Message.Content}
+			calls = TextCalls(msg.Content, defs)
+		}
+		if err := out.record(resp, msg); err != nil {
+			return out, err
+		}
 		out.Messages = append(out.Messages, msg)
-		if len(msg.ToolCalls) == 0 {
+		if len(calls) == 0 {
 			out.Answer = msg.Content
 			fb := tools.Answer(ctx, msg.Content)
 			if fb == "" {
@@ -94,38 +139,86 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			out.Messages = append(out.Messages, llm.UserMessage(fb))
 			continue
 		}
-		for _, call := range msg.ToolCalls {
+		var results []string // text mode: this reply's results, sent together
+		reply := func(call llm.ToolCall, obs string) {
+			if text {
+				results = append(results, prompt.TextToolResult(call.Function.Name, obs))
+				return
+			}
+			out.Messages = append(out.Messages, llm.ToolResult(call, obs))
+		}
+		done := false
+		for _, call := range calls {
 			if out.Steps >= l.MaxSteps {
-				out.Messages = append(out.Messages, llm.ToolResult(call, "not run: the step budget (max_steps) is spent"))
+				reply(call, "not run: the step budget (max_steps) is spent")
 				continue
 			}
 			if err := llm.ValidateToolCall(call, defs); err != nil {
-				out.Messages = append(out.Messages, llm.ToolResult(call, "error: "+err.Error()))
+				reply(call, "error: "+err.Error())
 				continue
 			}
-			obs, done := tools.Call(ctx, call)
+			obs, finished := tools.Call(ctx, call)
 			out.Steps++
-			out.Messages = append(out.Messages, llm.ToolResult(call, obs))
-			if done {
-				out.Reason = core.ExitFinished
-				return out, nil
+			reply(call, obs)
+			if finished {
+				done = true
+				break
 			}
+		}
+		if len(results) > 0 {
+			out.Messages = append(out.Messages, llm.UserMessage(strings.Join(results, "\n\n")))
+		}
+		if done {
+			out.Reason = core.ExitFinished
+			return out, nil
 		}
 	}
 	out.Reason = core.ExitMaxSteps
 	return out, nil
 }
 
-// record keeps the exchange of one successful call.
-func (o *Outcome) record(resp llm.Response) {
+// record is the trajectory's llm record of requests sent with cfg.
+func (l *Loop) record(cfg llm.Config) *core.LLMRecord {
+	return &core.LLMRecord{
+		Endpoint: l.Model.URL(), Model: cfg.Model,
+		Temperature: l.Params.Temperature, TopP: l.Params.TopP, MaxTokens: l.Params.MaxTokens, Seed: l.Params.Seed,
+		ToolMode: cfg.ToolMode, API: cfg.API,
+	}
+}
+
+// withTextTools returns messages with the text description of tools added
+// to the system prompt (a system message is put first when there is none).
+// messages itself is not changed.
+func withTextTools(messages []llm.Message, tools []llm.Tool) []llm.Message {
+	desc := prompt.TextTools(tools)
+	out := append([]llm.Message(nil), messages...)
+	if len(out) > 0 && out[0].Role == llm.RoleSystem {
+		out[0].Content += "\n\n" + desc
+		return out
+	}
+	return append([]llm.Message{llm.SystemMessage(desc)}, out...)
+}
+
+// record keeps the exchange of one successful call; msg is the assistant
+// message the loop keeps (and a next request would carry) for the reply.
+func (o *Outcome) record(resp llm.Response, msg llm.Message) error {
 	x := resp.Exchange
-	o.Transcript = append(append(make([]json.RawMessage, 0, len(x.Messages)+1), x.Messages...), x.Sent)
+	sent, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("llm: encode reply: %w", err)
+	}
+	o.Transcript = append(append(make([]json.RawMessage, 0, len(x.Messages)+1), x.Messages...), sent)
 	o.Tools = x.Tools
 	o.Calls = append(o.Calls, core.ModelCall{
-		FinishReason: resp.FinishReason,
-		Usage:        core.TokenUsage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens, TotalTokens: resp.Usage.TotalTokens},
-		Reply:        x.Reply,
+		FinishReason:       resp.FinishReason,
+		Usage:              core.TokenUsage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens, TotalTokens: resp.Usage.TotalTokens},
+		Reply:              x.Reply,
+		Prompt:             x.Prompt,
+		Logprobs:           resp.Logprobs,
+		PromptTokenIDs:     resp.PromptTokenIDs,
+		CompletionTokenIDs: resp.CompletionTokenIDs,
 	})
+	return nil
 }
 
 // Record writes the loop's figures into a trajectory's metadata and, when
@@ -138,6 +231,7 @@ func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, sta
 	tr.Metadata[core.MetaTotalTokens] = o.Usage.TotalTokens
 	tr.Metadata[core.MetaStopReason] = string(o.Reason)
 	tr.Messages, tr.Tools, tr.ModelCalls = o.Transcript, o.Tools, o.Calls
+	tr.LLM = o.LLM
 	tr.ExitReason = o.Reason
 	if err == nil {
 		return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/prompt"
 )
 
 // scriptedModel answers each call with the next reply, recording what it
@@ -17,10 +18,25 @@ import (
 type scriptedModel struct {
 	replies []llm.Message
 	err     error // returned once the replies are used up, if set
+	cfg     llm.Config
 	sent    [][]llm.Message
+	reqs    []llm.Request
 }
 
-func (m *scriptedModel) Chat(_ context.Context, messages []llm.Message, tools []llm.Tool) (llm.Response, error) {
+func (m *scriptedModel) Config() llm.Config {
+	c := m.cfg
+	if c.ToolMode == "" {
+		c.ToolMode, c.API = llm.ToolModeNative, llm.APIChat
+	}
+	c.Model = "scripted"
+	return c
+}
+
+func (m *scriptedModel) URL() string { return "http://model.test/v1/chat/completions" }
+
+func (m *scriptedModel) Do(_ context.Context, req llm.Request) (llm.Response, error) {
+	messages := req.Messages
+	m.reqs = append(m.reqs, req)
 	m.sent = append(m.sent, append([]llm.Message(nil), messages...))
 	n := len(m.sent) - 1
 	if n >= len(m.replies) {
@@ -161,4 +177,119 @@ func TestLoopModelError(t *testing.T) {
 	if len(tr.Messages) != 2 { // the user message, then the reply calling echo
 		t.Errorf("recorded %d messages, want the last exchange that got a reply (1 sent + its reply)", len(tr.Messages))
 	}
+}
+
+func TestLoopTextMode(t *testing.T) {
+	finish := llm.NewTool("finish", "Finish.", `{"type":"object","properties":{"answer":{"type":"string"}}}`)
+	defs := []llm.Tool{prompt.RunPython, finish}
+	fence := "Here it is:\n```python\nprint(1)\n```\nThat prints 1."
+	temp, seed := 1.0, int64(12)
+	m := &scriptedModel{cfg: llm.Config{ToolMode: llm.ToolModeText, API: llm.APIChat}, replies: []llm.Message{
+		// A server-side parser's tool_calls are not what the model said: text mode ignores them.
+		{Role: llm.RoleAssistant, Content: fence, ToolCalls: []llm.ToolCall{{ID: "x", Type: "function", Function: llm.FunctionCall{Name: "finish", Arguments: "{}"}}}},
+		answer(`[{"tool": "run_python", "arguments": {"code": "print(2)"}}, {"tool": "run_python", "arguments": {"code": "print(3)"}}]`),
+		answer("2"),
+	}}
+	tools := &fixedTools{defs: defs}
+	l := Loop{Model: m, MaxSteps: 5, Params: llm.Params{Temperature: &temp, Seed: &seed}}
+	initial := []llm.Message{llm.SystemMessage("sys"), llm.UserMessage("task")}
+	out, err := l.Run(context.Background(), initial, tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Reason != core.ExitAnswered || out.Answer != "2" || out.Steps != 3 {
+		t.Fatalf("reason %s answer %q steps %d", out.Reason, out.Answer, out.Steps)
+	}
+	if initial[0].Content != "sys" {
+		t.Error("the caller's system message was changed")
+	}
+	if want := []string{`run_python {"code":"print(1)\n"}`, `run_python {"code":"print(2)"}`, `run_python {"code":"print(3)"}`}; strings.Join(tools.calls, "|") != strings.Join(want, "|") {
+		t.Errorf("tool calls %q, want %q", tools.calls, want)
+	}
+	for i, r := range m.reqs {
+		if r.Tools != nil {
+			t.Errorf("request %d offered tools natively in text mode", i)
+		}
+		if *r.Params.Seed != 12 || *r.Params.Temperature != 1 {
+			t.Errorf("request %d params %+v", i, r.Params)
+		}
+	}
+	last := m.sent[len(m.sent)-1]
+	if want := "sys\n\n" + prompt.TextTools(defs); last[0].Content != want {
+		t.Errorf("system prompt %q, want %q", last[0].Content, want)
+	}
+	// system, user, reply 1, its result, reply 2, its results.
+	if len(last) != 6 {
+		t.Fatalf("last request has %d messages", len(last))
+	}
+	if last[2].Content != fence || len(last[2].ToolCalls) != 0 || last[2].Role != llm.RoleAssistant {
+		t.Errorf("assistant message %+v, want the model's text only", last[2])
+	}
+	if last[3].Role != llm.RoleUser || last[3].Content != prompt.TextToolResult("run_python", "ran: print(1)\n") {
+		t.Errorf("result message %+v", last[3])
+	}
+	if last[5].Content != prompt.TextToolResult("run_python", "ran: print(2)")+"\n\n"+prompt.TextToolResult("run_python", "ran: print(3)") {
+		t.Errorf("results of two calls %q", last[5].Content)
+	}
+	// The transcript's reply is the message the loop keeps, as sent next.
+	if got := string(out.Transcript[len(out.Transcript)-1]); got != `{"role":"assistant","content":"2"}` {
+		t.Errorf("transcript ends %s", got)
+	}
+	want := core.LLMRecord{Endpoint: m.URL(), Model: "scripted", Temperature: &temp, Seed: &seed, ToolMode: "text", API: "chat"}
+	if got, _ := json.Marshal(out.LLM); string(got) != string(must(json.Marshal(want))) {
+		t.Errorf("llm record %s", got)
+	}
+}
+
+func TestTextCalls(t *testing.T) {
+	web := []llm.Tool{llm.NewTool("goto", "Go.", `{"type":"object","properties":{"url":{"type":"string"}}}`)}
+	code := []llm.Tool{prompt.RunPython}
+	tests := []struct {
+		name    string
+		content string
+		tools   []llm.Tool
+		want    string // name and arguments of each call, "|"-joined
+	}{
+		{"fenced python", "```python\nprint(1)\n```", code, `run_python {"code":"print(1)\n"}`},
+		{"untagged fence", "```\nx = 1\n```", code, `run_python {"code":"x = 1\n"}`},
+		{"first block only", "```py\na\n```\n```python\nb\n```", code, `run_python {"code":"a\n"}`},
+		{"json call wins", "```python\nignored\n```\n{\"tool\": \"run_python\", \"arguments\": {\"code\": \"print(3)\"}}", code, `run_python {"code":"print(3)"}`},
+		{"plain answer", "The answer is 55.", code, ""},
+		{"a fence is no call without run_python", "```python\nprint(1)\n```", web, ""},
+		{"json call of a web tool", `{"tool": "goto", "arguments": {"url": "http://x"}}`, web, `goto {"url":"http://x"}`},
+		{"unknown tool is an answer", `{"tool": "rm", "arguments": {}}`, web, ""},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, c := range TextCalls(tt.content, tt.tools) {
+			got = append(got, c.Function.Name+" "+c.Function.Arguments)
+		}
+		if strings.Join(got, "|") != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// fixedTools offers defs; every call is echoed back.
+type fixedTools struct {
+	defs  []llm.Tool
+	calls []string
+}
+
+func (t *fixedTools) Definitions() []llm.Tool { return t.defs }
+
+func (t *fixedTools) Call(_ context.Context, c llm.ToolCall) (string, bool) {
+	t.calls = append(t.calls, c.Function.Name+" "+c.Function.Arguments)
+	var args struct{ Code string }
+	_ = llm.ParseArguments(c, &args)
+	return "ran: " + args.Code, c.Function.Name == "finish"
+}
+
+func (t *fixedTools) Answer(context.Context, string) string { return "" }
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -378,6 +378,20 @@ func parseSampling(data []byte) (*Sampling, error) {
 
 type samplingError struct{ field, reason string }
 
+// MaxSeed bounds a seed so that every attempt's seed+k is a signed 32-bit
+// integer, which every server's sampler takes (some seed NumPy, which
+// refuses 2^32 and more).
+const MaxSeed = 1<<31 - 1 - MaxSamples
+
+// Check reports the first field out of the bounds a task's sampling has,
+// for settings that do not come from a task (the runtimes' LLM_* defaults).
+func (sp *Sampling) Check() error {
+	if e := sp.validate(); e != nil {
+		return fmt.Errorf("%s: %s", e.field, e.reason)
+	}
+	return nil
+}
+
 // validate checks the bounds the OpenAI-compatible servers accept.
 func (sp *Sampling) validate() *samplingError {
 	if sp == nil {
@@ -390,8 +404,8 @@ func (sp *Sampling) validate() *samplingError {
 		return &samplingError{"top_p", fmt.Sprintf("%g is out of range (0, 1]", *sp.TopP)}
 	case sp.MaxTokens != nil && *sp.MaxTokens < 1:
 		return &samplingError{"max_tokens", fmt.Sprintf("%d must be at least 1", *sp.MaxTokens)}
-	case sp.Seed != nil && *sp.Seed < 0:
-		return &samplingError{"seed", fmt.Sprintf("%d must not be negative", *sp.Seed)}
+	case sp.Seed != nil && (*sp.Seed < 0 || *sp.Seed > MaxSeed):
+		return &samplingError{"seed", fmt.Sprintf("%d is out of range 0..%d", *sp.Seed, MaxSeed)}
 	}
 	return nil
 }

@@ -68,7 +68,13 @@ type Client struct {
 // New checks cfg, applies defaults and returns a Client.
 func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.checkModes(); err != nil {
+		return nil, err
+	}
 	u, err := ChatURL(cfg.BaseURL)
+	if cfg.API == APICompletions {
+		u, err = CompletionsURL(cfg.BaseURL)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -93,51 +99,83 @@ func New(cfg Config) (*Client, error) {
 // Config returns the configuration in effect, defaults applied.
 func (c *Client) Config() Config { return c.cfg }
 
-// URL returns the chat completions endpoint the client posts to.
+// URL returns the endpoint the client posts to: chat completions, or
+// completions with APICompletions.
 func (c *Client) URL() string { return c.url }
 
 type chatRequest struct {
-	Model       string    `json:"model"`
-	Messages    []Message `json:"messages"`
-	Tools       []Tool    `json:"tools,omitempty"`
-	Temperature *float64  `json:"temperature,omitempty"`
-	MaxTokens   int       `json:"max_tokens,omitempty"`
-	Stream      bool      `json:"stream"`
+	Model    string    `json:"model"`
+	Messages []Message `json:"messages"`
+	Tools    []Tool    `json:"tools,omitempty"`
+	Params
+	Stream         bool `json:"stream"`
+	Logprobs       bool `json:"logprobs,omitempty"`
+	ReturnTokenIDs bool `json:"return_token_ids,omitempty"`
 }
 
-type chatResponse struct {
+type completionRequest struct {
+	Model  string `json:"model"`
+	Prompt string `json:"prompt"`
+	Params
+	Stop   []string `json:"stop"`
+	Stream bool     `json:"stream"`
+	// Logprobs is the number of most likely tokens to list per position;
+	// the sampled token's logprob comes with any value.
+	Logprobs       int  `json:"logprobs,omitempty"`
+	ReturnTokenIDs bool `json:"return_token_ids,omitempty"`
+}
+
+// response is a chat completion or a completion.
+type response struct {
 	Choices []struct {
-		Message      Message `json:"message"`
-		FinishReason string  `json:"finish_reason"`
+		Message        json.RawMessage `json:"message"`
+		Text           *string         `json:"text"`
+		FinishReason   string          `json:"finish_reason"`
+		Logprobs       json.RawMessage `json:"logprobs"`
+		TokenIDs       []int           `json:"token_ids"`
+		PromptTokenIDs []int           `json:"prompt_token_ids"`
 	} `json:"choices"`
-	Usage Usage           `json:"usage"`
-	Error json.RawMessage `json:"error"`
+	PromptTokenIDs []int           `json:"prompt_token_ids"`
+	Usage          Usage           `json:"usage"`
+	Error          json.RawMessage `json:"error"`
 }
 
-// Chat sends messages (and the tools the model may call, possibly none) and
-// returns the first choice. Retryable failures are retried as documented on
-// Config; the returned error wraps the last attempt's error (an *APIError,
-// ErrRequestTimeout, or a transport error) or ctx's error when ctx ended.
+// Params are the configuration's sampling settings as Chat sends them.
+func (c *Client) Params() Params {
+	p := Params{Temperature: c.cfg.Temperature, TopP: c.cfg.TopP, Seed: c.cfg.Seed}
+	if c.cfg.MaxTokens > 0 {
+		p.MaxTokens = new(c.cfg.MaxTokens)
+	}
+	return p
+}
+
+// Chat sends messages (and the tools the model may call, possibly none)
+// with the configuration's sampling settings; see Do.
 func (c *Client) Chat(ctx context.Context, messages []Message, tools []Tool) (Response, error) {
-	if len(messages) == 0 {
+	return c.Do(ctx, Request{Messages: messages, Tools: tools, Params: c.Params()})
+}
+
+// Do sends req and returns the first choice. Retryable failures are retried
+// as documented on Config; the returned error wraps the last attempt's
+// error (an *APIError, ErrRequestTimeout, or a transport error) or ctx's
+// error when ctx ended. With APICompletions the messages are rendered as
+// one prompt (RenderPrompt) and the reply's text becomes the content of an
+// assistant message; in ToolModeText req.Tools are not sent.
+func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
+	if len(req.Messages) == 0 {
 		return Response{}, errors.New("llm: no messages to send")
 	}
-	body, err := json.Marshal(chatRequest{
-		Model:       c.cfg.Model,
-		Messages:    messages,
-		Tools:       tools,
-		Temperature: c.cfg.Temperature,
-		MaxTokens:   c.cfg.MaxTokens,
-	})
+	tools := req.Tools
+	if c.cfg.ToolMode == ToolModeText {
+		tools = nil
+	}
+	body, prompt, err := c.encode(req.Messages, tools, req.Params)
 	if err != nil {
-		return Response{}, fmt.Errorf("llm: encode request: %w", err)
+		return Response{}, err
 	}
-	var sent struct {
-		Messages []json.RawMessage `json:"messages"`
-		Tools    json.RawMessage   `json:"tools"`
-	}
-	if err := json.Unmarshal(body, &sent); err != nil {
-		return Response{}, fmt.Errorf("llm: re-read request: %w", err)
+	sent, err := sentParts(body, req.Messages, c.cfg.API)
+	if err != nil {
+		return Response{}, err
 	}
 	for n := 1; ; n++ {
 		a := Attempt{N: n}
@@ -145,7 +183,7 @@ func (c *Client) Chat(ctx context.Context, messages []Message, tools []Tool) (Re
 		if err == nil {
 			resp.Attempts = n
 			c.finish(&resp, tools)
-			resp.Exchange.Messages, resp.Exchange.Tools = sent.Messages, sent.Tools
+			resp.Exchange.Messages, resp.Exchange.Tools, resp.Exchange.Prompt = sent.Messages, sent.Tools, prompt
 			if resp.Exchange.Sent, err = json.Marshal(resp.Message); err != nil {
 				return Response{}, fmt.Errorf("llm: encode reply: %w", err)
 			}
@@ -180,6 +218,52 @@ func (c *Client) Chat(ctx context.Context, messages []Message, tools []Tool) (Re
 			return Response{}, fmt.Errorf("llm: chat completion stopped after %d attempt(s): %w", n, err)
 		}
 	}
+}
+
+// encode builds the request body for the configured API; prompt is the
+// rendered prompt of a completions request.
+func (c *Client) encode(messages []Message, tools []Tool, p Params) (body []byte, prompt string, err error) {
+	if c.cfg.API == APICompletions {
+		prompt = RenderPrompt(messages)
+		cr := completionRequest{Model: c.cfg.Model, Prompt: prompt, Params: p, Stop: PromptStop, ReturnTokenIDs: c.cfg.Logprobs}
+		if c.cfg.Logprobs {
+			cr.Logprobs = 1
+		}
+		body, err = json.Marshal(cr)
+	} else {
+		body, err = json.Marshal(chatRequest{
+			Model: c.cfg.Model, Messages: messages, Tools: tools, Params: p,
+			Logprobs: c.cfg.Logprobs, ReturnTokenIDs: c.cfg.Logprobs,
+		})
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("llm: encode request: %w", err)
+	}
+	return body, prompt, nil
+}
+
+// sentParts returns the messages and tools of a request as they went over
+// the wire: re-read from the body of a chat request; for a completions
+// request, whose body has the prompt instead, the messages it was rendered
+// from in the same encoding.
+func sentParts(body []byte, messages []Message, api string) (sent struct {
+	Messages []json.RawMessage `json:"messages"`
+	Tools    json.RawMessage   `json:"tools"`
+}, err error) {
+	if api == APICompletions {
+		for _, m := range messages {
+			b, err := json.Marshal(m)
+			if err != nil {
+				return sent, fmt.Errorf("llm: encode message: %w", err)
+			}
+			sent.Messages = append(sent.Messages, b)
+		}
+		return sent, nil
+	}
+	if err := json.Unmarshal(body, &sent); err != nil {
+		return sent, fmt.Errorf("llm: re-read request: %w", err)
+	}
+	return sent, nil
 }
 
 // attempt makes one HTTP request. It returns the Retry-After the server
@@ -222,7 +306,7 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		return Response{}, retryAfter(res.Header, time.Now()), &APIError{Status: res.StatusCode, Body: c.snippet(raw)}
 	}
-	var cr chatResponse
+	var cr response
 	if err := json.Unmarshal(raw, &cr); err != nil {
 		return Response{}, 0, fmt.Errorf("llm: decode response (status %d): %v: %s", res.StatusCode, err, c.snippet(raw))
 	}
@@ -233,14 +317,31 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 		return Response{}, 0, fmt.Errorf("llm: response has no choices: %s", c.snippet(raw))
 	}
 	ch := cr.Choices[0]
-	var rawChoices struct {
-		Choices []struct {
-			Message json.RawMessage `json:"message"`
-		} `json:"choices"`
+	resp := Response{FinishReason: ch.FinishReason, Usage: cr.Usage, CompletionTokenIDs: ch.TokenIDs, PromptTokenIDs: ch.PromptTokenIDs}
+	if resp.PromptTokenIDs == nil {
+		resp.PromptTokenIDs = cr.PromptTokenIDs
 	}
-	_ = json.Unmarshal(raw, &rawChoices) // decoded above; cannot fail now
-	resp := Response{Message: ch.Message, FinishReason: ch.FinishReason, Usage: cr.Usage}
-	resp.Exchange.Reply = rawChoices.Choices[0].Message
+	if len(ch.Logprobs) > 0 && !bytes.Equal(ch.Logprobs, []byte("null")) {
+		resp.Logprobs = ch.Logprobs
+	}
+	if c.cfg.API == APICompletions {
+		if ch.Text == nil {
+			return Response{}, 0, fmt.Errorf("llm: completion choice has no text: %s", c.snippet(raw))
+		}
+		var rawChoices struct {
+			Choices []json.RawMessage `json:"choices"`
+		}
+		_ = json.Unmarshal(raw, &rawChoices) // decoded above; cannot fail now
+		resp.Message = Message{Role: RoleAssistant, Content: *ch.Text}
+		resp.Exchange.Reply = rawChoices.Choices[0]
+		return resp, 0, nil
+	}
+	if len(ch.Message) > 0 && !bytes.Equal(ch.Message, []byte("null")) {
+		if err := json.Unmarshal(ch.Message, &resp.Message); err != nil {
+			return Response{}, 0, fmt.Errorf("llm: decode response message (status %d): %v: %s", res.StatusCode, err, c.snippet(raw))
+		}
+		resp.Exchange.Reply = ch.Message
+	}
 	return resp, 0, nil
 }
 

@@ -282,7 +282,7 @@ func TestChatRequest(t *testing.T) {
 		t.Errorf("Authorization %q", r.auth)
 	}
 	if r.body.Model != "test-model" || len(r.body.Messages) != 2 || len(r.body.Tools) != 1 ||
-		r.body.Tools[0].Function.Name != "run_python" || r.body.MaxTokens != 256 || r.body.Stream {
+		r.body.Tools[0].Function.Name != "run_python" || r.body.MaxTokens == nil || *r.body.MaxTokens != 256 || r.body.Stream {
 		t.Errorf("body %+v", r.body)
 	}
 	if r.body.Temperature == nil || *r.body.Temperature != 0 {

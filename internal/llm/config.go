@@ -20,16 +20,49 @@ const (
 	DefaultMaxRetryAfter  = 60 * time.Second
 )
 
-// chatPath is appended to the base URL.
-const chatPath = "/chat/completions"
+// Tool modes (Config.ToolMode, LLM_TOOL_MODE).
+const (
+	// ToolModeNative offers the tools in the request's tools field and reads
+	// the calls from the reply's tool_calls.
+	ToolModeNative = "native"
+	// ToolModeText sends no tools field: the agent describes the tools in
+	// its system prompt and parses the calls from the reply's text.
+	ToolModeText = "text"
+)
+
+// APIs (Config.API, LLM_API).
+const (
+	// APIChat posts messages to /chat/completions.
+	APIChat = "chat"
+	// APICompletions renders the messages as one prompt (RenderPrompt) and
+	// posts it to /completions, for models without a chat template. It has
+	// no tool calls, so it needs ToolModeText.
+	APICompletions = "completions"
+)
+
+// Sampling defaults applied when neither the task nor the configuration
+// sets a temperature: greedy for a single attempt, so a rerun asks for the
+// same thing; 1, the model's own distribution, when a task is sampled
+// several times, so the attempts differ.
+const (
+	DefaultTemperature        = 0.0
+	DefaultSampledTemperature = 1.0
+)
+
+// Paths appended to the base URL.
+const (
+	chatPath        = "/chat/completions"
+	completionsPath = "/completions"
+)
 
 // Config configures a Client. Only BaseURL and Model are required.
 type Config struct {
 	// BaseURL is the API root up to and including the version prefix, as the
 	// OpenAI SDKs expect it: "http://vllm:8000/v1", "http://ollama:11434/v1",
-	// "https://api.openai.com/v1". The client appends "/chat/completions".
+	// "https://api.openai.com/v1". The client appends "/chat/completions"
+	// ("/completions" with APICompletions).
 	// Forgiving forms: a trailing slash is ignored; a URL that already ends in
-	// "/chat/completions" is used as is; a bare host with no path at all
+	// "/chat/completions" or "/completions" has that replaced by the API's; a bare host with no path at all
 	// ("http://vllm:8000", as VLLM_URL is often written) gets "/v1" added,
 	// because vLLM, Ollama and OpenAI all serve the API there. Any other path
 	// ("https://openrouter.ai/api/v1") is kept untouched.
@@ -63,11 +96,28 @@ type Config struct {
 	// call wait before its next attempt. Default 60s.
 	MaxRetryAfter time.Duration
 
-	// Temperature is sent when non-nil (Go 1.26: Temperature: new(0.2));
-	// nil leaves the server's default.
+	// Temperature, TopP, MaxTokens and Seed are the sampling defaults
+	// (LLM_TEMPERATURE, LLM_TOP_P, LLM_MAX_TOKENS, LLM_SEED). Chat sends
+	// them as they are (nil or 0: not sent); agents resolve them per
+	// attempt with ParamsFor, which a task's sampling overrides.
 	Temperature *float64
+	TopP        *float64
 	// MaxTokens is sent as max_tokens when > 0.
 	MaxTokens int
+	Seed      *int64
+
+	// Logprobs asks the server for the sampled tokens' logprobs and, in
+	// vLLM's extension, the prompt and completion token ids
+	// (return_token_ids): chat requests carry "logprobs": true, completions
+	// requests "logprobs": 1, both "return_token_ids": true. For
+	// vLLM-compatible servers; OpenAI's own API rejects return_token_ids.
+	Logprobs bool
+
+	// ToolMode is ToolModeNative (default) or ToolModeText. In text mode
+	// the client never sends a tools field.
+	ToolMode string
+	// API is APIChat (default) or APICompletions.
+	API string
 
 	// ToolCallsFromContent makes Chat recover a tool call that the model
 	// wrote as JSON in its content instead of in tool_calls, as small models
@@ -93,6 +143,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Int("max_retries", c.MaxRetries),
 		slog.Int("max_concurrent", c.MaxConcurrent),
+		slog.String("tool_mode", c.ToolMode),
+		slog.String("api", c.API),
 	)
 }
 
@@ -104,6 +156,12 @@ func (c Config) GoString() string { return "llm.Config" + c.String() }
 
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
+	if c.ToolMode == "" {
+		c.ToolMode = ToolModeNative
+	}
+	if c.API == "" {
+		c.API = APIChat
+	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
@@ -130,9 +188,76 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// checkModes rejects unknown tool modes and APIs and the pair the
+// completions endpoint cannot serve.
+func (c Config) checkModes() error {
+	switch c.ToolMode {
+	case ToolModeNative, ToolModeText:
+	default:
+		return fmt.Errorf("llm: tool mode %q: want %s or %s (LLM_TOOL_MODE)", c.ToolMode, ToolModeNative, ToolModeText)
+	}
+	switch c.API {
+	case APIChat:
+	case APICompletions:
+		if c.ToolMode != ToolModeText {
+			return fmt.Errorf("llm: the %s API has no tool calls: set LLM_TOOL_MODE=%s with LLM_API=%s (tools described in the prompt, calls parsed from the text)",
+				APICompletions, ToolModeText, APICompletions)
+		}
+	default:
+		return fmt.Errorf("llm: API %q: want %s or %s (LLM_API)", c.API, APIChat, APICompletions)
+	}
+	return nil
+}
+
+// ParamsFor resolves the sampling settings of attempt index (0-based) of a
+// task sampled samples times: each field of override (the task's
+// sampling) wins over the configuration's; the temperature defaults to
+// DefaultTemperature for one sample and DefaultSampledTemperature for
+// more; a seed, when there is one, is sent as seed + index so that every
+// attempt asks for something different and a rerun of an attempt asks for
+// the same thing.
+func (c Config) ParamsFor(samples, index int, override Params) Params {
+	p := Params{Temperature: c.Temperature, TopP: c.TopP, Seed: c.Seed}
+	if c.MaxTokens > 0 {
+		p.MaxTokens = new(c.MaxTokens)
+	}
+	if override.Temperature != nil {
+		p.Temperature = override.Temperature
+	}
+	if override.TopP != nil {
+		p.TopP = override.TopP
+	}
+	if override.MaxTokens != nil {
+		p.MaxTokens = override.MaxTokens
+	}
+	if override.Seed != nil {
+		p.Seed = override.Seed
+	}
+	if p.Temperature == nil {
+		t := DefaultTemperature
+		if samples > 1 {
+			t = DefaultSampledTemperature
+		}
+		p.Temperature = &t
+	}
+	if p.Seed != nil {
+		p.Seed = new(*p.Seed + int64(index))
+	}
+	return p
+}
+
 // ChatURL returns the chat completions endpoint for a base URL, following the
 // rules documented on Config.BaseURL.
-func ChatURL(base string) (string, error) {
+func ChatURL(base string) (string, error) { return endpointURL(base, chatPath) }
+
+// CompletionsURL returns the completions endpoint for a base URL: as
+// ChatURL, with "/completions" in place of "/chat/completions".
+func CompletionsURL(base string) (string, error) { return endpointURL(base, completionsPath) }
+
+// endpointURL appends path to base following the rules documented on
+// Config.BaseURL; a base already ending in either endpoint's path has it
+// replaced.
+func endpointURL(base, path string) (string, error) {
 	base = strings.TrimSpace(base)
 	if base == "" {
 		return "", errors.New("llm: base URL is empty (set LLM_BASE_URL, e.g. http://vllm:8000/v1)")
@@ -153,10 +278,13 @@ func ChatURL(base string) (string, error) {
 	p := strings.TrimRight(u.Path, "/")
 	switch {
 	case p == "":
-		p = "/v1" + chatPath
+		p = "/v1" + path
 	case strings.HasSuffix(p, chatPath):
+		p = strings.TrimSuffix(p, chatPath) + path
+	case strings.HasSuffix(p, completionsPath):
+		p = strings.TrimSuffix(p, completionsPath) + path
 	default:
-		p += chatPath
+		p += path
 	}
 	u.Path = p
 	u.RawPath = ""

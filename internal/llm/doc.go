@@ -1,5 +1,6 @@
 // Package llm is a client for OpenAI-compatible chat completions (vLLM,
-// Ollama, OpenAI, llama.cpp server) with tool calling. Both agent runtimes use
+// Ollama, OpenAI, llama.cpp server) with tool calling, and for the plain
+// completions endpoint (APICompletions) of models without a chat template. Both agent runtimes use
 // it: the sandbox runtime offers a run_python tool, the web runtime one tool
 // per browser action.
 //
@@ -15,6 +16,12 @@
 //     rather than a crash: see ValidateToolCall and ParseArguments;
 //   - optionally recovers tool calls a small model wrote as JSON in the
 //     message content (Config.ToolCallsFromContent, ExtractToolCalls);
+//   - sends each request's sampling settings (Request.Params, resolved per
+//     attempt by Config.ParamsFor) and, with Config.Logprobs, asks for
+//     logprobs and token ids, returned as the server sent them;
+//   - in ToolModeText sends no tools field (the caller describes the tools
+//     in the prompt); with APICompletions renders the messages as one
+//     prompt (RenderPrompt) and records it (Exchange.Prompt);
 //   - reports every attempt to an optional Observer, so the caller can count
 //     requests, retries and tokens without this package importing Prometheus.
 //

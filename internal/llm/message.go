@@ -108,11 +108,39 @@ func (u Usage) Add(o Usage) Usage {
 	}
 }
 
-// Response is the first choice of a chat completion.
+// Params are the sampling settings of one request; a nil field is not
+// sent (the server's default applies). Config.ParamsFor resolves them for
+// an attempt of a task.
+type Params struct {
+	Temperature *float64 `json:"temperature,omitempty"`
+	TopP        *float64 `json:"top_p,omitempty"`
+	MaxTokens   *int     `json:"max_tokens,omitempty"`
+	Seed        *int64   `json:"seed,omitempty"`
+}
+
+// Request is one model call: the conversation so far, the tools the model
+// may call (not sent in ToolModeText) and the sampling settings, sent
+// exactly as given.
+type Request struct {
+	Messages []Message
+	Tools    []Tool
+	Params   Params
+}
+
+// Response is the first choice of a chat completion (or of a completion,
+// its text as the content of an assistant message).
 type Response struct {
 	Message      Message
 	FinishReason string // "stop", "tool_calls", "length", ...
 	Usage        Usage
+	// Logprobs is the choice's logprobs object as the server sent it; nil
+	// when it sent none (Config.Logprobs asks for it).
+	Logprobs json.RawMessage
+	// PromptTokenIDs and CompletionTokenIDs are the token ids the server
+	// returned (vLLM's return_token_ids: the response's or the choice's
+	// prompt_token_ids, the choice's token_ids); nil when it returned none.
+	PromptTokenIDs     []int
+	CompletionTokenIDs []int
 	// Attempts is how many HTTP attempts the call took (1 without retries).
 	Attempts int
 	// FromContent is true when Message.ToolCalls were recovered from the
@@ -125,11 +153,16 @@ type Response struct {
 // Exchange is one model call exactly as it went over the wire, for the
 // record of what a model saw and said.
 type Exchange struct {
-	// Messages are the request's messages, each the bytes the client sent.
+	// Messages are the request's messages, each the bytes the client sent
+	// (with APICompletions: the messages Prompt was rendered from, in the
+	// same encoding).
 	Messages []json.RawMessage
 	// Tools is the request's tools array as sent; nil when none was.
 	Tools json.RawMessage
-	// Reply is the response's choices[0].message as the server sent it.
+	// Prompt is the prompt string sent to /completions; "" with APIChat.
+	Prompt string
+	// Reply is the response's choices[0].message (chat) or choices[0]
+	// (completions) as the server sent it.
 	Reply json.RawMessage
 	// Sent is Message (the reply, ids filled in) in the client's encoding:
 	// the bytes a next request carries for it.

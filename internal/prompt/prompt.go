@@ -9,7 +9,9 @@ package prompt
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/agentdataplatform/adp/internal/llm"
 )
@@ -110,4 +112,27 @@ func Find(name string, tools ...[]llm.Tool) (llm.Tool, bool) {
 		}
 	}
 	return llm.Tool{}, false
+}
+
+// TextTools is what text tool mode (LLM_TOOL_MODE=text) adds to the system
+// prompt: how to call a tool in plain text, and each tool of tools with its
+// description and JSON schema, the same definitions native mode sends.
+func TextTools(tools []llm.Tool) string {
+	var b strings.Builder
+	b.WriteString("Tools: to call a tool, reply with one JSON object and nothing else, {\"tool\": \"<name>\", \"arguments\": {<arguments>}}.")
+	if _, ok := Find(ToolRunPython, tools); ok {
+		b.WriteString(" To call run_python you may instead reply with the program in one fenced code block, ```python ... ```.")
+	}
+	b.WriteString(" The tool's result comes back in the next user message. To give your final answer, reply in plain text without a code block or a tool call.\n\nAvailable tools:")
+	for _, t := range tools {
+		fmt.Fprintf(&b, "\n- %s: %s Arguments (JSON schema): %s", t.Function.Name, t.Function.Description, t.Function.Parameters)
+	}
+	return b.String()
+}
+
+// TextToolResult is how text tool mode reports one call's result; the
+// results of one reply's calls go back together, separated by a blank
+// line, as one user message.
+func TextToolResult(tool, observation string) string {
+	return "Result of " + tool + ":\n" + observation
 }

@@ -35,9 +35,21 @@ type LLMConfig struct {
 	Timeout       time.Duration `env:"LLM_TIMEOUT" envDefault:"60s"`
 	MaxConcurrent int           `env:"LLM_MAX_CONCURRENT" envDefault:"4"`
 	MaxRetries    int           `env:"LLM_MAX_RETRIES" envDefault:"3"`
+	// Sampling defaults; a task's `sampling` overrides each. Unset
+	// LLM_TEMPERATURE means llm.DefaultTemperature for one sample and
+	// llm.DefaultSampledTemperature when a task has samples > 1; unset
+	// LLM_SEED sends no seed.
+	Temperature *float64 `env:"LLM_TEMPERATURE"`
+	TopP        float64  `env:"LLM_TOP_P" envDefault:"1"`
+	MaxTokens   int      `env:"LLM_MAX_TOKENS" envDefault:"1024"`
+	Seed        *int64   `env:"LLM_SEED"`
+	Logprobs    bool     `env:"LLM_LOGPROBS" envDefault:"false"`
+	ToolMode    string   `env:"LLM_TOOL_MODE" envDefault:"native"`
+	API         string   `env:"LLM_API" envDefault:"chat"`
 }
 
-// NewLLM returns the client, or nil when no LLM is configured.
+// NewLLM returns the client, or nil when no LLM is configured. It checks the
+// sampling settings with the bounds tasks have (core.Sampling).
 func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 	base := c.BaseURL
 	if base == "" {
@@ -45,6 +57,9 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 	}
 	if base == "" {
 		return nil, nil
+	}
+	if err := c.checkSampling(); err != nil {
+		return nil, err
 	}
 	obs := llm.ObserverFunc(func(a llm.Attempt) {
 		status := "ok"
@@ -61,10 +76,12 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 	client, err := llm.New(llm.Config{
 		BaseURL: base, Model: c.Model, APIKey: c.APIKey,
 		RequestTimeout: c.Timeout, MaxConcurrent: c.MaxConcurrent, MaxRetries: c.MaxRetries,
+		Temperature: c.Temperature, TopP: &c.TopP, MaxTokens: c.MaxTokens, Seed: c.Seed,
+		Logprobs: c.Logprobs, ToolMode: c.ToolMode, API: c.API,
 		Observer: obs,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("LLM_BASE_URL: %w", err)
+		return nil, fmt.Errorf("LLM configuration: %w", err)
 	}
 	return client, nil
 }
@@ -141,4 +158,22 @@ func writableCheck(dir string) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// checkSampling applies the bounds of a task's sampling to the defaults.
+func (c LLMConfig) checkSampling() error {
+	for _, f := range []struct {
+		name string
+		sp   core.Sampling
+	}{
+		{"LLM_TEMPERATURE", core.Sampling{Temperature: c.Temperature}},
+		{"LLM_TOP_P", core.Sampling{TopP: &c.TopP}},
+		{"LLM_MAX_TOKENS", core.Sampling{MaxTokens: &c.MaxTokens}},
+		{"LLM_SEED", core.Sampling{Seed: c.Seed}},
+	} {
+		if err := f.sp.Check(); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
 }

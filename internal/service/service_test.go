@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,7 +141,7 @@ func TestServeRuntimeWritesTrajectoryAndDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := start(context.Background(), core.RuntimeSandbox, &cfg, slog.New(slog.DiscardHandler), func(ctx context.Context, p *Process, cfg *RuntimeConfig) error {
-		task := core.TaskSpec{TaskID: "t1", TaskType: core.TaskCode, Description: "d", MaxSteps: 1, Timeout: 10, Priority: 1}
+		task := core.TaskSpec{TaskID: "t1", TaskType: core.TaskCode, Description: "d", MaxSteps: 1, Timeout: 10, Priority: 1, Samples: 1}
 		if _, err := queue.NewProducer(p.RDB).Enqueue(ctx, []core.TaskSpec{task}, nil); err != nil {
 			return err
 		}
@@ -159,5 +160,50 @@ func TestServeRuntimeWritesTrajectoryAndDrains(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "trajectories", "t1.json")); err != nil {
 		t.Errorf("no trajectory after the drain: %v", err)
+	}
+}
+
+func TestLLMSettings(t *testing.T) {
+	load := func(t *testing.T, env map[string]string) LLMConfig {
+		t.Helper()
+		var cfg RuntimeConfig
+		env["LLM_BASE_URL"] = "http://127.0.0.1:9/v1"
+		if err := Load(&cfg, ":8001", env); err != nil {
+			t.Fatal(err)
+		}
+		return cfg.LLM
+	}
+	c, err := load(t, map[string]string{}).NewLLM(core.RuntimeSandbox, metrics.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Config()
+	if got.Temperature != nil || got.Seed != nil || *got.TopP != 1 || got.MaxTokens != 1024 || got.Logprobs ||
+		got.ToolMode != "native" || got.API != "chat" {
+		t.Errorf("defaults %+v", got)
+	}
+	c, err = load(t, map[string]string{"LLM_TEMPERATURE": "0.3", "LLM_SEED": "17", "LLM_TOP_P": "0.9", "LLM_MAX_TOKENS": "64",
+		"LLM_LOGPROBS": "true", "LLM_TOOL_MODE": "text", "LLM_API": "completions"}).NewLLM(core.RuntimeSandbox, metrics.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = c.Config()
+	if *got.Temperature != 0.3 || *got.Seed != 17 || *got.TopP != 0.9 || got.MaxTokens != 64 || !got.Logprobs ||
+		got.ToolMode != "text" || got.API != "completions" || c.URL() != "http://127.0.0.1:9/v1/completions" {
+		t.Errorf("set %+v, url %s", got, c.URL())
+	}
+	for env, want := range map[string]string{
+		"LLM_API=completions":   "LLM_TOOL_MODE=text",
+		"LLM_TOP_P=1.5":         "LLM_TOP_P",
+		"LLM_TEMPERATURE=3":     "LLM_TEMPERATURE",
+		"LLM_MAX_TOKENS=0":      "LLM_MAX_TOKENS",
+		"LLM_SEED=-1":           "LLM_SEED",
+		"LLM_TOOL_MODE=native2": "LLM_TOOL_MODE",
+	} {
+		k, v, _ := strings.Cut(env, "=")
+		_, err := load(t, map[string]string{k: v}).NewLLM(core.RuntimeSandbox, metrics.New())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want one naming %s", env, err, want)
+		}
 	}
 }

@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// FakeLLM is a local OpenAI-compatible chat server standing in for the
-// external model API. Reply decides each answer from the request.
+// FakeLLM is a local OpenAI-compatible server standing in for the external
+// model API: /v1/chat/completions and /v1/completions. Reply decides each
+// answer from the request.
 type FakeLLM struct {
 	URL string // base URL, ending in /v1
 
@@ -23,9 +24,19 @@ type FakeLLM struct {
 // FakeLLMRequest is the part of a chat request tests look at.
 type FakeLLMRequest struct {
 	// Body is the request body as received.
-	Body     []byte `json:"-"`
-	Model    string `json:"model"`
-	Messages []struct {
+	Body []byte `json:"-"`
+	// Path is the request's path: /v1/chat/completions or /v1/completions.
+	Path  string `json:"-"`
+	Model string `json:"model"`
+	// Prompt is a completions request's prompt.
+	Prompt      string   `json:"prompt"`
+	Temperature *float64 `json:"temperature"`
+	TopP        *float64 `json:"top_p"`
+	MaxTokens   *int     `json:"max_tokens"`
+	Seed        *int64   `json:"seed"`
+	// ReturnTokenIDs is vLLM's extension asking for token ids.
+	ReturnTokenIDs bool `json:"return_token_ids"`
+	Messages       []struct {
 		Role       string `json:"role"`
 		Content    string `json:"content"`
 		ToolCallID string `json:"tool_call_id"`
@@ -44,6 +55,28 @@ type FakeLLMRequest struct {
 	} `json:"tools"`
 }
 
+// Completions reports whether the request went to /v1/completions.
+func (r FakeLLMRequest) Completions() bool { return r.Path == "/v1/completions" }
+
+// RawMessages are the elements of the request's messages array, each the
+// bytes received, and its tools array as received (nil when absent).
+func (r FakeLLMRequest) RawMessages() (messages []json.RawMessage, tools json.RawMessage) {
+	var b struct {
+		Messages []json.RawMessage `json:"messages"`
+		Tools    json.RawMessage   `json:"tools"`
+	}
+	_ = json.Unmarshal(r.Body, &b) // the server decoded Body already
+	return b.Messages, b.Tools
+}
+
+// HasField reports whether the request body has the top-level field name.
+func (r FakeLLMRequest) HasField(name string) bool {
+	var b map[string]json.RawMessage
+	_ = json.Unmarshal(r.Body, &b)
+	_, ok := b[name]
+	return ok
+}
+
 // LastContent is the content of the last message of the request.
 func (r FakeLLMRequest) LastContent() string {
 	if len(r.Messages) == 0 {
@@ -57,7 +90,7 @@ func StartFakeLLM(t testing.TB, reply func(req FakeLLMRequest, n int) (status in
 	t.Helper()
 	f := &FakeLLM{reply: reply}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/chat/completions" {
+		if r.URL.Path != "/v1/chat/completions" && r.URL.Path != "/v1/completions" {
 			http.NotFound(w, r)
 			return
 		}
@@ -67,7 +100,7 @@ func StartFakeLLM(t testing.TB, reply func(req FakeLLMRequest, n int) (status in
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		req.Body = b
+		req.Body, req.Path = b, r.URL.Path
 		f.mu.Lock()
 		n := len(f.requests)
 		f.requests = append(f.requests, req)
@@ -118,6 +151,30 @@ func chatReply(msg map[string]any, finish string) map[string]any {
 		"choices": []any{map[string]any{"index": 0, "message": msg, "finish_reason": finish}},
 		"usage":   map[string]any{"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
 	}
+}
+
+// CompletionReply is a /v1/completions answer whose choice has text.
+func CompletionReply(text string) map[string]any {
+	return map[string]any{
+		"id": "cmpl-test", "object": "text_completion", "model": "fake",
+		"choices": []any{map[string]any{"index": 0, "text": text, "finish_reason": "stop", "logprobs": nil}},
+		"usage":   map[string]any{"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+	}
+}
+
+// WithTokens adds vLLM's logprobs and token ids (return_token_ids) to a
+// reply's first choice, as vLLM places them: the prompt's ids on the
+// response (chat) or the choice (completions), the completion's on the
+// choice.
+func WithTokens(reply map[string]any, logprobs any, promptIDs, completionIDs []int) map[string]any {
+	ch := reply["choices"].([]any)[0].(map[string]any)
+	ch["logprobs"], ch["token_ids"] = logprobs, completionIDs
+	if _, completion := ch["text"]; completion {
+		ch["prompt_token_ids"] = promptIDs
+	} else {
+		reply["prompt_token_ids"] = promptIDs
+	}
+	return reply
 }
 
 // ErrorReply is an error body for a non-200 status.
