@@ -145,134 +145,146 @@ func (seedModel) textReply(req testsupport.FakeLLMRequest, text string) map[stri
 // dictates, an exit_reason and the llm record with seed sampling.seed+k;
 // stats --json has the estimator's pass@k on those rewards; the groups
 // export has every attempt of each task, its messages those the fake
-// server received. A second run of the code tasks with LLM_TOOL_MODE=text
-// and LLM_API=completions gives verified trajectories too.
+// server received. It runs three times: tools native on the chat API, then
+// LLM_TOOL_MODE=text on chat, then text with LLM_API=completions (where
+// the recorded messages render to the prompts received), each giving the
+// same verified and failed attempts.
 func TestRolloutsWithAModel(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the whole pipeline twice (about two minutes); skipped with -short")
+		t.Skip("runs the whole pipeline three times (about a minute); skipped with -short")
 	}
 	bins := testsupport.BuildBinaries(t)
 	var m seedModel
+	for _, tc := range []struct{ mode, api string }{
+		{llm.ToolModeNative, llm.APIChat},
+		{llm.ToolModeText, llm.APIChat},
+		{llm.ToolModeText, llm.APICompletions},
+	} {
+		t.Run(tc.mode+" "+tc.api, func(t *testing.T) {
+			fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, _ int) (int, any) { return m.reply(req) })
+			run := runPipeline(t, bins, []byte(modelTasks), []string{"LLM_BASE_URL=" + fake.URL, "LLM_MODEL=fake", "LLM_MAX_RETRIES=1",
+				"LLM_TOOL_MODE=" + tc.mode, "LLM_API=" + tc.api})
+			if !run.types()[core.TaskCode] || !run.types()[core.TaskWeb] {
+				t.Fatalf("the tasks lack code or web: %v", run.types())
+			}
+			reqs := fake.Requests()
+			for i, r := range reqs {
+				if r.Completions() != (tc.api == llm.APICompletions) || r.HasField("tools") != (tc.mode == llm.ToolModeNative) ||
+					r.Completions() && r.HasField("messages") {
+					t.Errorf("request %d went to %s (tools %v) in tool mode %s", i, r.Path, r.HasField("tools"), tc.mode)
+				}
+			}
+			trs, outcomes := checkModelAttempts(t, run, m, fake.URL, tc.mode, tc.api)
+			if tc.api == llm.APIChat {
+				checkGroupsSent(t, run, trs, outcomes, reqs)
+			} else {
+				checkPromptsSent(t, trs, reqs)
+				run.groups(t, outcomes)
+			}
+		})
+	}
+}
 
-	t.Run("native chat", func(t *testing.T) {
-		fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, _ int) (int, any) { return m.reply(req) })
-		run := runPipeline(t, bins, []byte(modelTasks), []string{"LLM_BASE_URL=" + fake.URL, "LLM_MODEL=fake", "LLM_MAX_RETRIES=1"})
-		if !run.types()[core.TaskCode] || !run.types()[core.TaskWeb] {
-			t.Fatalf("the tasks lack code or web: %v", run.types())
+// lastRequest is the last request with the seed of tr's attempt (seeds
+// name attempts: seedModel).
+func lastRequest(reqs []testsupport.FakeLLMRequest, tr *core.Trajectory) *testsupport.FakeLLMRequest {
+	var last *testsupport.FakeLLMRequest
+	for i := range reqs {
+		if reqs[i].Seed != nil && *reqs[i].Seed == *tr.LLM.Seed {
+			last = &reqs[i]
 		}
-		reqs := fake.Requests()
-		trs, outcomes := checkModelAttempts(t, run, m, fake.URL, llm.ToolModeNative, llm.APIChat)
+	}
+	return last
+}
 
-		// Each attempt's recorded messages are what its last request sent,
-		// byte for byte, then the model's reply; the groups export carries
-		// them: its prompt and the attempt's completion.
-		groups := run.groups(t, outcomes)
-		compared := 0
-		for id, g := range groups {
-			for _, a := range g.Attempts {
-				tr := trs[attemptKey{id, a.SampleIndex}]
-				if tr == nil {
-					continue
-				}
-				if !a.Recorded || a.ExitReason != string(tr.ExitReason) || a.Reward == nil || *a.Reward != *tr.Reward {
-					t.Errorf("group %s attempt %d: recorded %v, exit_reason %s, reward %v; the trajectory's %s, %v",
-						id, a.SampleIndex, a.Recorded, a.ExitReason, a.Reward, tr.ExitReason, *tr.Reward)
-				}
-				var last *testsupport.FakeLLMRequest
-				for i := range reqs {
-					if reqs[i].Seed != nil && *reqs[i].Seed == *tr.LLM.Seed {
-						last = &reqs[i]
-					}
-				}
-				if last == nil {
-					t.Errorf("%s attempt %d: the server received no request with seed %d", id, a.SampleIndex, *tr.LLM.Seed)
-					continue
-				}
-				sent, tools := last.RawMessages()
-				prompt := g.Prompt
-				if a.Prompt != nil {
-					prompt = a.Prompt
-				}
-				msgs := append(append([]json.RawMessage(nil), prompt...), a.Completion...)
-				if len(msgs) != len(sent)+1 {
-					t.Errorf("group %s attempt %d: %d messages; the last request sent %d, then the reply", id, a.SampleIndex, len(msgs), len(sent))
-					continue
-				}
-				for i, s := range sent {
-					if !bytes.Equal(msgs[i], s) {
-						t.Errorf("group %s attempt %d message %d\n%s\nthe server received\n%s", id, a.SampleIndex, i, msgs[i], s)
-					}
-				}
-				compared++
-				if !bytes.Equal(g.Tools, tools) {
-					t.Errorf("group %s: tools %s, the server received %s", id, g.Tools, tools)
-				}
-				if len(sent) < 2 || !strings.Contains(string(sent[1]), tr.Description) {
-					t.Errorf("%s attempt %d: the user message of %s lacks the task", id, a.SampleIndex, sent)
-				}
-			}
-		}
-		if compared != run.attempts {
-			t.Errorf("the messages of %d attempts compared with the requests, want all %d", compared, run.attempts)
-		}
-	})
-
-	t.Run("text completions", func(t *testing.T) {
-		var code []string
-		for _, l := range strings.SplitAfter(modelTasks, "\n") {
-			if strings.Contains(l, `"task_type": "code"`) {
-				code = append(code, l)
-			}
-		}
-		fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, _ int) (int, any) { return m.reply(req) })
-		run := runPipeline(t, bins, []byte(strings.Join(code, "")), []string{
-			"LLM_BASE_URL=" + fake.URL, "LLM_MODEL=fake", "LLM_MAX_RETRIES=1", "LLM_TOOL_MODE=text", "LLM_API=completions"})
-		if run.types()[core.TaskWeb] || len(run.tasks) != 2 {
-			t.Fatalf("want the 2 code tasks, got %d: %v", len(run.tasks), run.types())
-		}
-		reqs := fake.Requests()
-		for i, r := range reqs {
-			if !r.Completions() || r.HasField("tools") || r.HasField("messages") {
-				t.Errorf("request %d went to %s (tools %v, messages %v)", i, r.Path, r.HasField("tools"), r.HasField("messages"))
-			}
-		}
-		trs, outcomes := checkModelAttempts(t, run, m, fake.URL, llm.ToolModeText, llm.APICompletions)
-		verified := 0
-		for key, tr := range trs {
-			if tr.Success {
-				verified++
-			}
-			// The recorded messages render to the prompt of the attempt's last call.
-			var last *testsupport.FakeLLMRequest
-			for i := range reqs {
-				if reqs[i].Seed != nil && *reqs[i].Seed == *tr.LLM.Seed {
-					last = &reqs[i]
-				}
-			}
-			if last == nil || len(tr.Messages) < 2 {
-				t.Errorf("%v: no request with seed %d, or %d messages", key, *tr.LLM.Seed, len(tr.Messages))
+// checkGroupsSent: in the groups export, each attempt's prompt and
+// completion are what its last chat request sent, byte for byte, then the
+// model's reply; the group's tools are those sent ([] when none were).
+func checkGroupsSent(t *testing.T, run *pipelineRun, trs map[attemptKey]*core.Trajectory, outcomes map[string][2]int, reqs []testsupport.FakeLLMRequest) {
+	t.Helper()
+	groups := run.groups(t, outcomes)
+	compared := 0
+	for id, g := range groups {
+		for _, a := range g.Attempts {
+			tr := trs[attemptKey{id, a.SampleIndex}]
+			if tr == nil {
 				continue
 			}
-			var msgs []llm.Message
-			for _, raw := range tr.Messages[:len(tr.Messages)-1] {
-				var msg llm.Message
-				if err := json.Unmarshal(raw, &msg); err != nil {
-					t.Fatal(err)
+			if !a.Recorded || a.ExitReason != string(tr.ExitReason) || a.Reward == nil || *a.Reward != *tr.Reward {
+				t.Errorf("group %s attempt %d: recorded %v, exit_reason %s, reward %v; the trajectory's %s, %v",
+					id, a.SampleIndex, a.Recorded, a.ExitReason, a.Reward, tr.ExitReason, *tr.Reward)
+			}
+			last := lastRequest(reqs, tr)
+			if last == nil {
+				t.Errorf("%s attempt %d: the server received no request with seed %d", id, a.SampleIndex, *tr.LLM.Seed)
+				continue
+			}
+			sent, tools := last.RawMessages()
+			prompt := g.Prompt
+			if a.Prompt != nil {
+				prompt = a.Prompt
+			}
+			msgs := append(append([]json.RawMessage(nil), prompt...), a.Completion...)
+			if len(msgs) != len(sent)+1 {
+				t.Errorf("group %s attempt %d: %d messages; the last request sent %d, then the reply", id, a.SampleIndex, len(msgs), len(sent))
+				continue
+			}
+			for i, s := range sent {
+				if !bytes.Equal(msgs[i], s) {
+					t.Errorf("group %s attempt %d message %d\n%s\nthe server received\n%s", id, a.SampleIndex, i, msgs[i], s)
 				}
-				msgs = append(msgs, msg)
 			}
-			if got := llm.RenderPrompt(msgs); got != last.Prompt {
-				t.Errorf("%v: the recorded messages render to\n%q\nthe server received\n%q", key, got, last.Prompt)
+			compared++
+			if tools == nil { // text mode: none sent; the openai record's tools are then empty
+				tools = json.RawMessage("[]")
 			}
-			if n := len(tr.ModelCalls); n == 0 || tr.ModelCalls[n-1].Prompt != last.Prompt {
-				t.Errorf("%v: the last model call's prompt is not the one the server received", key)
+			if !bytes.Equal(g.Tools, tools) {
+				t.Errorf("group %s: tools %s, the server received %s", id, g.Tools, tools)
+			}
+			if len(sent) < 2 || !strings.Contains(string(sent[1]), tr.Description) {
+				t.Errorf("%s attempt %d: the user message of %s lacks the task", id, a.SampleIndex, sent)
 			}
 		}
-		if verified == 0 {
-			t.Error("no verified trajectory in text mode over completions")
+	}
+	if compared != run.attempts {
+		t.Errorf("the messages of %d attempts compared with the requests, want all %d", compared, run.attempts)
+	}
+}
+
+// checkPromptsSent: each attempt's recorded messages render to the prompt
+// of its last completions request, which is its last model call's; and
+// some attempts are verified.
+func checkPromptsSent(t *testing.T, trs map[attemptKey]*core.Trajectory, reqs []testsupport.FakeLLMRequest) {
+	t.Helper()
+	verified := 0
+	for key, tr := range trs {
+		if tr.Success {
+			verified++
 		}
-		run.groups(t, outcomes)
-	})
+		// The recorded messages render to the prompt of the attempt's last call.
+		last := lastRequest(reqs, tr)
+		if last == nil || len(tr.Messages) < 2 {
+			t.Errorf("%v: no request with seed %d, or %d messages", key, *tr.LLM.Seed, len(tr.Messages))
+			continue
+		}
+		var msgs []llm.Message
+		for _, raw := range tr.Messages[:len(tr.Messages)-1] {
+			var msg llm.Message
+			if err := json.Unmarshal(raw, &msg); err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, msg)
+		}
+		if got := llm.RenderPrompt(msgs); got != last.Prompt {
+			t.Errorf("%v: the recorded messages render to\n%q\nthe server received\n%q", key, got, last.Prompt)
+		}
+		if n := len(tr.ModelCalls); n == 0 || tr.ModelCalls[n-1].Prompt != last.Prompt {
+			t.Errorf("%v: the last model call's prompt is not the one the server received", key)
+		}
+	}
+	if verified == 0 {
+		t.Error("no verified trajectory in text mode over completions")
+	}
 }
 
 type attemptKey struct {
