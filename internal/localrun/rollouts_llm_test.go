@@ -175,6 +175,7 @@ func TestRolloutsWithAModel(t *testing.T) {
 				}
 			}
 			trs, outcomes := checkModelAttempts(t, run, m, fake.URL, tc.mode, tc.api)
+			checkRequestsRecorded(t, trs, reqs)
 			if tc.api == llm.APIChat {
 				checkGroupsSent(t, run, trs, outcomes, reqs)
 			} else {
@@ -182,6 +183,38 @@ func TestRolloutsWithAModel(t *testing.T) {
 				run.groups(t, outcomes)
 			}
 		})
+	}
+}
+
+// checkRequestsRecorded: every request the server received is a model
+// call of the attempt its seed names, sent with the sampling parameters of
+// that attempt's llm record: a task of several samples without a
+// temperature samples at llm.DefaultSampledTemperature.
+func checkRequestsRecorded(t *testing.T, trs map[attemptKey]*core.Trajectory, reqs []testsupport.FakeLLMRequest) {
+	t.Helper()
+	bySeed := map[int64]*core.Trajectory{}
+	for _, tr := range trs {
+		bySeed[*tr.LLM.Seed] = tr
+		if tr.LLM.Temperature == nil || *tr.LLM.Temperature != llm.DefaultSampledTemperature {
+			t.Errorf("%s attempt %d: llm record %s, want temperature %v", tr.TaskID, tr.SampleIndex, mustJSON(tr.LLM), llm.DefaultSampledTemperature)
+		}
+	}
+	calls := map[int64]int{}
+	for i, r := range reqs {
+		if r.Seed == nil || bySeed[*r.Seed] == nil {
+			t.Errorf("request %d: seed %v names no attempt", i, r.Seed)
+			continue
+		}
+		tr := bySeed[*r.Seed]
+		calls[*r.Seed]++
+		if got, want := mustJSON([]any{r.Model, r.Temperature, r.TopP, r.MaxTokens}), mustJSON([]any{tr.LLM.Model, tr.LLM.Temperature, tr.LLM.TopP, tr.LLM.MaxTokens}); got != want {
+			t.Errorf("request %d (%s attempt %d): model, temperature, top_p, max_tokens %s; the llm record says %s", i, tr.TaskID, tr.SampleIndex, got, want)
+		}
+	}
+	for seed, tr := range bySeed {
+		if calls[seed] != len(tr.ModelCalls) {
+			t.Errorf("%s attempt %d: %d requests received, %d model calls recorded", tr.TaskID, tr.SampleIndex, calls[seed], len(tr.ModelCalls))
+		}
 	}
 }
 
