@@ -85,8 +85,8 @@ func TestWebAgent(t *testing.T) {
 
 	t.Run("an attempt's screenshots are named by the attempt", func(t *testing.T) {
 		task := webTask("contact again", map[string]any{
-			"start_url": b.site + "/form",
-			"actions":   []map[string]any{{"action": "finish", "answer": "sent"}},
+			"start_url":  b.site + "/form",
+			"actions":    []map[string]any{{"action": "finish", "answer": "sent"}},
 			"screenshot": true,
 		})
 		task.Samples, task.SampleIndex = 3, 2
