@@ -18,6 +18,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
 // Agent is the sandbox runtime's worker.Executor.
@@ -27,9 +28,12 @@ type Agent struct {
 	// LLM generates programs; nil means no LLM is configured.
 	LLM *llm.Client
 	// Cache is the template cache; nil disables it.
-	Cache   *templatecache.Cache
-	Metrics *metrics.Set
-	Log     *slog.Logger
+	Cache *templatecache.Cache
+	// Workspaces opens the workspaces of workspace tasks (files,
+	// workspace, setup, test_command, actions); nil: such tasks fail.
+	Workspaces *workspace.Manager
+	Metrics    *metrics.Set
+	Log        *slog.Logger
 }
 
 // ErrJail is wrapped by Execute's error when the jail itself failed: a
@@ -63,6 +67,9 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
 		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
+	}
+	if r.c.IsWorkspace() {
+		return a.executeWorkspace(ctx, task, r.c, r.tr, r.start)
 	}
 	deadline := time.Now().Add(time.Duration(task.Timeout) * time.Second)
 	ctx, cancel := context.WithDeadline(ctx, deadline)

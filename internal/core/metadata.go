@@ -53,6 +53,9 @@ const (
 	// test_command ran): bounded, binary files named, not inlined. The code
 	// agent.
 	MetaWorkspaceDiff MetaKey = "workspace_diff"
+	// MetaWorkspaceDiffTruncated is true when workspace_diff was cut (at a
+	// file boundary) to its bound; absent otherwise. The code agent.
+	MetaWorkspaceDiffTruncated MetaKey = "workspace_diff_truncated"
 	// MetaTestOutput is the observation of a workspace task's
 	// test_command (exit code, output), which the agent never saw. The
 	// code agent.
@@ -63,5 +66,5 @@ const (
 var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
-	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaTestOutput,
+	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput,
 }

@@ -37,8 +37,8 @@ var (
 		"Run Python 3 code in the workspace and return its exit code, stdout and stderr.",
 		`{"type":"object","properties":{"code":{"type":"string","description":"The Python 3 program."},"timeout":{"type":"integer","description":"Seconds before it is killed (default: the runtime's)."}},"required":["code"]}`)
 	ReadFile = llm.NewTool(core.CodeActionReadFile,
-		"Read a text file of the workspace, optionally a range of it.",
-		`{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the workspace."},"offset":{"type":"integer","description":"Where to start (0: the beginning)."},"limit":{"type":"integer","description":"How much to read at most."}},"required":["path"]}`)
+		"Read a text file of the workspace, or a range of its lines.",
+		`{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the workspace."},"offset":{"type":"integer","description":"The first line to read, counting from 0 (default 0)."},"limit":{"type":"integer","description":"How many lines to read at most (default: to the end)."}},"required":["path"]}`)
 	WriteFile = llm.NewTool(core.CodeActionWriteFile,
 		"Create or overwrite a file of the workspace with the given content (parent directories are created).",
 		`{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the workspace."},"content":{"type":"string","description":"The whole new content."}},"required":["path","content"]}`)
