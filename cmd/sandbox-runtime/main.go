@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
 // name and metricsAddr are the service's name in logs and its METRICS_ADDR default.
@@ -37,6 +39,12 @@ type config struct {
 	// start them; a uid no other process on the host uses keeps those
 	// threads out of reach of signals (sandbox.Config.SandboxUID).
 	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534"`
+	// Workspace tasks (internal/workspace); zero values take its defaults.
+	MaxWorkspaces    int    `env:"SANDBOX_MAX_WORKSPACES"`
+	WorkspaceMB      int64  `env:"SANDBOX_WORKSPACE_MB"`
+	WorkspaceFiles   int    `env:"SANDBOX_WORKSPACE_FILES"`
+	ObservationBytes int    `env:"SANDBOX_OBSERVATION_BYTES"`
+	WorkspaceRoot    string `env:"WORKSPACE_ROOT"` // default $OUTPUT_DIR/workspaces
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -78,13 +86,25 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	limits.MaxProcs = cfg.MaxProcs
 
 	jail = sandbox.Limit(jail, cfg.Concurrency)
+	if cfg.WorkspaceRoot == "" {
+		cfg.WorkspaceRoot = filepath.Join(cfg.OutputDir, "workspaces")
+	}
+	// Steps of workspaces run in the limited jail (SANDBOX_CONCURRENCY);
+	// SANDBOX_MAX_WORKSPACES bounds the open workspaces apart from it.
+	workspaces, err := workspace.NewManager(workspace.Config{
+		SeedRoot: cfg.WorkspaceRoot, MaxBytes: cfg.WorkspaceMB << 20, MaxFiles: cfg.WorkspaceFiles,
+		ObservationBytes: cfg.ObservationBytes, MaxOpen: cfg.MaxWorkspaces,
+	}, jail, limits)
+	if err != nil {
+		return fmt.Errorf("workspaces: %w", err)
+	}
 	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
 		Config:     cfg.RuntimeConfig,
 		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
-			Jail: jail, Limits: limits, LLM: client,
+			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 		},
