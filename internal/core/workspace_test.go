@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -151,5 +152,27 @@ func TestParseCodeActionToolCall(t *testing.T) {
 		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseCodeAction(%s, %s) = %v, want ok=%v or an error with %q", tc.name, tc.args, err, tc.ok, tc.want)
 		}
+	}
+}
+
+// TestREADMEWorkspaceExample: the README's example workspace task is valid.
+func TestREADMEWorkspaceExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "**Workspace tasks.**")
+	_, block, ok2 := strings.Cut(after, "```json\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no example after **Workspace tasks.**")
+	}
+	task, err := ParseTask([]byte(strings.ReplaceAll(block, "\n", " ")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c CodeConstraints
+	if err := task.DecodeConstraints(&c); err != nil || !c.IsWorkspace() || len(c.Actions) != 3 || c.TestCommand == "" {
+		t.Fatalf("the example decodes to %+v, %v", c, err)
 	}
 }
