@@ -38,7 +38,7 @@ const (
 // testEnvPrefix runs test_command in a clean environment from the
 // workspace root: the agent's exported variables (PATH, PYTHONPATH,
 // BASH_ENV, …) and working directory must not decide how the check runs.
-const testEnvPrefix = "cd /workspace && exec /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 /bin/bash --noprofile --norc -c "
+const testEnvPrefix = "cd /workspace && /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 /bin/bash --noprofile --norc -c "
 
 // wsRun is one attempt of a workspace task.
 type wsRun struct {

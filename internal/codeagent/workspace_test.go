@@ -157,6 +157,9 @@ func TestWorkspaceOutcomes(t *testing.T) {
 		{"the agent's PATH does not reach the test", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
 			map[string]any{"action": "bash", "command": "mkdir -p bin && printf '#!/bin/sh\\nexit 0\\n' > bin/python3 && chmod +x bin/python3 && export PATH=$PWD/bin:$PATH && cd bin"})},
 			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash:verify"},
+		{"the agent's saved shell state does not reach the test", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
+			map[string]any{"action": "bash", "command": "for f in /adp-state/* /adp-state/.[!.]*; do [ -f \"$f\" ] && printf 'exit 0\\n' > \"$f\"; done; true"})},
+			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash:verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := wsTask(tc.constraints)
