@@ -2,7 +2,10 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +41,10 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 	}
 	ctx, stop := mergeCancel(ctx, w.ctx)
 	defer stop()
+	special, err := removeSpecialFiles(w.work)
+	if err != nil {
+		return Diff{}, fmt.Errorf("workspace diff: %w", err)
+	}
 	lim := w.m.limits
 	lim.Wall, lim.CPU = diffTimeout, diffTimeout
 	// Enough to cut at a file boundary after dropping .git's sections;
@@ -45,8 +52,7 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 	lim.MaxOutputBytes = int64(max(4*maxBytes, 1<<20))
 	lim.KeepOutputBytes = 2*int(lim.MaxOutputBytes) + 2
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
-		Code: diffScript,
-		Argv: shellArgv,
+		Argv: shellArgv(diffScript),
 		Binds: []sandbox.Bind{
 			{Host: w.hostPath(seedDir), Jail: "/a"},
 			{Host: w.hostPath(liveDir, workDir), Jail: "/b"},
@@ -79,7 +85,34 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 			d.Files = append(d.Files, partial)
 		}
 	}
+	d.Removed = special
 	return d, nil
+}
+
+// removeSpecialFiles removes the FIFOs, sockets and devices beneath root
+// (only a step can make them; a seed has none) and returns their paths:
+// they hold no content, and git diff refuses a tree that has one. The walk
+// and the removal stay beneath root and follow no link.
+func removeSpecialFiles(root *os.Root) ([]string, error) {
+	var found []string
+	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if t := d.Type(); !t.IsDir() && !t.IsRegular() && t&fs.ModeSymlink == 0 {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range found {
+		if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return found, nil
 }
 
 // diffSections splits a git diff into its per-file sections.

@@ -49,9 +49,11 @@ python) unset __adp_mode; printf '%s' "$__adp_in" | python3 -u - ;;
 esac
 `
 
-// shellArgv runs the wrapper (the jail's /sandbox/main.py: the file
-// holding Request.Code) with bash, no startup files.
-var shellArgv = []string{"/bin/bash", "--norc", "--noprofile", "/sandbox/main.py"}
+// shellArgv runs script with bash, no startup files, as `bash -c`, so that
+// bash names itself "bash" in its messages.
+func shellArgv(script string) []string {
+	return []string{"/bin/bash", "--norc", "--noprofile", "-c", script, "bash"}
+}
 
 // State files in the state directory.
 const (
@@ -98,8 +100,7 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
-		Code:  shellScript,
-		Argv:  shellArgv,
+		Argv:  shellArgv(shellScript),
 		Stdin: []byte(mode + "\n" + payload),
 		Binds: []sandbox.Bind{
 			{Host: w.hostPath(liveDir, workDir), Jail: JailDir, Writable: true},

@@ -471,12 +471,6 @@ type Observation struct {
 	Note string
 }
 
-
-
-
-
-
-
 // Diff is the workspace's change against its seed.
 type Diff struct {
 	// Patch is a unified diff in git's format (a/ and b/ prefixes,
@@ -489,8 +483,11 @@ type Diff struct {
 	Truncated bool
 	// Files are the changed paths, relative to the workspace.
 	Files []string
+	// Removed are the FIFOs and sockets the agent made, which hold no
+	// content and which git diff refuses: Diff removes them from the
+	// workspace and names them here.
+	Removed []string
 }
-
 
 // Close kills what runs in the workspace, removes it, and frees its slot.
 // It is safe to call more than once.
