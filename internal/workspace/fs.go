@@ -373,6 +373,9 @@ func extractTar(r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name strin
 			if err := c.add(p, h.Size); err != nil {
 				return err
 			}
+			if st, err := dst.Lstat(p); err == nil && !st.Mode().IsRegular() {
+				return &SeedError{Path: p, Reason: "the tar has this path twice, first as " + kind(st.Mode())}
+			}
 			if err := writeFrom(dst, p, io.LimitReader(tr, h.Size), fileMode(fs.FileMode(h.Mode)), o); err != nil {
 				return seedFSError(p, err)
 			}
