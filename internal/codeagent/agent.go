@@ -18,12 +18,16 @@ import (
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
 // Agent is the sandbox runtime's worker.Executor.
 type Agent struct {
 	Jail   sandbox.Jail
 	Limits sandbox.Limits
+	// Workspaces opens the workspaces of workspace tasks (issue 16); nil
+	// when the runtime has none.
+	Workspaces *workspace.Manager
 	// LLM generates programs; nil means no LLM is configured.
 	LLM *llm.Client
 	// Cache is the template cache; nil disables it.
