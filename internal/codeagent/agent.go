@@ -25,15 +25,15 @@ import (
 type Agent struct {
 	Jail   sandbox.Jail
 	Limits sandbox.Limits
+	// Workspaces opens the workspaces of workspace tasks (issue 16); nil
+	// when the runtime has none.
+	Workspaces *workspace.Manager
 	// LLM generates programs; nil means no LLM is configured.
 	LLM *llm.Client
 	// Cache is the template cache; nil disables it.
 	Cache *templatecache.Cache
-	// Workspaces opens the workspaces of workspace tasks (files,
-	// workspace, setup, test_command, actions); nil: such tasks fail.
-	Workspaces *workspace.Manager
-	Metrics    *metrics.Set
-	Log        *slog.Logger
+	Metrics *metrics.Set
+	Log     *slog.Logger
 }
 
 // ErrJail is wrapped by Execute's error when the jail itself failed: a

@@ -174,6 +174,16 @@ type Request struct {
 	Stdin []byte
 	// Limits bounds the run; zero fields take DefaultLimits values.
 	Limits Limits
+	// Argv, when set, is run instead of the interpreter (python3 -I -S -u
+	// /sandbox/main.py); argv[0] is an absolute path in the jail. Code is
+	// still the read-only file /sandbox/main.py (a script for argv to run).
+	// Everything else is as jailed as a Python program: the same uid,
+	// namespaces, root, rlimits, filter and environment.
+	Argv []string
+	// Binds are host directories bound into the jail (see Bind).
+	Binds []Bind
+	// Dir is the working directory in the jail. Default /tmp.
+	Dir string
 }
 
 // Result is what happened to a program. A program that failed (exception,
@@ -222,6 +232,10 @@ type Jail interface {
 	// Check runs a trivial program and returns an error unless it printed
 	// what it should: the readiness probe behind /healthz.
 	Check(ctx context.Context) error
+	// Owner is the host uid and gid that the jail's uid and gid (65534)
+	// are outside: a directory bound writable must be owned by them for
+	// the jail to write it.
+	Owner() (uid, gid int)
 }
 
 // Config says where the jail's binaries and files are. Zero fields take

@@ -60,6 +60,13 @@ package workspace
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
@@ -109,21 +116,111 @@ type Config struct {
 	MaxOpen int
 }
 
+// Names of the layout (see the package doc).
+const (
+	managerDirPrefix = "mgr-"
+	workspacePrefix  = "ws-"
+	seedDir          = "seed"
+	liveDir          = "live"
+	workDir          = "work"
+	stateDir         = "state"
+	// JailDir is where the workspace appears in the jail, the shell's
+	// first working directory.
+	JailDir = "/workspace"
+	// jailStateDir is where the shell's state appears in the jail.
+	jailStateDir = "/adp-state"
+)
+
 // Manager owns the workspaces of one runtime. It is safe for concurrent use.
 type Manager struct {
 	cfg    Config
 	jail   sandbox.Jail
 	limits sandbox.Limits
+	dir    string // this manager's directory beneath cfg.Root
+	owner  owner
 	slots  chan struct{}
+	// noTmpfs is set once mounting a tmpfs failed: workspaces are plain
+	// directories, their caps checked after each step.
+	noTmpfs atomic.Bool
+	log     *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Root == "" {
+		c.Root = filepath.Join(os.TempDir(), "adp-workspaces")
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxFiles <= 0 {
+		c.MaxFiles = DefaultMaxFiles
+	}
+	if c.ObservationBytes <= 0 {
+		c.ObservationBytes = DefaultObservationBytes
+	}
+	if c.MaxOpen <= 0 {
+		c.MaxOpen = DefaultMaxOpen
+	}
+	return c
 }
 
 // NewManager returns a manager whose steps run in jail (normally the
 // runtime's sandbox.Limit'ed jail, so steps count against
-// SANDBOX_CONCURRENCY) under limits (the wall limit of a step is its own
-// timeout). It removes what managers of dead processes left under
-// cfg.Root.
+// SANDBOX_CONCURRENCY) under limits (the wall and CPU limit of a step are
+// its own timeout). It makes its directory beneath cfg.Root and removes
+// what managers of dead processes left there.
 func NewManager(cfg Config, jail sandbox.Jail, limits sandbox.Limits) (*Manager, error) {
-	return &Manager{cfg: cfg, jail: jail, limits: limits, slots: make(chan struct{}, max(cfg.MaxOpen, 1))}, nil
+	cfg = cfg.withDefaults()
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("workspace root %q: %w", cfg.Root, err)
+	}
+	cfg.Root = root
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("workspace root: %w", err)
+	}
+	if err := traversable(root); err != nil {
+		return nil, err
+	}
+	removeStaleManagers(root)
+	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-", managerDirPrefix, os.Getpid()))
+	if err != nil {
+		return nil, fmt.Errorf("workspace root: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	uid, gid := jail.Owner()
+	m := &Manager{
+		cfg: cfg, jail: jail, limits: limits, dir: dir,
+		owner: owner{uid: uid, gid: gid, chown: os.Geteuid() == 0},
+		slots: make(chan struct{}, cfg.MaxOpen),
+		log:   slog.Default().With("component", "workspace"),
+	}
+	return m, nil
+}
+
+// traversable checks that the jail's uid can reach dir: every directory
+// from / down to it searchable by others.
+func traversable(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("workspace root: %w", err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("workspace root %s: %s (mode %v) is not searchable by others, so the jail cannot reach its workspaces; choose a directory like /tmp/adp-workspaces", dir, p, st.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+// Close removes the manager's directory with every workspace left in it.
+// Workspaces still open should be closed first.
+func (m *Manager) Close() error {
+	return removeTree(m.dir)
 }
 
 // Seed is what a workspace starts with: Files written over the copy of
@@ -163,13 +260,188 @@ func (e *ToolError) Error() string { return e.Msg }
 // Open makes a workspace from seed. It waits for a free slot (MaxOpen) or
 // ctx. A bad seed is a *SeedError; other errors are the runtime's.
 func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
-	return nil, fmt.Errorf("workspace: not implemented yet")
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("workspace: waiting for a free workspace (SANDBOX_MAX_WORKSPACES=%d): %w", m.cfg.MaxOpen, context.Cause(ctx))
+	}
+	w, err := m.open(seed)
+	if err != nil {
+		<-m.slots
+		return nil, err
+	}
+	return w, nil
+}
+
+func (m *Manager) open(seed Seed) (w *Workspace, err error) {
+	dir, err := os.MkdirTemp(m.dir, workspacePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = removeTree(dir)
+		}
+	}()
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	w = &Workspace{m: m, dir: dir}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+
+	// The seed first, on disk (read-only to the jail), then its copy in
+	// the live tree.
+	seedPath := filepath.Join(dir, seedDir)
+	if err := os.Mkdir(seedPath, 0o755); err != nil {
+		return nil, err
+	}
+	if w.seed, err = os.OpenRoot(seedPath); err != nil {
+		return nil, err
+	}
+	if err := m.writeSeed(w.seed, seed); err != nil {
+		return nil, err
+	}
+
+	live := filepath.Join(dir, liveDir)
+	if err := os.Mkdir(live, 0o755); err != nil {
+		return nil, err
+	}
+	if !m.noTmpfs.Load() {
+		if err := mountLive(live, m.cfg.MaxBytes, m.cfg.MaxFiles, m.owner); err != nil {
+			if m.noTmpfs.CompareAndSwap(false, true) {
+				m.log.Warn("workspaces are plain directories, their caps checked after each step only: "+
+					"a tmpfs per workspace, which bounds it during a step, needs CAP_SYS_ADMIN", "err", err)
+			}
+		} else {
+			w.tmpfs = true
+		}
+	}
+	if !w.tmpfs && m.owner.chown {
+		if err := os.Chown(live, m.owner.uid, m.owner.gid); err != nil {
+			return nil, err
+		}
+	}
+	liveRoot, err := os.OpenRoot(live)
+	if err != nil {
+		return nil, err
+	}
+	defer liveRoot.Close()
+	for _, d := range []string{workDir, stateDir} {
+		if err := mkdirAll(liveRoot, d, m.owner); err != nil {
+			return nil, fmt.Errorf("workspace: %w", err)
+		}
+	}
+	if w.work, err = liveRoot.OpenRoot(workDir); err != nil {
+		return nil, err
+	}
+	if w.state, err = liveRoot.OpenRoot(stateDir); err != nil {
+		return nil, err
+	}
+	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
+	if err := copyTree(w.seed, w.work, m.owner, c); err != nil {
+		return nil, fmt.Errorf("workspace: copying the seed: %w", err)
+	}
+	w.cwd = JailDir
+	return w, nil
+}
+
+// writeSeed fills root with seed.From's copy, then seed.Files.
+func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
+	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
+	seedOwner := owner{} // the seed stays the runtime's: the jail reads it only
+	if seed.From != "" {
+		if err := m.copyFrom(root, seed.From, seedOwner, c); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(seed.Files))
+	for name := range seed.Files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p, ok := localPath(name)
+		if !ok {
+			return &SeedError{Path: name, Reason: "files: paths are relative, without .."}
+		}
+		data := seed.Files[name]
+		if err := c.add(p, int64(len(data))); err != nil {
+			return err
+		}
+		if int64(len(data)) > m.limits.MaxFileBytes && m.limits.MaxFileBytes > 0 {
+			return &SeedError{Path: name, Reason: fmt.Sprintf("%d bytes, over the per-file limit of %d", len(data), m.limits.MaxFileBytes)}
+		}
+		if err := writeFile(root, p, data, 0o644, seedOwner); err != nil {
+			return seedFSError(name, err)
+		}
+	}
+	// Directories made for Files count too.
+	if _, n, err := usage(root); err != nil {
+		return err
+	} else if n > m.cfg.MaxFiles {
+		return &SeedError{Path: ".", Reason: fmt.Sprintf("the seed has more than %d files and directories (SANDBOX_WORKSPACE_FILES)", m.cfg.MaxFiles)}
+	}
+	return nil
+}
+
+// copyFrom copies the seed at from (beneath SeedRoot): a directory, a .tar
+// or a .tar.gz/.tgz.
+func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
+	p, ok := localPath(from)
+	if !ok {
+		return &SeedError{Path: from, Reason: "workspace: a path relative to WORKSPACE_ROOT, without .."}
+	}
+	if m.cfg.SeedRoot == "" {
+		return &SeedError{Path: from, Reason: "no WORKSPACE_ROOT is configured"}
+	}
+	src, err := os.OpenRoot(m.cfg.SeedRoot)
+	if err != nil {
+		return fmt.Errorf("WORKSPACE_ROOT: %w", err)
+	}
+	defer src.Close()
+	st, err := src.Stat(p)
+	if err != nil {
+		return &SeedError{Path: from, Reason: fmt.Sprintf("not found under WORKSPACE_ROOT (%s): %v", m.cfg.SeedRoot, err)}
+	}
+	if st.IsDir() {
+		sub, err := src.OpenRoot(p)
+		if err != nil {
+			return &SeedError{Path: from, Reason: err.Error()}
+		}
+		defer sub.Close()
+		return copyTree(sub, dst, o, c)
+	}
+	gz := strings.HasSuffix(p, ".tar.gz") || strings.HasSuffix(p, ".tgz")
+	if !gz && !strings.HasSuffix(p, ".tar") {
+		return &SeedError{Path: from, Reason: "want a directory, a .tar or a .tar.gz"}
+	}
+	f, _, err := openRegular(src, p, 1<<40)
+	if err != nil {
+		return &SeedError{Path: from, Reason: err.Error()}
+	}
+	defer f.Close()
+	return extractTar(f, gz, dst, o, c, from)
 }
 
 // Workspace is one attempt's workspace. Its methods are not meant to be
-// called concurrently, except Close, which ends a step in progress.
+// called concurrently (they wait for each other), except Close, which ends
+// a step in progress.
 type Workspace struct {
-	m *Manager
+	m   *Manager
+	dir string
+	// tmpfs: the live tree is a bounded tmpfs.
+	tmpfs bool
+	// seed, work and state are roots of the seed's copy, the work
+	// directory and the shell's state.
+	seed, work, state *os.Root
+	// ctx ends with Close: it cancels a step in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex // one step or tool at a time
+	cwd    string     // the shell's working directory after the last step
+	closed bool
+	once   sync.Once
 }
 
 // Observation is what one Bash or Python step did, as the model sees it
@@ -199,47 +471,6 @@ type Observation struct {
 	Note string
 }
 
-// String is the text the model sees: a header line with the exit code,
-// working directory and duration, stdout, stderr and the note, each
-// labelled, bounded by the manager's ObservationBytes (plus the labels).
-func (o Observation) String() string {
-	return fmt.Sprintf("exit code %d", o.ExitCode)
-}
-
-// Bash runs command in the workspace's shell (see the package doc). A
-// timeout of 0 means DefaultStepTimeout. The error is non-nil only when
-// the jail itself failed or ctx ended; a failing command is an Observation.
-func (w *Workspace) Bash(ctx context.Context, command string, timeout time.Duration) (Observation, error) {
-	return Observation{}, fmt.Errorf("workspace: not implemented yet")
-}
-
-// Python runs code with python3 (reading the program from stdin, so
-// tracebacks name "<stdin>") in the shell's working directory and
-// environment; each call is a fresh interpreter. Otherwise like Bash.
-func (w *Workspace) Python(ctx context.Context, code string, timeout time.Duration) (Observation, error) {
-	return Observation{}, fmt.Errorf("workspace: not implemented yet")
-}
-
-// ReadFile returns lines [offset, offset+limit) of the file at path
-// (relative to /workspace, or absolute beneath /workspace); limit 0 means
-// to the end. The text is bounded by ObservationBytes (cut at the end with
-// a note saying how to read on). Errors a model should see are *ToolError.
-func (w *Workspace) ReadFile(path string, offset, limit int) (string, error) {
-	return "", fmt.Errorf("workspace: not implemented yet")
-}
-
-// WriteFile creates or replaces the file at path with content, making
-// parent directories. Errors a model should see are *ToolError.
-func (w *Workspace) WriteFile(path, content string) error {
-	return fmt.Errorf("workspace: not implemented yet")
-}
-
-// EditFile replaces the one occurrence of old in the file at path with
-// new; no occurrence or several are a *ToolError.
-func (w *Workspace) EditFile(path, old, new string) error {
-	return fmt.Errorf("workspace: not implemented yet")
-}
-
 // Diff is the workspace's change against its seed.
 type Diff struct {
 	// Patch is a unified diff in git's format (a/ and b/ prefixes,
@@ -252,16 +483,28 @@ type Diff struct {
 	Truncated bool
 	// Files are the changed paths, relative to the workspace.
 	Files []string
-}
-
-// Diff returns the workspace's diff against its seed, at most maxBytes of
-// it (0: DefaultDiffBytes). It runs in a jail (hence ctx).
-func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
-	return Diff{}, fmt.Errorf("workspace: not implemented yet")
+	// Removed are the FIFOs and sockets the agent made, which hold no
+	// content and which git diff refuses: Diff removes them from the
+	// workspace and names them here.
+	Removed []string
 }
 
 // Close kills what runs in the workspace, removes it, and frees its slot.
 // It is safe to call more than once.
 func (w *Workspace) Close() error {
-	return nil
+	var err error
+	w.once.Do(func() {
+		w.cancel()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.closed = true
+		for _, r := range []*os.Root{w.seed, w.work, w.state} {
+			if r != nil {
+				r.Close()
+			}
+		}
+		err = removeTree(w.dir)
+		<-w.m.slots
+	})
+	return err
 }

@@ -1,0 +1,207 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/sandbox"
+)
+
+// setup is what a workspace test needs: a manager on one backend.
+type setup struct {
+	backend string
+	jail    sandbox.Jail
+	m       *Manager
+	seeds   string // the manager's SeedRoot
+}
+
+// testLimits keeps steps quick and small.
+func testLimits() sandbox.Limits {
+	l := sandbox.DefaultLimits()
+	l.MemoryBytes = 256 << 20
+	l.MaxProcs = 16
+	l.MaxFileBytes = 8 << 20
+	l.TmpfsBytes = 16 << 20
+	return l
+}
+
+// forEachBackend runs fn with a manager on every backend present.
+func forEachBackend(t *testing.T, cfg Config, fn func(t *testing.T, s setup)) {
+	t.Helper()
+	for _, backend := range []string{sandbox.BackendNsjail, sandbox.BackendBwrap} {
+		t.Run(backend, func(t *testing.T) {
+			fn(t, newSetup(t, backend, cfg))
+		})
+	}
+}
+
+func newSetup(t *testing.T, backend string, cfg Config) setup {
+	t.Helper()
+	j, err := sandbox.New(backend, sandbox.Config{})
+	if errors.Is(err, sandbox.ErrNoJail) {
+		t.Skipf("%s: %v", backend, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	// t.TempDir's parent is 0700: the jail's uid must traverse it.
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cfg.Root == "" {
+		cfg.Root = filepath.Join(base, "live")
+	}
+	if cfg.SeedRoot == "" {
+		cfg.SeedRoot = filepath.Join(base, "seeds")
+		if err := os.Mkdir(cfg.SeedRoot, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := NewManager(cfg, j, testLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Manager.Close: %v", err)
+		}
+	})
+	return setup{backend: backend, jail: j, m: m, seeds: cfg.SeedRoot}
+}
+
+func (s setup) open(t *testing.T, seed Seed) *Workspace {
+	t.Helper()
+	w, err := s.m.Open(context.Background(), seed)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func bash(t *testing.T, w *Workspace, cmd string) Observation {
+	t.Helper()
+	return bashT(t, w, cmd, 20*time.Second)
+}
+
+func bashT(t *testing.T, w *Workspace, cmd string, timeout time.Duration) Observation {
+	t.Helper()
+	obs, err := w.Bash(context.Background(), cmd, timeout)
+	if err != nil {
+		t.Fatalf("Bash(%q): %v", cmd, err)
+	}
+	return obs
+}
+
+func TestShellKeepsState(t *testing.T) {
+	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+		w := s.open(t, Seed{Files: map[string][]byte{"src/main.py": []byte("print('hi')\n")}})
+		obs := bash(t, w, "cd src && export GREETING=hello && FOO=notexported && ls")
+		if obs.ExitCode != 0 || obs.Stdout != "main.py\n" || obs.Cwd != "/workspace/src" {
+			t.Fatalf("first step: %+v", obs)
+		}
+		obs = bash(t, w, `echo "$GREETING ${FOO:-unset} $(pwd)"; python3 main.py`)
+		if obs.Stdout != "hello unset /workspace/src\nhi\n" {
+			t.Errorf("second step: stdout %q, want the exported variable and cwd kept", obs.Stdout)
+		}
+		obs = bash(t, w, "exit 3")
+		if obs.ExitCode != 3 || obs.Cwd != "/workspace/src" {
+			t.Errorf("exit 3: %+v", obs)
+		}
+		obs, err := w.Python(context.Background(), "import os\nprint(os.getcwd(), os.environ['GREETING'])\nraise SystemExit(4)\n", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obs.Stdout != "/workspace/src hello\n" || obs.ExitCode != 4 {
+			t.Errorf("python: %+v", obs)
+		}
+		obs = bash(t, w, "cd /tmp && echo x > /tmp/scratch")
+		obs = bash(t, w, "pwd; ls /tmp")
+		if obs.Stdout != "/tmp\n" {
+			t.Errorf("after cd /tmp: stdout %q, want /tmp kept as cwd and /tmp empty again (fresh per step)", obs.Stdout)
+		}
+		if !strings.HasPrefix(obs.String(), "[exit code 0 | cwd /tmp | ") {
+			t.Errorf("String() = %q", obs.String())
+		}
+	})
+}
+
+func TestTimeoutKeepsShell(t *testing.T) {
+	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+		w := s.open(t, Seed{})
+		bash(t, w, "mkdir d && cd d && export A=1")
+		obs := bashT(t, w, "cd / && export A=2 && echo before && sleep 30", 1*time.Second)
+		if !obs.TimedOut || obs.Stdout != "before\n" || !strings.Contains(obs.Note, "timed out") {
+			t.Errorf("timed-out step: %+v", obs)
+		}
+		if obs.ErrorType != "" {
+			t.Errorf("a timeout must not end the attempt: ErrorType %q", obs.ErrorType)
+		}
+		obs = bash(t, w, "echo $A; pwd")
+		if obs.Stdout != "1\n/workspace/d\n" {
+			t.Errorf("after the timeout: stdout %q, want the state from before it", obs.Stdout)
+		}
+	})
+}
+
+func TestFileToolsAndDiff(t *testing.T) {
+	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+		w := s.open(t, Seed{Files: map[string][]byte{
+			"calc.py":  []byte("def add(a, b):\n    return a - b\n"),
+			"gone.txt": []byte("bye\n"),
+			"bin.dat":  {0, 1, 2},
+		}})
+		if err := w.EditFile("calc.py", "return a - b", "return a + b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteFile("/workspace/pkg/new.txt", "new\n"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := w.ReadFile("calc.py", 1, 1)
+		if err != nil || got != "    return a + b\n" {
+			t.Errorf("ReadFile: %q, %v", got, err)
+		}
+		var te *ToolError
+		if err := w.EditFile("calc.py", "a", "b"); !errors.As(err, &te) || !strings.Contains(te.Msg, "occurs") {
+			t.Errorf("ambiguous edit: %v", err)
+		}
+		if err := w.EditFile("calc.py", "nothere", "b"); !errors.As(err, &te) || !strings.Contains(te.Msg, "not found") {
+			t.Errorf("edit of missing text: %v", err)
+		}
+		if _, err := w.ReadFile("bin.dat", 0, 0); !errors.As(err, &te) || !strings.Contains(te.Msg, "binary") {
+			t.Errorf("binary read: %v", err)
+		}
+		obs := bash(t, w, "rm gone.txt && printf '\\003' >> bin.dat && ls -l pkg/new.txt | cut -d' ' -f3 && python3 -c 'import calc; print(calc.add(2, 3))'")
+		if obs.Stdout != "nobody\n5\n" && obs.Stdout != "65534\n5\n" {
+			t.Errorf("bash after the tools: %+v", obs)
+		}
+		d, err := w.Diff(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			"diff --git a/calc.py b/calc.py\n", "-    return a - b\n+    return a + b\n",
+			"Binary files a/bin.dat and b/bin.dat differ\n",
+			"--- a/gone.txt\n+++ /dev/null\n",
+			"--- /dev/null\n+++ b/pkg/new.txt\n@@ -0,0 +1 @@\n+new\n",
+		} {
+			if !strings.Contains(d.Patch, want) {
+				t.Errorf("diff lacks %q:\n%s", want, d.Patch)
+			}
+		}
+		if strings.Join(d.Files, ",") != "bin.dat,calc.py,gone.txt,pkg/new.txt" || d.Truncated {
+			t.Errorf("files %q truncated %v", d.Files, d.Truncated)
+		}
+	})
+}
+
+var _ = core.ErrNone
