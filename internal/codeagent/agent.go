@@ -31,7 +31,7 @@ type Agent struct {
 	// LLM generates programs; nil means no LLM is configured.
 	LLM *llm.Client
 	// Cache is the template cache; nil disables it.
-	Cache *templatecache.Cache
+	Cache   *templatecache.Cache
 	Metrics *metrics.Set
 	Log     *slog.Logger
 }
