@@ -157,9 +157,23 @@ func TestWorkspaceOutcomes(t *testing.T) {
 		{"the agent's PATH does not reach the test", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
 			map[string]any{"action": "bash", "command": "mkdir -p bin && printf '#!/bin/sh\\nexit 0\\n' > bin/python3 && chmod +x bin/python3 && export PATH=$PWD/bin:$PATH && cd bin"})},
 			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash:verify"},
+		// The shell's saved state is the agent's to write: sourced before
+		// a command in its workspace, it could end the check with exit 0.
 		{"the agent's saved shell state does not reach the test", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
-			map[string]any{"action": "bash", "command": "for f in /adp-state/* /adp-state/.[!.]*; do [ -f \"$f\" ] && printf 'exit 0\\n' > \"$f\"; done; true"})},
-			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash:verify"},
+			map[string]any{"action": "bash", "command": "trap - EXIT; for f in env env.next; do printf 'exit 0\\n' > /adp-state/$f; done; printf /workspace > /adp-state/cwd.next"},
+			map[string]any{"action": "bash", "command": "echo unreachable"})},
+			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash bash:verify"},
+		// The test sees the agent's files as it left them: new, removed,
+		// executable.
+		{"new, removed and executable files reach the test", map[string]any{"files": calcRepo, "test_command": "test -x run.sh && ./run.sh && ! test -e test_calc.py", "actions": actions(
+			map[string]any{"action": "write_file", "path": "run.sh", "content": "#!/bin/sh\necho ran\n"},
+			map[string]any{"action": "bash", "command": "chmod +x run.sh && rm test_calc.py"})},
+			0, true, core.ErrNone, core.ExitReplayed, 1.0, "write_file bash bash:verify"},
+		// A binary file is named in the diff, not carried: the check
+		// cannot run on the agent's files, so it did not pass.
+		{"a binary change cannot be checked", map[string]any{"files": calcRepo, "test_command": "true", "actions": actions(
+			map[string]any{"action": "bash", "command": "printf '\\000\\001' > blob.bin"})},
+			0, false, core.ErrSystem, core.ExitReplayed, 0.0, "bash bash:verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := wsTask(tc.constraints)
