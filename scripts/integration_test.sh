@@ -22,6 +22,8 @@ cat > "$tasks" <<JSON
 not json at all
 {"task_id":"$run-bad","task_type":"video","description":"x"}
 {"task_id":"$run-fib","task_type":"code","description":"a duplicate id"}
+{"task_id":"$run-ws","task_type":"code","description":"fix add","constraints":{"files":{"calc.py":"def add(a, b):\n    return a - b\n"},"setup":"test -f calc.py","actions":[{"action":"edit_file","path":"calc.py","old":"a - b","new":"a + b"},{"action":"finish"}],"test_command":"python3 -c 'from calc import add; assert add(2, 3) == 5'"}}
+{"task_id":"$run-ws-wrong","task_type":"code","description":"fix add, wrongly","constraints":{"files":{"calc.py":"def add(a, b):\n    return a - b\n"},"actions":[{"action":"bash","command":"sed -i 's/a - b/a * b/' calc.py"}],"test_command":"python3 -c 'from calc import add; assert add(2, 3) == 5'"}}
 JSON
 # A topic of this run: the search must be solved by the rules, not found in
 # the template cache of a Redis that outlives the run (compose).
@@ -73,6 +75,8 @@ check "$run-wrong"  '(.success | not) and .error_type == "wrong_answer"' "failin
 check "$run-syntax" '(.success | not) and .error_type == "compile_error"' "syntax error"
 check "$run-slow"   '(.success | not) and .error_type == "timeout"' "wall-clock limit"
 check "$run-reason" '.success and .final_result == "720" and .task_type == "reasoning"' "reasoning via the sandbox runtime"
+check "$run-ws"     '.success and .reward == 1 and .exit_reason == "finished" and (.metadata.workspace_diff | test("[+]    return a [+] b")) and .steps[0].action_params.purpose == "setup"' "workspace: replayed edit_file passes test_command"
+check "$run-ws-wrong" '(.success | not) and .reward == 0 and .error_type == "wrong_answer" and (.metadata.workspace_diff | test("a [*] b"))' "workspace: a wrong fix fails test_command"
 if $want_web; then
   check "$run-form"   '.success and .metadata.verified == true' "scripted form"
   check "$run-search" '.success and .metadata.source == "rules"' "search heuristics on the demo site"
