@@ -220,8 +220,8 @@ func (w *wsRun) Model(ctx context.Context) {
 		// Record added the failed call's step and its exit reason.
 		w.ended, w.endedMsg = w.tr.Steps[len(w.tr.Steps)-1].ErrorType, err.Error()
 	case w.ended != "":
+		// The loop saw a tool end it; why is the attempt's exit reason.
 		w.tr.ExitReason = exitFor(w.ended)
-		w.tr.Metadata[core.MetaStopReason] = string(w.tr.ExitReason)
 	}
 }
 
@@ -382,6 +382,10 @@ func applyCommand(patch string) string {
 // do performs one action as one step and returns the observation for the
 // model; done is true after finish.
 func (w *wsRun) do(ctx context.Context, a core.CodeAction) (string, bool) {
+	if ctx.Err() != nil {
+		w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+		return "error: " + w.endedMsg, true
+	}
 	switch a.Action {
 	case core.CodeActionBash, core.CodeActionPython:
 		step, ok := w.shell(ctx, a, purposeRun, w.stepTimeout(ctx, a))

@@ -133,7 +133,7 @@ func TestWorkspaceOutcomes(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		constraints map[string]any
-		maxSteps    int
+		maxSteps    int // < 0: the task's timeout is -maxSteps seconds instead
 		success     bool
 		errType     core.ErrorType
 		exit        core.ExitReason
@@ -157,6 +157,12 @@ func TestWorkspaceOutcomes(t *testing.T) {
 		{"the agent's PATH does not reach the test", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
 			map[string]any{"action": "bash", "command": "mkdir -p bin && printf '#!/bin/sh\\nexit 0\\n' > bin/python3 && chmod +x bin/python3 && export PATH=$PWD/bin:$PATH && cd bin"})},
 			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash:verify"},
+		{"a step's timeout is an observation", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
+			map[string]any{"action": "bash", "command": "sleep 30", "timeout": 1}, fix)},
+			0, true, core.ErrNone, core.ExitReplayed, 1.0, "bash edit_file bash:verify"},
+		{"the task's timeout ends the attempt", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
+			map[string]any{"action": "bash", "command": "sleep 30"}, fix)},
+			-2, false, core.ErrTimeout, core.ExitTimeout, 0.0, "bash"},
 		// The shell's saved state is the agent's to write: sourced before
 		// a command in its workspace, it could end the check with exit 0.
 		{"the agent's saved shell state does not reach the test", map[string]any{"files": calcRepo, "test_command": calcTest, "actions": actions(
@@ -177,8 +183,11 @@ func TestWorkspaceOutcomes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := wsTask(tc.constraints)
-			if tc.maxSteps > 0 {
+			switch {
+			case tc.maxSteps > 0:
 				tk.MaxSteps = tc.maxSteps
+			case tc.maxSteps < 0: // a timeout in seconds
+				tk.Timeout = -tc.maxSteps
 			}
 			tr, err := a.Execute(context.Background(), tk)
 			if err != nil {
@@ -279,5 +288,28 @@ func TestWorkspaceLLM(t *testing.T) {
 	_ = json.Unmarshal(sent.Messages[0], &system)
 	if system.Content != prompt.WorkspaceSystem {
 		t.Errorf("system prompt sent: %q", system.Content)
+	}
+}
+
+// TestWorkspaceCap: a step that fills the workspace past its cap ends the
+// attempt with output_limit; the test does not run.
+func TestWorkspaceCap(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	m, err := workspace.NewManager(workspace.Config{MaxBytes: 1 << 20, MaxOpen: 1}, a.Jail, a.Limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Workspaces = m
+	tr, err := a.Execute(context.Background(), wsTask(map[string]any{"files": calcRepo, "test_command": "true", "actions": actions(
+		map[string]any{"action": "bash", "command": "head -c 3000000 /dev/zero > big; echo done"},
+		map[string]any{"action": "bash", "command": "echo never"})}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.ErrorType != core.ErrOutputLimit || tr.ExitReason != core.ExitAborted || fmtReward(tr.Reward) != 0.0 {
+		t.Errorf("success=%v error=%s (%s) exit=%s reward=%v; want output_limit, aborted, 0", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.ExitReason, fmtReward(tr.Reward))
+	}
+	if got := strings.Join(stepTools(tr), " "); got != "bash" {
+		t.Errorf("steps %q, want the one bash step that hit the cap", got)
 	}
 }
