@@ -205,3 +205,38 @@ func TestFileToolsAndDiff(t *testing.T) {
 }
 
 var _ = core.ErrNone
+
+// TestStaleManagers: a new manager removes what a crashed one left (its
+// lock file unlocked, a tmpfs still mounted), and leaves a live one's.
+func TestStaleManagers(t *testing.T) {
+	s := newSetup(t, "", Config{})
+	root := s.m.cfg.Root
+	live := s.open(t, Seed{Files: map[string][]byte{"x": []byte("x")}})
+	// A crashed manager: its directory, a workspace with its tmpfs, an
+	// unlocked lock file.
+	crashed := filepath.Join(root, managerDirPrefix+"99999999-crashed")
+	mnt := filepath.Join(crashed, workspacePrefix+"1", liveDir)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mountLive(mnt, 1<<20, 100, owner{}); err != nil {
+		t.Skipf("no tmpfs here: %v", err)
+	}
+	if err := os.WriteFile(crashed+lockSuffix, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(Config{Root: root}, s.jail, testLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if _, err := os.Stat(crashed); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the crashed manager's directory is still there: %v", err)
+	}
+	if ms, _ := mountsBelow(crashed); len(ms) != 0 {
+		t.Errorf("its tmpfs is still mounted: %v", ms)
+	}
+	if obs := bash(t, live, "cat x"); obs.Stdout != "x" {
+		t.Errorf("the live manager's workspace was harmed: %+v", obs)
+	}
+}
