@@ -195,4 +195,3 @@ func mergeCancel(ctx, other context.Context) (context.Context, context.CancelFun
 	stop := context.AfterFunc(other, func() { cancel(errClosed) })
 	return ctx, func() { stop(); cancel(nil) }
 }
-

@@ -138,7 +138,7 @@ type Manager struct {
 	cfg    Config
 	jail   sandbox.Jail
 	limits sandbox.Limits
-	dir    string // this manager's directory beneath cfg.Root
+	dir    string   // this manager's directory beneath cfg.Root
 	lock   *os.File // held while the manager lives (see makeManagerDir)
 	owner  owner
 	slots  chan struct{}
