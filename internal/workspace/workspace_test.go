@@ -204,7 +204,6 @@ func TestFileToolsAndDiff(t *testing.T) {
 	})
 }
 
-
 // TestStaleManagers: a new manager removes what a crashed one left (its
 // lock file unlocked, a tmpfs still mounted), and leaves a live one's.
 func TestStaleManagers(t *testing.T) {
