@@ -16,7 +16,14 @@
 //	        state/  bound read-write at /adp-state: the shell's saved state
 //
 // Everything the jail may write is owned by the jail's outside uid
-// (sandbox.Jail.Owner), so uid 65534 in the jail can write it.
+// (sandbox.Jail.Owner), so uid 65534 in the jail can write it. Each
+// manager holds a flock on mgr-<pid>-<id>.lock beside its directory; a new
+// manager removes (unmounting first) the directories whose lock is free,
+// those of runtimes that died.
+//
+// A workspace holds no process between steps: an open workspace costs its
+// files (in memory, with the tmpfs), not a jail, so SANDBOX_MAX_WORKSPACES
+// may exceed SANDBOX_CONCURRENCY, which still bounds the jails running.
 //
 // # Steps
 //
