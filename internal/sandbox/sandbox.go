@@ -21,6 +21,13 @@
 //
 // Neither writes anything to the host's disk per run.
 //
+// A Request may run another command than the interpreter (Argv: bash, for
+// the workspace package's steps) and bind host directories into the jail
+// (Binds, read-only or writable, each one new top-level directory such as
+// /workspace) with a working directory (Dir); everything else stays as
+// jailed. The caller bounds a writable bind (the workspace package mounts a
+// tmpfs capped in bytes and inodes there) and owns it as Jail.Owner says.
+//
 // Both give the program: uid/gid 65534, fresh user, pid, mount, ipc, uts
 // and network namespaces (no interface up, not even loopback), a read-only
 // root holding only /usr (and the /bin, /lib, /lib64 links into it), no /etc

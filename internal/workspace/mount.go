@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -111,20 +112,63 @@ func removeTree(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// removeStaleManagers removes the directories of managers whose process is
-// gone (mgr-<pid>-<id> beneath root with no /proc/<pid>).
+// lockSuffix names a manager directory's lock file, beside it.
+const lockSuffix = ".lock"
+
+// makeManagerDir makes a manager's directory beneath root and its lock
+// file, locked (flock) until the manager closes it or its process dies:
+// whatever shares root, in any pid namespace, can tell a live manager's
+// directory from one a crashed runtime left.
+func makeManagerDir(root string) (string, *os.File, error) {
+	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-", managerDirPrefix, os.Getpid()))
+	if err != nil {
+		return "", nil, err
+	}
+	lock, err := os.OpenFile(dir+lockSuffix, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o711)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		os.Remove(dir + lockSuffix)
+		os.Remove(dir)
+		return "", nil, err
+	}
+	return dir, lock, nil
+}
+
+// staleUnlockedAge: a manager directory without a lock file is left alone
+// this long (its manager may be between making the two).
+const staleUnlockedAge = time.Minute
+
+// removeStaleManagers removes the directories of managers that are gone:
+// their lock file is not locked (or, after staleUnlockedAge, missing).
 func removeStaleManagers(root string) {
 	dirs, _ := filepath.Glob(filepath.Join(root, managerDirPrefix+"*"))
 	for _, d := range dirs {
-		rest := strings.TrimPrefix(filepath.Base(d), managerDirPrefix)
-		pidStr, _, ok := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid <= 0 {
+		if strings.HasSuffix(d, lockSuffix) {
 			continue
 		}
-		if _, err := os.Stat("/proc/" + pidStr); err == nil {
-			continue // alive: this process's or another runtime's
+		st, err := os.Lstat(d)
+		if err != nil || !st.IsDir() {
+			continue
 		}
-		_ = removeTree(d)
+		lock, err := os.OpenFile(d+lockSuffix, os.O_RDWR, 0)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && time.Since(st.ModTime()) > staleUnlockedAge {
+				_ = removeTree(d)
+			}
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = removeTree(d)
+			_ = os.Remove(d + lockSuffix)
+		}
+		lock.Close()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -120,11 +119,13 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	var notes []string
 	switch res.ErrorType {
 	case core.ErrTimeout:
-		// A limit the jail's queue ran out of (sandbox.Limit) reports no
-		// run: the step did not start.
 		obs.TimedOut = true
+		limit := timeout.String()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 0 && res.Wall < timeout {
+			limit = res.Wall.Round(time.Millisecond).String() + " (the task's own time ran out)"
+		}
 		notes = append(notes, fmt.Sprintf("the command timed out after %s and was killed, with every process it started; "+
-			"the shell goes on from the working directory and exported variables it had before this command", timeout))
+			"the shell goes on from the working directory and exported variables it had before this command", limit))
 	case core.ErrOutputLimit:
 		notes = append(notes, fmt.Sprintf("the command wrote more than %d bytes of output and was killed; the shell goes on from the state it had before this command", lim.MaxOutputBytes))
 	default:
@@ -194,5 +195,3 @@ func mergeCancel(ctx, other context.Context) (context.Context, context.CancelFun
 	stop := context.AfterFunc(other, func() { cancel(errClosed) })
 	return ctx, func() { stop(); cancel(nil) }
 }
-
-var _ = os.ErrNotExist

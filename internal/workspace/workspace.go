@@ -16,7 +16,14 @@
 //	        state/  bound read-write at /adp-state: the shell's saved state
 //
 // Everything the jail may write is owned by the jail's outside uid
-// (sandbox.Jail.Owner), so uid 65534 in the jail can write it.
+// (sandbox.Jail.Owner), so uid 65534 in the jail can write it. Each
+// manager holds a flock on mgr-<pid>-<id>.lock beside its directory; a new
+// manager removes (unmounting first) the directories whose lock is free,
+// those of runtimes that died.
+//
+// A workspace holds no process between steps: an open workspace costs its
+// files (in memory, with the tmpfs), not a jail, so SANDBOX_MAX_WORKSPACES
+// may exceed SANDBOX_CONCURRENCY, which still bounds the jails running.
 //
 // # Steps
 //
@@ -59,7 +66,9 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -136,7 +145,8 @@ type Manager struct {
 	cfg    Config
 	jail   sandbox.Jail
 	limits sandbox.Limits
-	dir    string // this manager's directory beneath cfg.Root
+	dir    string   // this manager's directory beneath cfg.Root
+	lock   *os.File // held while the manager lives (see makeManagerDir)
 	owner  owner
 	slots  chan struct{}
 	// noTmpfs is set once mounting a tmpfs failed: workspaces are plain
@@ -183,16 +193,13 @@ func NewManager(cfg Config, jail sandbox.Jail, limits sandbox.Limits) (*Manager,
 		return nil, err
 	}
 	removeStaleManagers(root)
-	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-", managerDirPrefix, os.Getpid()))
+	dir, lock, err := makeManagerDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("workspace root: %w", err)
 	}
-	if err := os.Chmod(dir, 0o711); err != nil {
-		return nil, err
-	}
 	uid, gid := jail.Owner()
 	m := &Manager{
-		cfg: cfg, jail: jail, limits: limits, dir: dir,
+		cfg: cfg, jail: jail, limits: limits, dir: dir, lock: lock,
 		owner: owner{uid: uid, gid: gid, chown: os.Geteuid() == 0},
 		slots: make(chan struct{}, cfg.MaxOpen),
 		log:   slog.Default().With("component", "workspace"),
@@ -220,7 +227,10 @@ func traversable(dir string) error {
 // Close removes the manager's directory with every workspace left in it.
 // Workspaces still open should be closed first.
 func (m *Manager) Close() error {
-	return removeTree(m.dir)
+	err := removeTree(m.dir)
+	_ = os.Remove(m.dir + lockSuffix)
+	m.lock.Close()
+	return err
 }
 
 // Seed is what a workspace starts with: Files written over the copy of
@@ -278,15 +288,17 @@ func (m *Manager) open(seed Seed) (w *Workspace, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
+	ws := &Workspace{m: m, dir: dir}
+	w = ws // a failed open returns nil, and the deferred cleanup needs ws
 	defer func() {
 		if err != nil {
+			ws.closeRoots()
 			_ = removeTree(dir)
 		}
 	}()
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
-	w = &Workspace{m: m, dir: dir}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 
 	// The seed first, on disk (read-only to the jail), then its copy in
@@ -395,6 +407,9 @@ func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
 		return &SeedError{Path: from, Reason: "no WORKSPACE_ROOT is configured"}
 	}
 	src, err := os.OpenRoot(m.cfg.SeedRoot)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &SeedError{Path: from, Reason: fmt.Sprintf("WORKSPACE_ROOT (%s) does not exist", m.cfg.SeedRoot)}
+	}
 	if err != nil {
 		return fmt.Errorf("WORKSPACE_ROOT: %w", err)
 	}
@@ -498,13 +513,17 @@ func (w *Workspace) Close() error {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.closed = true
-		for _, r := range []*os.Root{w.seed, w.work, w.state} {
-			if r != nil {
-				r.Close()
-			}
-		}
+		w.closeRoots()
 		err = removeTree(w.dir)
 		<-w.m.slots
 	})
 	return err
+}
+
+func (w *Workspace) closeRoots() {
+	for _, r := range []*os.Root{w.seed, w.work, w.state} {
+		if r != nil {
+			r.Close()
+		}
+	}
 }

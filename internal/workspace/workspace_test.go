@@ -3,13 +3,13 @@ package workspace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 )
 
@@ -204,4 +204,76 @@ func TestFileToolsAndDiff(t *testing.T) {
 	})
 }
 
-var _ = core.ErrNone
+// TestStaleManagers: a new manager removes what a crashed one left (its
+// lock file unlocked, a tmpfs still mounted), and leaves a live one's.
+func TestStaleManagers(t *testing.T) {
+	s := newSetup(t, "", Config{})
+	root := s.m.cfg.Root
+	live := s.open(t, Seed{Files: map[string][]byte{"x": []byte("x")}})
+	// A crashed manager: its directory, a workspace with its tmpfs, an
+	// unlocked lock file.
+	crashed := filepath.Join(root, managerDirPrefix+"99999999-crashed")
+	mnt := filepath.Join(crashed, workspacePrefix+"1", liveDir)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mountLive(mnt, 1<<20, 100, owner{}); err != nil {
+		t.Skipf("no tmpfs here: %v", err)
+	}
+	if err := os.WriteFile(crashed+lockSuffix, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(Config{Root: root}, s.jail, testLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if _, err := os.Stat(crashed); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the crashed manager's directory is still there: %v", err)
+	}
+	if ms, _ := mountsBelow(crashed); len(ms) != 0 {
+		t.Errorf("its tmpfs is still mounted: %v", ms)
+	}
+	if obs := bash(t, live, "cat x"); obs.Stdout != "x" {
+		t.Errorf("the live manager's workspace was harmed: %+v", obs)
+	}
+}
+
+func TestReadFileBounds(t *testing.T) {
+	s := newSetup(t, "", Config{ObservationBytes: 100})
+	var lines []string
+	for i := range 30 {
+		lines = append(lines, fmt.Sprintf("line %02d", i)) // 8 bytes with the newline
+	}
+	w := s.open(t, Seed{Files: map[string][]byte{"f.txt": []byte(strings.Join(lines, "\n") + "\n"), "long.txt": []byte(strings.Repeat("x", 500))}})
+	for _, tc := range []struct {
+		name          string
+		offset, limit int
+		want          string
+	}{
+		{"range", 3, 2, "line 03\nline 04\n"},
+		{"to the end, bounded", 20, 0, "line 20\nline 21\nline 22\nline 23\nline 24\nline 25\nline 26\nline 27\nline 28\nline 29\n"},
+		{"bounded", 0, 0, strings.Join(lines[:12], "\n") + "\n[lines 0 to 11 of 30 shown; read on with offset=12]\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := w.ReadFile("f.txt", tc.offset, tc.limit)
+			if err != nil || got != tc.want {
+				t.Errorf("ReadFile(%d, %d) = %q, %v; want %q", tc.offset, tc.limit, got, err, tc.want)
+			}
+		})
+	}
+	got, err := w.ReadFile("long.txt", 0, 0)
+	if err != nil || !strings.Contains(got, "bytes omitted") || len(got) > 200 {
+		t.Errorf("a line longer than the bound: %q, %v", got, err)
+	}
+	var te *ToolError
+	if _, err := w.ReadFile("f.txt", 31, 0); !errors.As(err, &te) {
+		t.Errorf("offset past the end: %v", err)
+	}
+	if _, err := w.ReadFile("missing.txt", 0, 0); !errors.As(err, &te) || !strings.Contains(te.Msg, "no such file") {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := w.ReadFile(".", 0, 0); !errors.As(err, &te) {
+		t.Errorf("a directory: %v", err)
+	}
+}
