@@ -239,7 +239,7 @@ func parseCodeAction(name string, fields map[string]json.RawMessage) (CodeAction
 			}
 		}
 		for _, k := range spec.need {
-			if _, ok := fields[k]; !ok {
+			if v, ok := fields[k]; !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
 				return CodeAction{}, &fieldError{field: k, err: fmt.Errorf("missing; %s needs %s", name, argList(spec.need))}
 			}
 		}

@@ -49,6 +49,7 @@ func TestWorkspaceConstraintRejects(t *testing.T) {
 		{"read_file negative offset", `{"actions":[{"action":"read_file","path":"a","offset":-1}]}`, "constraints.actions[0].offset", "negative"},
 		{"read_file zero limit", `{"actions":[{"action":"read_file","path":"a","limit":0}]}`, "constraints.actions[0].limit", "at least 1"},
 		{"write_file without content", `{"actions":[{"action":"write_file","path":"a"}]}`, "constraints.actions[0].content", "missing"},
+		{"write_file content null", `{"actions":[{"action":"write_file","path":"a","content":null}]}`, "constraints.actions[0].content", "missing"},
 		{"write_file content a number", `{"actions":[{"action":"write_file","path":"a","content":3}]}`, "constraints.actions[0].content", "must be a string"},
 		{"edit_file without new", `{"actions":[{"action":"bash","command":"ls"},{"action":"edit_file","path":"a","old":"x"}]}`, "constraints.actions[1].new", "missing"},
 		{"edit_file empty old", `{"actions":[{"action":"edit_file","path":"a","old":"","new":"y"}]}`, "constraints.actions[0].old", "empty"},
