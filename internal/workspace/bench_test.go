@@ -20,7 +20,9 @@ import (
 // Reported: the median wall time of each and their ratio, and the CPU time
 // per step of each (getrusage: the test process, which is the runtime's
 // side, plus every reaped child, which is the jail's supervisor and the
-// jailed processes; the kernel's own workers are not counted).
+// jailed processes; the kernel's own workers are not counted). A third arm,
+// the same command in a plain jail run (no workspace, no shell state: a
+// bash -c in the jail's /tmp), shows what of a step is the jail's own cost.
 //
 //	go test -run '^$' -bench BashStep -benchtime 200x ./internal/workspace/
 
@@ -73,10 +75,19 @@ func BenchmarkBashStep(b *testing.B) {
 					b.Fatalf("bare: %v %q", err, out)
 				}
 			}
+			// The same command in a jail with neither workspace nor state:
+			// what of a step is the jail's own cost.
+			jailed := func() {
+				res, err := j.Run(ctx, sandbox.Request{Argv: []string{"/bin/bash", "--norc", "--noprofile", "-c", "mkdir -p src && echo 'def f():' > src/main.py && " + benchCommand}})
+				if err != nil || res.Stdout != "1\n" {
+					b.Fatalf("jailed: %v %+v", err, res)
+				}
+			}
 			step()
 			bare()
-			var st, bt []time.Duration
-			var sCPU, bCPU time.Duration
+			jailed()
+			var st, bt, jt []time.Duration
+			var sCPU, bCPU, jCPU time.Duration
 			b.ResetTimer()
 			for range b.N {
 				c0 := cpuNow()
@@ -87,13 +98,21 @@ func BenchmarkBashStep(b *testing.B) {
 				t0 = time.Now()
 				bare()
 				bt = append(bt, time.Since(t0))
+				c2 := cpuNow()
+				t0 = time.Now()
+				jailed()
+				jt = append(jt, time.Since(t0))
 				sCPU += c1 - c0
-				bCPU += cpuNow() - c1
+				bCPU += c2 - c1
+				jCPU += cpuNow() - c2
 			}
 			b.StopTimer()
 			slices.Sort(st)
 			slices.Sort(bt)
+			slices.Sort(jt)
 			sm, bm := st[len(st)/2], bt[len(bt)/2]
+			b.ReportMetric(float64(jt[len(jt)/2].Nanoseconds()), "jail-median-ns")
+			b.ReportMetric(float64(jCPU.Nanoseconds())/float64(b.N), "jail-cpu-ns")
 			b.ReportMetric(float64(sm.Nanoseconds()), "step-median-ns")
 			b.ReportMetric(float64(bm.Nanoseconds()), "bare-median-ns")
 			b.ReportMetric(float64(sm)/float64(bm), "step/bare")

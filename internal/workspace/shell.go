@@ -29,6 +29,10 @@ import (
 const shellScript = `IFS= read -r __adp_mode
 IFS= read -r -d '' __adp_in
 exec </dev/null
+if [ "$__adp_mode" = exec ]; then
+  export PYTHONDONTWRITEBYTECODE=1
+  unset __adp_mode; eval "$__adp_in"; exit
+fi
 if [ -f ` + jailStateDir + `/env ]; then . ` + jailStateDir + `/env; else export PYTHONDONTWRITEBYTECODE=1; fi
 __adp_cwd=` + JailDir + `
 if [ -f ` + jailStateDir + `/cwd ]; then IFS= read -r -d '' __adp_cwd < ` + jailStateDir + `/cwd; fi
@@ -67,6 +71,15 @@ const (
 // the jail itself failed or ctx ended; a failing command is an Observation.
 func (w *Workspace) Bash(ctx context.Context, command string, timeout time.Duration) (Observation, error) {
 	return w.step(ctx, "bash", command, timeout)
+}
+
+// Exec runs command in a fresh shell at /workspace: the shell's saved
+// state (the agent's exports and working directory) is neither restored
+// nor changed, so nothing the agent exported (a PATH to a fake python, say)
+// reaches it. For setup commands and the hidden test_command; otherwise
+// like Bash (jailed the same, the same caps; the files it writes stay).
+func (w *Workspace) Exec(ctx context.Context, command string, timeout time.Duration) (Observation, error) {
+	return w.step(ctx, "exec", command, timeout)
 }
 
 // Python runs code with python3 (reading the program from stdin, so
@@ -129,10 +142,16 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	case core.ErrOutputLimit:
 		notes = append(notes, fmt.Sprintf("the command wrote more than %d bytes of output and was killed; the shell goes on from the state it had before this command", lim.MaxOutputBytes))
 	default:
-		w.keepState()
+		if mode != "exec" {
+			w.keepState()
+		}
 	}
-	w.cwd = w.readCwd()
-	obs.Cwd = w.cwd
+	if mode == "exec" {
+		obs.Cwd = JailDir
+	} else {
+		w.cwd = w.readCwd()
+		obs.Cwd = w.cwd
+	}
 	if note := w.checkCaps(); note != "" {
 		obs.ErrorType = core.ErrOutputLimit
 		notes = append(notes, note)

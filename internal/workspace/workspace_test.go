@@ -135,6 +135,29 @@ func TestShellKeepsState(t *testing.T) {
 	})
 }
 
+// TestExecIgnoresShellState: Exec (setup, test_command) runs in a fresh
+// shell at /workspace: the agent's exports (a PATH to a fake python3) and
+// working directory do not reach it, and it does not change them.
+func TestExecIgnoresShellState(t *testing.T) {
+	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+		w := s.open(t, Seed{})
+		bash(t, w, `mkdir -p fake sub && printf '#!/bin/sh\necho fake-pass\n' > fake/python3 && chmod +x fake/python3 && export PATH=/workspace/fake:$PATH MINE=1 && cd sub`)
+		if obs := bash(t, w, "python3 -c 'print(1)'"); obs.Stdout != "fake-pass\n" {
+			t.Fatalf("the agent's shell should use its PATH: %+v", obs)
+		}
+		obs, err := w.Exec(context.Background(), `python3 -c 'print("real")'; pwd; echo "${MINE:-unset}"; cd /tmp; export OTHER=1`, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obs.Stdout != "real\n/workspace\nunset\n" || obs.Cwd != JailDir {
+			t.Errorf("Exec saw the agent's state: %+v", obs)
+		}
+		if obs := bash(t, w, `pwd; echo "${OTHER:-unset} $MINE"`); obs.Stdout != "/workspace/sub\nunset 1\n" {
+			t.Errorf("Exec changed the agent's state: %+v", obs)
+		}
+	})
+}
+
 func TestTimeoutKeepsShell(t *testing.T) {
 	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
 		w := s.open(t, Seed{})
