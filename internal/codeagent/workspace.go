@@ -2,8 +2,6 @@ package codeagent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,18 +30,10 @@ const purposeSetup = "setup"
 const (
 	// diffBytes bounds metadata.workspace_diff.
 	diffBytes = 256 << 10
-	// applyDiffBytes bounds the diff test_command's copy of the workspace
-	// is made with; an attempt that changed more is not checked.
-	applyDiffBytes = 16 << 20
 	// diffTimeout bounds the diff's jail run. The diff is the platform's
 	// record of the attempt, taken even when the task's timeout ended it.
 	diffTimeout = 30 * time.Second
 )
-
-// testEnvPrefix runs test_command in a clean environment from the
-// workspace root: the agent's exported variables (PATH, PYTHONPATH,
-// BASH_ENV, …) and working directory must not decide how the check runs.
-const testEnvPrefix = "cd /workspace && /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 /bin/bash --noprofile --norc -c "
 
 // wsRun is one attempt of a workspace task.
 type wsRun struct {
@@ -62,9 +52,6 @@ type wsRun struct {
 	// the test_command does not run after it.
 	ended    core.ErrorType
 	endedMsg string
-	// checkErr says why test_command could not run (the diff does not
-	// apply to a fresh copy, it is too large).
-	checkErr string
 	// jailErr is a failure of the runtime (a jail that did not launch, the
 	// host's file system): the task is retried, nothing is written.
 	jailErr error
@@ -234,7 +221,7 @@ func (w *wsRun) Conclude(ctx context.Context) {
 		tr.FinalResult = *w.answer
 		tr.Metadata[core.MetaAnswer] = *w.answer
 	}
-	d, diffOK := w.recordDiff(ctx)
+	w.recordDiff(ctx)
 	passed := 0
 	defer func() { tr.SetReward(passed, w.c.Checks()) }()
 	if w.ended != "" || w.jailErr != nil {
@@ -245,14 +232,9 @@ func (w *wsRun) Conclude(ctx context.Context) {
 		tr.Success, tr.ErrorType, tr.ErrorMessage = true, core.ErrNone, ""
 		return
 	}
-	ok, msg := w.runTests(ctx, d, diffOK)
+	ok, msg := w.runTests(ctx)
 	if w.ended != "" || w.jailErr != nil {
 		w.concludeEnded()
-		return
-	}
-	if w.checkErr != "" {
-		// The check could not run: never a success, and no verdict.
-		tr.Fail(core.ErrSystem, w.checkErr)
 		return
 	}
 	tr.Metadata[core.MetaVerified] = ok
@@ -274,87 +256,29 @@ func (w *wsRun) concludeEnded() {
 	}
 }
 
-// recordDiff keeps the workspace's diff against its seed (bounded) and
-// returns the whole of it up to applyDiffBytes for the test's copy; ok is
-// false when it could not be taken.
-func (w *wsRun) recordDiff(ctx context.Context) (workspace.Diff, bool) {
+// recordDiff keeps the workspace's diff against its seed.
+func (w *wsRun) recordDiff(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diffTimeout)
 	defer cancel()
-	full, err := w.ws.Diff(dctx, applyDiffBytes)
+	d, err := w.ws.Diff(dctx, diffBytes)
 	if err != nil {
 		w.a.Log.Warn("workspace diff failed", "task_id", w.task.TaskID, "err", err)
-		return full, false
-	}
-	d := full
-	if len(full.Patch) > diffBytes || full.Truncated {
-		if d, err = w.ws.Diff(dctx, diffBytes); err != nil {
-			w.a.Log.Warn("workspace diff failed", "task_id", w.task.TaskID, "err", err)
-			return full, false
-		}
+		return
 	}
 	w.tr.Metadata[core.MetaWorkspaceDiff] = d.Patch
 	if d.Truncated {
 		w.tr.Metadata[core.MetaWorkspaceDiffTruncated] = true
 	}
-	return full, true
 }
 
-// runTests runs test_command as the verify step and returns its verdict.
-//
-// It runs in a fresh workspace made from the same seed with the attempt's
-// diff applied, not in the agent's: the agent's workspace carries state
-// of its shell that the agent can write (its saved exports are sourced
-// before each command), so a check run there could be ended with exit 0
-// before it ran. The fresh copy has the agent's files and nothing else.
-func (w *wsRun) runTests(ctx context.Context, d workspace.Diff, diffOK bool) (bool, string) {
+// runTests runs test_command (with what is left of the task's time) as the
+// verify step and returns its verdict. It runs in a fresh shell at
+// /workspace (Workspace.Exec): the shell's saved state is the agent's to
+// write, and sourced before a command of its own shell it could end the
+// check with exit 0 before the check ran.
+func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	a := core.CodeAction{Action: core.CodeActionBash, Command: w.c.TestCommand}
-	cannot := func(reason string) (bool, string) {
-		w.tr.AddStep(core.ExecutionStep{
-			ActionType: core.ActionCodeExecution, ActionParams: map[string]any{"tool": a.Action, "arguments": a.Arguments(), "purpose": purposeVerify},
-			ErrorType: core.ErrSystem, ErrorMessage: reason, Timestamp: core.UnixSeconds(time.Now()),
-		})
-		w.checkErr = reason
-		return false, reason
-	}
-	switch {
-	case !diffOK:
-		return cannot("test_command did not run: the workspace's diff could not be taken")
-	case d.Truncated:
-		return cannot(fmt.Sprintf("test_command did not run: the attempt's changes are more than the %d bytes of diff the check copies", applyDiffBytes))
-	}
-	// Free the agent's workspace first: waiting for a second slot while
-	// holding one could deadlock attempts against each other.
-	if err := w.ws.Close(); err != nil {
-		w.a.Log.Warn("workspace close failed", "task_id", w.task.TaskID, "err", err)
-	}
-	fresh, err := w.a.Workspaces.Open(ctx, workspace.Seed{Files: w.c.Files, From: w.c.Workspace})
-	if err != nil {
-		if ctx.Err() != nil {
-			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed before test_command ran", w.task.Timeout)
-		} else {
-			w.jailErr = fmt.Errorf("open the workspace for test_command: %w", err)
-		}
-		return false, ""
-	}
-	defer func() {
-		if err := fresh.Close(); err != nil {
-			w.a.Log.Warn("workspace close failed", "task_id", w.task.TaskID, "err", err)
-		}
-	}()
-	if strings.TrimSpace(d.Patch) != "" {
-		obs, err := fresh.Bash(ctx, applyCommand(d.Patch), w.remaining(ctx))
-		switch {
-		case err != nil && ctx.Err() != nil:
-			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed before test_command ran", w.task.Timeout)
-			return false, ""
-		case err != nil:
-			w.jailErr = fmt.Errorf("apply the attempt's diff for test_command: %w", err)
-			return false, ""
-		case obs.ExitCode != 0 || obs.ErrorType != core.ErrNone:
-			return cannot("test_command did not run: the attempt's diff does not apply to a fresh copy of the seed (binary files are not carried): " + clip(strings.TrimSpace(obs.Stderr+" "+obs.Stdout), 500))
-		}
-	}
-	step, ok := w.shellCommand(ctx, fresh, a, testEnvPrefix+shellQuote(w.c.TestCommand), purposeVerify, w.remaining(ctx))
+	step, ok := w.shellCommand(ctx, a, purposeVerify, w.remaining(ctx))
 	if !ok {
 		return false, ""
 	}
@@ -363,20 +287,6 @@ func (w *wsRun) runTests(ctx context.Context, d workspace.Diff, diffOK bool) (bo
 		return false, "test_command failed: " + step.ErrorMessage
 	}
 	return true, ""
-}
-
-// applyCommand applies patch in the workspace with git apply, the patch in
-// a here-document whose delimiter the patch cannot contain.
-func applyCommand(patch string) string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
-	}
-	eof := "ADP_PATCH_" + hex.EncodeToString(b[:])
-	if !strings.HasSuffix(patch, "\n") {
-		patch += "\n"
-	}
-	return "git apply --whitespace=nowarn - <<'" + eof + "'\n" + patch + eof + "\n"
 }
 
 // do performs one action as one step and returns the observation for the
@@ -448,25 +358,27 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 
 // shell runs a bash or python action as a code_execution step.
 func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
-	return w.shellCommand(ctx, w.ws, a, "", purpose, timeout)
+	return w.shellCommand(ctx, a, purpose, timeout)
 }
 
-// shellCommand runs a (as command when set, for the runtime's own wrapping)
-// and records it. ok is false when the attempt cannot go on: the jail
-// failed (jailErr) or the task's time ran out (ended).
-func (w *wsRun) shellCommand(ctx context.Context, ws *workspace.Workspace, a core.CodeAction, command, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
+// shellCommand runs a and records it. The platform's commands (setup,
+// test_command) run in a fresh shell (Exec): the agent's saved exports
+// and working directory neither reach them nor come from them. ok is
+// false when the attempt cannot go on: the jail failed (jailErr) or the
+// task's time ran out (ended).
+func (w *wsRun) shellCommand(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
 	params["purpose"] = purpose
 	started := time.Now()
 	var obs workspace.Observation
 	var err error
-	if a.Action == core.CodeActionPython {
-		obs, err = ws.Python(ctx, a.Code, timeout)
-	} else {
-		if command == "" {
-			command = a.Command
-		}
-		obs, err = ws.Bash(ctx, command, timeout)
+	switch {
+	case a.Action == core.CodeActionPython:
+		obs, err = w.ws.Python(ctx, a.Code, timeout)
+	case purpose == purposeSetup || purpose == purposeVerify:
+		obs, err = w.ws.Exec(ctx, a.Command, timeout)
+	default:
+		obs, err = w.ws.Bash(ctx, a.Command, timeout)
 	}
 	if err != nil {
 		step := core.ExecutionStep{
@@ -564,9 +476,4 @@ func orString(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// shellQuote quotes s as one word for bash.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

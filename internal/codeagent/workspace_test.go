@@ -177,11 +177,15 @@ func TestWorkspaceOutcomes(t *testing.T) {
 			map[string]any{"action": "write_file", "path": "run.sh", "content": "#!/bin/sh\necho ran\n"},
 			map[string]any{"action": "bash", "command": "chmod +x run.sh && rm test_calc.py"})},
 			0, true, core.ErrNone, core.ExitReplayed, 1.0, "write_file bash bash:verify"},
-		// A binary file is named in the diff, not carried: the check
-		// cannot run on the agent's files, so it did not pass.
-		{"a binary change cannot be checked", map[string]any{"files": calcRepo, "test_command": "true", "actions": actions(
+		// A binary file the agent made is checked like any other file.
+		{"a binary change is checked", map[string]any{"files": calcRepo, "test_command": "test \"$(od -An -tx1 blob.bin | tr -d ' ')\" = 0001", "actions": actions(
 			map[string]any{"action": "bash", "command": "printf '\\000\\001' > blob.bin"})},
-			0, false, core.ErrSystem, core.ExitReplayed, 0.0, "bash bash:verify"},
+			0, true, core.ErrNone, core.ExitReplayed, 1.0, "bash bash:verify"},
+		// setup runs in a fresh shell too: its exports do not carry into
+		// the agent's.
+		{"setup's exports stay in setup", map[string]any{"files": calcRepo, "setup": "export FROM_SETUP=1", "test_command": "test -f seen && ! grep -q 1 seen", "actions": actions(
+			map[string]any{"action": "bash", "command": "echo \"$FROM_SETUP\" > seen"})},
+			0, true, core.ErrNone, core.ExitReplayed, 1.0, "bash:setup bash bash:verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := wsTask(tc.constraints)
