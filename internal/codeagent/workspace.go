@@ -278,7 +278,7 @@ func (w *wsRun) recordDiff(ctx context.Context) {
 // check with exit 0 before the check ran.
 func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	a := core.CodeAction{Action: core.CodeActionBash, Command: w.c.TestCommand}
-	step, ok := w.shellCommand(ctx, a, purposeVerify, w.remaining(ctx))
+	step, ok := w.shell(ctx, a, purposeVerify, w.remaining(ctx))
 	if !ok {
 		return false, ""
 	}
@@ -356,17 +356,12 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 	return step.Observation
 }
 
-// shell runs a bash or python action as a code_execution step.
-func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
-	return w.shellCommand(ctx, a, purpose, timeout)
-}
-
-// shellCommand runs a and records it. The platform's commands (setup,
+// shell runs a bash or python action as a code_execution step. The platform's commands (setup,
 // test_command) run in a fresh shell (Exec): the agent's saved exports
 // and working directory neither reach them nor come from them. ok is
 // false when the attempt cannot go on: the jail failed (jailErr) or the
 // task's time ran out (ended).
-func (w *wsRun) shellCommand(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
+func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
 	params["purpose"] = purpose
 	started := time.Now()
