@@ -356,11 +356,11 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 	return step.Observation
 }
 
-// shell runs a bash or python action as a code_execution step. The platform's commands (setup,
-// test_command) run in a fresh shell (Exec): the agent's saved exports
-// and working directory neither reach them nor come from them. ok is
-// false when the attempt cannot go on: the jail failed (jailErr) or the
-// task's time ran out (ended).
+// shell runs a bash or python action as a code_execution step. The
+// platform's commands (setup, test_command) run in a fresh shell (Exec):
+// the agent's saved exports and working directory neither reach them nor
+// come from them. ok is false when the attempt cannot go on: the jail
+// failed (jailErr) or the task's time ran out (ended).
 func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
 	params["purpose"] = purpose
