@@ -2,17 +2,19 @@
 # bench.sh: the benchmarks of the README's Figures section, on this machine,
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
-#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,web,load
+#   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,workspace,
+#                     workspace-e2e,web,load
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
 #   ADP_BENCH_E2E_TASKS  scripted code tasks of the end-to-end comparison (500)
+#   ADP_BENCH_WS_TASKS   workspace tasks of the workspace end-to-end comparison (200)
 #   ADP_BENCH_BACKENDS   jails of the end-to-end comparisons (default: those
 #                     installed of "nsjail bwrap")
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
-only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,web,load}
+only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,workspace,workspace-e2e,web,load}
 want() { [[ ",$only," == *",$1,"* ]]; }
 results=$(mktemp)
 work=$(mktemp -d); trap 'rm -rf "$work" "$results"' EXIT
@@ -61,14 +63,15 @@ cpu_run() {
 
 median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-# compare NAME N JSONL PROGS WANT_OK BARE: alternates bare runs of the
-# programs in PROGS (xargs -P nproc, the command BARE) with a pipeline run of JSONL per
+# compare NAME N JSONL PROGS WANT_OK BARE [GLOB]: alternates bare runs of the
+# programs in PROGS matching GLOB (default *.py; xargs -P nproc, the command
+# BARE) with a pipeline run of JSONL per
 # backend (adpctl up, a new output directory each run: deleting the last
 # run's files just before a run makes ext4 skip over their recently freed
 # inodes), checks that WANT_OK tasks succeeded each time, and reports the
 # medians of wall and CPU time and their ratios.
 compare() {
-  local name=$1 n=$2 jsonl=$3 progs=$4 want_ok=$5 bare_cmd=$6 par rounds r b start ok line bare el cpu bc_ pc
+  local name=$1 n=$2 jsonl=$3 progs=$4 want_ok=$5 bare_cmd=$6 glob=${7:-*.py} par rounds r b start ok line bare el cpu bc_ pc
   [ -n "$backends" ] || die "$name: neither nsjail nor bwrap is installed"
   par=$(nproc)
   rounds=${ADP_BENCH_ROUNDS:-3}
@@ -76,7 +79,7 @@ compare() {
   for b in $backends; do : > "$work/$name-pipe-$b.txt"; : > "$work/$name-pipe-$b.cpu"; done
   for r in $(seq 1 "$rounds"); do
     start=$(date +%s.%N)
-    cpu_run "$work/$name-bare.cpu" sh -c "ls $progs/*.py | xargs -P $par -n 1 $bare_cmd > /dev/null 2>&1; true"
+    cpu_run "$work/$name-bare.cpu" sh -c "ls $progs/$glob | xargs -P $par -n 1 $bare_cmd > /dev/null 2>&1; true"
     echo "$(date +%s.%N) - $start" | bc -l >> "$work/$name-bare.txt"
     line="$name round $r: bare $(tail -1 "$work/$name-bare.txt")s"
     for b in $backends; do
@@ -121,6 +124,36 @@ if want humaneval; then
   mkdir -p "$work/he"
   python3 "$ROOT/scripts/humaneval_like.py" "$work/he" > "$work/he.jsonl"
   compare "humaneval-like" 328 "$work/he.jsonl" "$work/he" 164 "/usr/bin/python3 -I -S"
+fi
+
+if want workspace; then
+  # One bash step in a live workspace (a jail run that restores and saves
+  # the shell's state) against a bare `bash -c` of the same command,
+  # alternating, per backend: wall medians and CPU per step.
+  log "workspace: one bash step in a live workspace vs a bare bash -c, per backend"
+  (cd "$ROOT" && go test -run '^$' -bench 'BashStep' -benchtime 200x -count 1 ./internal/workspace) | tee "$work/ws.txt" >&2
+  wsm() { awk -v b="$1" -v m="$2" '$1 ~ "^BenchmarkBashStep/"b"(-[0-9]+)?$" {for (i = 1; i < NF; i++) if ($(i+1) == m) print $i}' "$work/ws.txt"; }
+  for b in nsjail bwrap; do
+    [ -n "$(wsm $b step-median-ns)" ] || continue
+    say "workspace step ($b): $(echo "$(wsm $b step-median-ns) / 1000000" | bc -l | cut -c1-5) ms median vs $(echo "$(wsm $b bare-median-ns) / 1000000" | bc -l | cut -c1-5) ms for a bare bash -c (ratio $(wsm $b step/bare)); CPU $(echo "$(wsm $b step-cpu-ns) / 1000000" | bc -l | cut -c1-5) ms vs $(echo "$(wsm $b bare-cpu-ns) / 1000000" | bc -l | cut -c1-5) ms per step (ratio $(wsm $b step/bare-cpu))"
+  done
+fi
+
+if want workspace-e2e; then
+  # Workspace tasks through the whole pipeline: each seeds a script as a
+  # file, runs it with one replayed bash action and checks the output with
+  # test_command (a workspace opened and closed, two steps and the diff per
+  # task), against running the same scripts with bash bare.
+  n=${ADP_BENCH_WS_TASKS:-200}
+  log "workspace end to end: $n workspace tasks (files, a bash action, test_command) vs the same scripts bare, jails:$backends"
+  mkdir -p "$work/wsprogs"
+  for i in $(seq 1 $n); do
+    prog="s=0; for k in \$(seq 1 $((i * 10))); do s=\$((s + k)); done; echo \$s"
+    printf '%b\n' "$prog" > "$work/wsprogs/p$i.sh"
+    jq -cn --arg id "ws-$i" --rawfile prog "$work/wsprogs/p$i.sh" '{task_id:$id, task_type:"code", description:"bench",
+      constraints:{files:{"prog.sh":$prog}, actions:[{action:"bash", command:"bash prog.sh > out.txt"}, {action:"finish"}], test_command:"test -s out.txt"}}'
+  done > "$work/ws.jsonl"
+  compare "workspace e2e" "$n" "$work/ws.jsonl" "$work/wsprogs" "$n" /bin/bash '*.sh'
 fi
 
 if want web; then

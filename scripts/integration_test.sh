@@ -23,6 +23,8 @@ not json at all
 {"task_id":"$run-bad","task_type":"video","description":"x"}
 {"task_id":"$run-fib","task_type":"code","description":"a duplicate id"}
 {"task_id":"$run-sampled","task_type":"code","description":"three attempts","samples":3,"constraints":{"code":"print(7)","expected_output":"7"}}
+{"task_id":"$run-ws","task_type":"code","description":"fix add","constraints":{"files":{"calc.py":"def add(a, b):\n    return a - b\n"},"setup":"test -f calc.py","actions":[{"action":"edit_file","path":"calc.py","old":"a - b","new":"a + b"},{"action":"finish"}],"test_command":"python3 -c 'from calc import add; assert add(2, 3) == 5'"}}
+{"task_id":"$run-ws-wrong","task_type":"code","description":"fix add, wrongly","constraints":{"files":{"calc.py":"def add(a, b):\n    return a - b\n"},"actions":[{"action":"bash","command":"sed -i 's/a - b/a * b/' calc.py"}],"test_command":"python3 -c 'from calc import add; assert add(2, 3) == 5'"}}
 JSON
 # A topic of this run: the search must be solved by the rules, not found in
 # the template cache of a Redis that outlives the run (compose).
@@ -48,7 +50,7 @@ else
   if "$BIN/adpctl" submit "$tasks" > "$work/submit.out" 2> "$work/submit.err"; then
     die "adpctl submit accepted the invalid lines: $(cat "$work/submit.err")"
   fi
-  ids=$(grep -o "\"task_id\":\"$run-[a-z]*\"" "$tasks" | cut -d'"' -f4 | grep -v -- "-bad$" | sort -u)
+  ids=$(grep -o "\"task_id\":\"$run-[a-z-]*\"" "$tasks" | cut -d'"' -f4 | grep -v -- "-bad$" | sort -u)
   deadline=$((SECONDS + 300))
   while :; do
     compose_output "$out" || true
@@ -78,6 +80,8 @@ check "$run-reason" '.success and .final_result == "720" and .task_type == "reas
 check "$run-sampled"          '.success and .sample_index == 0 and .samples == 3 and .reward == 1' "attempt 0 of 3"
 check "$run-sampled.sample-1" '.success and .sample_index == 1 and .samples == 3 and .task_id == "'"$run-sampled"'"' "attempt 1 of 3"
 check "$run-sampled.sample-2" '.success and .sample_index == 2 and .exit_reason == "replayed"' "attempt 2 of 3"
+check "$run-ws"     '.success and .reward == 1 and .exit_reason == "finished" and (.metadata.workspace_diff | test("[+]    return a [+] b")) and .steps[0].action_params.purpose == "setup"' "workspace: replayed edit_file passes test_command"
+check "$run-ws-wrong" '(.success | not) and .reward == 0 and .error_type == "wrong_answer" and (.metadata.workspace_diff | test("a [*] b"))' "workspace: a wrong fix fails test_command"
 if $want_web; then
   check "$run-form"   '.success and .metadata.verified == true' "scripted form"
   check "$run-search" '.success and .metadata.source == "rules"' "search heuristics on the demo site"

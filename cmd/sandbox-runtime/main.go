@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
 // name and metricsAddr are the service's name in logs and its METRICS_ADDR default.
@@ -37,6 +39,35 @@ type config struct {
 	// start them; a uid no other process on the host uses keeps those
 	// threads out of reach of signals (sandbox.Config.SandboxUID).
 	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534"`
+	Workspace  workspaceConfig
+}
+
+// workspaceConfig configures the workspaces of workspace tasks
+// (internal/workspace); the defaults are workspace.Default* (a test keeps
+// them equal).
+type workspaceConfig struct {
+	MaxOpen          int    `env:"SANDBOX_MAX_WORKSPACES"` // default: SANDBOX_INFLIGHT
+	MaxMB            int64  `env:"SANDBOX_WORKSPACE_MB" envDefault:"256"`
+	MaxFiles         int    `env:"SANDBOX_WORKSPACE_FILES" envDefault:"20000"`
+	ObservationBytes int    `env:"SANDBOX_OBSERVATION_BYTES" envDefault:"16384"`
+	Dir              string `env:"SANDBOX_WORKSPACE_DIR"` // default: $TMPDIR/adp-workspaces
+	SeedRoot         string `env:"WORKSPACE_ROOT"`        // default: $OUTPUT_DIR/workspaces
+}
+
+// managerConfig is the workspace.Config of cfg.
+func (cfg *config) managerConfig() workspace.Config {
+	w := cfg.Workspace
+	c := workspace.Config{
+		Root: w.Dir, SeedRoot: w.SeedRoot, MaxBytes: w.MaxMB << 20, MaxFiles: w.MaxFiles,
+		ObservationBytes: w.ObservationBytes, MaxOpen: w.MaxOpen,
+	}
+	if c.SeedRoot == "" {
+		c.SeedRoot = filepath.Join(cfg.OutputDir, "workspaces")
+	}
+	if c.MaxOpen <= 0 {
+		c.MaxOpen = cfg.InFlight
+	}
+	return c
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -78,13 +109,18 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	limits.MaxProcs = cfg.MaxProcs
 
 	jail = sandbox.Limit(jail, cfg.Concurrency)
+	workspaces, err := workspace.NewManager(cfg.managerConfig(), jail, limits)
+	if err != nil {
+		return err
+	}
+	defer workspaces.Close()
 	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
 		Config:     cfg.RuntimeConfig,
 		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
-			Jail: jail, Limits: limits, LLM: client,
+			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 		},

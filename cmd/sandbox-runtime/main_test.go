@@ -3,10 +3,31 @@ package main
 import (
 	"testing"
 
+	"github.com/caarlos0/env/v11"
+
 	"github.com/agentdataplatform/adp/internal/testsupport"
+	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
 // The variables this binary reads, and their defaults, are the README's.
 func TestConfigDocumented(t *testing.T) {
 	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Sandbox runtime:")
+}
+
+// The workspace variables' defaults are the workspace package's.
+func TestWorkspaceDefaults(t *testing.T) {
+	var cfg config
+	if err := env.Parse(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.InFlight = 6
+	cfg.OutputDir = "/data/output"
+	got := cfg.managerConfig()
+	want := workspace.Config{
+		SeedRoot: "/data/output/workspaces", MaxBytes: workspace.DefaultMaxBytes, MaxFiles: workspace.DefaultMaxFiles,
+		ObservationBytes: workspace.DefaultObservationBytes, MaxOpen: 6,
+	}
+	if got != want {
+		t.Errorf("managerConfig() = %+v, want %+v", got, want)
+	}
 }

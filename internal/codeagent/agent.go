@@ -18,12 +18,16 @@ import (
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
 // Agent is the sandbox runtime's worker.Executor.
 type Agent struct {
 	Jail   sandbox.Jail
 	Limits sandbox.Limits
+	// Workspaces opens the workspaces of workspace tasks (issue 16); nil
+	// when the runtime has none.
+	Workspaces *workspace.Manager
 	// LLM generates programs; nil means no LLM is configured.
 	LLM *llm.Client
 	// Cache is the template cache; nil disables it.
@@ -63,6 +67,9 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
 		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
+	}
+	if r.c.IsWorkspace() {
+		return a.executeWorkspace(ctx, task, r.c, r.tr, r.start)
 	}
 	deadline := time.Now().Add(time.Duration(task.Timeout) * time.Second)
 	ctx, cancel := context.WithDeadline(ctx, deadline)

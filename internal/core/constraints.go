@@ -39,19 +39,41 @@ type CodeConstraints struct {
 	ExpectedOutput *string `json:"expected_output"`
 	// Stdin is given to the program on standard input.
 	Stdin string `json:"stdin"`
+
+	// The constraints of workspace tasks (workspace.go): the agent works
+	// in a directory over many steps instead of running one program.
+
+	// Files are written into the workspace before the first step.
+	Files WorkspaceFiles `json:"files"`
+	// Workspace is a directory or .tar/.tar.gz under WORKSPACE_ROOT,
+	// copied into the workspace (before Files); the runtime checks that
+	// it exists.
+	Workspace string `json:"workspace"`
+	// Setup are shell commands run in the workspace before the agent
+	// starts; a failing one makes the task invalid.
+	Setup Commands `json:"setup"`
+	// TestCommand is a shell command run in the workspace after the agent
+	// is done, hidden from it: exit status 0 passes.
+	TestCommand string `json:"test_command"`
+	// Actions is a scripted action sequence (replay mode).
+	Actions CodeActions `json:"actions"`
 }
 
 // HasVerifier reports whether the task says what a right result is.
 func (c CodeConstraints) HasVerifier() bool { return c.Checks() > 0 }
 
 // Checks is how many checks the verifier has (the reward's denominator):
-// the expected output, and the tests (visible and hidden run as one).
+// the expected output, the tests (visible and hidden run as one), and a
+// workspace task's test_command.
 func (c CodeConstraints) Checks() int {
 	n := 0
 	if c.ExpectedOutput != nil {
 		n++
 	}
 	if c.AllTests() != "" {
+		n++
+	}
+	if c.TestCommand != "" {
 		n++
 	}
 	return n
@@ -234,6 +256,11 @@ func (t *TaskSpec) DecodeConstraints(v any) error {
 	}
 	if err := decodeStrict(b, v); err != nil {
 		return t.constraintError(err)
+	}
+	if c, ok := v.(interface{ validate() error }); ok {
+		if err := c.validate(); err != nil {
+			return t.constraintError(err)
+		}
 	}
 	return nil
 }

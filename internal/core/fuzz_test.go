@@ -15,6 +15,8 @@ func FuzzParseTask(f *testing.F) {
 		`{"task_id":"../etc/passwd","task_type":"code","description":"x"}`,
 		`{"task_type":"reasoning","description":"x","expected_tools":["python_executor"]}`,
 		`{"task_type":"code","description":"x","timeout":1e9}`,
+		`{"task_type":"code","description":"fix","constraints":{"files":{"a.py":"x","b/c":{"base64":"AA=="}},"setup":["true"],"test_command":"true","actions":[{"action":"edit_file","path":"a.py","old":"x","new":"y"},{"action":"finish"}]}}`,
+		`{"task_type":"code","description":"ws","constraints":{"workspace":"repos/r.tar.gz","actions":[{"action":"read_file","path":"a","offset":0,"limit":3},{"action":"bash","command":"ls","timeout":5}]}}`,
 		`[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]`,
 		"\xff\x00{",
 	} {

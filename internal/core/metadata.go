@@ -48,11 +48,23 @@ const (
 	MetaTotalSteps       MetaKey = "total_steps"
 	MetaDeliveries       MetaKey = "deliveries"
 	MetaQueueWaitSeconds MetaKey = "queue_wait_seconds"
+	// MetaWorkspaceDiff is a workspace task's unified diff of the
+	// workspace against its seed, taken when the agent stopped (before
+	// test_command ran): bounded, binary files named, not inlined. The code
+	// agent.
+	MetaWorkspaceDiff MetaKey = "workspace_diff"
+	// MetaWorkspaceDiffTruncated is true when workspace_diff was cut (at a
+	// file boundary) to its bound; absent otherwise. The code agent.
+	MetaWorkspaceDiffTruncated MetaKey = "workspace_diff_truncated"
+	// MetaTestOutput is the observation of a workspace task's
+	// test_command (exit code, output), which the agent never saw. The
+	// code agent.
+	MetaTestOutput MetaKey = "test_output"
 )
 
 // MetaKeys lists every metadata key.
 var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
-	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds,
+	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput,
 }

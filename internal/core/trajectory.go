@@ -133,7 +133,8 @@ type ExitReason string
 const (
 	// ExitAnswered: the model answered in text and the answer was accepted.
 	ExitAnswered ExitReason = "answered"
-	// ExitFinished: the model called a finishing tool (web finish).
+	// ExitFinished: the model called a finishing tool (web or workspace
+	// finish), or a workspace task's replayed actions ended with finish.
 	ExitFinished ExitReason = "finished"
 	// ExitMaxSteps: the step budget (max_steps) was spent.
 	ExitMaxSteps ExitReason = "max_steps"
@@ -150,7 +151,7 @@ const (
 	// ExitNoSource: nothing could produce a program (no model, no rule).
 	ExitNoSource ExitReason = "no_source"
 	// ExitAborted: a failure the attempt cannot go on from (the start page
-	// was blocked or failed, the browser died).
+	// was blocked or failed, the browser died, a workspace reached its cap).
 	ExitAborted ExitReason = "aborted"
 )
 

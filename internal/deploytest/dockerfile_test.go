@@ -329,7 +329,8 @@ func TestDockerfileSandbox(t *testing.T) {
 	}
 	final := df.final()
 	run = final.runText()
-	for _, pkg := range []string{"python3", "libprotobuf32", "libnl-route-3-200"} {
+	// The jail's /usr: python3, and the workspace tools (internal/workspace).
+	for _, pkg := range []string{"python3", "libprotobuf32", "libnl-route-3-200", "bash", "coreutils", "grep", "sed", "findutils", "diffutils", "patch", "git"} {
 		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(pkg) + `\b`).MatchString(run) {
 			t.Errorf("runtime stage does not install %s", pkg)
 		}

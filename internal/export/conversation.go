@@ -45,7 +45,24 @@ const otherSystemPrompt = "You are an agent that solves the user's task with the
 const (
 	purposeRun    = "run"
 	purposeVerify = "verify"
+	// purposeSetup: a workspace task's setup command, the platform's.
+	purposeSetup = "setup"
 )
+
+// isWorkspace reports whether tr is a workspace task's: it has a diff, or
+// a step of a workspace tool other than finish (a name web tasks share).
+func isWorkspace(tr *core.Trajectory) bool {
+	if _, ok := tr.Metadata[core.MetaWorkspaceDiff]; ok {
+		return true
+	}
+	for _, s := range tr.Steps {
+		name, _ := s.ActionParams["tool"].(string)
+		if _, ok := prompt.Find(name, prompt.WorkspaceTools); ok && name != core.CodeActionFinish {
+			return true
+		}
+	}
+	return false
+}
 
 // toConversation turns a trajectory into a conversation. ok is false when
 // the trajectory failed without a single model action: nothing to learn.
@@ -58,6 +75,7 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 	}
 	used := map[string]llm.Tool{}
 	var stdin string
+	ws := isWorkspace(tr)
 	for i := range steps {
 		s := &steps[i]
 		name, args, ok := modelAction(s)
@@ -67,7 +85,12 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 		if v, ok := s.ActionParams["stdin"].(string); ok && stdin == "" && s.ActionType == core.ActionCodeExecution {
 			stdin = v
 		}
-		def := definitionFor(used, name, args)
+		var def llm.Tool
+		if t, ok := prompt.Find(name, prompt.WorkspaceTools); ws && ok {
+			def = t
+		} else {
+			def = definitionFor(used, name, args)
+		}
 		used[name] = def
 		c.calls = append(c.calls, call{
 			id:          fmt.Sprintf("call_%d", len(c.calls)+1),
@@ -78,6 +101,9 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 	}
 
 	_, checked := tr.Metadata[core.MetaVerified].(bool)
+	if _, ok := tr.Metadata[core.MetaTestOutput]; ok {
+		checked = true // a workspace task whose test_command ran
+	}
 	code := prompt.CodeUser(prompt.CodeTask{Description: tr.Description, Stdin: stdin, Checked: checked})
 	var web string
 	if start != nil {
@@ -89,6 +115,15 @@ func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
 	c.final = finalAnswer(tr)
 	if len(c.calls) == 0 && !tr.Success {
 		return c, false
+	}
+	if ws {
+		// A workspace task: its agent's prompts and its whole tool set.
+		c.tools = prompt.WorkspaceTools
+		c.system, c.user = prompt.WorkspaceSystem, prompt.WorkspaceUser(prompt.WorkspaceTask{Description: tr.Description, Checked: checked})
+		if opts.SystemPrompt != "" {
+			c.system = opts.SystemPrompt
+		}
+		return c, true
 	}
 
 	// The tools offered: the runtime's whole set for the task's kind (the
@@ -160,8 +195,13 @@ func modelAction(s *core.ExecutionStep) (name string, args map[string]any, ok bo
 	p := s.ActionParams
 	switch s.ActionType {
 	case core.ActionCodeExecution:
-		if purpose, _ := p["purpose"].(string); purpose == purposeVerify {
+		if purpose, _ := p["purpose"].(string); purpose == purposeVerify || purpose == purposeSetup {
 			return "", nil, false
+		}
+		if name, _ := p["tool"].(string); name != "" {
+			// A workspace step: bash or python with its arguments.
+			a, _ := p["arguments"].(map[string]any)
+			return name, a, true
 		}
 		code, _ := p["code"].(string)
 		return prompt.ToolRunPython, map[string]any{"code": code}, true

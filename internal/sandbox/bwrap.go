@@ -83,7 +83,7 @@ const bwrapSetupTimeout = 10 * time.Second
 // block byte (tmpfs.go).
 type bwrapJail struct {
 	bwrap      string
-	python     interpreter
+	interp     interpreter
 	root       []rootEntry
 	hostUID    int // the outer namespace's uid 0 maps to this
 	hostGID    int
@@ -119,7 +119,7 @@ func newBwrap(cfg Config) (Jail, error) {
 	}
 	closeInheritedFDsOnExec()
 	killOrphanedJails(bw, cfg.SandboxUID)
-	b := &bwrapJail{bwrap: bw, python: py, root: hostRootEntries(), filter: filter}
+	b := &bwrapJail{bwrap: bw, interp: py, root: hostRootEntries(), filter: filter}
 	if os.Geteuid() == 0 {
 		b.privileged, b.hostUID, b.hostGID = true, cfg.SandboxUID, cfg.SandboxUID
 		if py.prefix != "" {
@@ -253,12 +253,12 @@ func traversableByOthers(dir string) error {
 // command hands the program to bwrap in a memfd, which bwrap copies into
 // the jail's own tmpfs (--ro-bind-data): no per-run directory on the host's
 // disk to create and remove on every run.
-func (b *bwrapJail) command(lim Limits, code, runID string) (*launch, error) {
+func (b *bwrapJail) command(lim Limits, code string, spec runSpec, runID string) (*launch, error) {
 	prog, err := memfdWith("adp-program", code)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: passing the program to the jail: %w", err)
 	}
-	argv := b.bwrapArgs(lim, runID)
+	argv := b.bwrapArgs(lim, spec, runID)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
@@ -400,7 +400,7 @@ func memfdWith(name, data string) (*os.File, error) {
 }
 
 // bwrapArgs is bwrap's command line, ending with the interpreter's.
-func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
+func (b *bwrapJail) bwrapArgs(lim Limits, spec runSpec, runID string) []string {
 	a := []string{b.bwrap,
 		// uid/gid 65534 in a nested user namespace that cannot nest more.
 		"--unshare-user", "--uid", strconv.Itoa(jailUID), "--gid", strconv.Itoa(jailUID), "--disable-userns",
@@ -421,8 +421,8 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 			a = append(a, "--ro-bind", e.path, e.path)
 		}
 	}
-	if b.python.prefix != "" {
-		a = append(a, "--ro-bind", b.python.prefix, b.python.prefix)
+	if spec.pythonPrefix != "" {
+		a = append(a, "--ro-bind", spec.pythonPrefix, spec.pythonPrefix)
 	}
 	a = append(a,
 		// /dev: three device nodes, in a directory of the root, which is
@@ -435,8 +435,18 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 		"--perms", "1777", "--size", strconv.FormatInt(lim.TmpfsBytes, 10), "--tmpfs", "/tmp",
 		// The program, from fd 5, in the jail's tmpfs root.
 		"--perms", "0444", "--ro-bind-data", "5", jailCodeDir+"/"+scriptName,
+	)
+	for _, bd := range spec.binds {
+		if bd.Writable {
+			a = append(a, "--bind", bd.Host, bd.Jail)
+		} else {
+			a = append(a, "--ro-bind", bd.Host, bd.Jail)
+		}
+	}
+	a = append(a,
+		// Only the root: /tmp and writable binds are mounts of their own.
 		"--remount-ro", "/",
-		"--chdir", "/tmp",
+		"--chdir", spec.dir,
 		// fd 3: {"child-pid": N} (the jailed process) then the exit.
 		"--json-status-fd", "3",
 		// fd 4: the jailed process waits here, set up, until its rlimits
@@ -448,8 +458,13 @@ func (b *bwrapJail) bwrapArgs(lim Limits, runID string) []string {
 		a = append(a, "--seccomp", "6")
 	}
 	a = append(a, "--")
-	return append(a, pythonArgs(b.python.path)...)
+	return append(a, spec.argv...)
 }
+
+func (b *bwrapJail) interpreter() interpreter { return b.interp }
+
+// owner: the outer namespace's uid 0, which bwrap maps to 65534.
+func (b *bwrapJail) owner() (int, int) { return b.hostUID, b.hostGID }
 
 // sysProcAttr starts bwrap from thread t (nil: none).
 func (b *bwrapJail) sysProcAttr(t *netnsThread) *syscall.SysProcAttr {

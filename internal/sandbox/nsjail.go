@@ -46,7 +46,7 @@ const cgroupV2Mount = "/sys/fs/cgroup"
 type nsjailJail struct {
 	nsjail string
 	policy nsjailPolicy
-	python interpreter
+	interp interpreter
 	cg     cgroupSupport
 	// netns, when set, provides network namespaces to start jails in.
 	netns *netnsPool
@@ -103,7 +103,7 @@ func newNsjail(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &nsjailJail{nsjail: bin, policy: pol, python: py, cg: detectCgroupV2(cgroupV2Mount)}
+	n := &nsjailJail{nsjail: bin, policy: pol, interp: py, cg: detectCgroupV2(cgroupV2Mount)}
 	if t, err := newNetnsThread(false); err == nil {
 		n.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU())}
 		n.netns.put(t)
@@ -297,7 +297,7 @@ const nsjailConfigFD = 4
 // command hands nsjail its configuration, the program included, in a memfd
 // (see nsjailJail) and starts it from a thread in a reused network
 // namespace when there is one.
-func (n *nsjailJail) command(lim Limits, code, runID string) (*launch, error) {
+func (n *nsjailJail) command(lim Limits, code string, spec runSpec, runID string) (*launch, error) {
 	conf, err := memfdWith("adp-program", nsjailRunConfig(n.policy.text, code))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: passing the program to the jail: %w", err)
@@ -309,7 +309,7 @@ func (n *nsjailJail) command(lim Limits, code, runID string) (*launch, error) {
 			return nil, err
 		}
 	}
-	argv := nsjailArgs(n.nsjail, n.policy, n.python, n.cg, lim, runID, thread != nil)
+	argv := nsjailArgs(n.nsjail, n.policy, n.cg, lim, spec, runID, thread != nil)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
@@ -352,7 +352,7 @@ func nsjailRunConfig(policy, code string) string {
 // nsjailArgs is nsjail's command line: the configuration (from fd 4), then
 // the per-run values, which override the file's. netnsGiven: the jail is
 // started in a network namespace of the parent's, so nsjail creates none.
-func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, lim Limits, runID string, netnsGiven bool) []string {
+func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec runSpec, runID string, netnsGiven bool) []string {
 	wallSeconds := int64((lim.Wall + 999_999_999) / 1_000_000_000)
 	a := []string{bin,
 		"--config", "/proc/self/fd/" + strconv.Itoa(nsjailConfigFD),
@@ -383,8 +383,18 @@ func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, 
 		a = append(a, "--user", user+":"+user, "--group", group+":"+group)
 	}
 	a = append(a, "--env", runIDEnv+"="+runID)
-	if py.prefix != "" {
-		a = append(a, "--bindmount_ro", py.prefix+":"+py.prefix)
+	if spec.pythonPrefix != "" {
+		a = append(a, "--bindmount_ro", spec.pythonPrefix+":"+spec.pythonPrefix)
+	}
+	for _, b := range spec.binds {
+		if b.Writable {
+			a = append(a, "--bindmount", b.Host+":"+b.Jail)
+		} else {
+			a = append(a, "--bindmount_ro", b.Host+":"+b.Jail)
+		}
+	}
+	if spec.dir != defaultJailDir {
+		a = append(a, "--cwd", spec.dir)
 	}
 	if inodes := tmpfsInodes(lim.TmpfsBytes); lim.TmpfsBytes != pol.tmpfsBytes || inodes != pol.tmpfsInodes {
 		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10)+",nr_inodes="+strconv.FormatInt(inodes, 10))
@@ -400,8 +410,13 @@ func nsjailArgs(bin string, pol nsjailPolicy, py interpreter, cg cgroupSupport, 
 		a = append(a, "--cgroup_pids_max", strconv.Itoa(lim.MaxProcs))
 	}
 	a = append(a, "--")
-	return append(a, pythonArgs(py.path)...)
+	return append(a, spec.argv...)
 }
+
+func (n *nsjailJail) interpreter() interpreter { return n.interp }
+
+// owner: the policy maps the jail to 65534 outside.
+func (n *nsjailJail) owner() (int, int) { return jailUID, jailUID }
 
 // stop asks nsjail to end the jail: on SIGTERM it SIGKILLs its child (the
 // pid namespace's init, so the whole jail) and reaps it. The parent's

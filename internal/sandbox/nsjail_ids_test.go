@@ -87,7 +87,7 @@ func TestWithIDNames(t *testing.T) {
 	// Without maps in the file, the command line carries the names.
 	bare := nsjailPolicy{path: "p.cfg"}
 	bare.useIDNames(names, true)
-	argv := nsjailArgs("nsjail", bare, interpreter{path: DefaultPythonPath}, cgroupSupport{}, DefaultLimits(), "x", true)
+	argv := nsjailArgs("nsjail", bare, cgroupSupport{}, DefaultLimits(), mustSpec(t, Request{}, interpreter{path: DefaultPythonPath}), "x", true)
 	if got := flagValues(argv, "--user"); !slices.Equal(got, []string{"nobody:nobody"}) {
 		t.Errorf("--user = %q, want nobody:nobody", got)
 	}

@@ -220,7 +220,7 @@ func TestNsjailArgs(t *testing.T) {
 	}
 	pol := nsjailPolicy{path: "/etc/adp/nsjail/python.cfg", hasIDMaps: true, tmpfsBytes: 64 << 20, tmpfsInodes: 4096}
 	py := interpreter{path: "/usr/bin/python3"}
-	argv := nsjailArgs("/usr/local/bin/nsjail", pol, py, cgroupSupport{}, lim, "abc", true)
+	argv := nsjailArgs("/usr/local/bin/nsjail", pol, cgroupSupport{}, lim, mustSpec(t, Request{}, py), "abc", true)
 
 	if argv[0] != "/usr/local/bin/nsjail" || argv[1] != "--config" || argv[2] != "/proc/self/fd/4" {
 		t.Errorf("argv starts %q: the configuration (from fd 4) must come first so the per-run flags override it", argv[:3])
@@ -268,7 +268,7 @@ func TestNsjailArgs(t *testing.T) {
 	// interpreter outside /usr.
 	pol = nsjailPolicy{path: "p.cfg", tmpfsBytes: 8 << 20, tmpfsInodes: 1024}
 	py = interpreter{path: "/opt/py/bin/python3.12", prefix: "/opt/py"}
-	argv = nsjailArgs("nsjail", pol, py, cgroupSupport{memory: true, pids: true}, lim, "x", false)
+	argv = nsjailArgs("nsjail", pol, cgroupSupport{memory: true, pids: true}, lim, mustSpec(t, Request{}, py), "x", false)
 	if slices.Contains(argv, "--disable_clone_newnet") {
 		t.Error("--disable_clone_newnet without a network namespace from the parent: the jail would share the host's")
 	}

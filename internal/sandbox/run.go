@@ -45,9 +45,13 @@ const (
 
 // launcher is what a backend contributes to the shared run loop.
 type launcher interface {
-	// command builds the jail's command for one run of code, which the
-	// jail sees as /sandbox/main.py, read-only.
-	command(lim Limits, code, runID string) (*launch, error)
+	// command builds the jail's command for one run of spec, with code
+	// as /sandbox/main.py, read-only.
+	command(lim Limits, code string, spec runSpec, runID string) (*launch, error)
+	// interpreter is the Python the jail runs by default.
+	interpreter() interpreter
+	// owner is the host uid and gid of the jail's 65534.
+	owner() (uid, gid int)
 	// stop starts killing the jail's whole process tree. It is called at
 	// most once per run, normally before the supervisor has been reaped;
 	// it may race with the supervisor's exit, so it must not signal by
@@ -93,6 +97,8 @@ type jail struct {
 
 func (j *jail) Name() string { return j.name }
 
+func (j *jail) Owner() (uid, gid int) { return j.l.owner() }
+
 // Check runs print("ok") and fails unless it printed ok.
 func (j *jail) Check(ctx context.Context) error {
 	lim := DefaultLimits()
@@ -126,7 +132,11 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 
-	ln, err := j.l.command(lim, req.Code, runID)
+	spec, err := specOf(req, j.l.interpreter())
+	if err != nil {
+		return systemError(res, err)
+	}
+	ln, err := j.l.command(lim, req.Code, spec, runID)
 	if err != nil {
 		return systemError(res, err)
 	}

@@ -13,7 +13,7 @@ import (
 // the shared run loop's output cap is exercised without any backend.
 type floodLauncher struct{}
 
-func (floodLauncher) command(Limits, string, string) (*launch, error) {
+func (floodLauncher) command(Limits, string, runSpec, string) (*launch, error) {
 	cmd := exec.Command("yes", "flood")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return &launch{cmd: cmd}, nil
@@ -21,6 +21,8 @@ func (floodLauncher) command(Limits, string, string) (*launch, error) {
 func (floodLauncher) stop(r *running)                                      { _ = r.cmd.Process.Kill() }
 func (floodLauncher) launchFailure(outcome, string, []byte) (string, bool) { return "", false }
 func (floodLauncher) memoryKill() bool                                     { return false }
+func (floodLauncher) interpreter() interpreter                             { return interpreter{path: DefaultPythonPath} }
+func (floodLauncher) owner() (int, int)                                    { return jailUID, jailUID }
 
 // TestOutputCapKillsBeforeRunReturns: a reader that passes the output cap
 // at once kills the jail through its launcher. Everything the readers use

@@ -21,6 +21,13 @@
 //
 // Neither writes anything to the host's disk per run.
 //
+// A Request may run another command than the interpreter (Argv: bash, for
+// the workspace package's steps) and bind host directories into the jail
+// (Binds, read-only or writable, each one new top-level directory such as
+// /workspace) with a working directory (Dir); everything else stays as
+// jailed. The caller bounds a writable bind (the workspace package mounts a
+// tmpfs capped in bytes and inodes there) and owns it as Jail.Owner says.
+//
 // Both give the program: uid/gid 65534, fresh user, pid, mount, ipc, uts
 // and network namespaces (no interface up, not even loopback), a read-only
 // root holding only /usr (and the /bin, /lib, /lib64 links into it), no /etc
@@ -174,6 +181,16 @@ type Request struct {
 	Stdin []byte
 	// Limits bounds the run; zero fields take DefaultLimits values.
 	Limits Limits
+	// Argv, when set, is run instead of the interpreter (python3 -I -S -u
+	// /sandbox/main.py); argv[0] is an absolute path in the jail. Code is
+	// still the read-only file /sandbox/main.py (a script for argv to run).
+	// Everything else is as jailed as a Python program: the same uid,
+	// namespaces, root, rlimits, filter and environment.
+	Argv []string
+	// Binds are host directories bound into the jail (see Bind).
+	Binds []Bind
+	// Dir is the working directory in the jail. Default /tmp.
+	Dir string
 }
 
 // Result is what happened to a program. A program that failed (exception,
@@ -222,6 +239,10 @@ type Jail interface {
 	// Check runs a trivial program and returns an error unless it printed
 	// what it should: the readiness probe behind /healthz.
 	Check(ctx context.Context) error
+	// Owner is the host uid and gid that the jail's uid and gid (65534)
+	// are outside: a directory bound writable must be owned by them for
+	// the jail to write it.
+	Owner() (uid, gid int)
 }
 
 // Config says where the jail's binaries and files are. Zero fields take

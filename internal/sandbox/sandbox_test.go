@@ -110,7 +110,7 @@ func TestResolveInterpreter(t *testing.T) {
 func TestBwrapArgs(t *testing.T) {
 	b := &bwrapJail{
 		bwrap:  "/usr/bin/bwrap",
-		python: interpreter{path: "/usr/bin/python3"},
+		interp: interpreter{path: "/usr/bin/python3"},
 		root:   []rootEntry{{path: "/lib", target: "usr/lib"}, {path: "/lib64"}},
 	}
 	lim := Limits{
@@ -132,7 +132,7 @@ func TestBwrapArgs(t *testing.T) {
 	if !maps.Equal(gotRL, wantRL) {
 		t.Errorf("rlimits = %v, want %v", gotRL, wantRL)
 	}
-	a := b.bwrapArgs(lim, "id")
+	a := b.bwrapArgs(lim, mustSpec(t, Request{}, b.interp), "id")
 	s := strings.Join(a, " ")
 	for _, want := range []string{
 		"--unshare-user --uid 65534 --gid 65534 --disable-userns",
@@ -192,7 +192,7 @@ func TestBwrapLaunchFailureEndToEnd(t *testing.T) {
 	s := setupJail(t, BackendBwrap)
 	b := s.jail.(*jail).l.(*bwrapJail)
 	broken := *b
-	broken.python.path = "/usr/bin/no-such-python"
+	broken.interp.path = "/usr/bin/no-such-python"
 	j := &jail{name: BackendBwrap, l: &broken}
 	res, err := j.Run(context.Background(), Request{Code: "print(1)", Limits: testLimits()})
 	if err == nil || res.ErrorType != "system_error" || !strings.Contains(err.Error(), "bwrap: ") {
@@ -287,4 +287,13 @@ for fd in (0, 1, 2):
 	if err := live.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("a jail with a live parent was killed: %v", err)
 	}
+}
+
+func mustSpec(t *testing.T, req Request, py interpreter) runSpec {
+	t.Helper()
+	s, err := specOf(req, py)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

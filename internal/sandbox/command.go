@@ -1,0 +1,93 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Bind is a host directory bound into the jail: the only way a jail reaches
+// anything of the host's beyond /usr. The workspace package binds an
+// agent's workspace this way.
+type Bind struct {
+	// Host is the directory on the host: an absolute path, no symlink at
+	// its end (it is checked with lstat), and no ':' (nsjail's separator).
+	// The jail's uid must be able to reach it (traverse its parents).
+	Host string
+	// Jail is where it appears in the jail: one path component under the
+	// root ("/workspace"), not one the jail already has (/usr, /tmp, /dev,
+	// /sandbox, /bin, /lib..., /proc, /sys, /etc).
+	Jail string
+	// Writable binds it read-write; otherwise read-only. Writes still obey
+	// RLIMIT_FSIZE; the caller bounds the directory as a whole (the
+	// workspace package mounts a bounded tmpfs there).
+	Writable bool
+}
+
+// jailBindName is what a Bind's Jail path may be.
+var jailBindName = regexp.MustCompile(`^/[a-z][a-z0-9_-]{0,31}$`)
+
+// reservedJailPaths are the jail's own top-level entries, which a Bind may
+// not cover or shadow.
+var reservedJailPaths = map[string]bool{
+	"/usr": true, "/bin": true, "/sbin": true, "/lib": true, "/lib32": true, "/lib64": true, "/libx32": true,
+	"/tmp": true, "/dev": true, jailCodeDir: true, "/proc": true, "/sys": true, "/etc": true, "/run": true,
+}
+
+// runSpec is what one run executes, as both backends need it.
+type runSpec struct {
+	argv  []string // the command in the jail
+	binds []Bind
+	dir   string // working directory in the jail
+	// pythonPrefix is the interpreter's installation directory, bound
+	// read-only when it lives outside /usr (every run: a command may run
+	// python3 too).
+	pythonPrefix string
+}
+
+// defaultJailDir is the working directory of a run that names none.
+const defaultJailDir = "/tmp"
+
+// specOf checks a request's command, binds and directory and returns them
+// with defaults filled in: the interpreter on /sandbox/main.py in /tmp.
+func specOf(req Request, py interpreter) (runSpec, error) {
+	s := runSpec{argv: req.Argv, binds: req.Binds, dir: req.Dir, pythonPrefix: py.prefix}
+	if len(s.argv) == 0 {
+		s.argv = pythonArgs(py.path)
+	} else if !filepath.IsAbs(s.argv[0]) {
+		return s, fmt.Errorf("sandbox: command %q must be an absolute path in the jail", s.argv[0])
+	}
+	for _, a := range s.argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return s, fmt.Errorf("sandbox: an argument of %q holds a NUL byte", s.argv[0])
+		}
+	}
+	seen := map[string]bool{}
+	for _, b := range s.binds {
+		if !jailBindName.MatchString(b.Jail) || reservedJailPaths[b.Jail] {
+			return s, fmt.Errorf("sandbox: bind target %q: want one lowercase path component under / that the jail does not already have", b.Jail)
+		}
+		if seen[b.Jail] {
+			return s, fmt.Errorf("sandbox: bind target %q given twice", b.Jail)
+		}
+		seen[b.Jail] = true
+		if !filepath.IsAbs(b.Host) || filepath.Clean(b.Host) != b.Host || strings.ContainsAny(b.Host, ":,\x00\n") {
+			return s, fmt.Errorf("sandbox: bind source %q must be a clean absolute path without ':' or ','", b.Host)
+		}
+		st, err := os.Lstat(b.Host)
+		if err != nil {
+			return s, fmt.Errorf("sandbox: bind source: %w", err)
+		}
+		if !st.IsDir() {
+			return s, fmt.Errorf("sandbox: bind source %s is not a directory (symlinks are not followed)", b.Host)
+		}
+	}
+	if s.dir == "" {
+		s.dir = defaultJailDir
+	} else if !filepath.IsAbs(s.dir) || filepath.Clean(s.dir) != s.dir {
+		return s, fmt.Errorf("sandbox: working directory %q must be a clean absolute path in the jail", s.dir)
+	}
+	return s, nil
+}
