@@ -140,6 +140,9 @@ func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
 	}, w, p.Metrics, p.Log) // the consumer adds its own name to its logs
 
 	pc.Log.Info("starting", "stream", r.Stream, "concurrency", r.Concurrency, "output", writer.Dir())
+	// Checked once before the consumer starts: it takes no entry before
+	// the first result, and would otherwise wait out a poll interval idle.
+	_ = health.CheckNow(ctx)
 	return pc.Serve(ctx, Work{
 		Run:    consumer.Run,
 		Health: health.Last,

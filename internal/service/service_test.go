@@ -1,12 +1,14 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,7 +142,8 @@ func TestServeRuntimeWritesTrajectoryAndDrains(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	err := start(context.Background(), core.RuntimeSandbox, &cfg, slog.New(slog.DiscardHandler), func(ctx context.Context, p *Process, cfg *RuntimeConfig) error {
+	var logs syncBuffer
+	err := start(context.Background(), core.RuntimeSandbox, &cfg, slog.New(slog.NewJSONHandler(&logs, nil)), func(ctx context.Context, p *Process, cfg *RuntimeConfig) error {
 		task := core.TaskSpec{TaskID: "t1", TaskType: core.TaskCode, Description: "d", MaxSteps: 1, Timeout: 10, Priority: 1, Samples: 1}
 		if _, err := queue.NewProducer(p.RDB).Enqueue(ctx, []core.TaskSpec{task}, nil); err != nil {
 			return err
@@ -161,6 +164,29 @@ func TestServeRuntimeWritesTrajectoryAndDrains(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "trajectories", "t1.json")); err != nil {
 		t.Errorf("no trajectory after the drain: %v", err)
 	}
+	// Healthy from the start: the health is checked before the consumer
+	// runs, so it never idles waiting for the first check.
+	if strings.Contains(logs.String(), "unhealthy") {
+		t.Errorf("a healthy runtime paused at its start:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the goroutines that log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestLLMSettings(t *testing.T) {
