@@ -4,53 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"math/big"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/testsupport"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
-
-// exactPassAtK is pass@k = 1 - C(n-c, k) / C(n, k) with exact binomials: an
-// estimator written independently of internal/report's product form.
-func exactPassAtK(n, c, k int) float64 {
-	num := new(big.Int).Binomial(int64(n-c), int64(k))
-	if n-c < k {
-		num.SetInt64(0)
-	}
-	r := new(big.Rat).SetFrac(num, new(big.Int).Binomial(int64(n), int64(k)))
-	f, _ := new(big.Rat).Sub(big.NewRat(1, 1), r).Float64()
-	return f
-}
-
-// expectedPassAtK averages exactPassAtK over the tasks with at least k
-// attempts, for k in 1, 5, 10 and the largest attempt count.
-func expectedPassAtK(tasks map[string][2]int) map[string]float64 {
-	maxN := 0
-	for _, nc := range tasks {
-		maxN = max(maxN, nc[0])
-	}
-	out := map[string]float64{}
-	for _, k := range []int{1, 5, 10, maxN} {
-		sum, m := 0.0, 0
-		for _, nc := range tasks {
-			if nc[0] >= k {
-				sum += exactPassAtK(nc[0], nc[1], k)
-				m++
-			}
-		}
-		if m > 0 {
-			out[strconv.Itoa(k)] = sum / float64(m)
-		}
-	}
-	return out
-}
 
 // `adpctl stats --json` groups the attempts of a task across its files
 // (<id>.json, <id>.sample-<k>.json), overall and per type, and its pass@k
@@ -141,7 +105,7 @@ func TestStatsPassAtKOverAttemptFiles(t *testing.T) {
 			}
 		}
 	}
-	same("overall", st.PassAtK, expectedPassAtK(all))
+	same("overall", st.PassAtK, testsupport.ExpectedPassAtK(all))
 	if len(st.ByType) != 2 {
 		t.Fatalf("by_type has %d entries, want code and web", len(st.ByType))
 	}
@@ -150,7 +114,7 @@ func TestStatsPassAtKOverAttemptFiles(t *testing.T) {
 		if bt.Tasks != len(want) {
 			t.Errorf("%s: %d tasks, want %d", bt.TaskType, bt.Tasks, len(want))
 		}
-		same(bt.TaskType, bt.PassAtK, expectedPassAtK(want))
+		same(bt.TaskType, bt.PassAtK, testsupport.ExpectedPassAtK(want))
 	}
 	succeeded := 0
 	for _, nc := range all {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -76,22 +75,14 @@ type attemptFile struct {
 // attempts in sample order. The files are grouped by name
 // (core.ParseAttemptName); the same files as Walk are considered.
 func walkTasks(dir string, fn func(id string, files []attemptFile) error) error {
-	entries, err := os.ReadDir(dir)
+	names, err := trajectoryFiles(dir)
 	if err != nil {
-		return fmt.Errorf("read trajectory directory: %w", err)
+		return err
 	}
 	byID := map[string][]attemptFile{}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		if !isRegular(path, e) {
-			continue
-		}
+	for _, name := range names {
 		id, k := core.ParseAttemptName(strings.TrimSuffix(name, ".json"))
-		byID[id] = append(byID[id], attemptFile{path, k})
+		byID[id] = append(byID[id], attemptFile{filepath.Join(dir, name), k})
 	}
 	ids := make([]string, 0, len(byID))
 	for id := range byID {

@@ -30,25 +30,35 @@ func (e FileError) Error() string { return e.Path + ": " + e.Err }
 // is fatal. Walk stops at the first error fn returns and returns it. The only
 // other error is a directory that cannot be listed.
 func Walk(dir string, fn func(path string, tr *core.Trajectory, readErr error) error) error {
-	entries, err := os.ReadDir(dir) // sorted by file name
+	names, err := trajectoryFiles(dir)
 	if err != nil {
-		return fmt.Errorf("read trajectory directory: %w", err)
+		return err
 	}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
+	for _, name := range names {
 		path := filepath.Join(dir, name)
-		if !isRegular(path, e) {
-			continue
-		}
 		tr, err := read(path)
 		if err := fn(path, tr, err); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// trajectoryFiles lists the names of dir's trajectory files in name order:
+// regular files (or links to them) named *.json, not starting with '.'.
+func trajectoryFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir) // sorted by file name
+	if err != nil {
+		return nil, fmt.Errorf("read trajectory directory: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") && isRegular(filepath.Join(dir, name), e) {
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }
 
 // isRegular follows symlinks: a linked trajectory file is still a trajectory.
@@ -110,16 +120,6 @@ func ResolveDir(dir string) (string, error) {
 }
 
 func countFiles(dir string) (int, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("read trajectory directory: %w", err)
-	}
-	n := 0
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") && isRegular(filepath.Join(dir, name), e) {
-			n++
-		}
-	}
-	return n, nil
+	names, err := trajectoryFiles(dir)
+	return len(names), err
 }

@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,38 +257,10 @@ func (r *pipelineRun) groups(t *testing.T, outcomes map[string][2]int) map[strin
 	return groups
 }
 
-// exactPassAtK is 1 - C(n-c, k) / C(n, k) with exact binomials.
-func exactPassAtK(n, c, k int) float64 {
-	num := new(big.Int).Binomial(int64(n-c), int64(k))
-	if n-c < k {
-		num.SetInt64(0)
-	}
-	r := new(big.Rat).SetFrac(num, new(big.Int).Binomial(int64(n), int64(k)))
-	f, _ := new(big.Rat).Sub(big.NewRat(1, 1), r).Float64()
-	return f
-}
-
-// checkPassAtK compares got with the mean of exactPassAtK over the tasks
-// with at least k attempts, for k in 1, 5, 10 and the largest attempt count.
+// checkPassAtK compares got with testsupport.ExpectedPassAtK of the tasks.
 func checkPassAtK(t *testing.T, what string, got map[string]float64, tasks map[string][2]int) {
 	t.Helper()
-	maxN := 0
-	for _, nc := range tasks {
-		maxN = max(maxN, nc[0])
-	}
-	want := map[string]float64{}
-	for _, k := range []int{1, 5, 10, maxN} {
-		sum, m := 0.0, 0
-		for _, nc := range tasks {
-			if nc[0] >= k {
-				sum += exactPassAtK(nc[0], nc[1], k)
-				m++
-			}
-		}
-		if m > 0 {
-			want[strconv.Itoa(k)] = sum / float64(m)
-		}
-	}
+	want := testsupport.ExpectedPassAtK(tasks)
 	if len(got) != len(want) {
 		t.Errorf("%s: pass@k %v, want %v", what, got, want)
 	}

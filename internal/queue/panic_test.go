@@ -1,38 +1,19 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/testsupport"
 )
-
-// syncBuffer is a bytes.Buffer safe for the consumer's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestPanicLoggedWithStackAndTaskID(t *testing.T) {
 	b := setup(t)
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	b.log = slog.New(slog.NewJSONHandler(&logs, nil))
 	ctx := context.Background()
 	NewProducer(b.rdb).Enqueue(ctx, []core.TaskSpec{codeTask("boom")}, nil)

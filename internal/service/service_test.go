@@ -1,14 +1,12 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -142,7 +140,7 @@ func TestServeRuntimeWritesTrajectoryAndDrains(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	err := start(context.Background(), core.RuntimeSandbox, &cfg, slog.New(slog.NewJSONHandler(&logs, nil)), func(ctx context.Context, p *Process, cfg *RuntimeConfig) error {
 		task := core.TaskSpec{TaskID: "t1", TaskType: core.TaskCode, Description: "d", MaxSteps: 1, Timeout: 10, Priority: 1, Samples: 1}
 		if _, err := queue.NewProducer(p.RDB).Enqueue(ctx, []core.TaskSpec{task}, nil); err != nil {
@@ -169,24 +167,6 @@ func TestServeRuntimeWritesTrajectoryAndDrains(t *testing.T) {
 	if strings.Contains(logs.String(), "unhealthy") {
 		t.Errorf("a healthy runtime paused at its start:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the goroutines that log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestLLMSettings(t *testing.T) {
