@@ -148,13 +148,8 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 			sum.Filtered++
 			return nil
 		}
-		line, err := Record(tr, format, opts)
-		switch {
-		case errors.Is(err, errEmpty):
-			sum.Empty++
-			return nil
-		case err != nil:
-			sum.Invalid = append(sum.Invalid, FileError{Path: path, Err: err.Error()})
+		line := record(tr, path, format, opts, &sum)
+		if line == nil {
 			return nil
 		}
 		if _, err := bw.Write(line); err != nil {
