@@ -113,7 +113,8 @@ func secureEndToEnd(t *testing.T, r *rig, pass string, wrongCA []string) {
 	texts := map[string]string{"adpctl status": out + stderr}
 	for _, s := range append([]*testsupport.Service{rt, d}, bad...) {
 		for path, body := range endpointBodies(s) {
-			texts[s.Name+" "+path] = body
+			// By address too: the misconfigured runtimes share rt's name.
+			texts[s.Name+" "+s.MetricsAddr+" "+path] = body
 			for _, c := range append([]string{content}, ids...) {
 				if strings.Contains(body, c) {
 					t.Errorf("%s %s exposes task content %q", s.Name, path, c)
@@ -121,7 +122,7 @@ func secureEndToEnd(t *testing.T, r *rig, pass string, wrongCA []string) {
 			}
 		}
 	}
-	if !strings.Contains(texts["sandbox-runtime /metrics"], "tasks_completed_total") {
+	if !strings.Contains(texts[rt.Name+" "+rt.MetricsAddr+" /metrics"], "tasks_completed_total") {
 		t.Fatalf("the runtime's /metrics was not read")
 	}
 	res := r.checkOutcome(ids) // stops every service, so the logs are complete

@@ -30,9 +30,22 @@ type HealthReporter struct {
 	Gauge  prometheus.Gauge
 	Log    *slog.Logger
 
-	mu   sync.Mutex
-	last error
-	done bool
+	mu      sync.Mutex
+	last    error
+	done    bool
+	checked chan struct{} // closed by the first check's end
+	once    sync.Once
+}
+
+// Checked is closed once the first check has ended, whatever its result:
+// a consumer gated on the health starts then rather than polling for it.
+func (h *HealthReporter) Checked() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.checked == nil {
+		h.checked = make(chan struct{})
+	}
+	return h.checked
 }
 
 // HealthReport is the value stored in the runtime_health hash.
@@ -76,7 +89,12 @@ func (h *HealthReporter) CheckNow(ctx context.Context) error {
 	h.mu.Lock()
 	prev := h.last
 	h.last, h.done = err, true
+	if h.checked == nil {
+		h.checked = make(chan struct{})
+	}
+	checked := h.checked
 	h.mu.Unlock()
+	h.once.Do(func() { close(checked) })
 	if (prev == nil) != (err == nil) && h.Log != nil {
 		if err != nil {
 			h.Log.Error("runtime unhealthy", "err", err)

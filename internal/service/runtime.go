@@ -140,11 +140,19 @@ func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
 	}, w, p.Metrics, p.Log) // the consumer adds its own name to its logs
 
 	pc.Log.Info("starting", "stream", r.Stream, "concurrency", r.Concurrency, "output", writer.Dir())
-	// Checked once before the consumer starts: it takes no entry before
-	// the first result, and would otherwise wait out a poll interval idle.
-	_ = health.CheckNow(ctx)
 	return pc.Serve(ctx, Work{
-		Run:    consumer.Run,
+		// The consumer starts once the health loop's first check has
+		// ended: it takes no entry before a result, and started earlier
+		// it would wait out a poll interval idle. /healthz and /metrics
+		// answer meanwhile.
+		Run: func(ctx context.Context) error {
+			select {
+			case <-health.Checked():
+			case <-ctx.Done():
+				return nil
+			}
+			return consumer.Run(ctx)
+		},
 		Health: health.Last,
 		Loops:  append([]func(context.Context) error{health.Run}, r.Loops...),
 	})
