@@ -336,7 +336,7 @@ timeout 120 docker compose cp sandbox-runtime:/data/output "$work/host-output" >
 (cd "$work/host-output/.." && "$BIN/adpctl" stats --dir host-output/trajectories --json) > "$work/stats.json" 2>&1 \
   || { cat "$work/stats.json" >&2; fail "adpctl stats on the copied volume"; }
 "$BIN/adpctl" stats --dir "$work/host-output/trajectories" > "$work/stats.txt" 2>&1 || fail "adpctl stats"
-jq -e '.total == 7 and .succeeded == 7' "$work/stats.json" >/dev/null || { cat "$work/stats.txt" >&2; fail "adpctl stats: want 7 trajectories, 7 succeeded"; }
+jq -e --argjson n "$shipped" '.total == $n and .succeeded == $n' "$work/stats.json" >/dev/null || { cat "$work/stats.txt" >&2; fail "adpctl stats: want $shipped trajectories, $shipped succeeded"; }
 log "adpctl status and stats work from the host"
 
 # ---------------------------------------------------------------------------
