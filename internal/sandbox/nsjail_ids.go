@@ -14,7 +14,7 @@ import (
 // /etc/passwd goes on to the next source of the host's nsswitch.conf:
 // where that names systemd after files (Debian's default), a static nsjail
 // loads the systemd NSS module, and a second C library with it, at every
-// jail's start, about 0.6 ms of CPU of 13. Given the name that
+// jail's start, about 1.2 ms of CPU of 15.6 (measured: 14.4 with names). Given the name that
 // /etc/passwd (and /etc/group) holds for the jail's id, the lookup ends in
 // the file.
 
