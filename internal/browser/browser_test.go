@@ -498,8 +498,11 @@ func TestSession(t *testing.T) {
 		if err := s.Click(ctx, "#open"); err != nil {
 			t.Fatal(err)
 		}
+		// A click returns once dispatched: the popup it opens may be
+		// reported later, so wait for both popups to be seen, not only for
+		// the page count to drop (it is 1 again between the two).
 		deadline := time.Now().Add(10 * time.Second)
-		for len(s.bctx.Pages()) > 1 && time.Now().Before(deadline) {
+		for (pool.Stats().PopupsClosed-before < 2 || len(s.bctx.Pages()) > 1) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if n := len(s.bctx.Pages()); n != 1 {
