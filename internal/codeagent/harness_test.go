@@ -100,3 +100,67 @@ func TestHarnessTracebackIsEmbeddable(t *testing.T) {
 		t.Fatal("the traceback printer is not embedded in the harness")
 	}
 }
+
+// TestCompiledHarness checks that the harness the jails run is the compiled
+// one, and that it and its source fallback (taken when the interpreter's
+// magic number differs) give the same verdicts, outputs and tracebacks as
+// the source itself, the exits that must not pass included.
+func TestCompiledHarness(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	ctx := context.Background()
+	compiled := a.harness(ctx)
+	if !strings.HasPrefix(compiled, compiledHarnessPrefix) {
+		t.Fatalf("the agent runs the harness from source, not compiled: %.80q", compiled)
+	}
+	fallback := strings.Replace(compiled, "MAGIC_NUMBER == b'", "MAGIC_NUMBER == b'x", 1)
+	if fallback == compiled {
+		t.Fatal("no magic number check in the compiled harness")
+	}
+	add := "def add(a, b):\n    return a + b\n"
+	cases := []struct {
+		name, code, tests, stdin string
+		pass                     bool
+	}{
+		{"tests pass", add + "print(add(1, 2))\n", "assert add(2, 3) == 5\n", "", true},
+		{"tests fail", "def add(a, b):\n    return a - b\n", "assert add(2, 3) == 5, 'wrong'\n", "", false},
+		{"program reads its stdin", "import sys\n" + add + "print(sys.stdin.read().upper())\n", "assert add(1, 1) == 2\n", "hello\n", true},
+		{"sys.exit(0) skips the tests", "import sys\ndef add(a, b):\n    return a - b\nsys.exit(0)\n", "assert add(2, 3) == 5\n", "", false},
+		{"os._exit(0) skips the tests", "import os\ndef add(a, b):\n    return a - b\nos._exit(0)\n", "assert add(2, 3) == 5\n", "", false},
+		{"atexit os._exit(0) hides a failure", "import atexit, os\natexit.register(lambda: os._exit(0))\ndef add(a, b):\n    return a - b\n", "assert add(2, 3) == 5\n", "", false},
+		{"tests that exit early", add, "import sys\nsys.exit(0)\nassert add(2, 3) == 6\n", "", false},
+		{"program error", "def f(x):\n    return 1/x\nf(0)\n", "assert True\n", "", false},
+		{"syntax error", "def f(:\n    pass\n", "assert True\n", "", false},
+	}
+	type verdict struct {
+		split, exited, passed    bool
+		progOut, progErr         string
+		progCode                 int
+		testsOut, testsErr       string
+		testsCode                int
+		progErrType, testsErrTyp core.ErrorType
+	}
+	run := func(t *testing.T, harness, code, tests, stdin string) verdict {
+		t.Helper()
+		h, req := newHarnessRun(harness, code, tests, stdin, a.Limits)
+		res, err := a.Jail.Run(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr := h.read(res, a.Limits)
+		return verdict{hr.split, hr.programExited, hr.passed, hr.program.Stdout, hr.program.Stderr, hr.program.ExitCode,
+			hr.tests.Stdout, hr.tests.Stderr, hr.tests.ExitCode, hr.program.ErrorType, hr.tests.ErrorType}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := run(t, harnessPy, tc.code, tc.tests, tc.stdin)
+			if want.passed != tc.pass {
+				t.Fatalf("source harness: passed = %v, want %v (%+v)", want.passed, tc.pass, want)
+			}
+			for name, h := range map[string]string{"compiled": compiled, "fallback": fallback} {
+				if got := run(t, h, tc.code, tc.tests, tc.stdin); got != want {
+					t.Errorf("%s harness:\n got %+v\nwant %+v", name, got, want)
+				}
+			}
+		})
+	}
+}
