@@ -258,8 +258,9 @@ def show(e):
 // marshalled, behind a check of that interpreter's bytecode magic number,
 // with the source as the fallback when the magic differs. Compiling the
 // harness from source costs every run 0.4 ms of CPU (more than compiling a
-// HumanEval problem and its tests); loading the marshalled code and the
-// fallback's string costs 0.1. The code is compiled under the program's own
+// HumanEval problem and its tests); compiling this program (the marshalled
+// code in hex, the fallback's source as a string) and loading the code
+// costs 0.15. The code is compiled under the program's own
 // file name (__file__), as it is when the source runs, so tracebacks read
 // the same either way.
 const harnessCompilerPy = `import marshal, sys

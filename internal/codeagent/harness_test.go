@@ -132,12 +132,12 @@ func TestCompiledHarness(t *testing.T) {
 		{"syntax error", "def f(:\n    pass\n", "assert True\n", "", false},
 	}
 	type verdict struct {
-		split, exited, passed    bool
-		progOut, progErr         string
-		progCode                 int
-		testsOut, testsErr       string
-		testsCode                int
-		progErrType, testsErrTyp core.ErrorType
+		split, exited, passed     bool
+		progOut, progErr          string
+		progCode                  int
+		testsOut, testsErr        string
+		testsCode                 int
+		progErrType, testsErrType core.ErrorType
 	}
 	run := func(t *testing.T, harness, code, tests, stdin string) verdict {
 		t.Helper()
@@ -162,5 +162,28 @@ func TestCompiledHarness(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHarnessFallsBackToSource: where the compiled harness cannot be made
+// (here its program does not fit the output the jail keeps), the agent
+// runs the harness from source, and the verdicts still hold.
+func TestHarnessFallsBackToSource(t *testing.T) {
+	a := newAgent(t, nil, nil)
+	a.Limits.KeepOutputBytes = 4 << 10
+	if h := a.harness(context.Background()); h != harnessPy {
+		t.Fatalf("harness = %.80q, want the source", h)
+	}
+	for _, tc := range []struct {
+		code string
+		pass bool
+	}{{"def add(a, b):\n    return a + b\n", true}, {"def add(a, b):\n    return a - b\n", false}} {
+		tr, err := a.Execute(context.Background(), task("fallback", map[string]any{"code": tc.code, "tests": "assert add(2, 3) == 5"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Success != tc.pass {
+			t.Errorf("%q: success = %v, want %v (%s)", tc.code, tr.Success, tc.pass, tr.ErrorMessage)
+		}
 	}
 }
