@@ -887,7 +887,10 @@ func restoreAOF(t *testing.T, snap, redisDir string) {
 }
 
 // pendingOf returns the entries of tasks:code that consumer holds, mapped
-// to their task ids.
+// to their task ids. An entry that XPENDING lists but XRANGE no longer finds
+// was acknowledged in between (the runtime acknowledges and deletes in one
+// script), so it is not held and is left out: a held entry always carries
+// its task id.
 func (r *rig) pendingOf(consumer string) map[string]string {
 	r.t.Helper()
 	ctx := context.Background()
@@ -902,7 +905,9 @@ func (r *rig) pendingOf(consumer string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, p := range ps {
-		out[p.ID] = r.entryTask(p.ID)
+		if id := r.entryTask(p.ID); id != "" {
+			out[p.ID] = id
+		}
 	}
 	return out
 }
