@@ -109,11 +109,15 @@ func TestCompiledHarness(t *testing.T) {
 	a := newAgent(t, nil, nil)
 	ctx := context.Background()
 	compiled := a.harness(ctx)
-	if !strings.HasPrefix(compiled, compiledHarnessPrefix) {
-		t.Fatalf("the agent runs the harness from source, not compiled: %.80q", compiled)
+	if compiled == sourceHarness || !strings.HasPrefix(compiled.prog, "import marshal, posix, sys\n") {
+		t.Fatalf("the agent runs the harness from source, not compiled: %.80q", compiled.prog)
 	}
-	fallback := strings.Replace(compiled, "MAGIC_NUMBER == b'", "MAGIC_NUMBER == b'x", 1)
-	if fallback == compiled {
+	if len(compiled.prog) > 1024 {
+		t.Errorf("the compiled harness's program is %d bytes: its code belongs on stdin", len(compiled.prog))
+	}
+	fallback := compiled
+	fallback.prog = strings.Replace(compiled.prog, `MAGIC_NUMBER == bytes.fromhex("`, `MAGIC_NUMBER == bytes.fromhex("00`, 1)
+	if fallback.prog == compiled.prog {
 		t.Fatal("no magic number check in the compiled harness")
 	}
 	add := "def add(a, b):\n    return a + b\n"
@@ -139,9 +143,9 @@ func TestCompiledHarness(t *testing.T) {
 		testsCode                 int
 		progErrType, testsErrType core.ErrorType
 	}
-	run := func(t *testing.T, harness, code, tests, stdin string) verdict {
+	run := func(t *testing.T, hs harness, code, tests, stdin string) verdict {
 		t.Helper()
-		h, req := newHarnessRun(harness, code, tests, stdin, a.Limits)
+		h, req := newHarnessRun(hs, code, tests, stdin, a.Limits)
 		res, err := a.Jail.Run(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -152,11 +156,11 @@ func TestCompiledHarness(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			want := run(t, harnessPy, tc.code, tc.tests, tc.stdin)
+			want := run(t, sourceHarness, tc.code, tc.tests, tc.stdin)
 			if want.passed != tc.pass {
 				t.Fatalf("source harness: passed = %v, want %v (%+v)", want.passed, tc.pass, want)
 			}
-			for name, h := range map[string]string{"compiled": compiled, "fallback": fallback} {
+			for name, h := range map[string]harness{"compiled": compiled, "fallback": fallback} {
 				if got := run(t, h, tc.code, tc.tests, tc.stdin); got != want {
 					t.Errorf("%s harness:\n got %+v\nwant %+v", name, got, want)
 				}
@@ -171,8 +175,8 @@ func TestCompiledHarness(t *testing.T) {
 func TestHarnessFallsBackToSource(t *testing.T) {
 	a := newAgent(t, nil, nil)
 	a.Limits.KeepOutputBytes = 4 << 10
-	if h := a.harness(context.Background()); h != harnessPy {
-		t.Fatalf("harness = %.80q, want the source", h)
+	if h := a.harness(context.Background()); h != sourceHarness {
+		t.Fatalf("harness = %.80q, want the source", h.prog)
 	}
 	for _, tc := range []struct {
 		code string

@@ -36,11 +36,12 @@ const cgroupV2Mount = "/sys/fs/cgroup"
 //	   └─ python3 -I -S -u /sandbox/main.py: pid 1 of a new pid namespace,
 //	      uid 65534 inside and outside, in a user namespace nsjail created
 //
-// nsjail reads its configuration from fd 4, a memfd holding the policy
-// file's text as checked at start and one more mount: the program, as a
-// file nsjail writes into the jail's own tmpfs (src_content) and binds
-// read-only at /sandbox/main.py. Nothing is written to the host's disk per
-// run. Without CAP_SYS_ADMIN (no threads in network namespaces of their
+// nsjail reads its configuration from fd 4, a memfd holding one mount: the
+// program, as a file nsjail writes into the jail's own tmpfs (src_content)
+// and binds read-only at /sandbox/main.py. The policy file, as checked at
+// start, follows as command-line options (nsjail_flags.go), or, when one of
+// its fields has no option of the same meaning, its text comes first in
+// that configuration. Nothing is written to the host's disk per run. Without CAP_SYS_ADMIN (no threads in network namespaces of their
 // own) nsjail creates each jail's network namespace, as the policy file
 // says when run by hand.
 type nsjailJail struct {
@@ -71,6 +72,12 @@ type nsjailPolicy struct {
 	tmpfsBytes int64
 	// tmpfsInodes is its nr_inodes= option, 0 when unknown.
 	tmpfsInodes int64
+	// msg is the file as parsed.
+	msg *pbMessage
+	// flags is the policy as nsjail's options (nsjail_flags.go), nil when
+	// a field has none of the same meaning: each run's configuration then
+	// holds the whole text.
+	flags []string
 }
 
 // cgroupSupport says which cgroup v2 controllers nsjail can use.
@@ -99,6 +106,7 @@ func newNsjail(cfg Config) (Jail, error) {
 		return nil, err
 	}
 	pol.useIDNames(hostIDNames("/etc/passwd", "/etc/group", jailUID))
+	pol.flags, _ = policyFlags(pol.msg, pol.user, pol.group, pathExists)
 	py, err := resolveInterpreter(cfg.PythonPath)
 	if err != nil {
 		return nil, err
@@ -141,7 +149,7 @@ func loadNsjailPolicy(path string) (nsjailPolicy, error) {
 	if len(problems) > 0 {
 		return nsjailPolicy{}, fmt.Errorf("sandbox: nsjail config %s is not a safe policy: %s", path, strings.Join(problems, "; "))
 	}
-	pol.path, pol.text = path, string(data)
+	pol.path, pol.text, pol.msg = path, string(data), m
 	pol.user, pol.group = strconv.Itoa(jailUID), strconv.Itoa(jailUID)
 	return pol, nil
 }
@@ -298,7 +306,7 @@ const nsjailConfigFD = 4
 // (see nsjailJail) and starts it from a thread in a reused network
 // namespace when there is one.
 func (n *nsjailJail) command(lim Limits, code string, spec runSpec, runID string) (*launch, error) {
-	conf, err := memfdWith("adp-program", nsjailRunConfig(n.policy.text, code))
+	conf, err := memfdWith("adp-program", n.policy.runConfig(code))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: passing the program to the jail: %w", err)
 	}
@@ -338,6 +346,15 @@ func (n *nsjailJail) command(lim Limits, code string, spec runSpec, runID string
 	return ln, nil
 }
 
+// runConfig is one run's configuration: the program, after the policy's
+// text unless the policy is given as options.
+func (p *nsjailPolicy) runConfig(code string) string {
+	if p.flags != nil {
+		return nsjailRunConfig("", code)
+	}
+	return nsjailRunConfig(p.text, code)
+}
+
 // nsjailRunConfig is one run's configuration: the policy, then the
 // program as a read-only file of the jail's own tmpfs. An empty program
 // becomes a newline (nsjail takes an empty src_content for no content).
@@ -354,8 +371,11 @@ func nsjailRunConfig(policy, code string) string {
 // started in a network namespace of the parent's, so nsjail creates none.
 func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec runSpec, runID string, netnsGiven bool) []string {
 	wallSeconds := int64((lim.Wall + 999_999_999) / 1_000_000_000)
-	a := []string{bin,
-		"--config", "/proc/self/fd/" + strconv.Itoa(nsjailConfigFD),
+	a := []string{bin, "--config", "/proc/self/fd/" + strconv.Itoa(nsjailConfigFD)}
+	// The policy's options, when it is not in the configuration: after
+	// --config, which replaces every option before it.
+	a = append(a, pol.flags...)
+	a = append(a,
 		"--log_fd", "3",
 		// A backstop: the parent kills the jail at lim.Wall itself.
 		"--time_limit", strconv.FormatInt(wallSeconds+1, 10),
@@ -369,7 +389,7 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 		// (root) does not count.
 		"--rlimit_nproc", strconv.Itoa(lim.MaxProcs),
 		"--rlimit_core", "0",
-	}
+	)
 	if netnsGiven {
 		a = append(a, "--disable_clone_newnet")
 	}
