@@ -163,3 +163,33 @@ func containsRun(a, want []string) bool {
 	}
 	return false
 }
+
+// TestNsjailPolicyOptionsOrder: the policy's options come right after
+// --config (which would replace any option before it) and before the run's
+// own, which override them; the run's configuration then holds only the
+// program.
+func TestNsjailPolicyOptionsOrder(t *testing.T) {
+	pol := nsjailPolicy{text: "hostname: \"h\"\n", hasIDMaps: true, flags: []string{"--hostname", "h", "--time_limit", "99"}}
+	lim := DefaultLimits()
+	argv := nsjailArgs("nsjail", pol, cgroupSupport{}, lim, mustSpec(t, Request{}, interpreter{path: DefaultPythonPath}), "x", true)
+	if !slices.Equal(argv[1:7], []string{"--config", "/proc/self/fd/4", "--hostname", "h", "--time_limit", "99"}) {
+		t.Errorf("argv starts %q: want --config, then the policy's options", argv[:7])
+	}
+	if got := flagValues(argv, "--time_limit"); len(got) != 2 || got[0] != "99" || got[1] == "99" {
+		t.Errorf("--time_limit values %q: the run's own must follow the policy's", got)
+	}
+	m, err := parsePBText(pol.runConfig("print(1)\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Fields) != 1 || m.Fields[0].Name != "mount" {
+		t.Fatalf("the run's configuration holds %d fields (%v); want only the program's mount", len(m.Fields), m.Fields)
+	}
+	if got, _ := m.Fields[0].Msg.Scalar("src_content"); got != "print(1)\n" {
+		t.Errorf("src_content = %q", got)
+	}
+	pol.flags = nil
+	if conf := pol.runConfig("print(1)\n"); !strings.HasPrefix(conf, pol.text) {
+		t.Errorf("without options the configuration must start with the policy's text: %q", conf)
+	}
+}
