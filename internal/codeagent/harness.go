@@ -42,11 +42,24 @@ import (
 // harnessPy is the harness's source, run as the jail's main program. Its
 // standard input: the nonce line, a line with the byte lengths of the
 // program and the tests, the program, the tests, then the program's stdin.
-var harnessPy = strings.Replace(harnessMainPy, "@TRACEBACK@", harnessTracebackPy, 1)
+var harnessPy = strings.NewReplacer("@TRACEBACK@", harnessTracebackPy, "@READ@", stdinReaderPy).Replace(harnessMainPy)
+
+// stdinReaderPy defines _adp_read(n): exactly n bytes of stdin, read with
+// posix.read so that nothing past them is buffered where the program could
+// find it. The harness and the compiled harness's loader both read so.
+const stdinReaderPy = `def _adp_read(n):
+    b = bytearray()
+    while len(b) < n:
+        c = posix.read(0, n - len(b))
+        if not c:
+            posix._exit(3)
+        b += c
+    return bytes(b)
+`
 
 const harnessMainPy = `import posix, sys, time
 TRACEBACK = r'''@TRACEBACK@'''
-def _adp_harness():
+@READ@def _adp_harness():
     # Only modules the interpreter has loaded already (posix, not os): the
     # harness adds no start-up cost to the program's run, nor to its
     # tracebacks (see show).
@@ -61,13 +74,7 @@ def _adp_harness():
                 return bytes(b)
             b += c
     def readn(n):
-        b = bytearray()
-        while len(b) < n:
-            c = posix.read(0, n - len(b))
-            if not c:
-                posix._exit(3)
-            b += c
-        return bytes(b).decode("utf-8")
+        return _adp_read(n).decode("utf-8")
     tag = b"\x1eADP-" + readline()
     n_prog, n_tests = map(int, readline().split())
     prog, tests = readn(n_prog), readn(n_tests)
@@ -283,16 +290,7 @@ sys.stdout.write(magic.hex() + "\n" + marshal.dumps(compile(src, __file__, "exec
 // source otherwise. Both travel on stdin, not in the program, so the
 // program stays a few lines that nsjail and bwrap pass on per run instead
 // of 28 KB of text.
-const compiledHarnessPy = `import marshal, posix, sys
-def _adp_read(n):
-    b = bytearray()
-    while len(b) < n:
-        c = posix.read(0, n - len(b))
-        if not c:
-            posix._exit(3)
-        b += c
-    return bytes(b)
-_adp_code, _adp_src = _adp_read(%[1]d), _adp_read(%[2]d)
+const compiledHarnessPy = "import marshal, posix, sys\n" + stdinReaderPy + `_adp_code, _adp_src = _adp_read(%[1]d), _adp_read(%[2]d)
 if sys.modules["_frozen_importlib_external"].MAGIC_NUMBER == bytes.fromhex("%[3]s"):
     exec(marshal.loads(_adp_code))
 else:

@@ -99,6 +99,9 @@ func TestHarnessTracebackIsEmbeddable(t *testing.T) {
 	if !strings.Contains(harnessPy, "def show(e):") || strings.Contains(harnessPy, "@TRACEBACK@") {
 		t.Fatal("the traceback printer is not embedded in the harness")
 	}
+	if !strings.Contains(harnessPy, "def _adp_read(n):") || strings.Contains(harnessPy, "@READ@") {
+		t.Fatal("the stdin reader is not embedded in the harness")
+	}
 }
 
 // TestCompiledHarness checks that the harness the jails run is the compiled
