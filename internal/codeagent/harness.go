@@ -305,9 +305,10 @@ func compileHarness(ctx context.Context, jail sandbox.Jail, lim sandbox.Limits) 
 	if err != nil {
 		return harness{}, fmt.Errorf("compile the harness: %w", err)
 	}
-	magic, code, ok := strings.Cut(strings.TrimSuffix(res.Stdout, "\n"), "\n")
-	bin, err := hex.DecodeString(code)
-	if _, errMagic := hex.DecodeString(magic); !res.OK() || res.StdoutTruncated || !ok || err != nil || errMagic != nil || magic == "" || len(bin) == 0 {
+	magic, code, _ := strings.Cut(strings.TrimSuffix(res.Stdout, "\n"), "\n")
+	magicBin, errMagic := hex.DecodeString(magic)
+	bin, errCode := hex.DecodeString(code)
+	if !res.OK() || res.StdoutTruncated || errMagic != nil || errCode != nil || len(magicBin) == 0 || len(bin) == 0 {
 		return harness{}, fmt.Errorf("compile the harness: exit %d, %d bytes of output (truncated: %v): %s",
 			res.ExitCode, len(res.Stdout), res.StdoutTruncated, clip(res.Stderr, 300))
 	}

@@ -41,9 +41,10 @@ const cgroupV2Mount = "/sys/fs/cgroup"
 // and binds read-only at /sandbox/main.py. The policy file, as checked at
 // start, follows as command-line options (nsjail_flags.go), or, when one of
 // its fields has no option of the same meaning, its text comes first in
-// that configuration. Nothing is written to the host's disk per run. Without CAP_SYS_ADMIN (no threads in network namespaces of their
-// own) nsjail creates each jail's network namespace, as the policy file
-// says when run by hand.
+// that configuration. Nothing is written to the host's disk per run.
+// Without CAP_SYS_ADMIN (no threads in network namespaces of their own)
+// nsjail creates each jail's network namespace, as the policy file says
+// when run by hand.
 type nsjailJail struct {
 	nsjail string
 	policy nsjailPolicy
