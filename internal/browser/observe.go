@@ -224,3 +224,49 @@ func capLines(s string, max int) (string, bool) {
 	}
 	return c, true
 }
+
+// maxPageTextChars bounds PageText: a page's whole text is read for
+// verification, not shown to anyone, but a hostile page can be huge.
+const maxPageTextChars = 5_000_000
+
+// pageTextJS is the document's rendered text (innerText: what is laid out
+// and visible, hidden elements left out) followed by that of its
+// same-origin frames, depth first.
+const pageTextJS = `(max) => {
+  const out = []; let n = 0;
+  const walk = (doc, depth) => {
+    if (!doc || depth > 5 || n > max) return;
+    const t = doc.body ? doc.body.innerText : (doc.documentElement ? doc.documentElement.textContent : '');
+    if (t) { out.push(t); n += t.length; }
+    for (const f of doc.querySelectorAll('iframe, frame')) {
+      let d = null;
+      try { d = f.contentDocument; } catch (e) {}
+      walk(d, depth + 1);
+    }
+  };
+  walk(document, 0);
+  return String(document.title || '') + '\n' + out.join('\n').slice(0, max);
+}`
+
+// PageText returns the current page's title and whole rendered text
+// (hidden elements left out, same-origin frames included), up to
+// maxPageTextChars. Verification reads it: an observation shows only part
+// of a long page.
+func (s *Session) PageText(ctx context.Context) (string, error) {
+	if err := s.usable("page text"); err != nil {
+		return "", err
+	}
+	var text string
+	err := s.run(ctx, "page text", s.pool.cfg.ActionTimeout, func(*float64) error {
+		v, err := s.page.Evaluate(pageTextJS, maxPageTextChars)
+		if err != nil {
+			return err
+		}
+		text, _ = v.(string)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return text, nil
+}

@@ -97,12 +97,18 @@ type WebConstraints struct {
 	StartURL string `json:"start_url"`
 	// Actions is a scripted action sequence (replay mode).
 	Actions WebActions `json:"actions"`
-	// ExpectedText must appear in the final page or the finish answer.
+	// ExpectedText must appear in the final page: its title, its whole
+	// rendered text (not only the part an observation showed; hidden
+	// elements do not count), or text an extract step returned. The
+	// finish answer does not count: a model that answers with everything
+	// it saw would pass (AnswerContains checks the answer).
 	ExpectedText string `json:"expected_text"`
 	// ExpectedURL must be contained in the final URL.
 	ExpectedURL string `json:"expected_url"`
 	// Answer must equal the finish answer (trimmed).
 	Answer *string `json:"answer"`
+	// AnswerContains must appear in the finish answer (case-sensitive).
+	AnswerContains string `json:"answer_contains"`
 	// Screenshot saves a PNG per step.
 	Screenshot bool `json:"screenshot"`
 }
@@ -113,7 +119,7 @@ func (c WebConstraints) HasVerifier() bool { return c.Checks() > 0 }
 // Checks is how many checks the verifier has (the reward's denominator).
 func (c WebConstraints) Checks() int {
 	n := 0
-	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil} {
+	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil, c.AnswerContains != ""} {
 		if set {
 			n++
 		}

@@ -39,6 +39,9 @@ type Page interface {
 	Wait(ctx context.Context, selector string) error
 	Extract(ctx context.Context, selector string) (string, error)
 	Observe(ctx context.Context) (browser.Observation, error)
+	// PageText is the current page's title and whole rendered text, for
+	// verification.
+	PageText(ctx context.Context) (string, error)
 	Screenshot(ctx context.Context, path string) error
 	Close() error
 }
@@ -156,11 +159,9 @@ func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
 func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
 
 // Rules performs the blueprint's search heuristics; they apply to every
-// web task.
-func (r *run) Rules(ctx context.Context) bool {
-	r.withRules(ctx)
-	return true
-}
+// web task that has a page to work on (a start_url or a URL in its
+// description).
+func (r *run) Rules(ctx context.Context) bool { return r.withRules(ctx) }
 
 // Entry caches the actions that succeeded.
 func (r *run) Entry() (templatecache.Entry, bool) {
@@ -295,7 +296,7 @@ func (r *run) Conclude(ctx context.Context) {
 		tr.Success = true
 		return
 	}
-	ok, why, passed, total := r.verify()
+	ok, why, _, passed, total := r.verify(ctx)
 	tr.SetReward(passed, total)
 	tr.Metadata[core.MetaVerified] = ok
 	if !ok {
@@ -305,35 +306,50 @@ func (r *run) Conclude(ctx context.Context) {
 	tr.Success = true
 }
 
-// verify checks expected_text, expected_url and answer, each of them, and
-// returns whether all passed, the first failure, and how many of how many
-// passed.
-func (r *run) verify() (ok bool, why string, passed, total int) {
+// verify checks expected_text, expected_url, answer and answer_contains,
+// each of them, and returns whether all passed, the first failure (with the
+// expected values, for the record) and the same failure as the model may
+// be told (which check failed, never what it expected: the checks are
+// hidden), and how many of how many passed.
+func (r *run) verify(ctx context.Context) (ok bool, why, feedback string, passed, total int) {
 	answer := ""
 	if r.answer != nil {
 		answer = strings.TrimSpace(*r.answer)
 	}
-	check := func(pass bool, fail string) {
+	check := func(pass bool, fail, tell string) {
 		total++
 		if pass {
 			passed++
 		} else if why == "" {
-			why = fail
+			why, feedback = fail, tell
 		}
 	}
 	if t := r.c.ExpectedText; t != "" {
-		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
-		check(strings.Contains(page, t) || strings.Contains(answer, t),
-			fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t))
+		// The whole final page, not the observation (which shows a part of
+		// a long page); never the answer.
+		page, err := r.s.PageText(ctx)
+		switch {
+		case err != nil:
+			check(false, fmt.Sprintf("expected text %q: the final page could not be read: %v", t, err),
+				"the final page could not be read")
+		default:
+			page += "\n" + strings.Join(r.extracts, "\n")
+			check(strings.Contains(page, t), fmt.Sprintf("expected text %q is not on the final page", t),
+				"the final page does not show what the task asks for")
+		}
 	}
 	if u := r.c.ExpectedURL; u != "" {
-		check(strings.Contains(r.lastObs.URL, u), fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u))
+		check(strings.Contains(r.lastObs.URL, u), fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u),
+			"the final page is not the one the task asks for")
 	}
 	if r.c.Answer != nil {
 		want := strings.TrimSpace(*r.c.Answer)
-		check(answer == want, fmt.Sprintf("answer %q is not the expected %q", answer, want))
+		check(answer == want, fmt.Sprintf("answer %q is not the expected %q", answer, want), "the answer is not the expected one")
 	}
-	return passed == total, why, passed, total
+	if w := r.c.AnswerContains; w != "" {
+		check(strings.Contains(answer, w), fmt.Sprintf("answer %q does not contain %q", answer, w), "the answer is not the expected one")
+	}
+	return passed == total, why, feedback, passed, total
 }
 
 func (r *run) finish() *core.Trajectory {

@@ -2,7 +2,9 @@ package webagent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -28,10 +30,14 @@ type bundle struct {
 }
 
 // setup starts the demo site and a browser pool that may reach only it.
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { return setupSite(t, demosite.Handler()) }
+
+// setupSite serves h on loopback and opens a browser pool that may reach
+// only it.
+func setupSite(t *testing.T, h http.Handler) *bundle {
 	t.Helper()
 	deps := testsupport.FindBrowser(t)
-	srv := httptest.NewServer(demosite.Handler())
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	pool, err := browser.NewPool(context.Background(), browser.Config{
@@ -205,4 +211,88 @@ func TestQuery(t *testing.T) {
 			t.Errorf("query(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestVerificationOnALongPage: expected_text is checked against the whole
+// final page, never the finish answer, and hidden text does not count.
+func TestVerificationOnALongPage(t *testing.T) {
+	b := setupSite(t, docSite())
+	ctx := context.Background()
+	long := b.site + "/library/stdtypes.html"
+	finish := func(answer string) []map[string]any { return []map[string]any{{"action": "finish", "answer": answer}} }
+	for _, tc := range []struct {
+		name    string
+		c       map[string]any
+		success bool
+		why     string
+	}{
+		{"text far below the fold verifies", map[string]any{"start_url": long, "actions": finish("x"),
+			"expected_text": "return a copy of the original string"}, true, ""},
+		{"the answer does not count for expected_text", map[string]any{"start_url": long, "actions": finish("Quux is here"),
+			"expected_text": "Quux"}, false, `expected text "Quux" is not on the final page`},
+		{"hidden text does not count", map[string]any{"start_url": long, "actions": finish("x"),
+			"expected_text": "marmalade"}, false, "not on the final page"},
+		{"answer_contains checks the answer", map[string]any{"start_url": long, "actions": finish("It is removeprefix."),
+			"answer_contains": "removeprefix"}, true, ""},
+		{"answer_contains fails a wrong answer", map[string]any{"start_url": long, "actions": finish("strip"),
+			"answer_contains": "removeprefix"}, false, `answer "strip" does not contain "removeprefix"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := b.agent.Execute(ctx, webTask("verify", tc.c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success != tc.success || !strings.Contains(tr.ErrorMessage, tc.why) {
+				t.Errorf("success=%v %s %q, want success=%v and %q", tr.Success, tr.ErrorType, tr.ErrorMessage, tc.success, tc.why)
+			}
+			if !tc.success && (tr.ErrorType != core.ErrWrongAnswer || tr.Reward == nil || *tr.Reward != 0) {
+				t.Errorf("a failed check: %s, reward %v", tr.ErrorType, tr.Reward)
+			}
+		})
+	}
+}
+
+// TestRulesOnADocumentationSite: without a model, the rules open the URL
+// in the description, use the visible search box (not the hidden one
+// before it), click a result a script renders after load inside
+// div[role=main], and the whole page verifies.
+func TestRulesOnADocumentationSite(t *testing.T) {
+	b := setupSite(t, docSite())
+	ctx := context.Background()
+	tr, err := b.agent.Execute(ctx, webTask("Search for removeprefix on "+b.site+"/.",
+		map[string]any{"expected_text": "return a copy of the original string"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var did []string
+	for _, s := range tr.Steps {
+		text, _ := s.ActionParams["text"].(string)
+		u, _ := s.ActionParams["url"].(string)
+		did = append(did, fmt.Sprint(s.ActionParams["action"], " ", text, u))
+	}
+	if !tr.Success || tr.Metadata[core.MetaSource] != agent.SourceRules {
+		t.Fatalf("success=%v %s %s; steps %q", tr.Success, tr.ErrorType, tr.ErrorMessage, did)
+	}
+	want := []string{"goto " + b.site + "/", "fill_and_submit removeprefix", "click ", "finish "}
+	if len(did) != len(want) {
+		t.Fatalf("steps %q, want %q", did, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(did[i], want[i]) {
+			t.Errorf("step %d = %q, want %q", i, did[i], want[i])
+		}
+	}
+	if !strings.Contains(tr.Metadata[core.MetaFinalURL].(string), "/library/stdtypes.html") {
+		t.Errorf("final URL %v", tr.Metadata[core.MetaFinalURL])
+	}
+
+	t.Run("no page to work on fails with the reason", func(t *testing.T) {
+		tr, err := b.agent.Execute(ctx, webTask("Search for removeprefix", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Success || tr.ExitReason != core.ExitNoSource || !strings.Contains(tr.ErrorMessage, "no page to work on") || len(tr.Steps) != 0 {
+			t.Errorf("success=%v exit=%s %q, %d steps", tr.Success, tr.ExitReason, tr.ErrorMessage, len(tr.Steps))
+		}
+	})
 }

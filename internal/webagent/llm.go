@@ -47,8 +47,10 @@ func (t *llmTools) Answer(ctx context.Context, answer string) string {
 	ans := strings.TrimSpace(answer)
 	t.r.answer = &ans
 	if t.r.c.HasVerifier() {
-		if ok, why, _, _ := t.r.verify(); !ok {
-			return "Verification failed: " + why + ". Continue, then call finish with the answer."
+		// The model is told that a check failed and which kind, never
+		// what the check expects.
+		if ok, _, feedback, _, _ := t.r.verify(ctx); !ok {
+			return "Verification failed: " + feedback + ". Continue, then call finish with the answer."
 		}
 	}
 	return ""
