@@ -168,6 +168,11 @@ func newSite(t testing.TB) *site {
 		}
 		fmt.Fprint(w, "</body>")
 	})
+	mux.HandleFunc("/hidden", func(w http.ResponseWriter, r *http.Request) {
+		page(w, "Hidden", `<div style="display:none"><button>START</button><input name=q placeholder="mobile"></div>
+<p style="visibility:hidden">START hidden too</p><p>Visible words come first, then many more visible words after them.</p>
+<ul><li><a href="/1">one link</a></li><li><a href="/2">two link</a></li><li><a href="/3">three link</a></li></ul>`)
+	})
 	mux.HandleFunc("/many", func(w http.ResponseWriter, r *http.Request) {
 		var b strings.Builder
 		for i := 0; i < 2000; i++ {
@@ -387,21 +392,59 @@ func TestSession(t *testing.T) {
 		}
 	})
 
-	t.Run("long page: snapshot and text capped", func(t *testing.T) {
+	t.Run("long page: the observation follows the viewport, scroll and find", func(t *testing.T) {
 		s, ctx := acquire(t, pool)
 		if err := s.Goto(ctx, web.URL+"/many"); err != nil {
 			t.Fatal(err)
 		}
 		o := observe(t, ctx, s)
-		n := len([]rune(o.AriaSnapshot))
-		if !o.SnapshotTruncated || n > DefaultMaxSnapshotChars || n < DefaultMaxSnapshotChars/2 {
-			t.Fatalf("snapshot %d runes, truncated=%v, error %q", n, o.SnapshotTruncated, o.SnapshotError)
+		if !strings.Contains(o.AriaSnapshot, `heading "Many items"`) || !strings.Contains(o.AriaSnapshot, `link "item number 0"`) ||
+			strings.Contains(o.AriaSnapshot, `"item number 500"`) || !strings.Contains(o.AriaSnapshot, "[ref=e") {
+			t.Fatalf("snapshot of the top:\n%s", o.AriaSnapshot)
 		}
-		if !strings.Contains(o.AriaSnapshot, `heading "Many items"`) || !strings.Contains(o.AriaSnapshot, `link "item number 0"`) {
-			t.Fatalf("snapshot:\n%s", o.AriaSnapshot)
+		if !strings.Contains(o.Text, "item number 0") || strings.Contains(o.Text, "item number 500") || o.ScrollY != 0 ||
+			o.PageHeight <= o.ViewportHeight || !strings.Contains(o.Position(), "more below") {
+			t.Fatalf("top: scroll %d of %d, %q; text %q", o.ScrollY, o.PageHeight, o.Position(), o.Text)
 		}
-		if !o.TextTruncated || !strings.Contains(o.String(), "[...]") {
-			t.Fatalf("text of 2000 items not marked truncated")
+		if err := s.Scroll(ctx, "down"); err != nil {
+			t.Fatal(err)
+		}
+		down := observe(t, ctx, s)
+		if down.ScrollY == 0 || down.Text == o.Text || strings.Contains(down.Text, "item number 0 ") || down.AriaSnapshot == o.AriaSnapshot {
+			t.Fatalf("after a scroll: y=%d, text %q", down.ScrollY, down.Text)
+		}
+		if err := s.Find(ctx, "ITEM NUMBER 1500"); err != nil {
+			t.Fatal(err)
+		}
+		found := observe(t, ctx, s)
+		if !strings.HasPrefix(found.Text, "item number 1500") || !strings.Contains(found.AriaSnapshot, `link "item number 1500"`) ||
+			!strings.Contains(found.Position(), "more above and below") {
+			t.Fatalf("after find: y=%d %q, text %.80q", found.ScrollY, found.Position(), found.Text)
+		}
+		var ee *ElementError
+		if err := s.Find(ctx, "no such words"); !errors.As(err, &ee) {
+			t.Fatalf("find of absent text: %v", err)
+		}
+		if err := s.Scroll(ctx, "up"); err != nil {
+			t.Fatal(err)
+		}
+		if up := observe(t, ctx, s); up.ScrollY >= found.ScrollY {
+			t.Fatalf("scroll up: y %d -> %d", found.ScrollY, up.ScrollY)
+		}
+	})
+
+	t.Run("observation: hidden elements left out, size configurable", func(t *testing.T) {
+		small := newTestPool(t, func(c *Config) { c.MaxTextChars = 40; c.MaxSnapshotChars = 60 })
+		s, ctx := acquire(t, small)
+		if err := s.Goto(ctx, web.URL+"/hidden"); err != nil {
+			t.Fatal(err)
+		}
+		o := observe(t, ctx, s)
+		if strings.Contains(o.Text, "START") || strings.Contains(o.AriaSnapshot, "mobile") || !strings.Contains(o.Text, "Visible words") {
+			t.Fatalf("hidden content observed: text %q, snapshot %q", o.Text, o.AriaSnapshot)
+		}
+		if !o.TextTruncated || len([]rune(o.Text)) > 40 || !o.SnapshotTruncated || len([]rune(o.AriaSnapshot)) > 60 {
+			t.Fatalf("caps: text %d runes (%v), snapshot %d (%v)", len([]rune(o.Text)), o.TextTruncated, len([]rune(o.AriaSnapshot)), o.SnapshotTruncated)
 		}
 	})
 
@@ -429,7 +472,7 @@ func TestSession(t *testing.T) {
 		if err != nil || fmt.Sprint(vp) != "[1280 720]" {
 			t.Fatalf("viewport %v, %v; want 1280x720", vp, err)
 		}
-		if err := s.Scroll(ctx); err != nil {
+		if err := s.Scroll(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
 		y, err := s.page.Evaluate("() => window.scrollY")

@@ -38,10 +38,13 @@ import (
 // (every process Chromium forked, re-parented or not): no Chromium outlives
 // its Pool.
 type Pool struct {
-	cfg     Config
-	id      string // random; prefixes instance markers and signs the proxy's headers
-	sem     chan struct{}
-	closing chan struct{}
+	cfg Config
+	id  string // random; prefixes instance markers and signs the proxy's headers
+	// stateKey is the random window property under which pageStateJS keeps
+	// a page's content stamps (not the id: a page must not learn that).
+	stateKey string
+	sem      chan struct{}
+	closing  chan struct{}
 
 	mu        sync.Mutex
 	cur       *instance
@@ -164,6 +167,7 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
 		id:        randomID(),
+		stateKey:  "__adp_" + randomID(),
 		sem:       make(chan struct{}, cfg.MaxConcurrent),
 		closing:   make(chan struct{}),
 		instances: map[*instance]struct{}{},

@@ -106,6 +106,10 @@ func (s *Session) open() error {
 	bctx.SetDefaultTimeout(float64(cfg.ActionTimeout.Milliseconds()))
 	bctx.SetDefaultNavigationTimeout(float64(cfg.NavigationTimeout.Milliseconds()))
 	bctx.OnDialog(s.onDialog)
+	if err := bctx.AddInitScript(playwright.Script{Content: playwright.String(fmt.Sprintf(pageStateJS, s.pool.stateKey))}); err != nil {
+		_ = bctx.Close()
+		return err
+	}
 	page, err := bctx.NewPage()
 	if err != nil {
 		_ = bctx.Close()
@@ -230,6 +234,108 @@ func (s *Session) Click(ctx context.Context, selector string) error {
 	})
 }
 
+// DoubleClick double-clicks the first element matching selector.
+func (s *Session) DoubleClick(ctx context.Context, selector string) error {
+	return s.act(ctx, "dblclick", selector, func(l playwright.Locator, ms *float64) error {
+		return l.Dblclick(playwright.LocatorDblclickOptions{Timeout: ms})
+	})
+}
+
+// Hover moves the mouse over the first element matching selector.
+func (s *Session) Hover(ctx context.Context, selector string) error {
+	return s.act(ctx, "hover", selector, func(l playwright.Locator, ms *float64) error {
+		return l.Hover(playwright.LocatorHoverOptions{Timeout: ms})
+	})
+}
+
+// Drag drags the first element matching selector onto the first matching
+// target (mouse down, move, up: HTML5 drag and drop and mouse-event
+// sortables both see it).
+func (s *Session) Drag(ctx context.Context, selector, target string) error {
+	if strings.TrimSpace(target) == "" {
+		return &ElementError{Op: "drag", Selector: target, Reason: "empty target"}
+	}
+	to := s.page.Locator(target).First()
+	return s.act(ctx, "drag", selector, func(l playwright.Locator, ms *float64) error {
+		return l.DragTo(to, playwright.LocatorDragToOptions{Timeout: ms})
+	})
+}
+
+// MouseClick clicks at viewport coordinates (CSS pixels), whatever is
+// there.
+func (s *Session) MouseClick(ctx context.Context, x, y float64) error {
+	if err := s.usable("mouse_click"); err != nil {
+		return err
+	}
+	vw, vh := float64(viewportWidth), float64(viewportHeight)
+	if x < 0 || y < 0 || x >= vw || y >= vh {
+		return &ElementError{Op: "mouse_click", Selector: fmt.Sprintf("%g,%g", x, y),
+			Reason: fmt.Sprintf("outside the %gx%g viewport", vw, vh)}
+	}
+	return s.input(ctx, "mouse_click", func() error { return s.page.Mouse().Click(x, y) })
+}
+
+// Key presses a key (or a chord such as "Control+A") on whatever has the
+// focus.
+func (s *Session) Key(ctx context.Context, key string) error {
+	if strings.TrimSpace(key) == "" {
+		return &ElementError{Op: "key", Reason: "empty key"}
+	}
+	if err := s.usable("key"); err != nil {
+		return err
+	}
+	return s.input(ctx, "key", func() error { return s.page.Keyboard().Press(key) })
+}
+
+// Back goes back in the page's history, like the browser's back button.
+// With no history to go back to it is an *ElementError.
+func (s *Session) Back(ctx context.Context) error {
+	if err := s.usable("back"); err != nil {
+		return err
+	}
+	s.beginStep()
+	var resp playwright.Response
+	err := s.run(ctx, "back", s.pool.cfg.NavigationTimeout, func(ms *float64) error {
+		var err error
+		resp, err = s.page.GoBack(playwright.PageGoBackOptions{Timeout: ms, WaitUntil: playwright.WaitUntilStateDomcontentloaded})
+		return err
+	})
+	if err != nil {
+		return s.navFailure(s.page.URL(), err)
+	}
+	if resp == nil && s.stepNavErr() == nil {
+		// No navigation: nothing to go back to, or a same-document entry.
+		if v, err := s.page.Evaluate(`() => history.length`); err == nil && toInt(v) <= 1 {
+			return &ElementError{Op: "back", Reason: "no page to go back to"}
+		}
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	return s.stepNavErr()
+}
+
+// input runs a mouse or keyboard call that names no element, then settles
+// like an action.
+func (s *Session) input(ctx context.Context, op string, fn func() error) error {
+	s.beginStep()
+	if err := s.run(ctx, op, s.pool.cfg.ActionTimeout, func(*float64) error { return fn() }); err != nil {
+		if navErr := s.stepNavErr(); navErr != nil {
+			s.pool.countNavError(navErr)
+			return navErr
+		}
+		return err
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	if navErr := s.stepNavErr(); navErr != nil {
+		s.pool.countNavError(navErr)
+		return navErr
+	}
+	return nil
+}
+
 // Fill replaces the value of the first input matching selector with text.
 func (s *Session) Fill(ctx context.Context, selector, text string) error {
 	return s.act(ctx, "fill", selector, func(l playwright.Locator, ms *float64) error {
@@ -269,15 +375,72 @@ func (s *Session) Select(ctx context.Context, selector, value string) error {
 	})
 }
 
-// Scroll scrolls the page down by 90% of the viewport height.
-func (s *Session) Scroll(ctx context.Context) error {
+// Scroll scrolls the page by 90% of the viewport height: down, or up when
+// direction is "up". The next observation shows the part scrolled to.
+func (s *Session) Scroll(ctx context.Context, direction string) error {
+	sign := 1
+	switch direction {
+	case "", "down":
+	case "up":
+		sign = -1
+	default:
+		return &ElementError{Op: "scroll", Reason: fmt.Sprintf("direction %q is neither up nor down", direction)}
+	}
 	if err := s.usable("scroll"); err != nil {
 		return err
 	}
 	return s.run(ctx, "scroll", s.pool.cfg.ActionTimeout, func(*float64) error {
-		_, err := s.page.Evaluate(`() => { window.scrollBy(0, Math.round(window.innerHeight * 0.9)); return window.scrollY; }`)
+		_, err := s.page.Evaluate(`(sign) => { window.scrollBy(0, sign * Math.round(window.innerHeight * 0.9)); return window.scrollY; }`, sign)
 		return err
 	})
+}
+
+// findJS scrolls to the next visible occurrence of a text (case-insensitive)
+// after the top of the viewport, wrapping around to the page's start, and
+// reports whether there was one.
+const findJS = `(needle) => {
+  needle = needle.toLowerCase();
+  const hits = [];
+  const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_TEXT);
+  let n = 0;
+  while (walker.nextNode() && ++n < 500000) {
+    const t = walker.currentNode;
+    const e = t.parentElement;
+    if (!e || !t.data.toLowerCase().includes(needle)) continue;
+    if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE'].includes(e.tagName)) continue;
+    if (e.checkVisibility && !e.checkVisibility({ visibilityProperty: true })) continue;
+    hits.push(e);
+  }
+  if (!hits.length) return false;
+  const next = hits.find((e) => e.getBoundingClientRect().top > 1) || hits[0];
+  next.scrollIntoView({ block: 'start' });
+  return true;
+}`
+
+// Find scrolls to the next visible occurrence of text on the page (case
+// insensitive; after the top of the viewport, then from the start): the
+// next observation shows it near the top. No occurrence is an
+// *ElementError.
+func (s *Session) Find(ctx context.Context, text string) error {
+	if strings.TrimSpace(text) == "" {
+		return &ElementError{Op: "find", Reason: "empty text"}
+	}
+	if err := s.usable("find"); err != nil {
+		return err
+	}
+	var found bool
+	err := s.run(ctx, "find", s.pool.cfg.ActionTimeout, func(*float64) error {
+		v, err := s.page.Evaluate(findJS, text)
+		found = v == true
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return &ElementError{Op: "find", Selector: text, Reason: "the text is not on the page (hidden text does not count)"}
+	}
+	return nil
 }
 
 // Wait waits up to ActionTimeout for an element matching selector to be
@@ -700,4 +863,15 @@ func hostPort(raw string) string {
 		}
 	}
 	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// SwitchTab makes tab i the page the session acts on and observes.
+func (s *Session) SwitchTab(ctx context.Context, i int) error {
+	if err := s.usable("switch_tab"); err != nil {
+		return err
+	}
+	if i != 0 {
+		return &ElementError{Op: "switch_tab", Selector: fmt.Sprint(i), Reason: "no such tab (1 open)"}
+	}
+	return nil
 }

@@ -91,7 +91,7 @@ func TestParseTaskErrors(t *testing.T) {
 		{"screenshot a string", `{"task_type":"web","description":"x","constraints":{"screenshot":"yes"}}`, "constraints.screenshot", "true or false"},
 		{"actions not a list", `{"task_type":"web","description":"x","constraints":{"actions":"click"}}`, "constraints.actions", "a list of actions"},
 		{"action key typo", `{"task_type":"web","description":"x","constraints":{"actions":[{"action":"click","selctor":"#a"}]}}`, "constraints.actions", `unknown field "selctor"`},
-		{"unknown action", `{"task_type":"web","description":"x","constraints":{"actions":[{"action":"hover","selector":"#a"}]}}`, "constraints.actions", `unknown action "hover"`},
+		{"unknown action", `{"task_type":"web","description":"x","constraints":{"actions":[{"action":"levitate","selector":"#a"}]}}`, "constraints.actions", `unknown action "levitate"`},
 		{"action missing argument", `{"task_type":"web","description":"x","constraints":{"actions":[{"action":"goto"},{"action":"click"}]}}`, "constraints.actions", `[0]: action goto needs "url"`},
 		{"id with slash", `{"task_id":"a/b","task_type":"code","description":"x"}`, "task_id", "'/'"},
 		{"id with backslash", `{"task_id":"a\\b","task_type":"code","description":"x"}`, "task_id", `'\\'`},

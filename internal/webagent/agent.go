@@ -35,7 +35,15 @@ type Page interface {
 	FillAndSubmit(ctx context.Context, selector, text string) error
 	Press(ctx context.Context, selector, key string) error
 	Select(ctx context.Context, selector, value string) error
-	Scroll(ctx context.Context) error
+	DoubleClick(ctx context.Context, selector string) error
+	Hover(ctx context.Context, selector string) error
+	Drag(ctx context.Context, selector, target string) error
+	MouseClick(ctx context.Context, x, y float64) error
+	Key(ctx context.Context, key string) error
+	Back(ctx context.Context) error
+	SwitchTab(ctx context.Context, i int) error
+	Scroll(ctx context.Context, direction string) error
+	Find(ctx context.Context, text string) error
 	Wait(ctx context.Context, selector string) error
 	Extract(ctx context.Context, selector string) (string, error)
 	Observe(ctx context.Context) (browser.Observation, error)
@@ -363,6 +371,12 @@ func render(o browser.Observation, extracted string, isExtract bool) string {
 	fmt.Fprintf(&b, "URL: %s\nTitle: %s\n", o.URL, o.Title)
 	if o.Status != 0 {
 		fmt.Fprintf(&b, "Status: %d\n", o.Status)
+	}
+	if p := o.Position(); p != "" {
+		b.WriteString(p + "\n")
+	}
+	if o.Changing {
+		b.WriteString("The page was changing while it was read.\n")
 	}
 	if isExtract {
 		fmt.Fprintf(&b, "\nExtracted:\n%s\n", extracted)

@@ -78,8 +78,21 @@ func (p *fakePage) FillAndSubmit(_ context.Context, sel, text string) error {
 }
 func (p *fakePage) Press(_ context.Context, sel, _ string) error  { return p.element("press", sel) }
 func (p *fakePage) Select(_ context.Context, sel, _ string) error { return p.element("select", sel) }
-func (p *fakePage) Scroll(context.Context) error                  { p.log("scroll"); return nil }
-func (p *fakePage) Wait(_ context.Context, sel string) error      { return p.element("wait", sel) }
+func (p *fakePage) Scroll(context.Context, string) error          { p.log("scroll"); return nil }
+func (p *fakePage) Find(_ context.Context, text string) error     { p.log("find " + text); return nil }
+func (p *fakePage) DoubleClick(_ context.Context, sel string) error {
+	return p.element("dblclick", sel)
+}
+func (p *fakePage) Hover(_ context.Context, sel string) error   { return p.element("hover", sel) }
+func (p *fakePage) Drag(_ context.Context, sel, _ string) error { return p.element("drag", sel) }
+func (p *fakePage) MouseClick(context.Context, float64, float64) error {
+	p.log("mouse_click")
+	return nil
+}
+func (p *fakePage) Key(_ context.Context, key string) error  { p.log("key " + key); return nil }
+func (p *fakePage) Back(context.Context) error               { p.log("back"); return nil }
+func (p *fakePage) SwitchTab(context.Context, int) error     { p.log("switch_tab"); return nil }
+func (p *fakePage) Wait(_ context.Context, sel string) error { return p.element("wait", sel) }
 func (p *fakePage) Extract(_ context.Context, sel string) (string, error) {
 	return p.cur.Text, p.element("extract", sel)
 }
