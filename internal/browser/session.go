@@ -237,7 +237,9 @@ func (s *Session) Click(ctx context.Context, selector string) error {
 // DoubleClick double-clicks the first element matching selector.
 func (s *Session) DoubleClick(ctx context.Context, selector string) error {
 	return s.act(ctx, "dblclick", selector, func(l playwright.Locator, ms *float64) error {
-		return l.Dblclick(playwright.LocatorDblclickOptions{Timeout: ms})
+		// A click of count 2 is what Dblclick sends; playwright-go's
+		// Dblclick options carry a field the 1.60 driver rejects.
+		return l.Click(playwright.LocatorClickOptions{ClickCount: playwright.Int(2), Timeout: ms})
 	})
 }
 
@@ -294,6 +296,7 @@ func (s *Session) Back(ctx context.Context) error {
 		return err
 	}
 	s.beginStep()
+	from := s.page.URL()
 	var resp playwright.Response
 	err := s.run(ctx, "back", s.pool.cfg.NavigationTimeout, func(ms *float64) error {
 		var err error
@@ -303,11 +306,8 @@ func (s *Session) Back(ctx context.Context) error {
 	if err != nil {
 		return s.navFailure(s.page.URL(), err)
 	}
-	if resp == nil && s.stepNavErr() == nil {
-		// No navigation: nothing to go back to, or a same-document entry.
-		if v, err := s.page.Evaluate(`() => history.length`); err == nil && toInt(v) <= 1 {
-			return &ElementError{Op: "back", Reason: "no page to go back to"}
-		}
+	if resp == nil && s.stepNavErr() == nil && s.page.URL() == from {
+		return &ElementError{Op: "back", Reason: "no page to go back to"}
 	}
 	if err := s.settle(ctx); err != nil {
 		return err

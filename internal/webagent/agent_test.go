@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -295,4 +296,35 @@ func TestRulesOnADocumentationSite(t *testing.T) {
 			t.Errorf("success=%v exit=%s %q, %d steps", tr.Success, tr.ExitReason, tr.ErrorMessage, len(tr.Steps))
 		}
 	})
+}
+
+// TestModelActsByRef: the model is shown refs and clicks the second of two
+// identical buttons by its ref.
+func TestModelActsByRef(t *testing.T) {
+	b := setupSite(t, docSite())
+	ref := regexp.MustCompile(`button "Previous" \[ref=(e[0-9]+)\]`)
+	fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, n int) (int, any) {
+		if n == 0 {
+			m := ref.FindAllStringSubmatch(req.Messages[1].Content, -1)
+			if len(m) != 2 {
+				return 200, testsupport.ToolCallReply("1", "finish", map[string]string{"answer": "no refs"})
+			}
+			return 200, testsupport.ToolCallReply("1", "click", map[string]string{"ref": m[1][1]})
+		}
+		return 200, testsupport.ToolCallReply("2", "finish", map[string]string{"answer": "done"})
+	})
+	client, err := llm.New(llm.Config{BaseURL: fake.URL, Model: "fake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := *b.agent
+	a.LLM = client
+	tr, err := a.Execute(context.Background(), webTask("Press the second Previous button", map[string]any{
+		"start_url": b.site + "/buttons", "expected_text": "second previous"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Success || len(tr.Steps) != 3 || tr.Steps[1].ActionParams["ref"] == nil {
+		t.Fatalf("success=%v %s %s; steps %d, %v", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps), tr.Steps[1].ActionParams)
+	}
 }

@@ -37,6 +37,10 @@ window.addEventListener('load', () => setTimeout(() => {
 }, 300));
 </script>`)
 	})
+	mux.HandleFunc("GET /buttons", func(w http.ResponseWriter, r *http.Request) {
+		page(w, "Buttons", `<p id="out">none</p><button onclick="out.textContent='first previous'">Previous</button>
+<button onclick="out.textContent='second previous'">Previous</button>`)
+	})
 	mux.HandleFunc("GET /library/stdtypes.html", func(w http.ResponseWriter, r *http.Request) {
 		page(w, "Built-in Types", longPageBody())
 	})
