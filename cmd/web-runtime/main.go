@@ -35,6 +35,10 @@ type config struct {
 	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"`
 	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
 	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
+	SettleTimeout     time.Duration `env:"WEB_SETTLE_TIMEOUT" envDefault:"5s"`
+	QuietWindow       time.Duration `env:"WEB_QUIET_WINDOW" envDefault:"100ms"`
+	MaxTextChars      int           `env:"WEB_MAX_TEXT_CHARS" envDefault:"4000"`
+	MaxSnapshotChars  int           `env:"WEB_MAX_SNAPSHOT_CHARS" envDefault:"4000"`
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
 	// DNS, like /etc/hosts lines: `make run` maps demo-site (the compose
@@ -54,11 +58,17 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		ExecutablePath: cfg.ChromiumPath, DriverDir: cfg.DriverPath, NodePath: cfg.NodePath,
 		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
 		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
+		SettleTimeout: cfg.SettleTimeout, QuietWindow: cfg.QuietWindow,
+		MaxTextChars: cfg.MaxTextChars, MaxSnapshotChars: cfg.MaxSnapshotChars,
 		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, LookupNetIP: lookup},
 		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}
-	// Refuse to start, saying what to install, when Chromium or the driver
-	// is missing; nothing is ever downloaded at run time.
+	// Refuse to start with a setting out of range, or, saying what to
+	// install, when Chromium or the driver is missing; nothing is ever
+	// downloaded at run time.
+	if err := bcfg.Validate(); err != nil {
+		return err
+	}
 	if err := browser.CheckDependencies(bcfg); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // actionsSite is a local page for each action that names an element by
@@ -150,4 +151,52 @@ func TestActionsByRefAndWithoutElement(t *testing.T) {
 			t.Errorf("back with no history: %v", err)
 		}
 	})
+}
+
+// TestSettleObservesScriptRenderedContent: results a script fetches and
+// renders after the load event, and content rendered in a chain of short
+// timers, are in the observation after a goto or a click, with no
+// explicit wait.
+func TestSettleObservesScriptRenderedContent(t *testing.T) {
+	pool := newTestPool(t, nil)
+	mux := http.NewServeMux()
+	release := make(chan struct{})
+	mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><html><head><title>Late</title></head><body><ul id="r"></ul><button onclick="more()">more</button>
+<script>
+addEventListener('load', () => fetch('/data').then((r) => r.text()).then((t) => {
+  document.getElementById('r').innerHTML = '<li>' + t + '</li>';
+}));
+function more() {
+  let i = 0;
+  const tick = () => { const li = document.createElement('li'); li.textContent = 'chained ' + i; document.getElementById('r').append(li); if (++i < 5) setTimeout(tick, 40); };
+  setTimeout(tick, 40);
+}
+</script></body></html>`)
+	})
+	mux.HandleFunc("/data", func(w http.ResponseWriter, r *http.Request) {
+		<-release // answered once the page has loaded and the step is settling
+		fmt.Fprint(w, "Search finished: 3 results")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	s, ctx := acquire(t, pool)
+	go func() {
+		// The fetch starts after load; the step is settling by then.
+		time.Sleep(300 * time.Millisecond)
+		close(release)
+	}()
+	if err := s.Goto(ctx, srv.URL+"/late"); err != nil {
+		t.Fatal(err)
+	}
+	if o := observe(t, ctx, s); !strings.Contains(o.Text, "Search finished: 3 results") {
+		t.Fatalf("fetched results not observed: %q", o.Text)
+	}
+	if err := s.Click(ctx, "text=more"); err != nil {
+		t.Fatal(err)
+	}
+	if o := observe(t, ctx, s); !strings.Contains(o.Text, "chained 4") {
+		t.Fatalf("chained rendering not observed to its end: %q", o.Text)
+	}
 }

@@ -101,9 +101,7 @@ const pageStateJS = `((k) => {
   const st = { n: 0, last: 0 };
   Object.defineProperty(window, k, { value: st });
   const mark = () => { st.n++; st.last = performance.now(); };
-  const start = () => new MutationObserver(mark).observe(document, { subtree: true, childList: true, characterData: true });
-  start();
-  addEventListener('load', mark);
+  new MutationObserver(mark).observe(document, { subtree: true, childList: true, characterData: true });
 })(%q);`
 
 // observeJS collects the visible text in the viewport: a walk over text

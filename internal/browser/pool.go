@@ -154,6 +154,9 @@ type poolCounters struct {
 // *MissingDependencyError saying what to install; nothing is downloaded.
 // ctx bounds the first launch only.
 func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if err := CheckDependencies(cfg); err != nil {
 		return nil, err

@@ -54,6 +54,9 @@ type Session struct {
 	status    int   // HTTP status of the last main-frame navigation response
 	abortErr  error
 	crashed   bool
+	// inflight are the page's requests not yet finished or failed, with
+	// when each started (settle waits for them).
+	inflight map[playwright.Request]time.Time
 	closed    bool
 	closeOnce sync.Once
 }
@@ -120,6 +123,9 @@ func (s *Session) open() error {
 	s.mainFrame = page.MainFrame()
 	s.mu.Unlock()
 	bctx.OnPage(s.onPage) // registered after NewPage: every later page is a popup
+	s.inflight = map[playwright.Request]time.Time{}
+	page.OnRequest(s.onRequest)
+	page.OnRequestFinished(s.requestDone)
 	page.OnResponse(s.onResponse)
 	page.OnRequestFailed(s.onRequestFailed)
 	page.OnCrash(func(playwright.Page) {
@@ -586,22 +592,83 @@ func isSelectorSyntaxError(err error) bool {
 	return false
 }
 
-// settle waits up to SettleTimeout for the load event. Not reaching it is
-// fine (a slow image, an endless long-poll); only a dead session is an error.
+// settle waits, up to SettleTimeout in all, for the load event and then
+// for the page to be quiet: no request in flight (but those older than
+// SettleTimeout) and no change of its content for QuietWindow, counted
+// from the action at the earliest. Results a
+// script renders after load are then in the next observation. Not getting
+// there is fine (a slow image, an endless animation); only a dead session
+// is an error.
 func (s *Session) settle(ctx context.Context) error {
-	err := s.run(ctx, "wait for load", s.pool.cfg.SettleTimeout, func(ms *float64) error {
+	cfg := s.pool.cfg
+	begin := time.Now()
+	deadline := begin.Add(cfg.SettleTimeout)
+	err := s.run(ctx, "wait for load", cfg.SettleTimeout, func(ms *float64) error {
 		return s.page.WaitForLoadState(playwright.PageWaitForLoadStateOptions{
 			State: playwright.LoadStateLoad, Timeout: ms,
 		})
 	})
-	if err == nil || (errors.Is(err, playwright.ErrTimeout) && ctx.Err() == nil && s.usable("settle") == nil) {
+	if err != nil && !(errors.Is(err, playwright.ErrTimeout) && ctx.Err() == nil && s.usable("settle") == nil) {
+		switch Classify(err) {
+		case core.ErrTimeout, core.ErrBrowser, core.ErrSystem:
+			return err
+		}
 		return nil
 	}
-	switch Classify(err) {
-	case core.ErrTimeout, core.ErrBrowser, core.ErrSystem:
-		return err
+	quiet := float64(cfg.QuietWindow.Milliseconds())
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		var since float64
+		err := s.run(ctx, "wait for quiet", left, func(*float64) error {
+			v, err := s.page.Evaluate(quietJS, s.pool.stateKey)
+			since = toFloat(v)
+			return err
+		})
+		switch {
+		case err == nil:
+			// Quiet since the action, not only since the last change: a
+			// script the action started may change the page in a moment.
+			since = min(since, float64(time.Since(begin).Milliseconds()))
+		case isContextDestroyed(err):
+			since = 0 // navigating: wait for the new document
+		case ctx.Err() != nil || s.usable("settle") != nil:
+			return err
+		default:
+			return nil
+		}
+		wait := 20 * time.Millisecond
+		if since >= quiet || since < 0 {
+			if s.requestsInFlight(time.Now().Add(-cfg.SettleTimeout)) == 0 {
+				return nil
+			}
+		} else {
+			wait = max(wait, time.Duration((quiet-since)*float64(time.Millisecond)))
+		}
+		t := time.NewTimer(min(wait, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctxError("settle", ctx.Err())
+		case <-t.C:
+		}
 	}
-	return nil
+}
+
+// quietJS is how many milliseconds ago the page's content last changed
+// (-1: a page without the page state, such as about:blank).
+const quietJS = `(k) => { const st = window[k]; return st ? performance.now() - st.last : -1; }`
+
+func toFloat(v any) float64 {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return -1
 }
 
 // run calls fn, which makes one Playwright call with the timeout it is
@@ -784,7 +851,36 @@ func (s *Session) onResponse(resp playwright.Response) {
 	}
 }
 
+// onRequest and requestDone track the requests in flight. They run on the
+// driver's dispatch goroutine.
+func (s *Session) onRequest(req playwright.Request) {
+	s.mu.Lock()
+	s.inflight[req] = time.Now()
+	s.mu.Unlock()
+}
+
+func (s *Session) requestDone(req playwright.Request) {
+	s.mu.Lock()
+	delete(s.inflight, req)
+	s.mu.Unlock()
+}
+
+// requestsInFlight counts the requests in flight that started after since
+// (older ones are long polls or streams: they never end).
+func (s *Session) requestsInFlight(since time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.inflight {
+		if t.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Session) onRequestFailed(req playwright.Request) {
+	s.requestDone(req)
 	if !req.IsNavigationRequest() || !s.isMainFrame(req.Frame()) {
 		return
 	}
