@@ -56,7 +56,7 @@ type Session struct {
 	crashed   bool
 	// inflight are the page's requests not yet finished or failed, with
 	// when each started (settle waits for them).
-	inflight map[playwright.Request]time.Time
+	inflight  map[playwright.Request]time.Time
 	closed    bool
 	closeOnce sync.Once
 }
@@ -970,4 +970,20 @@ func (s *Session) SwitchTab(ctx context.Context, i int) error {
 		return &ElementError{Op: "switch_tab", Selector: fmt.Sprint(i), Reason: "no such tab (1 open)"}
 	}
 	return nil
+}
+
+// Eval runs body as the body of an async JavaScript function in the page
+// and returns its result (JSON values: numbers are int or float64). A task's
+// own scripts use it (setup, instruction, reward); the agent cannot.
+func (s *Session) Eval(ctx context.Context, body string) (any, error) {
+	if err := s.usable("eval"); err != nil {
+		return nil, err
+	}
+	var v any
+	err := s.run(ctx, "eval", s.pool.cfg.ActionTimeout, func(*float64) error {
+		var err error
+		v, err = s.page.Evaluate("async () => {\n" + body + "\n}")
+		return err
+	})
+	return v, err
 }

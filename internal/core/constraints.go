@@ -112,6 +112,33 @@ type WebConstraints struct {
 	AnswerContains string `json:"answer_contains"`
 	// Screenshot saves a PNG per step.
 	Screenshot bool `json:"screenshot"`
+
+	// Page-defined tasks (MiniWoB-style: the page holds the instruction,
+	// the episode and the reward). Each is the body of a JavaScript
+	// function run in the page, never shown to the model.
+
+	// SetupScript runs on the start page before the first step (seed,
+	// stop the episode timer, start the episode); an exception makes the
+	// task invalid.
+	SetupScript string `json:"setup_script"`
+	// InstructionScript runs after SetupScript; the string it returns is
+	// added to the task's prompt (and recorded as metadata
+	// page_instruction).
+	InstructionScript string `json:"instruction_script"`
+	// RewardScript runs on the final page after the last step; the number
+	// it returns is the attempt's reward, recorded as is (negative and
+	// partial rewards included). Success is a reward above 0 (MiniWoB's
+	// convention). It is the task's only check: it excludes the other
+	// verifiers.
+	RewardScript string `json:"reward_script"`
+}
+
+// validate rejects constraints that contradict each other.
+func (c WebConstraints) validate() error {
+	if c.RewardScript != "" && (c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil || c.AnswerContains != "") {
+		return &fieldError{field: "reward_script", err: errors.New("a page-defined reward is the task's only check: drop expected_text, expected_url, answer and answer_contains")}
+	}
+	return nil
 }
 
 // HasVerifier reports whether the task says what a right result is.
@@ -120,7 +147,7 @@ func (c WebConstraints) HasVerifier() bool { return c.Checks() > 0 }
 // Checks is how many checks the verifier has (the reward's denominator).
 func (c WebConstraints) Checks() int {
 	n := 0
-	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil, c.AnswerContains != ""} {
+	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil, c.AnswerContains != "", c.RewardScript != ""} {
 		if set {
 			n++
 		}

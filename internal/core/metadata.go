@@ -60,6 +60,9 @@ const (
 	// test_command (exit code, output), which the agent never saw. The
 	// code agent.
 	MetaTestOutput MetaKey = "test_output"
+	// MetaPageInstruction is what a web task's instruction_script returned
+	// (added to the prompt).
+	MetaPageInstruction MetaKey = "page_instruction"
 )
 
 // MetaKeys lists every metadata key.
@@ -67,4 +70,5 @@ var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
 	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput,
+	MetaPageInstruction,
 }

@@ -99,6 +99,8 @@ type Trajectory struct {
 	// Reward is the fraction of the task's checks that passed, in [0, 1]
 	// (1 or 0 for a single check); absent when the task has no verifier.
 	// A check that could not run (the program failed first) did not pass.
+	// A web task with a reward_script has the number its page computed
+	// instead, as is (it may be negative).
 	Reward *float64 `json:"reward,omitempty"`
 	// ExitReason says why the attempt ended: one of ExitReasons.
 	ExitReason ExitReason `json:"exit_reason"`
@@ -169,6 +171,9 @@ func (tr *Trajectory) SetReward(passed, total int) {
 	r := float64(passed) / float64(total)
 	tr.Reward = &r
 }
+
+// SetPageReward records a reward a task's own page computed, as is.
+func (tr *Trajectory) SetPageReward(r float64) { tr.Reward = &r }
 
 // LLMRecord is the model side of an attempt, as configured and sent.
 type LLMRecord struct {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ type Page interface {
 	// PageText is the current page's title and whole rendered text, for
 	// verification.
 	PageText(ctx context.Context) (string, error)
+	// Eval runs a task's own script (the body of an async function) in
+	// the page.
+	Eval(ctx context.Context, body string) (any, error)
 	Screenshot(ctx context.Context, path string) error
 	Close() error
 }
@@ -96,6 +100,8 @@ type run struct {
 	lastObs  browser.Observation
 	fatal    error // an error that ends the task (browser died, blocked, ...)
 	extracts []string
+	// instruction is what the task's instruction_script returned.
+	instruction string
 }
 
 // Execute runs a web task. The error is non-nil only when no browser
@@ -129,12 +135,76 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		r.Conclude(ctx)
 		return r.finish(), nil
 	}
+	if !r.prepare(ctx) {
+		return r.finish(), nil
+	}
 	x := agent.Executor{Cache: a.Cache, HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
 	x.Run(ctx, r.tr, task, r)
 	return r.finish(), nil
 }
 
 var _ agent.Task = (*run)(nil)
+
+// prepare runs the task's setup_script and instruction_script on the start
+// page, before any source acts; the start step's observation is then the
+// page after the setup (marked "setup": true). A script that fails makes
+// the task invalid; false then.
+func (r *run) prepare(ctx context.Context) bool {
+	if r.c.SetupScript == "" && r.c.InstructionScript == "" {
+		return true
+	}
+	if len(r.tr.Steps) == 0 {
+		r.tr.Fail(core.ErrSystem, "setup_script and instruction_script need a start_url to run on")
+		r.tr.ExitReason = core.ExitInvalidTask
+		return false
+	}
+	fail := func(what string, err error) bool {
+		if browser.Classify(err) == core.ErrBrowser {
+			r.fatal = err
+			r.Conclude(ctx)
+			return false
+		}
+		r.tr.Fail(core.ErrSystem, what+" failed: "+err.Error())
+		r.tr.ExitReason = core.ExitInvalidTask
+		return false
+	}
+	if r.c.SetupScript != "" {
+		if _, err := r.s.Eval(ctx, r.c.SetupScript); err != nil {
+			return fail("setup_script", err)
+		}
+	}
+	if r.c.InstructionScript != "" {
+		v, err := r.s.Eval(ctx, r.c.InstructionScript)
+		if err != nil {
+			return fail("instruction_script", err)
+		}
+		text, ok := v.(string)
+		if !ok || strings.TrimSpace(text) == "" {
+			return fail("instruction_script", fmt.Errorf("it returned %v, not a non-empty string", v))
+		}
+		r.instruction = strings.TrimSpace(text)
+		r.tr.Metadata[core.MetaPageInstruction] = r.instruction
+	}
+	obs, err := r.s.Observe(ctx)
+	if err != nil {
+		r.fatal = err
+		r.Conclude(ctx)
+		return false
+	}
+	r.lastObs = obs
+	r.tr.Steps[0].Observation = render(obs, "", false)
+	r.tr.Steps[0].ActionParams["setup"] = true
+	return true
+}
+
+// description is the task as the model is told it: the task's description
+// and the page's instruction.
+func (r *run) description() string {
+	if r.instruction == "" {
+		return r.task.Description
+	}
+	return r.task.Description + "\n" + r.instruction
+}
 
 // Scripted replays constraints.actions.
 func (r *run) Scripted(ctx context.Context) bool {
@@ -295,6 +365,10 @@ func (r *run) Conclude(ctx context.Context) {
 		}
 		return
 	}
+	if r.c.RewardScript != "" {
+		r.pageReward(ctx)
+		return
+	}
 	if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
 		s := tr.Steps[n-1]
 		tr.Fail(s.ErrorType, s.ErrorMessage)
@@ -311,6 +385,44 @@ func (r *run) Conclude(ctx context.Context) {
 		tr.Fail(core.ErrWrongAnswer, why)
 		return
 	}
+	tr.Success = true
+}
+
+// pageReward evaluates the task's reward_script on the final page: its
+// number is the reward, as is, and success is a reward above 0. The model
+// never sees it.
+func (r *run) pageReward(ctx context.Context) {
+	tr := r.tr
+	tr.Metadata[core.MetaVerified] = false
+	v, err := r.s.Eval(ctx, r.c.RewardScript)
+	if err != nil {
+		tr.Fail(core.ErrWrongAnswer, "reward_script failed: "+err.Error())
+		return
+	}
+	var x float64
+	switch n := v.(type) {
+	case int:
+		x = float64(n)
+	case float64:
+		x = n
+	default:
+		tr.Fail(core.ErrWrongAnswer, fmt.Sprintf("reward_script returned %v (%T), not a number", v, v))
+		return
+	}
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		tr.Fail(core.ErrWrongAnswer, fmt.Sprintf("reward_script returned %v, not a finite number", x))
+		return
+	}
+	tr.SetPageReward(x)
+	if x <= 0 {
+		why := fmt.Sprintf("the page's reward is %v", x)
+		if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
+			why += "; the last step failed: " + tr.Steps[n-1].ErrorMessage
+		}
+		tr.Fail(core.ErrWrongAnswer, why)
+		return
+	}
+	tr.Metadata[core.MetaVerified] = true
 	tr.Success = true
 }
 
