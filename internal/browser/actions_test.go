@@ -200,3 +200,42 @@ function more() {
 		t.Fatalf("chained rendering not observed to its end: %q", o.Text)
 	}
 }
+
+// TestFrames: a same-origin iframe's content is in the snapshot with refs
+// that reach into it, and in the page text verification reads.
+func TestFrames(t *testing.T) {
+	pool := newTestPool(t, nil)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/outer", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><html><head><title>Outer</title></head><body><p>outer text</p><iframe src="/inner" width="400" height="200"></iframe></body></html>`)
+	})
+	mux.HandleFunc("/inner", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><html><body><p id="msg">inner text</p><button onclick="document.getElementById('msg').textContent = 'inner clicked'">Inner button</button></body></html>`)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	s, ctx := acquire(t, pool)
+	if err := s.Goto(ctx, srv.URL+"/outer"); err != nil {
+		t.Fatal(err)
+	}
+	o := observe(t, ctx, s)
+	ref := refOf(t, o.AriaSnapshot, `button "Inner button"`, 0)
+	if !strings.HasPrefix(ref, "f") {
+		t.Fatalf("the frame's button has ref %q, want a frame ref (f…)", ref)
+	}
+	if err := s.Click(ctx, "aria-ref="+ref); err != nil {
+		t.Fatal(err)
+	}
+	text, err := s.PageText(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "outer text") || !strings.Contains(text, "inner clicked") {
+		t.Fatalf("page text %q lacks the frame's", text)
+	}
+	if o := observe(t, ctx, s); !strings.Contains(o.AriaSnapshot, "inner clicked") {
+		t.Fatalf("snapshot after the click:\n%s", o.AriaSnapshot)
+	}
+}

@@ -47,6 +47,14 @@ type Observation struct {
 	// Changing is set when the page's content kept changing while it was
 	// read (text and snapshot may then show different moments).
 	Changing bool `json:"changing,omitempty"`
+	// Tabs are the URLs of the open tabs when there is more than one, and
+	// Tab the index of the observed one.
+	Tabs []string `json:"tabs,omitempty"`
+	Tab  int      `json:"tab,omitempty"`
+	// Events are what happened beside the page since the last
+	// observation: dialogs and how they were answered, new tabs, refused
+	// downloads.
+	Events []string `json:"events,omitempty"`
 }
 
 // Position describes the observed part of the page for the agent: where
@@ -94,14 +102,19 @@ func (o Observation) String() string {
 // scripts, under a key of the pool's, not enumerable): it stamps each
 // change of the page's content (nodes added or removed, text changed; not
 // attributes, which animations change all the time) with a counter and the
-// time. Settling waits until the stamp is old enough; an observation
-// compares the counter before and after it is taken.
+// time, and notes when the load event came. Settling waits until the stamp
+// is old enough; an observation compares the counter before and after it
+// is taken.
 const pageStateJS = `((k) => {
   if (Object.prototype.hasOwnProperty.call(window, k)) return;
-  const st = { n: 0, last: 0 };
+  const st = { n: 0, last: 0, loadAt: 0 };
   Object.defineProperty(window, k, { value: st });
   const mark = () => { st.n++; st.last = performance.now(); };
-  new MutationObserver(mark).observe(document, { subtree: true, childList: true, characterData: true });
+  // From DOMContentLoaded on: the parser's own insertions are not changes
+  // anyone waits for, and recording them costs a big page dearly.
+  const watch = () => new MutationObserver(mark).observe(document, { subtree: true, childList: true, characterData: true });
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', watch, { once: true }); else watch();
+  addEventListener('load', () => { st.loadAt = performance.now(); });
 })(%q);`
 
 // observeJS collects the visible text in the viewport: a walk over text
@@ -185,11 +198,22 @@ func (s *Session) Observe(ctx context.Context) (Observation, error) {
 	if err := s.usable("observe"); err != nil {
 		return Observation{}, err
 	}
-	var o Observation
+	o, err := s.observeSteady(ctx)
+	if err != nil {
+		return o, err
+	}
+	if urls, cur := s.Tabs(); len(urls) > 1 {
+		o.Tabs, o.Tab = urls, cur
+	}
+	o.Events = s.takeEvents()
+	return o, nil
+}
+
+// observeSteady reads the page until its content did not change while it
+// was read, at most maxObserveTries times.
+func (s *Session) observeSteady(ctx context.Context) (Observation, error) {
 	for try := 1; ; try++ {
-		var before int
-		var err error
-		o, before, err = s.observeOnce(ctx)
+		o, before, err := s.observeOnce(ctx)
 		if err != nil || before < 0 || o.AriaSnapshot == "" {
 			return o, err
 		}

@@ -137,7 +137,7 @@ type Stats struct {
 	NavigationErrors map[core.ErrorType]int64
 	RequestsBlocked  int64 // requests denied by the URL policy (Goto and the egress proxy)
 	DialogsDismissed int64
-	PopupsClosed     int64
+	PopupsOpened     int64
 	DownloadsRefused int64
 }
 
@@ -591,7 +591,7 @@ func (p *Pool) Stats() Stats {
 		ContextsCreated:  p.stats.contexts.Load(),
 		RequestsBlocked:  p.stats.blocked.Load(),
 		DialogsDismissed: p.stats.dialogs.Load(),
-		PopupsClosed:     p.stats.popups.Load(),
+		PopupsOpened:     p.stats.popups.Load(),
 		DownloadsRefused: p.stats.downloads.Load(),
 		NavigationErrors: map[core.ErrorType]int64{},
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,9 +37,11 @@ var errUnresponsive = errors.New("the page stopped responding")
 // (network_error); an HTTP error status such as 404 is not a failure: it is
 // in Observation.Status.
 //
-// Dialogs (alert, confirm, prompt) are dismissed as they open, popups and
-// new tabs are closed, and downloads are refused, so none of them can stall
-// a task.
+// Dialogs (alert, confirm, prompt) are answered as they open (dismissed,
+// unless AnswerNextDialog said otherwise), popups and new tabs are kept as
+// tabs (up to maxTabs; SwitchTab acts on one), and downloads are refused,
+// so none of them can stall a task; each is an event of the next
+// observation.
 type Session struct {
 	pool      *Pool
 	inst      *instance
@@ -51,7 +54,20 @@ type Session struct {
 	mu        sync.Mutex
 	mainFrame playwright.Frame
 	navErr    error // first failure of a main-frame navigation in the current step
-	status    int   // HTTP status of the last main-frame navigation response
+	// tabs are the context's open pages, the first one first; page is the
+	// current one (switch_tab). Written on the agent's goroutine under mu,
+	// read by the handlers under mu.
+	tabs []playwright.Page
+	// events are what happened beside the page since the last observation
+	// (a dialog and its answer, a new tab, a refused download).
+	events []string
+	// dialogAnswer is how the next dialog is answered (the dialog action);
+	// nil: dismissed.
+	dialogAnswer *DialogAnswer
+	// navigated says whether the main frame navigated in the current step
+	// (settle then trusts the new document's own record of its changes).
+	navigated bool
+	status    int // HTTP status of the last main-frame navigation response
 	abortErr  error
 	crashed   bool
 	// inflight are the page's requests not yet finished or failed, with
@@ -118,26 +134,37 @@ func (s *Session) open() error {
 		_ = bctx.Close()
 		return err
 	}
+	s.inflight = map[playwright.Request]time.Time{}
 	s.mu.Lock()
 	s.page = page
 	s.mainFrame = page.MainFrame()
+	s.tabs = []playwright.Page{page}
 	s.mu.Unlock()
+	s.watch(page)
 	bctx.OnPage(s.onPage) // registered after NewPage: every later page is a popup
-	s.inflight = map[playwright.Request]time.Time{}
+	return nil
+}
+
+// watch wires a tab's handlers; those of a tab that is not the current
+// one ignore what they see (a tab's navigation outcome is its own).
+func (s *Session) watch(page playwright.Page) {
 	page.OnRequest(s.onRequest)
+	page.OnFrameNavigated(s.onFrameNavigated)
 	page.OnRequestFinished(s.requestDone)
 	page.OnResponse(s.onResponse)
 	page.OnRequestFailed(s.onRequestFailed)
-	page.OnCrash(func(playwright.Page) {
+	page.OnCrash(func(pg playwright.Page) {
 		s.mu.Lock()
-		s.crashed = true
+		if pg == s.page {
+			s.crashed = true
+		}
 		s.mu.Unlock()
 	})
 	page.OnDownload(func(d playwright.Download) {
 		s.pool.stats.downloads.Add(1)
+		s.event(fmt.Sprintf("a download of %q (%s) was refused: downloads are not kept", d.SuggestedFilename(), d.URL()))
 		go func() { _ = d.Cancel() }()
 	})
-	return nil
 }
 
 // Close closes the browser context (all its pages, cookies and cache go
@@ -594,8 +621,10 @@ func isSelectorSyntaxError(err error) bool {
 
 // settle waits, up to SettleTimeout in all, for the load event and then
 // for the page to be quiet: no request in flight (but those older than
-// SettleTimeout) and no change of its content for QuietWindow, counted
-// from the action at the earliest. Results a
+// SettleTimeout), and no change of its content for QuietWindow, counted
+// from the action at the earliest when the action did not navigate; a new
+// document that has not changed since its load event is quiet at once (a
+// static page costs no wait). Results a
 // script renders after load are then in the next observation. Not getting
 // there is fine (a slow image, an endless animation); only a dead session
 // is an error.
@@ -621,31 +650,41 @@ func (s *Session) settle(ctx context.Context) error {
 		if left <= 0 {
 			return nil
 		}
-		var since float64
+		var st pageQuiet
 		err := s.run(ctx, "wait for quiet", left, func(*float64) error {
 			v, err := s.page.Evaluate(quietJS, s.pool.stateKey)
-			since = toFloat(v)
+			m, _ := v.(map[string]any)
+			st = pageQuiet{since: toFloat(m["since"]), changedAfterLoad: m["afterLoad"] == true, known: m["known"] == true}
 			return err
 		})
 		switch {
 		case err == nil:
-			// Quiet since the action, not only since the last change: a
-			// script the action started may change the page in a moment.
-			since = min(since, float64(time.Since(begin).Milliseconds()))
 		case isContextDestroyed(err):
-			since = 0 // navigating: wait for the new document
+			st = pageQuiet{known: true, changedAfterLoad: true} // navigating: wait for the new document
 		case ctx.Err() != nil || s.usable("settle") != nil:
 			return err
 		default:
 			return nil
 		}
+		s.mu.Lock()
+		navigated := s.navigated
+		s.mu.Unlock()
+		if !navigated {
+			// The same document: a script the action started may change
+			// it in a moment, so quiet counts from the action.
+			st.since = min(st.since, float64(time.Since(begin).Milliseconds()))
+			st.changedAfterLoad = true
+		}
 		wait := 20 * time.Millisecond
-		if since >= quiet || since < 0 {
+		switch {
+		case !st.known || !st.changedAfterLoad || st.since >= quiet:
+			// A new document that has not changed since its load event, or
+			// one quiet for the window: settled once no request is open.
 			if s.requestsInFlight(time.Now().Add(-cfg.SettleTimeout)) == 0 {
 				return nil
 			}
-		} else {
-			wait = max(wait, time.Duration((quiet-since)*float64(time.Millisecond)))
+		default:
+			wait = max(wait, time.Duration((quiet-st.since)*float64(time.Millisecond)))
 		}
 		t := time.NewTimer(min(wait, left))
 		select {
@@ -657,9 +696,21 @@ func (s *Session) settle(ctx context.Context) error {
 	}
 }
 
-// quietJS is how many milliseconds ago the page's content last changed
-// (-1: a page without the page state, such as about:blank).
-const quietJS = `(k) => { const st = window[k]; return st ? performance.now() - st.last : -1; }`
+// pageQuiet is what quietJS reports: how many milliseconds ago the page's
+// content last changed, whether it changed after its load event, and
+// whether the page has the page state at all (about:blank does not).
+type pageQuiet struct {
+	since            float64
+	changedAfterLoad bool
+	known            bool
+}
+
+// quietJS reads the page state for settle.
+const quietJS = `(k) => {
+  const st = window[k];
+  if (!st) return { known: false };
+  return { known: true, since: performance.now() - st.last, afterLoad: st.loadAt === 0 || st.last > st.loadAt };
+}`
 
 func toFloat(v any) float64 {
 	switch n := v.(type) {
@@ -810,6 +861,18 @@ func (s *Session) navFailure(rawURL string, err error) error {
 func (s *Session) beginStep() {
 	s.mu.Lock()
 	s.navErr = nil
+	s.navigated = false
+	s.mu.Unlock()
+}
+
+// onFrameNavigated notes a navigation of the main frame. It runs on the
+// driver's dispatch goroutine.
+func (s *Session) onFrameNavigated(f playwright.Frame) {
+	if !s.isMainFrame(f) {
+		return
+	}
+	s.mu.Lock()
+	s.navigated = true
 	s.mu.Unlock()
 }
 
@@ -924,25 +987,114 @@ func (s *Session) proxyVerdict(u string, headers map[string]string) error {
 	return nil
 }
 
+// DialogAnswer is how the session answers the next dialog (alert,
+// confirm, prompt): accept (with Text as a prompt's value) or dismiss.
+type DialogAnswer struct {
+	Accept bool
+	Text   string
+}
+
+// AnswerNextDialog sets how the next dialog is answered; dialogs after it
+// are dismissed again. A dialog is never left open: it would stall the
+// page.
+func (s *Session) AnswerNextDialog(a DialogAnswer) {
+	s.mu.Lock()
+	s.dialogAnswer = &a
+	s.mu.Unlock()
+}
+
 func (s *Session) onDialog(d playwright.Dialog) {
 	s.pool.stats.dialogs.Add(1)
 	if d.Type() == "beforeunload" {
 		_ = d.Accept() // let the navigation proceed
 		return
 	}
-	_ = d.Dismiss()
+	s.mu.Lock()
+	a := s.dialogAnswer
+	s.dialogAnswer = nil
+	s.mu.Unlock()
+	what := fmt.Sprintf("a %s dialog said %q", d.Type(), d.Message())
+	switch {
+	case a != nil && a.Accept && d.Type() == "prompt":
+		_ = d.Accept(a.Text)
+		s.event(fmt.Sprintf("%s; it was accepted with %q", what, a.Text))
+	case a != nil && a.Accept:
+		_ = d.Accept()
+		s.event(what + "; it was accepted")
+	default:
+		_ = d.Dismiss()
+		s.event(what + "; it was dismissed")
+	}
 }
 
+// event records something that happened beside the page for the next
+// observation (at most maxEvents of them).
+func (s *Session) event(e string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.events) < maxEvents {
+		s.events = append(s.events, e)
+	}
+}
+
+// maxTabs bounds the tabs a session keeps open; a page that opens more has
+// them closed (and the observation says so).
+const (
+	maxTabs   = 5
+	maxEvents = 20
+)
+
 func (s *Session) onPage(pg playwright.Page) {
-	if pg == s.page {
+	s.pool.stats.popups.Add(1)
+	s.mu.Lock()
+	if slices.Contains(s.tabs, pg) {
+		s.mu.Unlock()
 		return
 	}
-	s.pool.stats.popups.Add(1)
+	if len(s.tabs) >= maxTabs || s.closed {
+		s.mu.Unlock()
+		s.event(fmt.Sprintf("a new tab was closed: %d tabs are open, the most a task may have", maxTabs))
+		s.pool.stats.popupsOpen.Add(1)
+		go func() {
+			defer s.pool.stats.popupsOpen.Add(-1)
+			_ = pg.Close()
+		}()
+		return
+	}
+	s.tabs = append(s.tabs, pg)
+	n := len(s.tabs) - 1
+	s.mu.Unlock()
 	s.pool.stats.popupsOpen.Add(1)
-	go func() {
-		defer s.pool.stats.popupsOpen.Add(-1)
-		_ = pg.Close()
-	}()
+	s.watch(pg)
+	pg.OnClose(func(p playwright.Page) {
+		s.pool.stats.popupsOpen.Add(-1)
+		s.mu.Lock()
+		s.tabs = slices.DeleteFunc(s.tabs, func(t playwright.Page) bool { return t == p })
+		s.mu.Unlock()
+	})
+	s.event(fmt.Sprintf("a new tab opened: tab %d (switch_tab to act on it)", n))
+}
+
+// Tabs returns the URLs of the open tabs and the index of the current one.
+func (s *Session) Tabs() (urls []string, current int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, t := range s.tabs {
+		urls = append(urls, t.URL())
+		if t == s.page {
+			current = i
+		}
+	}
+	return urls, current
+}
+
+// takeEvents returns and forgets the events since the last call.
+func (s *Session) takeEvents() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.events
+	s.events = nil
+	return e
 }
 
 // hostPort returns the host:port a URL connects to.
@@ -961,15 +1113,31 @@ func hostPort(raw string) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// SwitchTab makes tab i the page the session acts on and observes.
+// SwitchTab makes tab i (0 is the task's first page) the page the session
+// acts on and observes.
 func (s *Session) SwitchTab(ctx context.Context, i int) error {
 	if err := s.usable("switch_tab"); err != nil {
 		return err
 	}
-	if i != 0 {
-		return &ElementError{Op: "switch_tab", Selector: fmt.Sprint(i), Reason: "no such tab (1 open)"}
+	// A tab the last action opened may be reported a moment after the
+	// action returned: wait for it, up to ActionTimeout.
+	deadline := time.Now().Add(s.pool.cfg.ActionTimeout)
+	s.mu.Lock()
+	for i >= len(s.tabs) && i < maxTabs && time.Now().Before(deadline) && ctx.Err() == nil {
+		s.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		s.mu.Lock()
 	}
-	return nil
+	if i < 0 || i >= len(s.tabs) {
+		n := len(s.tabs)
+		s.mu.Unlock()
+		return &ElementError{Op: "switch_tab", Selector: fmt.Sprint(i), Reason: fmt.Sprintf("no such tab (%d open)", n)}
+	}
+	pg := s.tabs[i]
+	s.page = pg
+	s.mainFrame = pg.MainFrame()
+	s.mu.Unlock()
+	return s.run(ctx, "switch_tab", s.pool.cfg.ActionTimeout, func(*float64) error { return pg.BringToFront() })
 }
 
 // Eval runs body as the body of an async JavaScript function in the page

@@ -178,6 +178,9 @@ type WebAction struct {
 	Y *float64 `json:"y,omitempty"`
 	// Tab is switch_tab's tab index (0 is the task's first page).
 	Tab *int `json:"tab,omitempty"`
+	// Accept is dialog's: accept (true, with Text as a prompt's value) or
+	// dismiss (false) the next dialog.
+	Accept *bool `json:"accept,omitempty"`
 }
 
 // The arguments an action needs: a name, or alternatives joined by "|"
@@ -207,6 +210,7 @@ var webActionArgs = []struct {
 	{"find", []string{"text"}},
 	{"back", nil},
 	{"switch_tab", []string{"tab"}},
+	{"dialog", []string{"accept"}},
 	{"wait", []string{"selector"}},
 	{"extract", []string{"selector"}},
 	{"finish", nil},
@@ -260,6 +264,9 @@ func (a WebAction) Params() map[string]any {
 	}
 	if a.Tab != nil {
 		p["tab"] = *a.Tab
+	}
+	if a.Accept != nil {
+		p["accept"] = *a.Accept
 	}
 	return p
 }

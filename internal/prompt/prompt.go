@@ -85,6 +85,7 @@ var WebTools = []llm.Tool{
 	llm.NewTool("find", "Scroll to the next place on the page that shows a text (case-insensitive).", `{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}`),
 	llm.NewTool("back", "Go back to the previous page.", `{"type":"object","properties":{}}`),
 	llm.NewTool("switch_tab", "Act on another open tab (0 is the first; the observation lists open tabs).", `{"type":"object","properties":{"tab":{"type":"integer"}},"required":["tab"]}`),
+	llm.NewTool("dialog", "Say how to answer the next dialog (alert, confirm, prompt): accept, with text as a prompt's answer, or dismiss. Dialogs are dismissed unless told otherwise; the observation reports each.", `{"type":"object","properties":{"accept":{"type":"boolean"},"text":{"type":"string"}},"required":["accept"]}`),
 	llm.NewTool("wait", "Wait until an element matching a selector appears.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
 	llm.NewTool("extract", "Return the text of the elements matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
 	llm.NewTool("finish", "Finish the task with the answer.", `{"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"]}`),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 )
@@ -45,6 +46,9 @@ func perform(ctx context.Context, s Page, a Action) (extracted string, err error
 		return "", s.Back(ctx)
 	case "switch_tab":
 		return "", s.SwitchTab(ctx, *a.Tab)
+	case "dialog":
+		s.AnswerNextDialog(browser.DialogAnswer{Accept: *a.Accept, Text: a.Text})
+		return "", nil
 	case "wait":
 		return "", s.Wait(ctx, a.Selector)
 	case "extract":

@@ -43,6 +43,8 @@ type Page interface {
 	Key(ctx context.Context, key string) error
 	Back(ctx context.Context) error
 	SwitchTab(ctx context.Context, i int) error
+	// AnswerNextDialog sets how the next dialog is answered.
+	AnswerNextDialog(a browser.DialogAnswer)
 	Scroll(ctx context.Context, direction string) error
 	Find(ctx context.Context, text string) error
 	Wait(ctx context.Context, selector string) error
@@ -489,6 +491,20 @@ func render(o browser.Observation, extracted string, isExtract bool) string {
 	}
 	if o.Changing {
 		b.WriteString("The page was changing while it was read.\n")
+	}
+	if len(o.Tabs) > 1 {
+		b.WriteString("Tabs:")
+		for i, u := range o.Tabs {
+			cur := ""
+			if i == o.Tab {
+				cur = " (current)"
+			}
+			fmt.Fprintf(&b, " [%d] %s%s;", i, u, cur)
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range o.Events {
+		fmt.Fprintf(&b, "Event: %s\n", e)
 	}
 	if isExtract {
 		fmt.Fprintf(&b, "\nExtracted:\n%s\n", extracted)

@@ -328,3 +328,46 @@ func TestModelActsByRef(t *testing.T) {
 		t.Fatalf("success=%v %s %s; steps %d, %v", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps), tr.Steps[1].ActionParams)
 	}
 }
+
+// TestDialogAndTabActions: the dialog action answers the next prompt, a
+// new tab is reported and switch_tab acts on it; each shows in the
+// recorded observations.
+func TestDialogAndTabActions(t *testing.T) {
+	b := setupSite(t, docSite())
+	tr, err := b.agent.Execute(context.Background(), webTask("Give your name, then open the buttons", map[string]any{
+		"start_url": b.site + "/ask",
+		"actions": []map[string]any{
+			{"action": "dialog", "accept": true, "text": "Ada"},
+			{"action": "click", "selector": "text=Ask"},
+			{"action": "click", "selector": "text=open buttons in a new tab"},
+			{"action": "switch_tab", "tab": 1},
+			{"action": "finish", "answer": "done"},
+		},
+		"expected_text": "second", // not on /buttons: the final page must be tab 1's
+		"expected_url":  "/buttons",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Steps) != 6 {
+		t.Fatalf("%d steps: %s %s", len(tr.Steps), tr.ErrorType, tr.ErrorMessage)
+	}
+	if obs := tr.Steps[2].Observation; !strings.Contains(obs, "name=Ada") || !strings.Contains(obs, `Event: a prompt dialog said "Your name?"; it was accepted with "Ada"`) {
+		t.Errorf("after the click:\n%s", obs)
+	}
+	var opened bool
+	for _, s := range tr.Steps[3:5] { // the click's or switch_tab's
+		opened = opened || strings.Contains(s.Observation, "Event: a new tab opened: tab 1")
+	}
+	if !opened {
+		t.Errorf("no step reports the new tab:\n%s\n%s", tr.Steps[3].Observation, tr.Steps[4].Observation)
+	}
+	if obs := tr.Steps[4].Observation; !strings.Contains(obs, "/buttons (current)") || !strings.Contains(obs, "Previous") {
+		t.Errorf("after switch_tab:\n%s", obs)
+	}
+	// expected_url passes (tab 1 is /buttons), expected_text does not:
+	// the final page is the tab the agent switched to.
+	if tr.Success || tr.Reward == nil || *tr.Reward != 0.5 {
+		t.Errorf("success %v reward %v: %s", tr.Success, tr.Reward, tr.ErrorMessage)
+	}
+}

@@ -41,6 +41,10 @@ window.addEventListener('load', () => setTimeout(() => {
 		page(w, "Buttons", `<p id="out">none</p><button onclick="out.textContent='first previous'">Previous</button>
 <button onclick="out.textContent='second previous'">Previous</button>`)
 	})
+	mux.HandleFunc("GET /ask", func(w http.ResponseWriter, r *http.Request) {
+		page(w, "Ask", `<p id="out">none</p><button onclick="out.textContent = 'name=' + prompt('Your name?')">Ask</button>
+<a href="/buttons" target="_blank">open buttons in a new tab</a>`)
+	})
 	mux.HandleFunc("GET /library/stdtypes.html", func(w http.ResponseWriter, r *http.Request) {
 		page(w, "Built-in Types", longPageBody())
 	})
