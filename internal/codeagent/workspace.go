@@ -167,15 +167,7 @@ func (w *wsRun) Scripted(ctx context.Context) bool {
 }
 
 // exitFor is the exit reason of an attempt ended by et.
-func exitFor(et core.ErrorType) core.ExitReason {
-	switch et {
-	case core.ErrTimeout:
-		return core.ExitTimeout
-	case core.ErrNetwork:
-		return core.ExitLLMError
-	}
-	return core.ExitAborted
-}
+func exitFor(et core.ErrorType) core.ExitReason { return core.ExitFor(et) }
 
 // CacheKey is not used: workspace tasks are not cached.
 func (w *wsRun) CacheKey() string { return "" }
@@ -196,7 +188,7 @@ func (w *wsRun) Rules(context.Context) bool {
 // Model runs the LLM loop with the workspace tools.
 func (w *wsRun) Model(ctx context.Context) {
 	user := prompt.WorkspaceUser(prompt.WorkspaceTask{Description: w.task.Description, Checked: w.c.TestCommand != ""})
-	loop := agent.Loop{Model: w.a.LLM, MaxSteps: w.task.MaxSteps}
+	loop := agent.NewLoop(w.a.LLM, w.task)
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WorkspaceSystem), llm.UserMessage(user)}, &wsTools{w: w})
 	out.Record(ctx, w.tr, err, w.start)
 	if out.Answer != "" && w.answer == nil {
