@@ -223,3 +223,64 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestSamplingReachesEveryCall: a program task and a workspace task driven
+// by a model send, on every call, the task's sampling over the LLM_*
+// defaults (seed + sample_index), and record what they sent.
+func TestSamplingReachesEveryCall(t *testing.T) {
+	defaults := func(c *llm.Config) {
+		c.Temperature, c.TopP, c.MaxTokens, c.Seed = new(0.3), new(0.9), 256, new(int64(40))
+	}
+	tests := []struct {
+		name    string
+		task    func() core.TaskSpec
+		replies []map[string]any
+	}{
+		{"program", func() core.TaskSpec {
+			return task("Write add(a, b).", map[string]any{"tests": "assert add(2, 3) == 5"})
+		}, []map[string]any{
+			testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": addProgram}),
+			testsupport.AnswerReply("done"),
+		}},
+		{"workspace", func() core.TaskSpec {
+			return wsTask(map[string]any{"files": calcRepo, "test_command": calcTest})
+		}, []map[string]any{
+			testsupport.ToolCallReply("c0", "edit_file", map[string]any{"path": "calc.py", "old": "a - b", "new": "a + b"}),
+			testsupport.ToolCallReply("c1", "finish", map[string]any{"answer": "fixed"}),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, fake := newModeLLM(t, defaults, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+				return 200, tt.replies[min(n, len(tt.replies)-1)]
+			})
+			a := newWorkspaceAgent(t, client, t.TempDir())
+			tk := tt.task()
+			// The task overrides max_tokens and the seed; the rest are the defaults.
+			tk.Samples, tk.SampleIndex, tk.Sampling = 3, 2, &core.Sampling{MaxTokens: new(64), Seed: new(int64(7))}
+			tr, err := a.Execute(context.Background(), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tr.Success {
+				t.Fatalf("attempt failed: %s %s", tr.ErrorType, tr.ErrorMessage)
+			}
+			const want = `{"temperature":0.3,"top_p":0.9,"max_tokens":64,"seed":9}`
+			reqs := fake.Requests()
+			if len(reqs) != len(tt.replies) {
+				t.Errorf("%d model calls, want %d", len(reqs), len(tt.replies))
+			}
+			for i, r := range reqs {
+				if got := mustJSON(t, llm.Params{Temperature: r.Temperature, TopP: r.TopP, MaxTokens: r.MaxTokens, Seed: r.Seed}); got != want {
+					t.Errorf("call %d sent %s, want %s", i, got, want)
+				}
+			}
+			if tr.LLM == nil {
+				t.Fatal("no llm record")
+			}
+			if got := mustJSON(t, llm.Params{Temperature: tr.LLM.Temperature, TopP: tr.LLM.TopP, MaxTokens: tr.LLM.MaxTokens, Seed: tr.LLM.Seed}); got != want {
+				t.Errorf("recorded %s, want %s", got, want)
+			}
+		})
+	}
+}
