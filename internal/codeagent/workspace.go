@@ -159,15 +159,12 @@ func (w *wsRun) Scripted(ctx context.Context) bool {
 	}
 	switch {
 	case w.ended != "":
-		w.tr.ExitReason = exitFor(w.ended)
+		w.tr.ExitReason = core.ExitFor(w.ended)
 	case w.finished:
 		w.tr.ExitReason = core.ExitFinished
 	}
 	return true
 }
-
-// exitFor is the exit reason of an attempt ended by et.
-func exitFor(et core.ErrorType) core.ExitReason { return core.ExitFor(et) }
 
 // CacheKey is not used: workspace tasks are not cached.
 func (w *wsRun) CacheKey() string { return "" }
@@ -200,7 +197,7 @@ func (w *wsRun) Model(ctx context.Context) {
 		w.ended, w.endedMsg = w.tr.Steps[len(w.tr.Steps)-1].ErrorType, err.Error()
 	case w.ended != "":
 		// The loop saw a tool end it; why is the attempt's exit reason.
-		w.tr.ExitReason = exitFor(w.ended)
+		w.tr.ExitReason = core.ExitFor(w.ended)
 	}
 }
 
@@ -243,7 +240,7 @@ func (w *wsRun) concludeEnded() {
 	if w.ended != "" {
 		w.tr.Fail(w.ended, w.endedMsg)
 		if w.tr.ExitReason == "" {
-			w.tr.ExitReason = exitFor(w.ended)
+			w.tr.ExitReason = core.ExitFor(w.ended)
 		}
 	}
 }
