@@ -83,14 +83,35 @@ var contextMarkers = []string{
 }
 
 // contextExceeded reports whether an error answer (status, whole body) is
-// a context overflow.
+// a context overflow. Only the error's own words are read (its message,
+// type and code, at the top level or in an "error" object or string), not
+// any echo of the request.
 func contextExceeded(status int, body []byte) bool {
 	if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge && status != http.StatusUnprocessableEntity {
 		return false
 	}
-	b := bytes.ToLower(body)
+	type words struct {
+		Message, Type json.RawMessage
+		Code          json.RawMessage
+	}
+	var top struct {
+		words
+		Error json.RawMessage
+	}
+	if json.Unmarshal(body, &top) != nil {
+		return false
+	}
+	var inner words
+	_ = json.Unmarshal(top.Error, &inner) // an object; a string is read below
+	var said []byte
+	for _, w := range []json.RawMessage{top.Message, top.Type, top.Code, top.Error, inner.Message, inner.Type, inner.Code} {
+		var s string
+		if json.Unmarshal(w, &s) == nil {
+			said = append(append(said, strings.ToLower(s)...), '\n')
+		}
+	}
 	for _, m := range contextMarkers {
-		if bytes.Contains(b, []byte(m)) {
+		if bytes.Contains(said, []byte(m)) {
 			return true
 		}
 	}

@@ -88,6 +88,8 @@ func TestRefusals(t *testing.T) {
 		{"llama.cpp context overflow", 400, `{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":4133,"n_ctx":4096}}`, 1, true, true},
 		{"OpenAI context overflow", 400, `{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`, 1, true, true},
 		{"vLLM context overflow", 400, `{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.","type":"BadRequestError","param":null,"code":400}`, 1, true, true},
+		{"TGI context overflow", 422, "{\"error\":\"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`\",\"error_type\":\"validation\"}", 1, true, true},
+		{"an echo of the request is not read", 400, `{"error":{"message":"invalid message","param":"messages[1]: the maximum context length of my essay"}}`, 1, false, true},
 		{"other bad request", 400, `{"error":{"message":"tools[0] is invalid","type":"invalid_request_error"}}`, 1, false, true},
 		{"unknown model", 404, `{"error":{"message":"model not found"}}`, 1, false, true},
 		{"overloaded", 503, `{"error":{"message":"the context is loading"}}`, 3, false, false},
