@@ -212,6 +212,12 @@ func (s *Session) Observe(ctx context.Context) (Observation, error) {
 // observeSteady reads the page until its content did not change while it
 // was read, at most maxObserveTries times.
 func (s *Session) observeSteady(ctx context.Context) (Observation, error) {
+	if n0, elements, ok := s.takeSettled(); ok && elements <= s.pool.cfg.MaxSnapshotElements {
+		o, ok, err := s.observeAfterSettle(ctx, n0, elements)
+		if err != nil || ok {
+			return o, err
+		}
+	}
 	for try := 1; ; try++ {
 		o, before, err := s.observeOnce(ctx)
 		if err != nil || before < 0 || o.AriaSnapshot == "" {
@@ -236,9 +242,92 @@ func (s *Session) observeSteady(ctx context.Context) (Observation, error) {
 	}
 }
 
-// observeOnce reads the page once; n is the content counter when the text
-// was read (-1 when the page has no state, e.g. about:blank).
+// observeOnce reads the page once, text first; n is the content counter
+// when the text was read (-1 when the page has no state, e.g.
+// about:blank).
 func (s *Session) observeOnce(ctx context.Context) (Observation, int, error) {
+	r, err := s.readText(ctx)
+	if err != nil {
+		return Observation{}, -1, err
+	}
+	o := r.o
+	switch {
+	case !r.hasBody:
+	case r.elements > s.pool.cfg.MaxSnapshotElements:
+		o.SnapshotError = tooLarge(r.elements, s.pool.cfg.MaxSnapshotElements)
+	default:
+		snap, err := s.snapshot(ctx)
+		if err := o.setSnapshot(s, ctx, snap, err, r.vw); err != nil {
+			return o, r.n, err
+		}
+	}
+	return o, r.n, nil
+}
+
+// observeAfterSettle reads a page settle has just seen quiet, snapshot
+// first: when the content counter is the same after the text as settle
+// saw, nothing changed from before the snapshot to after the text, and one
+// evaluate is saved. ok is false when it changed (read again).
+func (s *Session) observeAfterSettle(ctx context.Context, n0, elements int) (o Observation, ok bool, err error) {
+	snap, serr := s.snapshot(ctx)
+	if serr != nil && (s.usable("observe") != nil || ctx.Err() != nil) {
+		return Observation{}, false, serr
+	}
+	r, err := s.readText(ctx)
+	if err != nil || r.n != n0 || !r.hasBody || r.n < 0 {
+		return Observation{}, false, err
+	}
+	o = r.o
+	if err := o.setSnapshot(s, ctx, snap, serr, r.vw); err != nil {
+		return o, false, err
+	}
+	return o, true, nil
+}
+
+func tooLarge(elements, limit int) string {
+	return fmt.Sprintf("page too large for an accessibility snapshot (%d elements, limit %d)", elements, limit)
+}
+
+// setSnapshot puts a snapshot (or why there is none) into o; an error
+// only when the session is gone.
+func (o *Observation) setSnapshot(s *Session, ctx context.Context, snap string, err error, vw int) error {
+	switch {
+	case err == nil:
+		snap = inViewport(snap, vw, o.ViewportHeight)
+		o.AriaSnapshot, o.SnapshotTruncated = capLines(snap, s.pool.cfg.MaxSnapshotChars)
+	case s.usable("observe") != nil || ctx.Err() != nil:
+		return err // the session is gone: not a partial observation
+	default:
+		o.SnapshotError = firstLine(err.Error())
+	}
+	return nil
+}
+
+// snapshot takes the page's ai-mode snapshot with boxes.
+func (s *Session) snapshot(ctx context.Context) (string, error) {
+	cfg := s.pool.cfg
+	var snap string
+	// Playwright computes the whole snapshot in one go and cannot stop it
+	// at its timeout: give it more time before calling the page hung.
+	err := s.runGrace(ctx, "aria snapshot", cfg.ActionTimeout, cfg.ActionTimeout+hangGrace, func(ms *float64) error {
+		var err error
+		snap, err = s.page.AriaSnapshot(playwright.PageAriaSnapshotOptions{
+			Mode: playwright.AriaSnapshotModeAi, Boxes: playwright.Bool(true), Timeout: ms,
+		})
+		return err
+	})
+	return snap, err
+}
+
+// textRead is what observeJS returned.
+type textRead struct {
+	o               Observation
+	n, elements, vw int
+	hasBody         bool
+}
+
+// readText runs observeJS.
+func (s *Session) readText(ctx context.Context) (textRead, error) {
 	cfg := s.pool.cfg
 	var raw map[string]any
 	err := s.run(ctx, "observe", cfg.ActionTimeout, func(ms *float64) error {
@@ -261,7 +350,7 @@ func (s *Session) observeOnce(ctx context.Context) (Observation, int, error) {
 		return err
 	})
 	if err != nil {
-		return Observation{}, -1, err
+		return textRead{}, err
 	}
 	o := Observation{
 		URL:            str(raw["url"]),
@@ -285,35 +374,7 @@ func (s *Session) observeOnce(ctx context.Context) (Observation, int, error) {
 		o.Status = s.status
 		s.mu.Unlock()
 	}
-
-	elements := toInt(raw["elements"])
-	switch {
-	case raw["hasBody"] != true:
-	case elements > cfg.MaxSnapshotElements:
-		o.SnapshotError = fmt.Sprintf("page too large for an accessibility snapshot (%d elements, limit %d)",
-			elements, cfg.MaxSnapshotElements)
-	default:
-		var snap string
-		// Playwright computes the whole snapshot in one go and cannot stop
-		// it at its timeout: give it more time before calling the page hung.
-		err := s.runGrace(ctx, "aria snapshot", cfg.ActionTimeout, cfg.ActionTimeout+hangGrace, func(ms *float64) error {
-			var err error
-			snap, err = s.page.AriaSnapshot(playwright.PageAriaSnapshotOptions{
-				Mode: playwright.AriaSnapshotModeAi, Boxes: playwright.Bool(true), Timeout: ms,
-			})
-			return err
-		})
-		switch {
-		case err == nil:
-			snap = inViewport(snap, toInt(raw["vw"]), o.ViewportHeight)
-			o.AriaSnapshot, o.SnapshotTruncated = capLines(snap, cfg.MaxSnapshotChars)
-		case s.usable("observe") != nil || ctx.Err() != nil:
-			return o, n, err // the session is gone: not a partial observation
-		default:
-			o.SnapshotError = firstLine(err.Error())
-		}
-	}
-	return o, n, nil
+	return textRead{o: o, n: n, elements: toInt(raw["elements"]), vw: toInt(raw["vw"]), hasBody: raw["hasBody"] == true}, nil
 }
 
 // snapshotBox is the [box=x,y,width,height] Playwright appends to a

@@ -64,6 +64,11 @@ type Session struct {
 	// dialogAnswer is how the next dialog is answered (the dialog action);
 	// nil: dismissed.
 	dialogAnswer *DialogAnswer
+	// settledN and settledElements are the content counter and element
+	// count settle saw when it found the page quiet (settledValid), for
+	// the observation that follows.
+	settledN, settledElements int
+	settledValid              bool
 	// navigated says whether the main frame navigated in the current step
 	// (settle then trusts the new document's own record of its changes).
 	navigated bool
@@ -654,7 +659,8 @@ func (s *Session) settle(ctx context.Context) error {
 		err := s.run(ctx, "wait for quiet", left, func(*float64) error {
 			v, err := s.page.Evaluate(quietJS, s.pool.stateKey)
 			m, _ := v.(map[string]any)
-			st = pageQuiet{since: toFloat(m["since"]), changedAfterLoad: m["afterLoad"] == true, known: m["known"] == true}
+			st = pageQuiet{since: toFloat(m["since"]), changedAfterLoad: m["afterLoad"] == true, known: m["known"] == true,
+				n: toInt(m["n"]), elements: toInt(m["elements"])}
 			return err
 		})
 		switch {
@@ -681,6 +687,11 @@ func (s *Session) settle(ctx context.Context) error {
 			// A new document that has not changed since its load event, or
 			// one quiet for the window: settled once no request is open.
 			if s.requestsInFlight(time.Now().Add(-cfg.SettleTimeout)) == 0 {
+				if st.known {
+					s.mu.Lock()
+					s.settledN, s.settledElements, s.settledValid = st.n, st.elements, true
+					s.mu.Unlock()
+				}
 				return nil
 			}
 		default:
@@ -703,13 +714,15 @@ type pageQuiet struct {
 	since            float64
 	changedAfterLoad bool
 	known            bool
+	n, elements      int // the content counter and the element count
 }
 
 // quietJS reads the page state for settle.
 const quietJS = `(k) => {
   const st = window[k];
   if (!st) return { known: false };
-  return { known: true, since: performance.now() - st.last, afterLoad: st.loadAt === 0 || st.last > st.loadAt };
+  return { known: true, since: performance.now() - st.last, afterLoad: st.loadAt === 0 || st.last > st.loadAt,
+    n: st.n, elements: document.getElementsByTagName('*').length };
 }`
 
 func toFloat(v any) float64 {
@@ -862,7 +875,17 @@ func (s *Session) beginStep() {
 	s.mu.Lock()
 	s.navErr = nil
 	s.navigated = false
+	s.settledValid = false
 	s.mu.Unlock()
+}
+
+// takeSettled returns (and forgets) what settle saw of a quiet page.
+func (s *Session) takeSettled() (n, elements int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, elements, ok = s.settledN, s.settledElements, s.settledValid
+	s.settledValid = false
+	return n, elements, ok
 }
 
 // onFrameNavigated notes a navigation of the main frame. It runs on the
@@ -1136,6 +1159,7 @@ func (s *Session) SwitchTab(ctx context.Context, i int) error {
 	pg := s.tabs[i]
 	s.page = pg
 	s.mainFrame = pg.MainFrame()
+	s.settledValid = false
 	s.mu.Unlock()
 	return s.run(ctx, "switch_tab", s.pool.cfg.ActionTimeout, func(*float64) error { return pg.BringToFront() })
 }
