@@ -7,6 +7,8 @@ package webagent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,6 +106,11 @@ type run struct {
 	extracts []string
 	// instruction is what the task's instruction_script returned.
 	instruction string
+	// docMark is a random window property prepare set on the start page
+	// of a task with a reward_script: the reward is the page's only while
+	// the final page is that document (an agent that navigates to another
+	// page, even an easier task of the same site, earns nothing there).
+	docMark string
 }
 
 // Execute runs a web task. The error is non-nil only when no browser
@@ -152,11 +159,11 @@ var _ agent.Task = (*run)(nil)
 // page after the setup (marked "setup": true). A script that fails makes
 // the task invalid; false then.
 func (r *run) prepare(ctx context.Context) bool {
-	if r.c.SetupScript == "" && r.c.InstructionScript == "" {
+	if r.c.SetupScript == "" && r.c.InstructionScript == "" && r.c.RewardScript == "" {
 		return true
 	}
 	if len(r.tr.Steps) == 0 {
-		r.tr.Fail(core.ErrSystem, "setup_script and instruction_script need a start_url to run on")
+		r.tr.Fail(core.ErrSystem, "setup_script, instruction_script and reward_script need a start_url to run on")
 		r.tr.ExitReason = core.ExitInvalidTask
 		return false
 	}
@@ -169,6 +176,12 @@ func (r *run) prepare(ctx context.Context) bool {
 		r.tr.Fail(core.ErrSystem, what+" failed: "+err.Error())
 		r.tr.ExitReason = core.ExitInvalidTask
 		return false
+	}
+	if r.c.RewardScript != "" {
+		r.docMark = "__adp_task_" + randomHex()
+		if _, err := r.s.Eval(ctx, fmt.Sprintf("Object.defineProperty(window, %q, {value: true});", r.docMark)); err != nil {
+			return fail("marking the start page", err)
+		}
 	}
 	if r.c.SetupScript != "" {
 		if _, err := r.s.Eval(ctx, r.c.SetupScript); err != nil {
@@ -186,6 +199,9 @@ func (r *run) prepare(ctx context.Context) bool {
 		}
 		r.instruction = strings.TrimSpace(text)
 		r.tr.Metadata[core.MetaPageInstruction] = r.instruction
+	}
+	if r.c.SetupScript == "" && r.c.InstructionScript == "" {
+		return true // the start page is as observed
 	}
 	obs, err := r.s.Observe(ctx)
 	if err != nil {
@@ -396,6 +412,11 @@ func (r *run) Conclude(ctx context.Context) {
 func (r *run) pageReward(ctx context.Context) {
 	tr := r.tr
 	tr.Metadata[core.MetaVerified] = false
+	same, err := r.s.Eval(ctx, fmt.Sprintf("return window[%q] === true;", r.docMark))
+	if err != nil || same != true {
+		tr.Fail(core.ErrWrongAnswer, fmt.Sprintf("the final page (%s) is not the task's page: it was navigated away from or reloaded, so its reward is not the task's", r.lastObs.URL))
+		return
+	}
 	v, err := r.s.Eval(ctx, r.c.RewardScript)
 	if err != nil {
 		tr.Fail(core.ErrWrongAnswer, "reward_script failed: "+err.Error())
@@ -472,6 +493,13 @@ func (r *run) verify(ctx context.Context) (ok bool, why, feedback string, passed
 		check(strings.Contains(answer, w), fmt.Sprintf("answer %q does not contain %q", answer, w), "the answer is not the expected one")
 	}
 	return passed == total, why, feedback, passed, total
+}
+
+// randomHex is 16 random hex digits.
+func randomHex() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (r *run) finish() *core.Trajectory {

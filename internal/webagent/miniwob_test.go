@@ -117,6 +117,22 @@ func TestPageDefinedReward(t *testing.T) {
 		}
 	})
 
+	t.Run("a reward from another page is not the task's", func(t *testing.T) {
+		// The agent leaves the task's page for another of the site (here
+		// the same page loaded again, where it solves a fresh episode):
+		// that page's reward is not the task's.
+		tr, err := b.agent.Execute(ctx, webTask("Do what the page says", page(
+			map[string]any{"action": "goto", "url": b.site + "/click-button.html"},
+			map[string]any{"action": "click", "selector": "#sync-task-cover"},
+			click("ONE"), click("TWO"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Success || tr.Reward == nil || *tr.Reward != 0 || !strings.Contains(tr.ErrorMessage, "not the task's page") {
+			t.Fatalf("reward %v success %v: %s", tr.Reward, tr.Success, tr.ErrorMessage)
+		}
+	})
+
 	t.Run("a failing setup makes the task invalid", func(t *testing.T) {
 		c := page(click("ONE"))
 		c["setup_script"] = "throw new Error('no such core')"
