@@ -95,7 +95,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: rejected, OutputDir: cfg.OutputDir}
+	if len(tasks) == 0 {
+		return nil, noValidTask(cfg.TaskFile, rejected)
+	}
+	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: len(rejected), OutputDir: cfg.OutputDir}
 	logDir := filepath.Join(cfg.OutputDir, "logs")
 	trajDir := filepath.Join(cfg.OutputDir, "trajectories")
 	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, "redis")} {
@@ -125,6 +128,26 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	sum.Stats = collect(tasks, trajDir)
 	return sum, nil
+}
+
+// maxShownRejects bounds the rejected lines noValidTask quotes.
+const maxShownRejects = 5
+
+// noValidTask is the error of a task file with nothing to run: it quotes the
+// first rejected lines, so that the user sees why without a log to open.
+func noValidTask(file string, rejected []error) error {
+	var b strings.Builder
+	for i, r := range rejected {
+		if i == maxShownRejects {
+			fmt.Fprintf(&b, "\n  … and %d more", len(rejected)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %v", r)
+	}
+	if len(rejected) > 0 {
+		b.WriteString("\neach line of a task file must be one whole JSON object (see docs/tasks.md)")
+	}
+	return fmt.Errorf("%s has %w: %d lines rejected%s", file, dispatch.ErrNoValidTask, len(rejected), b.String())
 }
 
 func withDefaults(cfg Config) Config {

@@ -106,8 +106,8 @@ func runPipeline(t *testing.T, bins string, content []byte, env []string) *pipel
 		t.Fatal(err)
 	}
 	tasks, rejected, err := dispatch.ReadTasks(taskFile)
-	if err != nil || rejected != 0 {
-		t.Fatalf("the task file has %d rejected lines (%v)", rejected, err)
+	if err != nil || len(rejected) != 0 {
+		t.Fatalf("the task file has rejected lines %v (%v)", rejected, err)
 	}
 	run := &pipelineRun{bins: bins, out: filepath.Join(t.TempDir(), "output"), tasks: tasks}
 	for _, tk := range tasks {
