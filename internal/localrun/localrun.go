@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,6 +176,7 @@ type runner struct {
 	cfg       Config
 	logDir    string
 	redisAddr string
+	demoAddr  string // where the demo site listens; "" without one
 	rdb       *redis.Client
 	procs     []*proc // in start order; stopped in reverse
 	demo      *http.Server
@@ -222,13 +224,16 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	}
 
 	// 2. The demo site the shipped web tasks point at.
+	var demoAddr netip.AddrPort // where it listens, with a dialable address
 	if r.cfg.DemoAddr != "" {
 		ln, err := net.Listen("tcp", r.cfg.DemoAddr)
 		if err != nil {
 			return fmt.Errorf("serve the demo site on %s (set ADP_DEMO_ADDR to another address): %w", r.cfg.DemoAddr, err)
 		}
+		demoAddr = dialable(ln.Addr().(*net.TCPAddr).AddrPort())
 		r.demo = &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = r.demo.Serve(ln) }()
+		r.demoAddr = demoAddr.String()
 	}
 
 	// 3. The services.
@@ -237,18 +242,16 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	env := append(os.Environ(),
 		"REDIS_URL=redis://"+r.redisAddr, "OUTPUT_DIR="+outDir, "TASK_FILE="+taskFile, "DISPATCH_FOLLOW=true",
 		"SHUTDOWN_GRACE=10s")
-	if r.cfg.DemoAddr != "" {
-		// The tasks name the site demo-site:<port> (its compose service) or
-		// by its address; the web runtime resolves demo-site to the address.
-		dhost, dport, _ := net.SplitHostPort(r.cfg.DemoAddr)
-		if ip := net.ParseIP(dhost); ip == nil || ip.IsUnspecified() {
-			dhost = "127.0.0.1"
-		}
-		hosts := r.cfg.DemoAddr + "," + net.JoinHostPort(demosite.Host, dport)
+	if demoAddr.IsValid() {
+		// The tasks name the site demo-site:8765 (its compose service), which
+		// the web runtime forwards to exactly where the site listens, and
+		// nothing else: not to whatever else listens on 127.0.0.1:8765. A
+		// task may also name the site by its address.
+		hosts := demoAddr.String()
 		if v := os.Getenv("WEB_ALLOW_HOSTS"); v != "" {
 			hosts = v + "," + hosts
 		}
-		aliases := demosite.Host + "=" + dhost
+		aliases := demosite.TaskAddr + "=" + demoAddr.String()
 		if v := os.Getenv("WEB_HOST_ALIASES"); v != "" {
 			aliases = v + "," + aliases
 		}
@@ -455,6 +458,18 @@ func collect(tasks []core.TaskSpec, trajDir string) *report.Stats {
 		acc.Add(tr)
 	}
 	return acc.Stats()
+}
+
+// dialable turns a listener's address into one to connect to: the
+// unspecified address (listening on all) becomes loopback.
+func dialable(ap netip.AddrPort) netip.AddrPort {
+	if a := ap.Addr().Unmap(); a.IsUnspecified() {
+		if a.Is4() {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+		}
+		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func freePort() (int, error) {
