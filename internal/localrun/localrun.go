@@ -52,7 +52,23 @@ type Config struct {
 	ExtraEnv []string
 	// StopGrace is how long each child may take to stop. Default 30s.
 	StopGrace time.Duration
+	// RedisAddr is where Redis listens; empty: a free loopback port (the
+	// run's private Redis). Keep runs use KeepRedisAddr.
+	RedisAddr string
+	// Keep leaves the stack up once every task of the file is done (Done is
+	// called then) until ctx is cancelled, with every service started
+	// whatever the file holds, so that more tasks can be appended to the
+	// file or submitted (adpctl up --keep). A file with no lines at all is
+	// then allowed; Run returns nil when ctx ends after Done.
+	Keep bool
+	// Done, if set, receives the summary once every task of the file is done.
+	Done func(*Summary)
 }
+
+// KeepRedisAddr is where `adpctl up --keep` serves Redis: the address
+// REDIS_URL, adpctl and redis-cli default to, so that the runbook's
+// commands (docs/operations.md) work as printed against the stack.
+const KeepRedisAddr = "127.0.0.1:6379"
 
 // ErrInterrupted is returned when ctx was cancelled (Ctrl-C) before the end.
 var ErrInterrupted = errors.New("interrupted")
@@ -96,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(tasks) == 0 {
+	if len(tasks) == 0 && !(cfg.Keep && len(rejected) == 0) {
 		return nil, noValidTask(cfg.TaskFile, rejected)
 	}
 	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: len(rejected), OutputDir: cfg.OutputDir}
@@ -119,16 +135,56 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Progress, "adp: %d tasks, %d attempts (%d lines rejected, see %s), redis %s, logs in %s\n",
-		len(tasks), sum.Attempts, rejected, filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
+		len(tasks), sum.Attempts, len(rejected), filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
 
 	err = r.wait(ctx, tasks, trajDir, sum)
+	if err == nil {
+		sum.Stats = collect(tasks, trajDir)
+		if cfg.Done != nil {
+			cfg.Done(sum)
+		}
+		if cfg.Keep {
+			fmt.Fprintf(cfg.Progress, "adp: the stack stays up: redis %s, demo site %s, task file %s (followed); Ctrl-C stops it\n",
+				r.redisAddr, orNone(r.demoAddr), cfg.TaskFile)
+			err = r.hold(ctx)
+		}
+	}
 	r.saveMetrics()
 	r.stopAll()
 	if err != nil {
 		return sum, err
 	}
-	sum.Stats = collect(tasks, trajDir)
 	return sum, nil
+}
+
+// hold keeps the stack up until ctx ends (nil) or a service exits (its
+// error).
+func (r *runner) hold(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the watchers below
+	exited := make(chan *proc, len(r.procs))
+	for _, p := range r.procs {
+		go func() {
+			select {
+			case <-p.exited:
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-exited:
+		return fmt.Errorf("the stack stopped: %w", p.exitError())
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // maxShownRejects bounds the rejected lines noValidTask quotes.
@@ -189,19 +245,29 @@ type runner struct {
 
 func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	r.begun = time.Now()
-	// 1. Redis, private, on a free loopback port, AOF under output/redis.
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+	// 1. Redis, on loopback (a free port unless RedisAddr says), AOF under
+	// output/redis.
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return fmt.Errorf("redis-server not found: run scripts/bootstrap.sh --run (apt-get install redis-server)")
 	}
-	r.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	r.redisAddr = r.cfg.RedisAddr
+	if r.redisAddr == "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		r.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	} else if err := checkFree(r.redisAddr); err != nil {
+		return err
+	}
+	rhost, rport, err := net.SplitHostPort(r.redisAddr)
+	if err != nil {
+		return fmt.Errorf("redis address %q: %w", r.redisAddr, err)
+	}
 	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, "redis"))
 	rp, err := startProc("redis-server", filepath.Join(r.logDir, "redis.log"), os.Environ(), bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", redisDir,
+		"--bind", rhost, "--port", rport, "--dir", redisDir,
 		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
 		"--maxmemory-policy", "noeviction", "--protected-mode", "yes", "--daemonize", "no")
 	if err != nil {
@@ -261,6 +327,9 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	need := map[string]bool{"dispatcher": true}
 	for _, t := range tasks {
 		need[core.RuntimeFor(core.StreamFor(t.TaskType))] = true
+	}
+	if r.cfg.Keep { // tasks of any type may come later
+		need[core.RuntimeSandbox], need[core.RuntimeWeb] = true, true
 	}
 	// Runtimes first, so the dispatcher's first tasks find them ready.
 	services := []struct{ name, bin string }{
@@ -470,6 +539,17 @@ func dialable(ap netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// checkFree fails, saying what to do, when something already listens on
+// addr: Redis would not start, and the commands meant for this stack would
+// reach the other server.
+func checkFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("redis address %s is in use (another Redis? stop it, or choose another address with --redis-addr): %w", addr, err)
+	}
+	return l.Close()
 }
 
 func freePort() (int, error) {
