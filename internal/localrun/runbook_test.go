@@ -67,7 +67,9 @@ func TestRunbook(t *testing.T) {
 		check  func(stdout string) bool
 	}{
 		{"bin/adpctl status --json", func(o string) bool { return json.Valid([]byte(o)) && strings.Contains(o, core.StreamCode) }},
-		{"bin/adpctl status", func(o string) bool { return strings.Contains(o, core.StreamCode) && strings.Contains(o, core.StreamWeb) }},
+		{"bin/adpctl status", func(o string) bool {
+			return strings.Contains(o, core.StreamCode) && strings.Contains(o, core.StreamWeb)
+		}},
 		{"redis-cli xlen", func(o string) bool { return integer.MatchString(o) }},
 		{"redis-cli hgetall runtime_health", func(o string) bool { return strings.Contains(o, "sandbox") && strings.Contains(o, "web") }},
 		{"redis-cli xadd", func(o string) bool { return entryID.MatchString(o) }},
