@@ -84,7 +84,7 @@ func cmdDemo(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	srv := &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(e.Stderr, "demo site on http://%s/ (web runtimes need WEB_ALLOW_HOSTS=%s)\n", ln.Addr(), ln.Addr())
+	fmt.Fprintf(e.Stderr, "demo site on http://%s/ (a web runtime reaches it as %s with WEB_HOST_ALIASES=%s=%s)\n", ln.Addr(), demosite.TaskAddr, demosite.TaskAddr, ln.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
