@@ -157,6 +157,15 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestSubmitNothing: submitting an input without a task line is an error.
+func TestSubmitNothing(t *testing.T) {
+	c := setup(t)
+	code, _, errs := c.run("\n  \n", "submit", "-")
+	if code != 1 || !strings.Contains(errs, "no valid task") {
+		t.Errorf("exit %d, stderr %q; want 1 and no valid task", code, errs)
+	}
+}
+
 // TestUpNoValidTask: `adpctl up` (make run) on a file with no valid task
 // exits 1 before starting anything, quoting the rejected lines: a task
 // printed across two lines, as documentation used to print them, and an
