@@ -59,11 +59,16 @@ const stdinReaderPy = `def _adp_read(n):
 
 const harnessMainPy = `import posix, sys, time
 TRACEBACK = r'''@TRACEBACK@'''
+TAIL = "__import__('sys').audit('adp.end')\n"
 @READ@def _adp_harness():
     # Only modules the interpreter has loaded already (posix, not os): the
     # harness adds no start-up cost to the program's run, nor to its
-    # tracebacks (see show).
+    # tracebacks (see show). What it uses once the program has started is
+    # taken here, before: the program may rebind any name.
     t0 = time.perf_counter()
+    clock, audit, write, exit_ = time.perf_counter, sys.audit, posix.write, posix._exit
+    compile_, exec_, type_, dict_, list_, set_, isinstance_, int_, print_ = compile, exec, type, dict, list, set, isinstance, int, print
+    BaseException_, SystemExit_ = BaseException, SystemExit
     def readline():
         b = bytearray()
         while True:
@@ -75,65 +80,310 @@ TRACEBACK = r'''@TRACEBACK@'''
             b += c
     def readn(n):
         return _adp_read(n).decode("utf-8")
-    tag = b"\x1eADP-" + readline()
+    nonce = readline()
     n_prog, n_tests = map(int, readline().split())
     prog, tests = readn(n_prog), readn(n_tests)
     fname = globals().get("__file__") or "main.py"
     main = type(sys)("__main__")
     main.__dict__.update(__file__=fname, __builtins__=__builtins__, __cached__=None)
-    sys.modules["__main__"] = main
+    mods = sys.modules
+    mods["__main__"] = main
     sources = {fname: prog, "tests.py": tests}
+    stdio = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    bdict = __builtins__.__dict__ if type(__builtins__) is type(sys) else __builtins__
+    loaded = set(mods)
+
+    # Both are compiled before the program runs (rebinding compile or exec
+    # later changes nothing); a syntax error is raised when its part runs.
+    flags = []
+    prog_code = tests_code = prog_err = tests_err = None
+    try:
+        prog_code = _adp_compile(prog, fname, flags)
+    except BaseException as e:
+        prog_err = e.with_traceback(None)
+    try:
+        tests_code = compile(tests + "\n" + TAIL, "tests.py", "exec")
+    except BaseException as e:
+        tests_err = e.with_traceback(None)
+    here = sys._getframe()
+    # The nonce lives on only in the guard's closure (see _adp_guard).
+    sys.addaudithook(_adp_guard(b"\x1eADP-" + nonce, here, tests_code, dict(bdict), flags, stdio))
+    del nonce, tests_code, flags
 
     def flush():
-        for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        for f in stdio:
             try:
                 f.flush()
-            except BaseException:
+            except BaseException_:
                 pass
 
-    def run(src, name):
+    def show(e):
         try:
-            exec(compile(src, name, "exec"), main.__dict__)
-        except SystemExit as e:
-            c = e.code
-            if c is None:
-                c = 0
-            elif not isinstance(c, int):
-                try:
-                    print(c, file=sys.stderr)
-                except BaseException:
-                    pass
-                c = 1
-            return "exit", c
-        except BaseException as e:
+            # Compiled only when there is a traceback to print.
+            g = {"sys": sys, "sources": sources}
+            exec_(compile_(TRACEBACK, "<adp-traceback>", "exec"), g)
+            g["show"](e)
+        except BaseException_:
             try:
-                # Compiled only when there is a traceback to print.
-                g = {"sys": sys, "sources": sources}
-                exec(compile(TRACEBACK, "<adp-traceback>", "exec"), g)
-                g["show"](e)
-            except BaseException:
-                try:
-                    sys.stderr.write("%s: %s\n" % (type(e).__name__, e))
-                except BaseException:
-                    pass
-            return "error", 1
-        return "ran", 0
+                stdio[3].write("%s: %s\n" % (type_(e).__name__, e))
+            except BaseException_:
+                pass
 
-    how, code = run(prog, fname)
+    def status(e):
+        c = e.code
+        if c is None:
+            return 0
+        if not isinstance_(c, int_):
+            try:
+                print_(c, file=stdio[1])
+            except BaseException_:
+                pass
+            return 1
+        return c
+
+    how, code = "ran", 0
+    try:
+        if prog_err is not None:
+            raise prog_err
+        exec_(prog_code, main.__dict__)
+    except SystemExit_ as e:
+        how, code = "exit", status(e)
+    except BaseException_ as e:
+        show(e)
+        how, code = "error", 1
     flush()
-    posix.write(1, tag + b" end %d %.6f %s\n" % (code & 0xff, time.perf_counter() - t0, how.encode()))
-    posix.write(2, tag + b" end\n")
+    audit("adp.mid", b"%d %.6f %s" % (code & 0xff, clock() - t0, how.encode()))
     if how != "ran":
-        posix._exit(code & 0xff)
-    how, code = run(tests, "tests.py")
+        exit_(code & 0xff)
+
+    # The tests run in a copy of the program's namespace, with the builtins
+    # as they were before the program ran, and import afresh the modules
+    # the program imported. The guard hands out their code and builtins.
+    for k in list_(mods):
+        if k not in loaded:
+            del mods[k]
+    box = [dict_(main.__dict__)]
+    audit("adp.tests", box)
+    g, tests_code, b = box
+    del box
+    for k in set_(bdict) - set_(b):
+        del bdict[k]
+    bdict.update(b)
+    g["__builtins__"] = b
+    try:
+        if tests_err is not None:
+            raise tests_err
+        exec_(tests_code, g)
+    except SystemExit_ as e:
+        flush()
+        print_("the tests called sys.exit(%r) before their end; tests must run to their last line" % (status(e),), file=stdio[3])
+    except BaseException_ as e:
+        show(e)
+    # Tests that reached their end have exited in the guard.
     flush()
-    if how != "ran":
-        if how == "exit":
-            print("the tests called sys.exit(%r) before their end; tests must run to their last line" % (code,), file=sys.stderr)
-            flush()
-        posix._exit(1)
-    posix.write(1, tag + b" pass\n")
-    posix._exit(0)
+    exit_(1)
+
+def _adp_compile(src, name, flags):
+    # The program's code; an __eq__ or __ne__ that ignores its argument is
+    # flagged (only programs that name one pay for the syntax tree).
+    for hint in ("_getframe", "currentframe", "f_back", "findCaller", "_stack", "stack(", "walk_tb", "getouterframes", "co_filename", "f_globals", "f_locals", "tb_frame", "gi_frame", "cr_frame"):
+        if hint in src:
+            flags.append("frame_source")
+            break
+    if "__eq__" not in src and "__ne__" not in src:
+        return compile(src, name, "exec")
+    tree = compile(src, name, "exec", 0x400)  # ast.PyCF_ONLY_AST
+    if _adp_eq_ignores(tree):
+        flags.append("eq_ignores_argument")
+    return compile(tree, name, "exec")
+
+def _adp_eq_ignores(tree):
+    # Whether a function or lambda given the name __eq__ or __ne__ (def,
+    # assignment, dict key, setattr) never reads its second argument.
+    names = ("__eq__", "__ne__")
+    def fields(n):
+        for f in n._fields:
+            v = getattr(n, f, None)
+            if type(v) is list:
+                yield from v
+            elif v is not None and hasattr(v, "_fields"):
+                yield v
+    def ignores(fn):
+        a = fn.args
+        params = [p.arg for p in a.posonlyargs + a.args]
+        if len(params) >= 2:
+            other = params[1]
+        elif a.vararg is not None:
+            other = a.vararg.arg
+        else:
+            return True
+        body = fn.body if type(fn.body) is list else [fn.body]
+        todo = list(body)
+        while todo:
+            n = todo.pop()
+            if type(n).__name__ == "Name" and n.id == other:
+                return False
+            todo.extend(fields(n))
+        return True
+    def func(n):
+        return n if type(n).__name__ in ("FunctionDef", "AsyncFunctionDef", "Lambda") else None
+    todo = [tree]
+    while todo:
+        n = todo.pop()
+        k = type(n).__name__
+        fn = None
+        if k in ("FunctionDef", "AsyncFunctionDef") and n.name in names:
+            fn = n
+        elif k in ("Assign", "AnnAssign") and func(n.value):
+            ts = n.targets if k == "Assign" else [n.target]
+            if any(getattr(t, "id", getattr(t, "attr", None)) in names for t in ts):
+                fn = n.value
+        elif k == "Dict":
+            for key, v in zip(n.keys, n.values):
+                if getattr(key, "value", None) in names and func(v) and ignores(v):
+                    return True
+        elif k == "Call" and len(n.args) == 3 and getattr(n.args[1], "value", None) in names and func(n.args[2]):
+            fn = n.args[2]
+        if fn is not None and ignores(fn):
+            return True
+        todo.extend(fields(n))
+    return False
+
+def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
+    # The audit hook that guards the run; it holds the nonce (tag) in its
+    # closure and nowhere else. It never raises (a traceback would show its
+    # frame) and never calls the program's code: on events' arguments it
+    # uses only type() and "is", and str methods on str it checked.
+    write, exit_, getframe, type_, str_, bytes_, int_, list_, dict_, len_ = posix.write, posix._exit, sys._getframe, type, str, bytes, int, list, dict, len
+    BaseException_ = BaseException
+    frame_t, code_t = type(harness), type(harness.f_code)
+    bytecode = sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__
+    lib = getattr(sys, "_stdlib_dir", None) or "%s/lib/python%d.%d" % (sys.base_prefix, sys.version_info[0], sys.version_info[1])
+    # Frames the standard library takes only to read a module name.
+    readers = frozenset(lib + "/" + f for f in ("typing.py", "collections/__init__.py", "enum.py"))
+    # Where frame attributes are read to print a traceback.
+    # (types.py takes the frame type from a traceback at its import.)
+    printers = frozenset([lib + "/" + f for f in ("traceback.py", "logging/__init__.py", "types.py", "asyncio/coroutines.py", "asyncio/base_tasks.py")] + ["<adp-traceback>"])
+    logging, coroutine = lib + "/logging/__init__.py", lib + "/types.py"
+    blocked = frozenset(("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
+        "sys._current_exceptions", "sys.settrace", "sys.setprofile", "code.__new__", "marshal.load",
+        "sys.addaudithook"))
+    imports = frozenset(("ctypes", "_ctypes", "_testcapi", "_testinternalcapi", "_testbuffer", "_xxsubinterpreters", "_xxtestfuzz"))
+    frame_attrs = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame"))
+    seen = list_(flags)
+    state = 0  # 1: the program's boundary written, 2: the tests handed out
+    g = b = None
+    mine = False  # set while the guard takes a frame itself
+    depth = 0  # how many calls of the hook are under way
+
+    def tampered(what):
+        write(1, tag + b" tampered " + what.encode() + b"\n")
+        exit_(86)
+
+    def caller():
+        nonlocal mine
+        mine = True
+        f = getframe(3)  # caller, check, hook, then the event's
+        mine = False
+        return f
+
+    def named(s, want):
+        return type_(s) is str_ and s == want
+
+    def note(flag):
+        if flag not in seen:
+            seen.append(flag)
+
+    def path(ev, p):
+        t = type_(p)
+        if t is str_:
+            if p == "mem" or p.endswith("/mem"):
+                tampered(ev + " /proc/*/mem")
+        elif t is bytes_:
+            if p == b"mem" or p.endswith(b"/mem"):
+                tampered(ev + " /proc/*/mem")
+        elif t is not int_:
+            tampered(ev + " path")  # a str or bytes subclass: not read safely
+
+    def hook(ev, args):
+        # Code that runs while the hook runs (a garbage collector callback,
+        # a finaliser) must not take a frame: the hook's would be in reach.
+        nonlocal depth
+        if depth:
+            if mine and ev == "sys._getframe":
+                return
+            if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in frame_attrs):
+                tampered("hook_frame")
+        depth += 1
+        check(ev, args)
+        depth -= 1
+
+    def check(ev, args):
+        nonlocal state, g, b
+        if ev in blocked:
+            if ev == "code.__new__":
+                # types.coroutine sets a flag of a function's code, the
+                # only change of code the standard library makes.
+                c = caller().f_code
+                if named(c.co_filename, coroutine) and named(c.co_name, "coroutine"):
+                    return
+            tampered(ev)
+        elif ev == "sys._getframe":
+            if mine:
+                return
+            f = caller()
+            if f.f_globals is g:
+                return
+            fn = f.f_code.co_filename
+            if type_(fn) is str_ and fn in readers:
+                return
+            if named(fn, logging) and type_(args[0]) is frame_t and named(args[0].f_code.co_filename, logging):
+                # logging takes its own frame and walks out of itself.
+                return
+            note("frame")
+        elif ev == "object.__getattr__":
+            if args[1] in frame_attrs:
+                f = caller()
+                fn = f.f_code.co_filename
+                if f.f_globals is not g and not (type_(fn) is str_ and fn in printers):
+                    note("frame")
+        elif ev == "import":
+            n = args[0]
+            if type_(n) is not str_:
+                tampered("import")
+            if n.partition(".")[0] in imports:
+                tampered("import " + n.partition(".")[0])
+        elif ev == "open" or ev == "os.symlink":
+            path(ev, args[0])
+        elif ev == "marshal.loads":
+            if caller().f_code is not bytecode:
+                tampered(ev)
+        elif ev[:7] == "ctypes.":
+            tampered(ev)
+        elif ev[:4] == "adp.":
+            f = caller()
+            if ev == "adp.mid" and state == 0 and f is harness and len_(args) == 1 and type_(args[0]) is bytes_:
+                state = 1
+                write(1, tag + b" end " + args[0] + b"\n")
+                write(2, tag + b" end\n")
+                return
+            if ev == "adp.tests" and state == 1 and f is harness and len_(args) == 1 and type_(args[0]) is list_ and len_(args[0]) == 1 and type_(args[0][0]) is dict_:
+                state = 2
+                g, b = args[0][0], dict_(builtins)
+                args[0].append(tests_code)
+                args[0].append(b)
+                return
+            if ev == "adp.end" and state == 2 and f.f_code is tests_code and f.f_back is harness and f.f_globals is g and f.f_builtins is b:
+                for s in stdio[2:]:
+                    try:
+                        s.flush()
+                    except BaseException_:
+                        pass
+                write(1, tag + b" pass" + "".join(" " + s for s in seen).encode() + b"\n")
+                exit_(0)
+            tampered(ev)
+    return hook
+
 _adp_harness()
 `
 
@@ -366,18 +616,40 @@ type harnessResult struct {
 	// tests is the tests' part of the run (the whole run when !split), the
 	// markers removed.
 	tests sandbox.Result
-	// passed: the tests ran to their end (the pass marker closes stdout)
-	// and the run exited 0.
+	// passed: the tests ran to their end (the guard's pass line closes
+	// stdout) and the run exited 0.
 	passed bool
+	// flags are what the guard saw of a passing run (see harnessFlags).
+	flags []string
+	// tampered is the event the guard stopped the run at ("" when it did
+	// not): the program reached for the harness's memory or the check.
+	tampered string
 }
+
+// tamperedExit is the exit status of a run the guard stopped.
+const tamperedExit = 86
 
 // read splits a harness run's result.
 func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 	out := harnessResult{tests: res}
-	pass := h.tag + " pass\n"
-	out.passed = res.OK() && strings.HasSuffix(res.Stdout, pass)
 	tests := res
-	tests.Stdout = strings.TrimSuffix(tests.Stdout, pass)
+	last := tests.Stdout
+	if i := strings.LastIndexByte(strings.TrimSuffix(last, "\n"), '\n'); i >= 0 {
+		last = last[i+1:]
+	}
+	if rest, ok := strings.CutPrefix(last, h.tag+" "); ok && strings.HasSuffix(rest, "\n") {
+		f := append(strings.Fields(rest), "")
+		switch {
+		case f[0] == "pass" && res.OK():
+			out.passed, out.flags = true, f[1:len(f)-1]
+			tests.Stdout = strings.TrimSuffix(tests.Stdout, last)
+		case f[0] == "tampered" && res.ExitCode == tamperedExit:
+			out.tampered = strings.TrimSpace(strings.TrimPrefix(rest, "tampered"))
+			tests.Stdout = strings.TrimSuffix(tests.Stdout, last)
+		}
+	}
+	res.Stdout = tests.Stdout
+	out.tests = tests
 
 	end := h.tag + " end "
 	i := strings.Index(tests.Stdout, end)
@@ -385,19 +657,16 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 	if i < 0 || j < 0 || res.StdoutTruncated || res.StderrTruncated {
 		// A truncated stream may have lost its boundary, or hold a
 		// boundary with a dropped middle on either side: not split.
-		out.tests = tests
 		return out
 	}
 	line, rest, ok := strings.Cut(tests.Stdout[i+len(end):], "\n")
 	f := strings.Fields(line)
 	if !ok || len(f) != 3 {
-		out.tests = tests
 		return out
 	}
 	code, err1 := strconv.Atoi(f[0])
 	secs, err2 := strconv.ParseFloat(f[1], 64)
 	if err1 != nil || err2 != nil {
-		out.tests = tests
 		return out
 	}
 	p := sandbox.Result{
@@ -422,6 +691,8 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 func (hr harnessResult) verdict() (ok bool, et core.ErrorType, msg string) {
 	t := hr.tests
 	switch {
+	case hr.tampered != "":
+		return false, core.ErrWrongAnswer, tamperedMessage(hr.tampered)
 	case hr.passed:
 		return true, core.ErrNone, ""
 	case hr.split && hr.programExited:
@@ -434,5 +705,70 @@ func (hr harnessResult) verdict() (ok bool, et core.ErrorType, msg string) {
 		return false, core.ErrWrongAnswer, fmt.Sprintf("the tests did not run: the process exited with status %d before the program finished", t.ExitCode)
 	default:
 		return false, core.ErrWrongAnswer, fmt.Sprintf("the tests did not run to their end (exit status %d)", t.ExitCode)
+	}
+}
+
+// harnessFlags explain the flags a passing run may carry: what the guard
+// saw that can make tests pass without the work they check (an object
+// equal to anything, a function that answers according to its caller). A
+// flagged success stays a success, marked in metadata.flags, and the
+// exports leave it out unless asked (see internal/export).
+var harnessFlags = map[string]string{
+	"eq_ignores_argument": "an __eq__ or __ne__ in the program ignores its argument: an object equal to anything passes any == test",
+	"frame":               "the program took a frame (sys._getframe, a traceback's, generator's or coroutine's frame) and could have read its caller, the tests",
+	"frame_source":        "the program's source reads frames or the stack (sys._getframe, inspect.stack, f_back, ...), which can tell the tests from other callers",
+}
+
+// flagNotes are a passing run's flags as metadata.flags: "name: what it means".
+func flagNotes(flags []string) []string {
+	var notes []string
+	for _, f := range flags {
+		if d, ok := harnessFlags[f]; ok {
+			notes = append(notes, f+": "+d)
+		} else {
+			notes = append(notes, f)
+		}
+	}
+	return notes
+}
+
+// tamperedReasons say why an event the guard stops a run at reaches the
+// harness's memory or forges the check.
+var tamperedReasons = map[string]string{
+	"gc.get_objects":          "which reaches every object, the harness's included",
+	"gc.get_referrers":        "which reaches the objects that refer to one, the harness's included",
+	"gc.get_referents":        "which reaches the objects one refers to, the harness's included",
+	"sys._current_frames":     "which reaches the frames of every thread, the harness's included",
+	"sys._current_exceptions": "which reaches the frames of every thread, the harness's included",
+	"sys.settrace":            "which would run the program's code inside every frame, the harness's included",
+	"sys.setprofile":          "which would run the program's code inside every frame, the harness's included",
+	"code.__new__":            "which makes code with hand-made bytecode, which can read any memory",
+	"marshal.load":            "which can make code with hand-made bytecode, which can read any memory",
+	"marshal.loads":           "which can make code with hand-made bytecode, which can read any memory",
+	"sys.addaudithook":        "which would see the harness's own events",
+}
+
+// tamperedMessage is the error of a run the guard stopped at event.
+func tamperedMessage(event string) string {
+	const pre = "tampered: the program "
+	switch name, rest, _ := strings.Cut(event, " "); {
+	case strings.HasPrefix(event, "adp."):
+		return pre + "raised the harness's own audit event " + event + ", which only the harness and the tests' last line may raise"
+	case event == "hook_frame":
+		return pre + "took a frame from code run inside the harness's audit hook (a garbage collector callback, a finaliser), where the check's secret is in reach"
+	case event == "import":
+		return pre + "imported a module by a name that is not a str, which the harness cannot check"
+	case name == "import":
+		return pre + "imported " + rest + ", which reaches the interpreter's memory"
+	case strings.HasSuffix(event, "/proc/*/mem"):
+		return pre + "opened (or linked to) /proc/*/mem, the process's memory"
+	case strings.HasSuffix(event, " path"):
+		return pre + "opened a path given as a str or bytes subclass, which the harness cannot check"
+	case strings.HasPrefix(event, "ctypes."):
+		return pre + "called " + event + ", which reaches the interpreter's memory"
+	case tamperedReasons[event] != "":
+		return pre + "called " + event + ", " + tamperedReasons[event]
+	default:
+		return pre + "did what the harness forbids (" + event + ")"
 	}
 }

@@ -153,11 +153,16 @@ const (
 	// ExitAborted: a failure the attempt cannot go on from (the start page
 	// was blocked or failed, the browser died, a workspace reached its cap).
 	ExitAborted ExitReason = "aborted"
+	// ExitTampered: the test harness's guard stopped the program where it
+	// reached for the harness's memory or the check (gc.get_objects,
+	// ctypes, sys.settrace, hand-made code, a forged end of the tests);
+	// error_message says what it did. Never a success.
+	ExitTampered ExitReason = "tampered"
 )
 
 // ExitReasons lists every ExitReason.
 var ExitReasons = []ExitReason{ExitAnswered, ExitFinished, ExitMaxSteps, ExitReplayed, ExitRules,
-	ExitTimeout, ExitLLMError, ExitInvalidTask, ExitNoSource, ExitAborted}
+	ExitTimeout, ExitLLMError, ExitInvalidTask, ExitNoSource, ExitAborted, ExitTampered}
 
 // SetReward records passed of total checks as the reward; total 0 (no
 // verifier) leaves it absent.
