@@ -203,9 +203,7 @@ func (r *run) runWithTests(ctx context.Context, program string) bool {
 	r.tampered, r.flags = hr.tampered, nil
 	if !hr.split && hr.tampered != "" {
 		// The guard stopped the program's run.
-		run := hr.tests
-		run.ErrorType, run.ErrorMessage = core.ErrRuntime, tamperedMessage(hr.tampered)
-		r.addRunStep(r.runParams(program, purposeRun), run, started)
+		r.addRunStep(r.runParams(program, purposeRun), hr.tests, started)
 		return true
 	}
 	if !hr.split {

@@ -646,6 +646,7 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 		case f[0] == "tampered" && res.ExitCode == tamperedExit:
 			out.tampered = strings.TrimSpace(strings.TrimPrefix(rest, "tampered"))
 			tests.Stdout = strings.TrimSuffix(tests.Stdout, last)
+			tests.ErrorType, tests.ErrorMessage = core.ErrRuntime, tamperedMessage(out.tampered)
 		}
 	}
 	res.Stdout = tests.Stdout
