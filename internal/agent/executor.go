@@ -140,6 +140,9 @@ func (x *Executor) store(ctx context.Context, tr *core.Trajectory, task core.Tas
 	if !ok {
 		return
 	}
+	if _, flagged := tr.Metadata[core.MetaFlags]; flagged {
+		return // a success the check may not have established
+	}
 	e.Source = src
 	if v, ok := tr.Metadata[core.MetaVerified].(bool); ok {
 		e.Verified = &v

@@ -123,9 +123,10 @@ func (r *run) Scripted(ctx context.Context) bool {
 	return true
 }
 
-// CacheKey is the task's template cache key.
+// CacheKey is the task's template cache key: its check is part of it, so
+// a program is replayed only for the check it passed.
 func (r *run) CacheKey() string {
-	return templatecache.Key(string(r.task.TaskType), r.task.Description)
+	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.CheckDigest())
 }
 
 // Replay runs a cached program.
@@ -153,9 +154,11 @@ func (r *run) Rules(ctx context.Context) bool {
 	return true
 }
 
-// Entry caches the program that succeeded.
+// Entry caches the program that succeeded, unless the harness flagged the
+// pass (an always-equal object, a read of its caller: a success the
+// tests may not have established) or stopped a run as tampered.
 func (r *run) Entry() (templatecache.Entry, bool) {
-	if r.lastProgram == "" {
+	if r.lastProgram == "" || len(r.flags) > 0 || r.tampered != "" {
 		return templatecache.Entry{}, false
 	}
 	return templatecache.Entry{Kind: templatecache.KindProgram, Program: r.lastProgram}, true

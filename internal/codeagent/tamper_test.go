@@ -2,6 +2,7 @@ package codeagent
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -9,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
+	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/testsupport"
 )
 
 // forEachJail runs fn with an agent on every jail backend present.
@@ -169,4 +174,159 @@ func lastObservation(tr *core.Trajectory) string {
 		return ""
 	}
 	return tr.Steps[len(tr.Steps)-1].Observation
+}
+
+// TestHiddenChecksNeverReachTheModel (issue 23 §4): a program that fails
+// its verification while printing or raising the hidden tests (or the
+// expected output) gets back only that a check failed. No request the
+// model server receives, and none of the messages the trajectory records,
+// carries the hidden text; visible tests may be quoted.
+func TestHiddenChecksNeverReachTheModel(t *testing.T) {
+	const secret = "SECRET_CHECK_7f3a"
+	hidden := "# " + secret + "\nassert add(2, 3) == 5, '" + secret + "'\n"
+	// The tests' code object holds their text's constants: the assert's
+	// message, and the comment's line through co_filename's source.
+	leak := "import sys\ndef add(a, b):\n    raise RuntimeError(repr(sys._getframe(1).f_code.co_consts))\n"
+	cases := []struct {
+		name        string
+		constraints map[string]any
+		program     string
+		quoted      string // what the feedback must quote, if anything
+	}{
+		{"hidden tests raise their own text", map[string]any{"tests": hidden}, leak, ""},
+		{"hidden tests fail with their message", map[string]any{"tests": hidden}, subAdd, ""},
+		{"the program prints what it can read of the tests", map[string]any{"tests": hidden}, "import sys\ndef add(a, b):\n    print(sys._getframe(1).f_code.co_consts, file=sys.stderr)\n    print(sys._getframe(1).f_code.co_consts)\n    return a - b\n", ""},
+		{"expected output is not quoted", map[string]any{"expected_output": secret}, "print('nope')\n", ""},
+		{"visible tests may be quoted", map[string]any{"visible_tests": "assert add(2, 3) == 5, 'visible message'\n"}, subAdd, "visible message"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			client, fake := newLLM(t, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+				switch n {
+				case 0:
+					return 200, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": tc.program})
+				case 1:
+					return 200, testsupport.AnswerReply("done")
+				}
+				return 200, testsupport.AnswerReply("done again")
+			})
+			a := newAgent(t, client, nil)
+			tk := task("Write add(a, b).", tc.constraints)
+			tk.MaxSteps = 2
+			tr, err := a.Execute(context.Background(), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success {
+				t.Fatal("a failing program succeeded")
+			}
+			reqs := fake.Requests()
+			if len(reqs) < 3 {
+				t.Fatalf("%d requests: the model was not told the verification failed", len(reqs))
+			}
+			feedback := reqs[2].LastContent()
+			if !strings.Contains(feedback, "Verification failed") {
+				t.Errorf("the third request's last message is %q, want the verification's feedback", feedback)
+			}
+			if tc.quoted != "" && !strings.Contains(feedback, tc.quoted) {
+				t.Errorf("feedback %q does not quote the visible tests' %q", feedback, tc.quoted)
+			}
+			for i, r := range reqs {
+				if strings.Contains(string(r.Body), secret) {
+					t.Errorf("request %d carries the hidden check:\n%s", i, r.Body)
+				}
+			}
+			for _, m := range tr.Messages {
+				if strings.Contains(string(m), secret) {
+					t.Errorf("a recorded message carries the hidden check: %s", m)
+				}
+			}
+			for _, c := range tr.ModelCalls {
+				b, _ := json.Marshal(c)
+				if strings.Contains(string(b), secret) {
+					t.Errorf("a recorded model call carries the hidden check: %s", b)
+				}
+			}
+		})
+	}
+}
+
+// TestModelTamperingIsRecorded: a model's program that the guard stops
+// when it is verified fails with exit_reason tampered, and the model is
+// told what was seen.
+func TestModelTamperingIsRecorded(t *testing.T) {
+	client, fake := newLLM(t, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+		if n == 0 {
+			return 200, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": "import gc\ndef add(a, b):\n    gc.get_objects()\n    return a + b\n"})
+		}
+		return 200, testsupport.AnswerReply("done")
+	})
+	a := newAgent(t, client, nil)
+	tk := task("Write add(a, b).", map[string]any{"tests": "assert add(2, 3) == 5\n"})
+	tk.MaxSteps = 2
+	tr, err := a.Execute(context.Background(), tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.ExitReason != core.ExitTampered || !strings.Contains(tr.ErrorMessage, "gc.get_objects") {
+		t.Fatalf("success=%v exit_reason=%q error=%q; want tampered", tr.Success, tr.ExitReason, tr.ErrorMessage)
+	}
+	if reqs := fake.Requests(); len(reqs) < 3 || !strings.Contains(reqs[2].LastContent(), "gc.get_objects") {
+		t.Errorf("the model was not told what was seen")
+	}
+}
+
+// TestCacheKeepsOnlyChecksItPassed (issue 23 §5): a flagged success is
+// not cached; a cached program is replayed only for the check it passed,
+// not for the same description with other tests.
+func TestCacheKeepsOnlyChecksItPassed(t *testing.T) {
+	r := testsupport.StartRedis(t)
+	cache := templatecache.New(r.Client, templatecache.Options{})
+	ctx := context.Background()
+	const desc = "Write add(a, b)."
+	alwaysEqual := "class A:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return A()\n"
+	right := "def add(a, b):\n    return a + b\n"
+	model := func(program string) *llm.Client {
+		client, _ := newLLM(t, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+			if n == 0 {
+				return 200, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": program})
+			}
+			return 200, testsupport.AnswerReply("done")
+		})
+		return client
+	}
+	tests := map[string]any{"tests": "assert add(2, 3) == 5\n"}
+
+	// A flagged success is recorded, not cached.
+	a := newAgent(t, model(alwaysEqual), cache)
+	tr, err := a.Execute(ctx, task(desc, tests))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Success || tr.Metadata[core.MetaFlags] == nil {
+		t.Fatalf("success=%v flags=%v (%s); want a flagged success", tr.Success, tr.Metadata[core.MetaFlags], tr.ErrorMessage)
+	}
+	if n, err := r.Client.Keys(ctx, core.KeyTemplateCachePrefix+"*").Result(); err != nil || len(n) != 0 {
+		t.Fatalf("cache keys after a flagged success: %v, %v", n, err)
+	}
+
+	// A clean success is cached, and replayed for the same check.
+	a = newAgent(t, model(right), cache)
+	if tr, err = a.Execute(ctx, task(desc, tests)); err != nil || !tr.Success || tr.Metadata[core.MetaCacheHit] != false {
+		t.Fatalf("clean success: %v %v %v", err, tr.Success, tr.Metadata)
+	}
+	if tr, err = a.Execute(ctx, task(desc, tests)); err != nil || !tr.Success || tr.Metadata[core.MetaCacheHit] != true {
+		t.Fatalf("the same check: %v success=%v %v, want a cache hit", err, tr.Success, tr.Metadata)
+	}
+
+	// The same description with other tests is a miss: the model (here one
+	// with no program) is asked, and nothing passes.
+	a = newAgent(t, model("print('no add')\n"), cache)
+	tr, err = a.Execute(ctx, task(desc, map[string]any{"tests": "assert False\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaSource] != agent.SourceLLM {
+		t.Fatalf("other tests: success=%v metadata %v; want a miss and the model's failure", tr.Success, tr.Metadata)
+	}
 }
