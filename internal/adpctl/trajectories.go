@@ -19,6 +19,7 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	onlySuccess := fs.Bool("only-success", false, "export only successful trajectories")
 	bestOf := fs.Bool("best-of", false, "openai, sharegpt: one line per task, its attempt of highest reward (ties: the shortest)")
 	minAttempts := fs.Int("min-attempts", 0, "groups: skip tasks with fewer attempts to export")
+	includeFlagged := fs.Bool("include-flagged", false, "with --only-success or --best-of, keep the successes the test harness flagged (metadata.flags), which they leave out")
 	out := fs.String("out", "", "write to FILE instead of stdout (replaced atomically)")
 	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory (or the OUTPUT_DIR above it)")
 	if _, err := parse(fs, args); err != nil {
@@ -42,7 +43,7 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	var sum export.Summary
 	err = writeOut(e, *out, func(w io.Writer) error {
 		var err error
-		sum, err = export.Write(w, *dir, f, export.Options{OnlySuccess: *onlySuccess, BestOf: *bestOf, MinAttempts: *minAttempts})
+		sum, err = export.Write(w, *dir, f, export.Options{OnlySuccess: *onlySuccess, BestOf: *bestOf, MinAttempts: *minAttempts, IncludeFlagged: *includeFlagged})
 		return err
 	})
 	if err != nil {
@@ -55,7 +56,7 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	return nil
 }
 
-const exportArgs = "--format openai|sharegpt|groups [--only-success] [--best-of] [--min-attempts N] [--out FILE] [--dir DIR]"
+const exportArgs = "--format openai|sharegpt|groups [--only-success] [--best-of] [--include-flagged] [--min-attempts N] [--out FILE] [--dir DIR]"
 
 func cmdStats(_ context.Context, e Env, args []string) error {
 	fs := newFlags(e, "stats", "[--json] [--dir DIR]")

@@ -89,6 +89,39 @@ type Options struct {
 	BestOf bool
 	// MinAttempts (groups) skips tasks with fewer exportable attempts.
 	MinAttempts int
+	// IncludeFlagged keeps, under OnlySuccess and BestOf, the successes
+	// the test harness flagged (metadata.flags: an always-equal object, a
+	// program that read its caller), which both leave out by default: the
+	// tests may not have established them.
+	IncludeFlagged bool
+}
+
+// leftOut reports whether opts leave tr out of an export before its
+// record is made: a failure under OnlySuccess, a flagged attempt under
+// OnlySuccess or BestOf (unless IncludeFlagged). It counts why in sum.
+func leftOut(tr *core.Trajectory, opts Options, sum *Summary) bool {
+	switch {
+	case opts.OnlySuccess && !tr.Success:
+		sum.Filtered++
+		return true
+	case (opts.OnlySuccess || opts.BestOf) && !opts.IncludeFlagged && flagged(tr):
+		sum.Flagged++
+		return true
+	}
+	return false
+}
+
+// flagged reports whether the harness flagged tr's success.
+func flagged(tr *core.Trajectory) bool {
+	switch f := tr.Metadata[core.MetaFlags].(type) {
+	case nil:
+		return false
+	case []any:
+		return len(f) > 0
+	case []string:
+		return len(f) > 0
+	}
+	return true
 }
 
 // Summary says what Write did.
@@ -96,6 +129,7 @@ type Summary struct {
 	Files    int         `json:"files"`    // trajectory files found
 	Written  int         `json:"written"`  // lines written
 	Filtered int         `json:"filtered"` // left out by OnlySuccess
+	Flagged  int         `json:"flagged"`  // flagged successes left out (see IncludeFlagged)
 	Empty    int         `json:"empty"`    // failed without any model action
 	Invalid  []FileError `json:"invalid"`  // unreadable or not exportable, skipped
 	// NotBest counts attempts left out by BestOf (another attempt of the
@@ -108,6 +142,9 @@ type Summary struct {
 func (s Summary) String() string {
 	out := fmt.Sprintf("%d files: %d written, %d filtered (not successful), %d empty (failed before any action), %d invalid",
 		s.Files, s.Written, s.Filtered, s.Empty, len(s.Invalid))
+	if s.Flagged > 0 {
+		out += fmt.Sprintf(", %d flagged by the test harness (--include-flagged keeps them)", s.Flagged)
+	}
 	if s.NotBest > 0 {
 		out += fmt.Sprintf(", %d not the best attempt of their task", s.NotBest)
 	}
@@ -144,8 +181,7 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 			sum.Invalid = append(sum.Invalid, FileError{Path: path, Err: readErr.Error()})
 			return nil
 		}
-		if opts.OnlySuccess && !tr.Success {
-			sum.Filtered++
+		if leftOut(tr, opts, &sum) {
 			return nil
 		}
 		line := record(tr, path, format, opts, &sum)

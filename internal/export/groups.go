@@ -113,7 +113,7 @@ func readAttempt(id string, f attemptFile) (*core.Trajectory, error) {
 }
 
 // taskAttempts reads a task's attempts for an export: unreadable files and
-// (with OnlySuccess) unsuccessful attempts are counted in sum and left out.
+// what opts leave out (leftOut) are counted in sum and left out.
 func taskAttempts(id string, files []attemptFile, opts Options, sum *Summary) []*core.Trajectory {
 	var out []*core.Trajectory
 	for _, f := range files {
@@ -123,8 +123,7 @@ func taskAttempts(id string, files []attemptFile, opts Options, sum *Summary) []
 			sum.Invalid = append(sum.Invalid, FileError{Path: f.path, Err: err.Error()})
 			continue
 		}
-		if opts.OnlySuccess && !tr.Success {
-			sum.Filtered++
+		if leftOut(tr, opts, sum) {
 			continue
 		}
 		out = append(out, tr)
