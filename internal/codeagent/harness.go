@@ -233,23 +233,30 @@ TAIL = "__import__('sys').audit('adp.end')\n"
     exit_(1)
 
 def _adp_compile(src, name, flags):
-    # The program's code; an __eq__ or __ne__ that ignores its argument is
+    # The program's code. A comparison method that ignores its argument is
     # flagged (only programs that name one pay for the syntax tree).
     for hint in ("_getframe", "currentframe", "f_back", "f_code", "f_globals", "f_locals", "co_filename", "findCaller", "inspect.stack", ".stack()", "getouterframes", "extract_stack", "format_stack", "print_stack", "walk_stack", "walk_tb", "tb_frame", "gi_frame", "cr_frame"):
         if hint in src:
             flags.append("frame_source")
             break
-    if "__eq__" not in src and "__ne__" not in src:
+    for m in _ADP_COMPARISONS:
+        if m in src:
+            break
+    else:
         return compile(src, name, "exec")
     tree = compile(src, name, "exec", 0x400)  # ast.PyCF_ONLY_AST
     if _adp_eq_ignores(tree):
         flags.append("eq_ignores_argument")
     return compile(tree, name, "exec")
 
+_ADP_COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
+
 def _adp_eq_ignores(tree):
-    # Whether a function or lambda given the name __eq__ or __ne__ (def,
-    # assignment, dict key, setattr) never reads its second argument.
-    names = ("__eq__", "__ne__")
+    # Whether a comparison method (def, assignment, dict key, keyword,
+    # setattr) never reads its second argument, or is given something else
+    # than a function of its own (another method, a name), or is defined in
+    # a string (for exec).
+    names = _ADP_COMPARISONS
     def fields(n):
         for f in n._fields:
             v = getattr(n, f, None)
@@ -266,35 +273,44 @@ def _adp_eq_ignores(tree):
             other = a.vararg.arg
         else:
             return True
-        body = fn.body if type(fn.body) is list else [fn.body]
-        todo = list(body)
+        todo = list(fn.body) if type(fn.body) is list else [fn.body]
         while todo:
             n = todo.pop()
             if type(n).__name__ == "Name" and n.id == other:
                 return False
             todo.extend(fields(n))
         return True
-    def func(n):
-        return n if type(n).__name__ in ("FunctionDef", "AsyncFunctionDef", "Lambda") else None
+    def given(v):
+        if v is None:
+            return False
+        if type(v).__name__ == "Lambda":
+            return ignores(v)
+        return True
     todo = [tree]
     while todo:
         n = todo.pop()
         k = type(n).__name__
-        fn = None
         if k in ("FunctionDef", "AsyncFunctionDef") and n.name in names:
-            fn = n
-        elif k in ("Assign", "AnnAssign") and func(n.value):
+            if ignores(n):
+                return True
+        elif k in ("Assign", "AnnAssign"):
             ts = n.targets if k == "Assign" else [n.target]
-            if any(getattr(t, "id", getattr(t, "attr", None)) in names for t in ts):
-                fn = n.value
+            if any(getattr(t, "id", getattr(t, "attr", None)) in names for t in ts) and given(n.value):
+                return True
         elif k == "Dict":
             for key, v in zip(n.keys, n.values):
-                if getattr(key, "value", None) in names and func(v) and ignores(v):
+                if getattr(key, "value", None) in names and given(v):
                     return True
-        elif k == "Call" and len(n.args) == 3 and getattr(n.args[1], "value", None) in names and func(n.args[2]):
-            fn = n.args[2]
-        if fn is not None and ignores(fn):
-            return True
+        elif k == "Call":
+            if len(n.args) >= 3 and getattr(n.args[1], "value", None) in names and given(n.args[2]):
+                return True
+            for kw in n.keywords:
+                if kw.arg in names and given(kw.value):
+                    return True
+        elif k == "Constant" and type(n.value) is str and "__" in n.value:
+            for m in names:
+                if "def " + m in n.value or m + " =" in n.value or m + "=" in n.value:
+                    return True
         todo.extend(fields(n))
     return False
 
@@ -303,8 +319,13 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     # closure and nowhere else. It never raises (a traceback would show its
     # frame) and never calls the program's code: on events' arguments it
     # uses only type() and "is", and str methods on str it checked.
-    write, exit_, getframe, type_, str_, bytes_, int_, list_, dict_, len_ = posix.write, posix._exit, sys._getframe, type, str, bytes, int, list, dict, len
+    exit_, getframe, type_, str_, bytes_, int_, list_, dict_, len_ = posix._exit, sys._getframe, type, str, bytes, int, list, dict, len
     BaseException_ = BaseException
+    posix_write, fstat = posix.write, posix.fstat
+    # The guard writes the tag only to the stdout and stderr the run
+    # started with: a program may have put a pipe of its own on fd 1 or 2
+    # to read the tag back.
+    streams = {fd: (fstat(fd).st_dev, fstat(fd).st_ino) for fd in (1, 2)}
     frame_t, code_t = type(harness), type(harness.f_code)
     bytecode = sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__
     lib = getattr(sys, "_stdlib_dir", None) or "%s/lib/python%d.%d" % (sys.base_prefix, sys.version_info[0], sys.version_info[1])
@@ -325,8 +346,17 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     mine = False  # set while the guard takes a frame itself
     depth = 0  # how many calls of the hook are under way
 
+    def write(fd, line):
+        st = fstat(fd)
+        if (st.st_dev, st.st_ino) != streams[fd]:
+            exit_(87)
+        posix_write(fd, line)
+
     def tampered(what):
-        write(1, tag + b" tampered " + what.encode() + b"\n")
+        try:
+            write(1, tag + b" tampered " + what.encode() + b"\n")
+        except BaseException_:
+            pass
         exit_(86)
 
     def caller():
@@ -749,6 +779,11 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 	tests.Stdout = rest
 	tests.Stderr = tests.Stderr[j+len(h.tag+" end\n"):]
 	tests.Wall = max(res.Wall-p.Wall, 0)
+	if strings.Contains(tests.ErrorMessage, h.tag) {
+		// Read off the whole run's stderr, which ends with the boundary
+		// when the tests printed nothing.
+		tests.ErrorType, tests.ErrorMessage = sandbox.ExitError(tests.ExitCode, tests.Stderr, lim)
+	}
 	out.split, out.program, out.programExited, out.tests = true, p, f[2] == "exit", tests
 	return out
 }
