@@ -54,9 +54,16 @@ import (
 //     "mem" (/proc/self/mem) or a path given as a str or bytes subclass,
 //     and taking a frame from code run inside the guard (a garbage
 //     collector callback, a finaliser);
-//   - never raises (a traceback would show its frame) and never calls the
-//     program's code: on events' arguments only type() and "is", str
-//     methods only on exact str.
+//   - never lets an exception out (its traceback would reach the guard's
+//     frame, and through its functions' closures the nonce): any exception
+//     inside it, e.g. a RecursionError of a program that recursed to the
+//     limit, or an event with arguments it does not expect, ends the run
+//     with status 86 and no line; and never calls the program's code: on
+//     events' arguments only type() and "is", str methods only on exact
+//     str;
+//   - writes the tag only to the stdout and stderr the run started with
+//     (the same device and inode): a program that put a pipe of its own on
+//     fd 1 would read the boundary's tag back.
 // The tests run in a copy of the program's namespace whose builtins are the
 // copy taken before the program ran (the builtins module is restored too),
 // and the modules the program imported are dropped from sys.modules, so a
@@ -390,22 +397,26 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
             tampered(ev + " path")  # a str or bytes subclass: not read safely
 
     def hook(ev, args):
-        # Code that runs while the hook runs (a garbage collector callback,
-        # a finaliser) must not take a frame: the hook's would be in reach.
         nonlocal depth
-        if depth:
-            if mine and ev == "sys._getframe":
-                return
-            if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in frame_attrs):
-                tampered("hook_frame")
-        depth += 1
         try:
+            if depth:
+                # Code run while the hook runs (a garbage collector
+                # callback, a finaliser) must not take a frame: the hook's
+                # would be in reach.
+                if mine and ev == "sys._getframe":
+                    return
+                if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in frame_attrs):
+                    tampered("hook_frame")
+            depth += 1
             check(ev, args)
+            depth -= 1
         except BaseException_:
-            # Its traceback would reach this frame: events with arguments
-            # the guard did not expect come only from the program.
-            tampered("hook_error")
-        depth -= 1
+            # An exception's traceback would reach this frame and, through
+            # its functions' closures, the nonce: events with arguments the
+            # guard does not expect come only from the program, and a
+            # RecursionError from a program that recursed to the limit
+            # before an event. posix._exit, a C function, still runs there.
+            exit_(86)
 
     def check(ev, args):
         nonlocal state, g, b
@@ -856,8 +867,6 @@ func tamperedMessage(event string) string {
 	switch name, rest, _ := strings.Cut(event, " "); {
 	case strings.HasPrefix(event, "adp."):
 		return pre + "raised the harness's own audit event " + event + ", which only the harness and the tests' last line may raise"
-	case event == "hook_error":
-		return pre + "raised an audit event with arguments the harness's audit hook does not expect (a forged event)"
 	case event == "hook_frame":
 		return pre + "took a frame from code run inside the harness's audit hook (a garbage collector callback, a finaliser), where the check's secret is in reach"
 	case event == "import":

@@ -101,7 +101,8 @@ func TestHarnessTampering(t *testing.T) {
 		{name: "/proc/self/mem by os.open and a relative path", code: "import os\nos.chdir('/tmp')\nos.open('mem', os.O_RDONLY)\n" + subAdd, want: outTampered, msg: "/proc/*/mem"},
 		{name: "/proc/self/mem as a str subclass", code: "class S(str):\n    pass\nopen(S('/proc/self/mem'), 'rb')\n" + subAdd, want: outTampered, msg: "subclass"},
 		{name: "a symlink to /proc/self/mem", code: "import os\nos.symlink('/proc/self/mem', '/tmp/m')\n" + subAdd, want: outTampered, msg: "/proc/*/mem"},
-		{name: "an event with arguments the guard does not expect", code: "import sys\nsys.audit('open')\n" + subAdd, want: outTampered, msg: "does not expect"},
+		{name: "an event with arguments the guard does not expect", code: "import sys\nsys.audit('open')\n" + subAdd, want: outFail},
+		{name: "gc.get_objects at the recursion limit", code: "import gc, sys\ndef deep(n):\n    if n:\n        return deep(n - 1)\n    gc.get_objects()\nsys.setrecursionlimit(60)\nfor n in range(60):\n    try:\n        deep(n)\n    except RecursionError as e:\n        tb = e.__traceback__\n        while tb:\n            if 'tag' in tb.tb_frame.f_locals or 'check' in tb.tb_frame.f_locals:\n                print('leaked')\n            tb = tb.tb_next\n" + subAdd, want: outTampered, msg: "gc.get_objects"},
 		{name: "marshal.loads run by a thread with no Python frame", code: "import _thread, marshal, time\n_thread.start_new_thread(marshal.loads, (marshal.dumps(1),))\nfor _ in range(1000):\n    time.sleep(0.01)\n" + subAdd, want: outTampered, msg: "marshal.loads"},
 		{name: "an audit hook of the program's", code: "import sys\nsys.addaudithook(lambda *a: None)\n" + subAdd, want: outTampered, msg: "sys.addaudithook"},
 		// What cannot be prevented is flagged.
