@@ -192,3 +192,35 @@ func TestExecutorSampledAttemptsSkipTheCache(t *testing.T) {
 		t.Errorf("single task after the attempts used %v, want the cache", f.used)
 	}
 }
+
+// TestExecutorDoesNotCacheFlagged: a success the test harness flagged
+// (metadata.flags) is recorded as a success and not cached.
+func TestExecutorDoesNotCacheFlagged(t *testing.T) {
+	r := testsupport.StartRedis(t)
+	ctx := context.Background()
+	cache := templatecache.New(r.Client, templatecache.Options{})
+	x := &Executor{Cache: cache, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+	task := core.TaskSpec{TaskID: "t", TaskType: core.TaskCode, Description: "d"}
+	for _, flagged := range []bool{true, false} {
+		f := &flaggedTask{fakeTask: fakeTask{rules: true, succeed: true, kind: templatecache.KindProgram}, flagged: flagged}
+		f.tr = core.NewTrajectory(task, "")
+		x.Run(ctx, f.tr, task, f)
+		_, cached, err := cache.Get(ctx, f.CacheKey())
+		if err != nil || !f.tr.Success || cached == flagged {
+			t.Errorf("flagged=%v: success=%v, cached=%v (%v); want a success cached only when not flagged", flagged, f.tr.Success, cached, err)
+		}
+	}
+}
+
+// flaggedTask is a fakeTask whose success the harness flagged.
+type flaggedTask struct {
+	fakeTask
+	flagged bool
+}
+
+func (f *flaggedTask) Conclude(ctx context.Context) {
+	f.fakeTask.Conclude(ctx)
+	if f.flagged {
+		f.tr.Metadata[core.MetaFlags] = []string{"eq_ignores_argument: an __eq__ ignores its argument"}
+	}
+}
