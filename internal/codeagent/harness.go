@@ -65,10 +65,14 @@ import (
 //     (the same device and inode): a program that put a pipe of its own on
 //     fd 1 would read the boundary's tag back.
 // The tests run in a copy of the program's namespace whose builtins are the
-// copy taken before the program ran (the builtins module is restored too),
-// and the modules the program imported are dropped from sys.modules, so a
-// test's own import is fresh (builtins.abs or math.isclose patched by the
-// program does not reach it).
+// copy taken before the program ran (the builtins module is restored too);
+// the modules the program imported are dropped from sys.modules, those
+// loaded before it put back, and sys.meta_path, path_hooks, path and
+// path_importer_cache reset, so a test's own import is fresh and found by
+// the interpreter's finders (builtins.abs or math.isclose patched by the
+// program, or a finder of its own serving a fake math, does not reach it).
+// The attributes of modules loaded before the program (sys, time, io, ...)
+// other than builtins are not restored.
 //
 // What cannot be prevented is flagged and reported on the pass line, then
 // in metadata.flags (harnessFlags): an __eq__ or __ne__ that ignores its
@@ -147,7 +151,9 @@ TAIL = "__import__('sys').audit('adp.end')\n"
     sources = {fname: prog, "tests.py": tests}
     stdio = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     bdict = __builtins__.__dict__ if type(__builtins__) is type(sys) else __builtins__
-    loaded = set(mods)
+    # What imports go through, as the program found it.
+    sysmod, loaded = sys, dict(mods)
+    finders = (list(sys.meta_path), list(sys.path_hooks), list(sys.path))
 
     # Both are compiled before the program runs (rebinding compile or exec
     # later changes nothing); a syntax error is raised when its part runs.
@@ -214,10 +220,17 @@ TAIL = "__import__('sys').audit('adp.end')\n"
 
     # The tests run in a copy of the program's namespace, with the builtins
     # as they were before the program ran, and import afresh the modules
-    # the program imported. The guard hands out their code and builtins.
+    # the program imported, through the finders the program found (not a
+    # finder of its own). The guard hands out their code and builtins.
     for k in list_(mods):
         if k not in loaded:
             del mods[k]
+    for k, m in loaded.items():
+        if mods.get(k) is not m:
+            mods[k] = m
+    sysmod.modules = mods
+    sysmod.meta_path, sysmod.path_hooks, sysmod.path = list_(finders[0]), list_(finders[1]), list_(finders[2])
+    sysmod.path_importer_cache = {}
     box = [dict_(main.__dict__)]
     audit("adp.tests", box)
     g, tests_code, b = box

@@ -73,6 +73,8 @@ func TestHarnessTampering(t *testing.T) {
 		{name: "__import__ shadowed for the tests' last line", code: "def __import__(*a):\n    raise SystemExit(0)\n" + subAdd, want: outFail},
 		{name: "builtins.abs patched", code: "import builtins\nbuiltins.abs = lambda x: 0\n" + subAdd, tests: "assert abs(add(2, 3) - 5) < 1e-9\n", want: outFail},
 		{name: "math.isclose patched, the tests import math", code: "import math\nmath.isclose = lambda *a, **k: True\n" + subAdd, tests: "import math\nassert math.isclose(add(2, 3), 5)\n", want: outFail},
+		{name: "a finder of the program's serves the tests a fake math", code: "import sys, types\nclass F:\n    def find_spec(self, name, path=None, target=None):\n        if name == 'math':\n            import importlib.machinery as m\n            return m.ModuleSpec(name, self)\n    def create_module(self, spec):\n        mod = types.ModuleType('math')\n        mod.isclose = lambda *a, **k: True\n        return mod\n    def exec_module(self, mod):\n        pass\nsys.meta_path.insert(0, F())\n" + subAdd, tests: "import math\nassert math.isclose(add(2, 3), 5)\n", want: outFail},
+		{name: "a module loaded before the program replaced in sys.modules", code: "import sys, types\nfake = types.ModuleType('time')\nfake.time = lambda: 5\nsys.modules['time'] = fake\n" + subAdd, tests: "import time\nassert time.time() == 5 or add(2, 3) == 5\n", want: outFail},
 		// Forging the marker.
 		{name: "a guessed pass marker", code: "import os\nprint('\\x1eADP-' + '0' * 32 + ' pass')\nos._exit(0)\n", want: outFail},
 		{name: "fake boundary and pass lines", code: "import os, sys\nsys.stdout.write('\\x1eADP-x end 0 0.1 ran\\n\\x1eADP-x pass\\n')\nsys.stderr.write('\\x1eADP-x end\\n')\n" + subAdd, want: outFail},
