@@ -102,7 +102,7 @@ import (
 // harnessPy is the harness's source, run as the jail's main program. Its
 // standard input: the nonce line, a line with the byte lengths of the
 // program and the tests, the program, the tests, then the program's stdin.
-var harnessPy = strings.NewReplacer("@TRACEBACK@", harnessTracebackPy, "@READ@", stdinReaderPy).Replace(harnessMainPy)
+var harnessPy = strings.NewReplacer("@TRACEBACK@", harnessTracebackPy, "@EQ@", harnessEqPy, "@READ@", stdinReaderPy).Replace(harnessMainPy)
 
 // stdinReaderPy defines _adp_read(n): exactly n bytes of stdin, read with
 // posix.read so that nothing past them is buffered where the program could
@@ -119,6 +119,7 @@ const stdinReaderPy = `def _adp_read(n):
 
 const harnessMainPy = `import posix, sys, time
 TRACEBACK = r'''@TRACEBACK@'''
+EQ = r'''@EQ@'''
 TAIL = "__import__('sys').audit('adp.end')\n"
 @READ@def _adp_harness():
     # Only modules the interpreter has loaded already (posix, not os): the
@@ -127,7 +128,7 @@ TAIL = "__import__('sys').audit('adp.end')\n"
     # taken here, before: the program may rebind any name.
     t0 = time.perf_counter()
     clock, audit, write, exit_ = time.perf_counter, sys.audit, posix.write, posix._exit
-    compile_, exec_, type_, dict_, list_, set_, isinstance_, int_, print_ = compile, exec, type, dict, list, set, isinstance, int, print
+    compile_, exec_, type_, dict_, list_, set_, len_, isinstance_, int_, print_ = compile, exec, type, dict, list, set, len, isinstance, int, print
     BaseException_, SystemExit_ = BaseException, SystemExit
     def readline():
         b = bytearray()
@@ -235,8 +236,9 @@ TAIL = "__import__('sys').audit('adp.end')\n"
     audit("adp.tests", box)
     g, tests_code, b = box
     del box
-    for k in set_(bdict) - set_(b):
-        del bdict[k]
+    if len_(bdict) != len_(b):
+        for k in set_(bdict) - set_(b):
+            del bdict[k]
     bdict.update(b)
     g["__builtins__"] = b
     try:
@@ -265,74 +267,13 @@ def _adp_compile(src, name, flags):
     else:
         return compile(src, name, "exec")
     tree = compile(src, name, "exec", 0x400)  # ast.PyCF_ONLY_AST
-    if _adp_eq_ignores(tree):
+    g = {}
+    exec(compile(EQ, "<adp-eq>", "exec"), g)  # compiled only when needed
+    if g["eq_ignores"](tree, _ADP_COMPARISONS):
         flags.append("eq_ignores_argument")
     return compile(tree, name, "exec")
 
 _ADP_COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
-
-def _adp_eq_ignores(tree):
-    # Whether a comparison method (def, assignment, dict key, keyword,
-    # setattr) never reads its second argument, or is given something else
-    # than a function of its own (another method, a name), or is defined in
-    # a string (for exec).
-    names = _ADP_COMPARISONS
-    def fields(n):
-        for f in n._fields:
-            v = getattr(n, f, None)
-            if type(v) is list:
-                yield from v
-            elif v is not None and hasattr(v, "_fields"):
-                yield v
-    def ignores(fn):
-        a = fn.args
-        params = [p.arg for p in a.posonlyargs + a.args]
-        if len(params) >= 2:
-            other = params[1]
-        elif a.vararg is not None:
-            other = a.vararg.arg
-        else:
-            return True
-        todo = list(fn.body) if type(fn.body) is list else [fn.body]
-        while todo:
-            n = todo.pop()
-            if type(n).__name__ == "Name" and n.id == other:
-                return False
-            todo.extend(fields(n))
-        return True
-    def given(v):
-        if v is None:
-            return False
-        if type(v).__name__ == "Lambda":
-            return ignores(v)
-        return True
-    todo = [tree]
-    while todo:
-        n = todo.pop()
-        k = type(n).__name__
-        if k in ("FunctionDef", "AsyncFunctionDef") and n.name in names:
-            if ignores(n):
-                return True
-        elif k in ("Assign", "AnnAssign"):
-            ts = n.targets if k == "Assign" else [n.target]
-            if any(getattr(t, "id", getattr(t, "attr", None)) in names for t in ts) and given(n.value):
-                return True
-        elif k == "Dict":
-            for key, v in zip(n.keys, n.values):
-                if getattr(key, "value", None) in names and given(v):
-                    return True
-        elif k == "Call":
-            if len(n.args) >= 3 and getattr(n.args[1], "value", None) in names and given(n.args[2]):
-                return True
-            for kw in n.keywords:
-                if kw.arg in names and given(kw.value):
-                    return True
-        elif k == "Constant" and type(n.value) is str and "__" in n.value:
-            for m in names:
-                if "def " + m in n.value or m + " =" in n.value or m + "=" in n.value:
-                    return True
-        todo.extend(fields(n))
-    return False
 
 def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     # The audit hook that guards the run; it holds the nonce (tag) in its
@@ -345,7 +286,8 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     # The guard writes the tag only to the stdout and stderr the run
     # started with: a program may have put a pipe of its own on fd 1 or 2
     # to read the tag back.
-    streams = {fd: (fstat(fd).st_dev, fstat(fd).st_ino) for fd in (1, 2)}
+    out, err = fstat(1), fstat(2)
+    streams = {1: (out.st_dev, out.st_ino), 2: (err.st_dev, err.st_ino)}
     frame_t, code_t = type(harness), type(harness.f_code)
     bytecode = sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__
     lib = getattr(sys, "_stdlib_dir", None) or "%s/lib/python%d.%d" % (sys.base_prefix, sys.version_info[0], sys.version_info[1])
@@ -355,11 +297,8 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     # (types.py takes the frame type from a traceback at its import.)
     printers = frozenset([lib + "/" + f for f in ("traceback.py", "logging/__init__.py", "types.py", "asyncio/coroutines.py", "asyncio/base_tasks.py")] + ["<adp-traceback>"])
     logging, coroutine = lib + "/logging/__init__.py", lib + "/types.py"
-    blocked = frozenset(("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
-        "sys._current_exceptions", "sys.settrace", "sys.setprofile", "code.__new__", "marshal.load",
-        "sys.addaudithook"))
-    imports = frozenset(("ctypes", "_ctypes", "_testcapi", "_testinternalcapi", "_testbuffer", "_xxsubinterpreters", "_xxtestfuzz"))
-    frame_attrs = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame"))
+    # (The sets of events, modules and attributes below are literals in
+    # the tests: constants of the code, not built per run.)
     seen = list_(flags)
     state = 0  # 1: the program's boundary written, 2: the tests handed out
     g = b = None
@@ -418,7 +357,7 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
                 # would be in reach.
                 if mine and ev == "sys._getframe":
                     return
-                if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in frame_attrs):
+                if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}):
                     tampered("hook_frame")
             depth += 1
             check(ev, args)
@@ -433,7 +372,9 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
 
     def check(ev, args):
         nonlocal state, g, b
-        if ev in blocked:
+        if ev in {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
+                  "sys._current_exceptions", "sys.settrace", "sys.setprofile", "code.__new__", "marshal.load",
+                  "sys.addaudithook"}:
             if ev == "code.__new__":
                 # types.coroutine sets a flag of a function's code, the
                 # only change of code the standard library makes.
@@ -456,7 +397,7 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
                 return
             note("frame")
         elif ev == "object.__getattr__":
-            if args[1] in frame_attrs:
+            if args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}:
                 f = caller()
                 if f is None:
                     note("frame")
@@ -468,7 +409,7 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
             n = args[0]
             if type_(n) is not str_:
                 tampered("import")
-            if n.partition(".")[0] in imports:
+            if n.partition(".")[0] in {"ctypes", "_ctypes", "_testcapi", "_testinternalcapi", "_testbuffer", "_xxsubinterpreters", "_xxtestfuzz"}:
                 tampered("import " + n.partition(".")[0])
         elif ev == "open" or ev == "os.symlink":
             path(ev, args[0])
@@ -505,6 +446,73 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     return hook
 
 _adp_harness()
+`
+
+// harnessEqPy is the static check of comparison methods (metadata.flags
+// eq_ignores_argument), compiled by the harness only for a program that
+// names one: most do not, and every run loads the harness's code. It must
+// not contain three single quotes in a row.
+const harnessEqPy = `def eq_ignores(tree, names):
+    # Whether a comparison method (def, assignment, dict key, keyword,
+    # setattr) never reads its second argument, or is given something else
+    # than a function of its own (another method, a name), or is defined in
+    # a string (for exec).
+    def fields(n):
+        for f in n._fields:
+            v = getattr(n, f, None)
+            if type(v) is list:
+                yield from v
+            elif v is not None and hasattr(v, "_fields"):
+                yield v
+    def ignores(fn):
+        a = fn.args
+        params = [p.arg for p in a.posonlyargs + a.args]
+        if len(params) >= 2:
+            other = params[1]
+        elif a.vararg is not None:
+            other = a.vararg.arg
+        else:
+            return True
+        todo = list(fn.body) if type(fn.body) is list else [fn.body]
+        while todo:
+            n = todo.pop()
+            if type(n).__name__ == "Name" and n.id == other:
+                return False
+            todo.extend(fields(n))
+        return True
+    def given(v):
+        if v is None:
+            return False
+        if type(v).__name__ == "Lambda":
+            return ignores(v)
+        return True
+    todo = [tree]
+    while todo:
+        n = todo.pop()
+        k = type(n).__name__
+        if k in ("FunctionDef", "AsyncFunctionDef") and n.name in names:
+            if ignores(n):
+                return True
+        elif k in ("Assign", "AnnAssign"):
+            ts = n.targets if k == "Assign" else [n.target]
+            if any(getattr(t, "id", getattr(t, "attr", None)) in names for t in ts) and given(n.value):
+                return True
+        elif k == "Dict":
+            for key, v in zip(n.keys, n.values):
+                if getattr(key, "value", None) in names and given(v):
+                    return True
+        elif k == "Call":
+            if len(n.args) >= 3 and getattr(n.args[1], "value", None) in names and given(n.args[2]):
+                return True
+            for kw in n.keywords:
+                if kw.arg in names and given(kw.value):
+                    return True
+        elif k == "Constant" and type(n.value) is str and "__" in n.value:
+            for m in names:
+                if "def " + m in n.value or m + " =" in n.value or m + "=" in n.value:
+                    return True
+        todo.extend(fields(n))
+    return False
 `
 
 // harnessTracebackPy prints tracebacks in the traceback module's layout,

@@ -93,8 +93,13 @@ func TestHarnessTracebacks(t *testing.T) {
 }
 
 func TestHarnessTracebackIsEmbeddable(t *testing.T) {
-	if strings.Contains(harnessTracebackPy, "'''") {
-		t.Fatal("harnessTracebackPy contains ''' and would end the string that embeds it")
+	for name, src := range map[string]string{"harnessTracebackPy": harnessTracebackPy, "harnessEqPy": harnessEqPy} {
+		if strings.Contains(src, "'''") {
+			t.Fatalf("%s contains ''' and would end the string that embeds it", name)
+		}
+	}
+	if !strings.Contains(harnessPy, "def eq_ignores(tree, names):") || strings.Contains(harnessPy, "@EQ@") {
+		t.Fatal("the comparison check is not embedded in the harness")
 	}
 	if !strings.Contains(harnessPy, "def show(e):") || strings.Contains(harnessPy, "@TRACEBACK@") {
 		t.Fatal("the traceback printer is not embedded in the harness")
