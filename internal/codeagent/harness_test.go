@@ -142,6 +142,8 @@ func TestCompiledHarness(t *testing.T) {
 		{"tests that exit early", add, "import sys\nsys.exit(0)\nassert add(2, 3) == 6\n", "", false},
 		{"program error", "def f(x):\n    return 1/x\nf(0)\n", "assert True\n", "", false},
 		{"syntax error", "def f(:\n    pass\n", "assert True\n", "", false},
+		{"tests with a syntax error", add, "assert add(2, 3) == 5\nif:\n", "", false},
+		{"tests with a comparison the program defines", "class V:\n    def __init__(self, v):\n        self.v = v\n    def __eq__(self, other):\n        return self.v == other\n" + add, "assert V(add(2, 3)) == 5\n", "", true},
 	}
 	type verdict struct {
 		split, exited, passed     bool
