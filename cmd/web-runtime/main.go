@@ -5,15 +5,16 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
@@ -25,21 +26,31 @@ const name, metricsAddr = "web-runtime", ":8002"
 
 type config struct {
 	service.RuntimeConfig
-	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
+	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4" valid:">=1"`
 	ChromiumPath      string        `env:"CHROMIUM_PATH"` // default: see browser.Config.ExecutablePath
 	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
 	NodePath          string        `env:"PLAYWRIGHT_NODEJS_PATH"`
 	AllowPrivate      bool          `env:"WEB_ALLOW_PRIVATE" envDefault:"false"`
 	AllowHosts        []string      `env:"WEB_ALLOW_HOSTS" envSeparator:","`
 	BlockImages       bool          `env:"WEB_BLOCK_IMAGES" envDefault:"true"`
-	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"`
-	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
-	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
+	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"` // -1: never (Check)
+	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s" valid:">0"`
+	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s" valid:">0"`
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
 	// DNS, like /etc/hosts lines: `make run` maps demo-site (the compose
 	// service the shipped tasks name) to its loopback demo site.
 	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
+}
+
+// Check accepts -1 (never) or a positive BROWSER_RECYCLE_AFTER and only
+// name=IP pairs in WEB_HOST_ALIASES (envconfig.Checker).
+func (c *config) Check() error {
+	if c.RecycleAfter != -1 && c.RecycleAfter < 1 {
+		return &envconfig.Error{Var: "BROWSER_RECYCLE_AFTER", Value: strconv.Itoa(c.RecycleAfter), Want: "a whole number of at least 1, or -1 for never"}
+	}
+	_, err := aliasLookup(c.HostAliases)
+	return err
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -100,8 +111,8 @@ func aliasLookup(aliases map[string]string) (func(ctx context.Context, network, 
 	m := make(map[string]netip.Addr, len(aliases))
 	for name, a := range aliases {
 		addr, err := netip.ParseAddr(strings.TrimSpace(a))
-		if err != nil {
-			return nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: %w", name, a, err)
+		if err != nil || strings.TrimSpace(name) == "" {
+			return nil, &envconfig.Error{Var: "WEB_HOST_ALIASES", Value: name + "=" + a, Want: "comma-separated name=IP-address pairs, such as demo-site=127.0.0.1"}
 		}
 		m[strings.ToLower(strings.TrimSpace(name))] = addr
 	}
