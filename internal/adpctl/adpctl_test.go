@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -98,6 +102,13 @@ func TestStatusAndDLQ(t *testing.T) {
 	c.rdb.XGroupCreateMkStream(ctx, core.StreamCode, core.ConsumerGroup, "0")
 	c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: core.ConsumerGroup, Consumer: "sandbox-host-1", Streams: []string{core.StreamCode, ">"}, Count: 1})
 	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-host-1", `{"runtime":"sandbox","healthy":true,"time":1}`)
+	// A replica killed with kill -9 leaves its last report: down once it
+	// is older than 3 intervals and the checks' time; a fresh one is
+	// healthy (or unhealthy) as reported.
+	now := core.UnixSeconds(time.Now())
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-killed", fmt.Sprintf(`{"runtime":"sandbox","healthy":true,"time":%f,"interval_seconds":5}`, now-22))
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-live", fmt.Sprintf(`{"runtime":"sandbox","healthy":true,"time":%f,"interval_seconds":5}`, now))
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "web-sick", fmt.Sprintf(`{"runtime":"web","healthy":false,"error":"browser gone","time":%f,"interval_seconds":5}`, now))
 	c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamDead, Values: []any{"source_stream", core.StreamCode, "source_id", "1-0", "deliveries", "3", "last_error", "boom", "dead_at", "1700000000", "task", `{"task_id":"d","task_type":"code","description":"x"}`}})
 
 	code, out, errs := c.run("", "status", "--json")
@@ -112,11 +123,20 @@ func TestStatusAndDLQ(t *testing.T) {
 	if code0.Stream != core.StreamCode || code0.Length != 1 || code0.Pending != 1 || len(code0.Consumers) != 1 || code0.Consumers[0].Name != "sandbox-host-1" || code0.OldestPendingSeconds <= 0 {
 		t.Errorf("tasks:code status = %+v", code0)
 	}
-	if st.DeadLetter != 1 || len(st.Runtimes) != 1 || !st.Runtimes[0].Healthy {
+	if st.DeadLetter != 1 || len(st.Runtimes) != 4 {
 		t.Errorf("status = %+v", st)
 	}
+	states := map[string]string{}
+	for _, r := range st.Runtimes {
+		states[r.Consumer] = r.State
+	}
+	wantStates := map[string]string{"sandbox-host-1": "down", "sandbox-killed": "down", "sandbox-live": "healthy", "web-sick": "unhealthy"}
+	if !maps.Equal(states, wantStates) {
+		t.Errorf("states = %v, want %v", states, wantStates)
+	}
 	code, out, _ = c.run("", "status")
-	if code != 0 || !strings.Contains(out, "sandbox-host-1") || !strings.Contains(out, "tasks:dead") {
+	if code != 0 || !strings.Contains(out, "sandbox-host-1") || !strings.Contains(out, "tasks:dead") ||
+		!regexp.MustCompile(`sandbox-killed +sandbox +down \(no report for over 21s\) +2[0-9.]+s ago`).MatchString(out) {
 		t.Errorf("status table:\n%s", out)
 	}
 
