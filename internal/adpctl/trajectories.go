@@ -97,8 +97,17 @@ func cmdReport(_ context.Context, e Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Links to trajectory files are relative to the page's directory (the
+	// working directory for stdout).
+	linkDir := "."
+	if *out != "" && *out != "-" {
+		linkDir = filepath.Dir(*out)
+	}
+	if linkDir, err = filepath.Abs(linkDir); err != nil {
+		return err
+	}
 	err = writeOut(e, *out, func(w io.Writer) error {
-		return report.WriteHTML(w, st, report.HTMLOptions{Source: *dir, GeneratedAt: time.Now()})
+		return report.WriteHTML(w, st, report.HTMLOptions{Source: *dir, GeneratedAt: time.Now(), LinkDir: linkDir})
 	})
 	if err != nil {
 		return err

@@ -153,8 +153,26 @@ func TestComputeSmallSet(t *testing.T) {
 	if th.BucketSeconds != 60 || th.Undated != 1 || !reflect.DeepEqual(th.Buckets, want) {
 		t.Errorf("throughput = %+v", th)
 	}
-	if th.PeakPerMinute != 3 || th.MeanPerMinute != 1.5 {
+	if th.PeakPerMinute == nil || *th.PeakPerMinute != 3 || th.MeanPerMinute == nil || *th.MeanPerMinute != 1.5 {
 		t.Errorf("throughput rates: peak %v mean %v", th.PeakPerMinute, th.MeanPerMinute)
+	}
+}
+
+// One bucket gives no rate (n/a) and is drawn as dots, not a line.
+func TestThroughputOneBucket(t *testing.T) {
+	var acc Accumulator
+	acc.Add(&core.Trajectory{TaskID: "a", TaskType: core.TaskCode, Success: true, CreatedAt: 1_700_000_000, Metadata: core.Metadata{}})
+	s := acc.Stats()
+	if th := s.Throughput; len(th.Buckets) != 1 || th.MeanPerMinute != nil || th.PeakPerMinute != nil {
+		t.Errorf("throughput = %+v, want one bucket and no rates", th)
+	}
+	f := throughputChart(s)
+	if len(f.Paths) != 0 || len(f.Circles) != 2 || !strings.Contains(f.Note, "no trend") {
+		t.Errorf("chart of one bucket: %d paths, %d dots, note %q", len(f.Paths), len(f.Circles), f.Note)
+	}
+	var text strings.Builder
+	if err := s.WriteText(&text); err != nil || !strings.Contains(text.String(), "mean n/a/min, peak n/a/min") {
+		t.Errorf("text: %v\n%s", err, text.String())
 	}
 }
 
