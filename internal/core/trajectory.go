@@ -35,12 +35,19 @@ const (
 	ErrOutputLimit ErrorType = "output_limit"
 	ErrWrongAnswer ErrorType = "wrong_answer"
 	ErrBlockedURL  ErrorType = "blocked_url"
+	// ErrNoModel: no model is configured (LLM_BASE_URL) and nothing else
+	// gives the task a program or actions (no rule, no scripted actions):
+	// a configuration to fix, not a failure of the platform.
+	ErrNoModel ErrorType = "no_model"
+	// ErrSetup: a workspace task's setup command failed, before the agent
+	// started: the task (or its seed) is at fault, not the agent.
+	ErrSetup ErrorType = "setup_failed"
 )
 
 // ErrorTypes lists every non-empty ErrorType.
 var ErrorTypes = []ErrorType{
 	ErrTimeout, ErrNetwork, ErrCompile, ErrRuntime, ErrBrowser, ErrSystem,
-	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL,
+	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL, ErrNoModel, ErrSetup,
 }
 
 // MarshalJSON writes ErrNone as null, as the blueprint's files do.
