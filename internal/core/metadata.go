@@ -1,8 +1,8 @@
 package core
 
 // MetaKey names an entry of a trajectory's metadata. Every key the platform
-// writes is a constant below, documented once here; the README's list is
-// checked against MetaKeys (TestREADMEMetadataKeys).
+// writes is a constant below, documented once here; docs/trajectories.md's list is
+// checked against MetaKeys (TestDocsMetadataKeys).
 type MetaKey string
 
 // Metadata is a trajectory's metadata: JSON values by key.

@@ -135,7 +135,7 @@ type Trajectory struct {
 // ExitReason says why an attempt ended.
 type ExitReason string
 
-// The exit reasons, documented once (the README's list is checked against
+// The exit reasons, documented once (docs/trajectories.md's list is checked against
 // ExitReasons).
 const (
 	// ExitAnswered: the model answered in text and the answer was accepted.
