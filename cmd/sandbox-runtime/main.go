@@ -117,8 +117,8 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
-		Config:     cfg.RuntimeConfig,
-		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
+		Config: cfg.RuntimeConfig, HasModel: client != nil, MaxTimeout: cfg.MaxTimeout,
+		CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
 			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),

@@ -87,7 +87,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	log.Info("browser ready", "max_concurrent", cfg.MaxConcurrent, "allow_private", cfg.AllowPrivate, "allow_hosts", cfg.AllowHosts, "llm", client != nil)
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeWeb, Stream: core.StreamWeb, Concurrency: cfg.MaxConcurrent,
-		Config:     cfg.RuntimeConfig,
+		Config: cfg.RuntimeConfig, HasModel: client != nil,
 		CacheTypes: []string{string(core.TaskWeb)},
 		Exec: &webagent.Agent{
 			Pages: webagent.PoolPages(pool), LLM: client,

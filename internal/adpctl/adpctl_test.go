@@ -173,3 +173,40 @@ func TestUsage(t *testing.T) {
 		t.Errorf("bad dlq subcommand: exit %d", code)
 	}
 }
+
+// A sampled task submitted while the live replicas of its runtime have no
+// model gets a warning; with a model, or no live replica to ask, none.
+func TestSubmitWarnsSamplingWithoutModel(t *testing.T) {
+	ctx := context.Background()
+	report := func(model bool, ago float64) string {
+		return fmt.Sprintf(`{"runtime":"sandbox","healthy":true,"time":%f,"interval_seconds":5,"model":%v}`, core.UnixSeconds(time.Now())-ago, model)
+	}
+	cases := []struct {
+		name    string
+		reports []string // sandbox replicas
+		task    string
+		warn    bool
+	}{
+		{"no model", []string{report(false, 0)}, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, true},
+		{"sampling settings", []string{report(false, 0)}, `{"task_id":"s","task_type":"code","description":"x","sampling":{"temperature":0.5}}`, true},
+		{"one replica has a model", []string{report(false, 0), report(true, 0)}, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, false},
+		{"the replica with a model is down", []string{report(false, 0), report(true, 600)}, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, true},
+		{"one sample", []string{report(false, 0)}, `{"task_id":"s","task_type":"code","description":"x"}`, false},
+		{"no replica reports", nil, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := setup(t)
+			for i, r := range tc.reports {
+				c.rdb.HSet(ctx, core.KeyRuntimeHealth, fmt.Sprintf("sandbox-%d", i), r)
+			}
+			code, _, errs := c.run(tc.task, "submit", "-")
+			if code != 0 {
+				t.Fatalf("submit: %d %s", code, errs)
+			}
+			if got := strings.Contains(errs, "warning: task \"s\"") && strings.Contains(errs, "no sandbox runtime has a model configured"); got != tc.warn {
+				t.Errorf("warned %v, want %v:\n%s", got, tc.warn, errs)
+			}
+		})
+	}
+}

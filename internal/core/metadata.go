@@ -60,6 +60,11 @@ const (
 	// test_command (exit code, output), which the agent never saw. The
 	// code agent.
 	MetaTestOutput MetaKey = "test_output"
+	// MetaSamplingIgnored says why a task's samples and sampling had no
+	// effect on this attempt: no model chose its program or actions (rules,
+	// or the task's own), so its attempts are alike. Absent otherwise. The
+	// executor (internal/agent).
+	MetaSamplingIgnored MetaKey = "sampling_ignored"
 )
 
 // MetaKeys lists every metadata key.
@@ -67,4 +72,5 @@ var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
 	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput,
+	MetaSamplingIgnored,
 }

@@ -29,6 +29,8 @@ type HealthReporter struct {
 	Checks []func(ctx context.Context) error
 	Gauge  prometheus.Gauge
 	Log    *slog.Logger
+	// Model is reported as HealthReport.Model.
+	Model bool
 
 	mu      sync.Mutex
 	last    error
@@ -57,6 +59,9 @@ type HealthReport struct {
 	// IntervalSeconds is the replica's HEALTH_INTERVAL: its next report is
 	// due that long after Time.
 	IntervalSeconds float64 `json:"interval_seconds,omitempty"`
+	// Model says whether the replica has a model configured: without one,
+	// a task's samples and sampling have no effect (adpctl submit warns).
+	Model bool `json:"model"`
 }
 
 // A replica's report stays in the runtime_health hash after the replica is
@@ -157,7 +162,7 @@ func (h *HealthReporter) CheckNow(ctx context.Context) error {
 		}
 	}
 	now := time.Now()
-	rep := HealthReport{Runtime: h.Runtime, Healthy: err == nil, Time: core.UnixSeconds(now), IntervalSeconds: h.Interval.Seconds()}
+	rep := HealthReport{Runtime: h.Runtime, Healthy: err == nil, Time: core.UnixSeconds(now), IntervalSeconds: h.Interval.Seconds(), Model: h.Model}
 	if err != nil {
 		rep.Error = err.Error()
 	}

@@ -103,6 +103,8 @@ type Runtime struct {
 	Exec        worker.Executor
 	// CacheTypes are the cache_type label values this runtime uses.
 	CacheTypes []string
+	// HasModel says whether a model is configured (reported to adpctl).
+	HasModel bool
 	// MaxTimeout caps task timeouts (0: none).
 	MaxTimeout time.Duration
 	// Checks are the runtime's own health checks (jail, browser), run after
@@ -138,7 +140,7 @@ func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
 	checks := append([]func(context.Context) error{p.PingRedis, writableCheck(writer.Dir())}, r.Checks...)
 	health := &ops.HealthReporter{
 		RDB: p.RDB, Runtime: r.Name, Consumer: consumerName, Interval: r.Config.HealthInterval,
-		Checks: checks, Gauge: p.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: pc.Log,
+		Checks: checks, Gauge: p.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: pc.Log, Model: r.HasModel,
 	}
 	consumer := queue.NewConsumer(p.RDB, queue.ConsumerConfig{
 		Stream: r.Stream, Name: consumerName, Runtime: r.Name, Concurrency: r.Concurrency,
