@@ -2,11 +2,15 @@ package service_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
@@ -114,4 +118,99 @@ func TestDefaultConfigurationAccepted(t *testing.T) {
 // cleanEnv is an environment with none of the platform's variables.
 func cleanEnv(t *testing.T) []string {
 	return []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+}
+
+// With LOG_LEVEL=debug a runtime's log shows each attempt's way: received,
+// the source chosen, each step, the verification, the trajectory written,
+// the entry acknowledged, in that order, each line with task_id and sample.
+func TestDebugLogShowsTheWay(t *testing.T) {
+	bin := testsupport.BuildBinaries(t)
+	r := testsupport.StartRedis(t)
+	// The jail reaches its workspaces under TMPDIR: a root others can
+	// search, unlike t.TempDir's.
+	root, err := os.MkdirTemp("", "adp-debuglog-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(root, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(root, "output")
+	env := []string{"REDIS_URL=" + r.URL, "OUTPUT_DIR=" + out, "TMPDIR=" + tmp, "LOG_LEVEL=debug", "HEALTH_INTERVAL=1s", "SANDBOX_CONCURRENCY=1", "LLM_BASE_URL="}
+	rt := testsupport.StartService(t, filepath.Join(bin, "sandbox-runtime"), env, true)
+
+	submit := exec.Command(filepath.Join(bin, "adpctl"), "submit", "--json",
+		`{"task_id":"fib","task_type":"code","description":"Write a Python function for the 10th Fibonacci number","constraints":{"expected_output":"55"},"samples":2}`)
+	submit.Env = append(cleanEnv(t), "REDIS_URL="+r.URL)
+	if b, err := submit.CombinedOutput(); err != nil {
+		t.Fatalf("submit: %v\n%s", err, b)
+	}
+	for _, k := range []int{0, 1} {
+		name := "fib.json"
+		if k > 0 {
+			name = fmt.Sprintf("fib.sample-%d.json", k)
+		}
+		waitFile(t, filepath.Join(out, "trajectories", name))
+	}
+	// The acknowledgement follows the write: wait for both entries' acks.
+	waitFor(t, func() bool { return strings.Count(rt.Log(), `"msg":"task acknowledged"`) == 2 })
+	rt.Stop(10 * time.Second)
+
+	for _, k := range []float64{0, 1} {
+		var msgs []string
+		var verification map[string]any
+		for _, line := range strings.Split(rt.Log(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil || rec["task_id"] != "fib" || rec["sample"] != k {
+				continue
+			}
+			if rec["level"] != "DEBUG" {
+				continue
+			}
+			msgs = append(msgs, rec["msg"].(string))
+			if rec["msg"] == "verification" {
+				verification = rec
+			}
+		}
+		want := []string{"task received", "source chosen", "step", "verification", "trajectory written", "task acknowledged"}
+		if !isSubsequence(want, msgs) {
+			t.Errorf("sample %v: debug lines %v, want in order %v", k, msgs, want)
+		}
+		if verification["success"] != true || verification["reward"] != 1.0 || !strings.Contains(fmt.Sprint(verification["sampling_ignored"]), "no model") {
+			t.Errorf("sample %v: verification line %v", k, verification)
+		}
+	}
+}
+
+func isSubsequence(want, got []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	waitFor(t, func() bool { _, err := os.Stat(path); return err == nil })
+}
+
+// waitFor polls cond for up to a minute (a bound on a hung runtime, not a
+// timing assertion).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
