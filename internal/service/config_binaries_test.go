@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,23 +128,7 @@ func cleanEnv(t *testing.T) []string {
 func TestDebugLogShowsTheWay(t *testing.T) {
 	bin := testsupport.BuildBinaries(t)
 	r := testsupport.StartRedis(t)
-	// The jail reaches its workspaces under TMPDIR: a root others can
-	// search, unlike t.TempDir's.
-	root, err := os.MkdirTemp("", "adp-debuglog-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	if err := os.Chmod(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(root, "tmp")
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(root, "output")
-	env := []string{"REDIS_URL=" + r.URL, "OUTPUT_DIR=" + out, "TMPDIR=" + tmp, "LOG_LEVEL=debug", "HEALTH_INTERVAL=1s", "SANDBOX_CONCURRENCY=1", "LLM_BASE_URL="}
-	rt := testsupport.StartService(t, filepath.Join(bin, "sandbox-runtime"), env, true)
+	rt, out := startSandboxRuntime(t, bin, r, "LOG_LEVEL=debug")
 
 	submit := exec.Command(filepath.Join(bin, "adpctl"), "submit", "--json",
 		`{"task_id":"fib","task_type":"code","description":"Write a Python function for the 10th Fibonacci number","constraints":{"expected_output":"55"},"samples":2}`)
@@ -212,5 +198,89 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within a minute")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startSandboxRuntime runs the sandbox runtime binary against r, healthy,
+// and returns it with its OUTPUT_DIR.
+func startSandboxRuntime(t *testing.T, bin string, r *testsupport.Redis, extra ...string) (*testsupport.Service, string) {
+	t.Helper()
+	// The jail reaches its workspaces under TMPDIR: a root others can
+	// search, unlike t.TempDir's.
+	root, err := os.MkdirTemp("", "adp-service-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(root, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(root, "output")
+	env := append([]string{"REDIS_URL=" + r.URL, "OUTPUT_DIR=" + out, "TMPDIR=" + tmp, "HEALTH_INTERVAL=1s", "SANDBOX_CONCURRENCY=1", "LLM_BASE_URL="}, extra...)
+	return testsupport.StartService(t, filepath.Join(bin, "sandbox-runtime"), env, true), out
+}
+
+// A runtime killed with kill -9 leaves its last report; adpctl status
+// shows it healthy while its reports are due, then down (3 missed reports
+// of HEALTH_INTERVAL=1s plus the checks' time: 9 s), with its last report's
+// age. A runtime stopped cleanly removes its report.
+func TestStatusShowsAKilledRuntimeDown(t *testing.T) {
+	bin := testsupport.BuildBinaries(t)
+	r := testsupport.StartRedis(t)
+	status := func() map[string]string {
+		cmd := exec.Command(filepath.Join(bin, "adpctl"), "status", "--json")
+		cmd.Env = append(cleanEnv(t), "REDIS_URL="+r.URL)
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("adpctl status: %v", err)
+		}
+		var st struct {
+			Runtimes []struct {
+				Consumer, State  string
+				DownAfterSeconds float64 `json:"down_after_seconds"`
+			}
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]string{}
+		for _, rt := range st.Runtimes {
+			states[rt.Consumer] = rt.State
+			if rt.DownAfterSeconds != 9 {
+				t.Errorf("%s: down after %vs, want 9", rt.Consumer, rt.DownAfterSeconds)
+			}
+		}
+		return states
+	}
+	killed, _ := startSandboxRuntime(t, bin, r)
+	stopped, _ := startSandboxRuntime(t, bin, r)
+	waitFor(t, func() bool {
+		st := status()
+		return len(st) == 2 && !slices.Contains(slices.Collect(maps.Values(st)), "down")
+	})
+	var consumers []string
+	for c, state := range status() {
+		if state != "healthy" {
+			t.Errorf("%s: %s before the kill, want healthy", c, state)
+		}
+		consumers = append(consumers, c)
+	}
+	slices.Sort(consumers)
+	killed.Kill()
+	stopped.Stop(10 * time.Second)
+	waitFor(t, func() bool { return len(status()) == 1 })
+	waitFor(t, func() bool { return slices.Contains(slices.Collect(maps.Values(status())), "down") })
+	st := status()
+	if len(st) != 1 || !slices.Contains(consumers, slices.Collect(maps.Keys(st))[0]) {
+		t.Errorf("status after kill -9 and a clean stop: %v, want the killed replica down", st)
+	}
+	cmd := exec.Command(filepath.Join(bin, "adpctl"), "status")
+	cmd.Env = append(cleanEnv(t), "REDIS_URL="+r.URL)
+	if b, err := cmd.Output(); err != nil || !strings.Contains(string(b), "down (no report for over 9s)") {
+		t.Errorf("status table: %v\n%s", err, b)
 	}
 }
