@@ -100,12 +100,17 @@ func (s Summary) TasksPerMinute() (rate float64, ok bool) {
 	return float64(n) / s.Elapsed.Minutes(), true
 }
 
-// rateText is the run's rate with its unit, or n/a and why.
+// rateText is the run's duration with its rate ("292.9 tasks/min over
+// 30s"), or with why it has none ("1.6s, too short for a rate").
 func (s Summary) rateText(unit string) string {
+	d := s.Elapsed.Round(100 * time.Millisecond)
 	if r, ok := s.TasksPerMinute(); ok {
-		return fmt.Sprintf("%.1f %s/min", r, unit)
+		return fmt.Sprintf("%.1f %s/min over %s", r, unit, d)
 	}
-	return fmt.Sprintf("%s/min n/a (under %d %ss or %s)", unit, minRateTasks, strings.TrimSuffix(unit, "s"), minRateElapsed)
+	if s.Elapsed < minRateElapsed {
+		return fmt.Sprintf("%s, too short for a rate", d)
+	}
+	return fmt.Sprintf("%s, too few %s for a rate", d, unit)
 }
 
 // Run executes the pipeline until every task is accounted for. It returns
@@ -469,11 +474,11 @@ func freePort() (int, error) {
 // error type, and duration percentiles.
 func WriteSummary(w io.Writer, s *Summary) {
 	if s.Attempts > s.Tasks {
-		fmt.Fprintf(w, "\n%d tasks, %d attempts: %d with a trajectory, %d dead-lettered, %d lines rejected; %s (%s)\n",
-			s.Tasks, s.Attempts, s.Done, s.DeadLettered, s.Rejected, s.rateText("attempts"), s.Elapsed.Round(100*time.Millisecond))
+		fmt.Fprintf(w, "\n%d tasks, %d attempts: %d with a trajectory, %d dead-lettered, %d lines rejected; %s\n",
+			s.Tasks, s.Attempts, s.Done, s.DeadLettered, s.Rejected, s.rateText("attempts"))
 	} else {
-		fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %s (%s)\n",
-			s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.rateText("tasks"), s.Elapsed.Round(100*time.Millisecond))
+		fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %s\n",
+			s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.rateText("tasks"))
 	}
 	if s.Stats == nil || s.Stats.Total == 0 {
 		return

@@ -14,11 +14,12 @@ func TestSummaryRate(t *testing.T) {
 		s    Summary
 		want string
 	}{
-		{Summary{Tasks: 8, Done: 8, Elapsed: 40 * time.Millisecond}, "tasks/min n/a (under 5 tasks or 10s)"},
-		{Summary{Tasks: 1, Done: 1, Elapsed: time.Minute}, "tasks/min n/a"},
-		{Summary{Tasks: 20, Done: 18, DeadLettered: 2, Elapsed: 30 * time.Second}, "40.0 tasks/min (30s)"},
-		{Summary{Tasks: 2, Attempts: 6, Done: 6, Elapsed: 12 * time.Second}, "30.0 attempts/min (12s)"},
-		{Summary{Tasks: 2, Attempts: 6, Done: 6}, "attempts/min n/a (under 5 attempts or 10s)"},
+		{Summary{Tasks: 8, Done: 8, Elapsed: 1600 * time.Millisecond}, "lines rejected; 1.6s, too short for a rate\n"},
+		{Summary{Tasks: 8}, "lines rejected; 0s, too short for a rate\n"}, // a resume with nothing to do
+		{Summary{Tasks: 1, Done: 1, Elapsed: time.Minute}, "lines rejected; 1m0s, too few tasks for a rate\n"},
+		{Summary{Tasks: 20, Done: 18, DeadLettered: 2, Elapsed: 30 * time.Second}, "lines rejected; 40.0 tasks/min over 30s\n"},
+		{Summary{Tasks: 2, Attempts: 6, Done: 6, Elapsed: 12 * time.Second}, "lines rejected; 30.0 attempts/min over 12s\n"},
+		{Summary{Tasks: 2, Attempts: 6, Done: 6}, "lines rejected; 0s, too short for a rate\n"},
 	}
 	for _, c := range cases {
 		var b strings.Builder
