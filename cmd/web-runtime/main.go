@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -49,8 +50,12 @@ func (c *config) Check() error {
 	if c.RecycleAfter != -1 && c.RecycleAfter < 1 {
 		return &envconfig.Error{Var: "BROWSER_RECYCLE_AFTER", Value: strconv.Itoa(c.RecycleAfter), Want: "a whole number of at least 1, or -1 for never"}
 	}
-	_, err := aliasLookup(c.HostAliases)
-	return err
+	for name, addr := range c.HostAliases {
+		if _, err := aliasLookup(map[string]string{name: addr}); err != nil {
+			return &envconfig.Error{Var: "WEB_HOST_ALIASES", Value: name + "=" + addr, Want: "comma-separated name=IP-address pairs, such as demo-site=127.0.0.1"}
+		}
+	}
+	return nil
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -111,8 +116,8 @@ func aliasLookup(aliases map[string]string) (func(ctx context.Context, network, 
 	m := make(map[string]netip.Addr, len(aliases))
 	for name, a := range aliases {
 		addr, err := netip.ParseAddr(strings.TrimSpace(a))
-		if err != nil || strings.TrimSpace(name) == "" {
-			return nil, &envconfig.Error{Var: "WEB_HOST_ALIASES", Value: name + "=" + a, Want: "comma-separated name=IP-address pairs, such as demo-site=127.0.0.1"}
+		if err != nil {
+			return nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: %w", name, a, err)
 		}
 		m[strings.ToLower(strings.TrimSpace(name))] = addr
 	}
