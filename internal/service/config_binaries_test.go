@@ -50,6 +50,7 @@ func TestBadConfigurationStopsTheBinary(t *testing.T) {
 		{"web-runtime", "LLM_TOP_P=2", "(0, 1]"},
 		{"sandbox-runtime", "LLM_TEMPERATURE=hot", "a number"},
 		{"sandbox-runtime", "LLM_API=completions", "completions with LLM_TOOL_MODE=text"},
+		{"web-runtime", "LLM_TOP_LOGPROBS=50", "a whole number from 0 to 20"},
 		{"sandbox-runtime", "LLM_BASE_URL=localhost:8000", "an http:// or https:// URL"},
 		{"dispatcher", "LOG_LEVEL=verbose", "one of debug, info, warn, error"},
 		{"web-runtime", "LOG_LEVEL=verbose", "one of debug, info, warn, error"},

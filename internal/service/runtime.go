@@ -46,8 +46,11 @@ type LLMConfig struct {
 	MaxTokens   int      `env:"LLM_MAX_TOKENS" envDefault:"1024"`
 	Seed        *int64   `env:"LLM_SEED"`
 	Logprobs    bool     `env:"LLM_LOGPROBS" envDefault:"false"`
-	ToolMode    string   `env:"LLM_TOOL_MODE" envDefault:"native" valid:"oneof=native text"`
-	API         string   `env:"LLM_API" envDefault:"chat" valid:"oneof=chat completions"`
+	// TopLogprobs is the number of alternatives per token asked for with
+	// LLM_LOGPROBS (llm.Config.TopLogprobs), 0..llm.MaxTopLogprobs (Check).
+	TopLogprobs int    `env:"LLM_TOP_LOGPROBS" envDefault:"1"`
+	ToolMode    string `env:"LLM_TOOL_MODE" envDefault:"native" valid:"oneof=native text"`
+	API         string `env:"LLM_API" envDefault:"chat" valid:"oneof=chat completions"`
 }
 
 // NewLLM returns the client, or nil when no LLM is configured. It checks the
@@ -76,7 +79,7 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 		BaseURL: base, Model: c.Model, APIKey: c.APIKey,
 		RequestTimeout: c.Timeout, MaxConcurrent: c.MaxConcurrent, MaxRetries: retries(c.MaxRetries),
 		Temperature: c.Temperature, TopP: &c.TopP, MaxTokens: c.MaxTokens, Seed: c.Seed,
-		Logprobs: c.Logprobs, ToolMode: c.ToolMode, API: c.API,
+		Logprobs: c.Logprobs, TopLogprobs: &c.TopLogprobs, ToolMode: c.ToolMode, API: c.API,
 		Observer: obs,
 	})
 	if err != nil {
@@ -198,6 +201,9 @@ func (c *LLMConfig) Check() error {
 			_, reason, _ := strings.Cut(err.Error(), ": ")
 			return &envconfig.Error{Var: f.name, Value: f.value, Want: "a value in range (" + reason + ")"}
 		}
+	}
+	if err := envconfig.Range("LLM_TOP_LOGPROBS", c.TopLogprobs, 0, llm.MaxTopLogprobs); err != nil {
+		return err
 	}
 	if c.API == llm.APICompletions && c.ToolMode != llm.ToolModeText {
 		return &envconfig.Error{Var: "LLM_API", Value: c.API,
