@@ -30,11 +30,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 		return pct(ratio(n, of), of)
 	},
 	"dist":  rewardDistribution,
-	"short": func(s string) string { return truncate(oneLine(s), maxMessageChars) },
+	"short": oneLine, // messages are cut to maxMessageChars when read
 }).Parse(pageTemplate))
-
-// maxMessageChars bounds an error message in the failed attempts' table.
-const maxMessageChars = 300
 
 // truncate cuts s to n characters, marking the cut.
 func truncate(s string, n int) string {

@@ -87,6 +87,9 @@ type Stats struct {
 // maxListed bounds the failed attempts and sampled tasks listed one by one.
 const maxListed = 200
 
+// maxMessageChars bounds the error message of a listed failed attempt.
+const maxMessageChars = 300
+
 // Failure is one failed attempt: which, why, and its file.
 type Failure struct {
 	TaskID      string `json:"task_id"`
@@ -293,7 +296,10 @@ func (a *Accumulator) AddFile(path string, tr *core.Trajectory) {
 		}
 		ta.errors[et]++
 		a.errors[et]++
-		a.failed = append(a.failed, Failure{TaskID: tr.TaskID, TaskType: typ, SampleIndex: tr.SampleIndex, ErrorType: et, Message: tr.ErrorMessage, Path: path})
+		a.failed = append(a.failed, Failure{TaskID: tr.TaskID, TaskType: typ, SampleIndex: tr.SampleIndex, ErrorType: et, Message: truncate(tr.ErrorMessage, maxMessageChars), Path: path})
+		if len(a.failed) >= 2*maxListed { // keep memory bounded: only the first maxListed are listed
+			a.failed = firstFailures(a.failed)
+		}
 	}
 	src, _ := tr.Metadata[core.MetaSource].(string)
 	if src == "" {
@@ -371,9 +377,16 @@ func (a *Accumulator) Stats() *Stats {
 	if s.SampledTasks == nil || len(s.SampledTasks) > maxListed {
 		s.SampledTasks = append([]TaskRewards{}, s.SampledTasks[:min(len(s.SampledTasks), maxListed)]...)
 	}
-	s.Failures = append([]Failure{}, a.failed...)
-	sort.Slice(s.Failures, func(i, j int) bool {
-		x, y := s.Failures[i], s.Failures[j]
+	s.Failures = firstFailures(append([]Failure{}, a.failed...))
+	s.FailuresListed = len(s.Failures)
+	return s
+}
+
+// firstFailures sorts fs by task id, task type and sample index and keeps
+// the first maxListed.
+func firstFailures(fs []Failure) []Failure {
+	sort.Slice(fs, func(i, j int) bool {
+		x, y := fs[i], fs[j]
 		if x.TaskID != y.TaskID {
 			return x.TaskID < y.TaskID
 		}
@@ -382,9 +395,7 @@ func (a *Accumulator) Stats() *Stats {
 		}
 		return x.SampleIndex < y.SampleIndex
 	})
-	s.Failures = s.Failures[:min(len(s.Failures), maxListed)]
-	s.FailuresListed = len(s.Failures)
-	return s
+	return fs[:min(len(fs), maxListed)]
 }
 
 // typeOrder lists the core task types first, in their usual order, then

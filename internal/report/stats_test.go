@@ -330,3 +330,24 @@ func sampleSet(n int) []*core.Trajectory {
 	}
 	return trs
 }
+
+// The failed attempts listed are the first maxListed by task id and sample,
+// however many there are and in whatever order they are read; messages are
+// cut.
+func TestStatsListsTheFirstFailures(t *testing.T) {
+	var acc Accumulator
+	n := 5*maxListed + 3
+	long := strings.Repeat("x", 2*maxMessageChars)
+	for i := n - 1; i >= 0; i-- {
+		acc.AddFile(fmt.Sprintf("t%05d.json", i), &core.Trajectory{TaskID: fmt.Sprintf("t%05d", i), TaskType: core.TaskCode, ErrorType: core.ErrRuntime, ErrorMessage: long, Metadata: core.Metadata{}})
+	}
+	s := acc.Stats()
+	if s.Failed != n || s.FailuresListed != maxListed || len(s.Failures) != maxListed {
+		t.Fatalf("failed %d, listed %d (%d)", s.Failed, s.FailuresListed, len(s.Failures))
+	}
+	for i, f := range s.Failures {
+		if want := fmt.Sprintf("t%05d", i); f.TaskID != want || f.Path != want+".json" || len([]rune(f.Message)) != maxMessageChars+1 {
+			t.Fatalf("failure %d = %s %s (%d chars), want %s", i, f.TaskID, f.Path, len([]rune(f.Message)), want)
+		}
+	}
+}
