@@ -52,7 +52,7 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 	defer rdb.Close()
 	prod := queue.NewProducer(rdb)
 
-	var enqueued, dups, rejected int
+	var enqueued, dups, rejected, valid int
 	var runtimes map[string][]ops.HealthReport // read at the first sampled task
 	var batch []core.TaskSpec
 	flush := func() error {
@@ -99,6 +99,7 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 			fmt.Fprintf(e.Stderr, "rejected: %v\n", err)
 			continue
 		}
+		valid++
 		if t.Samples > 1 || t.Sampling != nil {
 			warnSamplingWithoutModel(ctx, e, rdb, t, &runtimes)
 		}
@@ -119,6 +120,9 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 	fmt.Fprintf(e.Stderr, "%d enqueued, %d duplicates, %d rejected\n", enqueued, dups, rejected)
 	if rejected > 0 {
 		return fmt.Errorf("%d invalid tasks rejected", rejected)
+	}
+	if valid == 0 {
+		return errors.New("no valid task: the input has no task line")
 	}
 	return nil
 }
