@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
@@ -26,16 +27,16 @@ const name, metricsAddr = "web-runtime", ":8002"
 
 type config struct {
 	service.RuntimeConfig
-	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
+	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4" valid:">=1"`
 	ChromiumPath      string        `env:"CHROMIUM_PATH"` // default: see browser.Config.ExecutablePath
 	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
 	NodePath          string        `env:"PLAYWRIGHT_NODEJS_PATH"`
 	AllowPrivate      bool          `env:"WEB_ALLOW_PRIVATE" envDefault:"false"`
 	AllowHosts        []string      `env:"WEB_ALLOW_HOSTS" envSeparator:","`
 	BlockImages       bool          `env:"WEB_BLOCK_IMAGES" envDefault:"true"`
-	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"`
-	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
-	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
+	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"` // -1: never (Check)
+	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s" valid:">0"`
+	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s" valid:">0"`
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
 	// DNS, like /etc/hosts lines; name:port=address:port pairs forward that
@@ -43,6 +44,21 @@ type config struct {
 	// forwards demo-site:8765 (the compose service the shipped tasks name)
 	// to wherever it serves the demo site.
 	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
+}
+
+// Check accepts -1 (never) or a positive BROWSER_RECYCLE_AFTER and only the
+// pairs hostAliases reads in WEB_HOST_ALIASES (envconfig.Checker).
+func (c *config) Check() error {
+	if c.RecycleAfter != -1 && c.RecycleAfter < 1 {
+		return &envconfig.Error{Var: "BROWSER_RECYCLE_AFTER", Value: strconv.Itoa(c.RecycleAfter), Want: "a whole number of at least 1, or -1 for never"}
+	}
+	for name, addr := range c.HostAliases {
+		if _, _, err := hostAliases(map[string]string{name: addr}); err != nil {
+			return &envconfig.Error{Var: "WEB_HOST_ALIASES", Value: name + "=" + addr,
+				Want: "comma-separated name=IP-address or name:port=IP-address:port pairs, such as demo-site=127.0.0.1 or demo-site:8765=127.0.0.1:9000"}
+		}
+	}
+	return nil
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -79,7 +95,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	log.Info("browser ready", "max_concurrent", cfg.MaxConcurrent, "allow_private", cfg.AllowPrivate, "allow_hosts", cfg.AllowHosts, "llm", client != nil)
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeWeb, Stream: core.StreamWeb, Concurrency: cfg.MaxConcurrent,
-		Config:     cfg.RuntimeConfig,
+		Config: cfg.RuntimeConfig, HasModel: client != nil,
 		CacheTypes: []string{string(core.TaskWeb)},
 		Exec: &webagent.Agent{
 			Pages: webagent.PoolPages(pool), LLM: client,

@@ -15,7 +15,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/export"
+	"github.com/agentdataplatform/adp/internal/service"
 
 	"github.com/agentdataplatform/adp/internal/redisconn"
 )
@@ -30,19 +32,26 @@ type Env struct {
 	Stderr      io.Writer
 }
 
-// EnvFromOS reads REDIS_URL, REDIS_CA_FILE and OUTPUT_DIR with the services' defaults.
-func EnvFromOS() Env {
-	e := Env{
-		RedisURL: os.Getenv("REDIS_URL"), RedisCAFile: os.Getenv("REDIS_CA_FILE"), OutputDir: os.Getenv("OUTPUT_DIR"),
+// osEnv is what adpctl reads from its environment: the variables every
+// service shares, with their defaults and ranges, and the demo site's
+// address.
+type osEnv struct {
+	service.Config
+	DemoAddr string `env:"ADP_DEMO_ADDR" valid:"hostport"` // default: demosite.DefaultAddr
+}
+
+// EnvFromOS reads REDIS_URL, REDIS_CA_FILE, OUTPUT_DIR and ADP_DEMO_ADDR
+// with the services' defaults and checks them like the services do
+// (envconfig): an error names the variable, its value and what is accepted.
+func EnvFromOS() (Env, error) {
+	var c osEnv
+	if err := envconfig.Load(&c, nil); err != nil {
+		return Env{}, err
+	}
+	return Env{
+		RedisURL: c.RedisURL, RedisCAFile: c.RedisCAFile, OutputDir: c.OutputDir,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-	}
-	if e.RedisURL == "" {
-		e.RedisURL = "redis://localhost:6379"
-	}
-	if e.OutputDir == "" {
-		e.OutputDir = "output"
-	}
-	return e
+	}, nil
 }
 
 // command is one subcommand.

@@ -145,7 +145,7 @@ func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
 func (r *run) Rules(ctx context.Context) bool {
 	program, rule := ruleProgram(r.task.Description)
 	if program == "" {
-		r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
+		r.tr.Fail(core.ErrNoModel, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
 			"give it a program in constraints.code or configure an OpenAI-compatible LLM")
 		return false
 	}

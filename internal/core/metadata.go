@@ -70,6 +70,11 @@ const (
 	// template cache does not keep it. Absent when nothing was seen. The
 	// code agent.
 	MetaFlags MetaKey = "flags"
+	// MetaSamplingIgnored says why a task's samples and sampling had no
+	// effect on this attempt: no model chose its program or actions (rules,
+	// or the task's own), so its attempts are alike. Absent otherwise. The
+	// executor (internal/agent).
+	MetaSamplingIgnored MetaKey = "sampling_ignored"
 )
 
 // MetaKeys lists every metadata key.
@@ -77,4 +82,5 @@ var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
 	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaFlags,
+	MetaSamplingIgnored,
 }

@@ -94,6 +94,12 @@ type Options struct {
 	// program that read its caller), which both leave out by default: the
 	// tests may not have established them.
 	IncludeFlagged bool
+	// Trace (openai, sharegpt) adds TraceKey to every record: the task and
+	// attempt it was made from.
+	Trace bool
+	// TraceOut (openai, sharegpt), when set, gets one Trace per record
+	// written, line for line, the records left as the format has them.
+	TraceOut io.Writer
 }
 
 // leftOut reports whether opts leave tr out of an export before its
@@ -168,6 +174,9 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 		if opts.BestOf {
 			return sum, errors.New("--best-of chooses one attempt per task for openai or sharegpt; groups keeps them all")
 		}
+		if opts.Trace || opts.TraceOut != nil {
+			return sum, errors.New("a trace is for openai and sharegpt records; a groups line names its task and attempts already")
+		}
 		return writeGroups(w, dir, opts)
 	case opts.MinAttempts > 0:
 		return sum, errors.New("--min-attempts applies to the groups format")
@@ -187,6 +196,10 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 		line := record(tr, path, format, opts, &sum)
 		if line == nil {
 			return nil
+		}
+		line, err := traced(line, tr, path, opts)
+		if err != nil {
+			return err
 		}
 		if _, err := bw.Write(line); err != nil {
 			return err

@@ -187,6 +187,7 @@ func writeBestOf(w io.Writer, dir string, format Format, opts Options) (Summary,
 	var sum Summary
 	err := writeByTask(w, dir, opts, &sum, func(_ string, trs []*core.Trajectory, paths map[*core.Trajectory]string) ([]byte, error) {
 		var best []byte
+		var bestTr *core.Trajectory
 		bestScore := -1.0
 		for _, tr := range trs { // in sample order: the lowest index wins a full tie
 			b := record(tr, paths[tr], format, opts, &sum)
@@ -198,12 +199,15 @@ func writeBestOf(w io.Writer, dir string, format Format, opts Options) (Summary,
 				if best != nil {
 					sum.NotBest++
 				}
-				best, bestScore = b, s
+				best, bestTr, bestScore = b, tr, s
 			} else {
 				sum.NotBest++
 			}
 		}
-		return best, nil
+		if best == nil {
+			return nil, nil
+		}
+		return traced(best, bestTr, paths[bestTr], opts)
 	})
 	return sum, err
 }
