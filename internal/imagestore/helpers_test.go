@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -37,6 +38,9 @@ func whiteout(dir, name string) entry { return entry{name: filepath.Join(dir, wh
 func opaque(dir string) entry         { return entry{name: filepath.Join(dir, opaqueMarker)} }
 func withMode(e entry, m int64) entry { e.mode = m; return e }
 func device(name string) entry        { return entry{name: name, typ: tar.TypeChar} }
+
+// quiet is the tests' logger.
+var quiet = slog.New(slog.DiscardHandler)
 
 // testMTime is every test file's modification time.
 var testMTime = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -116,7 +120,7 @@ func openStore(t testing.TB, maxBytes int64) *Store {
 
 func openStoreAt(t testing.TB, dir string, maxBytes int64) *Store {
 	t.Helper()
-	cfg := Config{Dir: dir}
+	cfg := Config{Dir: dir, Log: quiet}
 	if maxBytes > 0 {
 		cfg.MaxGB = float64(maxBytes) / (1 << 30)
 	}

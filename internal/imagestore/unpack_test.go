@@ -163,7 +163,6 @@ func TestUnpackLayerModes(t *testing.T) {
 	}
 }
 
-
 func TestUnpackLayerRefuses(t *testing.T) {
 	t.Parallel()
 	b := layerTar(t, file("big", strings.Repeat("x", 4096)))

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -16,9 +16,16 @@ import (
 // (go-containerregistry's, in memory) on a loopback port.
 type Registry struct {
 	// Host is host:port, the registry part of image references.
-	Host string
-	// BlobGets counts the blob downloads it served (GET .../blobs/...).
-	BlobGets atomic.Int64
+	Host  string
+	mu    sync.Mutex
+	blobs map[string]int // digest → downloads served
+}
+
+// Downloads is how many times the blob digest ("sha256:...") was served.
+func (r *Registry) Downloads(digest string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blobs[digest]
 }
 
 // StartRegistry starts a registry, stopped by t.Cleanup. With a user and
@@ -26,7 +33,7 @@ type Registry struct {
 // registry asks.
 func StartRegistry(t testing.TB, userPassword ...string) *Registry {
 	t.Helper()
-	r := &Registry{}
+	r := &Registry{blobs: map[string]int{}}
 	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if len(userPassword) == 2 {
@@ -37,8 +44,10 @@ func StartRegistry(t testing.TB, userPassword ...string) *Registry {
 				return
 			}
 		}
-		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
-			r.BlobGets.Add(1)
+		if _, digest, ok := strings.Cut(req.URL.Path, "/blobs/"); ok && req.Method == http.MethodGet {
+			r.mu.Lock()
+			r.blobs[digest]++
+			r.mu.Unlock()
 		}
 		inner.ServeHTTP(w, req)
 	})
