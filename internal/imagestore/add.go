@@ -81,10 +81,30 @@ func (s *Store) insecure(registry string) bool {
 // or the layout's image name annotations); as names it is given the
 // archive's only image is named (and the archive's names are ignored).
 func (s *Store) Import(ctx context.Context, archive string, names ...string) ([]*Result, error) {
-	imgs, err := s.readArchive(ctx, archive)
+	// The store lock is held shared from the start: an OCI archive is
+	// unpacked in tmp/, which GC (exclusive) clears.
+	sl, err := s.lockStore(ctx, unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.importLocked(ctx, archive, names)
+	sl.unlock()
+	var keep []string
+	for _, r := range out {
+		keep = append(keep, r.Image.ID)
+	}
+	if len(keep) > 0 {
+		s.evict(keep...)
+	}
+	return out, err
+}
+
+func (s *Store) importLocked(ctx context.Context, archive string, names []string) ([]*Result, error) {
+	imgs, cleanup, err := s.readArchive(archive)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", archive, err)
 	}
+	defer cleanup()
 	if len(names) > 0 {
 		if len(imgs) != 1 {
 			return nil, fmt.Errorf("import %s: %d images in the archive, so names cannot be given", archive, len(imgs))
@@ -104,7 +124,7 @@ func (s *Store) Import(ctx context.Context, archive string, names ...string) ([]
 			}
 			norm = append(norm, nn)
 		}
-		res, err := s.add(ctx, ai.img, norm, archive)
+		res, err := s.addLocked(ctx, ai.img, norm, archive)
 		if err != nil {
 			return out, fmt.Errorf("import %s (%s): %w", archive, strings.Join(norm, ", "), err)
 		}
@@ -126,71 +146,88 @@ const (
 	annotationRefName        = "org.opencontainers.image.ref.name"
 )
 
-func (s *Store) readArchive(ctx context.Context, p string) ([]archiveImage, error) {
+// readArchive reads the images of the archive at p; cleanup removes what
+// reading it left in tmp/, once they are added. The caller holds the
+// store lock.
+func (s *Store) readArchive(p string) (imgs []archiveImage, cleanup func(), err error) {
+	cleanup = func() {}
 	fi, err := os.Stat(p)
 	if err != nil {
-		return nil, err
+		return nil, cleanup, err
 	}
 	if fi.IsDir() {
-		return readLayout(p)
+		imgs, err = readLayout(p)
+		return imgs, cleanup, err
 	}
+	imgs, tmp, err := s.readArchiveFile(p)
+	if tmp != "" {
+		cleanup = func() { s.root.RemoveAll(tmp) }
+	}
+	if err != nil {
+		cleanup()
+	}
+	return imgs, cleanup, err
+}
+
+// readArchiveFile reads an archive file, and returns the directory in tmp/
+// it unpacked an OCI archive to.
+func (s *Store) readArchiveFile(p string) ([]archiveImage, string, error) {
 	opener := func() (io.ReadCloser, error) { return os.Open(p) }
 	has, err := tarHas(p, "manifest.json", "index.json")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	switch {
 	case has["manifest.json"]: // docker save, podman save (docker-archive)
 		m, err := tarball.LoadManifest(opener)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if len(m) == 1 {
 			img, err := tarball.Image(opener, nil)
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
-			return []archiveImage{{img, m[0].RepoTags}}, nil
+			return []archiveImage{{img, m[0].RepoTags}}, "", nil
 		}
 		var out []archiveImage
 		for _, d := range m {
 			if len(d.RepoTags) == 0 {
-				return nil, fmt.Errorf("%d images and one without a tag", len(m))
+				return nil, "", fmt.Errorf("%d images and one without a tag", len(m))
 			}
 			tag, err := name.NewTag(d.RepoTags[0])
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			img, err := tarball.Image(opener, &tag)
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			out = append(out, archiveImage{img, d.RepoTags})
 		}
-		return out, nil
+		return out, "", nil
 	case has["index.json"]: // an OCI layout in a tar
 		dir, err := s.mkdirTemp("oci-archive-")
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		// Removed by GC (the images read from it are read lazily); readers
-		// hold the store lock shared, so GC waits for them.
 		sub, err := s.root.OpenRoot(dir)
 		if err != nil {
-			return nil, err
+			return nil, dir, err
 		}
 		defer sub.Close()
 		f, err := os.Open(p)
 		if err != nil {
-			return nil, err
+			return nil, dir, err
 		}
 		defer f.Close()
 		if _, err := unpackLayer(sub, f, "", s.maxBytes); err != nil {
-			return nil, fmt.Errorf("OCI archive: %w", err)
+			return nil, dir, fmt.Errorf("OCI archive: %w", err)
 		}
-		return readLayout(filepath.Join(s.dir, dir))
+		imgs, err := readLayout(filepath.Join(s.dir, dir))
+		return imgs, dir, err
 	default:
-		return nil, errors.New("neither a docker archive (manifest.json) nor an OCI layout (index.json)")
+		return nil, "", errors.New("neither a docker archive (manifest.json) nor an OCI layout (index.json)")
 	}
 }
 
@@ -289,7 +326,7 @@ func (s *Store) add(ctx context.Context, img v1.Image, names []string, source st
 	if err != nil {
 		return nil, err
 	}
-	s.evict(ctx, res.Image.ID)
+	s.evict(res.Image.ID)
 	return res, nil
 }
 
@@ -342,15 +379,17 @@ func (s *Store) unpackImage(ctx context.Context, img v1.Image, id, source string
 	}
 	var dirs []string
 	var metas []layerMeta
+	var imageBytes int64 // of its layers so far: an image larger than the cap is refused
 	for _, l := range layers {
 		diffID, err := l.DiffID()
 		if err != nil {
 			return Image{}, fmt.Errorf("layer diff id: %w", err)
 		}
-		m, unpacked, err := s.ensureLayer(ctx, l, diffID.String())
+		m, unpacked, err := s.ensureLayer(ctx, l, diffID.String(), s.maxBytes-imageBytes)
 		if err != nil {
 			return Image{}, err
 		}
+		imageBytes += m.Bytes
 		if unpacked {
 			res.LayersUnpacked++
 			res.BytesAdded += m.Bytes
@@ -390,6 +429,10 @@ func (s *Store) unpackImage(ctx context.Context, img v1.Image, id, source string
 	if err := s.root.WriteFile(path.Join(tmp, usedFile), nil, 0o644); err != nil {
 		return Image{}, err
 	}
+	// A removal cut short may have left the directory without its record.
+	if err := s.root.RemoveAll(imagePath(h)); err != nil {
+		return Image{}, err
+	}
 	if err := s.root.Rename(tmp, imagePath(h)); err != nil {
 		return Image{}, fmt.Errorf("install image: %w", err)
 	}
@@ -398,8 +441,9 @@ func (s *Store) unpackImage(ctx context.Context, img v1.Image, id, source string
 }
 
 // ensureLayer unpacks layer l (diff id diffID) unless it is in the store,
-// and returns its meta and whether it unpacked it.
-func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID string) (layerMeta, bool, error) {
+// and returns its meta and whether it unpacked it. Its files may take
+// maxBytes.
+func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID string, maxBytes int64) (layerMeta, bool, error) {
 	h, err := idHex(diffID)
 	if err != nil {
 		return layerMeta{}, false, fmt.Errorf("layer: %w", err)
@@ -434,7 +478,7 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID string) (lay
 	if err != nil {
 		return m, false, fmt.Errorf("layer %s: %w", diffID, err)
 	}
-	m, err = unpackLayer(tree, &ctxReader{ctx, rc}, diffID, s.maxBytes)
+	m, err = unpackLayer(tree, &ctxReader{ctx, rc}, diffID, maxBytes)
 	rc.Close()
 	if err != nil {
 		return m, false, fmt.Errorf("layer %s: %w", diffID, err)
@@ -443,6 +487,10 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID string) (lay
 		return m, false, fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	if err := s.writeJSON(path.Join(tmp, layerFile), m); err != nil {
+		return m, false, err
+	}
+	// A removal cut short may have left the directory without its record.
+	if err := s.root.RemoveAll(layerPath(h)); err != nil {
 		return m, false, err
 	}
 	if err := s.root.Rename(tmp, layerPath(h)); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -206,7 +207,7 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	ev, err := s.evictLocked(st, "")
+	ev, err := s.evictLocked(st)
 	rep.Images = append(rep.Images, ev.Images...)
 	rep.Layers += ev.Layers
 	rep.Bytes += ev.Bytes
@@ -215,10 +216,10 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 }
 
 // evict removes least recently used images until the store fits its cap,
-// sparing keep (the image just added). It runs only if it can take the
+// sparing keep (the images just added). It runs only if it can take the
 // store lock at once: if others are adding or using images, the next add
 // (or GC) evicts.
-func (s *Store) evict(ctx context.Context, keep string) {
+func (s *Store) evict(keep ...string) {
 	sl, ok, err := tryLock(filepath.Join(s.dir, storeLockFile), unix.LOCK_EX)
 	if err != nil || !ok {
 		return
@@ -226,7 +227,7 @@ func (s *Store) evict(ctx context.Context, keep string) {
 	defer sl.unlock()
 	st, err := s.state()
 	if err == nil {
-		_, err = s.evictLocked(st, keep)
+		_, err = s.evictLocked(st, keep...)
 	}
 	if err != nil {
 		s.log.Warn("image store eviction", "err", err)
@@ -234,7 +235,7 @@ func (s *Store) evict(ctx context.Context, keep string) {
 }
 
 // evictLocked is evict with the store lock held; st is updated.
-func (s *Store) evictLocked(st *state, keep string) (GCReport, error) {
+func (s *Store) evictLocked(st *state, keep ...string) (GCReport, error) {
 	var rep GCReport
 	if st.usage(s.maxBytes).Bytes <= s.maxBytes {
 		return rep, nil
@@ -250,7 +251,7 @@ func (s *Store) evictLocked(st *state, keep string) (GCReport, error) {
 		if st.usage(s.maxBytes).Bytes <= s.maxBytes {
 			break
 		}
-		if im.ID == keep {
+		if slices.Contains(keep, im.ID) {
 			continue
 		}
 		if err := s.removeImage(st, im); errors.Is(err, ErrInUse) {

@@ -574,3 +574,16 @@ func TestOpenChecksSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestImageLargerThanCapRefused(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, 200<<10)
+	img := image(t, RunConfig{}, layer(t, file("a", strings.Repeat("a", 120<<10))), layer(t, file("b", strings.Repeat("b", 120<<10))))
+	_, err := s.Import(context.Background(), writeArchive(t, img, "example.com/huge:1"))
+	if !errors.Is(err, errTooLarge) {
+		t.Fatalf("err = %v, want errTooLarge", err)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(s.Dir(), tmpDir)); len(tmp) != 0 {
+		t.Errorf("tmp/ holds %d leftovers", len(tmp))
+	}
+}
