@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentdataplatform/adp/internal/export"
+	"github.com/agentdataplatform/adp/internal/imagestore"
 
 	"github.com/agentdataplatform/adp/internal/redisconn"
 )
@@ -28,9 +30,16 @@ type Env struct {
 	Stdin       io.Reader
 	Stdout      io.Writer
 	Stderr      io.Writer
+	// ImageStore configures `adpctl env` (the SANDBOX_IMAGE_* variables,
+	// shared with the sandbox runtime).
+	ImageStore    imagestore.Config
+	imageStoreErr error // reading ImageStore's variables failed
+	// LookPath finds the container engine of `env build`; nil: exec.LookPath.
+	LookPath func(string) (string, error)
 }
 
-// EnvFromOS reads REDIS_URL, REDIS_CA_FILE and OUTPUT_DIR with the services' defaults.
+// EnvFromOS reads REDIS_URL, REDIS_CA_FILE and OUTPUT_DIR with the services'
+// defaults, and the image store's variables (checked when `env` runs).
 func EnvFromOS() Env {
 	e := Env{
 		RedisURL: os.Getenv("REDIS_URL"), RedisCAFile: os.Getenv("REDIS_CA_FILE"), OutputDir: os.Getenv("OUTPUT_DIR"),
@@ -42,6 +51,7 @@ func EnvFromOS() Env {
 	if e.OutputDir == "" {
 		e.OutputDir = "output"
 	}
+	e.imageStoreErr = env.Parse(&e.ImageStore)
 	return e
 }
 
@@ -61,6 +71,7 @@ func commands() []command {
 		{"export", exportArgs, "trajectories to training JSONL (per trajectory, best attempt per task, or groups of attempts)", cmdExport},
 		{"stats", "[--json] [--dir DIR]", "success rates, error types, durations, cache hit rate", cmdStats},
 		{"report", "--out report.html [--dir DIR]", "a self-contained HTML report with charts", cmdReport},
+		{"env", envArgs, "task environments: OCI images in the image store (SANDBOX_IMAGE_STORE)", cmdEnv},
 	}
 }
 
@@ -106,7 +117,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %-62s %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (default redis://localhost:6379), REDIS_CA_FILE, OUTPUT_DIR (default output).\nRun 'adpctl COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (default redis://localhost:6379), REDIS_CA_FILE, OUTPUT_DIR (default output);\nfor env: SANDBOX_IMAGE_STORE, SANDBOX_IMAGE_STORE_GB, SANDBOX_INSECURE_REGISTRIES (docs/environments.md).\nRun 'adpctl COMMAND --help' for a command's flags.")
 }
 
 // newFlags returns a FlagSet that writes its usage to e.Stderr.

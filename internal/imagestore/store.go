@@ -45,7 +45,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultMaxGB is the store's cap when Config.MaxGB is zero.
+// DefaultMaxGB is the store's cap when Config.MaxGB is zero (and
+// SANDBOX_IMAGE_STORE_GB's envDefault: a test keeps them equal).
 const DefaultMaxGB = 20
 
 // Config configures a Store. Its env tags are the settings of adpctl and
@@ -59,7 +60,7 @@ type Config struct {
 	// After an image is added, the least recently used images that no jail
 	// is using are removed until the store fits; an image larger than the
 	// cap on its own is refused while unpacking.
-	MaxGB float64 `env:"SANDBOX_IMAGE_STORE_GB"`
+	MaxGB float64 `env:"SANDBOX_IMAGE_STORE_GB" envDefault:"20"`
 	// ArchiveDir is where tasks' image archives are read from
 	// ("archive:NAME" in Get). Empty: tasks cannot name archives.
 	ArchiveDir string `env:"SANDBOX_IMAGE_ARCHIVES"`
@@ -70,9 +71,9 @@ type Config struct {
 	// Keychain gives registry credentials. Default authn.DefaultKeychain:
 	// $DOCKER_CONFIG/config.json or ~/.docker/config.json (and podman's
 	// auth.json), credential helpers included.
-	Keychain authn.Keychain `env:"-"`
+	Keychain authn.Keychain
 	// Log receives what the store does. Default slog.Default().
-	Log *slog.Logger `env:"-"`
+	Log *slog.Logger
 }
 
 // Paths beneath the store's directory (see the package comment).
