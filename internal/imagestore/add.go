@@ -362,8 +362,8 @@ func (s *Store) unpackImage(ctx context.Context, img v1.Image, id, source string
 	if err != nil {
 		return Image{}, fmt.Errorf("config: %w", err)
 	}
-	if cf.OS != "linux" {
-		return Image{}, fmt.Errorf("image for %q, not linux", cf.OS)
+	if cf.OS != platform.OS || cf.Architecture != platform.Architecture {
+		return Image{}, fmt.Errorf("image for %s/%s: this machine runs %s/%s", cf.OS, cf.Architecture, platform.OS, platform.Architecture)
 	}
 	layers, err := img.Layers()
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -572,6 +573,19 @@ func TestOpenChecksSettings(t *testing.T) {
 			s.Close()
 			t.Errorf("Open(%+v) accepted", cfg)
 		}
+	}
+}
+
+func TestForeignPlatformRefused(t *testing.T) {
+	t.Parallel()
+	img := image(t, RunConfig{}, layer(t, file("a", "1")))
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.Architecture = "s390x-" + cf.Architecture
+	img, _ = mutate.ConfigFile(img, cf)
+	_, err := openStore(t, 0).Import(context.Background(), writeArchive(t, img, "example.com/foreign:1"))
+	if err == nil || !strings.Contains(err.Error(), "this machine runs linux/") {
+		t.Fatalf("err = %v", err)
 	}
 }
 
