@@ -224,6 +224,11 @@ func (s *Store) readArchiveFile(p string) ([]archiveImage, string, error) {
 		if _, err := unpackLayer(sub, f, "", s.maxBytes); err != nil {
 			return nil, dir, fmt.Errorf("OCI archive: %w", err)
 		}
+		// A layout's blobs are read by path: a symlink among them would
+		// read a file of the host.
+		if err := onlyFilesAndDirs(sub); err != nil {
+			return nil, dir, fmt.Errorf("OCI archive: %w", err)
+		}
 		imgs, err := readLayout(filepath.Join(s.dir, dir))
 		return imgs, dir, err
 	default:
@@ -510,4 +515,18 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// onlyFilesAndDirs refuses a tree beneath root holding anything but
+// regular files and directories.
+func onlyFilesAndDirs(root *os.Root) error {
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", p)
+		}
+		return nil
+	})
 }

@@ -151,14 +151,17 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	}
 	defer sl.unlock()
 	var rep GCReport
-	// Everything in tmp/ belongs to an add, and adds hold the store lock.
-	tmps, err := fs.ReadDir(s.root.FS(), tmpDir)
-	if err != nil {
-		return rep, err
-	}
-	for _, e := range tmps {
-		if err := s.root.RemoveAll(path.Join(tmpDir, e.Name())); err != nil {
+	// Everything in tmp/ and locks/ belongs to an add, and adds hold the
+	// store lock.
+	for _, d := range []string{tmpDir, locksDir} {
+		entries, err := fs.ReadDir(s.root.FS(), d)
+		if err != nil {
 			return rep, err
+		}
+		for _, e := range entries {
+			if err := s.root.RemoveAll(path.Join(d, e.Name())); err != nil {
+				return rep, err
+			}
 		}
 	}
 	st, err := s.state()

@@ -383,11 +383,11 @@ func isHex(s string) bool {
 func (s *Store) touch(h string) error {
 	p := path.Join(imagePath(h), usedFile)
 	now := time.Now()
-	if err := s.root.Chtimes(p, now, now); errors.Is(err, fs.ErrNotExist) {
+	err := s.root.Chtimes(p, now, now)
+	if errors.Is(err, fs.ErrNotExist) {
 		return s.root.WriteFile(p, nil, 0o644)
-	} else {
-		return err
 	}
+	return err
 }
 
 // Handle is an image in use: its root stays in the store (eviction and

@@ -229,6 +229,16 @@ func TestImportFormats(t *testing.T) {
 		write:   func(t *testing.T) string { return writeLayout(t, img, "") },
 		wantErr: "without a name",
 	}, {
+		name: "an OCI archive with a symlink among its blobs",
+		write: func(t *testing.T) string {
+			dir := writeLayout(t, img, "example.com/fmt:evil")
+			blobs, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*"))
+			os.Remove(blobs[0])
+			os.Symlink("/etc/hostname", blobs[0])
+			return tarDir(t, dir)
+		},
+		wantErr: "is not a regular file",
+	}, {
 		name: "not an image archive",
 		write: func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "x.tar")
