@@ -4,7 +4,7 @@ BINARIES := dispatcher sandbox-runtime web-runtime adpctl
 TASKS    ?= tasks.jsonl
 OUTPUT   ?= output
 
-.PHONY: all build run test test-go test-scripts test-chaos test-compose bench vet fmt clean clean-output bootstrap
+.PHONY: all build run up test test-go test-scripts test-chaos test-compose bench vet fmt clean clean-output bootstrap
 
 all: build
 
@@ -20,6 +20,14 @@ run:
 	@scripts/bootstrap.sh --run
 	@$(MAKE) --no-print-directory build
 	bin/adpctl up --tasks $(TASKS) --output $(OUTPUT)
+
+# `make run` that stays up: Redis on 127.0.0.1:6379, both runtimes, the demo
+# site and the dispatcher following $(TASKS), until Ctrl-C. The runbook in
+# docs/operations.md runs against it.
+up:
+	@scripts/bootstrap.sh --run
+	@$(MAKE) --no-print-directory build
+	bin/adpctl up --keep --tasks $(TASKS) --output $(OUTPUT)
 
 # The README's test command: installs what tests need, then every Go test
 # with the race detector, the end-to-end scripts in local mode, and the

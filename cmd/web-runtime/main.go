@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,8 +38,10 @@ type config struct {
 	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
-	// DNS, like /etc/hosts lines: `make run` maps demo-site (the compose
-	// service the shipped tasks name) to its loopback demo site.
+	// DNS, like /etc/hosts lines; name:port=address:port pairs forward that
+	// host and port to exactly that destination (and allow it): `make run`
+	// forwards demo-site:8765 (the compose service the shipped tasks name)
+	// to wherever it serves the demo site.
 	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
 }
 
@@ -46,7 +49,7 @@ func main() { service.Main(name, metricsAddr, &config{}, run) }
 
 func run(ctx context.Context, p *service.Process, cfg *config) error {
 	log := p.Log
-	lookup, err := aliasLookup(cfg.HostAliases)
+	lookup, forward, err := hostAliases(cfg.HostAliases)
 	if err != nil {
 		return err
 	}
@@ -54,7 +57,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		ExecutablePath: cfg.ChromiumPath, DriverDir: cfg.DriverPath, NodePath: cfg.NodePath,
 		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
 		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
-		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, LookupNetIP: lookup},
+		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, Forward: forward, LookupNetIP: lookup},
 		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}
 	// Refuse to start, saying what to install, when Chromium or the driver
@@ -89,28 +92,45 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	})
 }
 
-// aliasLookup resolves the names of WEB_HOST_ALIASES to their addresses and
-// every other name with DNS; nil (the policy's default resolver) without
-// aliases. An alias is not an exemption: the address is checked like any
-// other unless the name is in WEB_ALLOW_HOSTS.
-func aliasLookup(aliases map[string]string) (func(ctx context.Context, network, host string) ([]netip.Addr, error), error) {
-	if len(aliases) == 0 {
-		return nil, nil
-	}
-	m := make(map[string]netip.Addr, len(aliases))
-	for name, a := range aliases {
-		addr, err := netip.ParseAddr(strings.TrimSpace(a))
-		if err != nil {
-			return nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: %w", name, a, err)
+// hostAliases reads WEB_HOST_ALIASES. A name=address entry makes the lookup
+// resolve the name to the address, every other name with DNS (the lookup is
+// nil, the policy's default resolver, without such entries); an alias is not
+// an exemption: the address is checked like any other unless the name is in
+// WEB_ALLOW_HOSTS. A name:port=address:port entry forwards that host and
+// port to exactly that destination, allowed (browser.URLPolicy.Forward).
+func hostAliases(aliases map[string]string) (lookup func(ctx context.Context, network, host string) ([]netip.Addr, error), forward map[string]netip.AddrPort, err error) {
+	names := map[string]netip.Addr{}
+	for k, v := range aliases {
+		key, val := strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		if host, port, err := net.SplitHostPort(key); err == nil {
+			ap, err := netip.ParseAddrPort(val)
+			if err != nil {
+				return nil, nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: a host:port is forwarded to an address:port (%w)", k, v, err)
+			}
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return nil, nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: invalid port %q", k, v, port)
+			}
+			if forward == nil {
+				forward = map[string]netip.AddrPort{}
+			}
+			forward[net.JoinHostPort(strings.Trim(host, "[]"), port)] = ap
+			continue
 		}
-		m[strings.ToLower(strings.TrimSpace(name))] = addr
+		addr, err := netip.ParseAddr(val)
+		if err != nil {
+			return nil, nil, fmt.Errorf("WEB_HOST_ALIASES %s=%s: %w", k, v, err)
+		}
+		names[key] = addr
+	}
+	if len(names) == 0 {
+		return nil, forward, nil
 	}
 	return func(ctx context.Context, network, host string) ([]netip.Addr, error) {
-		if a, ok := m[strings.ToLower(host)]; ok {
+		if a, ok := names[strings.ToLower(host)]; ok {
 			return []netip.Addr{a}, nil
 		}
 		return net.DefaultResolver.LookupNetIP(ctx, network, host)
-	}, nil
+	}, forward, nil
 }
 
 // browserStats copies the pool's counters into the metrics every second.

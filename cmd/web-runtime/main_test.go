@@ -15,14 +15,21 @@ func TestConfigDocumented(t *testing.T) {
 	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Web runtime:")
 }
 
-func TestAliasLookup(t *testing.T) {
-	if f, err := aliasLookup(nil); f != nil || err != nil {
-		t.Fatalf("no aliases: %v, %v; want the policy's default resolver", f != nil, err)
+func TestHostAliases(t *testing.T) {
+	if f, fw, err := hostAliases(nil); f != nil || fw != nil || err != nil {
+		t.Fatalf("no aliases: %v, %v, %v; want the policy's default resolver", f != nil, fw, err)
 	}
-	if _, err := aliasLookup(map[string]string{"demo-site": "not-an-ip"}); err == nil {
-		t.Fatal("an alias to a name was accepted")
+	for _, bad := range []map[string]string{
+		{"demo-site": "not-an-ip"},
+		{"demo-site:8765": "127.0.0.1"},        // a port needs an address:port
+		{"demo-site:8765": "localhost:41000"},  // a name
+		{"demo-site:99999": "127.0.0.1:41000"}, // no such port
+	} {
+		if _, _, err := hostAliases(bad); err == nil {
+			t.Errorf("%v was accepted", bad)
+		}
 	}
-	lookup, err := aliasLookup(map[string]string{" Demo-Site ": "127.0.0.1"})
+	lookup, forward, err := hostAliases(map[string]string{" Demo-Site ": "127.0.0.1", "Demo-Site:8765": "127.0.0.1:41000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,15 +37,22 @@ func TestAliasLookup(t *testing.T) {
 	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("demo-site = %v, %v; want 127.0.0.1", addrs, err)
 	}
-	// An alias is not an exemption: the address is checked unless the name
-	// is allowed.
+	if got := forward["demo-site:8765"]; got != netip.MustParseAddrPort("127.0.0.1:41000") {
+		t.Fatalf("forward = %v", forward)
+	}
+	// A name alias is not an exemption: the address is checked unless the
+	// name is allowed. A forward is: it names one destination.
 	p := browser.URLPolicy{LookupNetIP: lookup}
 	var blocked *browser.BlockedURLError
-	if err := p.Check(context.Background(), "http://demo-site:8765/"); !errors.As(err, &blocked) {
+	if err := p.Check(context.Background(), "http://demo-site:8766/"); !errors.As(err, &blocked) {
 		t.Errorf("Check(demo-site -> loopback) = %v, want blocked", err)
 	}
-	p.AllowHosts = []string{"demo-site:8765"}
-	if err := p.Check(context.Background(), "http://demo-site:8765/"); err != nil {
+	p.AllowHosts = []string{"demo-site:8766"}
+	if err := p.Check(context.Background(), "http://demo-site:8766/"); err != nil {
 		t.Errorf("Check(allowed demo-site) = %v", err)
+	}
+	p = browser.URLPolicy{LookupNetIP: lookup, Forward: forward}
+	if err := p.Check(context.Background(), "http://demo-site:8765/"); err != nil {
+		t.Errorf("Check(forwarded demo-site) = %v", err)
 	}
 }

@@ -63,7 +63,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"up", "[--tasks FILE] [--output DIR] [--timeout D]", "run the whole pipeline locally until every task is done (make run)", cmdUp},
+		{"up", "[--tasks FILE] [--output DIR] [--timeout D] [--keep]", "run the whole pipeline locally until every task is done (make run); --keep leaves it up (make up)", cmdUp},
 		{"demo", "[--addr HOST:PORT]", "serve the offline demo website the sample web tasks use", cmdDemo},
 		{"status", "[--json]", "streams, consumers, pending entries, dead letters and runtime health", cmdStatus},
 		{"submit", "FILE|- | --json '<task>'", "validate and enqueue tasks like the dispatcher (same dedup)", cmdSubmit},

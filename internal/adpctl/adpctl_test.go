@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -151,5 +154,51 @@ func TestUsage(t *testing.T) {
 	}
 	if code, _, _ := c.run("", "dlq", "explode"); code != 2 {
 		t.Errorf("bad dlq subcommand: exit %d", code)
+	}
+}
+
+// TestSubmitNothing: submitting an input without a task line is an error.
+func TestSubmitNothing(t *testing.T) {
+	c := setup(t)
+	code, _, errs := c.run("\n  \n", "submit", "-")
+	if code != 1 || !strings.Contains(errs, "no valid task") {
+		t.Errorf("exit %d, stderr %q; want 1 and no valid task", code, errs)
+	}
+}
+
+// TestUpNoValidTask: `adpctl up` (make run) on a file with no valid task
+// exits 1 before starting anything, quoting the rejected lines: a task
+// printed across two lines, as documentation used to print them, and an
+// empty file.
+func TestUpNoValidTask(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, content string
+		want          []string
+	}{
+		{"a task across two lines", `{"task_id": "demo_fib", "task_type": "code", "description": "Write a Python function for the 10th Fibonacci number",
+ "expected_tools": ["python_executor"], "constraints": {"expected_output": "55"}, "max_steps": 5, "timeout": 300, "priority": 1}
+`, []string{"has no valid task: 2 lines rejected", "line 1: ", "each line must be one whole JSON object", "line 2: each line must be one JSON object, not a JSON string"}},
+		{"empty", "", []string{"has no valid task: 0 lines rejected"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".jsonl")
+			if err := os.WriteFile(file, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := &cli{t: t, env: Env{OutputDir: filepath.Join(dir, "out")}}
+			code, _, errs := c.run("", "up", "--tasks", file)
+			if code != 1 {
+				t.Errorf("exit = %d, want 1", code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q: %s", w, errs)
+				}
+			}
+			if regexp.MustCompile(`core\.|Go value`).MatchString(errs) {
+				t.Errorf("stderr names a Go type: %s", errs)
+			}
+		})
 	}
 }

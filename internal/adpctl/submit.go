@@ -46,7 +46,7 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 	defer rdb.Close()
 	prod := queue.NewProducer(rdb)
 
-	var enqueued, dups, rejected int
+	var enqueued, dups, rejected, valid int
 	var batch []core.TaskSpec
 	flush := func() error {
 		if len(batch) == 0 {
@@ -92,6 +92,7 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 			fmt.Fprintf(e.Stderr, "rejected: %v\n", err)
 			continue
 		}
+		valid++
 		batch = append(batch, t)
 		if len(batch) >= submitBatch {
 			if err := flush(); err != nil {
@@ -109,6 +110,9 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 	fmt.Fprintf(e.Stderr, "%d enqueued, %d duplicates, %d rejected\n", enqueued, dups, rejected)
 	if rejected > 0 {
 		return fmt.Errorf("%d invalid tasks rejected", rejected)
+	}
+	if valid == 0 {
+		return errors.New("no valid task: the input has no task line")
 	}
 	return nil
 }

@@ -18,14 +18,19 @@ import (
 var errInterrupted = errors.New("interrupted")
 
 func cmdUp(ctx context.Context, e Env, args []string) error {
-	fs := newFlags(e, "up", "[--tasks FILE] [--output DIR] [--timeout D]")
+	fs := newFlags(e, "up", "[--tasks FILE] [--output DIR] [--timeout D] [--keep [--redis-addr HOST:PORT]]")
 	tasks := fs.String("tasks", envOr("TASK_FILE", "tasks.jsonl"), "task file")
 	out := fs.String("output", e.OutputDir, "output directory (trajectories, logs, redis data)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
 	demo := fs.String("demo-addr", envOr("ADP_DEMO_ADDR", demosite.DefaultAddr), "address of the demo site the sample web tasks use (empty: none)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	keep := fs.Bool("keep", false, "keep the stack up after the file is done, until Ctrl-C: Redis on --redis-addr, both runtimes, the demo site, the task file followed")
+	redisAddr := fs.String("redis-addr", "", "where Redis listens (default: a free port; with --keep "+localrun.KeepRedisAddr+", where adpctl and redis-cli look)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *keep && *redisAddr == "" {
+		*redisAddr = localrun.KeepRedisAddr
 	}
 	terminal := false
 	if f, ok := e.Stderr.(*os.File); ok {
@@ -33,26 +38,32 @@ func cmdUp(ctx context.Context, e Env, args []string) error {
 			terminal = true
 		}
 	}
-	sum, err := localrun.Run(ctx, localrun.Config{
-		TaskFile: *tasks, OutputDir: *out, DemoAddr: *demo, Timeout: *timeout,
-		Progress: e.Stderr, Terminal: terminal,
-	})
-	if sum != nil && err == nil {
+	var printErr error
+	printSummary := func(sum *localrun.Summary) {
 		if *asJSON {
 			enc := json.NewEncoder(e.Stdout)
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(sum); err != nil {
-				return err
-			}
-		} else {
-			localrun.WriteSummary(e.Stdout, sum)
+			printErr = enc.Encode(sum)
+			return
 		}
+		localrun.WriteSummary(e.Stdout, sum)
 	}
+	_, err := localrun.Run(ctx, localrun.Config{
+		TaskFile: *tasks, OutputDir: *out, DemoAddr: *demo, Timeout: *timeout,
+		Progress: e.Stderr, Terminal: terminal,
+		RedisAddr: *redisAddr, Keep: *keep, Done: printSummary,
+	})
 	if errors.Is(err, localrun.ErrInterrupted) {
 		fmt.Fprintln(e.Stderr, "adp: interrupted; everything started was stopped")
 		return errInterrupted
 	}
-	return err
+	if err == nil && *keep {
+		fmt.Fprintln(e.Stderr, "adp: stopped; everything started was stopped")
+	}
+	if err != nil {
+		return err
+	}
+	return printErr
 }
 
 func envOr(k, def string) string {
@@ -73,7 +84,7 @@ func cmdDemo(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	srv := &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(e.Stderr, "demo site on http://%s/ (web runtimes need WEB_ALLOW_HOSTS=%s)\n", ln.Addr(), ln.Addr())
+	fmt.Fprintf(e.Stderr, "demo site on http://%s/ (a web runtime reaches it as %s with WEB_HOST_ALIASES=%s=%s)\n", ln.Addr(), demosite.TaskAddr, demosite.TaskAddr, ln.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -35,6 +35,15 @@ type URLPolicy struct {
 	// are written without brackets ("::1") or as "[::1]:8080". For an internal
 	// service the agent must reach, and for tests.
 	AllowHosts []string
+	// Forward sends a "host:port" that tasks name to exactly one address and
+	// port, without resolving the name: WEB_HOST_ALIASES entries of the form
+	// name:port=address:port. `make run` forwards demo-site:8765, the name
+	// the shipped tasks use, to wherever it serves the demo site, so that
+	// moving the site moves nothing else and the tasks can reach only the
+	// site, never whatever else listens on 127.0.0.1:8765. A forwarded
+	// host:port is allowed: it is the operator's own service. Keys are lower
+	// case ("demo-site:8765", "[::1]:80").
+	Forward map[string]netip.AddrPort
 	// LookupNetIP resolves a host name; default net.DefaultResolver.LookupNetIP.
 	// Tests inject a fake resolver here.
 	LookupNetIP func(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -165,8 +174,37 @@ func (p *URLPolicy) Check(ctx context.Context, rawURL string) error {
 
 // CheckHost checks a host and port as Check does for a URL.
 func (p *URLPolicy) CheckHost(ctx context.Context, host, port string) error {
-	_, err := p.Resolve(ctx, host, port)
+	_, err := p.Destinations(ctx, host, port)
 	return err
+}
+
+// Destinations returns where the browser's connection to host:port goes:
+// the Forward entry of host:port, else the checked addresses of Resolve at
+// that port. It is what the egress proxy dials.
+func (p *URLPolicy) Destinations(ctx context.Context, host, port string) ([]netip.AddrPort, error) {
+	if ap, ok := p.forwarded(host, port); ok {
+		return []netip.AddrPort{ap}, nil
+	}
+	addrs, err := p.Resolve(ctx, host, port)
+	if err != nil {
+		return nil, err
+	}
+	n, _ := strconv.Atoi(port) // Resolve checked it
+	out := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.AddrPortFrom(a, uint16(n))
+	}
+	return out, nil
+}
+
+// forwarded looks host:port up in Forward.
+func (p *URLPolicy) forwarded(host, port string) (netip.AddrPort, bool) {
+	if len(p.Forward) == 0 {
+		return netip.AddrPort{}, false
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	ap, ok := p.Forward[net.JoinHostPort(host, port)]
+	return ap, ok
 }
 
 // Resolve returns the addresses the browser may connect to for host:port,

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -224,21 +223,21 @@ func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	<-done
 }
 
-// dial resolves and checks host:port with the policy and connects to one of
-// the checked addresses. It never lets the system resolve the name again.
+// dial resolves and checks host:port with the policy (or takes its Forward
+// entry) and connects to one of the checked destinations. It never lets the system resolve the name again.
 func (p *egressProxy) dial(ctx context.Context, network, hostport string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil, &BlockedURLError{URL: hostport, Reason: "invalid host:port"}
 	}
-	addrs, err := p.policy.Resolve(ctx, host, port)
+	dests, err := p.policy.Destinations(ctx, host, port)
 	if err != nil {
 		return nil, err
 	}
 	d := net.Dialer{Timeout: proxyDialTimeout}
 	var errs []error
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, network, netip.AddrPortFrom(a, mustPort(port)).String())
+	for _, a := range dests {
+		c, err := d.DialContext(ctx, network, a.String())
 		if err == nil {
 			return c, nil
 		}
@@ -340,14 +339,6 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	_ = c.Close()
-}
-
-func mustPort(port string) uint16 {
-	var n uint16
-	for _, c := range port {
-		n = n*10 + uint16(c-'0')
-	}
-	return n
 }
 
 func htmlEscape(s string) string {

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -271,4 +273,56 @@ func rawConnect(t *testing.T, p *egressProxy, target string) int {
 		t.Fatal(err)
 	}
 	return resp.StatusCode
+}
+
+// TestEgressProxyForward: a Forward entry sends the host:port tasks name to
+// its one destination, wherever that runs, and to nothing else: the same
+// name at another port is not forwarded (and does not resolve), and the
+// server listening on the forwarded port of 127.0.0.1 itself (the stand-in
+// for an unrelated server on 127.0.0.1:8765) is never reached.
+func TestEgressProxyForward(t *testing.T) {
+	t.Parallel()
+	site := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "site host="+r.Host) })
+	other := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "unrelated") })
+	siteAddr := netip.MustParseAddrPort(hostOf(t, site.URL))
+	_, otherPort, _ := net.SplitHostPort(hostOf(t, other.URL))
+	policy := &URLPolicy{
+		Forward:     map[string]netip.AddrPort{"demo-site:" + otherPort: siteAddr},
+		LookupNetIP: fakeDNS(t, nil),
+	}
+	if err := policy.Check(context.Background(), "http://DEMO-SITE:"+otherPort+"/form"); err != nil {
+		t.Errorf("Check(forwarded) = %v, want allowed", err)
+	}
+	p, err := startEgressProxy(policy, "tok", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	client := proxyClient(p)
+
+	resp, err := client.Get("http://demo-site:" + otherPort + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "site host=demo-site:"+otherPort {
+		t.Fatalf("forwarded: got %d %q, want the site", resp.StatusCode, body)
+	}
+	for _, u := range []string{
+		"http://demo-site:" + strconv.Itoa(int(siteAddr.Port())) + "/", // not forwarded: resolved, and unknown
+		"http://127.0.0.1:" + otherPort + "/",                          // loopback, not allowed
+	} {
+		resp, err := client.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("%s: status 200, want a refusal", u)
+		}
+	}
+	if site.hits.Load() != 1 || other.hits.Load() != 0 {
+		t.Errorf("site hits %d, unrelated hits %d; want 1 and 0", site.hits.Load(), other.hits.Load())
+	}
 }

@@ -285,11 +285,11 @@ func (t *TaskSpec) constraintError(err error) error {
 		if uk, ok := unknownField(fe.err); ok {
 			e.Reason = fmt.Sprintf("unknown field %q in an action; an action has action, url, selector, text, key, value, answer", uk)
 		} else if errors.As(fe.err, &typeErr) {
-			e.Reason = fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+			e.Reason = mustBe(typeErr)
 		}
 	case errors.As(err, &typeErr):
 		e.Field = "constraints." + typeErr.Field
-		e.Reason = fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+		e.Reason = mustBe(typeErr)
 	default:
 		if uk, ok := unknownField(err); ok {
 			e.Field = "constraints." + uk

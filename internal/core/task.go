@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -304,36 +305,59 @@ func jsonError(err error, id *string) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		e.Reason = fmt.Sprintf("each line must be one JSON object, not a JSON %s", typeErr.Value)
 	case errors.As(err, &typeErr):
 		e.Field = typeErr.Field
-		e.Reason = fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+		e.Reason = mustBe(typeErr)
 	case errors.As(err, &syntaxErr):
 		e.Reason = fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error())
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		e.Field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		e.Reason = "unknown field"
 	case errors.Is(err, io.EOF) || err.Error() == "unexpected EOF":
-		e.Reason = "empty or truncated JSON"
+		e.Reason = "empty or truncated JSON: each line must be one whole JSON object (join a task printed across several lines onto one)"
 	}
 	return e
 }
 
-func typeName(goType string) string {
-	switch strings.TrimPrefix(goType, "*") {
-	case "int":
-		return "an integer"
-	case "string":
-		return "a string"
-	case "[]string":
-		return "a list of strings"
-	case "bool":
-		return "true or false"
-	case "[]core.WebAction":
-		return "a list of actions"
-	case "core.WebAction":
-		return "an action object"
+// mustBe says what a JSON value of the wrong type should have been, in the
+// words of the task format, never Go's: "must be an integer, not a JSON
+// string".
+func mustBe(typeErr *json.UnmarshalTypeError) string {
+	return fmt.Sprintf("must be %s, not a JSON %s", typeName(typeErr.Type), typeErr.Value)
+}
+
+// typeName names the JSON shape a Go type decodes from.
+func typeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return goType
+	switch t {
+	case reflect.TypeOf(WebAction{}):
+		return "an action object"
+	case reflect.TypeOf([]WebAction{}):
+		return "a list of actions"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		if e := t.Elem(); e.Kind() == reflect.String {
+			return "a list of strings"
+		}
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	}
+	return "another JSON type"
 }
 
 // printableID keeps error messages and logs readable when the id itself is

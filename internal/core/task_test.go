@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -187,5 +188,41 @@ func TestTrajectoryJSONFieldNames(t *testing.T) {
 	var back Trajectory
 	if err := json.Unmarshal(b, &back); err != nil || back.Steps[1].ErrorType != ErrCompile || back.ErrorType != ErrNone {
 		t.Errorf("round trip: %+v %v", back, err)
+	}
+}
+
+// TestRejectReasonsSpeakJSON: a rejected line's reason names the task
+// format's shapes (an integer, a JSON object), never a Go type, and a task
+// printed across several lines is told to be one line.
+func TestRejectReasonsSpeakJSON(t *testing.T) {
+	goWords := regexp.MustCompile(`core\.|Go (value|struct)|\bstruct\b|map\[|\[\]|json:|\*`)
+	const head = `{"task_id":"a","task_type":"code","description":"d",`
+	for _, tc := range []struct{ line, want string }{
+		{`"a string"`, "each line must be one JSON object, not a JSON string"},
+		{`[1,2]`, "each line must be one JSON object, not a JSON array"},
+		{`42`, "each line must be one JSON object, not a JSON number"},
+		{`{"task_id": "demo_fib", "task_type": "code",`, "each line must be one whole JSON object"},
+		{` "expected_tools": ["python_executor"], "max_steps": 5}`, "each line must be one JSON object, not a JSON string"},
+		{`{"task_id": 5}`, "task_id: must be a string, not a JSON number"},
+		{head + `"max_steps": "5"}`, "max_steps: must be an integer, not a JSON string"},
+		{head + `"expected_tools": "x"}`, "expected_tools: must be a list of strings, not a JSON string"},
+		{head + `"constraints": {"expected_output": 5}}`, "constraints.expected_output: must be a string, not a JSON number"},
+		{head + `"sampling": {"seed": "x"}}`, "must be an integer, not a JSON string"},
+		{head + `"constraints": {"actions": [{"action": "bash", "command": 5}]}}`, "must be a string, not a JSON number"},
+		{`{"task_id":"a","task_type":"web","description":"d","constraints": {"actions": 5}}`, "must be a list of actions, not a JSON number"},
+		{`{"task_id":"a","task_type":"web","description":"d","constraints": {"actions": [5]}}`, "must be an action object, not a JSON number"},
+		{`{"task_id":"a","task_type":"web","description":"d","constraints": {"screenshot": 5}}`, "must be true or false, not a JSON number"},
+	} {
+		_, err := ParseTask([]byte(tc.line))
+		if err == nil {
+			t.Errorf("%s: accepted", tc.line)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %q, want it to say %q", tc.line, err, tc.want)
+		}
+		if goWords.MatchString(err.Error()) {
+			t.Errorf("%s: %q names a Go type", tc.line, err)
+		}
 	}
 }

@@ -249,7 +249,7 @@ func parseCodeAction(name string, fields map[string]json.RawMessage) (CodeAction
 			if err := decodeStrict(one, &a); err != nil {
 				var typeErr *json.UnmarshalTypeError
 				if errors.As(err, &typeErr) {
-					err = fmt.Errorf("must be %s, not a JSON %s", typeName(typeErr.Type.String()), typeErr.Value)
+					err = errors.New(mustBe(typeErr))
 				}
 				return CodeAction{}, &fieldError{field: k, err: err}
 			}

@@ -16,11 +16,15 @@ import (
 // DefaultAddr is where `make run` serves the site (ADP_DEMO_ADDR overrides).
 const DefaultAddr = "127.0.0.1:8765"
 
-// Host is the name the shipped tasks.jsonl uses for the site
-// (http://demo-site:8765/): the demo-site service of docker-compose.yml, and
-// under `make run` an alias of DefaultAddr's host (WEB_HOST_ALIASES) on the
-// web runtime, so that one task file works in both.
-const Host = "demo-site"
+// Host and TaskAddr are the name and the host:port the shipped tasks.jsonl
+// uses for the site (http://demo-site:8765/): the demo-site service of
+// docker-compose.yml, and under `make run` a forward (WEB_HOST_ALIASES
+// demo-site:8765=<address>) on the web runtime to wherever the site is
+// served, so that one task file works in both, at any address.
+const (
+	Host     = "demo-site"
+	TaskAddr = Host + ":8765"
+)
 
 // Article is one page of the site.
 type Article struct {

@@ -46,6 +46,11 @@ const (
 	maxLoggedDuplicates = 1000
 )
 
+// ErrNoValidTask is returned for a task file none of whose lines is a valid
+// task: an empty file, or one whose every line was rejected. A run that
+// would do nothing is an error, not a success with 0 tasks.
+var ErrNoValidTask = errors.New("no valid task")
+
 // Config configures a Dispatcher.
 type Config struct {
 	TaskFile string
@@ -304,6 +309,9 @@ func (d *Dispatcher) readFile(ctx context.Context, f *os.File, ch chan<- work) e
 
 	lr := newLineReader(f, core.MaxTaskBytes, start.offset, start.line)
 	b := &batcher{d: d, ch: ch, file: id, sent: start}
+	// fromStart: this read covers the whole file, so at its end the file is
+	// known to hold no valid task when none was parsed (told once).
+	fromStart, toldEmpty := start.offset == 0, false
 	for {
 		res, err := lr.next()
 		if err == nil {
@@ -325,6 +333,14 @@ func (d *Dispatcher) readFile(ctx context.Context, f *os.File, ch chan<- work) e
 		}
 		if err := b.flush(ctx, lr); err != nil {
 			return err
+		}
+		if fromStart && b.valid == 0 && !toldEmpty {
+			err := fmt.Errorf("task file %s has %w: %d lines rejected (reasons in %s)", d.path, ErrNoValidTask, b.rejected, d.cfg.RejectedFile)
+			if !d.cfg.Follow {
+				return err
+			}
+			d.log.Error("waiting for valid tasks to be appended", "err", err)
+			toldEmpty = true
 		}
 		if !d.cfg.Follow {
 			d.log.Info("task file dispatched", "lines", lr.line)
@@ -366,12 +382,18 @@ type batcher struct {
 	lines []int
 	w     work
 	sent  position // last position handed to the sender
+	// valid and rejected count the lines parsed by this batcher.
+	valid, rejected int
 }
 
 func (b *batcher) add(ctx context.Context, res readResult, lr *lineReader) error {
-	if t, ok := b.d.parseLine(res); ok {
+	switch t, ok := b.d.parseLine(res); {
+	case ok:
+		b.valid++
 		b.cur = append(b.cur, t)
 		b.lines = append(b.lines, res.line)
+	case res.tooLong > 0 || len(bytes.TrimSpace(res.data)) > 0:
+		b.rejected++
 	}
 	if len(b.cur) >= b.d.cfg.BatchSize {
 		b.cut(lr)
@@ -464,18 +486,19 @@ func parseTaskLine(path string, n int, data []byte) (core.TaskSpec, error) {
 
 // ReadTasks parses a whole task file as the dispatcher does (same ids for
 // lines without task_id) and returns its valid tasks, without duplicates,
-// and the number of rejected lines. A repeated id keeps its first line,
+// and the rejected lines' errors (each a *core.InvalidTaskError naming its
+// line). A repeated id keeps its first line,
 // with the largest samples of its lines: the dispatcher enqueues the
 // attempts a later line adds. `adpctl up` uses it to know when every
 // attempt has a result.
-func ReadTasks(file string) (tasks []core.TaskSpec, rejected int, err error) {
+func ReadTasks(file string) (tasks []core.TaskSpec, rejected []error, err error) {
 	path, err := filepath.Abs(file)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("open task file: %w", err)
+		return nil, nil, fmt.Errorf("open task file: %w", err)
 	}
 	defer f.Close()
 	lr := newLineReader(f, core.MaxTaskBytes, 0, 0)
@@ -483,22 +506,26 @@ func ReadTasks(file string) (tasks []core.TaskSpec, rejected int, err error) {
 	for {
 		res, err := lr.next()
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, 0, fmt.Errorf("read task file: %w", err)
+			return nil, nil, fmt.Errorf("read task file: %w", err)
 		}
 		if err != nil && !res.partial {
 			return tasks, rejected, nil
 		}
 		switch {
 		case res.tooLong > 0:
-			rejected++
+			rejected = append(rejected, &core.InvalidTaskError{Line: res.line, Reason: fmt.Sprintf("line is %d bytes, more than the limit of %d", res.tooLong, core.MaxTaskBytes)})
 		case len(bytes.TrimSpace(res.data)) > 0:
 			data := res.data
 			if res.partial {
 				data = bytes.TrimRight(data, "\r") // as the dispatcher does
 			}
 			t, perr := parseTaskLine(path, res.line, data)
+			var inv *core.InvalidTaskError
+			if errors.As(perr, &inv) {
+				inv.Line = res.line
+			}
 			if perr != nil {
-				rejected++
+				rejected = append(rejected, perr)
 			} else if i, ok := seen[t.TaskID]; ok {
 				tasks[i].Samples = max(tasks[i].Samples, t.Samples)
 			} else {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -307,6 +308,53 @@ func TestMissingFileWithoutFollow(t *testing.T) {
 	}
 }
 
+// TestNoValidTask: a file with no valid task (empty, blank, or every line
+// rejected) is an error without DISPATCH_FOLLOW, saying how many lines were
+// rejected; a file with one valid line among bad ones is not. A following
+// dispatcher keeps waiting for lines to be appended.
+func TestNoValidTask(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		rejected      int // -1: the file is valid
+	}{
+		{"empty", "", 0},
+		{"blank lines", "\n  \n", 0},
+		{"every line rejected", "{\"task_id\": \"a\",\n \"task_type\": \"code\", \"description\": \"x\"}\nnot json\n", 3},
+		{"one valid line", "not json\n" + task("a", "code") + "\n", -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t)
+			os.WriteFile(b.file, []byte(tc.content), 0o644)
+			d, _ := b.dispatcher(t, false)
+			err := d.Run(context.Background())
+			if tc.rejected < 0 {
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNoValidTask) || !strings.Contains(err.Error(), fmt.Sprintf("%d lines rejected", tc.rejected)) {
+				t.Fatalf("run = %v, want ErrNoValidTask with %d lines rejected", err, tc.rejected)
+			}
+			tasks, rejected, err := ReadTasks(b.file)
+			if err != nil || len(tasks) != 0 || len(rejected) != tc.rejected {
+				t.Errorf("ReadTasks = %d tasks, %d rejected, %v; want 0, %d", len(tasks), len(rejected), err, tc.rejected)
+			}
+		})
+	}
+	// Following, the same file is a wait, not an end: an appended line runs.
+	b := setup(t)
+	os.WriteFile(b.file, []byte("not json\n"), 0o644)
+	b.follow(t)
+	f, err := os.OpenFile(b.file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, task("late", "code"))
+	f.Close()
+	eventually(t, "the appended task to be dispatched", func() bool { return len(b.ids(t, core.StreamCode)) == 1 })
+}
+
 func TestRedisDownThenUpLosesNothing(t *testing.T) {
 	r := testsupport.StartRedis(t)
 	b := setup(t)
@@ -382,8 +430,12 @@ func TestReadTasksMatchesDispatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rejected != 1 || len(tasks) != 3 {
-		t.Fatalf("ReadTasks = %d tasks, %d rejected; want 3 and 1", len(tasks), rejected)
+	if len(rejected) != 1 || len(tasks) != 3 {
+		t.Fatalf("ReadTasks = %d tasks, %v rejected; want 3 and 1", len(tasks), rejected)
+	}
+	var inv *core.InvalidTaskError
+	if !errors.As(rejected[0], &inv) || inv.Line != 2 || !strings.HasPrefix(rejected[0].Error(), "line 2: ") {
+		t.Errorf("the rejection is %v, want an InvalidTaskError of line 2", rejected[0])
 	}
 	b.runOnce(t)
 	got := append(b.ids(t, core.StreamCode), b.ids(t, core.StreamWeb)...)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +52,23 @@ type Config struct {
 	ExtraEnv []string
 	// StopGrace is how long each child may take to stop. Default 30s.
 	StopGrace time.Duration
+	// RedisAddr is where Redis listens; empty: a free loopback port (the
+	// run's private Redis). Keep runs use KeepRedisAddr.
+	RedisAddr string
+	// Keep leaves the stack up once every task of the file is done (Done is
+	// called then) until ctx is cancelled, with every service started
+	// whatever the file holds, so that more tasks can be appended to the
+	// file or submitted (adpctl up --keep). A file with no lines at all is
+	// then allowed; Run returns nil when ctx ends after Done.
+	Keep bool
+	// Done, if set, receives the summary once every task of the file is done.
+	Done func(*Summary)
 }
+
+// KeepRedisAddr is where `adpctl up --keep` serves Redis: the address
+// REDIS_URL, adpctl and redis-cli default to, so that the runbook's
+// commands (docs/operations.md) work as printed against the stack.
+const KeepRedisAddr = "127.0.0.1:6379"
 
 // ErrInterrupted is returned when ctx was cancelled (Ctrl-C) before the end.
 var ErrInterrupted = errors.New("interrupted")
@@ -95,7 +112,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: rejected, OutputDir: cfg.OutputDir}
+	if len(tasks) == 0 && !(cfg.Keep && len(rejected) == 0) {
+		return nil, noValidTask(cfg.TaskFile, rejected)
+	}
+	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: len(rejected), OutputDir: cfg.OutputDir}
 	logDir := filepath.Join(cfg.OutputDir, "logs")
 	trajDir := filepath.Join(cfg.OutputDir, "trajectories")
 	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, "redis")} {
@@ -115,16 +135,76 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Progress, "adp: %d tasks, %d attempts (%d lines rejected, see %s), redis %s, logs in %s\n",
-		len(tasks), sum.Attempts, rejected, filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
+		len(tasks), sum.Attempts, len(rejected), filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
 
 	err = r.wait(ctx, tasks, trajDir, sum)
+	if err == nil {
+		sum.Stats = collect(tasks, trajDir)
+		if cfg.Done != nil {
+			cfg.Done(sum)
+		}
+		if cfg.Keep {
+			fmt.Fprintf(cfg.Progress, "adp: the stack stays up: redis %s, demo site %s, task file %s (followed); Ctrl-C stops it\n",
+				r.redisAddr, orNone(r.demoAddr), cfg.TaskFile)
+			err = r.hold(ctx)
+		}
+	}
 	r.saveMetrics()
 	r.stopAll()
 	if err != nil {
 		return sum, err
 	}
-	sum.Stats = collect(tasks, trajDir)
 	return sum, nil
+}
+
+// hold keeps the stack up until ctx ends (nil) or a service exits (its
+// error).
+func (r *runner) hold(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the watchers below
+	exited := make(chan *proc, len(r.procs))
+	for _, p := range r.procs {
+		go func() {
+			select {
+			case <-p.exited:
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-exited:
+		return fmt.Errorf("the stack stopped: %w", p.exitError())
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// maxShownRejects bounds the rejected lines noValidTask quotes.
+const maxShownRejects = 5
+
+// noValidTask is the error of a task file with nothing to run: it quotes the
+// first rejected lines, so that the user sees why without a log to open.
+func noValidTask(file string, rejected []error) error {
+	var b strings.Builder
+	for i, r := range rejected {
+		if i == maxShownRejects {
+			fmt.Fprintf(&b, "\n  … and %d more", len(rejected)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %v", r)
+	}
+	if len(rejected) > 0 {
+		b.WriteString("\neach line of a task file must be one whole JSON object (see docs/tasks.md)")
+	}
+	return fmt.Errorf("%s has %w: %d lines rejected%s", file, dispatch.ErrNoValidTask, len(rejected), b.String())
 }
 
 func withDefaults(cfg Config) Config {
@@ -152,6 +232,7 @@ type runner struct {
 	cfg       Config
 	logDir    string
 	redisAddr string
+	demoAddr  string // where the demo site listens; "" without one
 	rdb       *redis.Client
 	procs     []*proc // in start order; stopped in reverse
 	demo      *http.Server
@@ -164,19 +245,29 @@ type runner struct {
 
 func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	r.begun = time.Now()
-	// 1. Redis, private, on a free loopback port, AOF under output/redis.
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+	// 1. Redis, on loopback (a free port unless RedisAddr says), AOF under
+	// output/redis.
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return fmt.Errorf("redis-server not found: run scripts/bootstrap.sh --run (apt-get install redis-server)")
 	}
-	r.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	r.redisAddr = r.cfg.RedisAddr
+	if r.redisAddr == "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		r.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	} else if err := checkFree(r.redisAddr); err != nil {
+		return err
+	}
+	rhost, rport, err := net.SplitHostPort(r.redisAddr)
+	if err != nil {
+		return fmt.Errorf("redis address %q: %w", r.redisAddr, err)
+	}
 	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, "redis"))
 	rp, err := startProc("redis-server", filepath.Join(r.logDir, "redis.log"), os.Environ(), bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", redisDir,
+		"--bind", rhost, "--port", rport, "--dir", redisDir,
 		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
 		"--maxmemory-policy", "noeviction", "--protected-mode", "yes", "--daemonize", "no")
 	if err != nil {
@@ -199,13 +290,16 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	}
 
 	// 2. The demo site the shipped web tasks point at.
+	var demoAddr netip.AddrPort // where it listens, with a dialable address
 	if r.cfg.DemoAddr != "" {
 		ln, err := net.Listen("tcp", r.cfg.DemoAddr)
 		if err != nil {
 			return fmt.Errorf("serve the demo site on %s (set ADP_DEMO_ADDR to another address): %w", r.cfg.DemoAddr, err)
 		}
+		demoAddr = dialable(ln.Addr().(*net.TCPAddr).AddrPort())
 		r.demo = &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = r.demo.Serve(ln) }()
+		r.demoAddr = demoAddr.String()
 	}
 
 	// 3. The services.
@@ -214,18 +308,16 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	env := append(os.Environ(),
 		"REDIS_URL=redis://"+r.redisAddr, "OUTPUT_DIR="+outDir, "TASK_FILE="+taskFile, "DISPATCH_FOLLOW=true",
 		"SHUTDOWN_GRACE=10s")
-	if r.cfg.DemoAddr != "" {
-		// The tasks name the site demo-site:<port> (its compose service) or
-		// by its address; the web runtime resolves demo-site to the address.
-		dhost, dport, _ := net.SplitHostPort(r.cfg.DemoAddr)
-		if ip := net.ParseIP(dhost); ip == nil || ip.IsUnspecified() {
-			dhost = "127.0.0.1"
-		}
-		hosts := r.cfg.DemoAddr + "," + net.JoinHostPort(demosite.Host, dport)
+	if demoAddr.IsValid() {
+		// The tasks name the site demo-site:8765 (its compose service), which
+		// the web runtime forwards to exactly where the site listens, and
+		// nothing else: not to whatever else listens on 127.0.0.1:8765. A
+		// task may also name the site by its address.
+		hosts := demoAddr.String()
 		if v := os.Getenv("WEB_ALLOW_HOSTS"); v != "" {
 			hosts = v + "," + hosts
 		}
-		aliases := demosite.Host + "=" + dhost
+		aliases := demosite.TaskAddr + "=" + demoAddr.String()
 		if v := os.Getenv("WEB_HOST_ALIASES"); v != "" {
 			aliases = v + "," + aliases
 		}
@@ -235,6 +327,9 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	need := map[string]bool{"dispatcher": true}
 	for _, t := range tasks {
 		need[core.RuntimeFor(core.StreamFor(t.TaskType))] = true
+	}
+	if r.cfg.Keep { // tasks of any type may come later
+		need[core.RuntimeSandbox], need[core.RuntimeWeb] = true, true
 	}
 	// Runtimes first, so the dispatcher's first tasks find them ready.
 	services := []struct{ name, bin string }{
@@ -432,6 +527,29 @@ func collect(tasks []core.TaskSpec, trajDir string) *report.Stats {
 		acc.Add(tr)
 	}
 	return acc.Stats()
+}
+
+// dialable turns a listener's address into one to connect to: the
+// unspecified address (listening on all) becomes loopback.
+func dialable(ap netip.AddrPort) netip.AddrPort {
+	if a := ap.Addr().Unmap(); a.IsUnspecified() {
+		if a.Is4() {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+		}
+		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// checkFree fails, saying what to do, when something already listens on
+// addr: Redis would not start, and the commands meant for this stack would
+// reach the other server.
+func checkFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("redis address %s is in use (another Redis? stop it, or choose another address with --redis-addr): %w", addr, err)
+	}
+	return l.Close()
 }
 
 func freePort() (int, error) {

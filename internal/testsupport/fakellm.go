@@ -28,8 +28,10 @@ type FakeLLMRequest struct {
 	// Body is the request body as received.
 	Body []byte `json:"-"`
 	// Path is the request's path: /v1/chat/completions or /v1/completions.
-	Path  string `json:"-"`
-	Model string `json:"model"`
+	Path string `json:"-"`
+	// Header is the request's HTTP header (Authorization carries the key).
+	Header http.Header `json:"-"`
+	Model  string      `json:"model"`
 	// Prompt is a completions request's prompt.
 	Prompt      string   `json:"prompt"`
 	Temperature *float64 `json:"temperature"`
@@ -106,7 +108,7 @@ func StartFakeLLM(t testing.TB, reply func(req FakeLLMRequest, n int) (status in
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		req.Body, req.Path = b, r.URL.Path
+		req.Body, req.Path, req.Header = b, r.URL.Path, r.Header.Clone()
 		f.mu.Lock()
 		n := len(f.requests)
 		f.requests = append(f.requests, req)
