@@ -424,6 +424,12 @@ func (s *Store) unpackImage(ctx context.Context, img v1.Image, id, source string
 	if err := assemble(s.root, path.Join(tmp, rootDir), dirs, metas); err != nil {
 		return Image{}, fmt.Errorf("assemble root: %w", err)
 	}
+	// The jail's uid (not the store's) must reach the root and search it.
+	for _, d := range []string{tmp, path.Join(tmp, rootDir)} {
+		if err := s.root.Chmod(d, searchableDirMode); err != nil {
+			return Image{}, err
+		}
+	}
 	if rec.RootBytes, err = diskUsage(s.root, path.Join(tmp, rootDir), fs.FileInfo.IsDir); err != nil {
 		return Image{}, fmt.Errorf("assemble root: %w", err)
 	}

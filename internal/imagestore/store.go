@@ -92,6 +92,10 @@ const (
 	useLockFile   = "lock"
 )
 
+// searchableDirMode is the mode of the store's directories on the way to
+// an image's root, and of the root itself: a jail runs as another uid.
+const searchableDirMode = 0o755
+
 // Store is an image store on disk. Its methods are safe for concurrent use,
 // also by several processes sharing the directory.
 type Store struct {
@@ -138,7 +142,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("image store %q: %w", cfg.Dir, err)
 	}
 	for _, d := range []string{layersDir, imagesDir, refsDir, locksDir, tmpDir} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, d), searchableDirMode); err != nil {
 			return nil, fmt.Errorf("image store %q: %w", dir, err)
 		}
 	}

@@ -57,6 +57,11 @@ func TestAssemble(t *testing.T) {
 	if got := tree(t, h.Root); !maps.Equal(got, want) {
 		t.Errorf("root:\n got %v\nwant %v", got, want)
 	}
+	for _, d := range []string{h.Root, filepath.Dir(h.Root), filepath.Dir(filepath.Dir(h.Root))} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: mode %v (%v), want 0755: the jail's uid must reach the root", d, fi.Mode(), err)
+		}
+	}
 	if inode(t, filepath.Join(h.Root, "data/big")) != inode(t, filepath.Join(h.Root, "data/big2")) {
 		t.Error("data/big2 is not a hard link of data/big")
 	}
