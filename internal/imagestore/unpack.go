@@ -91,7 +91,7 @@ func unpackLayer(root *os.Root, r io.Reader, diffID string, maxBytes int64) (lay
 	h := sha256.New()
 	tr := tar.NewReader(io.TeeReader(r, h))
 	dirModes := map[string]fs.FileMode{}
-	var written int64
+	var charged int64
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -100,9 +100,10 @@ func unpackLayer(root *os.Root, r io.Reader, diffID string, maxBytes int64) (lay
 		if err != nil {
 			return m, fmt.Errorf("read tar: %w", err)
 		}
-		n, err := unpackEntry(root, tr, hdr, &m, dirModes, maxBytes-written)
-		written += n
-		if err != nil {
+		if charged += entryCost(hdr); charged > maxBytes {
+			return m, fmt.Errorf("entry %q: layer %w (%d bytes)", hdr.Name, errTooLarge, maxBytes)
+		}
+		if err := unpackEntry(root, tr, hdr, &m, dirModes); err != nil {
 			return m, fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
@@ -126,59 +127,69 @@ func unpackLayer(root *os.Root, r io.Reader, diffID string, maxBytes int64) (lay
 	return m, nil
 }
 
-// unpackEntry unpacks one tar entry and returns the bytes of file content
-// it wrote.
-func unpackEntry(root *os.Root, tr io.Reader, hdr *tar.Header, m *layerMeta, dirModes map[string]fs.FileMode, budget int64) (int64, error) {
+// entryBlock is what an entry is charged at least against the cap, and
+// the unit its size is rounded up to: a file system block. So the charge
+// is close to what the entry takes on disk, and a layer of millions of
+// empty files (inodes, not bytes) is bounded too.
+const entryBlock = 4096
+
+func entryCost(hdr *tar.Header) int64 {
+	regular := hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA //nolint:staticcheck // old tars still use it
+	if !regular || hdr.Size <= entryBlock {
+		return entryBlock
+	}
+	return (hdr.Size + entryBlock - 1) / entryBlock * entryBlock
+}
+
+// unpackEntry unpacks one tar entry.
+func unpackEntry(root *os.Root, tr io.Reader, hdr *tar.Header, m *layerMeta, dirModes map[string]fs.FileMode) error {
 	name, err := entryName(hdr.Name)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if name == "." {
-		return 0, nil // the root's own entry: the jail's / is the store's
+		return nil // the root's own entry: the jail's / is the store's
 	}
 	dir, base := path.Split(name)
 	dir = path.Clean(dir)
 	switch {
 	case base == opaqueMarker:
 		m.Opaque = append(m.Opaque, dir)
-		return 0, mkdirAll(root, dir)
+		return mkdirAll(root, dir)
 	case strings.HasPrefix(base, whiteoutMeta):
-		return 0, nil
+		return nil
 	case strings.HasPrefix(base, whiteoutPrefix):
 		gone := strings.TrimPrefix(base, whiteoutPrefix)
 		if gone == "" || gone == "." || gone == ".." {
-			return 0, fmt.Errorf("whiteout of %q", gone)
+			return fmt.Errorf("whiteout of %q", gone)
 		}
 		m.Whiteouts = append(m.Whiteouts, path.Join(dir, gone))
-		return 0, mkdirAll(root, dir)
+		return mkdirAll(root, dir)
 	}
 	if err := mkdirAll(root, dir); err != nil {
-		return 0, err
+		return err
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if fi, err := root.Lstat(name); err == nil && !fi.IsDir() {
 			if err := root.RemoveAll(name); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		if err := root.Mkdir(name, ownerDirBits); err != nil && !errors.Is(err, fs.ErrExist) {
-			return 0, err
+			return err
 		}
 		dirModes[name] = hdr.FileInfo().Mode() & keptModeBits
-		return 0, nil
+		return nil
 	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old tars still use it
 		if err := removeExisting(root, name); err != nil {
-			return 0, err
-		}
-		if hdr.Size > budget {
-			return 0, fmt.Errorf("%d bytes: layer %w", hdr.Size, errTooLarge)
+			return err
 		}
 		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		n, err := io.Copy(f, io.LimitReader(tr, hdr.Size))
+		_, err = io.Copy(f, io.LimitReader(tr, hdr.Size))
 		if err == nil {
 			err = f.Chmod(hdr.FileInfo().Mode().Perm())
 		}
@@ -186,44 +197,44 @@ func unpackEntry(root *os.Root, tr io.Reader, hdr *tar.Header, m *layerMeta, dir
 			err = cerr
 		}
 		if err != nil {
-			return n, err
+			return err
 		}
 		// Modification times matter (Python compares a .pyc's to its .py's).
-		return n, root.Chtimes(name, time.Time{}, hdr.ModTime)
+		return root.Chtimes(name, time.Time{}, hdr.ModTime)
 	case tar.TypeSymlink:
 		if err := removeExisting(root, name); err != nil {
-			return 0, err
+			return err
 		}
 		// The target is kept as written: it is read inside the jail, where
 		// "/" is the image's root, and never followed here.
-		return 0, root.Symlink(hdr.Linkname, name)
+		return root.Symlink(hdr.Linkname, name)
 	case tar.TypeLink:
 		target, err := entryName(hdr.Linkname)
 		if err != nil {
-			return 0, fmt.Errorf("hard link: %w", err)
+			return fmt.Errorf("hard link: %w", err)
 		}
 		if target == "." {
-			return 0, fmt.Errorf("hard link to the root")
+			return fmt.Errorf("hard link to the root")
 		}
 		if err := removeExisting(root, name); err != nil {
-			return 0, err
+			return err
 		}
 		fi, err := root.Lstat(target)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			m.Links = append(m.Links, hardLink{Name: name, Target: target})
-			return 0, nil
+			return nil
 		case err != nil:
-			return 0, fmt.Errorf("hard link to %q: %w", target, err)
+			return fmt.Errorf("hard link to %q: %w", target, err)
 		case fi.IsDir():
-			return 0, fmt.Errorf("hard link to directory %q", target)
+			return fmt.Errorf("hard link to directory %q", target)
 		}
-		return 0, root.Link(target, name)
+		return root.Link(target, name)
 	case tar.TypeXGlobalHeader:
-		return 0, nil
+		return nil
 	default: // character and block devices, fifos, anything unknown
 		m.Skipped++
-		return 0, nil
+		return nil
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -165,16 +166,23 @@ func TestUnpackLayerModes(t *testing.T) {
 
 func TestUnpackLayerRefuses(t *testing.T) {
 	t.Parallel()
-	b := layerTar(t, file("big", strings.Repeat("x", 4096)))
+	big := layerTar(t, file("big", strings.Repeat("x", 64<<10)))
+	var empties []entry
+	for i := range 20 {
+		empties = append(empties, file(fmt.Sprintf("empty%d", i), ""))
+	}
+	many := layerTar(t, empties...)
 	tests := []struct {
 		name     string
+		layer    []byte
 		diffID   string
 		maxBytes int64
 		wantErr  error
 		wantText string
 	}{
-		{name: "content that is not the diff id", diffID: "sha256:" + strings.Repeat("0", 64), maxBytes: 1 << 20, wantText: "not the diff id"},
-		{name: "a layer larger than the cap", maxBytes: 1000, wantErr: errTooLarge},
+		{name: "content that is not the diff id", layer: big, diffID: "sha256:" + strings.Repeat("0", 64), maxBytes: 1 << 20, wantText: "not the diff id"},
+		{name: "a layer larger than the cap", layer: big, maxBytes: 60 << 10, wantErr: errTooLarge},
+		{name: "more empty files than the cap has blocks", layer: many, maxBytes: 19 * entryBlock, wantErr: errTooLarge, wantText: "empty19"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,7 +192,7 @@ func TestUnpackLayerRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer root.Close()
-			_, err = unpackLayer(root, bytes.NewReader(b), tc.diffID, tc.maxBytes)
+			_, err = unpackLayer(root, bytes.NewReader(tc.layer), tc.diffID, tc.maxBytes)
 			if err == nil || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) || !strings.Contains(err.Error(), tc.wantText) {
 				t.Fatalf("err = %v, want %v %q", err, tc.wantErr, tc.wantText)
 			}
