@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -120,9 +121,25 @@ func openStore(t testing.TB, maxBytes int64) *Store {
 
 func openStoreAt(t testing.TB, dir string, maxBytes int64) *Store {
 	t.Helper()
-	cfg := Config{Dir: dir, Log: quiet}
+	cfg := Config{Dir: dir}
 	if maxBytes > 0 {
 		cfg.MaxGB = float64(maxBytes) / (1 << 30)
+	}
+	return openStoreWith(t, cfg)
+}
+
+// openStoreWith opens a store configured by cfg, in a new temporary
+// directory unless cfg names one, quiet, with no credentials.
+func openStoreWith(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Log == nil {
+		cfg.Log = quiet
+	}
+	if cfg.Keychain == nil {
+		cfg.Keychain = authn.NewMultiKeychain()
 	}
 	s, err := Open(cfg)
 	if err != nil {

@@ -2,8 +2,10 @@ package imagestore
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -22,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
@@ -224,6 +228,43 @@ func TestImportFormats(t *testing.T) {
 		name:      "OCI layout tar (podman save --format oci-archive)",
 		write:     func(t *testing.T) string { return tarDir(t, writeLayout(t, img, "example.com/fmt:ociarchive")) },
 		wantNames: []string{"example.com/fmt:ociarchive"},
+	}, {
+		name: "OCI layout with zstd layers, pulled from a registry",
+		write: func(t *testing.T) string {
+			reg := testsupport.StartRegistry(t)
+			var layers []v1.Layer
+			for _, e := range []entry{file("a", "1"), file("b", "2")} {
+				data := layerTar(t, e)
+				l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+					tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+				if err != nil {
+					t.Fatal(err)
+				}
+				layers = append(layers, l)
+			}
+			zimg := image(t, RunConfig{Cmd: []string{"python3"}}, layers...)
+			if zid, _ := zimg.ConfigName(); zid != id {
+				t.Fatalf("the zstd image's config %s differs from %s", zid, id)
+			}
+			ref := reg.Host + "/fmt/zstd:1"
+			if err := remote.Write(mustTag(t, ref), zimg); err != nil {
+				t.Fatal(err)
+			}
+			s := openStoreWith(t, Config{InsecureRegistries: []string{reg.Host}})
+			if _, err := s.Pull(context.Background(), ref); err != nil {
+				t.Fatal(err)
+			}
+			h, err := s.Use(context.Background(), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			if got := tree(t, h.Root); !maps.Equal(got, map[string]string{"a": "file:1", "b": "file:2"}) {
+				t.Errorf("zstd root = %v", got)
+			}
+			return writeLayout(t, zimg, "example.com/fmt:zstd")
+		},
+		wantNames: []string{"example.com/fmt:zstd"},
 	}, {
 		name:      "a name given replaces the archive's",
 		write:     func(t *testing.T) string { return writeArchive(t, img, "example.com/fmt:archive") },
