@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -655,5 +657,93 @@ func TestImageLargerThanCapRefused(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(filepath.Join(s.Dir(), tmpDir)); len(tmp) != 0 {
 		t.Errorf("tmp/ holds %d leftovers", len(tmp))
+	}
+}
+
+// crashChildEnv, set, makes TestCrashMidUnpack the child that is killed:
+// "store dir|reference|registry host".
+const crashChildEnv = "ADP_TEST_IMAGESTORE_CRASH_CHILD"
+
+// TestCrashMidUnpack kills a process in the middle of unpacking a layer
+// (its download stalled halfway) and checks that the store shows nothing
+// of it, that GC clears what it left, and that the image is then pulled
+// whole.
+func TestCrashMidUnpack(t *testing.T) {
+	if v := os.Getenv(crashChildEnv); v != "" {
+		parts := strings.Split(v, "|")
+		s := openStoreWith(t, Config{Dir: parts[0], InsecureRegistries: []string{parts[2]}})
+		_, err := s.Pull(context.Background(), parts[1]) // never returns: killed
+		t.Fatalf("the pull returned: %v", err)
+	}
+	t.Parallel()
+	reg := testsupport.StartRegistry(t)
+	var entries []entry
+	for i := range 200 {
+		entries = append(entries, file(fmt.Sprintf("lib/f%03d", i), strings.Repeat(fmt.Sprintf("line %d\n", i), 1200)))
+	}
+	big := layer(t, entries...)
+	img := image(t, RunConfig{}, big)
+	ref := reg.Host + "/crash/img:1"
+	if err := remote.Write(mustTag(t, ref), img); err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := big.Digest()
+	release := reg.StallBlob(digest.String())
+	t.Cleanup(release) // before the registry closes (cleanups run last first)
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashMidUnpack$", "-test.count=1")
+	child.Env = append(os.Environ(), crashChildEnv+"="+dir+"|"+ref+"|"+reg.Host)
+	var childOut bytes.Buffer
+	child.Stdout, child.Stderr = &childOut, &childOut
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the child has unpacked files of the layer (the first half
+	// of its download), then kill it.
+	for {
+		if files, _ := filepath.Glob(filepath.Join(dir, tmpDir, "layer-*", treeDir, "lib", "f*")); len(files) > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			child.Process.Kill()
+			child.Wait()
+			t.Fatalf("the child never started unpacking: %s", childOut.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	release()
+
+	s := openStoreWith(t, Config{Dir: dir, InsecureRegistries: []string{reg.Host}})
+	if _, err := s.Use(ctx, ref); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after the crash, Use: err = %v, want ErrNotFound", err)
+	}
+	if _, u, err := s.List(ctx); err != nil || u.Images != 0 || u.Layers != 0 {
+		t.Errorf("after the crash: %+v %v, want an empty store", u, err)
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(dir, tmpDir)); len(tmp) != 0 {
+		t.Errorf("after GC, tmp/ holds %d entries", len(tmp))
+	}
+	res, err := s.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Use(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got := len(tree(t, h.Root)); res.LayersUnpacked != 1 || got != 201 {
+		t.Errorf("pulled after the crash: %d layers unpacked, %d entries in the root; want 1 and 201", res.LayersUnpacked, got)
 	}
 }

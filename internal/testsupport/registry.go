@@ -5,6 +5,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,27 @@ type Registry struct {
 	Host  string
 	mu    sync.Mutex
 	blobs map[string]int // digest → downloads served
+	stall string         // digest whose downloads stop halfway (StallBlob)
+	gate  chan struct{}  // closed by StallBlob's release
+}
+
+// StallBlob makes downloads of the blob digest stop halfway (the first
+// half sent and flushed) until the returned function is called: a client
+// is then certainly in the middle of one.
+func (r *Registry) StallBlob(digest string) (release func()) {
+	gate := make(chan struct{})
+	r.mu.Lock()
+	r.stall, r.gate = digest, gate
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.stall, r.gate = "", nil
+			r.mu.Unlock()
+			close(gate)
+		})
+	}
 }
 
 // Downloads is how many times the blob digest ("sha256:...") was served.
@@ -47,7 +69,12 @@ func StartRegistry(t testing.TB, userPassword ...string) *Registry {
 		if _, digest, ok := strings.Cut(req.URL.Path, "/blobs/"); ok && req.Method == http.MethodGet {
 			r.mu.Lock()
 			r.blobs[digest]++
+			gate := r.gate
+			stall := r.stall == digest
 			r.mu.Unlock()
+			if stall {
+				w = &stallingWriter{ResponseWriter: w, gate: gate}
+			}
 		}
 		inner.ServeHTTP(w, req)
 	})
@@ -55,4 +82,38 @@ func StartRegistry(t testing.TB, userPassword ...string) *Registry {
 	t.Cleanup(srv.Close)
 	r.Host = strings.TrimPrefix(srv.URL, "http://")
 	return r
+}
+
+// stallingWriter sends the first half of a response (by its
+// Content-Length), flushes it, and waits for gate before the rest.
+type stallingWriter struct {
+	http.ResponseWriter
+	gate    chan struct{}
+	written int64
+	stalled bool
+}
+
+func (s *stallingWriter) Write(p []byte) (int, error) {
+	if !s.stalled {
+		half, _ := strconv.ParseInt(s.Header().Get("Content-Length"), 10, 64)
+		half /= 2
+		if s.written+int64(len(p)) > half {
+			n, err := s.ResponseWriter.Write(p[:max(half-s.written, 0)])
+			s.written += int64(n)
+			if err != nil {
+				return n, err
+			}
+			if f, ok := s.ResponseWriter.(http.Flusher); ok {
+				f.Flush()
+			}
+			s.stalled = true
+			<-s.gate
+			m, err := s.ResponseWriter.Write(p[n:])
+			s.written += int64(m)
+			return n + m, err
+		}
+	}
+	n, err := s.ResponseWriter.Write(p)
+	s.written += int64(n)
+	return n, err
 }
