@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,8 +12,13 @@ import (
 )
 
 func main() {
+	e, err := adpctl.EnvFromOS()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "adpctl: configuration: %v\n", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := adpctl.Run(ctx, adpctl.EnvFromOS(), os.Args[1:])
+	code := adpctl.Run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -21,16 +21,25 @@ import (
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/demosite"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/ops"
 )
+
+// config is the demo site's environment, checked like the services'
+// (internal/envconfig).
+type config struct {
+	Addr string `env:"DEMO_ADDR" envDefault:":8765" valid:"hostport"`
+}
 
 func main() {
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on DEMO_ADDR and exit 0 if healthy (for container healthchecks)")
 	flag.Parse()
-	addr := os.Getenv("DEMO_ADDR")
-	if addr == "" {
-		addr = ":8765"
+	var cfg config
+	if err := envconfig.Load(&cfg, nil); err != nil {
+		fmt.Fprintf(os.Stderr, "demo-site: configuration: %v\n", err)
+		os.Exit(2)
 	}
+	addr := cfg.Addr
 	if *healthcheck {
 		os.Exit(ops.Healthcheck(addr))
 	}

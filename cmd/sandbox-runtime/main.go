@@ -24,21 +24,21 @@ const name, metricsAddr = "sandbox-runtime", ":8001"
 
 type config struct {
 	service.RuntimeConfig
-	Concurrency  int           `env:"SANDBOX_CONCURRENCY"` // programs at once; default: number of CPUs
-	InFlight     int           `env:"SANDBOX_INFLIGHT"`    // tasks at once; default: 2 × SANDBOX_CONCURRENCY
-	Backend      string        `env:"SANDBOX_BACKEND" envDefault:"auto"`
-	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s"`
-	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s"`
-	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"256"`
-	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"16"`
-	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3"`
+	Concurrency  int           `env:"SANDBOX_CONCURRENCY" valid:">=1"` // programs at once; default: number of CPUs
+	InFlight     int           `env:"SANDBOX_INFLIGHT" valid:">=1"`    // tasks at once; default: 2 × SANDBOX_CONCURRENCY
+	Backend      string        `env:"SANDBOX_BACKEND" envDefault:"auto" valid:"oneof=auto nsjail bwrap"`
+	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s" valid:">0"`
+	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s" valid:">0"`
+	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"256" valid:">=1"`
+	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"16" valid:">=1"`
+	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3" valid:"nonempty"`
 	NsjailPath   string        `env:"NSJAIL_PATH"`
 	NsjailConfig string        `env:"NSJAIL_CONFIG"`
 	BwrapPath    string        `env:"BWRAP_PATH"`
 	// SANDBOX_UID: the outside uid of bwrap jails and of the threads that
 	// start them; a uid no other process on the host uses keeps those
 	// threads out of reach of signals (sandbox.Config.SandboxUID).
-	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534"`
+	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534" valid:"1..4294967294"`
 	Workspace  workspaceConfig
 }
 
@@ -46,10 +46,10 @@ type config struct {
 // (internal/workspace); the defaults are workspace.Default* (a test keeps
 // them equal).
 type workspaceConfig struct {
-	MaxOpen          int    `env:"SANDBOX_MAX_WORKSPACES"` // default: SANDBOX_INFLIGHT
-	MaxMB            int64  `env:"SANDBOX_WORKSPACE_MB" envDefault:"256"`
-	MaxFiles         int    `env:"SANDBOX_WORKSPACE_FILES" envDefault:"20000"`
-	ObservationBytes int    `env:"SANDBOX_OBSERVATION_BYTES" envDefault:"16384"`
+	MaxOpen          int    `env:"SANDBOX_MAX_WORKSPACES" valid:">=1"` // default: SANDBOX_INFLIGHT
+	MaxMB            int64  `env:"SANDBOX_WORKSPACE_MB" envDefault:"256" valid:">=1"`
+	MaxFiles         int    `env:"SANDBOX_WORKSPACE_FILES" envDefault:"20000" valid:">=1"`
+	ObservationBytes int    `env:"SANDBOX_OBSERVATION_BYTES" envDefault:"16384" valid:">=1"`
 	Dir              string `env:"SANDBOX_WORKSPACE_DIR"` // default: $TMPDIR/adp-workspaces
 	SeedRoot         string `env:"WORKSPACE_ROOT"`        // default: $OUTPUT_DIR/workspaces
 }
@@ -117,8 +117,8 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
-		Config:     cfg.RuntimeConfig,
-		MaxTimeout: cfg.MaxTimeout, CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
+		Config: cfg.RuntimeConfig, HasModel: client != nil, MaxTimeout: cfg.MaxTimeout,
+		CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
 			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),

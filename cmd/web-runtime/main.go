@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
@@ -26,20 +27,20 @@ const name, metricsAddr = "web-runtime", ":8002"
 
 type config struct {
 	service.RuntimeConfig
-	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4"`
+	MaxConcurrent     int           `env:"MAX_CONCURRENT" envDefault:"4" valid:">=1"`
 	ChromiumPath      string        `env:"CHROMIUM_PATH"` // default: see browser.Config.ExecutablePath
 	DriverPath        string        `env:"PLAYWRIGHT_DRIVER_PATH"`
 	NodePath          string        `env:"PLAYWRIGHT_NODEJS_PATH"`
 	AllowPrivate      bool          `env:"WEB_ALLOW_PRIVATE" envDefault:"false"`
 	AllowHosts        []string      `env:"WEB_ALLOW_HOSTS" envSeparator:","`
 	BlockImages       bool          `env:"WEB_BLOCK_IMAGES" envDefault:"true"`
-	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"`
-	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s"`
-	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s"`
-	SettleTimeout     time.Duration `env:"WEB_SETTLE_TIMEOUT" envDefault:"5s"`
-	QuietWindow       time.Duration `env:"WEB_QUIET_WINDOW" envDefault:"100ms"`
-	MaxTextChars      int           `env:"WEB_MAX_TEXT_CHARS" envDefault:"4000"`
-	MaxSnapshotChars  int           `env:"WEB_MAX_SNAPSHOT_CHARS" envDefault:"4000"`
+	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"` // -1: never (Check)
+	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s" valid:">0"`
+	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s" valid:">0"`
+	SettleTimeout     time.Duration `env:"WEB_SETTLE_TIMEOUT" envDefault:"5s" valid:">0"`
+	QuietWindow       time.Duration `env:"WEB_QUIET_WINDOW" envDefault:"100ms" valid:">0"`       // at most WEB_SETTLE_TIMEOUT (Check)
+	MaxTextChars      int           `env:"WEB_MAX_TEXT_CHARS" envDefault:"4000" valid:">=1"`     // at most browser.MaxObservationChars (Check)
+	MaxSnapshotChars  int           `env:"WEB_MAX_SNAPSHOT_CHARS" envDefault:"4000" valid:">=1"` // likewise
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
 	// DNS, like /etc/hosts lines; name:port=address:port pairs forward that
@@ -47,6 +48,34 @@ type config struct {
 	// forwards demo-site:8765 (the compose service the shipped tasks name)
 	// to wherever it serves the demo site.
 	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
+}
+
+// Check accepts -1 (never) or a positive BROWSER_RECYCLE_AFTER, observation
+// caps up to browser.MaxObservationChars, a quiet window within the settle
+// timeout, and only the pairs hostAliases reads in WEB_HOST_ALIASES
+// (envconfig.Checker).
+func (c *config) Check() error {
+	if c.RecycleAfter != -1 && c.RecycleAfter < 1 {
+		return &envconfig.Error{Var: "BROWSER_RECYCLE_AFTER", Value: strconv.Itoa(c.RecycleAfter), Want: "a whole number of at least 1, or -1 for never"}
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"WEB_MAX_TEXT_CHARS", c.MaxTextChars}, {"WEB_MAX_SNAPSHOT_CHARS", c.MaxSnapshotChars}} {
+		if v.n > browser.MaxObservationChars {
+			return &envconfig.Error{Var: v.name, Value: strconv.Itoa(v.n), Want: fmt.Sprintf("a whole number from 1 to %d", browser.MaxObservationChars)}
+		}
+	}
+	if c.QuietWindow > c.SettleTimeout {
+		return &envconfig.Error{Var: "WEB_QUIET_WINDOW", Value: c.QuietWindow.String(), Want: "a duration no longer than WEB_SETTLE_TIMEOUT (" + c.SettleTimeout.String() + ")"}
+	}
+	for name, addr := range c.HostAliases {
+		if _, _, err := hostAliases(map[string]string{name: addr}); err != nil {
+			return &envconfig.Error{Var: "WEB_HOST_ALIASES", Value: name + "=" + addr,
+				Want: "comma-separated name=IP-address or name:port=IP-address:port pairs, such as demo-site=127.0.0.1 or demo-site:8765=127.0.0.1:9000"}
+		}
+	}
+	return nil
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -66,12 +95,8 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, Forward: forward, LookupNetIP: lookup},
 		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}
-	// Refuse to start with a setting out of range, or, saying what to
-	// install, when Chromium or the driver is missing; nothing is ever
-	// downloaded at run time.
-	if err := bcfg.Validate(); err != nil {
-		return err
-	}
+	// Refuse to start, saying what to install, when Chromium or the driver
+	// is missing; nothing is ever downloaded at run time.
 	if err := browser.CheckDependencies(bcfg); err != nil {
 		return err
 	}
@@ -89,7 +114,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	log.Info("browser ready", "max_concurrent", cfg.MaxConcurrent, "allow_private", cfg.AllowPrivate, "allow_hosts", cfg.AllowHosts, "llm", client != nil)
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeWeb, Stream: core.StreamWeb, Concurrency: cfg.MaxConcurrent,
-		Config:     cfg.RuntimeConfig,
+		Config: cfg.RuntimeConfig, HasModel: client != nil,
 		CacheTypes: []string{string(core.TaskWeb)},
 		Exec: &webagent.Agent{
 			Pages: webagent.PoolPages(pool), LLM: client,

@@ -15,7 +15,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/export"
+	"github.com/agentdataplatform/adp/internal/imagestore"
+	"github.com/agentdataplatform/adp/internal/service"
 
 	"github.com/agentdataplatform/adp/internal/redisconn"
 )
@@ -28,21 +31,37 @@ type Env struct {
 	Stdin       io.Reader
 	Stdout      io.Writer
 	Stderr      io.Writer
+	// ImageStore configures `adpctl env` (the SANDBOX_IMAGE_* variables,
+	// shared with the sandbox runtime).
+	ImageStore    imagestore.Config
+	imageStoreErr error // reading ImageStore's variables failed
+	// LookPath finds the container engine of `env build`; nil: exec.LookPath.
+	LookPath func(string) (string, error)
 }
 
-// EnvFromOS reads REDIS_URL, REDIS_CA_FILE and OUTPUT_DIR with the services' defaults.
-func EnvFromOS() Env {
+// osEnv is what adpctl reads from its environment: the variables every
+// service shares, with their defaults and ranges, and the demo site's
+// address.
+type osEnv struct {
+	service.Config
+	DemoAddr string `env:"ADP_DEMO_ADDR" valid:"hostport"` // default: demosite.DefaultAddr
+}
+
+// EnvFromOS reads REDIS_URL, REDIS_CA_FILE, OUTPUT_DIR and ADP_DEMO_ADDR
+// with the services' defaults and checks them like the services do
+// (envconfig): an error names the variable, its value and what is accepted.
+func EnvFromOS() (Env, error) {
+	var c osEnv
+	if err := envconfig.Load(&c, nil); err != nil {
+		return Env{}, err
+	}
 	e := Env{
-		RedisURL: os.Getenv("REDIS_URL"), RedisCAFile: os.Getenv("REDIS_CA_FILE"), OutputDir: os.Getenv("OUTPUT_DIR"),
+		RedisURL: c.RedisURL, RedisCAFile: c.RedisCAFile, OutputDir: c.OutputDir,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
-	if e.RedisURL == "" {
-		e.RedisURL = "redis://localhost:6379"
-	}
-	if e.OutputDir == "" {
-		e.OutputDir = "output"
-	}
-	return e
+	// The image store's variables are checked when `env` runs.
+	e.imageStoreErr = envconfig.Load(&e.ImageStore, nil)
+	return e, nil
 }
 
 // command is one subcommand.
@@ -61,6 +80,7 @@ func commands() []command {
 		{"export", exportArgs, "trajectories to training JSONL (per trajectory, best attempt per task, or groups of attempts)", cmdExport},
 		{"stats", "[--json] [--dir DIR]", "success rates, error types, durations, cache hit rate", cmdStats},
 		{"report", "--out report.html [--dir DIR]", "a self-contained HTML report with charts", cmdReport},
+		{"env", envArgs, "task environments: OCI images in the image store (SANDBOX_IMAGE_STORE)", cmdEnv},
 	}
 }
 
@@ -106,7 +126,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %-62s %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (default redis://localhost:6379), REDIS_CA_FILE, OUTPUT_DIR (default output).\nRun 'adpctl COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (default redis://localhost:6379), REDIS_CA_FILE, OUTPUT_DIR (default output);\nfor env: SANDBOX_IMAGE_STORE, SANDBOX_IMAGE_STORE_GB, SANDBOX_INSECURE_REGISTRIES (docs/environments.md).\nRun 'adpctl COMMAND --help' for a command's flags.")
 }
 
 // newFlags returns a FlagSet that writes its usage to e.Stderr.

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -101,6 +104,13 @@ func TestStatusAndDLQ(t *testing.T) {
 	c.rdb.XGroupCreateMkStream(ctx, core.StreamCode, core.ConsumerGroup, "0")
 	c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: core.ConsumerGroup, Consumer: "sandbox-host-1", Streams: []string{core.StreamCode, ">"}, Count: 1})
 	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-host-1", `{"runtime":"sandbox","healthy":true,"time":1}`)
+	// A replica killed with kill -9 leaves its last report: down once it
+	// is older than 3 intervals and the checks' time; a fresh one is
+	// healthy (or unhealthy) as reported.
+	now := core.UnixSeconds(time.Now())
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-killed", fmt.Sprintf(`{"runtime":"sandbox","healthy":true,"time":%f,"interval_seconds":5}`, now-22))
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "sandbox-live", fmt.Sprintf(`{"runtime":"sandbox","healthy":true,"time":%f,"interval_seconds":5}`, now))
+	c.rdb.HSet(ctx, core.KeyRuntimeHealth, "web-sick", fmt.Sprintf(`{"runtime":"web","healthy":false,"error":"browser gone","time":%f,"interval_seconds":5}`, now))
 	c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: core.StreamDead, Values: []any{"source_stream", core.StreamCode, "source_id", "1-0", "deliveries", "3", "last_error", "boom", "dead_at", "1700000000", "task", `{"task_id":"d","task_type":"code","description":"x"}`}})
 
 	code, out, errs := c.run("", "status", "--json")
@@ -115,11 +125,20 @@ func TestStatusAndDLQ(t *testing.T) {
 	if code0.Stream != core.StreamCode || code0.Length != 1 || code0.Pending != 1 || len(code0.Consumers) != 1 || code0.Consumers[0].Name != "sandbox-host-1" || code0.OldestPendingSeconds <= 0 {
 		t.Errorf("tasks:code status = %+v", code0)
 	}
-	if st.DeadLetter != 1 || len(st.Runtimes) != 1 || !st.Runtimes[0].Healthy {
+	if st.DeadLetter != 1 || len(st.Runtimes) != 4 {
 		t.Errorf("status = %+v", st)
 	}
+	states := map[string]string{}
+	for _, r := range st.Runtimes {
+		states[r.Consumer] = r.State
+	}
+	wantStates := map[string]string{"sandbox-host-1": "down", "sandbox-killed": "down", "sandbox-live": "healthy", "web-sick": "unhealthy"}
+	if !maps.Equal(states, wantStates) {
+		t.Errorf("states = %v, want %v", states, wantStates)
+	}
 	code, out, _ = c.run("", "status")
-	if code != 0 || !strings.Contains(out, "sandbox-host-1") || !strings.Contains(out, "tasks:dead") {
+	if code != 0 || !strings.Contains(out, "sandbox-host-1") || !strings.Contains(out, "tasks:dead") ||
+		!regexp.MustCompile(`sandbox-killed +sandbox +down \(no report for over 21s\) +2[0-9.]+s ago`).MatchString(out) {
 		t.Errorf("status table:\n%s", out)
 	}
 
@@ -154,6 +173,43 @@ func TestUsage(t *testing.T) {
 	}
 	if code, _, _ := c.run("", "dlq", "explode"); code != 2 {
 		t.Errorf("bad dlq subcommand: exit %d", code)
+	}
+}
+
+// A sampled task submitted while the live replicas of its runtime have no
+// model gets a warning; with a model, or no live replica to ask, none.
+func TestSubmitWarnsSamplingWithoutModel(t *testing.T) {
+	ctx := context.Background()
+	report := func(model bool, ago float64) string {
+		return fmt.Sprintf(`{"runtime":"sandbox","healthy":true,"time":%f,"interval_seconds":5,"model":%v}`, core.UnixSeconds(time.Now())-ago, model)
+	}
+	cases := []struct {
+		name    string
+		reports []string // sandbox replicas
+		task    string
+		warn    bool
+	}{
+		{"no model", []string{report(false, 0)}, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, true},
+		{"sampling settings", []string{report(false, 0)}, `{"task_id":"s","task_type":"code","description":"x","sampling":{"temperature":0.5}}`, true},
+		{"one replica has a model", []string{report(false, 0), report(true, 0)}, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, false},
+		{"the replica with a model is down", []string{report(false, 0), report(true, 600)}, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, true},
+		{"one sample", []string{report(false, 0)}, `{"task_id":"s","task_type":"code","description":"x"}`, false},
+		{"no replica reports", nil, `{"task_id":"s","task_type":"code","description":"x","samples":8}`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := setup(t)
+			for i, r := range tc.reports {
+				c.rdb.HSet(ctx, core.KeyRuntimeHealth, fmt.Sprintf("sandbox-%d", i), r)
+			}
+			code, _, errs := c.run(tc.task, "submit", "-")
+			if code != 0 {
+				t.Fatalf("submit: %d %s", code, errs)
+			}
+			if got := strings.Contains(errs, "warning: task \"s\"") && strings.Contains(errs, "no sandbox runtime has a model configured"); got != tc.warn {
+				t.Errorf("warned %v, want %v:\n%s", got, tc.warn, errs)
+			}
+		})
 	}
 }
 

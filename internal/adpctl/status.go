@@ -47,6 +47,10 @@ type RuntimeState struct {
 	Consumer string `json:"consumer"`
 	ops.HealthReport
 	AgeSeconds float64 `json:"age_seconds"`
+	// State is healthy or unhealthy as the replica reported, or down once
+	// its report is older than DownAfterSeconds (ops.HealthReport.State).
+	State            string  `json:"state"`
+	DownAfterSeconds float64 `json:"down_after_seconds"`
 }
 
 func cmdStatus(ctx context.Context, e Env, args []string) error {
@@ -91,9 +95,13 @@ func cmdStatus(ctx context.Context, e Env, args []string) error {
 	w.Flush()
 	fmt.Fprintln(e.Stdout)
 	w = tabwriter.NewWriter(e.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "RUNTIME REPLICA\tRUNTIME\tHEALTHY\tREPORTED\tERROR")
+	fmt.Fprintln(w, "RUNTIME REPLICA\tRUNTIME\tSTATE\tLAST REPORT\tERROR")
 	for _, r := range st.Runtimes {
-		fmt.Fprintf(w, "%s\t%s\t%v\t%s ago\t%s\n", r.Consumer, r.Runtime, r.Healthy, secs(r.AgeSeconds), r.Error)
+		state := r.State
+		if state == ops.StateDown {
+			state = fmt.Sprintf("down (no report for over %s)", secs(r.DownAfterSeconds))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%s\n", r.Consumer, r.Runtime, state, secs(r.AgeSeconds), r.Error)
 	}
 	return w.Flush()
 }
@@ -141,6 +149,7 @@ func readStatus(ctx context.Context, c *redis.Client) (Status, error) {
 		if r.Time > 0 {
 			r.AgeSeconds = core.UnixSeconds(now) - r.Time
 		}
+		r.State, r.DownAfterSeconds = r.HealthReport.State(now), r.DownAfter().Seconds()
 		st.Runtimes = append(st.Runtimes, r)
 	}
 	sort.Slice(st.Runtimes, func(i, j int) bool { return st.Runtimes[i].Consumer < st.Runtimes[j].Consumer })

@@ -3,13 +3,19 @@ package adpctl
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/ops"
 	"github.com/agentdataplatform/adp/internal/queue"
 )
 
@@ -47,6 +53,7 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 	prod := queue.NewProducer(rdb)
 
 	var enqueued, dups, rejected, valid int
+	var runtimes map[string][]ops.HealthReport // read at the first sampled task
 	var batch []core.TaskSpec
 	flush := func() error {
 		if len(batch) == 0 {
@@ -93,6 +100,9 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 			continue
 		}
 		valid++
+		if t.Samples > 1 || t.Sampling != nil {
+			warnSamplingWithoutModel(ctx, e, rdb, t, &runtimes)
+		}
 		batch = append(batch, t)
 		if len(batch) >= submitBatch {
 			if err := flush(); err != nil {
@@ -115,4 +125,32 @@ func cmdSubmit(ctx context.Context, e Env, args []string) error {
 		return errors.New("no valid task: the input has no task line")
 	}
 	return nil
+}
+
+// warnSamplingWithoutModel warns that t's samples or sampling will have no
+// effect when replicas of its runtime report and none has a model: every
+// attempt would run the same rule program (the trajectories say so too,
+// metadata.sampling_ignored). runtimes caches the live reports by runtime.
+func warnSamplingWithoutModel(ctx context.Context, e Env, rdb *redis.Client, t core.TaskSpec, runtimes *map[string][]ops.HealthReport) {
+	if *runtimes == nil {
+		*runtimes = map[string][]ops.HealthReport{}
+		all, err := rdb.HGetAll(ctx, core.KeyRuntimeHealth).Result()
+		if err != nil {
+			return // the enqueue will report Redis
+		}
+		now := time.Now()
+		for _, v := range all {
+			var r ops.HealthReport
+			if json.Unmarshal([]byte(v), &r) == nil && r.State(now) != ops.StateDown {
+				(*runtimes)[r.Runtime] = append((*runtimes)[r.Runtime], r)
+			}
+		}
+	}
+	rt := core.RuntimeFor(core.StreamFor(t.TaskType))
+	live := (*runtimes)[rt]
+	if len(live) == 0 || slices.ContainsFunc(live, func(r ops.HealthReport) bool { return r.Model }) {
+		return
+	}
+	fmt.Fprintf(e.Stderr, "warning: task %q asks for %d samples or sampling settings, but no %s runtime has a model configured (LLM_BASE_URL): "+
+		"its attempts will run the same rule program, and the trajectories say sampling_ignored\n", t.TaskID, max(t.Samples, 1), rt)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/export"
@@ -19,8 +20,11 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	onlySuccess := fs.Bool("only-success", false, "export only successful trajectories")
 	bestOf := fs.Bool("best-of", false, "openai, sharegpt: one line per task, its attempt of highest reward (ties: the shortest)")
 	minAttempts := fs.Int("min-attempts", 0, "groups: skip tasks with fewer attempts to export")
-	out := fs.String("out", "", "write to FILE instead of stdout (replaced atomically)")
+	includeFlagged := fs.Bool("include-flagged", false, "with --only-success or --best-of, keep the successes the test harness flagged (metadata.flags), which they leave out")
+	out := fs.String("out", "", "write to FILE instead of stdout (replaced atomically); with sharegpt, LLaMA-Factory's dataset_info.json entry for it is written beside it")
 	dir := fs.String("dir", e.trajectoryDir(), "trajectory directory (or the OUTPUT_DIR above it)")
+	trace := fs.Bool("trace", false, "openai, sharegpt: add "+export.TraceKey+" (task_id, task_type, sample_index, file) to every record; for readers that take only their columns")
+	traceFile := fs.String("trace-file", "", "openai, sharegpt: write each record's "+export.TraceKey+" to FILE instead, line for line, the records unchanged (for readers that reject unknown keys)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -39,23 +43,61 @@ func cmdExport(_ context.Context, e Env, args []string) error {
 	if *dir, err = export.ResolveDir(*dir); err != nil {
 		return err
 	}
+	opts := export.Options{OnlySuccess: *onlySuccess, BestOf: *bestOf, MinAttempts: *minAttempts, IncludeFlagged: *includeFlagged, Trace: *trace}
 	var sum export.Summary
-	err = writeOut(e, *out, func(w io.Writer) error {
+	write := func(w io.Writer) error {
 		var err error
-		sum, err = export.Write(w, *dir, f, export.Options{OnlySuccess: *onlySuccess, BestOf: *bestOf, MinAttempts: *minAttempts})
+		sum, err = export.Write(w, *dir, f, opts)
 		return err
-	})
-	if err != nil {
+	}
+	if *traceFile != "" {
+		inner := write
+		write = func(w io.Writer) error {
+			return writeOut(e, *traceFile, func(tw io.Writer) error {
+				opts.TraceOut = tw
+				return inner(w)
+			})
+		}
+	}
+	if err := writeOut(e, *out, write); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.Stderr, sum)
+	if f == export.FormatShareGPT {
+		if err := datasetInfo(e, *out); err != nil {
+			return err
+		}
+	}
 	for _, fe := range sum.Invalid {
 		fmt.Fprintln(e.Stderr, "skipped:", fe)
 	}
 	return nil
 }
 
-const exportArgs = "--format openai|sharegpt|groups [--only-success] [--best-of] [--min-attempts N] [--out FILE] [--dir DIR]"
+const exportArgs = "--format openai|sharegpt|groups [--only-success] [--best-of] [--include-flagged] [--min-attempts N] [--trace] [--trace-file FILE] [--out FILE] [--dir DIR]"
+
+// datasetInfo gives LLaMA-Factory's dataset_info.json entry for a sharegpt
+// export: written beside the file (merged into an existing one, the
+// dataset named after the file), or printed when the export went to
+// stdout. Without it LLaMA-Factory reads the conversations and drops the
+// system and tools columns.
+func datasetInfo(e Env, out string) error {
+	if out == "" || out == "-" {
+		b, err := json.MarshalIndent(map[string]any{"adp": export.ShareGPTDatasetInfo("FILE.jsonl")}, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stderr, "LLaMA-Factory needs this entry in dataset_info.json (FILE.jsonl: where the export was saved):\n%s\n", b)
+		return nil
+	}
+	name := strings.TrimSuffix(filepath.Base(out), filepath.Ext(out))
+	path, err := export.WriteDatasetInfo(out, name)
+	if err != nil {
+		return fmt.Errorf("dataset_info.json: %w", err)
+	}
+	fmt.Fprintf(e.Stderr, "wrote %s: dataset %q for LLaMA-Factory (dataset_dir: %s, dataset: %s)\n", path, name, filepath.Dir(path), name)
+	return nil
+}
 
 func cmdStats(_ context.Context, e Env, args []string) error {
 	fs := newFlags(e, "stats", "[--json] [--dir DIR]")
@@ -97,8 +139,17 @@ func cmdReport(_ context.Context, e Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Links to trajectory files are relative to the page's directory (the
+	// working directory for stdout).
+	linkDir := "."
+	if *out != "" && *out != "-" {
+		linkDir = filepath.Dir(*out)
+	}
+	if linkDir, err = filepath.Abs(linkDir); err != nil {
+		return err
+	}
 	err = writeOut(e, *out, func(w io.Writer) error {
-		return report.WriteHTML(w, st, report.HTMLOptions{Source: *dir, GeneratedAt: time.Now()})
+		return report.WriteHTML(w, st, report.HTMLOptions{Source: *dir, GeneratedAt: time.Now(), LinkDir: linkDir})
 	})
 	if err != nil {
 		return err

@@ -119,3 +119,137 @@ func TestTrajectoryDirResolution(t *testing.T) {
 		}
 	}
 }
+
+// A sharegpt export to a file gets LLaMA-Factory's dataset_info.json entry
+// beside it (other entries kept), naming the columns the records have and
+// the roles they use; to stdout the entry is printed.
+func TestExportShareGPTDatasetInfo(t *testing.T) {
+	c := &cli{t: t, env: Env{OutputDir: t.TempDir()}}
+	writeTrajectories(t, c.env.OutputDir)
+	dataDir := t.TempDir()
+	info := filepath.Join(dataDir, "dataset_info.json")
+	if err := os.WriteFile(info, []byte(`{"other": {"file_name": "other.json"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dataDir, "adp_train.jsonl")
+	code, _, errs := c.run("", "export", "--format", "sharegpt", "--out", out)
+	if code != 0 || !strings.Contains(errs, `dataset "adp_train"`) {
+		t.Fatalf("export: %d %s", code, errs)
+	}
+	var entries map[string]struct {
+		FileName   string            `json:"file_name"`
+		Formatting string            `json:"formatting"`
+		Columns    map[string]string `json:"columns"`
+		Tags       map[string]string `json:"tags"`
+	}
+	b, err := os.ReadFile(info)
+	if err != nil || json.Unmarshal(b, &entries) != nil {
+		t.Fatalf("dataset_info.json: %v\n%s", err, b)
+	}
+	e, ok := entries["adp_train"]
+	if _, kept := entries["other"]; !ok || !kept || e.FileName != "adp_train.jsonl" || e.Formatting != "sharegpt" {
+		t.Fatalf("dataset_info.json = %s", b)
+	}
+	// LLaMA-Factory's loader reads the columns named by the entry and the
+	// messages' role and content by its tags: every record has them.
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string]bool{}
+	for tag, v := range e.Tags {
+		if strings.HasSuffix(tag, "_tag") && tag != "role_tag" && tag != "content_tag" {
+			roles[v] = true
+		}
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var rec map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		for _, col := range []string{"messages", "system", "tools"} {
+			if _, ok := rec[e.Columns[col]]; !ok {
+				t.Errorf("record %d lacks column %s (%q)", i, col, e.Columns[col])
+			}
+		}
+		var msgs []map[string]string
+		if err := json.Unmarshal(rec[e.Columns["messages"]], &msgs); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if _, ok := m[e.Tags["content_tag"]]; !ok || !roles[m[e.Tags["role_tag"]]] {
+				t.Errorf("record %d: message %v has a role or content the tags do not name", i, m)
+			}
+		}
+	}
+	code, _, errs = c.run("", "export", "--format", "sharegpt")
+	if code != 0 || !strings.Contains(errs, "dataset_info.json") || !strings.Contains(errs, `"tools": "tools"`) {
+		t.Errorf("export to stdout: %d, stderr lacks the entry:\n%s", code, errs)
+	}
+}
+
+// --trace adds each record's task and attempt; --trace-file writes them
+// line for line beside records that stay exactly the format's.
+func TestExportTrace(t *testing.T) {
+	c := &cli{t: t, env: Env{OutputDir: t.TempDir()}}
+	writeTrajectories(t, c.env.OutputDir)
+	for _, f := range []struct {
+		format   string
+		validate func([]byte) error
+	}{{"openai", export.ValidateOpenAI}, {"sharegpt", export.ValidateShareGPT}} {
+		code, plain, errs := c.run("", "export", "--format", f.format)
+		if code != 0 {
+			t.Fatalf("export: %s", errs)
+		}
+		code, withTrace, errs := c.run("", "export", "--format", f.format, "--trace")
+		if code != 0 {
+			t.Fatalf("export --trace: %s", errs)
+		}
+		traceFile := filepath.Join(t.TempDir(), "trace.jsonl")
+		code, sidecar, errs := c.run("", "export", "--format", f.format, "--trace-file", traceFile)
+		if code != 0 || sidecar != plain {
+			t.Fatalf("export --trace-file: %d %s; records changed: %v", code, errs, sidecar != plain)
+		}
+		traces, err := os.ReadFile(traceFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plainLines := strings.Split(strings.TrimSpace(plain), "\n")
+		tracedLines := strings.Split(strings.TrimSpace(withTrace), "\n")
+		traceLines := strings.Split(strings.TrimSpace(string(traces)), "\n")
+		if len(tracedLines) != len(plainLines) || len(traceLines) != len(plainLines) || len(plainLines) != 3 {
+			t.Fatalf("%s: %d plain, %d traced, %d trace lines", f.format, len(plainLines), len(tracedLines), len(traceLines))
+		}
+		for i, line := range tracedLines {
+			var rec map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			var tr export.Trace
+			if err := json.Unmarshal(rec[export.TraceKey], &tr); err != nil {
+				t.Fatalf("line %d: %v", i, err)
+			}
+			id := []string{"ta", "tb", "tc"}[i]
+			want := export.Trace{TaskID: id, TaskType: core.TaskCode, SampleIndex: 0, File: id + ".json"}
+			if tr != want || strings.TrimSpace(traceLines[i]) != string(rec[export.TraceKey]) {
+				t.Errorf("line %d: trace %+v (file %s), want %+v", i, tr, traceLines[i], want)
+			}
+			// The record beside the trace is the plain one, which the
+			// strict validator accepts; with the key it does not.
+			delete(rec, export.TraceKey)
+			var plainRec map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(plainLines[i]), &plainRec); err != nil {
+				t.Fatal(err)
+			}
+			if len(rec) != len(plainRec) {
+				t.Errorf("line %d: keys besides the trace %d, plain %d", i, len(rec), len(plainRec))
+			}
+			if f.validate([]byte(plainLines[i])) != nil || f.validate([]byte(line)) == nil {
+				t.Errorf("line %d: validator accepts plain %v, traced %v", i, f.validate([]byte(plainLines[i])), f.validate([]byte(line)))
+			}
+		}
+	}
+	if code, _, _ := c.run("", "export", "--format", "groups", "--trace"); code == 0 {
+		t.Error("groups --trace accepted")
+	}
+}

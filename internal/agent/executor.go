@@ -46,7 +46,8 @@ type Task interface {
 // Executor runs tasks through the sources in order: the task's own program
 // or actions (scripted); the template cache (a hit is replayed for real and
 // evicted when it no longer succeeds); the model, when one is configured;
-// else the rules. A success from the model or the rules is cached.
+// else the rules. A success from the model or the rules is cached, unless
+// the test harness flagged it (metadata.flags).
 //
 // The attempts of a task with samples > 1 do not read the cache: a cached
 // program would turn N independent samples into N copies of one. They may
@@ -76,10 +77,12 @@ func (x *Executor) Run(ctx context.Context, tr *core.Trajectory, task core.TaskS
 		if !t.Rules(ctx) {
 			tr.Metadata[core.MetaSource] = SourceNone
 			tr.ExitReason = core.ExitNoSource
+			x.noteSamplingIgnored(tr, task)
 			return
 		}
 	}
 	t.Conclude(ctx)
+	x.noteSamplingIgnored(tr, task)
 	if tr.ExitReason == "" {
 		switch tr.Metadata[core.MetaSource] {
 		case SourceScripted, SourceCache:
@@ -100,6 +103,27 @@ func (x *Executor) Run(ctx context.Context, tr *core.Trajectory, task core.TaskS
 	case tr.Success && (src == SourceLLM || src == SourceRules):
 		x.store(ctx, tr, task, t, src.(string))
 	}
+}
+
+// noteSamplingIgnored records, on an attempt of a task with samples > 1
+// or sampling settings, that no model was asked, so that the attempts are
+// alike and the settings were not used (adpctl submit warns as well).
+func (x *Executor) noteSamplingIgnored(tr *core.Trajectory, task core.TaskSpec) {
+	if task.Samples <= 1 && task.Sampling == nil {
+		return
+	}
+	var why string
+	switch tr.Metadata[core.MetaSource] {
+	case SourceLLM:
+		return
+	case SourceScripted:
+		why = "the task brings its own program or actions: every attempt runs them, no model is asked"
+	case SourceCache:
+		why = "a cached program or action sequence was replayed, no model was asked"
+	default:
+		why = "no model is configured (LLM_BASE_URL): every attempt runs the same rule program"
+	}
+	tr.Metadata[core.MetaSamplingIgnored] = why
 }
 
 // fromCache replays the cached entry, if any; it reports whether the cache
@@ -138,6 +162,11 @@ func (x *Executor) store(ctx context.Context, tr *core.Trajectory, task core.Tas
 	}
 	e, ok := t.Entry()
 	if !ok {
+		return
+	}
+	if _, flagged := tr.Metadata[core.MetaFlags]; flagged {
+		// The test harness saw what can pass tests without the work
+		// (metadata.flags): a success the check may not have established.
 		return
 	}
 	e.Source = src

@@ -192,3 +192,68 @@ func TestExecutorSampledAttemptsSkipTheCache(t *testing.T) {
 		t.Errorf("single task after the attempts used %v, want the cache", f.used)
 	}
 }
+
+// TestExecutorDoesNotCacheFlagged: a success the test harness flagged
+// (metadata.flags) is recorded as a success and not cached.
+func TestExecutorDoesNotCacheFlagged(t *testing.T) {
+	r := testsupport.StartRedis(t)
+	ctx := context.Background()
+	cache := templatecache.New(r.Client, templatecache.Options{})
+	x := &Executor{Cache: cache, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+	task := core.TaskSpec{TaskID: "t", TaskType: core.TaskCode, Description: "d"}
+	for _, flagged := range []bool{true, false} {
+		f := &flaggedTask{fakeTask: fakeTask{rules: true, succeed: true, kind: templatecache.KindProgram}, flagged: flagged}
+		f.tr = core.NewTrajectory(task, "")
+		x.Run(ctx, f.tr, task, f)
+		_, cached, err := cache.Get(ctx, f.CacheKey())
+		if err != nil || !f.tr.Success || cached == flagged {
+			t.Errorf("flagged=%v: success=%v, cached=%v (%v); want a success cached only when not flagged", flagged, f.tr.Success, cached, err)
+		}
+	}
+}
+
+// flaggedTask is a fakeTask whose success the harness flagged.
+type flaggedTask struct {
+	fakeTask
+	flagged bool
+}
+
+func (f *flaggedTask) Conclude(ctx context.Context) {
+	f.fakeTask.Conclude(ctx)
+	if f.flagged {
+		f.tr.Metadata[core.MetaFlags] = []string{"eq_ignores_argument: an __eq__ ignores its argument"}
+	}
+}
+
+// An attempt of a sampled task that no model produced says that sampling
+// was ignored and why; a model's attempt and a single task do not.
+func TestExecutorNotesSamplingIgnored(t *testing.T) {
+	temp := 0.7
+	cases := []struct {
+		name     string
+		hasModel bool
+		scripted bool
+		rules    bool
+		samples  int
+		sampling *core.Sampling
+		want     string // "" means no note
+	}{
+		{"rules", false, false, true, 8, nil, "no model is configured"},
+		{"no source", false, false, false, 8, nil, "no model is configured"},
+		{"rules with sampling", false, false, true, 1, &core.Sampling{Temperature: &temp}, "no model is configured"},
+		{"scripted", true, true, false, 4, nil, "brings its own program"},
+		{"model", true, false, false, 8, nil, ""},
+		{"one sample", false, false, true, 1, nil, ""},
+	}
+	for _, c := range cases {
+		x := &Executor{HasModel: c.hasModel, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+		task := core.TaskSpec{TaskID: "t", TaskType: core.TaskCode, Description: "d", Samples: c.samples, Sampling: c.sampling}
+		f := &fakeTask{succeed: true, scripted: c.scripted, rules: c.rules}
+		f.tr = core.NewTrajectory(task, "")
+		x.Run(context.Background(), f.tr, task, f)
+		note, ok := f.tr.Metadata[core.MetaSamplingIgnored].(string)
+		if c.want == "" && ok || c.want != "" && !strings.Contains(note, c.want) {
+			t.Errorf("%s: sampling_ignored = %q (set %v), want %q", c.name, note, ok, c.want)
+		}
+	}
+}

@@ -77,7 +77,15 @@ type run struct {
 	// program passed (the reward's numerator).
 	passedChecks int
 	verifiedFor  string // the program verified last
-	jailErr      error
+	// tampered is the event the harness's guard stopped the last
+	// verification at ("" when it did not); flags are what it saw of the
+	// last passing one (see harnessResult).
+	tampered string
+	flags    []string
+	// feedback is what the model is told of a failed verification: never
+	// the text or output of a hidden check (issue 23 §4).
+	feedback string
+	jailErr  error
 }
 
 // Execute runs task and returns its trajectory. The error is non-nil only
@@ -115,9 +123,10 @@ func (r *run) Scripted(ctx context.Context) bool {
 	return true
 }
 
-// CacheKey is the task's template cache key.
+// CacheKey is the task's template cache key: its check is part of it, so
+// a program is replayed only for the check it passed.
 func (r *run) CacheKey() string {
-	return templatecache.Key(string(r.task.TaskType), r.task.Description)
+	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.CheckDigest())
 }
 
 // Replay runs a cached program.
@@ -136,7 +145,7 @@ func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
 func (r *run) Rules(ctx context.Context) bool {
 	program, rule := ruleProgram(r.task.Description)
 	if program == "" {
-		r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
+		r.tr.Fail(core.ErrNoModel, "no LLM is configured (set LLM_BASE_URL) and no rule matches this task; "+
 			"give it a program in constraints.code or configure an OpenAI-compatible LLM")
 		return false
 	}
@@ -145,7 +154,8 @@ func (r *run) Rules(ctx context.Context) bool {
 	return true
 }
 
-// Entry caches the program that succeeded.
+// Entry caches the program that succeeded (the executor stores no flagged
+// success).
 func (r *run) Entry() (templatecache.Entry, bool) {
 	if r.lastProgram == "" {
 		return templatecache.Entry{}, false
@@ -192,6 +202,12 @@ func (r *run) runWithTests(ctx context.Context, program string) bool {
 		return true
 	}
 	hr := h.read(res, lim)
+	r.tampered, r.flags = hr.tampered, nil
+	if !hr.split && hr.tampered != "" {
+		// The guard stopped the program's run.
+		r.addRunStep(r.runParams(program, purposeRun), hr.tests, started)
+		return true
+	}
 	if !hr.split {
 		if res.OK() || res.StdoutTruncated || res.StderrTruncated {
 			return false
@@ -298,6 +314,10 @@ func (r *run) addRunStep(params map[string]any, res sandbox.Result, started time
 // step and returns its verdict.
 func (r *run) addVerifyStep(exitCode int, hr harnessResult, started time.Time) (bool, string) {
 	ok, et, msg := hr.verdict()
+	r.tampered, r.flags = hr.tampered, nil
+	if ok {
+		r.flags = hr.flags
+	}
 	params := r.runParams(r.verifiedCode(), purposeVerify)
 	params["exit_code"] = exitCode
 	r.tr.AddStep(core.ExecutionStep{
@@ -338,9 +358,15 @@ func (r *run) verify(ctx context.Context) {
 }
 
 // settle records the verification: passed when every check passed, the
-// first failure's message, and how many checks passed.
+// first failure's message, what the model may be told of it, and how many
+// checks passed.
 func (r *run) settle(outOK bool, outMsg string, testsRan, testsOK bool, testsMsg string) {
 	ok, msg, passed := outOK, outMsg, 0
+	feedback := ""
+	if !outOK {
+		// expected_output is not in the prompt: not quoted.
+		feedback = "the program's output does not match the expected output"
+	}
 	if outOK && r.c.ExpectedOutput != nil {
 		passed++
 	}
@@ -348,11 +374,28 @@ func (r *run) settle(outOK bool, outMsg string, testsRan, testsOK bool, testsMsg
 		if testsOK {
 			passed++
 		} else if ok {
-			msg = testsMsg
+			msg, feedback = testsMsg, r.testsFeedback(testsMsg)
 		}
 		ok = ok && testsOK
 	}
-	r.verified, r.verifyMsg, r.passedChecks = &ok, msg, passed
+	r.verified, r.verifyMsg, r.passedChecks, r.feedback = &ok, msg, passed, feedback
+}
+
+// testsFeedback is what the model is told of failed tests: their message
+// when every test is one it was shown (visible_tests), otherwise only that
+// they failed. Hidden tests' text and output (a traceback, what the
+// program printed while they ran) are never quoted.
+func (r *run) testsFeedback(msg string) string {
+	switch {
+	case r.tampered != "":
+		return tamperedMessage(r.tampered)
+	case r.c.Tests == "":
+		return msg
+	case r.c.VisibleTests != "":
+		return "the tests failed (the tests shown in the task and others that are not shown)"
+	default:
+		return "the tests failed (they are not shown)"
+	}
 }
 
 // checkOutput compares the last clean run's stdout with expected_output.
@@ -406,13 +449,24 @@ func (r *run) Conclude(context.Context) {
 		if n := len(tr.Steps); n > 0 {
 			s := tr.Steps[n-1]
 			tr.Fail(s.ErrorType, s.ErrorMessage)
+			if r.tampered != "" {
+				tr.ExitReason = core.ExitTampered
+			}
 		} else if tr.ErrorType == core.ErrNone {
 			tr.Fail(core.ErrWrongAnswer, "no program was run")
 		}
 		return
 	}
+	if r.verified != nil && len(r.flags) > 0 {
+		tr.Metadata[core.MetaFlags] = flagNotes(r.flags)
+	} else {
+		delete(tr.Metadata, core.MetaFlags)
+	}
 	if r.verified != nil && !*r.verified {
 		tr.Fail(core.ErrWrongAnswer, r.verifyMsg)
+		if r.tampered != "" {
+			tr.ExitReason = core.ExitTampered
+		}
 		return
 	}
 	if r.verified == nil && r.c.HasVerifier() {

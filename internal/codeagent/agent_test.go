@@ -203,7 +203,7 @@ func TestNoLLMNoRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr.Success || tr.ErrorType != core.ErrSystem || !strings.Contains(tr.ErrorMessage, "no LLM is configured") || len(tr.Steps) != 0 {
+	if tr.Success || tr.ErrorType != core.ErrNoModel || !strings.Contains(tr.ErrorMessage, "no LLM is configured") || len(tr.Steps) != 0 {
 		t.Errorf("trajectory = %+v", tr)
 	}
 }

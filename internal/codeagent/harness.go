@@ -15,34 +15,94 @@ import (
 
 // The test harness: how a program and its tests (constraints.tests) run in
 // one interpreter without the program being able to pass tests it did not
-// run.
+// pass. The program is hostile: it may rebind any name, patch any module,
+// read any frame it can reach, print anything and exit any way.
 //
 // Appending the tests to the program and passing on exit status 0 is not a
 // check: a program that ends in sys.exit(0) or os._exit(0), or registers an
 // atexit hook that calls os._exit(0), exits 0 whether or not the tests ran.
 // The harness instead runs the program, then the tests, as __main__ of one
-// interpreter, and only after the tests' last line writes a marker carrying a
-// per-run nonce to stdout. The nonce arrives on stdin, ahead of the program's
-// own input, and is read before the program runs, so the program never finds
-// it on any descriptor; a verdict is a pass only when the run exited 0 and its
-// stdout ends with the marker. Exiting early, crashing, killing itself,
-// exiting from inside the tests or closing stdout all leave the marker out.
+// interpreter, and a pass is a line "<tag> pass" that only the tests' own
+// last line can make the harness write, tag being "\x1eADP-" and a per-run
+// nonce that arrives on stdin ahead of the program's own input.
 //
-// Between the program and the tests the harness writes a boundary marker to
-// both streams, with the program's exit status and duration, so that one run
-// yields the program's own output (the run step) and the tests' verdict (the
-// verify step) separately.
+// Before the program runs, the harness takes everything it uses later
+// (compile, exec, posix.write and _exit, sys.audit, ...) into locals,
+// compiles both the program and the tests (with an appended last line that
+// raises the audit event adp.end), copies the builtins, and installs an
+// audit hook, the guard (_adp_guard), which a program can neither remove nor
+// list. The nonce then exists only in the guard's closure: no frame on the
+// stack while the program or the tests run holds it (a program can always
+// climb f_back to the harness's frames, unaudited), and taking a frame is
+// an audit event. The guard
+//   - writes the boundary ("<tag> end <status> <seconds> <how>", on both
+//     streams) when the harness's own frame raises adp.mid after the
+//     program, and hands the tests' code and fresh builtins to that frame
+//     once, at adp.tests;
+//   - writes "<tag> pass" and exits 0 at once when adp.end comes from a
+//     frame running exactly the tests' code object, called by the harness's
+//     frame, with the globals and builtins it handed out. Anything else
+//     raising an adp.* event is tampering;
+//   - ends the run with "<tag> tampered <event>" and status 86 where the
+//     program reaches what would let it read the nonce or rewrite the
+//     check: gc.get_objects/get_referrers/get_referents,
+//     sys._current_frames, sys.settrace/setprofile (threading.settrace
+//     too, when its thread starts), code.__new__ (code.replace; except
+//     types.coroutine's flag), marshal.loads other than the importer's,
+//     sys.addaudithook, importing ctypes/_ctypes/_testcapi and the like,
+//     any ctypes.* event, opening or symlinking a path whose last part is
+//     "mem" (/proc/self/mem) or a path given as a str or bytes subclass,
+//     and taking a frame from code run inside the guard (a garbage
+//     collector callback, a finaliser);
+//   - never lets an exception out (its traceback would reach the guard's
+//     frame, and through its functions' closures the nonce): any exception
+//     inside it, e.g. a RecursionError of a program that recursed to the
+//     limit, or an event with arguments it does not expect, ends the run
+//     with status 86 and no line; and never calls the program's code: on
+//     events' arguments only type() and "is", str methods only on exact
+//     str;
+//   - writes the tag only to the stdout and stderr the run started with
+//     (the same device and inode): a program that put a pipe of its own on
+//     fd 1 would read the boundary's tag back.
+// The tests run in a copy of the program's namespace whose builtins are the
+// copy taken before the program ran (the builtins module is restored too);
+// the modules the program imported are dropped from sys.modules, those
+// loaded before it put back, and sys.meta_path, path_hooks, path and
+// path_importer_cache reset, so a test's own import is fresh and found by
+// the interpreter's finders (builtins.abs or math.isclose patched by the
+// program, or a finder of its own serving a fake math, does not reach it).
+// The attributes of modules loaded before the program (sys, time, io, ...)
+// other than builtins are not restored.
 //
-// Known limit: the harness and the program share one interpreter, so a
-// program written to search the harness's memory (its frames or the garbage
-// collector's objects) for the nonce could forge the marker; the check stops
-// programs that exit, crash or skip the tests, not a deliberate exploit of
-// the interpreter.
+// What cannot be prevented is flagged and reported on the pass line, then
+// in metadata.flags (harnessFlags): an __eq__ or __ne__ that ignores its
+// argument (a static check of the syntax tree, made only when the source
+// names one), a frame taken by the program (sys._getframe, tb_frame,
+// gi_frame, ... from code other than the tests' and the standard library
+// modules that take one only to read a module name or print a traceback),
+// and a source that names frame or stack introspection. Flagged successes
+// stay successes; the exports and the template cache leave them out.
+//
+// Known limits (issue 23 §1): a signal handler the program installed gets
+// the interrupted frame as an argument, without an audit event, and can
+// catch the guard's frame and read the nonce from it; the allowance for
+// the standard library is by file name, which a program can give its own
+// code (compile(src, "/usr/lib/python3.11/typing.py", ...)), so the frame
+// flag is a hint, not a proof; tests that use a module they do not import
+// themselves use the program's module, patches included; and a class from
+// a module both import is a different class in the tests (the program's
+// collections.Counter is not the tests' fresh one). Blocking is by event:
+// tests that themselves call gc.get_objects or import ctypes are stopped
+// as tampered.
+//
+// The boundary between the program's output and the tests' lets one run
+// yield the program's own output (the run step) and the tests' verdict
+// (the verify step) separately.
 
 // harnessPy is the harness's source, run as the jail's main program. Its
 // standard input: the nonce line, a line with the byte lengths of the
 // program and the tests, the program, the tests, then the program's stdin.
-var harnessPy = strings.NewReplacer("@TRACEBACK@", harnessTracebackPy, "@READ@", stdinReaderPy).Replace(harnessMainPy)
+var harnessPy = strings.NewReplacer("@TRACEBACK@", harnessTracebackPy, "@EQ@", harnessEqPy, "@READ@", stdinReaderPy).Replace(harnessMainPy)
 
 // stdinReaderPy defines _adp_read(n): exactly n bytes of stdin, read with
 // posix.read so that nothing past them is buffered where the program could
@@ -59,11 +119,17 @@ const stdinReaderPy = `def _adp_read(n):
 
 const harnessMainPy = `import posix, sys, time
 TRACEBACK = r'''@TRACEBACK@'''
+EQ = r'''@EQ@'''
+TAIL = "__import__('sys').audit('adp.end')\n"
 @READ@def _adp_harness():
     # Only modules the interpreter has loaded already (posix, not os): the
     # harness adds no start-up cost to the program's run, nor to its
-    # tracebacks (see show).
+    # tracebacks (see show). What it uses once the program has started is
+    # taken here, before: the program may rebind any name.
     t0 = time.perf_counter()
+    clock, audit, write, exit_ = time.perf_counter, sys.audit, posix.write, posix._exit
+    compile_, exec_, type_, dict_, list_, set_, len_, isinstance_, int_, print_ = compile, exec, type, dict, list, set, len, isinstance, int, print
+    BaseException_, SystemExit_ = BaseException, SystemExit
     def readline():
         b = bytearray()
         while True:
@@ -75,66 +141,378 @@ TRACEBACK = r'''@TRACEBACK@'''
             b += c
     def readn(n):
         return _adp_read(n).decode("utf-8")
-    tag = b"\x1eADP-" + readline()
+    nonce = readline()
     n_prog, n_tests = map(int, readline().split())
     prog, tests = readn(n_prog), readn(n_tests)
     fname = globals().get("__file__") or "main.py"
     main = type(sys)("__main__")
     main.__dict__.update(__file__=fname, __builtins__=__builtins__, __cached__=None)
-    sys.modules["__main__"] = main
+    mods = sys.modules
+    mods["__main__"] = main
     sources = {fname: prog, "tests.py": tests}
+    stdio = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    bdict = __builtins__.__dict__ if type(__builtins__) is type(sys) else __builtins__
+    # What imports go through, as the program found it.
+    sysmod, loaded = sys, dict(mods)
+    finders = (list(sys.meta_path), list(sys.path_hooks), list(sys.path))
+
+    # Both are compiled before the program runs (rebinding compile or exec
+    # later changes nothing); a syntax error is raised when its part runs.
+    flags = []
+    prog_code = tests_code = prog_err = tests_err = None
+    try:
+        prog_code = _adp_compile(prog, fname, flags)
+    except BaseException as e:
+        prog_err = e.with_traceback(None)
+    try:
+        tests_code = compile(tests + "\n" + TAIL, "tests.py", "exec")
+    except BaseException as e:
+        tests_err = e.with_traceback(None)
+    here = sys._getframe()
+    # The nonce lives on only in the guard's closure (see _adp_guard).
+    sys.addaudithook(_adp_guard(b"\x1eADP-" + nonce, here, tests_code, dict(bdict), flags, stdio))
+    del nonce, tests_code, flags
 
     def flush():
-        for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        for f in stdio:
             try:
                 f.flush()
-            except BaseException:
+            except BaseException_:
                 pass
 
-    def run(src, name):
+    def show(e):
         try:
-            exec(compile(src, name, "exec"), main.__dict__)
-        except SystemExit as e:
-            c = e.code
-            if c is None:
-                c = 0
-            elif not isinstance(c, int):
-                try:
-                    print(c, file=sys.stderr)
-                except BaseException:
-                    pass
-                c = 1
-            return "exit", c
-        except BaseException as e:
+            # Compiled only when there is a traceback to print.
+            g = {"sys": sys, "sources": sources}
+            exec_(compile_(TRACEBACK, "<adp-traceback>", "exec"), g)
+            g["show"](e)
+        except BaseException_:
             try:
-                # Compiled only when there is a traceback to print.
-                g = {"sys": sys, "sources": sources}
-                exec(compile(TRACEBACK, "<adp-traceback>", "exec"), g)
-                g["show"](e)
-            except BaseException:
-                try:
-                    sys.stderr.write("%s: %s\n" % (type(e).__name__, e))
-                except BaseException:
-                    pass
-            return "error", 1
-        return "ran", 0
+                stdio[3].write("%s: %s\n" % (type_(e).__name__, e))
+            except BaseException_:
+                pass
 
-    how, code = run(prog, fname)
+    def status(e):
+        c = e.code
+        if c is None:
+            return 0
+        if not isinstance_(c, int_):
+            try:
+                print_(c, file=stdio[1])
+            except BaseException_:
+                pass
+            return 1
+        return c
+
+    how, code = "ran", 0
+    try:
+        if prog_err is not None:
+            raise prog_err
+        exec_(prog_code, main.__dict__)
+    except SystemExit_ as e:
+        how, code = "exit", status(e)
+    except BaseException_ as e:
+        show(e)
+        how, code = "error", 1
     flush()
-    posix.write(1, tag + b" end %d %.6f %s\n" % (code & 0xff, time.perf_counter() - t0, how.encode()))
-    posix.write(2, tag + b" end\n")
+    audit("adp.mid", b"%d %.6f %s" % (code & 0xff, clock() - t0, how.encode()))
     if how != "ran":
-        posix._exit(code & 0xff)
-    how, code = run(tests, "tests.py")
+        exit_(code & 0xff)
+
+    # The tests run in a copy of the program's namespace, with the builtins
+    # as they were before the program ran, and import afresh the modules
+    # the program imported, through the finders the program found (not a
+    # finder of its own). The guard hands out their code and builtins.
+    for k in list_(mods):
+        if k not in loaded:
+            del mods[k]
+    for k, m in loaded.items():
+        if mods.get(k) is not m:
+            mods[k] = m
+    sysmod.modules = mods
+    sysmod.meta_path, sysmod.path_hooks, sysmod.path = list_(finders[0]), list_(finders[1]), list_(finders[2])
+    sysmod.path_importer_cache = {}
+    box = [dict_(main.__dict__)]
+    audit("adp.tests", box)
+    g, tests_code, b = box
+    del box
+    if len_(bdict) != len_(b):
+        for k in set_(bdict) - set_(b):
+            del bdict[k]
+    bdict.update(b)
+    g["__builtins__"] = b
+    try:
+        if tests_err is not None:
+            raise tests_err
+        exec_(tests_code, g)
+    except SystemExit_ as e:
+        flush()
+        print_("the tests called sys.exit(%r) before their end; tests must run to their last line" % (status(e),), file=stdio[3])
+    except BaseException_ as e:
+        show(e)
+    # Tests that reached their end have exited in the guard.
     flush()
-    if how != "ran":
-        if how == "exit":
-            print("the tests called sys.exit(%r) before their end; tests must run to their last line" % (code,), file=sys.stderr)
-            flush()
-        posix._exit(1)
-    posix.write(1, tag + b" pass\n")
-    posix._exit(0)
+    exit_(1)
+
+def _adp_compile(src, name, flags):
+    # The program's code. A comparison method that ignores its argument is
+    # flagged (only programs that name one pay for the syntax tree).
+    for hint in ("_getframe", "currentframe", "f_back", "f_code", "f_globals", "f_locals", "co_filename", "findCaller", "inspect.stack", ".stack()", "getouterframes", "extract_stack", "format_stack", "print_stack", "walk_stack", "walk_tb", "tb_frame", "gi_frame", "cr_frame"):
+        if hint in src:
+            flags.append("frame_source")
+            break
+    for m in _ADP_COMPARISONS:
+        if m in src:
+            break
+    else:
+        return compile(src, name, "exec")
+    tree = compile(src, name, "exec", 0x400)  # ast.PyCF_ONLY_AST
+    g = {}
+    exec(compile(EQ, "<adp-eq>", "exec"), g)  # compiled only when needed
+    if g["eq_ignores"](tree, _ADP_COMPARISONS):
+        flags.append("eq_ignores_argument")
+    return compile(tree, name, "exec")
+
+_ADP_COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
+
+def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
+    # The audit hook that guards the run; it holds the nonce (tag) in its
+    # closure and nowhere else. It never raises (a traceback would show its
+    # frame) and never calls the program's code: on events' arguments it
+    # uses only type() and "is", and str methods on str it checked.
+    exit_, getframe, type_, str_, bytes_, int_, list_, dict_, len_ = posix._exit, sys._getframe, type, str, bytes, int, list, dict, len
+    BaseException_ = BaseException
+    posix_write, fstat = posix.write, posix.fstat
+    # The guard writes the tag only to the stdout and stderr the run
+    # started with: a program may have put a pipe of its own on fd 1 or 2
+    # to read the tag back.
+    out, err = fstat(1), fstat(2)
+    streams = {1: (out.st_dev, out.st_ino), 2: (err.st_dev, err.st_ino)}
+    frame_t, code_t = type(harness), type(harness.f_code)
+    bytecode = sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__
+    lib = getattr(sys, "_stdlib_dir", None) or "%s/lib/python%d.%d" % (sys.base_prefix, sys.version_info[0], sys.version_info[1])
+    # Frames the standard library takes only to read a module name.
+    readers = frozenset(lib + "/" + f for f in ("typing.py", "collections/__init__.py", "enum.py"))
+    # Where frame attributes are read to print a traceback.
+    # (types.py takes the frame type from a traceback at its import.)
+    printers = frozenset([lib + "/" + f for f in ("traceback.py", "logging/__init__.py", "types.py", "asyncio/coroutines.py", "asyncio/base_tasks.py")] + ["<adp-traceback>"])
+    logging, coroutine = lib + "/logging/__init__.py", lib + "/types.py"
+    # (The sets of events, modules and attributes below are literals in
+    # the tests: constants of the code, not built per run.)
+    seen = list_(flags)
+    state = 0  # 1: the program's boundary written, 2: the tests handed out
+    g = b = None
+    mine = False  # set while the guard takes a frame itself
+    depth = 0  # how many calls of the hook are under way
+
+    def write(fd, line):
+        st = fstat(fd)
+        if (st.st_dev, st.st_ino) != streams[fd]:
+            exit_(87)
+        posix_write(fd, line)
+
+    def tampered(what):
+        try:
+            write(1, tag + b" tampered " + what.encode() + b"\n")
+        except BaseException_:
+            pass
+        exit_(86)
+
+    def caller():
+        # The frame that raised the event (after caller, check and hook);
+        # None when there is none (a thread running a C function).
+        nonlocal mine
+        mine = True
+        try:
+            f = getframe(3)
+        except BaseException_:
+            f = None
+        mine = False
+        return f
+
+    def named(s, want):
+        return type_(s) is str_ and s == want
+
+    def note(flag):
+        if flag not in seen:
+            seen.append(flag)
+
+    def path(ev, p):
+        t = type_(p)
+        if t is str_:
+            if p == "mem" or p.endswith("/mem"):
+                tampered(ev + " /proc/*/mem")
+        elif t is bytes_:
+            if p == b"mem" or p.endswith(b"/mem"):
+                tampered(ev + " /proc/*/mem")
+        elif t is not int_ and p is not None:
+            tampered(ev + " path")  # a str or bytes subclass: not read safely
+
+    def hook(ev, args):
+        nonlocal depth
+        try:
+            if depth:
+                # Code run while the hook runs (a garbage collector
+                # callback, a finaliser) must not take a frame: the hook's
+                # would be in reach.
+                if mine and ev == "sys._getframe":
+                    return
+                if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}):
+                    tampered("hook_frame")
+            depth += 1
+            check(ev, args)
+            depth -= 1
+        except BaseException_:
+            # An exception's traceback would reach this frame and, through
+            # its functions' closures, the nonce: events with arguments the
+            # guard does not expect come only from the program, and a
+            # RecursionError from a program that recursed to the limit
+            # before an event. posix._exit, a C function, still runs there.
+            exit_(86)
+
+    def check(ev, args):
+        nonlocal state, g, b
+        if ev in {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
+                  "sys._current_exceptions", "sys.settrace", "sys.setprofile", "code.__new__", "marshal.load",
+                  "sys.addaudithook"}:
+            if ev == "code.__new__":
+                # types.coroutine sets a flag of a function's code, the
+                # only change of code the standard library makes.
+                f = caller()
+                if f is not None and named(f.f_code.co_filename, coroutine) and named(f.f_code.co_name, "coroutine"):
+                    return
+            tampered(ev)
+        elif ev == "sys._getframe":
+            f = caller()
+            if f is None:
+                note("frame")
+                return
+            if f.f_globals is g:
+                return
+            fn = f.f_code.co_filename
+            if type_(fn) is str_ and fn in readers:
+                return
+            if named(fn, logging) and type_(args[0]) is frame_t and named(args[0].f_code.co_filename, logging):
+                # logging takes its own frame and walks out of itself.
+                return
+            note("frame")
+        elif ev == "object.__getattr__":
+            if args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}:
+                f = caller()
+                if f is None:
+                    note("frame")
+                    return
+                fn = f.f_code.co_filename
+                if f.f_globals is not g and not (type_(fn) is str_ and fn in printers):
+                    note("frame")
+        elif ev == "import":
+            n = args[0]
+            if type_(n) is not str_:
+                tampered("import")
+            if n.partition(".")[0] in {"ctypes", "_ctypes", "_testcapi", "_testinternalcapi", "_testbuffer", "_xxsubinterpreters", "_xxtestfuzz"}:
+                tampered("import " + n.partition(".")[0])
+        elif ev == "open" or ev == "os.symlink":
+            path(ev, args[0])
+        elif ev == "marshal.loads":
+            f = caller()
+            if f is None or f.f_code is not bytecode:
+                tampered(ev)
+        elif ev[:7] == "ctypes.":
+            tampered(ev)
+        elif ev[:4] == "adp.":
+            f = caller()
+            if f is None:
+                tampered(ev)
+            if ev == "adp.mid" and state == 0 and f is harness and len_(args) == 1 and type_(args[0]) is bytes_:
+                state = 1
+                write(1, tag + b" end " + args[0] + b"\n")
+                write(2, tag + b" end\n")
+                return
+            if ev == "adp.tests" and state == 1 and f is harness and len_(args) == 1 and type_(args[0]) is list_ and len_(args[0]) == 1 and type_(args[0][0]) is dict_:
+                state = 2
+                g, b = args[0][0], dict_(builtins)
+                args[0].append(tests_code)
+                args[0].append(b)
+                return
+            if ev == "adp.end" and state == 2 and f.f_code is tests_code and f.f_back is harness and f.f_globals is g and f.f_builtins is b:
+                for s in stdio[2:]:
+                    try:
+                        s.flush()
+                    except BaseException_:
+                        pass
+                write(1, tag + b" pass" + "".join(" " + s for s in seen).encode() + b"\n")
+                exit_(0)
+            tampered(ev)
+    return hook
+
 _adp_harness()
+`
+
+// harnessEqPy is the static check of comparison methods (metadata.flags
+// eq_ignores_argument), compiled by the harness only for a program that
+// names one: most do not, and every run loads the harness's code. It must
+// not contain three single quotes in a row.
+const harnessEqPy = `def eq_ignores(tree, names):
+    # Whether a comparison method (def, assignment, dict key, keyword,
+    # setattr) never reads its second argument, or is given something else
+    # than a function of its own (another method, a name), or is defined in
+    # a string (for exec).
+    def fields(n):
+        for f in n._fields:
+            v = getattr(n, f, None)
+            if type(v) is list:
+                yield from v
+            elif v is not None and hasattr(v, "_fields"):
+                yield v
+    def ignores(fn):
+        a = fn.args
+        params = [p.arg for p in a.posonlyargs + a.args]
+        if len(params) >= 2:
+            other = params[1]
+        elif a.vararg is not None:
+            other = a.vararg.arg
+        else:
+            return True
+        todo = list(fn.body) if type(fn.body) is list else [fn.body]
+        while todo:
+            n = todo.pop()
+            if type(n).__name__ == "Name" and n.id == other:
+                return False
+            todo.extend(fields(n))
+        return True
+    def given(v):
+        if v is None:
+            return False
+        if type(v).__name__ == "Lambda":
+            return ignores(v)
+        return True
+    todo = [tree]
+    while todo:
+        n = todo.pop()
+        k = type(n).__name__
+        if k in ("FunctionDef", "AsyncFunctionDef") and n.name in names:
+            if ignores(n):
+                return True
+        elif k in ("Assign", "AnnAssign"):
+            ts = n.targets if k == "Assign" else [n.target]
+            if any(getattr(t, "id", getattr(t, "attr", None)) in names for t in ts) and given(n.value):
+                return True
+        elif k == "Dict":
+            for key, v in zip(n.keys, n.values):
+                if getattr(key, "value", None) in names and given(v):
+                    return True
+        elif k == "Call":
+            if len(n.args) >= 3 and getattr(n.args[1], "value", None) in names and given(n.args[2]):
+                return True
+            for kw in n.keywords:
+                if kw.arg in names and given(kw.value):
+                    return True
+        elif k == "Constant" and type(n.value) is str and "__" in n.value:
+            for m in names:
+                if "def " + m in n.value or m + " =" in n.value or m + "=" in n.value:
+                    return True
+        todo.extend(fields(n))
+    return False
 `
 
 // harnessTracebackPy prints tracebacks in the traceback module's layout,
@@ -366,18 +744,41 @@ type harnessResult struct {
 	// tests is the tests' part of the run (the whole run when !split), the
 	// markers removed.
 	tests sandbox.Result
-	// passed: the tests ran to their end (the pass marker closes stdout)
-	// and the run exited 0.
+	// passed: the tests ran to their end (the guard's pass line closes
+	// stdout) and the run exited 0.
 	passed bool
+	// flags are what the guard saw of a passing run (see harnessFlags).
+	flags []string
+	// tampered is the event the guard stopped the run at ("" when it did
+	// not): the program reached for the harness's memory or the check.
+	tampered string
 }
+
+// tamperedExit is the exit status of a run the guard stopped.
+const tamperedExit = 86
 
 // read splits a harness run's result.
 func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 	out := harnessResult{tests: res}
-	pass := h.tag + " pass\n"
-	out.passed = res.OK() && strings.HasSuffix(res.Stdout, pass)
 	tests := res
-	tests.Stdout = strings.TrimSuffix(tests.Stdout, pass)
+	last := tests.Stdout
+	if i := strings.LastIndexByte(strings.TrimSuffix(last, "\n"), '\n'); i >= 0 {
+		last = last[i+1:]
+	}
+	if rest, ok := strings.CutPrefix(last, h.tag+" "); ok && strings.HasSuffix(rest, "\n") {
+		f := append(strings.Fields(rest), "")
+		switch {
+		case f[0] == "pass" && res.OK():
+			out.passed, out.flags = true, f[1:len(f)-1]
+			tests.Stdout = strings.TrimSuffix(tests.Stdout, last)
+		case f[0] == "tampered" && res.ExitCode == tamperedExit:
+			out.tampered = strings.TrimSpace(strings.TrimPrefix(rest, "tampered"))
+			tests.Stdout = strings.TrimSuffix(tests.Stdout, last)
+			tests.ErrorType, tests.ErrorMessage = core.ErrRuntime, tamperedMessage(out.tampered)
+		}
+	}
+	res.Stdout = tests.Stdout
+	out.tests = tests
 
 	end := h.tag + " end "
 	i := strings.Index(tests.Stdout, end)
@@ -385,19 +786,16 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 	if i < 0 || j < 0 || res.StdoutTruncated || res.StderrTruncated {
 		// A truncated stream may have lost its boundary, or hold a
 		// boundary with a dropped middle on either side: not split.
-		out.tests = tests
 		return out
 	}
 	line, rest, ok := strings.Cut(tests.Stdout[i+len(end):], "\n")
 	f := strings.Fields(line)
 	if !ok || len(f) != 3 {
-		out.tests = tests
 		return out
 	}
 	code, err1 := strconv.Atoi(f[0])
 	secs, err2 := strconv.ParseFloat(f[1], 64)
 	if err1 != nil || err2 != nil {
-		out.tests = tests
 		return out
 	}
 	p := sandbox.Result{
@@ -413,6 +811,11 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 	tests.Stdout = rest
 	tests.Stderr = tests.Stderr[j+len(h.tag+" end\n"):]
 	tests.Wall = max(res.Wall-p.Wall, 0)
+	if strings.Contains(tests.ErrorMessage, h.tag) {
+		// Read off the whole run's stderr, which ends with the boundary
+		// when the tests printed nothing.
+		tests.ErrorType, tests.ErrorMessage = sandbox.ExitError(tests.ExitCode, tests.Stderr, lim)
+	}
 	out.split, out.program, out.programExited, out.tests = true, p, f[2] == "exit", tests
 	return out
 }
@@ -422,6 +825,8 @@ func (h harnessRun) read(res sandbox.Result, lim sandbox.Limits) harnessResult {
 func (hr harnessResult) verdict() (ok bool, et core.ErrorType, msg string) {
 	t := hr.tests
 	switch {
+	case hr.tampered != "":
+		return false, core.ErrWrongAnswer, tamperedMessage(hr.tampered)
 	case hr.passed:
 		return true, core.ErrNone, ""
 	case hr.split && hr.programExited:
@@ -434,5 +839,70 @@ func (hr harnessResult) verdict() (ok bool, et core.ErrorType, msg string) {
 		return false, core.ErrWrongAnswer, fmt.Sprintf("the tests did not run: the process exited with status %d before the program finished", t.ExitCode)
 	default:
 		return false, core.ErrWrongAnswer, fmt.Sprintf("the tests did not run to their end (exit status %d)", t.ExitCode)
+	}
+}
+
+// harnessFlags explain the flags a passing run may carry: what the guard
+// saw that can make tests pass without the work they check (an object
+// equal to anything, a function that answers according to its caller). A
+// flagged success stays a success, marked in metadata.flags, and the
+// exports leave it out unless asked (see internal/export).
+var harnessFlags = map[string]string{
+	"eq_ignores_argument": "an __eq__ or __ne__ in the program ignores its argument: an object equal to anything passes any == test",
+	"frame":               "the program took a frame (sys._getframe, a traceback's, generator's or coroutine's frame) and could have read its caller, the tests",
+	"frame_source":        "the program's source reads frames or the stack (sys._getframe, inspect.stack, f_back, ...), which can tell the tests from other callers",
+}
+
+// flagNotes are a passing run's flags as metadata.flags: "name: what it means".
+func flagNotes(flags []string) []string {
+	var notes []string
+	for _, f := range flags {
+		if d, ok := harnessFlags[f]; ok {
+			notes = append(notes, f+": "+d)
+		} else {
+			notes = append(notes, f)
+		}
+	}
+	return notes
+}
+
+// tamperedReasons say why an event the guard stops a run at reaches the
+// harness's memory or forges the check.
+var tamperedReasons = map[string]string{
+	"gc.get_objects":          "which reaches every object, the harness's included",
+	"gc.get_referrers":        "which reaches the objects that refer to one, the harness's included",
+	"gc.get_referents":        "which reaches the objects one refers to, the harness's included",
+	"sys._current_frames":     "which reaches the frames of every thread, the harness's included",
+	"sys._current_exceptions": "which reaches the frames of every thread, the harness's included",
+	"sys.settrace":            "which would run the program's code inside every frame, the harness's included",
+	"sys.setprofile":          "which would run the program's code inside every frame, the harness's included",
+	"code.__new__":            "which makes code with hand-made bytecode, which can read any memory",
+	"marshal.load":            "which can make code with hand-made bytecode, which can read any memory",
+	"marshal.loads":           "which can make code with hand-made bytecode, which can read any memory",
+	"sys.addaudithook":        "which would see the harness's own events",
+}
+
+// tamperedMessage is the error of a run the guard stopped at event.
+func tamperedMessage(event string) string {
+	const pre = "tampered: the program "
+	switch name, rest, _ := strings.Cut(event, " "); {
+	case strings.HasPrefix(event, "adp."):
+		return pre + "raised the harness's own audit event " + event + ", which only the harness and the tests' last line may raise"
+	case event == "hook_frame":
+		return pre + "took a frame from code run inside the harness's audit hook (a garbage collector callback, a finaliser), where the check's secret is in reach"
+	case event == "import":
+		return pre + "imported a module by a name that is not a str, which the harness cannot check"
+	case name == "import":
+		return pre + "imported " + rest + ", which reaches the interpreter's memory"
+	case strings.HasSuffix(event, "/proc/*/mem"):
+		return pre + "opened (or linked to) /proc/*/mem, the process's memory"
+	case strings.HasSuffix(event, " path"):
+		return pre + "opened a path given as a str or bytes subclass, which the harness cannot check"
+	case strings.HasPrefix(event, "ctypes."):
+		return pre + "called " + event + ", which reaches the interpreter's memory"
+	case tamperedReasons[event] != "":
+		return pre + "called " + event + ", " + tamperedReasons[event]
+	default:
+		return pre + "did what the harness forbids (" + event + ")"
 	}
 }

@@ -93,8 +93,13 @@ func TestHarnessTracebacks(t *testing.T) {
 }
 
 func TestHarnessTracebackIsEmbeddable(t *testing.T) {
-	if strings.Contains(harnessTracebackPy, "'''") {
-		t.Fatal("harnessTracebackPy contains ''' and would end the string that embeds it")
+	for name, src := range map[string]string{"harnessTracebackPy": harnessTracebackPy, "harnessEqPy": harnessEqPy} {
+		if strings.Contains(src, "'''") {
+			t.Fatalf("%s contains ''' and would end the string that embeds it", name)
+		}
+	}
+	if !strings.Contains(harnessPy, "def eq_ignores(tree, names):") || strings.Contains(harnessPy, "@EQ@") {
+		t.Fatal("the comparison check is not embedded in the harness")
 	}
 	if !strings.Contains(harnessPy, "def show(e):") || strings.Contains(harnessPy, "@TRACEBACK@") {
 		t.Fatal("the traceback printer is not embedded in the harness")
@@ -137,6 +142,8 @@ func TestCompiledHarness(t *testing.T) {
 		{"tests that exit early", add, "import sys\nsys.exit(0)\nassert add(2, 3) == 6\n", "", false},
 		{"program error", "def f(x):\n    return 1/x\nf(0)\n", "assert True\n", "", false},
 		{"syntax error", "def f(:\n    pass\n", "assert True\n", "", false},
+		{"tests with a syntax error", add, "assert add(2, 3) == 5\nif:\n", "", false},
+		{"tests with a comparison the program defines", "class V:\n    def __init__(self, v):\n        self.v = v\n    def __eq__(self, other):\n        return self.v == other\n" + add, "assert V(add(2, 3)) == 5\n", "", true},
 	}
 	type verdict struct {
 		split, exited, passed     bool

@@ -48,7 +48,11 @@ func (r *run) answerOnly(answer string) {
 	if r.c.AllTests() != "" {
 		// Tests check a program; a text answer cannot pass them.
 		outOK := r.verified == nil || *r.verified
-		r.settle(outOK, r.verifyMsg, true, false, "the task has tests, which need a program; it was answered in text without one")
+		const msg = "the task has tests, which need a program; it was answered in text without one"
+		r.settle(outOK, r.verifyMsg, true, false, msg)
+		if outOK {
+			r.feedback = msg
+		}
 	}
 	r.lastResult = &sandbox.Result{Stdout: answer}
 }
@@ -90,7 +94,7 @@ func (t *llmTools) Answer(ctx context.Context, answer string) string {
 	}
 	r.verify(ctx)
 	if r.verified != nil && !*r.verified {
-		return "Verification failed: " + r.verifyMsg + ". Fix the program and run it again with run_python."
+		return "Verification failed: " + r.feedback + ". Fix the program and run it again with run_python."
 	}
 	return ""
 }

@@ -113,7 +113,7 @@ func (w *wsRun) setup(ctx context.Context) bool {
 			return false
 		}
 		if !step.Success {
-			w.tr.Fail(core.ErrSystem, fmt.Sprintf("setup command %d (%s) failed: %s", i+1, clip(cmd, 200), step.ErrorMessage))
+			w.tr.Fail(core.ErrSetup, fmt.Sprintf("setup command %d (%s) failed: %s", i+1, clip(cmd, 200), step.ErrorMessage))
 			w.tr.ExitReason = core.ExitInvalidTask
 			return false
 		}
@@ -177,7 +177,7 @@ func (w *wsRun) Entry() (templatecache.Entry, bool) { return templatecache.Entry
 
 // Rules: the blueprint has none for workspaces.
 func (w *wsRun) Rules(context.Context) bool {
-	w.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and the workspace task has no actions; "+
+	w.tr.Fail(core.ErrNoModel, "no LLM is configured (set LLM_BASE_URL) and the workspace task has no actions; "+
 		"give it constraints.actions or configure an OpenAI-compatible LLM")
 	return false
 }

@@ -141,13 +141,13 @@ func TestWorkspaceOutcomes(t *testing.T) {
 		tools       string
 	}{
 		{"setup fails", map[string]any{"files": calcRepo, "setup": []any{"true", "exit 3"}, "test_command": calcTest, "actions": actions(fix)},
-			0, false, core.ErrSystem, core.ExitInvalidTask, "absent", "bash:setup bash:setup"},
+			0, false, core.ErrSetup, core.ExitInvalidTask, "absent", "bash:setup bash:setup"},
 		{"setup runs first", map[string]any{"files": calcRepo, "setup": "echo prepared > setup.txt", "test_command": "test -f setup.txt && " + calcTest, "actions": actions(fix)},
 			0, true, core.ErrNone, core.ExitReplayed, 1.0, "bash:setup edit_file bash:verify"},
 		{"missing workspace seed", map[string]any{"workspace": "no-such-repo.tar.gz", "test_command": "true", "actions": actions(fix)},
 			0, false, core.ErrSystem, core.ExitInvalidTask, "absent", ""},
 		{"no actions and no model", map[string]any{"files": calcRepo, "test_command": calcTest},
-			0, false, core.ErrSystem, core.ExitNoSource, "absent", ""},
+			0, false, core.ErrNoModel, core.ExitNoSource, "absent", ""},
 		{"no test_command: no reward", map[string]any{"files": calcRepo, "actions": actions(fix)},
 			0, true, core.ErrNone, core.ExitReplayed, "absent", "edit_file"},
 		{"max_steps cuts the replay, the test still runs", map[string]any{"files": calcRepo, "test_command": calcTest,

@@ -2,6 +2,8 @@ package core
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +82,28 @@ func (c CodeConstraints) Checks() int {
 	return n
 }
 
+// CheckDigest identifies the task's check: the hex SHA-256 of everything
+// that decides a verdict or that the program is given (tests,
+// visible_tests, expected_output, stdin). The template cache keys on it,
+// so that a program cached for one check is never replayed for another.
+func (c CodeConstraints) CheckDigest() string {
+	return digest(struct {
+		Tests, VisibleTests string
+		ExpectedOutput      *string
+		Stdin               string
+	}{c.Tests, c.VisibleTests, c.ExpectedOutput, c.Stdin})
+}
+
+// digest is the hex SHA-256 of v's JSON (struct fields keep their order).
+func digest(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("core: digest: %v", err)) // strings and pointers to them always encode
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // AllTests are the tests a program is checked with: the visible ones, then
 // the hidden ones.
 func (c CodeConstraints) AllTests() string {
@@ -139,6 +163,15 @@ func (c WebConstraints) validate() error {
 		return &fieldError{field: "reward_script", err: errors.New("a page-defined reward is the task's only check: drop expected_text, expected_url, answer and answer_contains")}
 	}
 	return nil
+}
+
+// CheckDigest identifies the task's check (expected_text, expected_url,
+// answer) as CodeConstraints.CheckDigest does.
+func (c WebConstraints) CheckDigest() string {
+	return digest(struct {
+		ExpectedText, ExpectedURL string
+		Answer                    *string
+	}{c.ExpectedText, c.ExpectedURL, c.Answer})
 }
 
 // HasVerifier reports whether the task says what a right result is.

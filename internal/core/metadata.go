@@ -60,6 +60,21 @@ const (
 	// test_command (exit code, output), which the agent never saw. The
 	// code agent.
 	MetaTestOutput MetaKey = "test_output"
+	// MetaFlags lists what the test harness saw of a passing run that can
+	// make tests pass without the work they check, one "name: meaning"
+	// each: eq_ignores_argument (an __eq__ or __ne__ that ignores its
+	// argument), frame (the program took a frame, so it could read its
+	// caller), frame_source (its source reads frames or the stack). A
+	// flagged attempt keeps its success; exports leave it out of
+	// --only-success and --best-of unless --include-flagged, and the
+	// template cache does not keep it. Absent when nothing was seen. The
+	// code agent.
+	MetaFlags MetaKey = "flags"
+	// MetaSamplingIgnored says why a task's samples and sampling had no
+	// effect on this attempt: no model chose its program or actions (rules,
+	// or the task's own), so its attempts are alike. Absent otherwise. The
+	// executor (internal/agent).
+	MetaSamplingIgnored MetaKey = "sampling_ignored"
 	// MetaPageInstruction is what a web task's instruction_script returned
 	// (added to the prompt).
 	MetaPageInstruction MetaKey = "page_instruction"
@@ -69,6 +84,6 @@ const (
 var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
-	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput,
-	MetaPageInstruction,
+	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaFlags,
+	MetaSamplingIgnored, MetaPageInstruction,
 }

@@ -35,6 +35,13 @@ const (
 	ErrOutputLimit ErrorType = "output_limit"
 	ErrWrongAnswer ErrorType = "wrong_answer"
 	ErrBlockedURL  ErrorType = "blocked_url"
+	// ErrNoModel: no model is configured (LLM_BASE_URL) and nothing else
+	// gives the task a program or actions (no rule, no scripted actions):
+	// a configuration to fix, not a failure of the platform.
+	ErrNoModel ErrorType = "no_model"
+	// ErrSetup: a workspace task's setup command failed, before the agent
+	// started: the task (or its seed) is at fault, not the agent.
+	ErrSetup ErrorType = "setup_failed"
 	// ErrLLMRefused: the model server answered and refused the request
 	// (a 4xx other than 408 and 429: a bad request, a wrong key, an
 	// unknown model); not a network error, and sending it again gets the
@@ -48,7 +55,8 @@ const (
 // ErrorTypes lists every non-empty ErrorType.
 var ErrorTypes = []ErrorType{
 	ErrTimeout, ErrNetwork, ErrCompile, ErrRuntime, ErrBrowser, ErrSystem,
-	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL, ErrLLMRefused, ErrContextExceeded,
+	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL, ErrNoModel, ErrSetup,
+	ErrLLMRefused, ErrContextExceeded,
 }
 
 // MarshalJSON writes ErrNone as null, as the blueprint's files do.
@@ -172,11 +180,16 @@ const (
 	// ExitAborted: a failure the attempt cannot go on from (the start page
 	// was blocked or failed, the browser died, a workspace reached its cap).
 	ExitAborted ExitReason = "aborted"
+	// ExitTampered: the test harness's guard stopped the program where it
+	// reached for the harness's memory or the check (gc.get_objects,
+	// ctypes, sys.settrace, hand-made code, a forged end of the tests);
+	// error_message says what it did. Never a success.
+	ExitTampered ExitReason = "tampered"
 )
 
 // ExitReasons lists every ExitReason.
 var ExitReasons = []ExitReason{ExitAnswered, ExitFinished, ExitMaxSteps, ExitMaxTurns, ExitReplayed, ExitRules,
-	ExitTimeout, ExitLLMError, ExitContextExceeded, ExitInvalidTask, ExitNoSource, ExitAborted}
+	ExitTimeout, ExitLLMError, ExitContextExceeded, ExitInvalidTask, ExitNoSource, ExitAborted, ExitTampered}
 
 // ExitFor is the exit reason of an attempt that a failure of type et ended
 // before the agent was done: the one mapping from an ending failure to an

@@ -89,6 +89,45 @@ type Options struct {
 	BestOf bool
 	// MinAttempts (groups) skips tasks with fewer exportable attempts.
 	MinAttempts int
+	// IncludeFlagged keeps, under OnlySuccess and BestOf, the successes
+	// the test harness flagged (metadata.flags: an always-equal object, a
+	// program that read its caller), which both leave out by default: the
+	// tests may not have established them.
+	IncludeFlagged bool
+	// Trace (openai, sharegpt) adds TraceKey to every record: the task and
+	// attempt it was made from.
+	Trace bool
+	// TraceOut (openai, sharegpt), when set, gets one Trace per record
+	// written, line for line, the records left as the format has them.
+	TraceOut io.Writer
+}
+
+// leftOut reports whether opts leave tr out of an export before its
+// record is made: a failure under OnlySuccess, a flagged attempt under
+// OnlySuccess or BestOf (unless IncludeFlagged). It counts why in sum.
+func leftOut(tr *core.Trajectory, opts Options, sum *Summary) bool {
+	switch {
+	case opts.OnlySuccess && !tr.Success:
+		sum.Filtered++
+		return true
+	case (opts.OnlySuccess || opts.BestOf) && !opts.IncludeFlagged && flagged(tr):
+		sum.Flagged++
+		return true
+	}
+	return false
+}
+
+// flagged reports whether the harness flagged tr's success.
+func flagged(tr *core.Trajectory) bool {
+	switch f := tr.Metadata[core.MetaFlags].(type) {
+	case nil:
+		return false
+	case []any:
+		return len(f) > 0
+	case []string:
+		return len(f) > 0
+	}
+	return true
 }
 
 // Summary says what Write did.
@@ -96,6 +135,7 @@ type Summary struct {
 	Files    int         `json:"files"`    // trajectory files found
 	Written  int         `json:"written"`  // lines written
 	Filtered int         `json:"filtered"` // left out by OnlySuccess
+	Flagged  int         `json:"flagged"`  // flagged successes left out (see IncludeFlagged)
 	Empty    int         `json:"empty"`    // failed without any model action
 	Invalid  []FileError `json:"invalid"`  // unreadable or not exportable, skipped
 	// NotBest counts attempts left out by BestOf (another attempt of the
@@ -108,6 +148,9 @@ type Summary struct {
 func (s Summary) String() string {
 	out := fmt.Sprintf("%d files: %d written, %d filtered (not successful), %d empty (failed before any action), %d invalid",
 		s.Files, s.Written, s.Filtered, s.Empty, len(s.Invalid))
+	if s.Flagged > 0 {
+		out += fmt.Sprintf(", %d flagged by the test harness (--include-flagged keeps them)", s.Flagged)
+	}
 	if s.NotBest > 0 {
 		out += fmt.Sprintf(", %d not the best attempt of their task", s.NotBest)
 	}
@@ -131,6 +174,9 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 		if opts.BestOf {
 			return sum, errors.New("--best-of chooses one attempt per task for openai or sharegpt; groups keeps them all")
 		}
+		if opts.Trace || opts.TraceOut != nil {
+			return sum, errors.New("a trace is for openai and sharegpt records; a groups line names its task and attempts already")
+		}
 		return writeGroups(w, dir, opts)
 	case opts.MinAttempts > 0:
 		return sum, errors.New("--min-attempts applies to the groups format")
@@ -144,13 +190,16 @@ func Write(w io.Writer, dir string, format Format, opts Options) (Summary, error
 			sum.Invalid = append(sum.Invalid, FileError{Path: path, Err: readErr.Error()})
 			return nil
 		}
-		if opts.OnlySuccess && !tr.Success {
-			sum.Filtered++
+		if leftOut(tr, opts, &sum) {
 			return nil
 		}
 		line := record(tr, path, format, opts, &sum)
 		if line == nil {
 			return nil
+		}
+		line, err := traced(line, tr, path, opts)
+		if err != nil {
+			return err
 		}
 		if _, err := bw.Write(line); err != nil {
 			return err

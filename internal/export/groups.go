@@ -119,7 +119,7 @@ func readAttempt(id string, f attemptFile) (*core.Trajectory, error) {
 }
 
 // taskAttempts reads a task's attempts for an export: unreadable files and
-// (with OnlySuccess) unsuccessful attempts are counted in sum and left out.
+// what opts leave out (leftOut) are counted in sum and left out.
 func taskAttempts(id string, files []attemptFile, opts Options, sum *Summary) []*core.Trajectory {
 	var out []*core.Trajectory
 	for _, f := range files {
@@ -129,8 +129,7 @@ func taskAttempts(id string, files []attemptFile, opts Options, sum *Summary) []
 			sum.Invalid = append(sum.Invalid, FileError{Path: f.path, Err: err.Error()})
 			continue
 		}
-		if opts.OnlySuccess && !tr.Success {
-			sum.Filtered++
+		if leftOut(tr, opts, sum) {
 			continue
 		}
 		out = append(out, tr)
@@ -188,6 +187,7 @@ func writeBestOf(w io.Writer, dir string, format Format, opts Options) (Summary,
 	var sum Summary
 	err := writeByTask(w, dir, opts, &sum, func(_ string, trs []*core.Trajectory, paths map[*core.Trajectory]string) ([]byte, error) {
 		var best []byte
+		var bestTr *core.Trajectory
 		bestScore := -1.0
 		for _, tr := range trs { // in sample order: the lowest index wins a full tie
 			b := record(tr, paths[tr], format, opts, &sum)
@@ -199,12 +199,15 @@ func writeBestOf(w io.Writer, dir string, format Format, opts Options) (Summary,
 				if best != nil {
 					sum.NotBest++
 				}
-				best, bestScore = b, s
+				best, bestTr, bestScore = b, tr, s
 			} else {
 				sum.NotBest++
 			}
 		}
-		return best, nil
+		if best == nil {
+			return nil, nil
+		}
+		return traced(best, bestTr, paths[bestTr], opts)
 	})
 	return sum, err
 }

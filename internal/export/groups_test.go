@@ -215,3 +215,48 @@ func TestGroupsRejectMisnamedFile(t *testing.T) {
 }
 
 func writeFile(path string, data []byte) error { return trajectory.WriteFileAtomic(path, data, 0o644) }
+
+// TestFlaggedSuccessesLeftOut: a success the test harness flagged
+// (metadata.flags) is left out of --only-success and --best-of, and
+// counted, unless IncludeFlagged; without either option it is exported.
+func TestFlaggedSuccessesLeftOut(t *testing.T) {
+	t.Parallel()
+	w, err := trajectory.NewWriter(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Attempt 0 is the shorter success, but flagged; attempt 1 is clean.
+	flaggedOne := modelAttempt(0, 2, "55", 1)
+	flaggedOne.Metadata[core.MetaFlags] = []string{"eq_ignores_argument: an __eq__ ignores its argument"}
+	for _, tr := range []*core.Trajectory{flaggedOne, modelAttempt(1, 2, "55.0", 1)} {
+		if err := w.Write(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name             string
+		format           Format
+		opts             Options
+		written, flagged int
+		want             string // in the output
+	}{
+		{"plain export keeps it", FormatOpenAI, Options{}, 2, 0, `print(55)`},
+		{"only-success leaves it out", FormatOpenAI, Options{OnlySuccess: true}, 1, 1, `print(55.0)`},
+		{"best-of takes the clean attempt", FormatOpenAI, Options{BestOf: true}, 1, 1, `print(55.0)`},
+		{"best-of with include-flagged takes the shorter", FormatOpenAI, Options{BestOf: true, IncludeFlagged: true}, 1, 0, `print(55)\"`},
+		{"groups only-success leaves it out", FormatGroups, Options{OnlySuccess: true}, 1, 1, `"sample_index":1`},
+	}
+	for _, tc := range cases {
+		var out bytes.Buffer
+		sum, err := Write(&out, w.Dir(), tc.format, tc.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Written != tc.written || sum.Flagged != tc.flagged || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%s: summary %+v, want %d written, %d flagged; output has %q: %v", tc.name, sum, tc.written, tc.flagged, tc.want, strings.Contains(out.String(), tc.want))
+		}
+		if tc.format == FormatGroups && strings.Contains(out.String(), `"sample_index":0`) {
+			t.Errorf("%s: the flagged attempt is in the group", tc.name)
+		}
+	}
+}

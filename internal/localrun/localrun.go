@@ -88,19 +88,46 @@ type Summary struct {
 // MarshalJSON adds the derived figures.
 func (s Summary) MarshalJSON() ([]byte, error) {
 	type plain Summary
+	var rate *float64 // absent when too few tasks or too short for a rate
+	if r, ok := s.TasksPerMinute(); ok {
+		rate = &r
+	}
 	return json.Marshal(struct {
 		plain
-		ElapsedSeconds float64 `json:"elapsed_seconds"`
-		TasksPerMinute float64 `json:"tasks_per_minute"`
-	}{plain(s), s.Elapsed.Seconds(), s.TasksPerMinute()})
+		ElapsedSeconds float64  `json:"elapsed_seconds"`
+		TasksPerMinute *float64 `json:"tasks_per_minute,omitempty"`
+	}{plain(s), s.Elapsed.Seconds(), rate})
 }
 
-// TasksPerMinute is the throughput of the run.
-func (s Summary) TasksPerMinute() float64 {
-	if s.Elapsed <= 0 {
-		return 0
+// A run's rate is given only over at least minRateTasks tasks and
+// minRateElapsed: below, it says nothing (a resume with nothing left to do
+// "ran" thousands of tasks a minute).
+const (
+	minRateTasks   = 5
+	minRateElapsed = 10 * time.Second
+)
+
+// TasksPerMinute is the throughput of the run; ok is false under
+// minRateTasks tasks done or minRateElapsed.
+func (s Summary) TasksPerMinute() (rate float64, ok bool) {
+	n := s.Done + s.DeadLettered
+	if n < minRateTasks || s.Elapsed < minRateElapsed {
+		return 0, false
 	}
-	return float64(s.Done+s.DeadLettered) / s.Elapsed.Minutes()
+	return float64(n) / s.Elapsed.Minutes(), true
+}
+
+// rateText is the run's duration with its rate ("292.9 tasks/min over
+// 30s"), or with why it has none ("1.6s, too short for a rate").
+func (s Summary) rateText(unit string) string {
+	d := s.Elapsed.Round(100 * time.Millisecond)
+	if r, ok := s.TasksPerMinute(); ok {
+		return fmt.Sprintf("%.1f %s/min over %s", r, unit, d)
+	}
+	if s.Elapsed < minRateElapsed {
+		return fmt.Sprintf("%s, too short for a rate", d)
+	}
+	return fmt.Sprintf("%s, too few %s for a rate", d, unit)
 }
 
 // Run executes the pipeline until every task is accounted for. It returns
@@ -565,11 +592,11 @@ func freePort() (int, error) {
 // error type, and duration percentiles.
 func WriteSummary(w io.Writer, s *Summary) {
 	if s.Attempts > s.Tasks {
-		fmt.Fprintf(w, "\n%d tasks, %d attempts: %d with a trajectory, %d dead-lettered, %d lines rejected; %.1f attempts/min (%s)\n",
-			s.Tasks, s.Attempts, s.Done, s.DeadLettered, s.Rejected, s.TasksPerMinute(), s.Elapsed.Round(100*time.Millisecond))
+		fmt.Fprintf(w, "\n%d tasks, %d attempts: %d with a trajectory, %d dead-lettered, %d lines rejected; %s\n",
+			s.Tasks, s.Attempts, s.Done, s.DeadLettered, s.Rejected, s.rateText("attempts"))
 	} else {
-		fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %.1f tasks/min (%s)\n",
-			s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.TasksPerMinute(), s.Elapsed.Round(100*time.Millisecond))
+		fmt.Fprintf(w, "\n%d tasks: %d with a trajectory, %d dead-lettered, %d lines rejected; %s\n",
+			s.Tasks, s.Done, s.DeadLettered, s.Rejected, s.rateText("tasks"))
 	}
 	if s.Stats == nil || s.Stats.Total == 0 {
 		return

@@ -29,6 +29,8 @@ type HealthReporter struct {
 	Checks []func(ctx context.Context) error
 	Gauge  prometheus.Gauge
 	Log    *slog.Logger
+	// Model is reported as HealthReport.Model.
+	Model bool
 
 	mu      sync.Mutex
 	last    error
@@ -54,6 +56,56 @@ type HealthReport struct {
 	Healthy bool    `json:"healthy"`
 	Error   string  `json:"error,omitempty"`
 	Time    float64 `json:"time"` // unix seconds
+	// IntervalSeconds is the replica's HEALTH_INTERVAL: its next report is
+	// due that long after Time.
+	IntervalSeconds float64 `json:"interval_seconds,omitempty"`
+	// Model says whether the replica has a model configured: without one,
+	// a task's samples and sampling have no effect (adpctl submit warns).
+	Model bool `json:"model"`
+}
+
+// A replica's report stays in the runtime_health hash after the replica is
+// gone (kill -9, a frozen host, compose --scale recreating containers): only
+// a clean shutdown removes it. Readers judge a report by its age instead.
+const (
+	// MissedReports is how many reports a replica may miss, each
+	// IntervalSeconds apart and each check taking up to twice the check
+	// timeout, before it counts as down: 3 × HEALTH_INTERVAL + 6 s (21 s by
+	// default).
+	MissedReports = 3
+	// downAfterUnknown is the same for a report without an interval.
+	downAfterUnknown = time.Minute
+	// ForgetAfter is how long the report of a replica that stopped
+	// reporting is kept (shown as down); the live replicas then remove it.
+	ForgetAfter = 10 * time.Minute
+)
+
+// Report states, as `adpctl status` shows them.
+const (
+	StateHealthy   = "healthy"
+	StateUnhealthy = "unhealthy"
+	StateDown      = "down"
+)
+
+// DownAfter is the age at which r counts as down.
+func (r HealthReport) DownAfter() time.Duration {
+	if r.IntervalSeconds <= 0 {
+		return downAfterUnknown
+	}
+	return MissedReports*time.Duration(r.IntervalSeconds*float64(time.Second)) + 2*healthTimeout
+}
+
+// State is r's state at now: down once it is older than DownAfter, else
+// what the replica reported.
+func (r HealthReport) State(now time.Time) string {
+	switch {
+	case core.UnixSeconds(now)-r.Time > r.DownAfter().Seconds():
+		return StateDown
+	case r.Healthy:
+		return StateHealthy
+	default:
+		return StateUnhealthy
+	}
 }
 
 // Run checks until ctx is cancelled, then removes this consumer's report.
@@ -109,15 +161,43 @@ func (h *HealthReporter) CheckNow(ctx context.Context) error {
 			h.Gauge.Set(0)
 		}
 	}
-	rep := HealthReport{Runtime: h.Runtime, Healthy: err == nil, Time: core.UnixSeconds(time.Now())}
+	now := time.Now()
+	rep := HealthReport{Runtime: h.Runtime, Healthy: err == nil, Time: core.UnixSeconds(now), IntervalSeconds: h.Interval.Seconds(), Model: h.Model}
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	b, _ := json.Marshal(rep)
 	// Best effort: with Redis down the check above already failed.
-	_ = h.RDB.HSet(cctx, core.KeyRuntimeHealth, h.Consumer, b).Err()
+	if h.RDB.HSet(cctx, core.KeyRuntimeHealth, h.Consumer, b).Err() == nil {
+		h.forgetGone(cctx, now)
+	}
 	return err
 }
+
+// forgetGone removes the reports of replicas silent for over ForgetAfter.
+func (h *HealthReporter) forgetGone(ctx context.Context, now time.Time) {
+	all, err := h.RDB.HGetAll(ctx, core.KeyRuntimeHealth).Result()
+	if err != nil {
+		return
+	}
+	for consumer, v := range all {
+		var r HealthReport
+		if json.Unmarshal([]byte(v), &r) != nil || core.UnixSeconds(now)-r.Time <= ForgetAfter.Seconds() {
+			continue
+		}
+		// HDEL only if unchanged: a replica of that name may have come back.
+		if n, err := forgetScript.Run(ctx, h.RDB, []string{core.KeyRuntimeHealth}, consumer, v).Int(); err == nil && n == 1 && h.Log != nil {
+			h.Log.Info("forgot a replica that stopped reporting", "replica", consumer, "last_report", time.Unix(int64(r.Time), 0).UTC())
+		}
+	}
+}
+
+// forgetScript deletes hash field ARGV[1] of KEYS[1] if it still holds ARGV[2].
+var forgetScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0`)
 
 // errNotChecked is reported before the first check completes.
 var errNotChecked = errors.New("health not checked yet")

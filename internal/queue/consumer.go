@@ -469,6 +469,7 @@ func (c *Consumer) handle(ctx context.Context, m *Message) {
 		return
 	}
 
+	log.Debug("task received", "task_type", m.Task.TaskType, "samples", max(m.Task.Samples, 1), "queue_wait_s", time.Since(m.SubmittedAt).Seconds())
 	err := c.safeHandle(ctx, m, log)
 	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
 		log.Warn("lease lost while handling; result not acknowledged", "err", err)
@@ -494,7 +495,9 @@ func (c *Consumer) handle(ctx context.Context, m *Message) {
 	})
 	if err != nil {
 		log.Error("ack failed; entry will be redelivered", "err", err)
+		return
 	}
+	log.Debug("task acknowledged")
 }
 
 // safeHandle turns a handler panic into a system error, so one poison task

@@ -291,6 +291,9 @@ func throughputChart(s *Stats) figure {
 		f.Empty = "No dated trajectories"
 		return f
 	}
+	if len(th.Buckets) == 1 {
+		f.Note = "all started within one " + bucketName(th.BucketSeconds) + " (created_at, UTC): no trend to draw"
+	}
 	p := newPlot(&f, marginLeft)
 	maxN := 0
 	for _, b := range th.Buckets {
@@ -310,10 +313,6 @@ func throughputChart(s *Stats) figure {
 	}{{"total", func(b Bucket) int { return b.Total }}, {"fail", func(b Bucket) int { return b.Failed }}}
 	for _, sr := range series {
 		var d strings.Builder
-		if n == 1 { // one point: a level line across the plot
-			y := p.y(float64(sr.v(th.Buckets[0])))
-			fmt.Fprintf(&d, "M%.1f %.1fL%.1f %.1f", p.left, y, p.right, y)
-		}
 		for i, b := range th.Buckets {
 			if n > 1 {
 				cmd := "L"
@@ -327,7 +326,9 @@ func throughputChart(s *Stats) figure {
 					fmt.Sprintf("%s: %d %s", b.Start.Format("2006-01-02 15:04"), sr.v(b), map[string]string{"total": "started", "fail": "failed"}[sr.class])})
 			}
 		}
-		f.Paths = append(f.Paths, svgPath{d.String(), "line " + sr.class})
+		if n > 1 { // one point is a dot: there is no trend to draw
+			f.Paths = append(f.Paths, svgPath{d.String(), "line " + sr.class})
+		}
 	}
 	layout := "15:04"
 	span := th.Buckets[n-1].Start.Sub(th.Buckets[0].Start)

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -91,7 +92,7 @@ func TestHTMLEdgeCases(t *testing.T) {
 		trs  []*core.Trajectory
 		want []string
 	}{
-		{"one trajectory", []*core.Trajectory{one}, []string{"No failures", `class="line total"`}},
+		{"one trajectory", []*core.Trajectory{one}, []string{"No failures", `class="dot total"`, "no trend to draw"}},
 		{"undated only", []*core.Trajectory{undated}, []string{"No dated trajectories", "No failures"}},
 		{"long tail", tail, []string{`class="bar overflow"`, "≥"}},
 	}
@@ -105,5 +106,50 @@ func TestHTMLEdgeCases(t *testing.T) {
 		if strings.Contains(page, "NaN") || strings.Contains(page, "Inf") {
 			t.Errorf("%s: page has NaN or Inf coordinates", tc.name)
 		}
+	}
+	if page := renderSample(t, []*core.Trajectory{one}); strings.Contains(page, `class="line total"`) {
+		t.Error("one trajectory drawn as a line")
+	}
+}
+
+// The page has pass@k (with the tasks each is over) and reward by type,
+// the failed attempts with their error and a link to their file relative
+// to the page, and the reward distribution of each sampled task.
+func TestHTMLFailuresAndSampledTasks(t *testing.T) {
+	t.Parallel()
+	var trs []*core.Trajectory
+	for k, r := range []float64{0, 1, 0.5, 1} {
+		tr := spec{"sampled", core.TaskCode, r == 1, "", 1, t0, "llm", nil}.trajectory()
+		tr.SampleIndex, tr.Samples, tr.Reward = k, 4, new(r)
+		if r != 1 {
+			tr.ErrorType, tr.ErrorMessage = core.ErrWrongAnswer, fmt.Sprintf("attempt %d <b>wrong</b>", k)
+		}
+		trs = append(trs, tr)
+	}
+	trs = append(trs, spec{"single", core.TaskWeb, true, "", 1, t0, "", nil}.trajectory())
+	dir := writeDir(t, trs, 0)
+	s, err := Compute(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteHTML(&b, s, HTMLOptions{LinkDir: filepath.Dir(dir)}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	base := filepath.Base(dir)
+	for _, want := range []string{
+		"pass@1 0.750 (2 tasks)", "pass@4 1.000 (1 task)", // overall: sampled 0.5, single 1
+		"<td>0.625 (4)</td>", // code's mean reward
+		`<td>sampled</td><td>code</td><td>0</td><td>wrong_answer</td><td class="path">attempt 0 &lt;b&gt;wrong&lt;/b&gt;</td>`,
+		`<a href="` + base + `/sampled.sample-2.json">`,
+		`<td>sampled</td><td>code</td><td>4</td><td>2</td><td>0 ×1, 0.5 ×1, 1 ×2 (mean 0.625)</td>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<td>single</td><td>web</td><td>1</td>") {
+		t.Error("a task with one attempt is listed among the sampled tasks")
 	}
 }

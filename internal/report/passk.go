@@ -9,8 +9,12 @@ import (
 // attempts of any task.
 var passKs = []int{1, 5, 10}
 
-// attempts counts a task's attempts and how many succeeded.
-type attempts struct{ n, c int }
+// attempts counts a task's attempts and how many succeeded, and keeps the
+// rewards of those that have one.
+type attempts struct {
+	n, c    int
+	rewards []float64
+}
 
 // PassAtK is the unbiased estimator of pass@k (Chen et al. 2021, "Evaluating
 // Large Language Models Trained on Code"): for a task with n attempts of
@@ -32,12 +36,12 @@ func PassAtK(n, c, k int) (p float64, ok bool) {
 }
 
 // passAtK returns, for k in passKs and the largest attempt count, the mean
-// of PassAtK over the tasks with at least k attempts; a k that no task
-// reaches is left out. Keys are k in decimal.
-func passAtK(tasks map[string]attempts) map[string]float64 {
-	out := map[string]float64{}
+// of PassAtK over the tasks with at least k attempts, and how many tasks
+// that is; a k that no task reaches is left out. Keys are k in decimal.
+func passAtK(tasks map[string]attempts) (means map[string]float64, over map[string]int) {
+	means, over = map[string]float64{}, map[string]int{}
 	if len(tasks) == 0 {
-		return out
+		return means, over
 	}
 	maxN := 0
 	for _, a := range tasks {
@@ -55,8 +59,9 @@ func passAtK(tasks map[string]attempts) map[string]float64 {
 			}
 		}
 		if m > 0 {
-			out[strconv.Itoa(k)] = sum / float64(m)
+			means[strconv.Itoa(k)] = sum / float64(m)
+			over[strconv.Itoa(k)] = m
 		}
 	}
-	return out
+	return means, over
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"maps"
 	"math"
 	"testing"
 
@@ -39,7 +40,10 @@ func TestPassAtK(t *testing.T) {
 	if p, _ := PassAtK(10, 3, 1); math.Abs(p-0.3) > 1e-12 {
 		t.Errorf("pass@1 = %v, want the success rate 0.3", p)
 	}
-	got := passAtK(map[string]attempts{"a": {n: 8, c: 2}, "b": {n: 8, c: 0}, "c": {n: 2, c: 1}})
+	got, over := passAtK(map[string]attempts{"a": {n: 8, c: 2}, "b": {n: 8, c: 0}, "c": {n: 2, c: 1}})
+	if want := map[string]int{"1": 3, "5": 2, "8": 2}; !maps.Equal(over, want) {
+		t.Errorf("tasks per pass@k = %v, want %v", over, want)
+	}
 	want1 := (2.0/8 + 0 + 0.5) / 3
 	p5, _ := PassAtK(8, 2, 5)
 	if math.Abs(got["1"]-want1) > 1e-12 || math.Abs(got["5"]-p5/2) > 1e-12 || got["8"] == 0 {

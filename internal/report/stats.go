@@ -49,6 +49,9 @@ type Stats struct {
 	// attempts of a task), with the unbiased estimator over the tasks with
 	// at least k attempts (see PassAtK); a k no task reaches is absent.
 	PassAtK map[string]float64 `json:"pass_at_k"`
+	// PassAtKTasks is, by the same k, how many tasks each pass@k is the
+	// mean over (those with at least k attempts).
+	PassAtKTasks map[string]int `json:"pass_at_k_tasks"`
 	// MeanReward is the mean reward of the trajectories that have one
 	// (RewardCount), absent when none has.
 	MeanReward  *float64 `json:"mean_reward,omitempty"`
@@ -71,6 +74,41 @@ type Stats struct {
 	Sources []Count `json:"sources"`
 
 	Throughput Throughput `json:"throughput"`
+
+	// Failures lists failed attempts by task id and sample index, the
+	// first maxListed of them (FailuresListed of Failed).
+	Failures       []Failure `json:"failures"`
+	FailuresListed int       `json:"failures_listed"`
+	// SampledTasks are the tasks with more than one attempt, by task id,
+	// with the rewards of their attempts (the first maxListed of them).
+	SampledTasks []TaskRewards `json:"sampled_tasks"`
+}
+
+// maxListed bounds the failed attempts and sampled tasks listed one by one.
+const maxListed = 200
+
+// maxMessageChars bounds the error message of a listed failed attempt.
+const maxMessageChars = 300
+
+// Failure is one failed attempt: which, why, and its file.
+type Failure struct {
+	TaskID      string `json:"task_id"`
+	TaskType    string `json:"task_type"`
+	SampleIndex int    `json:"sample_index"`
+	ErrorType   string `json:"error_type"`
+	Message     string `json:"error_message"`
+	Path        string `json:"path,omitempty"` // empty when not read from a file
+}
+
+// TaskRewards is the distribution of one sampled task's rewards.
+type TaskRewards struct {
+	TaskID    string `json:"task_id"`
+	TaskType  string `json:"task_type"`
+	Attempts  int    `json:"attempts"`
+	Succeeded int    `json:"succeeded"`
+	// Rewards are the attempts' rewards in increasing order; attempts
+	// without one (no verifier) are left out.
+	Rewards []float64 `json:"rewards"`
 }
 
 // TypeStats are the figures of one task type.
@@ -84,6 +122,7 @@ type TypeStats struct {
 	FailuresByErrorType []Count            `json:"failures_by_error_type"`
 	Tasks               int                `json:"tasks"`
 	PassAtK             map[string]float64 `json:"pass_at_k"`
+	PassAtKTasks        map[string]int     `json:"pass_at_k_tasks"`
 	MeanReward          *float64           `json:"mean_reward,omitempty"`
 	RewardCount         int                `json:"reward_count"`
 }
@@ -141,9 +180,10 @@ type Throughput struct {
 	BucketSeconds int64    `json:"bucket_seconds"`
 	Buckets       []Bucket `json:"buckets"`
 	Undated       int      `json:"undated"`
-	// PeakPerMinute and MeanPerMinute are rates over the dated span.
-	PeakPerMinute float64 `json:"peak_per_minute"`
-	MeanPerMinute float64 `json:"mean_per_minute"`
+	// PeakPerMinute and MeanPerMinute are rates over the dated span;
+	// absent when it is one bucket (too short to give a rate).
+	PeakPerMinute *float64 `json:"peak_per_minute,omitempty"`
+	MeanPerMinute *float64 `json:"mean_per_minute,omitempty"`
 }
 
 // Bucket is one throughput bucket; Start is in UTC.
@@ -164,7 +204,7 @@ func Compute(dir string) (*Stats, error) {
 			acc.AddInvalid(path, readErr)
 			return nil
 		}
-		acc.Add(tr)
+		acc.AddFile(path, tr)
 		return nil
 	})
 	if err != nil {
@@ -186,6 +226,7 @@ type Accumulator struct {
 	all     []float64
 	times   []timed
 	undated int
+	failed  []Failure
 }
 
 type typeAcc struct {
@@ -209,7 +250,10 @@ func (a *Accumulator) AddInvalid(path string, err error) {
 }
 
 // Add records one trajectory.
-func (a *Accumulator) Add(tr *core.Trajectory) {
+func (a *Accumulator) Add(tr *core.Trajectory) { a.AddFile("", tr) }
+
+// AddFile records one trajectory read from path.
+func (a *Accumulator) AddFile(path string, tr *core.Trajectory) {
 	a.files++
 	if a.types == nil {
 		a.types = map[string]*typeAcc{}
@@ -236,11 +280,12 @@ func (a *Accumulator) Add(tr *core.Trajectory) {
 	if tr.Success {
 		at.c++
 	}
-	ta.tasks[tr.TaskID] = at
 	if tr.Reward != nil && !math.IsNaN(*tr.Reward) {
 		ta.rewards++
 		ta.rewardSum += *tr.Reward
+		at.rewards = append(at.rewards, *tr.Reward)
 	}
+	ta.tasks[tr.TaskID] = at
 	a.all = append(a.all, d)
 	if tr.Success {
 		ta.ok++
@@ -251,6 +296,10 @@ func (a *Accumulator) Add(tr *core.Trajectory) {
 		}
 		ta.errors[et]++
 		a.errors[et]++
+		a.failed = append(a.failed, Failure{TaskID: tr.TaskID, TaskType: typ, SampleIndex: tr.SampleIndex, ErrorType: et, Message: truncate(tr.ErrorMessage, maxMessageChars), Path: path})
+		if len(a.failed) >= 2*maxListed { // keep memory bounded: only the first maxListed are listed
+			a.failed = firstFailures(a.failed)
+		}
 	}
 	src, _ := tr.Metadata[core.MetaSource].(string)
 	if src == "" {
@@ -291,11 +340,15 @@ func (a *Accumulator) Stats() *Stats {
 			all := allTasks[name+"\x00"+id] // a task id is one task per type
 			all.n, all.c = all.n+at.n, all.c+at.c
 			allTasks[name+"\x00"+id] = all
+			if at.n > 1 {
+				rw := append([]float64{}, at.rewards...)
+				sort.Float64s(rw)
+				s.SampledTasks = append(s.SampledTasks, TaskRewards{TaskID: id, TaskType: name, Attempts: at.n, Succeeded: at.c, Rewards: rw})
+			}
 		}
 		rewards, rewardSum = rewards+ta.rewards, rewardSum+ta.rewardSum
 		ts := TypeStats{
 			Tasks:               len(ta.tasks),
-			PassAtK:             passAtK(ta.tasks),
 			MeanReward:          mean(ta.rewardSum, ta.rewards),
 			RewardCount:         ta.rewards,
 			TaskType:            name,
@@ -306,16 +359,43 @@ func (a *Accumulator) Stats() *Stats {
 			Duration:            percentiles(ta.durations),
 			FailuresByErrorType: counts(ta.errors),
 		}
+		ts.PassAtK, ts.PassAtKTasks = passAtK(ta.tasks)
 		s.ByType = append(s.ByType, ts)
 		s.Total += ts.Total
 		s.Succeeded += ts.Succeeded
 	}
 	s.Failed = s.Total - s.Succeeded
 	s.SuccessRate = ratio(s.Succeeded, s.Total)
-	s.Tasks, s.PassAtK = len(allTasks), passAtK(allTasks)
+	s.Tasks = len(allTasks)
+	s.PassAtK, s.PassAtKTasks = passAtK(allTasks)
 	s.MeanReward, s.RewardCount = mean(rewardSum, rewards), rewards
 	s.Cache.HitRate = ratio(s.Cache.Hits, s.Cache.Known)
+	sort.Slice(s.SampledTasks, func(i, j int) bool {
+		x, y := s.SampledTasks[i], s.SampledTasks[j]
+		return x.TaskID < y.TaskID || (x.TaskID == y.TaskID && x.TaskType < y.TaskType)
+	})
+	if s.SampledTasks == nil || len(s.SampledTasks) > maxListed {
+		s.SampledTasks = append([]TaskRewards{}, s.SampledTasks[:min(len(s.SampledTasks), maxListed)]...)
+	}
+	s.Failures = firstFailures(append([]Failure{}, a.failed...))
+	s.FailuresListed = len(s.Failures)
 	return s
+}
+
+// firstFailures sorts fs by task id, task type and sample index and keeps
+// the first maxListed.
+func firstFailures(fs []Failure) []Failure {
+	sort.Slice(fs, func(i, j int) bool {
+		x, y := fs[i], fs[j]
+		if x.TaskID != y.TaskID {
+			return x.TaskID < y.TaskID
+		}
+		if x.TaskType != y.TaskType {
+			return x.TaskType < y.TaskType
+		}
+		return x.SampleIndex < y.SampleIndex
+	})
+	return fs[:min(len(fs), maxListed)]
 }
 
 // typeOrder lists the core task types first, in their usual order, then
@@ -493,12 +573,15 @@ func throughput(times []timed, undated int) Throughput {
 			b.Failed++
 		}
 	}
+	if n < 2 {
+		return t
+	}
 	minutes := float64(width) / 60
 	peak := 0
 	for _, b := range t.Buckets {
 		peak = max(peak, b.Total)
 	}
-	t.PeakPerMinute = float64(peak) / minutes
-	t.MeanPerMinute = float64(len(times)) / (float64(n) * minutes)
+	t.PeakPerMinute = new(float64(peak) / minutes)
+	t.MeanPerMinute = new(float64(len(times)) / (float64(n) * minutes))
 	return t
 }

@@ -153,8 +153,26 @@ func TestComputeSmallSet(t *testing.T) {
 	if th.BucketSeconds != 60 || th.Undated != 1 || !reflect.DeepEqual(th.Buckets, want) {
 		t.Errorf("throughput = %+v", th)
 	}
-	if th.PeakPerMinute != 3 || th.MeanPerMinute != 1.5 {
+	if th.PeakPerMinute == nil || *th.PeakPerMinute != 3 || th.MeanPerMinute == nil || *th.MeanPerMinute != 1.5 {
 		t.Errorf("throughput rates: peak %v mean %v", th.PeakPerMinute, th.MeanPerMinute)
+	}
+}
+
+// One bucket gives no rate (n/a) and is drawn as dots, not a line.
+func TestThroughputOneBucket(t *testing.T) {
+	var acc Accumulator
+	acc.Add(&core.Trajectory{TaskID: "a", TaskType: core.TaskCode, Success: true, CreatedAt: 1_700_000_000, Metadata: core.Metadata{}})
+	s := acc.Stats()
+	if th := s.Throughput; len(th.Buckets) != 1 || th.MeanPerMinute != nil || th.PeakPerMinute != nil {
+		t.Errorf("throughput = %+v, want one bucket and no rates", th)
+	}
+	f := throughputChart(s)
+	if len(f.Paths) != 0 || len(f.Circles) != 2 || !strings.Contains(f.Note, "no trend") {
+		t.Errorf("chart of one bucket: %d paths, %d dots, note %q", len(f.Paths), len(f.Circles), f.Note)
+	}
+	var text strings.Builder
+	if err := s.WriteText(&text); err != nil || !strings.Contains(text.String(), "mean n/a/min, peak n/a/min") {
+		t.Errorf("text: %v\n%s", err, text.String())
 	}
 }
 
@@ -311,4 +329,25 @@ func sampleSet(n int) []*core.Trajectory {
 		trs = append(trs, s.trajectory())
 	}
 	return trs
+}
+
+// The failed attempts listed are the first maxListed by task id and sample,
+// however many there are and in whatever order they are read; messages are
+// cut.
+func TestStatsListsTheFirstFailures(t *testing.T) {
+	var acc Accumulator
+	n := 5*maxListed + 3
+	long := strings.Repeat("x", 2*maxMessageChars)
+	for i := n - 1; i >= 0; i-- {
+		acc.AddFile(fmt.Sprintf("t%05d.json", i), &core.Trajectory{TaskID: fmt.Sprintf("t%05d", i), TaskType: core.TaskCode, ErrorType: core.ErrRuntime, ErrorMessage: long, Metadata: core.Metadata{}})
+	}
+	s := acc.Stats()
+	if s.Failed != n || s.FailuresListed != maxListed || len(s.Failures) != maxListed {
+		t.Fatalf("failed %d, listed %d (%d)", s.Failed, s.FailuresListed, len(s.Failures))
+	}
+	for i, f := range s.Failures {
+		if want := fmt.Sprintf("t%05d", i); f.TaskID != want || f.Path != want+".json" || len([]rune(f.Message)) != maxMessageChars+1 {
+			t.Fatalf("failure %d = %s %s (%d chars), want %s", i, f.TaskID, f.Path, len([]rune(f.Message)), want)
+		}
+	}
 }

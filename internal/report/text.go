@@ -21,7 +21,7 @@ func (s *Stats) WriteText(w io.Writer) error {
 
 	p("Trajectories: %d files, %d read, %d invalid\n", s.Files, s.Total, len(s.Invalid))
 	p("Succeeded: %d of %d (%s)\n", s.Succeeded, s.Total, pct(s.SuccessRate, s.Total))
-	p("Tasks: %d; %s; %s\n", s.Tasks, passAtKText(s.PassAtK), rewardText(s.MeanReward, s.RewardCount))
+	p("Tasks: %d; %s; %s\n", s.Tasks, passAtKText(s.PassAtK, s.PassAtKTasks), rewardText(s.MeanReward, s.RewardCount))
 	if s.Cache.Known > 0 {
 		p("Cache hit rate: %s (%d of %d that record cache_hit)\n", pct(s.Cache.HitRate, s.Cache.Known), s.Cache.Hits, s.Cache.Known)
 	} else {
@@ -58,8 +58,8 @@ func (s *Stats) WriteText(w io.Writer) error {
 
 	th := s.Throughput
 	if len(th.Buckets) > 0 {
-		p("Throughput (tasks started per %s, by created_at, UTC): mean %.1f/min, peak %.1f/min\n",
-			bucketName(th.BucketSeconds), th.MeanPerMinute, th.PeakPerMinute)
+		p("Throughput (tasks started per %s, by created_at, UTC): mean %s/min, peak %s/min\n",
+			bucketName(th.BucketSeconds), rateText(th.MeanPerMinute), rateText(th.PeakPerMinute))
 		p("START\tTOTAL\tSUCCEEDED\tFAILED\n")
 		buckets := th.Buckets
 		if len(buckets) > maxTextBuckets {
@@ -120,8 +120,9 @@ func oneLine(s string) string {
 	}, s)
 }
 
-// passAtKText is "pass@1 0.700, pass@5 0.950" in increasing k.
-func passAtKText(m map[string]float64) string {
+// passAtKText is "pass@1 0.700 (20 tasks), pass@5 0.950 (3 tasks)" in
+// increasing k: each pass@k with the number of tasks it is the mean over.
+func passAtKText(m map[string]float64, over map[string]int) string {
 	if len(m) == 0 {
 		return "pass@k: n/a"
 	}
@@ -134,9 +135,26 @@ func passAtKText(m map[string]float64) string {
 	sort.Ints(ks)
 	parts := make([]string, len(ks))
 	for i, k := range ks {
-		parts[i] = fmt.Sprintf("pass@%d %.3f", k, m[strconv.Itoa(k)])
+		key := strconv.Itoa(k)
+		parts[i] = fmt.Sprintf("pass@%d %.3f (%s)", k, m[key], plural(over[key], "task"))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// rateText is a rate to one decimal, or n/a when there is none.
+func rateText(r *float64) string {
+	if r == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", *r)
+}
+
+// plural is "1 task", "3 tasks".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func rewardText(mean *float64, n int) string {

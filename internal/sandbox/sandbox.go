@@ -379,5 +379,5 @@ func FindNsjailConfig(path string) (string, error) {
 	if try(installedNsjailConfig) {
 		return installedNsjailConfig, nil
 	}
-	return "", fmt.Errorf("sandbox: nsjail config %q not found (tried the working directory and its parents, the executable's directory and %s); set NsjailConfig to its path", path, installedNsjailConfig)
+	return "", fmt.Errorf("sandbox: nsjail config %q not found (tried the working directory and its parents, the executable's directory and %s); set NSJAIL_CONFIG to its path", path, installedNsjailConfig)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/ops"
@@ -18,23 +20,23 @@ import (
 // RuntimeConfig is the configuration both runtimes share.
 type RuntimeConfig struct {
 	Config
-	LeaseTTL       time.Duration `env:"LEASE_TTL" envDefault:"30s"`
-	MaxDeliveries  int           `env:"MAX_DELIVERIES" envDefault:"3"`
-	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"30s"`
-	HealthInterval time.Duration `env:"HEALTH_INTERVAL" envDefault:"5s"`
-	CacheTTL       time.Duration `env:"CACHE_TTL" envDefault:"1h"`
+	LeaseTTL       time.Duration `env:"LEASE_TTL" envDefault:"30s" valid:">0"`
+	MaxDeliveries  int           `env:"MAX_DELIVERIES" envDefault:"3" valid:">=1"`
+	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"30s" valid:">0"`
+	HealthInterval time.Duration `env:"HEALTH_INTERVAL" envDefault:"5s" valid:">0"`
+	CacheTTL       time.Duration `env:"CACHE_TTL" envDefault:"1h" valid:">0"`
 	LLM            LLMConfig
 }
 
 // LLMConfig configures the OpenAI-compatible model; empty BaseURL means no LLM.
 type LLMConfig struct {
-	BaseURL       string        `env:"LLM_BASE_URL"`
-	VLLMURL       string        `env:"VLLM_URL"` // the blueprint's name, accepted as an alias
-	Model         string        `env:"LLM_MODEL" envDefault:"Qwen/Qwen2.5-Coder-7B-Instruct"`
+	BaseURL       string        `env:"LLM_BASE_URL" valid:"httpurl"`
+	VLLMURL       string        `env:"VLLM_URL" valid:"httpurl"` // the blueprint's name, accepted as an alias
+	Model         string        `env:"LLM_MODEL" envDefault:"Qwen/Qwen2.5-Coder-7B-Instruct" valid:"nonempty"`
 	APIKey        string        `env:"LLM_API_KEY"`
-	Timeout       time.Duration `env:"LLM_TIMEOUT" envDefault:"60s"`
-	MaxConcurrent int           `env:"LLM_MAX_CONCURRENT" envDefault:"4"`
-	MaxRetries    int           `env:"LLM_MAX_RETRIES" envDefault:"3"`
+	Timeout       time.Duration `env:"LLM_TIMEOUT" envDefault:"60s" valid:">0"`
+	MaxConcurrent int           `env:"LLM_MAX_CONCURRENT" envDefault:"4" valid:">=1"`
+	MaxRetries    int           `env:"LLM_MAX_RETRIES" envDefault:"3" valid:">=0"`
 	// Sampling defaults; a task's `sampling` overrides each. Unset
 	// LLM_TEMPERATURE means llm.DefaultTemperature for one sample and
 	// llm.DefaultSampledTemperature when a task has samples > 1; unset
@@ -45,10 +47,10 @@ type LLMConfig struct {
 	Seed        *int64   `env:"LLM_SEED"`
 	Logprobs    bool     `env:"LLM_LOGPROBS" envDefault:"false"`
 	// TopLogprobs is the number of alternatives per token asked for with
-	// LLM_LOGPROBS (llm.Config.TopLogprobs), 0..llm.MaxTopLogprobs.
+	// LLM_LOGPROBS (llm.Config.TopLogprobs), 0..llm.MaxTopLogprobs (Check).
 	TopLogprobs int    `env:"LLM_TOP_LOGPROBS" envDefault:"1"`
-	ToolMode    string `env:"LLM_TOOL_MODE" envDefault:"native"`
-	API         string `env:"LLM_API" envDefault:"chat"`
+	ToolMode    string `env:"LLM_TOOL_MODE" envDefault:"native" valid:"oneof=native text"`
+	API         string `env:"LLM_API" envDefault:"chat" valid:"oneof=chat completions"`
 }
 
 // NewLLM returns the client, or nil when no LLM is configured. It checks the
@@ -60,9 +62,6 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 	}
 	if base == "" {
 		return nil, nil
-	}
-	if err := c.checkSampling(); err != nil {
-		return nil, err
 	}
 	obs := llm.ObserverFunc(func(a llm.Attempt) {
 		status := "ok"
@@ -78,7 +77,7 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 	})
 	client, err := llm.New(llm.Config{
 		BaseURL: base, Model: c.Model, APIKey: c.APIKey,
-		RequestTimeout: c.Timeout, MaxConcurrent: c.MaxConcurrent, MaxRetries: c.MaxRetries,
+		RequestTimeout: c.Timeout, MaxConcurrent: c.MaxConcurrent, MaxRetries: retries(c.MaxRetries),
 		Temperature: c.Temperature, TopP: &c.TopP, MaxTokens: c.MaxTokens, Seed: c.Seed,
 		Logprobs: c.Logprobs, TopLogprobs: &c.TopLogprobs, ToolMode: c.ToolMode, API: c.API,
 		Observer: obs,
@@ -87,6 +86,15 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 		return nil, fmt.Errorf("LLM configuration: %w", err)
 	}
 	return client, nil
+}
+
+// retries is LLM_MAX_RETRIES as llm.Config.MaxRetries reads it (0 there
+// means its default; negative, none).
+func retries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // Runtime is what a runtime binary supplies to ServeRuntime.
@@ -98,6 +106,8 @@ type Runtime struct {
 	Exec        worker.Executor
 	// CacheTypes are the cache_type label values this runtime uses.
 	CacheTypes []string
+	// HasModel says whether a model is configured (reported to adpctl).
+	HasModel bool
 	// MaxTimeout caps task timeouts (0: none).
 	MaxTimeout time.Duration
 	// Checks are the runtime's own health checks (jail, browser), run after
@@ -133,7 +143,7 @@ func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
 	checks := append([]func(context.Context) error{p.PingRedis, writableCheck(writer.Dir())}, r.Checks...)
 	health := &ops.HealthReporter{
 		RDB: p.RDB, Runtime: r.Name, Consumer: consumerName, Interval: r.Config.HealthInterval,
-		Checks: checks, Gauge: p.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: pc.Log,
+		Checks: checks, Gauge: p.Metrics.RuntimeHealth.WithLabelValues(r.Name), Log: pc.Log, Model: r.HasModel,
 	}
 	consumer := queue.NewConsumer(p.RDB, queue.ConsumerConfig{
 		Stream: r.Stream, Name: consumerName, Runtime: r.Name, Concurrency: r.Concurrency,
@@ -174,20 +184,37 @@ func writableCheck(dir string) func(context.Context) error {
 	}
 }
 
-// checkSampling applies the bounds of a task's sampling to the defaults.
-func (c LLMConfig) checkSampling() error {
+// Check applies the bounds of a task's sampling to the defaults and
+// rejects the API the tool mode cannot use; it runs at start whether or
+// not a model is configured (envconfig.Checker).
+func (c *LLMConfig) Check() error {
 	for _, f := range []struct {
-		name string
-		sp   core.Sampling
+		name, value string
+		sp          core.Sampling
 	}{
-		{"LLM_TEMPERATURE", core.Sampling{Temperature: c.Temperature}},
-		{"LLM_TOP_P", core.Sampling{TopP: &c.TopP}},
-		{"LLM_MAX_TOKENS", core.Sampling{MaxTokens: &c.MaxTokens}},
-		{"LLM_SEED", core.Sampling{Seed: c.Seed}},
+		{"LLM_TEMPERATURE", fmtPtr(c.Temperature), core.Sampling{Temperature: c.Temperature}},
+		{"LLM_TOP_P", fmt.Sprint(c.TopP), core.Sampling{TopP: &c.TopP}},
+		{"LLM_MAX_TOKENS", fmt.Sprint(c.MaxTokens), core.Sampling{MaxTokens: &c.MaxTokens}},
+		{"LLM_SEED", fmtPtr(c.Seed), core.Sampling{Seed: c.Seed}},
 	} {
 		if err := f.sp.Check(); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
+			_, reason, _ := strings.Cut(err.Error(), ": ")
+			return &envconfig.Error{Var: f.name, Value: f.value, Want: "a value in range (" + reason + ")"}
 		}
 	}
+	if err := envconfig.Range("LLM_TOP_LOGPROBS", c.TopLogprobs, 0, llm.MaxTopLogprobs); err != nil {
+		return err
+	}
+	if c.API == llm.APICompletions && c.ToolMode != llm.ToolModeText {
+		return &envconfig.Error{Var: "LLM_API", Value: c.API,
+			Want: llm.APIChat + ", or " + llm.APICompletions + " with LLM_TOOL_MODE=" + llm.ToolModeText + " (the completions API has no tool calls)"}
+	}
 	return nil
+}
+
+func fmtPtr[T any](p *T) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprint(*p)
 }

@@ -24,10 +24,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/ops"
 	"github.com/agentdataplatform/adp/internal/redisconn"
@@ -36,12 +36,12 @@ import (
 // Config is the configuration every binary shares. A binary's config struct
 // embeds it (or RuntimeConfig, which embeds it).
 type Config struct {
-	RedisURL    string `env:"REDIS_URL" envDefault:"redis://localhost:6379"`
+	RedisURL    string `env:"REDIS_URL" envDefault:"redis://localhost:6379" valid:"redisurl"`
 	RedisCAFile string `env:"REDIS_CA_FILE"`
-	OutputDir   string `env:"OUTPUT_DIR" envDefault:"output"`
-	LogLevel    string `env:"LOG_LEVEL" envDefault:"info"`
+	OutputDir   string `env:"OUTPUT_DIR" envDefault:"output" valid:"nonempty"`
+	LogLevel    string `env:"LOG_LEVEL" envDefault:"info" valid:"oneof=debug info warn error"`
 	// MetricsAddr defaults to the binary's own address, given to Main.
-	MetricsAddr string `env:"METRICS_ADDR"`
+	MetricsAddr string `env:"METRICS_ADDR" valid:"hostport"`
 }
 
 func (c *Config) shared() *Config { return c }
@@ -72,6 +72,7 @@ func Main[C Configuration](name, metricsAddr string, cfg C, run func(ctx context
 	}
 	flag.Parse()
 	if err := Load(cfg, metricsAddr, nil); err != nil {
+		// One line, before anything else is logged.
 		fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", name, err)
 		os.Exit(2)
 	}
@@ -105,19 +106,17 @@ func start[C Configuration](ctx context.Context, name string, cfg C, log *slog.L
 	return run(ctx, p, cfg)
 }
 
-// Load fills cfg from environ (the process environment when nil): a
-// variable that is unset or empty takes its envDefault tag, and
-// METRICS_ADDR takes metricsAddr.
+// Load fills cfg from environ (the process environment when nil) and
+// checks every variable against its range (envconfig.Load): a variable
+// that is unset or empty takes its envDefault tag, and METRICS_ADDR takes
+// metricsAddr.
 func Load[C Configuration](cfg C, metricsAddr string, environ map[string]string) error {
 	cfg.shared().MetricsAddr = metricsAddr // kept when METRICS_ADDR is unset or empty
-	if environ == nil {
-		return env.Parse(cfg)
-	}
-	return env.ParseWithOptions(cfg, env.Options{Environment: environ})
+	return envconfig.Load(cfg, environ)
 }
 
 // newLogger returns a JSON logger on stderr at level (debug, info, warn,
-// error; anything else means info).
+// error; Load has checked it).
 func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {

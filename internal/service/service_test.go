@@ -208,10 +208,15 @@ func TestLLMSettings(t *testing.T) {
 		"LLM_TOP_LOGPROBS=21":   "LLM_TOP_LOGPROBS",
 		"LLM_TOP_LOGPROBS=-1":   "LLM_TOP_LOGPROBS",
 	} {
+		// Refused when the configuration is loaded, with or without a
+		// model (LLM_BASE_URL).
 		k, v, _ := strings.Cut(env, "=")
-		_, err := load(t, map[string]string{k: v}).NewLLM(core.RuntimeSandbox, metrics.New())
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: err %v, want one naming %s", env, err, want)
+		for _, base := range []string{"", "http://127.0.0.1:9/v1"} {
+			var cfg RuntimeConfig
+			err := Load(&cfg, ":8001", map[string]string{k: v, "LLM_BASE_URL": base})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s (LLM_BASE_URL=%q): err %v, want one naming %s", env, base, err, want)
+			}
 		}
 	}
 }

@@ -6,9 +6,11 @@
 //
 // Rules for callers:
 //   - Store only what succeeded, and was verified where the task had a
-//     verifier (constraints.tests, expected_output, expected_text, ...). A
-//     program that ran but was not verifiable may be stored with Verified
-//     nil; a failed or unverified-and-failed one must not be.
+//     verifier (constraints.tests, expected_output, expected_text, ...),
+//     by the task's own check, untampered and unflagged (metadata.flags).
+//     A program that ran but was not verifiable may be stored with
+//     Verified nil; a failed or unverified-and-failed one must not be.
+//   - Key on the check as well as the description (see Key).
 //   - The cache is an optimisation, never a dependency: when Get returns an
 //     error (Redis down, a corrupt value) treat it as a miss, count a miss,
 //     log it, and go on; when Put fails, log it and keep the task's result.
@@ -114,9 +116,14 @@ func (e Entry) Validate() error {
 //
 // lower is strings.ToLower, trim is strings.TrimSpace; extra parts are
 // appended verbatim (not trimmed, not lowercased), each after a ":". Code
-// tasks use no extra part, which is the blueprint's formula exactly; web
-// tasks pass the start URL, because the same description on another site
-// needs other actions. Key("web", d) and Key("web", d, "") differ.
+// tasks pass the digest of their check (core's CheckDigest: tests,
+// visible_tests, expected_output, stdin), because a program that passed
+// one check says nothing of another with the same description (the
+// blueprint's formula has no extra part: it replayed a success forged
+// against one check for every later task of that description); web tasks
+// pass the start URL, because the same description on another site needs
+// other actions, then their check's digest. Key("web", d) and
+// Key("web", d, "") differ.
 func Key(taskType, description string, extra ...string) string {
 	var b strings.Builder
 	b.WriteString(taskType)

@@ -233,9 +233,10 @@ func (r *run) Scripted(ctx context.Context) bool {
 	return true
 }
 
-// CacheKey is the task's template cache key: the start URL is part of it.
+// CacheKey is the task's template cache key: the start URL and the check
+// are part of it.
 func (r *run) CacheKey() string {
-	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.StartURL)
+	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.c.StartURL, r.c.CheckDigest())
 }
 
 // Replay replays a cached action sequence.

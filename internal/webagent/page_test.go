@@ -175,7 +175,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if tr.Success || tr.ErrorType != core.ErrWrongAnswer || tr.Metadata[core.MetaVerified] != false {
 		t.Errorf("failed verifier: success=%v %s %s, metadata %v", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.Metadata)
 	}
-	if _, ok, _ := a.Cache.Get(ctx, templatecache.Key("web", wrong.Description, "http://site/")); ok {
+	if _, ok, _ := a.Cache.Get(ctx, templatecache.Key("web", wrong.Description, "http://site/", core.WebConstraints{ExpectedURL: "/second"}.CheckDigest())); ok {
 		t.Error("a failed task was cached")
 	}
 }

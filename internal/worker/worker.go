@@ -74,6 +74,9 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 		return fmt.Errorf("execute task %s: %w", core.AttemptName(task.TaskID, task.SampleIndex), err)
 	}
 	w.finish(tr, task, m, start)
+	if log.Enabled(ctx, slog.LevelDebug) {
+		logWay(ctx, log, tr)
+	}
 	// A process frozen past its lease must not write for an entry another
 	// consumer took (or that was dead-lettered meanwhile).
 	if err := m.StillHeld(ctx); err != nil {
@@ -82,6 +85,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 	if err := w.Writer.Write(tr); err != nil {
 		return err
 	}
+	log.Debug("trajectory written", "file", core.TrajectoryFileName(tr.TaskID, tr.SampleIndex))
 
 	status := "success"
 	if !tr.Success {
@@ -93,6 +97,39 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 	w.Metrics.TrajectoriesWritten.WithLabelValues(w.Runtime).Inc()
 	log.Info("task done", "success", tr.Success, "error_type", string(tr.ErrorType), "steps", len(tr.Steps), "duration_s", tr.TotalDuration)
 	return nil
+}
+
+// logWay logs at debug level how the attempt went, from its trajectory:
+// where its program or actions came from, each step, and the verification.
+func logWay(ctx context.Context, log *slog.Logger, tr *core.Trajectory) {
+	log.DebugContext(ctx, "source chosen", "source", tr.Metadata[core.MetaSource], "cache_hit", tr.Metadata[core.MetaCacheHit], "rule", tr.Metadata[core.MetaRule])
+	for _, s := range tr.Steps {
+		args := []any{"step", s.StepID, "action_type", s.ActionType, "success", s.Success, "duration_s", s.Duration}
+		if p, ok := s.ActionParams["purpose"]; ok {
+			args = append(args, "purpose", p)
+		}
+		if a, ok := s.ActionParams["action"]; ok {
+			args = append(args, "action", a)
+		}
+		if t, ok := s.ActionParams["tool"]; ok {
+			args = append(args, "tool", t)
+		}
+		if s.ErrorType != core.ErrNone {
+			args = append(args, "error_type", string(s.ErrorType), "error", s.ErrorMessage)
+		}
+		log.DebugContext(ctx, "step", args...)
+	}
+	args := []any{"success", tr.Success, "verified", tr.Metadata[core.MetaVerified], "exit_reason", tr.ExitReason}
+	if tr.Reward != nil {
+		args = append(args, "reward", *tr.Reward)
+	}
+	if !tr.Success {
+		args = append(args, "error_type", string(tr.ErrorType), "error", tr.ErrorMessage)
+	}
+	if note, ok := tr.Metadata[core.MetaSamplingIgnored]; ok {
+		args = append(args, "sampling_ignored", note)
+	}
+	log.DebugContext(ctx, "verification", args...)
 }
 
 // finish fills what every trajectory carries, whatever the executor set.
