@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // The diff runs in a jail: the seed's copy bound read-only at /a, the work
@@ -41,7 +41,7 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 	}
 	ctx, stop := mergeCancel(ctx, w.ctx)
 	defer stop()
-	special, err := removeSpecialFiles(w.work)
+	special, err := removeSpecialFiles(ctx, w.work)
 	if err != nil {
 		return Diff{}, fmt.Errorf("workspace diff: %w", err)
 	}
@@ -93,26 +93,19 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 // (only a step can make them; a seed has none) and returns their paths:
 // they hold no content, and git diff refuses a tree that has one. The walk
 // and the removal stay beneath root and follow no link.
-func removeSpecialFiles(root *os.Root) ([]string, error) {
+func removeSpecialFiles(ctx context.Context, root *os.Root) ([]string, error) {
 	var found []string
-	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	err := walkTree(ctx, root, func(dir *os.File, e dirEntry) error {
+		if e.isDir() || e.isRegular() || e.isSymlink() {
+			return nil
 		}
-		if t := d.Type(); !t.IsDir() && !t.IsRegular() && t&fs.ModeSymlink == 0 {
-			found = append(found, p)
+		if err := unix.Unlinkat(int(dir.Fd()), e.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing %q: %w", e.path, err)
 		}
+		found = append(found, e.path)
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range found {
-		if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-	}
-	return found, nil
+	return found, err
 }
 
 // diffSections splits a git diff into its per-file sections.

@@ -200,7 +200,7 @@ func (w *Workspace) checkCaps() string {
 			return ""
 		}
 	} else {
-		bytes, files, err := usage(w.work)
+		bytes, files, err := usage(w.ctx, w.work)
 		if err != nil || (bytes <= cfg.MaxBytes && files <= cfg.MaxFiles) {
 			return ""
 		}

@@ -275,7 +275,7 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("workspace: waiting for a free workspace (SANDBOX_MAX_WORKSPACES=%d): %w", m.cfg.MaxOpen, context.Cause(ctx))
 	}
-	w, err := m.open(seed)
+	w, err := m.open(ctx, seed)
 	if err != nil {
 		<-m.slots
 		return nil, err
@@ -283,7 +283,7 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 	return w, nil
 }
 
-func (m *Manager) open(seed Seed) (w *Workspace, err error) {
+func (m *Manager) open(ctx context.Context, seed Seed) (w *Workspace, err error) {
 	dir, err := os.MkdirTemp(m.dir, workspacePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
@@ -310,7 +310,7 @@ func (m *Manager) open(seed Seed) (w *Workspace, err error) {
 	if w.seed, err = os.OpenRoot(seedPath); err != nil {
 		return nil, err
 	}
-	if err := m.writeSeed(w.seed, seed); err != nil {
+	if err := m.writeSeed(ctx, w.seed, seed); err != nil {
 		return nil, err
 	}
 
@@ -350,7 +350,7 @@ func (m *Manager) open(seed Seed) (w *Workspace, err error) {
 		return nil, err
 	}
 	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
-	if err := copyTree(w.seed, w.work, m.owner, c); err != nil {
+	if err := copyTree(ctx, w.seed, w.work, m.owner, c); err != nil {
 		return nil, fmt.Errorf("workspace: copying the seed: %w", err)
 	}
 	w.cwd = JailDir
@@ -358,11 +358,11 @@ func (m *Manager) open(seed Seed) (w *Workspace, err error) {
 }
 
 // writeSeed fills root with seed.From's copy, then seed.Files.
-func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
+func (m *Manager) writeSeed(ctx context.Context, root *os.Root, seed Seed) error {
 	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
 	seedOwner := owner{} // the seed stays the runtime's: the jail reads it only
 	if seed.From != "" {
-		if err := m.copyFrom(root, seed.From, seedOwner, c); err != nil {
+		if err := m.copyFrom(ctx, root, seed.From, seedOwner, c); err != nil {
 			return err
 		}
 	}
@@ -372,6 +372,9 @@ func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		p, ok := localPath(name)
 		if !ok {
 			return &SeedError{Path: name, Reason: "files: paths are relative, without .."}
@@ -388,7 +391,7 @@ func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
 		}
 	}
 	// Directories made for Files count too.
-	if _, n, err := usage(root); err != nil {
+	if _, n, err := usage(ctx, root); err != nil {
 		return err
 	} else if n > m.cfg.MaxFiles {
 		return &SeedError{Path: ".", Reason: fmt.Sprintf("the seed has more than %d files and directories (SANDBOX_WORKSPACE_FILES)", m.cfg.MaxFiles)}
@@ -398,7 +401,7 @@ func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
 
 // copyFrom copies the seed at from (beneath SeedRoot): a directory, a .tar
 // or a .tar.gz/.tgz.
-func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
+func (m *Manager) copyFrom(ctx context.Context, dst *os.Root, from string, o owner, c *caps) error {
 	p, ok := localPath(from)
 	if !ok {
 		return &SeedError{Path: from, Reason: "workspace: a path relative to WORKSPACE_ROOT, without .."}
@@ -424,7 +427,7 @@ func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
 			return &SeedError{Path: from, Reason: err.Error()}
 		}
 		defer sub.Close()
-		return copyTree(sub, dst, o, c)
+		return copyTree(ctx, sub, dst, o, c)
 	}
 	gz := strings.HasSuffix(p, ".tar.gz") || strings.HasSuffix(p, ".tgz")
 	if !gz && !strings.HasSuffix(p, ".tar") {
@@ -435,7 +438,7 @@ func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
 		return &SeedError{Path: from, Reason: err.Error()}
 	}
 	defer f.Close()
-	return extractTar(f, gz, dst, o, c, from)
+	return extractTar(ctx, f, gz, dst, o, c, from)
 }
 
 // Workspace is one attempt's workspace. Its methods are not meant to be
