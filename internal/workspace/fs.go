@@ -210,6 +210,27 @@ func symlinkInside(name, target string) bool {
 // It goes by descriptors (walk.go), so it costs what the tree holds, and
 // ends with ctx.
 func copyTree(ctx context.Context, src, dst *os.Root, o owner, c *caps) error {
+	cp := copier{o: o, caps: c}
+	return cp.tree(ctx, src, dst)
+}
+
+// copier copies trees by descriptors.
+type copier struct {
+	o    owner
+	caps *caps
+	// anyLink copies every symlink as it is (the diff's and the snapshot's
+	// copies, never followed); otherwise a link out of the tree is a
+	// *SeedError.
+	anyLink bool
+	// skipGit leaves .git directories out.
+	skipGit bool
+}
+
+// unbounded are caps that never refuse: for copies of a workspace the
+// tmpfs already bounds.
+func unbounded() *caps { return &caps{maxBytes: 1 << 62, maxFiles: 1 << 62} }
+
+func (cp copier) tree(ctx context.Context, src, dst *os.Root) error {
 	s, err := rootDir(src)
 	if err != nil {
 		return err
@@ -220,61 +241,67 @@ func copyTree(ctx context.Context, src, dst *os.Root, o owner, c *caps) error {
 		return err
 	}
 	defer d.Close()
-	return copyDir(ctx, s, d, "", o, c)
+	return cp.dir(ctx, s, d, "")
 }
 
-func copyDir(ctx context.Context, src, dst *os.File, rel string, o owner, c *caps) error {
+func (cp copier) dir(ctx context.Context, src, dst *os.File, rel string) error {
 	ents, err := readDir(src, rel)
 	if err != nil {
 		return err
 	}
 	for i := range ents {
-		e := &ents[i]
-		if err := ctx.Err(); err != nil {
+		if err := cp.entry(ctx, src, dst, &ents[i]); err != nil {
 			return err
-		}
-		if len(e.path) > maxPathBytes {
-			return &SeedError{Path: e.path[:64] + "...", Reason: errPathTooLong.Error()}
-		}
-		switch {
-		case e.isDir():
-			if err := c.add(e.path, 0); err != nil {
-				return err
-			}
-			if err := copySubdir(ctx, src, dst, e, o, c); err != nil {
-				return err
-			}
-		case e.isRegular():
-			if err := c.add(e.path, e.st.Size); err != nil {
-				return err
-			}
-			if err := copyFileAt(src, dst, e, o); err != nil {
-				return err
-			}
-		case e.isSymlink():
-			target, err := readlinkAt(src, e.name)
-			if err != nil {
-				return fmt.Errorf("readlink %q: %w", e.path, err)
-			}
-			if !symlinkInside(e.path, target) {
-				return &SeedError{Path: e.path, Reason: fmt.Sprintf("symlink to %q leads out of the workspace", target)}
-			}
-			if err := c.add(e.path, 0); err != nil {
-				return err
-			}
-			if err := symlinkAt(dst, target, e.name, o); err != nil {
-				return fmt.Errorf("symlink %q: %w", e.path, err)
-			}
-		default:
-			return &SeedError{Path: e.path, Reason: "only regular files, directories and symlinks may be in a seed, not " + kind(e.fileMode())}
 		}
 	}
 	return nil
 }
 
-// copySubdir makes e's directory in dst and copies its contents.
-func copySubdir(ctx context.Context, src, dst *os.File, e *dirEntry, o owner, c *caps) error {
-	if err := unix.Mkdirat(int(dst.Fd()), e.name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+// entry copies e, an entry of src, into dst under the same name.
+func (cp copier) entry(ctx context.Context, src, dst *os.File, e *dirEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(e.path) > maxPathBytes {
+		return &SeedError{Path: e.path[:64] + "...", Reason: errPathTooLong.Error()}
+	}
+	c := cp.caps
+	switch {
+	case e.isDir():
+		if cp.skipGit && e.name == ".git" {
+			return nil
+		}
+		if err := c.add(e.path, 0); err != nil {
+			return err
+		}
+		return cp.subdir(ctx, src, dst, e)
+	case e.isRegular():
+		if err := c.add(e.path, e.st.Size); err != nil {
+			return err
+		}
+		return copyFileAt(src, dst, e, cp.o)
+	case e.isSymlink():
+		target, err := readlinkAt(src, e.name)
+		if err != nil {
+			return fmt.Errorf("readlink %q: %w", e.path, err)
+		}
+		if !cp.anyLink && !symlinkInside(e.path, target) {
+			return &SeedError{Path: e.path, Reason: fmt.Sprintf("symlink to %q leads out of the workspace", target)}
+		}
+		if err := c.add(e.path, 0); err != nil {
+			return err
+		}
+		if err := symlinkAt(dst, target, e.name, cp.o); err != nil {
+			return fmt.Errorf("symlink %q: %w", e.path, err)
+		}
+		return nil
+	}
+	return &SeedError{Path: e.path, Reason: "only regular files, directories and symlinks may be in a seed, not " + kind(e.fileMode())}
+}
+
+// subdir makes e's directory in dst and copies its contents.
+func (cp copier) subdir(ctx context.Context, src, dst *os.File, e *dirEntry) error {
+	if err := mkdirOwned(dst, e.name, cp.o); err != nil {
 		return fmt.Errorf("mkdir %q: %w", e.path, err)
 	}
 	d, _, err := openDirAt(dst, e.name, nil)
@@ -282,16 +309,13 @@ func copySubdir(ctx context.Context, src, dst *os.File, e *dirEntry, o owner, c 
 		return fmt.Errorf("opening %q: %w", e.path, err)
 	}
 	defer d.Close()
-	if err := o.fchown(d); err != nil {
-		return err
-	}
 	s, restore, err := openDirAt(src, e.name, e)
 	if err != nil {
 		return fmt.Errorf("opening %q: %w", e.path, err)
 	}
 	defer restore()
 	defer s.Close()
-	return copyDir(ctx, s, d, e.path, o, c)
+	return cp.dir(ctx, s, d, e.path)
 }
 
 // copyFileAt copies the regular file e of src into dst, its mode

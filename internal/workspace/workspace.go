@@ -353,6 +353,7 @@ func (m *Manager) open(ctx context.Context, seed Seed) (w *Workspace, err error)
 	if err := copyTree(ctx, w.seed, w.work, m.owner, c); err != nil {
 		return nil, fmt.Errorf("workspace: copying the seed: %w", err)
 	}
+	w.base = w.seed
 	w.cwd = JailDir
 	return w, nil
 }
@@ -450,8 +451,9 @@ type Workspace struct {
 	// tmpfs: the live tree is a bounded tmpfs.
 	tmpfs bool
 	// seed, work and state are roots of the seed's copy, the work
-	// directory and the shell's state.
-	seed, work, state *os.Root
+	// directory and the shell's state; base is the diff's base: the seed,
+	// or the snapshot Snapshot took.
+	seed, work, state, base *os.Root
 	// ctx ends with Close: it cancels a step in progress.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -489,13 +491,20 @@ type Observation struct {
 	Note string
 }
 
-// Diff is the workspace's change against its seed.
+// Diff is the workspace's change against its base: the seed, or the
+// snapshot taken after setup.
 type Diff struct {
 	// Patch is a unified diff in git's format (a/ and b/ prefixes,
-	// /dev/null for added and removed files, "Binary files ... differ"
-	// for binary files, symlinks as mode 120000), without .git
-	// directories. Applies with `git apply` or `patch -p1`.
+	// /dev/null for added and removed files, binary files as a "GIT binary
+	// patch", symlinks as mode 120000), without .git directories. Its bytes
+	// are the files' and names' own (not always valid UTF-8). Applied with
+	// `git apply` to the base, it gives the files of the work directory
+	// (empty directories aside, which git does not record).
 	Patch string
+	// Incomplete says why Patch is not the whole change (a path past
+	// PATH_MAX, an entry the runtime could not read, git failing); empty
+	// when it is.
+	Incomplete string
 	// Truncated reports that Patch was cut (at a file boundary where one
 	// fits) to the bound given to Diff.
 	Truncated bool
@@ -524,6 +533,9 @@ func (w *Workspace) Close() error {
 }
 
 func (w *Workspace) closeRoots() {
+	if w.base != nil && w.base != w.seed {
+		w.base.Close()
+	}
 	for _, r := range []*os.Root{w.seed, w.work, w.state} {
 		if r != nil {
 			r.Close()
