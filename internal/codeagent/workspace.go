@@ -2,11 +2,13 @@ package codeagent
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
@@ -118,6 +120,21 @@ func (w *wsRun) setup(ctx context.Context) bool {
 			return false
 		}
 	}
+	if len(w.c.Setup) == 0 {
+		return true
+	}
+	// The diff's base is the state setup left: the agent's patch is what
+	// the agent changed, not what setup did.
+	if err := w.ws.Snapshot(ctx); err != nil {
+		if ctx.Err() != nil {
+			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+			w.concludeEnded()
+			return false
+		}
+		w.tr.Fail(core.ErrSystem, "the state after setup cannot be the diff's base: "+err.Error())
+		w.tr.ExitReason = core.ExitInvalidTask
+		return false
+	}
 	return true
 }
 
@@ -221,11 +238,17 @@ func (w *wsRun) Conclude(ctx context.Context) {
 		tr.FinalResult = *w.answer
 		tr.Metadata[core.MetaAnswer] = *w.answer
 	}
-	w.recordDiff(ctx)
+	diffOK := w.recordDiff(ctx)
 	passed := 0
 	defer func() { tr.SetReward(passed, w.c.Checks()) }()
 	if w.ended != "" || w.jailErr != nil {
 		w.concludeEnded()
+		return
+	}
+	if !diffOK {
+		// The record of what the agent did is not whole: whatever the
+		// tests say, this is no example of a success.
+		tr.Fail(core.ErrSystem, "the workspace diff could not be taken completely: "+clip(orString(incomplete(tr), "it failed"), 300))
 		return
 	}
 	if w.c.TestCommand == "" {
@@ -256,19 +279,38 @@ func (w *wsRun) concludeEnded() {
 	}
 }
 
-// recordDiff keeps the workspace's diff against its seed.
-func (w *wsRun) recordDiff(ctx context.Context) {
+// recordDiff keeps the workspace's diff against its base (the state
+// after setup), as text or, when its bytes are not UTF-8, in base64. It
+// reports whether the diff is the whole change; when not, why is
+// metadata.workspace_diff_incomplete.
+func (w *wsRun) recordDiff(ctx context.Context) bool {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diffTimeout)
 	defer cancel()
 	d, err := w.ws.Diff(dctx, diffBytes)
 	if err != nil {
 		w.a.Log.Warn("workspace diff failed", "task_id", w.task.TaskID, "err", err)
-		return
+		w.tr.Metadata[core.MetaWorkspaceDiffIncomplete] = err.Error()
+		return false
 	}
-	w.tr.Metadata[core.MetaWorkspaceDiff] = d.Patch
+	if utf8.ValidString(d.Patch) {
+		w.tr.Metadata[core.MetaWorkspaceDiff] = d.Patch
+	} else {
+		w.tr.Metadata[core.MetaWorkspaceDiffBase64] = base64.StdEncoding.EncodeToString([]byte(d.Patch))
+	}
 	if d.Truncated {
 		w.tr.Metadata[core.MetaWorkspaceDiffTruncated] = true
 	}
+	if d.Incomplete != "" {
+		w.tr.Metadata[core.MetaWorkspaceDiffIncomplete] = d.Incomplete
+		return false
+	}
+	return true
+}
+
+// incomplete is why the trajectory's diff is not whole.
+func incomplete(tr *core.Trajectory) string {
+	s, _ := tr.Metadata[core.MetaWorkspaceDiffIncomplete].(string)
+	return s
 }
 
 // runTests runs test_command (with what is left of the task's time) as the
