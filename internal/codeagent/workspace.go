@@ -314,21 +314,59 @@ func incomplete(tr *core.Trajectory) string {
 }
 
 // runTests runs test_command (with what is left of the task's time) as the
-// verify step and returns its verdict. It runs in a fresh shell at
-// /workspace (Workspace.Exec): the shell's saved state is the agent's to
-// write, and sourced before a command of its own shell it could end the
-// check with exit 0 before the check ran.
+// verify step and returns its verdict: Workspace.Verify, a fresh jail and
+// shell that none of the agent's state reaches, the hidden test_files at
+// /tests, and a pass only on the evidence that the check ran to its end.
 func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	a := core.CodeAction{Action: core.CodeActionBash, Command: w.c.TestCommand}
-	step, ok := w.shell(ctx, a, purposeVerify, w.remaining(ctx))
-	if !ok {
+	params := toolParams(a)
+	params["purpose"] = purposeVerify
+	started := time.Now()
+	timeout := w.remaining(ctx)
+	v, err := w.ws.Verify(ctx, workspace.Check{Command: w.c.TestCommand, TestFiles: w.c.TestFiles, Timeout: timeout})
+	if err != nil {
+		step := core.ExecutionStep{
+			ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
+			Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
+		}
+		if ctx.Err() != nil {
+			step.ErrorType = core.ErrTimeout
+			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+		} else {
+			w.a.Metrics.SandboxJailFailures.Inc()
+			step.ErrorType = core.ErrSystem
+			w.jailErr = err
+		}
+		w.tr.AddStep(step)
 		return false, ""
 	}
-	w.tr.Metadata[core.MetaTestOutput] = step.Observation
-	if !step.Success {
-		return false, "test_command failed: " + step.ErrorMessage
+	w.a.Metrics.SandboxExecDuration.Observe(v.Duration.Seconds())
+	params["exit_code"] = v.ExitCode
+	step := core.ExecutionStep{
+		ActionType: core.ActionCodeExecution, ActionParams: params, Observation: v.String(),
+		Success: v.Passed, ErrorType: v.ErrorType, Timestamp: core.UnixSeconds(started), Duration: v.Duration.Seconds(),
 	}
-	return true, ""
+	var msg string
+	switch {
+	case v.ErrorType != core.ErrNone:
+		step.ErrorMessage = orString(v.Note, string(v.ErrorType))
+		msg = "test_command failed: " + step.ErrorMessage
+	case v.TimedOut:
+		step.ErrorType, step.ErrorMessage = core.ErrTimeout, orString(v.Note, fmt.Sprintf("timed out after %s", timeout))
+		msg = "test_command failed: " + step.ErrorMessage
+	case v.ExitCode != 0:
+		step.ErrorType, step.ErrorMessage = core.ErrRuntime, fmt.Sprintf("exit status %d", v.ExitCode)
+		msg = "test_command failed: " + step.ErrorMessage
+	case !v.Passed:
+		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
+		msg = "test_command exited 0 without evidence that it ran to its end: " + v.Reason
+		if v.Tampered {
+			msg = "tampered: " + v.Reason
+		}
+	}
+	w.tr.AddStep(step)
+	w.tr.Metadata[core.MetaTestOutput] = step.Observation
+	return v.Passed, msg
 }
 
 // do performs one action as one step and returns the observation for the
@@ -401,7 +439,7 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 // shell runs a bash or python action as a code_execution step. The
 // platform's commands (setup, test_command) run in a fresh shell (Exec):
 // the agent's saved exports and working directory neither reach them nor
-// come from them. ok is false when the attempt cannot go on: the jail
+// come from them; test_command runs in runTests. ok is false when the attempt cannot go on: the jail
 // failed (jailErr) or the task's time ran out (ended).
 func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
@@ -412,7 +450,7 @@ func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, ti
 	switch {
 	case a.Action == core.CodeActionPython:
 		obs, err = w.ws.Python(ctx, a.Code, timeout)
-	case purpose == purposeSetup || purpose == purposeVerify:
+	case purpose == purposeSetup:
 		obs, err = w.ws.Exec(ctx, a.Command, timeout)
 	default:
 		obs, err = w.ws.Bash(ctx, a.Command, timeout)
