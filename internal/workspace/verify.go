@@ -145,7 +145,11 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 		if ctx.Err() != nil {
 			return Verdict{}, fmt.Errorf("workspace verify: %w", context.Cause(ctx))
 		}
-		return Verdict{}, fmt.Errorf("workspace verify: preparing: %w", err)
+		// What the agent left can make this fail (a full tmpfs, a .git
+		// the runtime cannot remove): a check that did not run, not a
+		// failure of the runtime to retry.
+		why := "the check could not be prepared: " + err.Error()
+		return Verdict{Observation: Observation{ExitCode: -1, Cwd: JailDir, Note: why}, Reason: why}, nil
 	}
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {

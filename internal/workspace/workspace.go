@@ -9,11 +9,16 @@
 // a directory beneath it:
 //
 //	<root>/mgr-<pid>-<id>/ws-<id>/
-//	    seed/   the pristine copy of the seed (read-only to the jail, for the diff)
+//	    seed/   the pristine copy of the seed (the diff's base until Snapshot)
+//	    base/   the copy Snapshot took after setup (the diff's base then)
+//	    diff/   while Diff runs: what differs, staged for git (diff.go)
+//	    verify/ while Verify runs: the hidden tests and the runtime's
+//	            sitecustomize, read-only to the jail (verify.go)
 //	    live/   a tmpfs of Config.MaxBytes and Config.MaxFiles inodes (where the
 //	            runtime may mount one; a plain directory otherwise), holding
 //	        work/   bound read-write at /workspace: the agent's files
 //	        state/  bound read-write at /adp-state: the shell's saved state
+//	        verify/ while Verify runs: /logs and the check's records
 //
 // Everything the jail may write is owned by the jail's outside uid
 // (sandbox.Jail.Owner), so uid 65534 in the jail can write it. Each
@@ -48,9 +53,11 @@
 // path out of the workspace: they open beneath the workspace with os.Root
 // (which refuses symlinks and ".." that lead out), check what they opened
 // with fstat (regular files only: a FIFO could block the runtime), and
-// never call os.ReadFile(filepath.Join(ws, userPath)). The diff runs in a
-// jail (git diff --no-index of the seed against the work directory), so no
-// path of the agent's is followed on the host at all.
+// never call os.ReadFile(filepath.Join(ws, userPath)). Walks of a tree go
+// by descriptors (walk.go): linear in the tree, whatever its depth. The
+// diff compares the base with the work directory by descriptors, without
+// following a link, and runs git in a jail on copies of what differs
+// (diff.go).
 //
 // # Caps
 //
