@@ -348,6 +348,10 @@ func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	}
 	var msg string
 	switch {
+	case v.ExitCode < 0:
+		// The check could not be prepared: it did not run.
+		step.ErrorType, step.ErrorMessage = core.ErrSystem, v.Reason
+		msg = v.Reason
 	case v.ErrorType != core.ErrNone:
 		step.ErrorMessage = orString(v.Note, string(v.ErrorType))
 		msg = "test_command failed: " + step.ErrorMessage
