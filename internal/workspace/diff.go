@@ -25,13 +25,13 @@ import (
 // puts the mode back. It copies only what differs, its own copy, into two
 // staging trees a/ and b/ beside the workspace; then git diff --no-index
 // --binary between them runs in a jail (the staging trees read-only at /a
-// and /b, its output written to /out/patch, as bytes: not through the
+// and /b, its output written to out/patch, as bytes: not through the
 // jail's output, which is text). An unchanged tree, however large or
 // sparse, never reaches git; and git, which never follows a symlink here
 // (it shows it as mode 120000 with its target), cannot reach outside the
 // jail anyway. .git directories are left out: the repository's own
 // bookkeeping is not the agent's change.
-const diffScript = `git -c core.quotepath=off -c diff.noprefix=false diff --no-index --binary --no-color --no-ext-diff --no-textconv --no-renames --src-prefix= --dst-prefix= a b > /out/patch
+const diffScript = `git -c core.quotepath=off -c diff.noprefix=false diff --no-index --binary --no-color --no-ext-diff --no-textconv --no-renames --src-prefix= --dst-prefix= a b > out/patch
 rc=$?
 if [ $rc -le 1 ]; then exit 0; fi
 exit $rc
@@ -51,6 +51,8 @@ const (
 	diffOutDir  = "out"
 	stageBefore = "a"
 	stageAfter  = "b"
+	// jailDiffDir is where the staging directory appears in the diff's jail.
+	jailDiffDir = "/adp-diff"
 )
 
 // Diff returns the workspace's diff against its base (the seed, or the
@@ -74,10 +76,23 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 	if err != nil {
 		return Diff{Removed: special, Incomplete: "walking the workspace: " + err.Error()}, nil
 	}
+	// The staging trees go in the workspace's tmpfs, where making them
+	// costs little; when it has no room for them (the agent's files near
+	// the cap), beside the workspace on disk. Nothing is mounted beneath
+	// either: os.RemoveAll, not removeTree, which reads the mount table.
 	stage := w.hostPath(diffDir)
-	_ = removeTree(stage)
-	defer func() { _ = removeTree(stage) }()
+	if w.tmpfs {
+		stage = w.hostPath(liveDir, diffDir)
+	}
+	_ = os.RemoveAll(stage)
+	defer func() { _ = os.RemoveAll(stage) }()
 	n, err := w.stage(ctx, stage)
+	if w.tmpfs && (errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		_ = os.RemoveAll(stage)
+		stage = w.hostPath(diffDir)
+		defer func() { _ = os.RemoveAll(stage) }()
+		n, err = w.stage(ctx, stage)
+	}
 	if ctx.Err() != nil {
 		return Diff{}, fmt.Errorf("workspace diff: %w", context.Cause(ctx))
 	}
@@ -94,12 +109,10 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 	lim.MaxFileBytes = max(lim.MaxFileBytes, int64(4*maxBytes), 4<<20)
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
 		Argv: shellArgv(diffScript),
-		Binds: []sandbox.Bind{
-			{Host: filepath.Join(stage, stageBefore), Jail: "/a"},
-			{Host: filepath.Join(stage, stageAfter), Jail: "/b"},
-			{Host: filepath.Join(stage, diffOutDir), Jail: "/out", Writable: true},
-		},
-		Dir:    "/",
+		// One bind (each costs the jail a mount): only git runs here, on
+		// the runtime's copies, and only out/ is the jail's to write.
+		Binds:  []sandbox.Bind{{Host: stage, Jail: jailDiffDir, Writable: true}},
+		Dir:    jailDiffDir,
 		Limits: lim,
 	})
 	if err != nil {
@@ -152,7 +165,7 @@ func (w *Workspace) Snapshot(ctx context.Context) error {
 		return fmt.Errorf("workspace snapshot: %w", err)
 	}
 	dir := w.hostPath(baseDir)
-	_ = removeTree(dir)
+	_ = os.RemoveAll(dir)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("workspace snapshot: %w", err)
 	}
@@ -173,33 +186,11 @@ func (w *Workspace) Snapshot(ctx context.Context) error {
 }
 
 // stage compares the base with the work directory and copies what differs
-// into <dir>/a (the base's side) and <dir>/b (the work directory's), and
-// makes <dir>/out for git's patch. It returns how many entries differ.
+// into <dir>/a (the base's side) and <dir>/b (the work directory's), with
+// <dir>/out for git's patch, made at the first difference (a directory on
+// disk costs more than comparing a small tree). It returns how many
+// entries differ.
 func (w *Workspace) stage(ctx context.Context, dir string) (int, error) {
-	for _, d := range []string{dir, filepath.Join(dir, stageBefore), filepath.Join(dir, stageAfter)} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return 0, err
-		}
-	}
-	out := filepath.Join(dir, diffOutDir)
-	if err := os.Mkdir(out, 0o755); err != nil {
-		return 0, err
-	}
-	if w.m.owner.chown {
-		if err := os.Chown(out, w.m.owner.uid, w.m.owner.gid); err != nil {
-			return 0, err
-		}
-	}
-	a, err := os.OpenRoot(filepath.Join(dir, stageBefore))
-	if err != nil {
-		return 0, err
-	}
-	defer a.Close()
-	b, err := os.OpenRoot(filepath.Join(dir, stageAfter))
-	if err != nil {
-		return 0, err
-	}
-	defer b.Close()
 	base, err := rootDir(w.base)
 	if err != nil {
 		return 0, err
@@ -210,16 +201,55 @@ func (w *Workspace) stage(ctx context.Context, dir string) (int, error) {
 		return 0, err
 	}
 	defer work.Close()
-	s := &stager{ctx: ctx, a: a, b: b}
+	s := &stager{ctx: ctx, stageDir: dir, owner: w.m.owner}
+	defer s.close()
 	err = s.dir(base, work, "")
 	return s.n, err
 }
 
-// stager copies the entries that differ between two trees into a and b.
+// stager copies the entries that differ between two trees into a and b
+// beneath stageDir.
 type stager struct {
-	ctx  context.Context
-	a, b *os.Root
-	n    int
+	ctx      context.Context
+	stageDir string
+	owner    owner // of out/, which the jail writes
+	a, b     *os.Root
+	n        int
+}
+
+// roots makes the staging directories at the first difference.
+func (s *stager) roots() error {
+	if s.a != nil {
+		return nil
+	}
+	for _, d := range []string{s.stageDir, filepath.Join(s.stageDir, stageBefore), filepath.Join(s.stageDir, stageAfter), filepath.Join(s.stageDir, diffOutDir)} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if s.owner.chown {
+		if err := os.Chown(filepath.Join(s.stageDir, diffOutDir), s.owner.uid, s.owner.gid); err != nil {
+			return err
+		}
+	}
+	a, err := os.OpenRoot(filepath.Join(s.stageDir, stageBefore))
+	if err != nil {
+		return err
+	}
+	b, err := os.OpenRoot(filepath.Join(s.stageDir, stageAfter))
+	if err != nil {
+		a.Close()
+		return err
+	}
+	s.a, s.b = a, b
+	return nil
+}
+
+func (s *stager) close() {
+	if s.a != nil {
+		s.a.Close()
+		s.b.Close()
+	}
 }
 
 // dir compares the directories x (the base's; nil when it has none there)
@@ -271,6 +301,9 @@ func (s *stager) dir(x, y *os.File, rel string) error {
 			if same {
 				continue
 			}
+		}
+		if err := s.roots(); err != nil {
+			return err
 		}
 		if xe != nil {
 			if err := s.copy(s.a, x, xe); err != nil {

@@ -104,15 +104,6 @@ echo done`)
 // many entries differ.
 func stageCount(t *testing.T, x, y *os.Root, dir string) int {
 	t.Helper()
-	for _, d := range []string{stageBefore, stageAfter} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, _ := os.OpenRoot(filepath.Join(dir, stageBefore))
-	b, _ := os.OpenRoot(filepath.Join(dir, stageAfter))
-	defer a.Close()
-	defer b.Close()
 	xd, err := rootDir(x)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +114,8 @@ func stageCount(t *testing.T, x, y *os.Root, dir string) int {
 		t.Fatal(err)
 	}
 	defer yd.Close()
-	s := &stager{ctx: context.Background(), a: a, b: b}
+	s := &stager{ctx: context.Background(), stageDir: filepath.Join(dir, "stage")}
+	defer s.close()
 	if err := s.dir(xd, yd, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,9 @@ import (
 //     directory or shell state; /tmp empty.
 //   - The hidden test files read-only at /tests, copied in for this step
 //     alone; /logs/verifier (the Harbor layout's reward directory) and the
-//     runtime's record directory /adp-verify made for this step alone, in
-//     the workspace's tmpfs (bounded), where no earlier step could write.
+//     runtime's directory /adp-verify (its sitecustomize and the records)
+//     made for this step alone, in the workspace's tmpfs (bounded), where
+//     no earlier step could write.
 //   - The repository as setup left it: the work directory's .git is
 //     replaced by the copy of the base's (none when the base had none),
 //     so a hook, core.fsmonitor, a config or a commit of edited tests the
@@ -65,7 +66,6 @@ const (
 	jailTestsDir   = "/tests"
 	jailLogsDir    = "/logs"
 	jailRecordDir  = "/adp-verify"
-	jailSiteDir    = "/adp-site"
 	rewardFile     = "verifier/reward.txt"
 	recordPython   = "python"
 	recordDone     = "done"
@@ -81,7 +81,7 @@ var verifySite []byte
 const verifyScript = `IFS= read -r __adp_nonce
 IFS= read -r -d '' __adp_in
 exec </dev/null
-export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPYCACHEPREFIX=/tmp/.adp-pycache PYTHONSAFEPATH=1 PYTHONNOUSERSITE=1 PYTHONPATH=` + jailSiteDir + `
+export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPYCACHEPREFIX=/tmp/.adp-pycache PYTHONSAFEPATH=1 PYTHONNOUSERSITE=1 PYTHONPATH=` + jailRecordDir + `
 export ADP_VERIFY_RECORDS=` + jailRecordDir + `/` + recordPython + `
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=3
 export GIT_CONFIG_KEY_0=core.hooksPath GIT_CONFIG_VALUE_0=/dev/null
@@ -132,14 +132,16 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 	ctx, stop := mergeCancel(ctx, w.ctx)
 	defer stop()
 
-	ro := w.hostPath(verifyDirName)
+	ro := w.hostPath(verifyDirName) // the tests
 	rw := w.hostPath(liveDir, verifyDirName)
+	// Nothing is mounted beneath them: os.RemoveAll, not removeTree, which
+	// reads the mount table.
 	for _, d := range []string{ro, rw} {
-		_ = removeTree(d)
+		_ = os.RemoveAll(d)
 	}
 	defer func() {
-		_ = removeTree(ro)
-		_ = removeTree(rw)
+		_ = os.RemoveAll(ro)
+		_ = os.RemoveAll(rw)
 	}()
 	if err := w.prepareVerify(ctx, ro, rw, check.TestFiles); err != nil {
 		if ctx.Err() != nil {
@@ -157,19 +159,22 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 	}
 	nonceHex := hex.EncodeToString(nonce)
 
+	// Each bind costs the jail a mount: /tests only when there are tests.
+	binds := []sandbox.Bind{
+		{Host: w.hostPath(liveDir, workDir), Jail: JailDir, Writable: true},
+		{Host: filepath.Join(rw, "logs"), Jail: jailLogsDir, Writable: true},
+		{Host: filepath.Join(rw, "records"), Jail: jailRecordDir, Writable: true},
+	}
+	if len(check.TestFiles) > 0 {
+		binds = append(binds, sandbox.Bind{Host: ro, Jail: jailTestsDir})
+	}
 	lim := w.m.limits
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
-		Argv:  shellArgv(verifyScript),
-		Stdin: []byte(nonceHex + "\n" + check.Command),
-		Binds: []sandbox.Bind{
-			{Host: w.hostPath(liveDir, workDir), Jail: JailDir, Writable: true},
-			{Host: filepath.Join(ro, "tests"), Jail: jailTestsDir},
-			{Host: filepath.Join(ro, "site"), Jail: jailSiteDir},
-			{Host: filepath.Join(rw, "logs"), Jail: jailLogsDir, Writable: true},
-			{Host: filepath.Join(rw, "records"), Jail: jailRecordDir, Writable: true},
-		},
+		Argv:   shellArgv(verifyScript),
+		Stdin:  []byte(nonceHex + "\n" + check.Command),
+		Binds:  binds,
 		Dir:    JailDir,
 		Limits: lim,
 	})
@@ -209,40 +214,37 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 }
 
 // prepareVerify makes the verify step's directories: ro (read-only to the
-// jail: the tests and the runtime's sitecustomize) and rw (in the live
-// tmpfs: logs/verifier and records, writable), and puts the base's .git in
-// the work directory.
+// jail: the tests, when there are any) and rw (in the live tmpfs:
+// logs/verifier, and records with the runtime's sitecustomize beside the
+// records it writes), and puts the base's .git in the work directory.
 func (w *Workspace) prepareVerify(ctx context.Context, ro, rw string, tests map[string][]byte) error {
-	for _, d := range []string{ro, filepath.Join(ro, "tests"), filepath.Join(ro, "site")} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+	if len(tests) > 0 {
+		if err := os.Mkdir(ro, 0o755); err != nil {
 			return err
 		}
-	}
-	if err := os.WriteFile(filepath.Join(ro, "site", "sitecustomize.py"), verifySite, 0o644); err != nil {
-		return err
-	}
-	testsRoot, err := os.OpenRoot(filepath.Join(ro, "tests"))
-	if err != nil {
-		return err
-	}
-	defer testsRoot.Close()
-	names := make([]string, 0, len(tests))
-	for name := range tests {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		p, ok := localPath(name)
-		if !ok {
-			return fmt.Errorf("test file %q: not a relative path without ..", name)
+		testsRoot, err := os.OpenRoot(ro)
+		if err != nil {
+			return err
 		}
-		data := tests[name]
-		perm := fs.FileMode(0o644)
-		if bytes.HasPrefix(data, []byte("#!")) {
-			perm = 0o755
+		defer testsRoot.Close()
+		names := make([]string, 0, len(tests))
+		for name := range tests {
+			names = append(names, name)
 		}
-		if err := writeFile(testsRoot, p, data, perm, owner{}); err != nil {
-			return fmt.Errorf("test file %q: %w", name, err)
+		sort.Strings(names)
+		for _, name := range names {
+			p, ok := localPath(name)
+			if !ok {
+				return fmt.Errorf("test file %q: not a relative path without ..", name)
+			}
+			data := tests[name]
+			perm := fs.FileMode(0o644)
+			if bytes.HasPrefix(data, []byte("#!")) {
+				perm = 0o755
+			}
+			if err := writeFile(testsRoot, p, data, perm, owner{}); err != nil {
+				return fmt.Errorf("test file %q: %w", name, err)
+			}
 		}
 	}
 	for _, d := range []string{rw, filepath.Join(rw, "logs"), filepath.Join(rw, "logs", "verifier"), filepath.Join(rw, "records")} {
@@ -254,6 +256,11 @@ func (w *Workspace) prepareVerify(ctx context.Context, ro, rw string, tests map[
 				return err
 			}
 		}
+	}
+	// The check may rewrite it: code the check runs can do whatever the
+	// check does anyway; no step before it can reach it.
+	if err := os.WriteFile(filepath.Join(rw, "records", "sitecustomize.py"), verifySite, 0o644); err != nil {
+		return err
 	}
 	return w.restoreGit(ctx)
 }
