@@ -1,5 +1,6 @@
 # The runtime's sitecustomize for a workspace task's verify step (verify.go):
-# on PYTHONPATH, read-only, found before anything of the workspace.
+# on PYTHONPATH (the verify step's own directory, which no earlier step could
+# reach), found before anything of the workspace.
 #  - It records this interpreter's start, and its normal end from an atexit
 #    hook registered before any other (atexit runs hooks last in, first out,
 #    so this one runs after every hook of the tests and of the code they

@@ -11,14 +11,16 @@
 //	<root>/mgr-<pid>-<id>/ws-<id>/
 //	    seed/   the pristine copy of the seed (the diff's base until Snapshot)
 //	    base/   the copy Snapshot took after setup (the diff's base then)
-//	    diff/   while Diff runs: what differs, staged for git (diff.go)
-//	    verify/ while Verify runs: the hidden tests and the runtime's
-//	            sitecustomize, read-only to the jail (verify.go)
+//	    verify/ while Verify runs: the hidden tests, read-only to the jail
+//	            (verify.go)
 //	    live/   a tmpfs of Config.MaxBytes and Config.MaxFiles inodes (where the
 //	            runtime may mount one; a plain directory otherwise), holding
 //	        work/   bound read-write at /workspace: the agent's files
 //	        state/  bound read-write at /adp-state: the shell's saved state
-//	        verify/ while Verify runs: /logs and the check's records
+//	        verify/ while Verify runs: /logs, and /adp-verify (the runtime's
+//	                sitecustomize and the check's records)
+//	        diff/   while Diff runs: what differs, staged for git (on disk
+//	                beside seed/ when the tmpfs is full)
 //
 // Everything the jail may write is owned by the jail's outside uid
 // (sandbox.Jail.Owner), so uid 65534 in the jail can write it. Each
