@@ -23,10 +23,10 @@ import (
 // whatever the agent left, mode 000 or not, and as the files' owner (a
 // runtime that is not root) it grants itself read access for the read and
 // puts the mode back. It copies only what differs, its own copy, into two
-// staging trees a/ and b/ beside the workspace; then git diff --no-index
-// --binary between them runs in a jail (the staging trees read-only at /a
-// and /b, its output written to out/patch, as bytes: not through the
-// jail's output, which is text). An unchanged tree, however large or
+// staging trees a/ and b/; then git diff --no-index --binary between them
+// runs in a jail (the staging directory bound at /adp-diff, the patch
+// written to out/patch and read as bytes: not through the jail's output,
+// which is text). An unchanged tree, however large or
 // sparse, never reaches git; and git, which never follows a symlink here
 // (it shows it as mode 120000 with its target), cannot reach outside the
 // jail anyway. .git directories are left out: the repository's own
