@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh: the benchmarks of the README's Figures section, on this machine,
+# bench.sh: the benchmarks of docs/benchmarks.md, on this machine,
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
 #   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,workspace,

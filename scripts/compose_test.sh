@@ -6,7 +6,7 @@
 # says what it waited for when it fails; on exit (pass, fail or interrupt)
 # the test's project is taken down with its volumes.
 #
-# Steps (see the README's Deployment section for the figures of a run):
+# Steps (see docs/deployment.md for the figures of a run):
 #   build      the images (docker compose build), their sizes (docker image
 #              inspect); an nsjail variant too when an nsjail binary is at
 #              hand (ADP_NSJAIL_BINARY, default /usr/local/bin/nsjail)
@@ -216,7 +216,7 @@ for img in adp/dispatcher:dev adp/demo-site:dev adp/sandbox-runtime:dev $nsjail_
   esac
 done
 printf '  %s\n' "${sizes[@]}" >&2
-# The size targets (README), on Docker Hub's base: the web image within
+# The size targets (docs/deployment.md), on Docker Hub's base: the web image within
 # 600 MB, the sandbox image with nsjail within 225 MB: 150 MB for the
 # single-program sandbox, plus the workspace tools its jails must provide
 # (git with the perl it depends on, patch: about 75 MB).
@@ -326,7 +326,7 @@ fi
 
 # ---------------------------------------------------------------------------
 step adpctl
-# The README's way: adpctl on the host against the published Redis port
+# The documented way (docs/deployment.md): adpctl on the host against the published Redis port
 # (REDIS_URL), and on a copy of the output volume (docker compose cp).
 "$BIN/adpctl" status > "$work/status.txt" 2>&1 || { cat "$work/status.txt" >&2; fail "adpctl status against the compose Redis"; }
 "$BIN/adpctl" status --json > "$work/status.json" 2>&1 || fail "adpctl status --json"

@@ -10,7 +10,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
 
-// The variables this binary reads, and their defaults, are the README's.
+// The variables this binary reads, and their defaults, are docs/configuration.md's.
 func TestConfigDocumented(t *testing.T) {
 	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Web runtime:")
 }

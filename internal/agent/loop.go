@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -40,15 +41,24 @@ type Model interface {
 	URL() string
 }
 
-// Loop is one task's conversation with the model.
+// Loop is one task's conversation with the model. NewLoop makes it, for
+// every kind of task: the only way to a loop, so no agent can leave out
+// the task's sampling.
 type Loop struct {
-	Model Model
-	// MaxSteps bounds tool calls (the task's max_steps). The model gets a
+	model Model
+	// maxSteps bounds tool calls (the task's max_steps). The model gets a
 	// few more turns than that for malformed calls and the final answer.
-	MaxSteps int
-	// Params are the sampling settings every request of the loop carries
+	maxSteps int
+	// params are the sampling settings every request of the loop carries
 	// (see Params).
-	Params llm.Params
+	params llm.Params
+}
+
+// NewLoop is the loop of one attempt of task with model m: the task's
+// max_steps, and the sampling settings of Params (the task's `sampling`
+// over the model's configuration, seed + sample_index) on every request.
+func NewLoop(m Model, task core.TaskSpec) *Loop {
+	return &Loop{model: m, maxSteps: task.MaxSteps, params: Params(m.Config(), task)}
 }
 
 // Params resolves the sampling settings of task's attempt: the task's
@@ -66,14 +76,15 @@ type Outcome struct {
 	// Answer is the model's last text answer (or the finish tool's answer,
 	// which the Tools implementation keeps).
 	Answer string
-	// Reason: answered, finished (a done tool), or max_steps.
+	// Reason: answered, finished (a done tool), max_steps or max_turns.
 	Reason   core.ExitReason
 	Steps    int
 	LLMCalls int
 	Usage    llm.Usage
 	Messages []llm.Message
 	// Transcript is the conversation as exchanged: the last request's
-	// messages as sent, then the last reply. Tools are the tools as sent.
+	// messages as sent, then its reply (none when the last request got
+	// no answer). Tools are the tools as sent.
 	Transcript []json.RawMessage
 	Tools      json.RawMessage
 	Calls      []core.ModelCall
@@ -86,8 +97,9 @@ type Outcome struct {
 const extraTurns = 3
 
 // Run converses from the initial messages. An error means the model could
-// not be reached (after the client's retries); the Outcome so far is
-// returned with it.
+// not be reached or refused a request (after the client's retries); the
+// Outcome so far is returned with it, its Transcript the request that got
+// no answer.
 //
 // In text tool mode (llm.ToolModeText) the loop speaks plain text: the
 // tools are described at the end of the system prompt (prompt.TextTools,
@@ -97,25 +109,29 @@ const extraTurns = 3
 // go back as one user message (prompt.TextToolResult).
 func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Outcome, error) {
 	defs := tools.Definitions()
-	cfg := l.Model.Config()
+	cfg := l.model.Config()
 	text := cfg.ToolMode == llm.ToolModeText
 	reqTools := defs
 	if text {
 		messages, reqTools = withTextTools(messages, defs), nil
 	}
 	out := Outcome{Messages: messages}
-	for turn := 0; turn < l.MaxSteps+extraTurns; turn++ {
-		if out.Steps >= l.MaxSteps {
+	for turn := 0; turn < l.maxSteps+extraTurns; turn++ {
+		if out.Steps >= l.maxSteps {
 			out.Reason = core.ExitMaxSteps
 			return out, nil
 		}
 		if out.LLM == nil {
 			out.LLM = l.record(cfg)
 		}
-		resp, err := l.Model.Do(ctx, llm.Request{Messages: out.Messages, Tools: reqTools, Params: l.Params})
+		resp, err := l.model.Do(ctx, llm.Request{Messages: out.Messages, Tools: reqTools, Params: l.params})
 		out.LLMCalls++
 		if err != nil {
-			return out, fmt.Errorf("llm: %w", err)
+			// What was sent is the record, though no answer came.
+			if x := resp.Exchange; x.Messages != nil {
+				out.Transcript, out.Tools = x.Messages, x.Tools
+			}
+			return out, fmt.Errorf("model call %d: %w", out.LLMCalls, err)
 		}
 		out.Usage = out.Usage.Add(resp.Usage)
 		msg, calls := resp.Message, resp.Message.ToolCalls
@@ -125,7 +141,7 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			msg = llm.Message{Role: llm.RoleAssistant, Content: resp.Message.Content}
 			calls = TextCalls(msg.Content, defs)
 		}
-		if err := out.record(resp, msg); err != nil {
+		if err := out.record(resp, msg, cfg.Logprobs); err != nil {
 			return out, err
 		}
 		out.Messages = append(out.Messages, msg)
@@ -149,7 +165,7 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 		}
 		done := false
 		for _, call := range calls {
-			if out.Steps >= l.MaxSteps {
+			if out.Steps >= l.maxSteps {
 				reply(call, "not run: the step budget (max_steps) is spent")
 				continue
 			}
@@ -173,15 +189,20 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 			return out, nil
 		}
 	}
-	out.Reason = core.ExitMaxSteps
+	// The turns ran out: the step budget too when the last turn spent it.
+	out.Reason = core.ExitMaxTurns
+	if out.Steps >= l.maxSteps {
+		out.Reason = core.ExitMaxSteps
+	}
 	return out, nil
 }
 
 // record is the trajectory's llm record of requests sent with cfg.
 func (l *Loop) record(cfg llm.Config) *core.LLMRecord {
+	p := l.params
 	return &core.LLMRecord{
-		Endpoint: l.Model.URL(), Model: cfg.Model,
-		Temperature: l.Params.Temperature, TopP: l.Params.TopP, MaxTokens: l.Params.MaxTokens, Seed: l.Params.Seed,
+		Endpoint: l.model.URL(), Model: cfg.Model,
+		Temperature: p.Temperature, TopP: p.TopP, MaxTokens: p.MaxTokens, Seed: p.Seed,
 		ToolMode: cfg.ToolMode, API: cfg.API,
 	}
 }
@@ -200,8 +221,9 @@ func withTextTools(messages []llm.Message, tools []llm.Tool) []llm.Message {
 }
 
 // record keeps the exchange of one successful call; msg is the assistant
-// message the loop keeps (and a next request would carry) for the reply.
-func (o *Outcome) record(resp llm.Response, msg llm.Message) error {
+// message the loop keeps (and a next request would carry) for the reply;
+// logprobs says whether logprobs and token ids were asked for.
+func (o *Outcome) record(resp llm.Response, msg llm.Message, logprobs bool) error {
 	x := resp.Exchange
 	sent, err := json.Marshal(msg)
 	if err != nil {
@@ -209,7 +231,17 @@ func (o *Outcome) record(resp llm.Response, msg llm.Message) error {
 	}
 	o.Transcript = append(append(make([]json.RawMessage, 0, len(x.Messages)+1), x.Messages...), sent)
 	o.Tools = x.Tools
+	var tokens *core.TokenCoverage
+	if logprobs {
+		n, ok := llm.LogprobTokens(resp.Logprobs)
+		tokens = &core.TokenCoverage{
+			Logprobs:           core.CoverageOf(n, ok, resp.Usage.CompletionTokens),
+			PromptTokenIDs:     core.CoverageOf(len(resp.PromptTokenIDs), resp.PromptTokenIDs != nil, resp.Usage.PromptTokens),
+			CompletionTokenIDs: core.CoverageOf(len(resp.CompletionTokenIDs), resp.CompletionTokenIDs != nil, resp.Usage.CompletionTokens),
+		}
+	}
 	o.Calls = append(o.Calls, core.ModelCall{
+		ID: resp.ID, Model: resp.Model, SystemFingerprint: resp.SystemFingerprint,
 		FinishReason:       resp.FinishReason,
 		Usage:              core.TokenUsage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens, TotalTokens: resp.Usage.TotalTokens},
 		Reply:              x.Reply,
@@ -217,13 +249,14 @@ func (o *Outcome) record(resp llm.Response, msg llm.Message) error {
 		Logprobs:           resp.Logprobs,
 		PromptTokenIDs:     resp.PromptTokenIDs,
 		CompletionTokenIDs: resp.CompletionTokenIDs,
+		Tokens:             tokens,
 	})
 	return nil
 }
 
 // Record writes the loop's figures into a trajectory's metadata and, when
-// the model could not be reached (err), a failed tool_call step: a timeout
-// when ctx expired, else a network error.
+// the model call failed (err), a failed tool_call step classified by
+// ErrorType, and the exit reason core.ExitFor gives it.
 func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, started time.Time) {
 	tr.Metadata[core.MetaLLMCalls] = o.LLMCalls
 	tr.Metadata[core.MetaPromptTokens] = o.Usage.PromptTokens
@@ -236,12 +269,24 @@ func (o Outcome) Record(ctx context.Context, tr *core.Trajectory, err error, sta
 	if err == nil {
 		return
 	}
-	kind := core.ErrNetwork
-	tr.ExitReason = core.ExitLLMError
-	if ctx.Err() != nil {
-		kind = core.ErrTimeout
-		tr.ExitReason = core.ExitTimeout
-	}
+	kind := ErrorType(ctx, err)
+	tr.ExitReason = core.ExitFor(kind)
 	tr.AddStep(core.ExecutionStep{ActionType: core.ActionToolCall, ActionParams: map[string]any{"tool": "llm"},
 		ErrorType: kind, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)})
+}
+
+// ErrorType classifies a failed model call: a timeout when ctx expired; a
+// context overflow, or another refusal, when the server answered with one;
+// else a network error (the server could not be reached, or kept failing).
+func ErrorType(ctx context.Context, err error) core.ErrorType {
+	var ae *llm.APIError
+	switch {
+	case ctx.Err() != nil:
+		return core.ErrTimeout
+	case errors.Is(err, llm.ErrContextExceeded):
+		return core.ErrContextExceeded
+	case errors.As(err, &ae) && ae.Refused():
+		return core.ErrLLMRefused
+	}
+	return core.ErrNetwork
 }

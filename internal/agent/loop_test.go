@@ -39,19 +39,20 @@ func (m *scriptedModel) Do(_ context.Context, req llm.Request) (llm.Response, er
 	m.reqs = append(m.reqs, req)
 	m.sent = append(m.sent, append([]llm.Message(nil), messages...))
 	n := len(m.sent) - 1
-	if n >= len(m.replies) {
-		if m.err != nil {
-			return llm.Response{}, m.err
-		}
-		return llm.Response{Message: llm.Message{Role: llm.RoleAssistant, Content: "out of script"}}, nil
-	}
-	msg := m.replies[n]
-	sent, _ := json.Marshal(msg)
 	var raws []json.RawMessage
 	for _, x := range messages {
 		b, _ := json.Marshal(x)
 		raws = append(raws, b)
 	}
+	if n >= len(m.replies) {
+		if m.err != nil {
+			// As the client does: what was sent, without a reply.
+			return llm.Response{Exchange: llm.Exchange{Messages: raws}}, m.err
+		}
+		return llm.Response{Message: llm.Message{Role: llm.RoleAssistant, Content: "out of script"}}, nil
+	}
+	msg := m.replies[n]
+	sent, _ := json.Marshal(msg)
 	return llm.Response{Message: msg, FinishReason: "stop", Usage: llm.Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5},
 		Exchange: llm.Exchange{Messages: raws, Sent: sent, Reply: sent}}, nil
 }
@@ -125,13 +126,17 @@ func TestLoop(t *testing.T) {
 			{ID: "b", Type: "function", Function: llm.FunctionCall{Name: "echo", Arguments: `{"text":"2"}`}}}}}, maxSteps: 1,
 			wantReason: "max_steps", wantSteps: 1, wantCalls: 1},
 		{name: "endless feedback terminates", replies: []llm.Message{answer("a"), answer("b"), answer("c"), answer("d"), answer("e"), answer("f")}, maxSteps: 1, feedback: "no",
-			wantReason: "max_steps", wantSteps: 0, wantCalls: 1 + extraTurns, wantAnswer: "d"},
+			wantReason: "max_turns", wantSteps: 0, wantCalls: 1 + extraTurns, wantAnswer: "d"},
+		{name: "malformed calls use up the turns, not the steps", replies: []llm.Message{call("a", "rm", `{}`), call("b", "rm", `{}`), call("c", "rm", `{}`), call("d", "rm", `{}`), call("e", "rm", `{}`)}, maxSteps: 2,
+			wantReason: "max_turns", wantSteps: 0, wantCalls: 2 + extraTurns},
+		{name: "the last turn spends the step budget", replies: []llm.Message{call("a", "rm", `{}`), call("b", "rm", `{}`), call("c", "rm", `{}`), call("d", "echo", `{"text":"1"}`)}, maxSteps: 1,
+			wantReason: "max_steps", wantSteps: 1, wantCalls: 1 + extraTurns},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &scriptedModel{replies: tc.replies}
 			tools := &echoTools{feedback: tc.feedback}
-			l := Loop{Model: m, MaxSteps: tc.maxSteps}
+			l := Loop{model: m, maxSteps: tc.maxSteps}
 			out, err := l.Run(context.Background(), []llm.Message{llm.SystemMessage("sys"), llm.UserMessage("task")}, tools)
 			if err != nil {
 				t.Fatal(err)
@@ -162,7 +167,7 @@ func TestLoop(t *testing.T) {
 func TestLoopModelError(t *testing.T) {
 	m := &scriptedModel{replies: []llm.Message{call("a", "echo", `{"text":"x"}`)}, err: errors.New("connection refused")}
 	tools := &echoTools{}
-	out, err := (&Loop{Model: m, MaxSteps: 5}).Run(context.Background(), []llm.Message{llm.UserMessage("task")}, tools)
+	out, err := (&Loop{model: m, maxSteps: 5}).Run(context.Background(), []llm.Message{llm.UserMessage("task")}, tools)
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("err = %v, want the model's error", err)
 	}
@@ -174,8 +179,13 @@ func TestLoopModelError(t *testing.T) {
 	if n := len(tr.Steps); n != 1 || tr.Steps[0].ErrorType != core.ErrNetwork || tr.Metadata[core.MetaLLMCalls] != 2 {
 		t.Errorf("recorded steps %+v, metadata %v", tr.Steps, tr.Metadata)
 	}
-	if len(tr.Messages) != 2 { // the user message, then the reply calling echo
-		t.Errorf("recorded %d messages, want the last exchange that got a reply (1 sent + its reply)", len(tr.Messages))
+	// The request that got no answer: the user message, the reply calling
+	// echo, its result.
+	if len(tr.Messages) != 3 || !strings.Contains(string(tr.Messages[2]), `"role":"tool"`) {
+		t.Errorf("recorded messages %s, want the 3 of the unanswered request", tr.Messages)
+	}
+	if tr.ExitReason != core.ExitLLMError {
+		t.Errorf("exit reason %s", tr.ExitReason)
 	}
 }
 
@@ -191,7 +201,7 @@ func TestLoopTextMode(t *testing.T) {
 		answer("2"),
 	}}
 	tools := &fixedTools{defs: defs}
-	l := Loop{Model: m, MaxSteps: 5, Params: llm.Params{Temperature: &temp, Seed: &seed}}
+	l := NewLoop(m, core.TaskSpec{MaxSteps: 5, Sampling: &core.Sampling{Temperature: &temp, Seed: &seed}})
 	initial := []llm.Message{llm.SystemMessage("sys"), llm.UserMessage("task")}
 	out, err := l.Run(context.Background(), initial, tools)
 	if err != nil {

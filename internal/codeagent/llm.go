@@ -14,7 +14,7 @@ import (
 // withLLM runs the model loop; every run_python call is a step.
 func (r *run) withLLM(ctx context.Context) {
 	user := prompt.CodeUser(prompt.CodeTask{Description: r.task.Description, Stdin: r.c.Stdin, Checked: r.c.HasVerifier(), VisibleTests: r.c.VisibleTests})
-	loop := agent.Loop{Model: r.a.LLM, MaxSteps: r.task.MaxSteps, Params: agent.Params(r.a.LLM.Config(), r.task)}
+	loop := agent.NewLoop(r.a.LLM, r.task)
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.CodeSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
 	if out.Answer != "" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,4 +223,112 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSamplingReachesEveryCall: a program task and a workspace task driven
+// by a model send, on every call, the task's sampling over the LLM_*
+// defaults (seed + sample_index), and record what they sent.
+func TestSamplingReachesEveryCall(t *testing.T) {
+	defaults := func(c *llm.Config) {
+		c.Temperature, c.TopP, c.MaxTokens, c.Seed = new(0.3), new(0.9), 256, new(int64(40))
+	}
+	tests := []struct {
+		name    string
+		task    func() core.TaskSpec
+		replies []map[string]any
+	}{
+		{"program", func() core.TaskSpec {
+			return task("Write add(a, b).", map[string]any{"tests": "assert add(2, 3) == 5"})
+		}, []map[string]any{
+			testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": addProgram}),
+			testsupport.AnswerReply("done"),
+		}},
+		{"workspace", func() core.TaskSpec {
+			return wsTask(map[string]any{"files": calcRepo, "test_command": calcTest})
+		}, []map[string]any{
+			testsupport.ToolCallReply("c0", "edit_file", map[string]any{"path": "calc.py", "old": "a - b", "new": "a + b"}),
+			testsupport.ToolCallReply("c1", "finish", map[string]any{"answer": "fixed"}),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, fake := newModeLLM(t, defaults, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+				return 200, tt.replies[min(n, len(tt.replies)-1)]
+			})
+			a := newWorkspaceAgent(t, client, t.TempDir())
+			tk := tt.task()
+			// The task overrides max_tokens and the seed; the rest are the defaults.
+			tk.Samples, tk.SampleIndex, tk.Sampling = 3, 2, &core.Sampling{MaxTokens: new(64), Seed: new(int64(7))}
+			tr, err := a.Execute(context.Background(), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tr.Success {
+				t.Fatalf("attempt failed: %s %s", tr.ErrorType, tr.ErrorMessage)
+			}
+			const want = `{"temperature":0.3,"top_p":0.9,"max_tokens":64,"seed":9}`
+			reqs := fake.Requests()
+			if len(reqs) != len(tt.replies) {
+				t.Errorf("%d model calls, want %d", len(reqs), len(tt.replies))
+			}
+			for i, r := range reqs {
+				if got := mustJSON(t, llm.Params{Temperature: r.Temperature, TopP: r.TopP, MaxTokens: r.MaxTokens, Seed: r.Seed}); got != want {
+					t.Errorf("call %d sent %s, want %s", i, got, want)
+				}
+			}
+			if tr.LLM == nil {
+				t.Fatal("no llm record")
+			}
+			if got := mustJSON(t, llm.Params{Temperature: tr.LLM.Temperature, TopP: tr.LLM.TopP, MaxTokens: tr.LLM.MaxTokens, Seed: tr.LLM.Seed}); got != want {
+				t.Errorf("recorded %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// TestContextOverflowEndsTheAttempt: when the server refuses the next
+// request as longer than the model's context (llama.cpp's 400), a program
+// attempt and a workspace attempt end with context_exceeded (error type
+// and exit reason), no reward, and the refused request's messages as the
+// record.
+func TestContextOverflowEndsTheAttempt(t *testing.T) {
+	tests := []struct {
+		name  string
+		task  func() core.TaskSpec
+		first map[string]any
+	}{
+		{"program", func() core.TaskSpec {
+			return task("Write add(a, b).", map[string]any{"tests": "assert add(2, 3) == 5"})
+		}, testsupport.ToolCallReply("c0", "run_python", map[string]string{"code": addProgram})},
+		{"workspace", func() core.TaskSpec {
+			return wsTask(map[string]any{"files": calcRepo, "test_command": calcTest})
+		}, testsupport.ToolCallReply("c0", "edit_file", map[string]any{"path": "calc.py", "old": "a - b", "new": "a + b"})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, fake := newModeLLM(t, func(*llm.Config) {}, func(_ testsupport.FakeLLMRequest, n int) (int, any) {
+				if n == 0 {
+					return 200, tt.first
+				}
+				return 400, []byte(testsupport.LlamaContextExceeded)
+			})
+			a := newWorkspaceAgent(t, client, t.TempDir())
+			tr, err := a.Execute(context.Background(), tt.task())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success || tr.ErrorType != core.ErrContextExceeded || tr.ExitReason != core.ExitContextExceeded ||
+				tr.Reward == nil || *tr.Reward != 0 || !strings.Contains(tr.ErrorMessage, "exceed_context_size_error") {
+				t.Fatalf("success %v error %s (%s) exit %s reward %v", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.ExitReason, tr.Reward)
+			}
+			reqs := fake.Requests()
+			if len(reqs) != 2 {
+				t.Fatalf("%d requests, want 2 (a refusal is not retried)", len(reqs))
+			}
+			sent, _ := reqs[1].RawMessages()
+			if len(tr.Messages) != len(sent) || !bytes.Equal(tr.Messages[len(sent)-1], sent[len(sent)-1]) {
+				t.Errorf("recorded %d messages, ending %s; the refused request had %d", len(tr.Messages), tr.Messages[len(tr.Messages)-1], len(sent))
+			}
+		})
+	}
 }

@@ -176,22 +176,11 @@ func (w *wsRun) Scripted(ctx context.Context) bool {
 	}
 	switch {
 	case w.ended != "":
-		w.tr.ExitReason = exitFor(w.ended)
+		w.tr.ExitReason = core.ExitFor(w.ended)
 	case w.finished:
 		w.tr.ExitReason = core.ExitFinished
 	}
 	return true
-}
-
-// exitFor is the exit reason of an attempt ended by et.
-func exitFor(et core.ErrorType) core.ExitReason {
-	switch et {
-	case core.ErrTimeout:
-		return core.ExitTimeout
-	case core.ErrNetwork:
-		return core.ExitLLMError
-	}
-	return core.ExitAborted
 }
 
 // CacheKey is not used: workspace tasks are not cached.
@@ -213,7 +202,7 @@ func (w *wsRun) Rules(context.Context) bool {
 // Model runs the LLM loop with the workspace tools.
 func (w *wsRun) Model(ctx context.Context) {
 	user := prompt.WorkspaceUser(prompt.WorkspaceTask{Description: w.task.Description, Checked: w.c.TestCommand != ""})
-	loop := agent.Loop{Model: w.a.LLM, MaxSteps: w.task.MaxSteps}
+	loop := agent.NewLoop(w.a.LLM, w.task)
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WorkspaceSystem), llm.UserMessage(user)}, &wsTools{w: w})
 	out.Record(ctx, w.tr, err, w.start)
 	if out.Answer != "" && w.answer == nil {
@@ -225,7 +214,7 @@ func (w *wsRun) Model(ctx context.Context) {
 		w.ended, w.endedMsg = w.tr.Steps[len(w.tr.Steps)-1].ErrorType, err.Error()
 	case w.ended != "":
 		// The loop saw a tool end it; why is the attempt's exit reason.
-		w.tr.ExitReason = exitFor(w.ended)
+		w.tr.ExitReason = core.ExitFor(w.ended)
 	}
 }
 
@@ -274,7 +263,7 @@ func (w *wsRun) concludeEnded() {
 	if w.ended != "" {
 		w.tr.Fail(w.ended, w.endedMsg)
 		if w.tr.ExitReason == "" {
-			w.tr.ExitReason = exitFor(w.ended)
+			w.tr.ExitReason = core.ExitFor(w.ended)
 		}
 	}
 }

@@ -13,8 +13,8 @@ import (
 
 // This file is the one definition of what each task type may carry in
 // `constraints`: the dispatcher and `adpctl submit` reject anything else
-// (ParseTask), the runtimes decode these types, the README's constraint
-// tables are checked against them (TestREADMEConstraintTables), and the
+// (ParseTask), the runtimes decode these types, docs/tasks.md's constraint
+// tables are checked against them (TestDocsConstraintTables), and the
 // export reads the same names.
 //
 // Unknown constraint keys are errors, not ignored: a misspelled verifier
@@ -137,7 +137,7 @@ type WebAction struct {
 }
 
 // WebActionNames lists the actions and the arguments each needs, in the
-// order the README documents them.
+// order docs/tasks.md documents them.
 var webActionArgs = []struct {
 	name string
 	need []string

@@ -9,10 +9,10 @@ import (
 	"testing"
 )
 
-// TestREADMEConstraintTables checks that the README documents exactly the
+// TestDocsConstraintTables checks that docs/tasks.md documents exactly the
 // constraints each task type accepts.
-func TestREADMEConstraintTables(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+func TestDocsConstraintTables(t *testing.T) {
+	b, err := os.ReadFile("../../docs/tasks.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestREADMEConstraintTables(t *testing.T) {
 	} {
 		i := strings.Index(readme, tc.heading)
 		if i < 0 {
-			t.Fatalf("README has no %q", tc.heading)
+			t.Fatalf("docs has no %q", tc.heading)
 		}
 		section := readme[i+len(tc.heading):]
 		if end := strings.Index(section, "\n\n|"); end >= 0 {
@@ -43,7 +43,7 @@ func TestREADMEConstraintTables(t *testing.T) {
 		slices.Sort(documented)
 		for _, tt := range tc.types {
 			if want := ConstraintKeys(tt); !slices.Equal(documented, want) {
-				t.Errorf("README %q documents %v; a %s task accepts %v", tc.heading, documented, tt, want)
+				t.Errorf("docs %q documents %v; a %s task accepts %v", tc.heading, documented, tt, want)
 			}
 		}
 	}
@@ -68,9 +68,9 @@ func TestDecodeConstraintsStrict(t *testing.T) {
 	}
 }
 
-// TestREADMEMetadataKeys checks the README's list of metadata keys against
+// TestDocsMetadataKeys checks docs/trajectories.md's list of metadata keys against
 // MetaKeys, both ways.
-func TestREADMEMetadataKeys(t *testing.T) {
+func TestDocsMetadataKeys(t *testing.T) {
 	item := readmeItem(t, "\n- `metadata`")
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("`([a-z0-9_]+)`").FindAllStringSubmatch(item, -1) {
@@ -81,19 +81,19 @@ func TestREADMEMetadataKeys(t *testing.T) {
 	for _, k := range MetaKeys {
 		known[string(k)] = true
 		if !documented[string(k)] {
-			t.Errorf("metadata key %q is not in the README", k)
+			t.Errorf("metadata key %q is not in docs/trajectories.md", k)
 		}
 	}
 	for k := range documented {
 		if !known[k] && !sourceValues[k] {
-			t.Errorf("the README documents metadata key %q, which the code does not write", k)
+			t.Errorf("docs/trajectories.md documents metadata key %q, which the code does not write", k)
 		}
 	}
 }
 
-// TestREADMEExitReasons checks the README's list of exit reasons against
+// TestDocsExitReasons checks docs/trajectories.md's list of exit reasons against
 // ExitReasons.
-func TestREADMEExitReasons(t *testing.T) {
+func TestDocsExitReasons(t *testing.T) {
 	item := readmeItem(t, "\n- `exit_reason`")
 	var documented []string
 	for _, m := range regexp.MustCompile("`([a-z_]+)` \\(").FindAllStringSubmatch(item, -1) {
@@ -106,22 +106,22 @@ func TestREADMEExitReasons(t *testing.T) {
 	slices.Sort(documented)
 	slices.Sort(want)
 	if !slices.Equal(documented, want) {
-		t.Errorf("README documents exit reasons %v; the code has %v", documented, want)
+		t.Errorf("docs/trajectories.md documents exit reasons %v; the code has %v", documented, want)
 	}
 }
 
-// readmeItem returns the README's list item that starts with marker: up to
+// readmeItem returns docs/trajectories.md's list item that starts with marker: up to
 // the next item or the end of the list.
 func readmeItem(t *testing.T, marker string) string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/trajectories.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	readme := string(b)
 	i := strings.Index(readme, marker)
 	if i < 0 {
-		t.Fatalf("README has no %q", strings.TrimSpace(marker))
+		t.Fatalf("docs has no %q", strings.TrimSpace(marker))
 	}
 	item := readme[i+1:]
 	if end := strings.Index(item, "\n- "); end >= 0 {

@@ -1,8 +1,8 @@
 package core
 
 // MetaKey names an entry of a trajectory's metadata. Every key the platform
-// writes is a constant below, documented once here; the README's list is
-// checked against MetaKeys (TestREADMEMetadataKeys).
+// writes is a constant below, documented once here; docs/trajectories.md's list is
+// checked against MetaKeys (TestDocsMetadataKeys).
 type MetaKey string
 
 // Metadata is a trajectory's metadata: JSON values by key.
@@ -34,9 +34,9 @@ const (
 	MetaFinalURL MetaKey = "final_url"
 	// MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens and
 	// MetaTotalTokens count the model calls and their tokens; MetaStopReason
-	// says why the model loop ended (answered, finished, max_steps). The
-	// model loop (internal/agent); a replay that hit max_steps sets
-	// stop_reason too.
+	// says why the model loop ended (answered, finished, max_steps,
+	// max_turns). The model loop (internal/agent); a replay that hit
+	// max_steps sets stop_reason too.
 	MetaLLMCalls         MetaKey = "llm_calls"
 	MetaPromptTokens     MetaKey = "prompt_tokens"
 	MetaCompletionTokens MetaKey = "completion_tokens"

@@ -35,12 +35,20 @@ const (
 	ErrOutputLimit ErrorType = "output_limit"
 	ErrWrongAnswer ErrorType = "wrong_answer"
 	ErrBlockedURL  ErrorType = "blocked_url"
+	// ErrLLMRefused: the model server answered and refused the request
+	// (a 4xx other than 408 and 429: a bad request, a wrong key, an
+	// unknown model); not a network error, and sending it again gets the
+	// same answer.
+	ErrLLMRefused ErrorType = "llm_refused"
+	// ErrContextExceeded: the model server refused the request because
+	// the conversation does not fit the model's context.
+	ErrContextExceeded ErrorType = "context_exceeded"
 )
 
 // ErrorTypes lists every non-empty ErrorType.
 var ErrorTypes = []ErrorType{
 	ErrTimeout, ErrNetwork, ErrCompile, ErrRuntime, ErrBrowser, ErrSystem,
-	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL,
+	ErrMemoryLimit, ErrOutputLimit, ErrWrongAnswer, ErrBlockedURL, ErrLLMRefused, ErrContextExceeded,
 }
 
 // MarshalJSON writes ErrNone as null, as the blueprint's files do.
@@ -128,7 +136,7 @@ type Trajectory struct {
 // ExitReason says why an attempt ended.
 type ExitReason string
 
-// The exit reasons, documented once (the README's list is checked against
+// The exit reasons, documented once (docs/trajectories.md's list is checked against
 // ExitReasons).
 const (
 	// ExitAnswered: the model answered in text and the answer was accepted.
@@ -138,14 +146,23 @@ const (
 	ExitFinished ExitReason = "finished"
 	// ExitMaxSteps: the step budget (max_steps) was spent.
 	ExitMaxSteps ExitReason = "max_steps"
+	// ExitMaxTurns: the model's turn budget (max_steps plus a few turns
+	// for malformed calls, answers sent back with feedback) was spent
+	// before the step budget: the model kept answering or calling tools
+	// wrongly.
+	ExitMaxTurns ExitReason = "max_turns"
 	// ExitReplayed: a scripted or cached program or action sequence ran.
 	ExitReplayed ExitReason = "replayed"
 	// ExitRules: the blueprint's rules ran.
 	ExitRules ExitReason = "rules"
 	// ExitTimeout: a time limit ended the attempt.
 	ExitTimeout ExitReason = "timeout"
-	// ExitLLMError: the model could not be reached.
+	// ExitLLMError: the model could not be reached, or its server
+	// refused the request (error_type network_error or llm_refused).
 	ExitLLMError ExitReason = "llm_error"
+	// ExitContextExceeded: the conversation outgrew the model's context
+	// (the server refused the next request as too long).
+	ExitContextExceeded ExitReason = "context_exceeded"
 	// ExitInvalidTask: the task's constraints are invalid.
 	ExitInvalidTask ExitReason = "invalid_task"
 	// ExitNoSource: nothing could produce a program (no model, no rule).
@@ -156,8 +173,23 @@ const (
 )
 
 // ExitReasons lists every ExitReason.
-var ExitReasons = []ExitReason{ExitAnswered, ExitFinished, ExitMaxSteps, ExitReplayed, ExitRules,
-	ExitTimeout, ExitLLMError, ExitInvalidTask, ExitNoSource, ExitAborted}
+var ExitReasons = []ExitReason{ExitAnswered, ExitFinished, ExitMaxSteps, ExitMaxTurns, ExitReplayed, ExitRules,
+	ExitTimeout, ExitLLMError, ExitContextExceeded, ExitInvalidTask, ExitNoSource, ExitAborted}
+
+// ExitFor is the exit reason of an attempt that a failure of type et ended
+// before the agent was done: the one mapping from an ending failure to an
+// exit reason.
+func ExitFor(et ErrorType) ExitReason {
+	switch et {
+	case ErrTimeout:
+		return ExitTimeout
+	case ErrNetwork, ErrLLMRefused:
+		return ExitLLMError
+	case ErrContextExceeded:
+		return ExitContextExceeded
+	}
+	return ExitAborted
+}
 
 // SetReward records passed of total checks as the reward; total 0 (no
 // verifier) leaves it absent.
@@ -190,8 +222,14 @@ type LLMRecord struct {
 
 // ModelCall is one call of the model.
 type ModelCall struct {
-	FinishReason string     `json:"finish_reason"`
-	Usage        TokenUsage `json:"usage"`
+	// ID, Model and SystemFingerprint are the response's "id", "model"
+	// (the model that served the call, as the server names it) and
+	// "system_fingerprint"; absent when the server sent none.
+	ID                string     `json:"id,omitempty"`
+	Model             string     `json:"model,omitempty"`
+	SystemFingerprint string     `json:"system_fingerprint,omitempty"`
+	FinishReason      string     `json:"finish_reason"`
+	Usage             TokenUsage `json:"usage"`
 	// Reply is the response's message (chat) or choice (completions) as the
 	// server sent it.
 	Reply json.RawMessage `json:"reply"`
@@ -205,6 +243,58 @@ type ModelCall struct {
 	// server returns them (vLLM with return_token_ids).
 	PromptTokenIDs     []int `json:"prompt_token_ids,omitempty"`
 	CompletionTokenIDs []int `json:"completion_token_ids,omitempty"`
+	// Tokens says how far the logprobs and token ids cover the tokens the
+	// usage counts, when they were asked for (LLM_LOGPROBS); absent
+	// otherwise. A trainer must not assume alignment it does not state.
+	Tokens *TokenCoverage `json:"tokens,omitempty"`
+}
+
+// TokenCoverage compares what a server returned per token with the token
+// counts of its usage.
+type TokenCoverage struct {
+	Logprobs           Coverage `json:"logprobs"`
+	PromptTokenIDs     Coverage `json:"prompt_token_ids"`
+	CompletionTokenIDs Coverage `json:"completion_token_ids"`
+}
+
+// Coverage is how many entries a server returned, of how many tokens.
+type Coverage struct {
+	// Status is CoverageComplete, CoverageIncomplete, CoverageMissing or
+	// CoverageUnchecked.
+	Status string `json:"status"`
+	// Count is the number of entries returned (logprobs: the tokens its
+	// object covers).
+	Count int `json:"count"`
+}
+
+// Coverage statuses.
+const (
+	// CoverageComplete: one entry per token the usage counts.
+	CoverageComplete = "complete"
+	// CoverageIncomplete: some entries, not as many as the usage counts
+	// tokens (llama.cpp gives no logprob to a token that ends inside a
+	// UTF-8 character): entries cannot be matched to tokens by position.
+	CoverageIncomplete = "incomplete"
+	// CoverageMissing: asked for, none returned (llama.cpp ignores
+	// return_token_ids).
+	CoverageMissing = "missing"
+	// CoverageUnchecked: entries returned, but the usage gives no token
+	// count to check them against.
+	CoverageUnchecked = "unchecked"
+)
+
+// CoverageOf compares count entries (present: the server sent the field at
+// all) with the tokens counts tokens of the usage.
+func CoverageOf(count int, present bool, tokens int) Coverage {
+	switch {
+	case !present || count == 0 && tokens > 0:
+		return Coverage{Status: CoverageMissing, Count: count}
+	case tokens <= 0:
+		return Coverage{Status: CoverageUnchecked, Count: count}
+	case count == tokens:
+		return Coverage{Status: CoverageComplete, Count: count}
+	}
+	return Coverage{Status: CoverageIncomplete, Count: count}
 }
 
 // TokenUsage is a model call's token accounting.

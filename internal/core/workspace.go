@@ -218,7 +218,7 @@ type CodeAction struct {
 }
 
 // codeActionArgs lists each action's arguments: those it needs, then those
-// it may have, in the order the README documents them.
+// it may have, in the order docs/tasks.md documents them.
 var codeActionArgs = []struct {
 	name     string
 	need     []string

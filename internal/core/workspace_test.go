@@ -162,9 +162,9 @@ func TestParseCodeActionToolCall(t *testing.T) {
 	}
 }
 
-// TestREADMEWorkspaceExample: the README's example workspace task is valid.
-func TestREADMEWorkspaceExample(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+// TestDocsWorkspaceExample: docs/tasks.md's example workspace task is valid.
+func TestDocsWorkspaceExample(t *testing.T) {
+	b, err := os.ReadFile("../../docs/tasks.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestREADMEWorkspaceExample(t *testing.T) {
 	_, block, ok2 := strings.Cut(after, "```json\n")
 	block, _, ok3 := strings.Cut(block, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no example after **Workspace tasks.**")
+		t.Fatal("docs/tasks.md has no example after **Workspace tasks.**")
 	}
 	task, err := ParseTask([]byte(strings.ReplaceAll(block, "\n", " ")))
 	if err != nil {

@@ -654,7 +654,7 @@ func checkExportedMetrics(t *testing.T, exported map[string]map[string]*dto.Metr
 			}
 			m, ok := listed[name]
 			if !ok {
-				t.Errorf("%s exports %s, which is not in deploytest.Metrics: add it there (and to the README) or stop exporting it", bin, name)
+				t.Errorf("%s exports %s, which is not in deploytest.Metrics: add it there (and to docs/metrics.md) or stop exporting it", bin, name)
 				continue
 			}
 			if got := types[fam.GetType()]; got != m.Type {

@@ -60,6 +60,12 @@ type GroupAttempt struct {
 	// recorded, false when rendered from a scripted, cached or rules run.
 	Recorded   bool              `json:"recorded"`
 	Completion []json.RawMessage `json:"completion"`
+	// LLM and ModelCalls are the trajectory's: what the requests were sent
+	// with (model, endpoint, sampling, seed) and each call's reply, usage,
+	// logprobs and token ids with their coverage; absent when no model
+	// was called.
+	LLM        *core.LLMRecord  `json:"llm,omitempty"`
+	ModelCalls []core.ModelCall `json:"model_calls,omitempty"`
 	// Prompt and Tools are set only where they differ from the group's.
 	Prompt []json.RawMessage `json:"prompt,omitempty"`
 	Tools  json.RawMessage   `json:"tools,omitempty"`
@@ -237,6 +243,7 @@ func writeGroups(w io.Writer, dir string, opts Options) (Summary, error) {
 			a := GroupAttempt{
 				SampleIndex: tr.SampleIndex, Reward: tr.Reward, Success: tr.Success, ExitReason: tr.ExitReason,
 				Recorded: len(tr.Messages) > 0, Completion: rec.Messages[first:],
+				LLM: tr.LLM, ModelCalls: tr.ModelCalls,
 			}
 			prompt := rec.Messages[:first]
 			if g == nil {

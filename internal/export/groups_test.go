@@ -25,6 +25,15 @@ func modelAttempt(k, samples int, answer string, reward float64) *core.Trajector
 		tr.ErrorType = core.ErrWrongAnswer
 	}
 	tr.Reward = &reward
+	temp, seed := 1.0, int64(7+k)
+	tr.LLM = &core.LLMRecord{Endpoint: "http://llm.test/v1/chat/completions", Model: "m", Temperature: &temp, Seed: &seed, ToolMode: "native", API: "chat"}
+	for i := range 2 {
+		tr.ModelCalls = append(tr.ModelCalls, core.ModelCall{
+			ID: fmt.Sprintf("chatcmpl-%d-%d", k, i), Model: "m-served", FinishReason: "stop",
+			Usage: core.TokenUsage{PromptTokens: 10, CompletionTokens: 3, TotalTokens: 13},
+			Reply: json.RawMessage(fmt.Sprintf(`{"role":"assistant","content":"reply %d of attempt %d"}`, i, k)),
+		})
+	}
 	msgs := []string{
 		`{"role":"system","content":"You write Python."}`,
 		`{"role":"user","content":"Print fib(10)"}`,
@@ -106,6 +115,14 @@ func TestGroupsExport(t *testing.T) {
 		if len(a.Completion) != 3 {
 			t.Errorf("attempt %d: completion of %d messages, want 3", i, len(a.Completion))
 		}
+		// Each attempt carries its own llm record and model calls.
+		if a.LLM == nil || a.LLM.Seed == nil || *a.LLM.Seed != int64(7+i) || a.LLM.Model != "m" {
+			t.Errorf("attempt %d: llm %+v, want its own record (seed %d)", i, a.LLM, 7+i)
+		}
+		if len(a.ModelCalls) != 2 || a.ModelCalls[1].ID != fmt.Sprintf("chatcmpl-%d-1", i) || a.ModelCalls[1].Model != "m-served" ||
+			string(a.ModelCalls[1].Reply) != fmt.Sprintf(`{"role":"assistant","content":"reply 1 of attempt %d"}`, i) {
+			t.Errorf("attempt %d: model calls %+v, want its 2 recorded calls", i, a.ModelCalls)
+		}
 	}
 	for j, m := range fib.Attempts[2].Completion {
 		if !bytes.Equal(m, src.Messages[2+j]) {
@@ -117,7 +134,8 @@ func TestGroupsExport(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[2]), &ws); err != nil {
 		t.Fatal(err)
 	}
-	if ws.TaskID != "web_search" || len(ws.Attempts) != 1 || ws.Attempts[0].Recorded || ws.Attempts[0].Reward != nil || ws.Attempts[0].ExitReason != core.ExitReplayed {
+	if ws.TaskID != "web_search" || len(ws.Attempts) != 1 || ws.Attempts[0].Recorded || ws.Attempts[0].Reward != nil || ws.Attempts[0].ExitReason != core.ExitReplayed ||
+		ws.Attempts[0].LLM != nil || ws.Attempts[0].ModelCalls != nil {
 		t.Errorf("web_search line %s; want its one rendered attempt, reward null", lines[2])
 	}
 

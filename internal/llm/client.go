@@ -26,26 +26,96 @@ const (
 	maxRetryAfterSeconds = 24 * 3600
 )
 
+// Errors of one attempt carry no "llm: " prefix; Do adds it once to what
+// it returns.
+
 // errNotSent means ctx ended while the attempt waited for a slot.
-var errNotSent = errors.New("llm: request not sent")
+var errNotSent = errors.New("request not sent")
 
 // ErrRequestTimeout is wrapped by the error of an attempt that exceeded
 // Config.RequestTimeout (the error also wraps context.DeadlineExceeded).
-var ErrRequestTimeout = errors.New("llm: request timed out")
+var ErrRequestTimeout = errors.New("request timed out")
+
+// ErrContextExceeded is wrapped by the error of a request the server
+// refused because the conversation (with max_tokens) does not fit the
+// model's context: an *APIError with ContextExceeded set. Retrying the same
+// request cannot help.
+var ErrContextExceeded = errors.New("the request exceeds the model's context")
 
 // APIError is a non-2xx answer from the server, or a 2xx carrying an error
 // object and no choice. Body is a redacted snippet of the response body.
 type APIError struct {
 	Status int
 	Body   string
+	// ContextExceeded is true when the answer says the request does not
+	// fit the model's context (see contextExceeded); errors.Is(err,
+	// ErrContextExceeded) then holds.
+	ContextExceeded bool
 }
 
 func (e *APIError) Error() string {
-	msg := fmt.Sprintf("llm: server answered %d %s", e.Status, http.StatusText(e.Status))
+	msg := fmt.Sprintf("server answered %d %s", e.Status, http.StatusText(e.Status))
 	if e.Body != "" {
 		msg += ": " + e.Body
 	}
 	return msg
+}
+
+// Is makes errors.Is(err, ErrContextExceeded) true for a context overflow.
+func (e *APIError) Is(target error) bool { return target == ErrContextExceeded && e.ContextExceeded }
+
+// Refused reports whether the server answered and refused the request
+// itself (a 4xx other than 408 and 429): the request, not the connection,
+// is at fault, and sending it again gets the same answer.
+func (e *APIError) Refused() bool {
+	return e.Status >= 400 && e.Status < 500 && !e.Retryable()
+}
+
+// contextMarkers are what servers say when a request does not fit the
+// model's context, lower-cased: llama.cpp's error type and message,
+// OpenAI's error code, OpenAI's and vLLM's message, TGI's validation error.
+var contextMarkers = []string{
+	"exceed_context_size_error",
+	"exceeds the available context size",
+	"context_length_exceeded",
+	"maximum context length",
+	"`max_new_tokens` must be <=",
+}
+
+// contextExceeded reports whether an error answer (status, whole body) is
+// a context overflow. Only the error's own words are read (its message,
+// type and code, at the top level or in an "error" object or string), not
+// any echo of the request.
+func contextExceeded(status int, body []byte) bool {
+	if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge && status != http.StatusUnprocessableEntity {
+		return false
+	}
+	type words struct {
+		Message, Type json.RawMessage
+		Code          json.RawMessage
+	}
+	var top struct {
+		words
+		Error json.RawMessage
+	}
+	if json.Unmarshal(body, &top) != nil {
+		return false
+	}
+	var inner words
+	_ = json.Unmarshal(top.Error, &inner) // an object; a string is read below
+	var said []byte
+	for _, w := range []json.RawMessage{top.Message, top.Type, top.Code, top.Error, inner.Message, inner.Type, inner.Code} {
+		var s string
+		if json.Unmarshal(w, &s) == nil {
+			said = append(append(said, strings.ToLower(s)...), '\n')
+		}
+	}
+	for _, m := range contextMarkers {
+		if bytes.Contains(said, []byte(m)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Retryable reports whether the status is worth another attempt: 408, 429
@@ -108,8 +178,10 @@ type chatRequest struct {
 	Messages []Message `json:"messages"`
 	Tools    []Tool    `json:"tools,omitempty"`
 	Params
-	Stream         bool `json:"stream"`
-	Logprobs       bool `json:"logprobs,omitempty"`
+	Stream   bool `json:"stream"`
+	Logprobs bool `json:"logprobs,omitempty"`
+	// TopLogprobs is sent with Logprobs, 0 included.
+	TopLogprobs    *int `json:"top_logprobs,omitempty"`
 	ReturnTokenIDs bool `json:"return_token_ids,omitempty"`
 }
 
@@ -119,9 +191,9 @@ type completionRequest struct {
 	Params
 	Stop   []string `json:"stop"`
 	Stream bool     `json:"stream"`
-	// Logprobs is the number of most likely tokens to list per position;
-	// the sampled token's logprob comes with any value.
-	Logprobs       int  `json:"logprobs,omitempty"`
+	// Logprobs is the number of most likely tokens to list per position
+	// (Config.TopLogprobs), sent with Config.Logprobs, 0 included.
+	Logprobs       *int `json:"logprobs,omitempty"`
 	ReturnTokenIDs bool `json:"return_token_ids,omitempty"`
 }
 
@@ -135,9 +207,12 @@ type response struct {
 		TokenIDs       []int           `json:"token_ids"`
 		PromptTokenIDs []int           `json:"prompt_token_ids"`
 	} `json:"choices"`
-	PromptTokenIDs []int           `json:"prompt_token_ids"`
-	Usage          Usage           `json:"usage"`
-	Error          json.RawMessage `json:"error"`
+	PromptTokenIDs    []int           `json:"prompt_token_ids"`
+	Usage             Usage           `json:"usage"`
+	Error             json.RawMessage `json:"error"`
+	ID                string          `json:"id"`
+	Model             string          `json:"model"`
+	SystemFingerprint string          `json:"system_fingerprint"`
 }
 
 // Params are the configuration's sampling settings as Chat sends them.
@@ -161,6 +236,10 @@ func (c *Client) Chat(ctx context.Context, messages []Message, tools []Tool) (Re
 // error when ctx ended. With APICompletions the messages are rendered as
 // one prompt (RenderPrompt) and the reply's text becomes the content of an
 // assistant message; in ToolModeText req.Tools are not sent.
+//
+// When the request was encoded but got no answer (err != nil), the
+// Response still carries its Exchange without a reply: what was sent, for
+// the record of a refused or failed call.
 func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	if len(req.Messages) == 0 {
 		return Response{}, errors.New("llm: no messages to send")
@@ -171,12 +250,13 @@ func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	}
 	body, prompt, err := c.encode(req.Messages, tools, req.Params)
 	if err != nil {
-		return Response{}, err
+		return Response{}, fmt.Errorf("llm: %w", err)
 	}
 	sent, err := sentParts(body, req.Messages, c.cfg.API)
 	if err != nil {
-		return Response{}, err
+		return Response{}, fmt.Errorf("llm: %w", err)
 	}
+	unanswered := Response{Exchange: Exchange{Messages: sent.Messages, Tools: sent.Tools, Prompt: prompt}}
 	for n := 1; ; n++ {
 		a := Attempt{N: n}
 		resp, retryAfter, err := c.attempt(ctx, body, &a)
@@ -185,7 +265,7 @@ func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 			c.finish(&resp, tools)
 			resp.Exchange.Messages, resp.Exchange.Tools, resp.Exchange.Prompt = sent.Messages, sent.Tools, prompt
 			if resp.Exchange.Sent, err = json.Marshal(resp.Message); err != nil {
-				return Response{}, fmt.Errorf("llm: encode reply: %w", err)
+				return unanswered, fmt.Errorf("llm: encode reply: %w", err)
 			}
 			a.Usage = resp.Usage
 			c.observe(a)
@@ -196,26 +276,26 @@ func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 			if err != errNotSent { // no request, nothing to count
 				c.observe(a)
 			}
-			return Response{}, fmt.Errorf("llm: chat completion stopped after %d attempt(s): %w", n, ctx.Err())
+			return unanswered, fmt.Errorf("llm: stopped after %d attempt(s): %w", n, ctx.Err())
 		}
 		if !retryable(err) {
 			c.observe(a)
-			return Response{}, err
+			return unanswered, fmt.Errorf("llm: %w", err)
 		}
 		if n > c.cfg.MaxRetries {
 			c.observe(a)
-			return Response{}, fmt.Errorf("llm: chat completion failed after %d attempts: %w", n, err)
+			return unanswered, fmt.Errorf("llm: gave up after %d attempts: %w", n, err)
 		}
 		wait := c.backoff(n, retryAfter)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			// Waiting would only end in ctx's deadline; report the real cause.
 			c.observe(a)
-			return Response{}, fmt.Errorf("llm: chat completion failed after %d attempt(s), no time left to retry: %w", n, err)
+			return unanswered, fmt.Errorf("llm: gave up after %d attempt(s), no time left to retry: %w", n, err)
 		}
 		a.Retry, a.Wait = true, wait
 		c.observe(a)
 		if err := c.sleep(ctx, wait); err != nil {
-			return Response{}, fmt.Errorf("llm: chat completion stopped after %d attempt(s): %w", n, err)
+			return unanswered, fmt.Errorf("llm: stopped after %d attempt(s): %w", n, err)
 		}
 	}
 }
@@ -227,17 +307,21 @@ func (c *Client) encode(messages []Message, tools []Tool, p Params) (body []byte
 		prompt = RenderPrompt(messages)
 		cr := completionRequest{Model: c.cfg.Model, Prompt: prompt, Params: p, Stop: PromptStop, ReturnTokenIDs: c.cfg.Logprobs}
 		if c.cfg.Logprobs {
-			cr.Logprobs = 1
+			cr.Logprobs = c.cfg.TopLogprobs
 		}
 		body, err = json.Marshal(cr)
 	} else {
-		body, err = json.Marshal(chatRequest{
+		cr := chatRequest{
 			Model: c.cfg.Model, Messages: messages, Tools: tools, Params: p,
 			Logprobs: c.cfg.Logprobs, ReturnTokenIDs: c.cfg.Logprobs,
-		})
+		}
+		if c.cfg.Logprobs {
+			cr.TopLogprobs = c.cfg.TopLogprobs
+		}
+		body, err = json.Marshal(cr)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("llm: encode request: %w", err)
+		return nil, "", fmt.Errorf("encode request: %w", err)
 	}
 	return body, prompt, nil
 }
@@ -254,14 +338,14 @@ func sentParts(body []byte, messages []Message, api string) (sent struct {
 		for _, m := range messages {
 			b, err := json.Marshal(m)
 			if err != nil {
-				return sent, fmt.Errorf("llm: encode message: %w", err)
+				return sent, fmt.Errorf("encode message: %w", err)
 			}
 			sent.Messages = append(sent.Messages, b)
 		}
 		return sent, nil
 	}
 	if err := json.Unmarshal(body, &sent); err != nil {
-		return sent, fmt.Errorf("llm: re-read request: %w", err)
+		return sent, fmt.Errorf("re-read request: %w", err)
 	}
 	return sent, nil
 }
@@ -283,7 +367,7 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
-		return Response{}, 0, fmt.Errorf("llm: build request: %w", err)
+		return Response{}, 0, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -301,23 +385,25 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 		return Response{}, 0, c.transportError(actx, err)
 	}
 	if len(raw) > maxResponseBytes {
-		return Response{}, 0, fmt.Errorf("llm: response body larger than %d bytes", maxResponseBytes)
+		return Response{}, 0, fmt.Errorf("response body larger than %d bytes", maxResponseBytes)
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return Response{}, retryAfter(res.Header, time.Now()), &APIError{Status: res.StatusCode, Body: c.snippet(raw)}
+		return Response{}, retryAfter(res.Header, time.Now()),
+			&APIError{Status: res.StatusCode, Body: c.snippet(raw), ContextExceeded: contextExceeded(res.StatusCode, raw)}
 	}
 	var cr response
 	if err := json.Unmarshal(raw, &cr); err != nil {
-		return Response{}, 0, fmt.Errorf("llm: decode response (status %d): %v: %s", res.StatusCode, err, c.snippet(raw))
+		return Response{}, 0, fmt.Errorf("decode response (status %d): %v: %s", res.StatusCode, err, c.snippet(raw))
 	}
 	if len(cr.Choices) == 0 {
 		if len(cr.Error) > 0 && !bytes.Equal(cr.Error, []byte("null")) {
 			return Response{}, 0, &APIError{Status: res.StatusCode, Body: c.snippet(cr.Error)}
 		}
-		return Response{}, 0, fmt.Errorf("llm: response has no choices: %s", c.snippet(raw))
+		return Response{}, 0, fmt.Errorf("response has no choices: %s", c.snippet(raw))
 	}
 	ch := cr.Choices[0]
-	resp := Response{FinishReason: ch.FinishReason, Usage: cr.Usage, CompletionTokenIDs: ch.TokenIDs, PromptTokenIDs: ch.PromptTokenIDs}
+	resp := Response{FinishReason: ch.FinishReason, Usage: cr.Usage, CompletionTokenIDs: ch.TokenIDs, PromptTokenIDs: ch.PromptTokenIDs,
+		ID: cr.ID, Model: cr.Model, SystemFingerprint: cr.SystemFingerprint}
 	if resp.PromptTokenIDs == nil {
 		resp.PromptTokenIDs = cr.PromptTokenIDs
 	}
@@ -326,7 +412,7 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 	}
 	if c.cfg.API == APICompletions {
 		if ch.Text == nil {
-			return Response{}, 0, fmt.Errorf("llm: completion choice has no text: %s", c.snippet(raw))
+			return Response{}, 0, fmt.Errorf("completion choice has no text: %s", c.snippet(raw))
 		}
 		var rawChoices struct {
 			Choices []json.RawMessage `json:"choices"`
@@ -338,7 +424,7 @@ func (c *Client) attempt(ctx context.Context, body []byte, a *Attempt) (Response
 	}
 	if len(ch.Message) > 0 && !bytes.Equal(ch.Message, []byte("null")) {
 		if err := json.Unmarshal(ch.Message, &resp.Message); err != nil {
-			return Response{}, 0, fmt.Errorf("llm: decode response message (status %d): %v: %s", res.StatusCode, err, c.snippet(raw))
+			return Response{}, 0, fmt.Errorf("decode response message (status %d): %v: %s", res.StatusCode, err, c.snippet(raw))
 		}
 		resp.Exchange.Reply = ch.Message
 	}
@@ -381,7 +467,7 @@ func (c *Client) transportError(actx context.Context, err error) error {
 		// the attempt was); say it plainly and wrap both.
 		return fmt.Errorf("%w after %s (%w)", ErrRequestTimeout, c.cfg.RequestTimeout, context.DeadlineExceeded)
 	}
-	return &redactedError{msg: "llm: " + c.redact(err.Error()), err: err}
+	return &redactedError{msg: c.redact(err.Error()), err: err}
 }
 
 // snippet returns the start of a body, valid UTF-8, key redacted.

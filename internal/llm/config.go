@@ -20,6 +20,15 @@ const (
 	DefaultMaxRetryAfter  = 60 * time.Second
 )
 
+// MaxTopLogprobs bounds Config.TopLogprobs: OpenAI's limit, and more than
+// a trainer needs (each alternative costs tens of bytes per token).
+const MaxTopLogprobs = 20
+
+// DefaultTopLogprobs is the number of alternatives asked for when
+// Config.TopLogprobs is nil: 1, the least with which every server
+// (llama.cpp included) returns the sampled token's logprob.
+const DefaultTopLogprobs = 1
+
 // Tool modes (Config.ToolMode, LLM_TOOL_MODE).
 const (
 	// ToolModeNative offers the tools in the request's tools field and reads
@@ -108,10 +117,21 @@ type Config struct {
 
 	// Logprobs asks the server for the sampled tokens' logprobs and, in
 	// vLLM's extension, the prompt and completion token ids
-	// (return_token_ids): chat requests carry "logprobs": true, completions
-	// requests "logprobs": 1, both "return_token_ids": true. For
-	// vLLM-compatible servers; OpenAI's own API rejects return_token_ids.
+	// (return_token_ids): chat requests carry "logprobs": true and
+	// "top_logprobs": TopLogprobs, completions requests "logprobs":
+	// TopLogprobs, both "return_token_ids": true. For vLLM-compatible
+	// servers; OpenAI's own API rejects return_token_ids, and llama.cpp
+	// ignores it (no token ids come back).
 	Logprobs bool
+	// TopLogprobs is how many most likely alternatives per generated token
+	// a Logprobs request asks for, 0..MaxTopLogprobs (LLM_TOP_LOGPROBS).
+	// Default (nil) DefaultTopLogprobs. What comes back differs by server:
+	// vLLM and OpenAI give the sampled token's logprob with any value, 0
+	// included; llama.cpp gives nothing at all for 0 (it only copies the
+	// sampled token's probability when it lists alternatives) and, when
+	// the number is not sent, 20 alternatives per token (megabytes per
+	// attempt).
+	TopLogprobs *int
 
 	// ToolMode is ToolModeNative (default) or ToolModeText. In text mode
 	// the client never sends a tools field.
@@ -136,6 +156,10 @@ type Config struct {
 
 // LogValue implements slog.LogValuer: the Config without its API key.
 func (c Config) LogValue() slog.Value {
+	top := DefaultTopLogprobs
+	if c.TopLogprobs != nil {
+		top = *c.TopLogprobs
+	}
 	return slog.GroupValue(
 		slog.String("base_url", c.BaseURL),
 		slog.String("model", c.Model),
@@ -145,6 +169,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_concurrent", c.MaxConcurrent),
 		slog.String("tool_mode", c.ToolMode),
 		slog.String("api", c.API),
+		slog.Bool("logprobs", c.Logprobs),
+		slog.Int("top_logprobs", top),
 	)
 }
 
@@ -185,12 +211,19 @@ func (c Config) withDefaults() Config {
 	if c.MaxRetryAfter <= 0 {
 		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
+	if c.TopLogprobs == nil {
+		c.TopLogprobs = new(DefaultTopLogprobs)
+	}
 	return c
 }
 
-// checkModes rejects unknown tool modes and APIs and the pair the
-// completions endpoint cannot serve.
+// checkModes rejects unknown tool modes and APIs, the pair the
+// completions endpoint cannot serve, and a number of alternatives out of
+// range.
 func (c Config) checkModes() error {
+	if n := *c.TopLogprobs; n < 0 || n > MaxTopLogprobs {
+		return fmt.Errorf("llm: top logprobs %d: want 0..%d (LLM_TOP_LOGPROBS)", n, MaxTopLogprobs)
+	}
 	switch c.ToolMode {
 	case ToolModeNative, ToolModeText:
 	default:

@@ -9,7 +9,10 @@
 //   - bounds each HTTP attempt (Config.RequestTimeout) while ctx bounds the
 //     whole call, including the wait for a slot and the backoff sleeps;
 //   - retries 408, 429, 5xx and transport errors with exponential backoff and
-//     jitter, honouring Retry-After; other 4xx fail at once with an *APIError;
+//     jitter, honouring Retry-After; other 4xx fail at once with an *APIError
+//     (Refused; a request too long for the model's context wraps
+//     ErrContextExceeded), and a failed call still returns what was sent
+//     (Response.Exchange without a reply);
 //   - never puts the API key in an error or a log value;
 //   - returns tool calls as the model wrote them (only a missing id or type is
 //     filled in), so a malformed call becomes an observation for the model
@@ -18,13 +21,15 @@
 //     message content (Config.ToolCallsFromContent, ExtractToolCalls);
 //   - sends each request's sampling settings (Request.Params, resolved per
 //     attempt by Config.ParamsFor) and, with Config.Logprobs, asks for
-//     logprobs and token ids, returned as the server sent them;
+//     logprobs (Config.TopLogprobs alternatives) and token ids, returned as
+//     the server sent them with the response's own id, model and
+//     system_fingerprint;
 //   - in ToolModeText sends no tools field (the caller describes the tools
 //     in the prompt); with APICompletions renders the messages as one
 //     prompt (RenderPrompt) and records it (Exchange.Prompt);
 //   - reports every attempt to an optional Observer, so the caller can count
 //     requests, retries and tokens without this package importing Prometheus.
 //
-// The agent loop itself (prompting, running tools, max_steps) lives in the
-// runtimes; this package only speaks the protocol.
+// The agent loop itself (prompting, running tools, max_steps) lives in
+// internal/agent; this package only speaks the protocol.
 package llm

@@ -141,6 +141,12 @@ type Response struct {
 	// prompt_token_ids, the choice's token_ids); nil when it returned none.
 	PromptTokenIDs     []int
 	CompletionTokenIDs []int
+	// ID, Model and SystemFingerprint are the response's own "id",
+	// "model" (the model that served it, which may differ from the one
+	// asked for) and "system_fingerprint"; "" when the server sent none.
+	ID                string
+	Model             string
+	SystemFingerprint string
 	// Attempts is how many HTTP attempts the call took (1 without retries).
 	Attempts int
 	// FromContent is true when Message.ToolCalls were recovered from the
@@ -180,4 +186,24 @@ func UserMessage(content string) Message { return Message{Role: RoleUser, Conten
 // run or the error of a malformed call.
 func ToolResult(tc ToolCall, content string) Message {
 	return Message{Role: RoleTool, ToolCallID: tc.ID, Name: tc.Function.Name, Content: content}
+}
+
+// LogprobTokens counts the tokens a choice's logprobs object covers: the
+// entries of "content" (chat; llama.cpp's completions too) or of
+// "token_logprobs" (completions). ok is false when logprobs holds neither.
+func LogprobTokens(logprobs json.RawMessage) (n int, ok bool) {
+	var lp struct {
+		Content       []json.RawMessage `json:"content"`
+		TokenLogprobs []json.RawMessage `json:"token_logprobs"`
+	}
+	if len(logprobs) == 0 || json.Unmarshal(logprobs, &lp) != nil {
+		return 0, false
+	}
+	switch {
+	case lp.Content != nil:
+		return len(lp.Content), true
+	case lp.TokenLogprobs != nil:
+		return len(lp.TokenLogprobs), true
+	}
+	return 0, false
 }

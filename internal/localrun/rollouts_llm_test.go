@@ -351,10 +351,11 @@ func checkModelAttempts(t *testing.T, run *pipelineRun, m seedModel, base, mode,
 		wantExit := core.ExitFinished
 		if tk.TaskType == core.TaskCode {
 			// A wrong program is never accepted: the model's "done" is
-			// answered with the failed check until the steps run out.
+			// answered with the failed check until its turns run out,
+			// one step of the two it may take spent: max_turns.
 			wantExit = core.ExitAnswered
 			if *tr.Reward != 1 {
-				wantExit = core.ExitMaxSteps
+				wantExit = core.ExitMaxTurns
 			}
 		}
 		if tr.ExitReason != wantExit {

@@ -44,8 +44,11 @@ type LLMConfig struct {
 	MaxTokens   int      `env:"LLM_MAX_TOKENS" envDefault:"1024"`
 	Seed        *int64   `env:"LLM_SEED"`
 	Logprobs    bool     `env:"LLM_LOGPROBS" envDefault:"false"`
-	ToolMode    string   `env:"LLM_TOOL_MODE" envDefault:"native"`
-	API         string   `env:"LLM_API" envDefault:"chat"`
+	// TopLogprobs is the number of alternatives per token asked for with
+	// LLM_LOGPROBS (llm.Config.TopLogprobs), 0..llm.MaxTopLogprobs.
+	TopLogprobs int    `env:"LLM_TOP_LOGPROBS" envDefault:"1"`
+	ToolMode    string `env:"LLM_TOOL_MODE" envDefault:"native"`
+	API         string `env:"LLM_API" envDefault:"chat"`
 }
 
 // NewLLM returns the client, or nil when no LLM is configured. It checks the
@@ -77,7 +80,7 @@ func (c LLMConfig) NewLLM(runtime string, m *metrics.Set) (*llm.Client, error) {
 		BaseURL: base, Model: c.Model, APIKey: c.APIKey,
 		RequestTimeout: c.Timeout, MaxConcurrent: c.MaxConcurrent, MaxRetries: c.MaxRetries,
 		Temperature: c.Temperature, TopP: &c.TopP, MaxTokens: c.MaxTokens, Seed: c.Seed,
-		Logprobs: c.Logprobs, ToolMode: c.ToolMode, API: c.API,
+		Logprobs: c.Logprobs, TopLogprobs: &c.TopLogprobs, ToolMode: c.ToolMode, API: c.API,
 		Observer: obs,
 	})
 	if err != nil {

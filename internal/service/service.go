@@ -67,7 +67,7 @@ type Process struct {
 func Main[C Configuration](name, metricsAddr string, cfg C, run func(ctx context.Context, p *Process, cfg C) error) {
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on METRICS_ADDR and exit 0 if healthy (for container healthchecks)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: %s [-healthcheck]\n\nConfigured by environment variables; see README.md.\n", name)
+		fmt.Fprintf(os.Stderr, "Usage: %s [-healthcheck]\n\nConfigured by environment variables; see docs/configuration.md.\n", name)
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -184,17 +184,17 @@ func TestLLMSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := c.Config()
-	if got.Temperature != nil || got.Seed != nil || *got.TopP != 1 || got.MaxTokens != 1024 || got.Logprobs ||
+	if got.Temperature != nil || got.Seed != nil || *got.TopP != 1 || got.MaxTokens != 1024 || got.Logprobs || *got.TopLogprobs != 1 ||
 		got.ToolMode != "native" || got.API != "chat" {
 		t.Errorf("defaults %+v", got)
 	}
 	c, err = load(t, map[string]string{"LLM_TEMPERATURE": "0.3", "LLM_SEED": "17", "LLM_TOP_P": "0.9", "LLM_MAX_TOKENS": "64",
-		"LLM_LOGPROBS": "true", "LLM_TOOL_MODE": "text", "LLM_API": "completions"}).NewLLM(core.RuntimeSandbox, metrics.New())
+		"LLM_LOGPROBS": "true", "LLM_TOP_LOGPROBS": "0", "LLM_TOOL_MODE": "text", "LLM_API": "completions"}).NewLLM(core.RuntimeSandbox, metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}
 	got = c.Config()
-	if *got.Temperature != 0.3 || *got.Seed != 17 || *got.TopP != 0.9 || got.MaxTokens != 64 || !got.Logprobs ||
+	if *got.Temperature != 0.3 || *got.Seed != 17 || *got.TopP != 0.9 || got.MaxTokens != 64 || !got.Logprobs || *got.TopLogprobs != 0 ||
 		got.ToolMode != "text" || got.API != "completions" || c.URL() != "http://127.0.0.1:9/v1/completions" {
 		t.Errorf("set %+v, url %s", got, c.URL())
 	}
@@ -205,6 +205,8 @@ func TestLLMSettings(t *testing.T) {
 		"LLM_MAX_TOKENS=0":      "LLM_MAX_TOKENS",
 		"LLM_SEED=-1":           "LLM_SEED",
 		"LLM_TOOL_MODE=native2": "LLM_TOOL_MODE",
+		"LLM_TOP_LOGPROBS=21":   "LLM_TOP_LOGPROBS",
+		"LLM_TOP_LOGPROBS=-1":   "LLM_TOP_LOGPROBS",
 	} {
 		k, v, _ := strings.Cut(env, "=")
 		_, err := load(t, map[string]string{k: v}).NewLLM(core.RuntimeSandbox, metrics.New())

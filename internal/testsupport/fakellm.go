@@ -12,7 +12,9 @@ import (
 
 // FakeLLM is a local OpenAI-compatible server standing in for the external
 // model API: /v1/chat/completions and /v1/completions. Reply decides each
-// answer from the request.
+// answer from the request: a body of type []byte is sent byte for byte
+// (to test that what a server sent is recorded as sent), any other is
+// JSON-encoded.
 type FakeLLM struct {
 	URL string // base URL, ending in /v1
 
@@ -36,7 +38,11 @@ type FakeLLMRequest struct {
 	Seed        *int64   `json:"seed"`
 	// ReturnTokenIDs is vLLM's extension asking for token ids.
 	ReturnTokenIDs bool `json:"return_token_ids"`
-	Messages       []struct {
+	// Logprobs is true (chat) or a number of alternatives (completions);
+	// TopLogprobs is chat's number of alternatives.
+	Logprobs    json.RawMessage `json:"logprobs"`
+	TopLogprobs *int            `json:"top_logprobs"`
+	Messages    []struct {
 		Role       string `json:"role"`
 		Content    string `json:"content"`
 		ToolCallID string `json:"tool_call_id"`
@@ -108,6 +114,10 @@ func StartFakeLLM(t testing.TB, reply func(req FakeLLMRequest, n int) (status in
 		status, body := f.reply(req, n)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
+		if raw, ok := body.([]byte); ok {
+			_, _ = w.Write(raw)
+			return
+		}
 		_ = json.NewEncoder(w).Encode(body)
 	}))
 	t.Cleanup(srv.Close)
@@ -181,3 +191,13 @@ func WithTokens(reply map[string]any, logprobs any, promptIDs, completionIDs []i
 func ErrorReply(msg string) map[string]any {
 	return map[string]any{"error": map[string]any{"message": fmt.Sprint(msg)}}
 }
+
+// Context overflow answers (HTTP 400) of real servers, verbatim.
+const (
+	// LlamaContextExceeded is llama.cpp's llama-server's.
+	LlamaContextExceeded = `{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":4133,"n_ctx":4096}}`
+	// OpenAIContextExceeded is OpenAI's.
+	OpenAIContextExceeded = `{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`
+	// VLLMContextExceeded is vLLM's.
+	VLLMContextExceeded = `{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (3976 in the messages, 1024 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}`
+)

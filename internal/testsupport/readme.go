@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// CheckEnvDocumented checks a binary's config struct against the README's
-// Configuration section: every variable of cfg (env tags, embedded and
+// CheckEnvDocumented checks a binary's config struct against the tables of
+// docs/configuration.md: every variable of cfg (env tags, embedded and
 // nested structs included) is in one of the tables that follow the lines
 // named by sections ("Dispatcher:", "Both runtimes:"...), every variable of
 // those tables is in cfg, and a variable with an envDefault tag is
@@ -21,7 +21,7 @@ func CheckEnvDocumented(t testing.TB, cfg any, metricsAddr string, sections ...s
 	if !ok {
 		t.Fatal("repository root not found")
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	readme, err := os.ReadFile(filepath.Join(root, "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func CheckEnvDocumented(t testing.TB, cfg any, metricsAddr string, sections ...s
 	for _, s := range sections {
 		rows := envTable(string(readme), s)
 		if len(rows) == 0 {
-			t.Fatalf("README: no table after %q", s)
+			t.Fatalf("docs/configuration.md: no table after %q", s)
 		}
 		for k, v := range rows {
 			documented[k] = v
@@ -43,15 +43,15 @@ func CheckEnvDocumented(t testing.TB, cfg any, metricsAddr string, sections ...s
 			t.Errorf("%s is read but not documented under %q", name, sections)
 		case name == "METRICS_ADDR":
 			if !strings.Contains(cell, "`"+metricsAddr+"`") {
-				t.Errorf("METRICS_ADDR defaults to %s, README says %s", metricsAddr, cell)
+				t.Errorf("METRICS_ADDR defaults to %s, docs/configuration.md says %s", metricsAddr, cell)
 			}
 		case def != nil && cell != "`"+*def+"`":
-			t.Errorf("%s defaults to %q, README says %s", name, *def, cell)
+			t.Errorf("%s defaults to %q, docs/configuration.md says %s", name, *def, cell)
 		}
 	}
 	for name := range documented {
 		if _, ok := vars[name]; !ok {
-			t.Errorf("README documents %s under %q, which the binary does not read", name, sections)
+			t.Errorf("docs/configuration.md documents %s under %q, which the binary does not read", name, sections)
 		}
 	}
 }

@@ -66,11 +66,10 @@ func (w *Writer) Write(tr *core.Trajectory) error {
 	if tr.SampleIndex < 0 {
 		return fmt.Errorf("write trajectory %s: sample_index %d is negative", tr.TaskID, tr.SampleIndex)
 	}
-	data, err := json.MarshalIndent(tr, "", "  ")
+	data, err := Encode(tr) // ends in a newline
 	if err != nil {
-		return fmt.Errorf("encode trajectory %s: %w", tr.TaskID, err)
+		return err
 	}
-	data = append(data, '\n')
 	final := w.Path(tr.TaskID, tr.SampleIndex)
 	if err := WriteFileAtomic(final, data, 0o644); err != nil {
 		return fmt.Errorf("write trajectory %s: %w", core.AttemptName(tr.TaskID, tr.SampleIndex), err)

@@ -2,6 +2,7 @@ package webagent
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -171,15 +172,27 @@ func TestWebAgent(t *testing.T) {
 				return 200, testsupport.ToolCallReply("4", "finish", map[string]string{"answer": "done"})
 			}
 		})
-		client, err := llm.New(llm.Config{BaseURL: fake.URL, Model: "fake"})
+		// The LLM_* defaults, of which the task overrides max_tokens and the seed.
+		client, err := llm.New(llm.Config{BaseURL: fake.URL, Model: "fake", Temperature: new(0.3), TopP: new(0.9), MaxTokens: 256, Seed: new(int64(40))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		a := *b.agent
 		a.LLM, a.Cache = client, nil
-		tr, err := a.Execute(ctx, webTask("Send a contact message as Bob", map[string]any{"start_url": b.site + "/", "expected_text": "Thank you, Bob"}))
+		tk := webTask("Send a contact message as Bob", map[string]any{"start_url": b.site + "/", "expected_text": "Thank you, Bob"})
+		tk.Samples, tk.SampleIndex, tk.Sampling = 3, 2, &core.Sampling{MaxTokens: new(64), Seed: new(int64(7))}
+		tr, err := a.Execute(ctx, tk)
 		if err != nil {
 			t.Fatal(err)
+		}
+		const sampling = `{"temperature":0.3,"top_p":0.9,"max_tokens":64,"seed":9}`
+		for i, r := range fake.Requests() {
+			if got := mustJSON(t, llm.Params{Temperature: r.Temperature, TopP: r.TopP, MaxTokens: r.MaxTokens, Seed: r.Seed}); got != sampling {
+				t.Errorf("call %d sent %s, want %s", i, got, sampling)
+			}
+		}
+		if tr.LLM == nil || mustJSON(t, llm.Params{Temperature: tr.LLM.Temperature, TopP: tr.LLM.TopP, MaxTokens: tr.LLM.MaxTokens, Seed: tr.LLM.Seed}) != sampling {
+			t.Errorf("llm record %+v, want %s", tr.LLM, sampling)
 		}
 		if !tr.Success || tr.Metadata["source"] != agent.SourceLLM || len(tr.Steps) != 5 {
 			t.Fatalf("success=%v %s %s steps=%d", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
@@ -205,4 +218,13 @@ func TestQuery(t *testing.T) {
 			t.Errorf("query(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -18,7 +18,7 @@ func (r *run) withLLM(ctx context.Context) {
 		startPage = r.tr.Steps[0].Observation
 	}
 	user := prompt.WebUser(r.task.Description, startPage, len(r.tr.Steps) > 0)
-	loop := agent.Loop{Model: r.a.LLM, MaxSteps: r.task.MaxSteps, Params: agent.Params(r.a.LLM.Config(), r.task)}
+	loop := agent.NewLoop(r.a.LLM, r.task)
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WebSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
 }

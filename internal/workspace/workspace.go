@@ -92,7 +92,7 @@ import (
 )
 
 // Defaults of Config, the defaults of the sandbox runtime's variables
-// (README, Configuration).
+// (docs/configuration.md).
 const (
 	// DefaultMaxBytes is SANDBOX_WORKSPACE_MB's default in bytes.
 	DefaultMaxBytes = 256 << 20
