@@ -162,7 +162,7 @@ func TestParseCodeActionToolCall(t *testing.T) {
 	}
 }
 
-// TestDocsWorkspaceExample: docs/tasks.md's example workspace task is valid.
+// TestDocsWorkspaceExample: docs/tasks.md's example workspace tasks are valid.
 func TestDocsWorkspaceExample(t *testing.T) {
 	b, err := os.ReadFile("../../docs/tasks.md")
 	if err != nil {
@@ -174,12 +174,21 @@ func TestDocsWorkspaceExample(t *testing.T) {
 	if !ok || !ok2 || !ok3 {
 		t.Fatal("docs/tasks.md has no example after **Workspace tasks.**")
 	}
-	task, err := ParseTask([]byte(strings.ReplaceAll(block, "\n", " ")))
-	if err != nil {
-		t.Fatal(err)
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("the example has %d task lines, want 2 (scripted; hidden test_files)", len(lines))
 	}
-	var c CodeConstraints
-	if err := task.DecodeConstraints(&c); err != nil || !c.IsWorkspace() || len(c.Actions) != 3 || c.TestCommand == "" {
-		t.Fatalf("the example decodes to %+v, %v", c, err)
+	var cs [2]CodeConstraints
+	for i, line := range lines {
+		task, err := ParseTask([]byte(line))
+		if err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if err := task.DecodeConstraints(&cs[i]); err != nil || !cs[i].IsWorkspace() || cs[i].TestCommand == "" {
+			t.Fatalf("line %d decodes to %+v, %v", i+1, cs[i], err)
+		}
+	}
+	if len(cs[0].Actions) != 3 || len(cs[1].TestFiles) != 2 || !strings.Contains(string(cs[1].TestFiles["test.sh"]), "/logs/verifier/reward.txt") {
+		t.Errorf("the examples decode to %+v and %+v", cs[0], cs[1])
 	}
 }
