@@ -394,11 +394,18 @@ func (c *dirCursor) enter(p string) (*os.File, error) {
 			return d, nil
 		}
 	}
+	done := c.path
 	for _, part := range strings.Split(rest, "/") {
+		done = joinRel(strings.TrimPrefix(done, "."), part)
 		if err := mkdirOwned(c.dir, part, c.o); err != nil {
 			return nil, err
 		}
 		sub, _, err := openDirAt(c.dir, part, nil)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			// A symlink: os.Root follows it if it stays beneath the root
+			// (and refuses it otherwise), as the tools always have.
+			sub, err = openThroughRoot(c.root, done)
+		}
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
@@ -407,6 +414,17 @@ func (c *dirCursor) enter(p string) (*os.File, error) {
 	}
 	c.path = p
 	return c.dir, nil
+}
+
+// openThroughRoot opens the directory p beneath root, following links
+// that stay beneath it.
+func openThroughRoot(root *os.Root, p string) (*os.File, error) {
+	sub, err := root.OpenRoot(p)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Close()
+	return rootDir(sub)
 }
 
 func (c *dirCursor) close() {

@@ -258,3 +258,24 @@ func TestDeepSeeds(t *testing.T) {
 		t.Errorf("stopped opens left %d workspaces", len(entries))
 	}
 }
+
+// TestWriteThroughInsideLink: a directory link that stays inside the
+// workspace is followed by write_file as before the walks went by
+// descriptors; one that leads out is refused.
+func TestWriteThroughInsideLink(t *testing.T) {
+	s := newSetup(t, "", Config{})
+	w := s.open(t, Seed{Files: map[string][]byte{"real/a.txt": []byte("a\n")}})
+	if obs := bash(t, w, "ln -s real inside && ln -s /tmp out && echo ok"); obs.Stdout != "ok\n" {
+		t.Fatalf("links: %+v", obs)
+	}
+	if err := w.WriteFile("inside/sub/b.txt", "b\n"); err != nil {
+		t.Fatalf("write through an inside link: %v", err)
+	}
+	if got, err := w.ReadFile("real/sub/b.txt", 0, 0); err != nil || got != "b\n" {
+		t.Errorf("real/sub/b.txt = %q, %v", got, err)
+	}
+	var te *ToolError
+	if err := w.WriteFile("out/x.txt", "x"); !errors.As(err, &te) {
+		t.Errorf("write through a link out: %v, want a ToolError", err)
+	}
+}
