@@ -314,19 +314,7 @@ func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	timeout := w.remaining(ctx)
 	v, err := w.ws.Verify(ctx, workspace.Check{Command: w.c.TestCommand, TestFiles: w.c.TestFiles, Timeout: timeout})
 	if err != nil {
-		step := core.ExecutionStep{
-			ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
-			Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
-		}
-		if ctx.Err() != nil {
-			step.ErrorType = core.ErrTimeout
-			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
-		} else {
-			w.a.Metrics.SandboxJailFailures.Inc()
-			step.ErrorType = core.ErrSystem
-			w.jailErr = err
-		}
-		w.tr.AddStep(step)
+		w.stepFailed(ctx, params, started, err)
 		return false, ""
 	}
 	w.a.Metrics.SandboxExecDuration.Observe(v.Duration.Seconds())
@@ -429,11 +417,11 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 	return step.Observation
 }
 
-// shell runs a bash or python action as a code_execution step. The
-// platform's commands (setup, test_command) run in a fresh shell (Exec):
-// the agent's saved exports and working directory neither reach them nor
-// come from them; test_command runs in runTests. ok is false when the attempt cannot go on: the jail
-// failed (jailErr) or the task's time ran out (ended).
+// shell runs a bash or python action as a code_execution step. setup runs
+// in a fresh shell (Exec): the agent's saved exports and working directory
+// neither reach it nor come from it (test_command runs in runTests). ok is
+// false when the attempt cannot go on: the jail failed (jailErr) or the
+// task's time ran out (ended).
 func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
 	params["purpose"] = purpose
@@ -449,21 +437,7 @@ func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, ti
 		obs, err = w.ws.Bash(ctx, a.Command, timeout)
 	}
 	if err != nil {
-		step := core.ExecutionStep{
-			ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
-			Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
-		}
-		if ctx.Err() != nil {
-			step.ErrorType = core.ErrTimeout
-			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
-		} else {
-			w.a.Metrics.SandboxJailFailures.Inc()
-			step.ErrorType = core.ErrSystem
-			w.jailErr = err
-			w.endedMsg = "the runtime could not run the step"
-		}
-		w.tr.AddStep(step)
-		return step, false
+		return w.stepFailed(ctx, params, started, err), false
 	}
 	w.a.Metrics.SandboxExecDuration.Observe(obs.Duration.Seconds())
 	params["exit_code"] = obs.ExitCode
@@ -488,6 +462,26 @@ func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, ti
 	}
 	w.tr.AddStep(step)
 	return step, w.ended == ""
+}
+
+// stepFailed records a step whose jail did not run (err): the task's time
+// ran out (ended) or the runtime failed (jailErr, the task is retried).
+func (w *wsRun) stepFailed(ctx context.Context, params map[string]any, started time.Time, err error) core.ExecutionStep {
+	step := core.ExecutionStep{
+		ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
+		Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
+	}
+	if ctx.Err() != nil {
+		step.ErrorType = core.ErrTimeout
+		w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+	} else {
+		w.a.Metrics.SandboxJailFailures.Inc()
+		step.ErrorType = core.ErrSystem
+		w.jailErr = err
+		w.endedMsg = "the runtime could not run the step"
+	}
+	w.tr.AddStep(step)
+	return step
 }
 
 // toolParams is a step's action_params: the tool and its arguments.
