@@ -26,10 +26,10 @@ import (
 //   - A fresh jail and a fresh shell: none of the agent's exports, working
 //     directory or shell state; /tmp empty.
 //   - The hidden test files read-only at /tests, copied in for this step
-//     alone; /logs/verifier (the Harbor layout's reward directory) and the
-//     runtime's directory /adp-verify (its sitecustomize and the records)
-//     made for this step alone, in the workspace's tmpfs (bounded), where
-//     no earlier step could write.
+//     alone; /logs with /logs/verifier (the Harbor layout's reward
+//     directory) and the runtime's /logs/.adp (its sitecustomize and the
+//     records) made for this step alone, in the workspace's tmpfs
+//     (bounded), where no earlier step could write.
 //   - The repository as setup left it: the work directory's .git is
 //     replaced by the copy of the base's (none when the base had none),
 //     so a hook, core.fsmonitor, a config or a commit of edited tests the
@@ -47,7 +47,7 @@ import (
 //     (PYTHONNOUSERSITE).
 //   - Every Python interpreter the check starts records its start and its
 //     normal end (an atexit hook registered before any other, so run
-//     last) in /adp-verify; one that started and never reached its end
+//     last) in /logs/.adp; one that started and never reached its end
 //     (os._exit, an atexit hook that exits, exec, a signal) fails the
 //     check, as does one that saw unittest's TestCase or TestResult
 //     methods replaced by code outside the standard library.
@@ -65,7 +65,8 @@ import (
 const (
 	jailTestsDir   = "/tests"
 	jailLogsDir    = "/logs"
-	jailRecordDir  = "/adp-verify"
+	recordDir      = ".adp"
+	jailRecordDir  = jailLogsDir + "/" + recordDir
 	rewardFile     = "verifier/reward.txt"
 	recordPython   = "python"
 	recordDone     = "done"
@@ -162,8 +163,7 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 	// Each bind costs the jail a mount: /tests only when there are tests.
 	binds := []sandbox.Bind{
 		{Host: w.hostPath(liveDir, workDir), Jail: JailDir, Writable: true},
-		{Host: filepath.Join(rw, "logs"), Jail: jailLogsDir, Writable: true},
-		{Host: filepath.Join(rw, "records"), Jail: jailRecordDir, Writable: true},
+		{Host: rw, Jail: jailLogsDir, Writable: true},
 	}
 	if len(check.TestFiles) > 0 {
 		binds = append(binds, sandbox.Bind{Host: ro, Jail: jailTestsDir})
@@ -214,9 +214,9 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 }
 
 // prepareVerify makes the verify step's directories: ro (read-only to the
-// jail: the tests, when there are any) and rw (in the live tmpfs:
-// logs/verifier, and records with the runtime's sitecustomize beside the
-// records it writes), and puts the base's .git in the work directory.
+// jail: the tests, when there are any) and rw (/logs, in the live tmpfs:
+// verifier/, and .adp/ with the runtime's sitecustomize beside the records
+// it writes), and puts the base's .git in the work directory.
 func (w *Workspace) prepareVerify(ctx context.Context, ro, rw string, tests map[string][]byte) error {
 	if len(tests) > 0 {
 		if err := os.Mkdir(ro, 0o755); err != nil {
@@ -247,7 +247,7 @@ func (w *Workspace) prepareVerify(ctx context.Context, ro, rw string, tests map[
 			}
 		}
 	}
-	for _, d := range []string{rw, filepath.Join(rw, "logs"), filepath.Join(rw, "logs", "verifier"), filepath.Join(rw, "records")} {
+	for _, d := range []string{rw, filepath.Join(rw, "verifier"), filepath.Join(rw, recordDir)} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return err
 		}
@@ -259,7 +259,7 @@ func (w *Workspace) prepareVerify(ctx context.Context, ro, rw string, tests map[
 	}
 	// The check may rewrite it: code the check runs can do whatever the
 	// check does anyway; no step before it can reach it.
-	if err := os.WriteFile(filepath.Join(rw, "records", "sitecustomize.py"), verifySite, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(rw, recordDir, "sitecustomize.py"), verifySite, 0o644); err != nil {
 		return err
 	}
 	return w.restoreGit(ctx)
@@ -313,18 +313,18 @@ func (w *Workspace) evidence(rw, nonce string) (reason string, tampered bool) {
 		return "the runtime could not read the check's records: " + err.Error(), false
 	}
 	defer root.Close()
-	done, err := readRegular(root, "records/"+recordDone, 4096)
+	done, err := readRegular(root, recordDir+"/"+recordDone, 4096)
 	if err != nil || string(done) != nonce+" 0\n" {
 		return "the check left no record of its completion (the shell did not reach the end of the command)", false
 	}
-	recs, err := readRegular(root, "records/"+recordPython, maxRecordBytes)
+	recs, err := readRegular(root, recordDir+"/"+recordPython, maxRecordBytes)
 	if err != nil && !os.IsNotExist(err) {
 		return "the check's interpreter records are unreadable: " + err.Error(), false
 	}
 	if why, bad := pythonRecords(string(recs)); why != "" {
 		return why, bad
 	}
-	reward, err := readRegular(root, "logs/"+rewardFile, 4096)
+	reward, err := readRegular(root, rewardFile, 4096)
 	switch {
 	case os.IsNotExist(err):
 	case err != nil:

@@ -17,7 +17,7 @@
 //	            runtime may mount one; a plain directory otherwise), holding
 //	        work/   bound read-write at /workspace: the agent's files
 //	        state/  bound read-write at /adp-state: the shell's saved state
-//	        verify/ while Verify runs: /logs, and /adp-verify (the runtime's
+//	        verify/ while Verify runs: /logs, with .adp/ (the runtime's
 //	                sitecustomize and the check's records)
 //	        diff/   while Diff runs: what differs, staged for git (on disk
 //	                beside seed/ when the tmpfs is full)
