@@ -58,6 +58,9 @@ type CodeConstraints struct {
 	// TestCommand is a shell command run in the workspace after the agent
 	// is done, hidden from it: exit status 0 passes.
 	TestCommand string `json:"test_command"`
+	// TestFiles are hidden test files for TestCommand: never in the
+	// workspace, read-only at /tests during the verify step alone.
+	TestFiles TestFiles `json:"test_files"`
 	// Actions is a scripted action sequence (replay mode).
 	Actions CodeActions `json:"actions"`
 }
