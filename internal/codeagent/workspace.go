@@ -39,12 +39,15 @@ const (
 
 // wsRun is one attempt of a workspace task.
 type wsRun struct {
-	a     *Agent
-	task  core.TaskSpec
-	c     Constraints
-	tr    *core.Trajectory
-	ws    *workspace.Workspace
-	start time.Time
+	// tampered: the verify step saw the check's own code altered (see
+	// workspace.Verdict.Tampered); the exit reason says so.
+	tampered bool
+	a        *Agent
+	task     core.TaskSpec
+	c        Constraints
+	tr       *core.Trajectory
+	ws       *workspace.Workspace
+	start    time.Time
 
 	// finished: a finish action or tool ran, with answer.
 	finished bool
@@ -252,6 +255,9 @@ func (w *wsRun) Conclude(ctx context.Context) {
 	tr.Metadata[core.MetaVerified] = ok
 	if !ok {
 		tr.Fail(core.ErrWrongAnswer, msg)
+		if w.tampered {
+			tr.ExitReason = core.ExitTampered
+		}
 		return
 	}
 	passed = 1
@@ -335,15 +341,16 @@ func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	case v.TimedOut:
 		step.ErrorType, step.ErrorMessage = core.ErrTimeout, orString(v.Note, fmt.Sprintf("timed out after %s", timeout))
 		msg = "test_command failed: " + step.ErrorMessage
+	case v.Tampered && !v.Passed:
+		// Whatever the exit status: the check's own code was altered.
+		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
+		msg, w.tampered = "tampered: "+v.Reason, true
 	case v.ExitCode != 0:
 		step.ErrorType, step.ErrorMessage = core.ErrRuntime, fmt.Sprintf("exit status %d", v.ExitCode)
 		msg = "test_command failed: " + step.ErrorMessage
 	case !v.Passed:
 		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
 		msg = "test_command exited 0 without evidence that it ran to its end: " + v.Reason
-		if v.Tampered {
-			msg = "tampered: " + v.Reason
-		}
 	}
 	w.tr.AddStep(step)
 	w.tr.Metadata[core.MetaTestOutput] = step.Observation

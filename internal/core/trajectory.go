@@ -182,8 +182,10 @@ const (
 	ExitAborted ExitReason = "aborted"
 	// ExitTampered: the test harness's guard stopped the program where it
 	// reached for the harness's memory or the check (gc.get_objects,
-	// ctypes, sys.settrace, hand-made code, a forged end of the tests);
-	// error_message says what it did. Never a success.
+	// ctypes, sys.settrace, hand-made code, a forged end of the tests), or
+	// a workspace's verify step found the check's own code altered
+	// (unittest's TestCase patched); error_message says what it did.
+	// Never a success.
 	ExitTampered ExitReason = "tampered"
 )
 
