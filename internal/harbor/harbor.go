@@ -281,6 +281,10 @@ func checkEnvironment(env map[string]any, o Options, refuse func(string, string,
 			if s, ok := v.(string); !ok || s != "linux" {
 				return refuse(field, "%v: jails run Linux", v)
 			}
+		case "mcp_servers":
+			if l, ok := v.([]any); !ok || len(l) > 0 {
+				return refuse(field, "MCP servers for the agent are not supported")
+			}
 		case "env":
 			if m, ok := v.(map[string]any); !ok || len(m) > 0 {
 				return refuse(field, "environment variables for the agent's environment are not supported")

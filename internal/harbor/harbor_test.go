@@ -20,7 +20,7 @@ const (
 func task(changes map[string]string) map[string]string {
 	files := map[string]string{
 		"instruction.md":         "Write hi to hello.txt.\n",
-		"task.toml":              "version = \"1.0\"\n[metadata]\ndifficulty = \"easy\"\n[verifier]\ntimeout_sec = 60.0\n[agent]\ntimeout_sec = 120.0\n[environment]\nbuild_timeout_sec = 600.0\ncpus = 1\nmemory_mb = 2048\nstorage_mb = 10240\n",
+		"task.toml":              "version = \"1.0\"\n[metadata]\ndifficulty = \"easy\"\n[verifier]\ntimeout_sec = 60.0\n[agent]\ntimeout_sec = 120.0\n[environment]\nbuild_timeout_sec = 600.0\ncpus = 1\nmemory_mb = 2048\nstorage_mb = 10240\ngpus = 0\nallow_internet = false\nmcp_servers = []\n",
 		"environment/Dockerfile": "# the base\nFROM debian:bookworm-slim\n",
 		"tests/test.sh":          testSh,
 		"tests/data.bin":         "\x00\x01\xff",
@@ -109,6 +109,7 @@ func TestLoadRefused(t *testing.T) {
 		{"too much memory as a size", map[string]string{"task.toml": "[environment]\nmemory = \"8G\"\n"}, Options{}, "environment.memory", "--max-memory-mb"},
 		{"too many CPUs", map[string]string{"task.toml": "[environment]\ncpus = 2\n"}, Options{MaxCPUs: 1}, "environment.cpus", "--max-cpus"},
 		{"too much storage", map[string]string{"task.toml": "[environment]\nstorage_mb = 20480\n"}, Options{}, "environment.storage_mb", "--max-storage-mb"},
+		{"MCP servers", map[string]string{"task.toml": "[environment]\nmcp_servers = [{name = \"x\"}]\n"}, Options{}, "environment.mcp_servers", "not supported"},
 		{"agent env", map[string]string{"task.toml": "[environment.env]\nKEY = \"v\"\n"}, Options{}, "environment.env", "not supported"},
 		{"an unknown environment field", map[string]string{"task.toml": "[environment]\nprivileged = true\n"}, Options{}, "environment.privileged", "not a field"},
 		{"too long", map[string]string{"task.toml": "[agent]\ntimeout_sec = 3500.0\n"}, Options{}, "agent.timeout_sec", "more than a task's"},
