@@ -193,6 +193,9 @@ func cmdValidate(ctx context.Context, e Env, args []string) error {
 // validateTask runs t's oracle and a no-op agent on it and says what is
 // wrong (empty when nothing is).
 func validateTask(ctx context.Context, a *codeagent.Agent, t core.TaskSpec) (string, error) {
+	if t.TaskType != core.TaskCode {
+		return "a " + string(t.TaskType) + " task: validate checks code tasks with a test_command", nil
+	}
 	if _, ok := t.Constraints["actions"]; !ok {
 		return "no oracle: the task has no actions (import Harbor folders with --oracle)", nil
 	}
