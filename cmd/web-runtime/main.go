@@ -37,6 +37,10 @@ type config struct {
 	RecycleAfter      int           `env:"BROWSER_RECYCLE_AFTER" envDefault:"1000"` // -1: never (Check)
 	NavigationTimeout time.Duration `env:"WEB_NAVIGATION_TIMEOUT" envDefault:"30s" valid:">0"`
 	ActionTimeout     time.Duration `env:"WEB_ACTION_TIMEOUT" envDefault:"10s" valid:">0"`
+	SettleTimeout     time.Duration `env:"WEB_SETTLE_TIMEOUT" envDefault:"5s" valid:">0"`
+	QuietWindow       time.Duration `env:"WEB_QUIET_WINDOW" envDefault:"100ms" valid:">0"`       // at most WEB_SETTLE_TIMEOUT (Check)
+	MaxTextChars      int           `env:"WEB_MAX_TEXT_CHARS" envDefault:"4000" valid:">=1"`     // at most browser.MaxObservationChars (Check)
+	MaxSnapshotChars  int           `env:"WEB_MAX_SNAPSHOT_CHARS" envDefault:"4000" valid:">=1"` // likewise
 	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
 	// DNS, like /etc/hosts lines; name:port=address:port pairs forward that
@@ -46,11 +50,24 @@ type config struct {
 	HostAliases map[string]string `env:"WEB_HOST_ALIASES" envSeparator:"," envKeyValSeparator:"="`
 }
 
-// Check accepts -1 (never) or a positive BROWSER_RECYCLE_AFTER and only the
-// pairs hostAliases reads in WEB_HOST_ALIASES (envconfig.Checker).
+// Check accepts -1 (never) or a positive BROWSER_RECYCLE_AFTER, observation
+// caps up to browser.MaxObservationChars, a quiet window within the settle
+// timeout, and only the pairs hostAliases reads in WEB_HOST_ALIASES
+// (envconfig.Checker).
 func (c *config) Check() error {
 	if c.RecycleAfter != -1 && c.RecycleAfter < 1 {
 		return &envconfig.Error{Var: "BROWSER_RECYCLE_AFTER", Value: strconv.Itoa(c.RecycleAfter), Want: "a whole number of at least 1, or -1 for never"}
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"WEB_MAX_TEXT_CHARS", c.MaxTextChars}, {"WEB_MAX_SNAPSHOT_CHARS", c.MaxSnapshotChars}} {
+		if v.n > browser.MaxObservationChars {
+			return &envconfig.Error{Var: v.name, Value: strconv.Itoa(v.n), Want: fmt.Sprintf("a whole number from 1 to %d", browser.MaxObservationChars)}
+		}
+	}
+	if c.QuietWindow > c.SettleTimeout {
+		return &envconfig.Error{Var: "WEB_QUIET_WINDOW", Value: c.QuietWindow.String(), Want: "a duration no longer than WEB_SETTLE_TIMEOUT (" + c.SettleTimeout.String() + ")"}
 	}
 	for name, addr := range c.HostAliases {
 		if _, _, err := hostAliases(map[string]string{name: addr}); err != nil {
@@ -73,6 +90,8 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		ExecutablePath: cfg.ChromiumPath, DriverDir: cfg.DriverPath, NodePath: cfg.NodePath,
 		MaxConcurrent: cfg.MaxConcurrent, RecycleAfter: cfg.RecycleAfter,
 		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
+		SettleTimeout: cfg.SettleTimeout, QuietWindow: cfg.QuietWindow,
+		MaxTextChars: cfg.MaxTextChars, MaxSnapshotChars: cfg.MaxSnapshotChars,
 		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, Forward: forward, LookupNetIP: lookup},
 		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}

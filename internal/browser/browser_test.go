@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -168,6 +169,11 @@ func newSite(t testing.TB) *site {
 		}
 		fmt.Fprint(w, "</body>")
 	})
+	mux.HandleFunc("/hidden", func(w http.ResponseWriter, r *http.Request) {
+		page(w, "Hidden", `<div style="display:none"><button>START</button><input name=q placeholder="mobile"></div>
+<p style="visibility:hidden">START hidden too</p><p>Visible words come first, then many more visible words after them.</p>
+<ul><li><a href="/1">one link</a></li><li><a href="/2">two link</a></li><li><a href="/3">three link</a></li></ul>`)
+	})
 	mux.HandleFunc("/many", func(w http.ResponseWriter, r *http.Request) {
 		var b strings.Builder
 		for i := 0; i < 2000; i++ {
@@ -185,6 +191,9 @@ func newSite(t testing.TB) *site {
 	mux.HandleFunc("/dialogs", func(w http.ResponseWriter, r *http.Request) {
 		page(w, "Dialogs", `<script>alert('a'); const ok = confirm('b'); const name = prompt('c');</script>
 <p id="after">after dialogs confirm=<span id="ok"></span></p><script>document.getElementById('ok').textContent = String(ok);</script>`)
+	})
+	mux.HandleFunc("/ask", func(w http.ResponseWriter, r *http.Request) {
+		page(w, "Ask", `<button id="ask" onclick="document.getElementById('out').textContent = 'name=' + prompt('Your name?')">ask</button><p id="out"></p>`)
 	})
 	mux.HandleFunc("/popup", func(w http.ResponseWriter, r *http.Request) {
 		page(w, "Popup", `<a id="newtab" target="_blank" href="/target">open in new tab</a>
@@ -387,21 +396,59 @@ func TestSession(t *testing.T) {
 		}
 	})
 
-	t.Run("long page: snapshot and text capped", func(t *testing.T) {
+	t.Run("long page: the observation follows the viewport, scroll and find", func(t *testing.T) {
 		s, ctx := acquire(t, pool)
 		if err := s.Goto(ctx, web.URL+"/many"); err != nil {
 			t.Fatal(err)
 		}
 		o := observe(t, ctx, s)
-		n := len([]rune(o.AriaSnapshot))
-		if !o.SnapshotTruncated || n > DefaultMaxSnapshotChars || n < DefaultMaxSnapshotChars/2 {
-			t.Fatalf("snapshot %d runes, truncated=%v, error %q", n, o.SnapshotTruncated, o.SnapshotError)
+		if !strings.Contains(o.AriaSnapshot, `heading "Many items"`) || !strings.Contains(o.AriaSnapshot, `link "item number 0"`) ||
+			strings.Contains(o.AriaSnapshot, `"item number 500"`) || !strings.Contains(o.AriaSnapshot, "[ref=e") {
+			t.Fatalf("snapshot of the top:\n%s", o.AriaSnapshot)
 		}
-		if !strings.Contains(o.AriaSnapshot, `heading "Many items"`) || !strings.Contains(o.AriaSnapshot, `link "item number 0"`) {
-			t.Fatalf("snapshot:\n%s", o.AriaSnapshot)
+		if !strings.Contains(o.Text, "item number 0") || strings.Contains(o.Text, "item number 500") || o.ScrollY != 0 ||
+			o.PageHeight <= o.ViewportHeight || !strings.Contains(o.Position(), "more below") {
+			t.Fatalf("top: scroll %d of %d, %q; text %q", o.ScrollY, o.PageHeight, o.Position(), o.Text)
 		}
-		if !o.TextTruncated || !strings.Contains(o.String(), "[...]") {
-			t.Fatalf("text of 2000 items not marked truncated")
+		if err := s.Scroll(ctx, "down"); err != nil {
+			t.Fatal(err)
+		}
+		down := observe(t, ctx, s)
+		if down.ScrollY == 0 || down.Text == o.Text || strings.Contains(down.Text, "item number 0 ") || down.AriaSnapshot == o.AriaSnapshot {
+			t.Fatalf("after a scroll: y=%d, text %q", down.ScrollY, down.Text)
+		}
+		if err := s.Find(ctx, "ITEM NUMBER 1500"); err != nil {
+			t.Fatal(err)
+		}
+		found := observe(t, ctx, s)
+		if !strings.HasPrefix(found.Text, "item number 1500") || !strings.Contains(found.AriaSnapshot, `link "item number 1500"`) ||
+			!strings.Contains(found.Position(), "more above and below") {
+			t.Fatalf("after find: y=%d %q, text %.80q", found.ScrollY, found.Position(), found.Text)
+		}
+		var ee *ElementError
+		if err := s.Find(ctx, "no such words"); !errors.As(err, &ee) {
+			t.Fatalf("find of absent text: %v", err)
+		}
+		if err := s.Scroll(ctx, "up"); err != nil {
+			t.Fatal(err)
+		}
+		if up := observe(t, ctx, s); up.ScrollY >= found.ScrollY {
+			t.Fatalf("scroll up: y %d -> %d", found.ScrollY, up.ScrollY)
+		}
+	})
+
+	t.Run("observation: hidden elements left out, size configurable", func(t *testing.T) {
+		small := newTestPool(t, func(c *Config) { c.MaxTextChars = 40; c.MaxSnapshotChars = 60 })
+		s, ctx := acquire(t, small)
+		if err := s.Goto(ctx, web.URL+"/hidden"); err != nil {
+			t.Fatal(err)
+		}
+		o := observe(t, ctx, s)
+		if strings.Contains(o.Text, "START") || strings.Contains(o.AriaSnapshot, "mobile") || !strings.Contains(o.Text, "Visible words") {
+			t.Fatalf("hidden content observed: text %q, snapshot %q", o.Text, o.AriaSnapshot)
+		}
+		if !o.TextTruncated || len([]rune(o.Text)) > 40 || !o.SnapshotTruncated || len([]rune(o.AriaSnapshot)) > 60 {
+			t.Fatalf("caps: text %d runes (%v), snapshot %d (%v)", len([]rune(o.Text)), o.TextTruncated, len([]rune(o.AriaSnapshot)), o.SnapshotTruncated)
 		}
 	})
 
@@ -429,7 +476,7 @@ func TestSession(t *testing.T) {
 		if err != nil || fmt.Sprint(vp) != "[1280 720]" {
 			t.Fatalf("viewport %v, %v; want 1280x720", vp, err)
 		}
-		if err := s.Scroll(ctx); err != nil {
+		if err := s.Scroll(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
 		y, err := s.page.Evaluate("() => window.scrollY")
@@ -471,7 +518,7 @@ func TestSession(t *testing.T) {
 		}
 	})
 
-	t.Run("dialogs are dismissed", func(t *testing.T) {
+	t.Run("dialogs are answered and reported", func(t *testing.T) {
 		before := pool.Stats().DialogsDismissed
 		s, ctx := acquire(t, pool)
 		if err := s.Goto(ctx, web.URL+"/dialogs"); err != nil {
@@ -482,37 +529,73 @@ func TestSession(t *testing.T) {
 			t.Fatalf("page did not get past its dialogs (confirm must be dismissed): %q", o.Text)
 		}
 		if got := pool.Stats().DialogsDismissed - before; got != 3 {
-			t.Fatalf("dialogs dismissed = %d, want 3", got)
+			t.Fatalf("dialogs = %d, want 3", got)
+		}
+		want := []string{`a alert dialog said "a"; it was dismissed`, `a confirm dialog said "b"; it was dismissed`, `a prompt dialog said "c"; it was dismissed`}
+		if !slices.Equal(o.Events, want) {
+			t.Fatalf("events %q, want %q", o.Events, want)
+		}
+		if err := s.Goto(ctx, web.URL+"/ask"); err != nil {
+			t.Fatal(err)
+		}
+		s.AnswerNextDialog(DialogAnswer{Accept: true, Text: "Ada"})
+		if err := s.Click(ctx, "#ask"); err != nil {
+			t.Fatal(err)
+		}
+		o = observe(t, ctx, s)
+		if !strings.Contains(o.Text, "name=Ada") || len(o.Events) != 1 || !strings.Contains(o.Events[0], `accepted with "Ada"`) {
+			t.Fatalf("accepted prompt: text %q, events %q", o.Text, o.Events)
+		}
+		if err := s.Click(ctx, "#ask"); err != nil { // the answer held for one dialog only
+			t.Fatal(err)
+		}
+		if o = observe(t, ctx, s); !strings.Contains(o.Text, "name=null") || len(o.Events) != 1 || !strings.Contains(o.Events[0], "dismissed") {
+			t.Fatalf("second prompt: text %q, events %q", o.Text, o.Events)
 		}
 	})
 
-	t.Run("popups are closed", func(t *testing.T) {
-		before := pool.Stats().PopupsClosed
+	t.Run("popups are tabs, listed and switchable", func(t *testing.T) {
 		s, ctx := acquire(t, pool)
 		if err := s.Goto(ctx, web.URL+"/popup"); err != nil {
 			t.Fatal(err)
 		}
+		waitTabs := func(n int) {
+			t.Helper()
+			// A click returns once dispatched: the popup it opens may be
+			// reported later.
+			deadline := time.Now().Add(10 * time.Second)
+			for urls, _ := s.Tabs(); len(urls) < n && time.Now().Before(deadline); urls, _ = s.Tabs() {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 		if err := s.Click(ctx, "#newtab"); err != nil {
 			t.Fatal(err)
 		}
+		waitTabs(2)
 		if err := s.Click(ctx, "#open"); err != nil {
 			t.Fatal(err)
 		}
-		// A click returns once dispatched: the popup it opens may be
-		// reported later, so wait for both popups to be seen, not only for
-		// the page count to drop (it is 1 again between the two).
-		deadline := time.Now().Add(10 * time.Second)
-		for (pool.Stats().PopupsClosed-before < 2 || len(s.bctx.Pages()) > 1) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+		waitTabs(3)
+		o := observe(t, ctx, s)
+		if !strings.HasSuffix(o.URL, "/popup") || len(o.Tabs) != 3 || o.Tab != 0 || len(o.Events) != 2 || !strings.Contains(o.Events[1], "new tab opened: tab 2") {
+			t.Fatalf("the task's page %s; tabs %q (current %d); events %q", o.URL, o.Tabs, o.Tab, o.Events)
 		}
-		if n := len(s.bctx.Pages()); n != 1 {
-			t.Fatalf("%d pages open, want 1 (popups closed)", n)
+		if err := s.SwitchTab(ctx, 1); err != nil {
+			t.Fatal(err)
 		}
-		if got := pool.Stats().PopupsClosed - before; got != 2 {
-			t.Fatalf("popups closed = %d, want 2", got)
+		o = observe(t, ctx, s)
+		if !strings.HasSuffix(o.URL, "/target") || o.Tab != 1 || !strings.Contains(o.Text, "You followed the link.") {
+			t.Fatalf("tab 1: %s (current %d) %q", o.URL, o.Tab, o.Text)
 		}
-		if o := observe(t, ctx, s); !strings.HasSuffix(o.URL, "/popup") {
-			t.Fatalf("the task's page moved to %s", o.URL)
+		var ee *ElementError
+		if err := s.SwitchTab(ctx, 7); !errors.As(err, &ee) {
+			t.Fatalf("switch to tab 7: %v", err)
+		}
+		if err := s.SwitchTab(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		if o = observe(t, ctx, s); !strings.HasSuffix(o.URL, "/popup") {
+			t.Fatalf("back on tab 0: %s", o.URL)
 		}
 	})
 
@@ -531,8 +614,8 @@ func TestSession(t *testing.T) {
 		if err := s.Click(ctx, "#dl"); err != nil {
 			t.Fatalf("clicking a download link: %v", err)
 		}
-		if o := observe(t, ctx, s); !strings.HasSuffix(o.URL, "/download-link") {
-			t.Fatalf("page moved to %s", o.URL)
+		if o := observe(t, ctx, s); !strings.HasSuffix(o.URL, "/download-link") || len(o.Events) == 0 || !strings.Contains(o.Events[len(o.Events)-1], `download of "payload.bin"`) {
+			t.Fatalf("page moved to %s, or the refused download is not reported: %q", o.URL, o.Events)
 		}
 		if got := pool.Stats().DownloadsRefused - before; got < 1 {
 			t.Fatalf("downloads refused = %d", got)

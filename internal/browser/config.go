@@ -33,11 +33,15 @@ const (
 	DefaultNavigationTimeout   = 30 * time.Second
 	DefaultActionTimeout       = 10 * time.Second
 	DefaultSettleTimeout       = 5 * time.Second
+	DefaultQuietWindow         = 100 * time.Millisecond
 	DefaultLaunchTimeout       = 60 * time.Second
 	DefaultCloseTimeout        = 10 * time.Second
 	DefaultMaxTextChars        = 4000
 	DefaultMaxSnapshotChars    = 4000
 	DefaultMaxSnapshotElements = 20000
+	// MaxObservationChars bounds MaxTextChars and MaxSnapshotChars: an
+	// observation goes into every later model request of the attempt.
+	MaxObservationChars = 200000
 	// DefaultDriverDir is where scripts/bootstrap.sh puts the driver, relative
 	// to the repository root (the working directory of `make` targets).
 	DefaultDriverDir = ".tools/playwright-driver"
@@ -91,9 +95,17 @@ type Config struct {
 	// for its element to appear and be actionable. Default 10s.
 	ActionTimeout time.Duration
 	// SettleTimeout is how long a step waits, after the DOM is ready, for the
-	// page's load event (images, scripts) before observing. Not an error when
-	// exceeded. Default 5s.
+	// page to settle before observing: its load event (images, scripts),
+	// then no request in flight and no change of its content for
+	// QuietWindow (results a script renders after load). Not an error when
+	// exceeded; requests open longer than SettleTimeout (a long poll) do
+	// not count. Default 5s (WEB_SETTLE_TIMEOUT).
 	SettleTimeout time.Duration
+	// QuietWindow is how long a settled page has gone without a change of
+	// its content (nodes added or removed, text changed) and with no request
+	// in flight. Default 100ms (WEB_QUIET_WINDOW). Longer catches slower
+	// scripts and costs every step that much.
+	QuietWindow time.Duration
 	// LaunchTimeout bounds starting the driver and Chromium. Default 60s.
 	LaunchTimeout time.Duration
 	// CloseTimeout bounds closing a context or a browser; past it the
@@ -109,9 +121,12 @@ type Config struct {
 	// memory.
 	LoadImages bool
 
-	// MaxTextChars caps Observation.Text. Default 4000.
+	// MaxTextChars caps Observation.Text, the viewport's visible text.
+	// Default 4000 (WEB_MAX_TEXT_CHARS), at most MaxObservationChars.
 	MaxTextChars int
-	// MaxSnapshotChars caps Observation.AriaSnapshot. Default 4000.
+	// MaxSnapshotChars caps Observation.AriaSnapshot, the viewport's
+	// snapshot. Default 4000 (WEB_MAX_SNAPSHOT_CHARS), at most
+	// MaxObservationChars.
 	MaxSnapshotChars int
 	// MaxSnapshotElements skips the accessibility snapshot of pages with
 	// more elements (Observation.SnapshotError says so; the text is still
@@ -189,6 +204,9 @@ func (c Config) withDefaults() Config {
 	if c.SettleTimeout <= 0 {
 		c.SettleTimeout = DefaultSettleTimeout
 	}
+	if c.QuietWindow <= 0 {
+		c.QuietWindow = DefaultQuietWindow
+	}
 	if c.LaunchTimeout <= 0 {
 		c.LaunchTimeout = DefaultLaunchTimeout
 	}
@@ -239,6 +257,23 @@ func defaultNodePath(driverDir string) string {
 		return p
 	}
 	return "node"
+}
+
+// Validate reports a setting out of its range (checked at start: a web
+// runtime refuses to start with it).
+func (c Config) Validate() error {
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"MaxTextChars (WEB_MAX_TEXT_CHARS)", c.MaxTextChars}, {"MaxSnapshotChars (WEB_MAX_SNAPSHOT_CHARS)", c.MaxSnapshotChars}} {
+		if v.n < 0 || v.n > MaxObservationChars {
+			return fmt.Errorf("browser config: %s is %d; it must be between 1 and %d (0 for the default)", v.name, v.n, MaxObservationChars)
+		}
+	}
+	if c.QuietWindow < 0 || (c.SettleTimeout > 0 && c.QuietWindow > c.SettleTimeout) {
+		return fmt.Errorf("browser config: QuietWindow (WEB_QUIET_WINDOW) is %s; it must be between 0 and SettleTimeout", c.QuietWindow)
+	}
+	return nil
 }
 
 // CheckDependencies reports the first of Chromium, the Playwright driver and

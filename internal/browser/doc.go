@@ -94,6 +94,10 @@
 // context.Canceled; *MissingDependencyError). An HTTP error status is not an
 // error: a 404 page is an Observation with Status 404.
 //
-// Dialogs are dismissed, popups closed, downloads refused: none can stall a
-// task. Stats exposes the gauges and counters the runtime turns into metrics.
+// An observation is the viewport, read at one moment, after the step has
+// settled (load, no request in flight, no content change for QuietWindow).
+// Dialogs are answered (dismissed unless AnswerNextDialog says otherwise),
+// popups kept as tabs (up to 5; SwitchTab), downloads refused; none can
+// stall a task, and each is an event of the next observation. Stats
+// exposes the gauges and counters the runtime turns into metrics.
 package browser

@@ -38,10 +38,13 @@ import (
 // (every process Chromium forked, re-parented or not): no Chromium outlives
 // its Pool.
 type Pool struct {
-	cfg     Config
-	id      string // random; prefixes instance markers and signs the proxy's headers
-	sem     chan struct{}
-	closing chan struct{}
+	cfg Config
+	id  string // random; prefixes instance markers and signs the proxy's headers
+	// stateKey is the random window property under which pageStateJS keeps
+	// a page's content stamps (not the id: a page must not learn that).
+	stateKey string
+	sem      chan struct{}
+	closing  chan struct{}
 
 	mu        sync.Mutex
 	cur       *instance
@@ -134,7 +137,7 @@ type Stats struct {
 	NavigationErrors map[core.ErrorType]int64
 	RequestsBlocked  int64 // requests denied by the URL policy (Goto and the egress proxy)
 	DialogsDismissed int64
-	PopupsClosed     int64
+	PopupsOpened     int64
 	DownloadsRefused int64
 }
 
@@ -151,6 +154,9 @@ type poolCounters struct {
 // *MissingDependencyError saying what to install; nothing is downloaded.
 // ctx bounds the first launch only.
 func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if err := CheckDependencies(cfg); err != nil {
 		return nil, err
@@ -164,6 +170,7 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
 		id:        randomID(),
+		stateKey:  "__adp_" + randomID(),
 		sem:       make(chan struct{}, cfg.MaxConcurrent),
 		closing:   make(chan struct{}),
 		instances: map[*instance]struct{}{},
@@ -584,7 +591,7 @@ func (p *Pool) Stats() Stats {
 		ContextsCreated:  p.stats.contexts.Load(),
 		RequestsBlocked:  p.stats.blocked.Load(),
 		DialogsDismissed: p.stats.dialogs.Load(),
-		PopupsClosed:     p.stats.popups.Load(),
+		PopupsOpened:     p.stats.popups.Load(),
 		DownloadsRefused: p.stats.downloads.Load(),
 		NavigationErrors: map[core.ErrorType]int64{},
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,9 +37,11 @@ var errUnresponsive = errors.New("the page stopped responding")
 // (network_error); an HTTP error status such as 404 is not a failure: it is
 // in Observation.Status.
 //
-// Dialogs (alert, confirm, prompt) are dismissed as they open, popups and
-// new tabs are closed, and downloads are refused, so none of them can stall
-// a task.
+// Dialogs (alert, confirm, prompt) are answered as they open (dismissed,
+// unless AnswerNextDialog said otherwise), popups and new tabs are kept as
+// tabs (up to maxTabs; SwitchTab acts on one), and downloads are refused,
+// so none of them can stall a task; each is an event of the next
+// observation.
 type Session struct {
 	pool      *Pool
 	inst      *instance
@@ -51,9 +54,30 @@ type Session struct {
 	mu        sync.Mutex
 	mainFrame playwright.Frame
 	navErr    error // first failure of a main-frame navigation in the current step
-	status    int   // HTTP status of the last main-frame navigation response
+	// tabs are the context's open pages, the first one first; page is the
+	// current one (switch_tab). Written on the agent's goroutine under mu,
+	// read by the handlers under mu.
+	tabs []playwright.Page
+	// events are what happened beside the page since the last observation
+	// (a dialog and its answer, a new tab, a refused download).
+	events []string
+	// dialogAnswer is how the next dialog is answered (the dialog action);
+	// nil: dismissed.
+	dialogAnswer *DialogAnswer
+	// settledN and settledElements are the content counter and element
+	// count settle saw when it found the page quiet (settledValid), for
+	// the observation that follows.
+	settledN, settledElements int
+	settledValid              bool
+	// navigated says whether the main frame navigated in the current step
+	// (settle then trusts the new document's own record of its changes).
+	navigated bool
+	status    int // HTTP status of the last main-frame navigation response
 	abortErr  error
 	crashed   bool
+	// inflight are the page's requests not yet finished or failed, with
+	// when each started (settle waits for them).
+	inflight  map[playwright.Request]time.Time
 	closed    bool
 	closeOnce sync.Once
 }
@@ -106,28 +130,46 @@ func (s *Session) open() error {
 	bctx.SetDefaultTimeout(float64(cfg.ActionTimeout.Milliseconds()))
 	bctx.SetDefaultNavigationTimeout(float64(cfg.NavigationTimeout.Milliseconds()))
 	bctx.OnDialog(s.onDialog)
+	if err := bctx.AddInitScript(playwright.Script{Content: playwright.String(fmt.Sprintf(pageStateJS, s.pool.stateKey))}); err != nil {
+		_ = bctx.Close()
+		return err
+	}
 	page, err := bctx.NewPage()
 	if err != nil {
 		_ = bctx.Close()
 		return err
 	}
+	s.inflight = map[playwright.Request]time.Time{}
 	s.mu.Lock()
 	s.page = page
 	s.mainFrame = page.MainFrame()
+	s.tabs = []playwright.Page{page}
 	s.mu.Unlock()
+	s.watch(page)
 	bctx.OnPage(s.onPage) // registered after NewPage: every later page is a popup
+	return nil
+}
+
+// watch wires a tab's handlers; those of a tab that is not the current
+// one ignore what they see (a tab's navigation outcome is its own).
+func (s *Session) watch(page playwright.Page) {
+	page.OnRequest(s.onRequest)
+	page.OnFrameNavigated(s.onFrameNavigated)
+	page.OnRequestFinished(s.requestDone)
 	page.OnResponse(s.onResponse)
 	page.OnRequestFailed(s.onRequestFailed)
-	page.OnCrash(func(playwright.Page) {
+	page.OnCrash(func(pg playwright.Page) {
 		s.mu.Lock()
-		s.crashed = true
+		if pg == s.page {
+			s.crashed = true
+		}
 		s.mu.Unlock()
 	})
 	page.OnDownload(func(d playwright.Download) {
 		s.pool.stats.downloads.Add(1)
+		s.event(fmt.Sprintf("a download of %q (%s) was refused: downloads are not kept", d.SuggestedFilename(), d.URL()))
 		go func() { _ = d.Cancel() }()
 	})
-	return nil
 }
 
 // Close closes the browser context (all its pages, cookies and cache go
@@ -230,6 +272,108 @@ func (s *Session) Click(ctx context.Context, selector string) error {
 	})
 }
 
+// DoubleClick double-clicks the first element matching selector.
+func (s *Session) DoubleClick(ctx context.Context, selector string) error {
+	return s.act(ctx, "dblclick", selector, func(l playwright.Locator, ms *float64) error {
+		// A click of count 2 is what Dblclick sends; playwright-go's
+		// Dblclick options carry a field the 1.60 driver rejects.
+		return l.Click(playwright.LocatorClickOptions{ClickCount: playwright.Int(2), Timeout: ms})
+	})
+}
+
+// Hover moves the mouse over the first element matching selector.
+func (s *Session) Hover(ctx context.Context, selector string) error {
+	return s.act(ctx, "hover", selector, func(l playwright.Locator, ms *float64) error {
+		return l.Hover(playwright.LocatorHoverOptions{Timeout: ms})
+	})
+}
+
+// Drag drags the first element matching selector onto the first matching
+// target (mouse down, move, up: HTML5 drag and drop and mouse-event
+// sortables both see it).
+func (s *Session) Drag(ctx context.Context, selector, target string) error {
+	if strings.TrimSpace(target) == "" {
+		return &ElementError{Op: "drag", Selector: target, Reason: "empty target"}
+	}
+	to := s.page.Locator(target).First()
+	return s.act(ctx, "drag", selector, func(l playwright.Locator, ms *float64) error {
+		return l.DragTo(to, playwright.LocatorDragToOptions{Timeout: ms})
+	})
+}
+
+// MouseClick clicks at viewport coordinates (CSS pixels), whatever is
+// there.
+func (s *Session) MouseClick(ctx context.Context, x, y float64) error {
+	if err := s.usable("mouse_click"); err != nil {
+		return err
+	}
+	vw, vh := float64(viewportWidth), float64(viewportHeight)
+	if x < 0 || y < 0 || x >= vw || y >= vh {
+		return &ElementError{Op: "mouse_click", Selector: fmt.Sprintf("%g,%g", x, y),
+			Reason: fmt.Sprintf("outside the %gx%g viewport", vw, vh)}
+	}
+	return s.input(ctx, "mouse_click", func() error { return s.page.Mouse().Click(x, y) })
+}
+
+// Key presses a key (or a chord such as "Control+A") on whatever has the
+// focus.
+func (s *Session) Key(ctx context.Context, key string) error {
+	if strings.TrimSpace(key) == "" {
+		return &ElementError{Op: "key", Reason: "empty key"}
+	}
+	if err := s.usable("key"); err != nil {
+		return err
+	}
+	return s.input(ctx, "key", func() error { return s.page.Keyboard().Press(key) })
+}
+
+// Back goes back in the page's history, like the browser's back button.
+// With no history to go back to it is an *ElementError.
+func (s *Session) Back(ctx context.Context) error {
+	if err := s.usable("back"); err != nil {
+		return err
+	}
+	s.beginStep()
+	from := s.page.URL()
+	var resp playwright.Response
+	err := s.run(ctx, "back", s.pool.cfg.NavigationTimeout, func(ms *float64) error {
+		var err error
+		resp, err = s.page.GoBack(playwright.PageGoBackOptions{Timeout: ms, WaitUntil: playwright.WaitUntilStateDomcontentloaded})
+		return err
+	})
+	if err != nil {
+		return s.navFailure(s.page.URL(), err)
+	}
+	if resp == nil && s.stepNavErr() == nil && s.page.URL() == from {
+		return &ElementError{Op: "back", Reason: "no page to go back to"}
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	return s.stepNavErr()
+}
+
+// input runs a mouse or keyboard call that names no element, then settles
+// like an action.
+func (s *Session) input(ctx context.Context, op string, fn func() error) error {
+	s.beginStep()
+	if err := s.run(ctx, op, s.pool.cfg.ActionTimeout, func(*float64) error { return fn() }); err != nil {
+		if navErr := s.stepNavErr(); navErr != nil {
+			s.pool.countNavError(navErr)
+			return navErr
+		}
+		return err
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	if navErr := s.stepNavErr(); navErr != nil {
+		s.pool.countNavError(navErr)
+		return navErr
+	}
+	return nil
+}
+
 // Fill replaces the value of the first input matching selector with text.
 func (s *Session) Fill(ctx context.Context, selector, text string) error {
 	return s.act(ctx, "fill", selector, func(l playwright.Locator, ms *float64) error {
@@ -269,15 +413,72 @@ func (s *Session) Select(ctx context.Context, selector, value string) error {
 	})
 }
 
-// Scroll scrolls the page down by 90% of the viewport height.
-func (s *Session) Scroll(ctx context.Context) error {
+// Scroll scrolls the page by 90% of the viewport height: down, or up when
+// direction is "up". The next observation shows the part scrolled to.
+func (s *Session) Scroll(ctx context.Context, direction string) error {
+	sign := 1
+	switch direction {
+	case "", "down":
+	case "up":
+		sign = -1
+	default:
+		return &ElementError{Op: "scroll", Reason: fmt.Sprintf("direction %q is neither up nor down", direction)}
+	}
 	if err := s.usable("scroll"); err != nil {
 		return err
 	}
 	return s.run(ctx, "scroll", s.pool.cfg.ActionTimeout, func(*float64) error {
-		_, err := s.page.Evaluate(`() => { window.scrollBy(0, Math.round(window.innerHeight * 0.9)); return window.scrollY; }`)
+		_, err := s.page.Evaluate(`(sign) => { window.scrollBy(0, sign * Math.round(window.innerHeight * 0.9)); return window.scrollY; }`, sign)
 		return err
 	})
+}
+
+// findJS scrolls to the next visible occurrence of a text (case-insensitive)
+// after the top of the viewport, wrapping around to the page's start, and
+// reports whether there was one.
+const findJS = `(needle) => {
+  needle = needle.toLowerCase();
+  const hits = [];
+  const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_TEXT);
+  let n = 0;
+  while (walker.nextNode() && ++n < 500000) {
+    const t = walker.currentNode;
+    const e = t.parentElement;
+    if (!e || !t.data.toLowerCase().includes(needle)) continue;
+    if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE'].includes(e.tagName)) continue;
+    if (e.checkVisibility && !e.checkVisibility({ visibilityProperty: true })) continue;
+    hits.push(e);
+  }
+  if (!hits.length) return false;
+  const next = hits.find((e) => e.getBoundingClientRect().top > 1) || hits[0];
+  next.scrollIntoView({ block: 'start' });
+  return true;
+}`
+
+// Find scrolls to the next visible occurrence of text on the page (case
+// insensitive; after the top of the viewport, then from the start): the
+// next observation shows it near the top. No occurrence is an
+// *ElementError.
+func (s *Session) Find(ctx context.Context, text string) error {
+	if strings.TrimSpace(text) == "" {
+		return &ElementError{Op: "find", Reason: "empty text"}
+	}
+	if err := s.usable("find"); err != nil {
+		return err
+	}
+	var found bool
+	err := s.run(ctx, "find", s.pool.cfg.ActionTimeout, func(*float64) error {
+		v, err := s.page.Evaluate(findJS, text)
+		found = v == true
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return &ElementError{Op: "find", Selector: text, Reason: "the text is not on the page (hidden text does not count)"}
+	}
+	return nil
 }
 
 // Wait waits up to ActionTimeout for an element matching selector to be
@@ -423,22 +624,115 @@ func isSelectorSyntaxError(err error) bool {
 	return false
 }
 
-// settle waits up to SettleTimeout for the load event. Not reaching it is
-// fine (a slow image, an endless long-poll); only a dead session is an error.
+// settle waits, up to SettleTimeout in all, for the load event and then
+// for the page to be quiet: no request in flight (but those older than
+// SettleTimeout), and no change of its content for QuietWindow, counted
+// from the action at the earliest when the action did not navigate; a new
+// document that has not changed since its load event is quiet at once (a
+// static page costs no wait). Results a
+// script renders after load are then in the next observation. Not getting
+// there is fine (a slow image, an endless animation); only a dead session
+// is an error.
 func (s *Session) settle(ctx context.Context) error {
-	err := s.run(ctx, "wait for load", s.pool.cfg.SettleTimeout, func(ms *float64) error {
+	cfg := s.pool.cfg
+	begin := time.Now()
+	deadline := begin.Add(cfg.SettleTimeout)
+	err := s.run(ctx, "wait for load", cfg.SettleTimeout, func(ms *float64) error {
 		return s.page.WaitForLoadState(playwright.PageWaitForLoadStateOptions{
 			State: playwright.LoadStateLoad, Timeout: ms,
 		})
 	})
-	if err == nil || (errors.Is(err, playwright.ErrTimeout) && ctx.Err() == nil && s.usable("settle") == nil) {
+	if err != nil && !(errors.Is(err, playwright.ErrTimeout) && ctx.Err() == nil && s.usable("settle") == nil) {
+		switch Classify(err) {
+		case core.ErrTimeout, core.ErrBrowser, core.ErrSystem:
+			return err
+		}
 		return nil
 	}
-	switch Classify(err) {
-	case core.ErrTimeout, core.ErrBrowser, core.ErrSystem:
-		return err
+	quiet := float64(cfg.QuietWindow.Milliseconds())
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		var st pageQuiet
+		err := s.run(ctx, "wait for quiet", left, func(*float64) error {
+			v, err := s.page.Evaluate(quietJS, s.pool.stateKey)
+			m, _ := v.(map[string]any)
+			st = pageQuiet{since: toFloat(m["since"]), changedAfterLoad: m["afterLoad"] == true, known: m["known"] == true,
+				n: toInt(m["n"]), elements: toInt(m["elements"])}
+			return err
+		})
+		switch {
+		case err == nil:
+		case isContextDestroyed(err):
+			st = pageQuiet{known: true, changedAfterLoad: true} // navigating: wait for the new document
+		case ctx.Err() != nil || s.usable("settle") != nil:
+			return err
+		default:
+			return nil
+		}
+		s.mu.Lock()
+		navigated := s.navigated
+		s.mu.Unlock()
+		if !navigated {
+			// The same document: a script the action started may change
+			// it in a moment, so quiet counts from the action.
+			st.since = min(st.since, float64(time.Since(begin).Milliseconds()))
+			st.changedAfterLoad = true
+		}
+		wait := 20 * time.Millisecond
+		switch {
+		case !st.known || !st.changedAfterLoad || st.since >= quiet:
+			// A new document that has not changed since its load event, or
+			// one quiet for the window: settled once no request is open.
+			if s.requestsInFlight(time.Now().Add(-cfg.SettleTimeout)) == 0 {
+				if st.known {
+					s.mu.Lock()
+					s.settledN, s.settledElements, s.settledValid = st.n, st.elements, true
+					s.mu.Unlock()
+				}
+				return nil
+			}
+		default:
+			wait = max(wait, time.Duration((quiet-st.since)*float64(time.Millisecond)))
+		}
+		t := time.NewTimer(min(wait, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctxError("settle", ctx.Err())
+		case <-t.C:
+		}
 	}
-	return nil
+}
+
+// pageQuiet is what quietJS reports: how many milliseconds ago the page's
+// content last changed, whether it changed after its load event, and
+// whether the page has the page state at all (about:blank does not).
+type pageQuiet struct {
+	since            float64
+	changedAfterLoad bool
+	known            bool
+	n, elements      int // the content counter and the element count
+}
+
+// quietJS reads the page state for settle.
+const quietJS = `(k) => {
+  const st = window[k];
+  if (!st) return { known: false };
+  return { known: true, since: performance.now() - st.last, afterLoad: st.loadAt === 0 || st.last > st.loadAt,
+    n: st.n, elements: document.getElementsByTagName('*').length };
+}`
+
+func toFloat(v any) float64 {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return -1
 }
 
 // run calls fn, which makes one Playwright call with the timeout it is
@@ -580,6 +874,28 @@ func (s *Session) navFailure(rawURL string, err error) error {
 func (s *Session) beginStep() {
 	s.mu.Lock()
 	s.navErr = nil
+	s.navigated = false
+	s.settledValid = false
+	s.mu.Unlock()
+}
+
+// takeSettled returns (and forgets) what settle saw of a quiet page.
+func (s *Session) takeSettled() (n, elements int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, elements, ok = s.settledN, s.settledElements, s.settledValid
+	s.settledValid = false
+	return n, elements, ok
+}
+
+// onFrameNavigated notes a navigation of the main frame. It runs on the
+// driver's dispatch goroutine.
+func (s *Session) onFrameNavigated(f playwright.Frame) {
+	if !s.isMainFrame(f) {
+		return
+	}
+	s.mu.Lock()
+	s.navigated = true
 	s.mu.Unlock()
 }
 
@@ -621,7 +937,36 @@ func (s *Session) onResponse(resp playwright.Response) {
 	}
 }
 
+// onRequest and requestDone track the requests in flight. They run on the
+// driver's dispatch goroutine.
+func (s *Session) onRequest(req playwright.Request) {
+	s.mu.Lock()
+	s.inflight[req] = time.Now()
+	s.mu.Unlock()
+}
+
+func (s *Session) requestDone(req playwright.Request) {
+	s.mu.Lock()
+	delete(s.inflight, req)
+	s.mu.Unlock()
+}
+
+// requestsInFlight counts the requests in flight that started after since
+// (older ones are long polls or streams: they never end).
+func (s *Session) requestsInFlight(since time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.inflight {
+		if t.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Session) onRequestFailed(req playwright.Request) {
+	s.requestDone(req)
 	if !req.IsNavigationRequest() || !s.isMainFrame(req.Frame()) {
 		return
 	}
@@ -665,25 +1010,114 @@ func (s *Session) proxyVerdict(u string, headers map[string]string) error {
 	return nil
 }
 
+// DialogAnswer is how the session answers the next dialog (alert,
+// confirm, prompt): accept (with Text as a prompt's value) or dismiss.
+type DialogAnswer struct {
+	Accept bool
+	Text   string
+}
+
+// AnswerNextDialog sets how the next dialog is answered; dialogs after it
+// are dismissed again. A dialog is never left open: it would stall the
+// page.
+func (s *Session) AnswerNextDialog(a DialogAnswer) {
+	s.mu.Lock()
+	s.dialogAnswer = &a
+	s.mu.Unlock()
+}
+
 func (s *Session) onDialog(d playwright.Dialog) {
 	s.pool.stats.dialogs.Add(1)
 	if d.Type() == "beforeunload" {
 		_ = d.Accept() // let the navigation proceed
 		return
 	}
-	_ = d.Dismiss()
+	s.mu.Lock()
+	a := s.dialogAnswer
+	s.dialogAnswer = nil
+	s.mu.Unlock()
+	what := fmt.Sprintf("a %s dialog said %q", d.Type(), d.Message())
+	switch {
+	case a != nil && a.Accept && d.Type() == "prompt":
+		_ = d.Accept(a.Text)
+		s.event(fmt.Sprintf("%s; it was accepted with %q", what, a.Text))
+	case a != nil && a.Accept:
+		_ = d.Accept()
+		s.event(what + "; it was accepted")
+	default:
+		_ = d.Dismiss()
+		s.event(what + "; it was dismissed")
+	}
 }
 
+// event records something that happened beside the page for the next
+// observation (at most maxEvents of them).
+func (s *Session) event(e string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.events) < maxEvents {
+		s.events = append(s.events, e)
+	}
+}
+
+// maxTabs bounds the tabs a session keeps open; a page that opens more has
+// them closed (and the observation says so).
+const (
+	maxTabs   = 5
+	maxEvents = 20
+)
+
 func (s *Session) onPage(pg playwright.Page) {
-	if pg == s.page {
+	s.pool.stats.popups.Add(1)
+	s.mu.Lock()
+	if slices.Contains(s.tabs, pg) {
+		s.mu.Unlock()
 		return
 	}
-	s.pool.stats.popups.Add(1)
+	if len(s.tabs) >= maxTabs || s.closed {
+		s.mu.Unlock()
+		s.event(fmt.Sprintf("a new tab was closed: %d tabs are open, the most a task may have", maxTabs))
+		s.pool.stats.popupsOpen.Add(1)
+		go func() {
+			defer s.pool.stats.popupsOpen.Add(-1)
+			_ = pg.Close()
+		}()
+		return
+	}
+	s.tabs = append(s.tabs, pg)
+	n := len(s.tabs) - 1
+	s.mu.Unlock()
 	s.pool.stats.popupsOpen.Add(1)
-	go func() {
-		defer s.pool.stats.popupsOpen.Add(-1)
-		_ = pg.Close()
-	}()
+	s.watch(pg)
+	pg.OnClose(func(p playwright.Page) {
+		s.pool.stats.popupsOpen.Add(-1)
+		s.mu.Lock()
+		s.tabs = slices.DeleteFunc(s.tabs, func(t playwright.Page) bool { return t == p })
+		s.mu.Unlock()
+	})
+	s.event(fmt.Sprintf("a new tab opened: tab %d (switch_tab to act on it)", n))
+}
+
+// Tabs returns the URLs of the open tabs and the index of the current one.
+func (s *Session) Tabs() (urls []string, current int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, t := range s.tabs {
+		urls = append(urls, t.URL())
+		if t == s.page {
+			current = i
+		}
+	}
+	return urls, current
+}
+
+// takeEvents returns and forgets the events since the last call.
+func (s *Session) takeEvents() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.events
+	s.events = nil
+	return e
 }
 
 // hostPort returns the host:port a URL connects to.
@@ -700,4 +1134,48 @@ func hostPort(raw string) string {
 		}
 	}
 	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// SwitchTab makes tab i (0 is the task's first page) the page the session
+// acts on and observes.
+func (s *Session) SwitchTab(ctx context.Context, i int) error {
+	if err := s.usable("switch_tab"); err != nil {
+		return err
+	}
+	// A tab the last action opened may be reported a moment after the
+	// action returned: wait for it, up to ActionTimeout.
+	deadline := time.Now().Add(s.pool.cfg.ActionTimeout)
+	s.mu.Lock()
+	for i >= len(s.tabs) && i < maxTabs && time.Now().Before(deadline) && ctx.Err() == nil {
+		s.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		s.mu.Lock()
+	}
+	if i < 0 || i >= len(s.tabs) {
+		n := len(s.tabs)
+		s.mu.Unlock()
+		return &ElementError{Op: "switch_tab", Selector: fmt.Sprint(i), Reason: fmt.Sprintf("no such tab (%d open)", n)}
+	}
+	pg := s.tabs[i]
+	s.page = pg
+	s.mainFrame = pg.MainFrame()
+	s.settledValid = false
+	s.mu.Unlock()
+	return s.run(ctx, "switch_tab", s.pool.cfg.ActionTimeout, func(*float64) error { return pg.BringToFront() })
+}
+
+// Eval runs body as the body of an async JavaScript function in the page
+// and returns its result (JSON values: numbers are int or float64). A task's
+// own scripts use it (setup, instruction, reward); the agent cannot.
+func (s *Session) Eval(ctx context.Context, body string) (any, error) {
+	if err := s.usable("eval"); err != nil {
+		return nil, err
+	}
+	var v any
+	err := s.run(ctx, "eval", s.pool.cfg.ActionTimeout, func(*float64) error {
+		var err error
+		v, err = s.page.Evaluate("async () => {\n" + body + "\n}")
+		return err
+	})
+	return v, err
 }

@@ -2,11 +2,13 @@ package codeagent
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
@@ -37,12 +39,15 @@ const (
 
 // wsRun is one attempt of a workspace task.
 type wsRun struct {
-	a     *Agent
-	task  core.TaskSpec
-	c     Constraints
-	tr    *core.Trajectory
-	ws    *workspace.Workspace
-	start time.Time
+	// tampered: the verify step saw the check's own code altered (see
+	// workspace.Verdict.Tampered); the exit reason says so.
+	tampered bool
+	a        *Agent
+	task     core.TaskSpec
+	c        Constraints
+	tr       *core.Trajectory
+	ws       *workspace.Workspace
+	start    time.Time
 
 	// finished: a finish action or tool ran, with answer.
 	finished bool
@@ -117,6 +122,21 @@ func (w *wsRun) setup(ctx context.Context) bool {
 			w.tr.ExitReason = core.ExitInvalidTask
 			return false
 		}
+	}
+	if len(w.c.Setup) == 0 {
+		return true
+	}
+	// The diff's base is the state setup left: the agent's patch is what
+	// the agent changed, not what setup did.
+	if err := w.ws.Snapshot(ctx); err != nil {
+		if ctx.Err() != nil {
+			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+			w.concludeEnded()
+			return false
+		}
+		w.tr.Fail(core.ErrSystem, "the state after setup cannot be the diff's base: "+err.Error())
+		w.tr.ExitReason = core.ExitInvalidTask
+		return false
 	}
 	return true
 }
@@ -210,11 +230,17 @@ func (w *wsRun) Conclude(ctx context.Context) {
 		tr.FinalResult = *w.answer
 		tr.Metadata[core.MetaAnswer] = *w.answer
 	}
-	w.recordDiff(ctx)
+	diffOK := w.recordDiff(ctx)
 	passed := 0
 	defer func() { tr.SetReward(passed, w.c.Checks()) }()
 	if w.ended != "" || w.jailErr != nil {
 		w.concludeEnded()
+		return
+	}
+	if !diffOK {
+		// The record of what the agent did is not whole: whatever the
+		// tests say, this is no example of a success.
+		tr.Fail(core.ErrSystem, "the workspace diff could not be taken completely: "+clip(orString(incomplete(tr), "it failed"), 300))
 		return
 	}
 	if w.c.TestCommand == "" {
@@ -229,6 +255,9 @@ func (w *wsRun) Conclude(ctx context.Context) {
 	tr.Metadata[core.MetaVerified] = ok
 	if !ok {
 		tr.Fail(core.ErrWrongAnswer, msg)
+		if w.tampered {
+			tr.ExitReason = core.ExitTampered
+		}
 		return
 	}
 	passed = 1
@@ -245,37 +274,87 @@ func (w *wsRun) concludeEnded() {
 	}
 }
 
-// recordDiff keeps the workspace's diff against its seed.
-func (w *wsRun) recordDiff(ctx context.Context) {
+// recordDiff keeps the workspace's diff against its base (the state
+// after setup), as text or, when its bytes are not UTF-8, in base64. It
+// reports whether the diff is the whole change; when not, why is
+// metadata.workspace_diff_incomplete.
+func (w *wsRun) recordDiff(ctx context.Context) bool {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diffTimeout)
 	defer cancel()
 	d, err := w.ws.Diff(dctx, diffBytes)
 	if err != nil {
 		w.a.Log.Warn("workspace diff failed", "task_id", w.task.TaskID, "err", err)
-		return
+		w.tr.Metadata[core.MetaWorkspaceDiffIncomplete] = err.Error()
+		return false
 	}
-	w.tr.Metadata[core.MetaWorkspaceDiff] = d.Patch
+	if utf8.ValidString(d.Patch) {
+		w.tr.Metadata[core.MetaWorkspaceDiff] = d.Patch
+	} else {
+		w.tr.Metadata[core.MetaWorkspaceDiffBase64] = base64.StdEncoding.EncodeToString([]byte(d.Patch))
+	}
 	if d.Truncated {
 		w.tr.Metadata[core.MetaWorkspaceDiffTruncated] = true
 	}
+	if d.Incomplete != "" {
+		w.tr.Metadata[core.MetaWorkspaceDiffIncomplete] = d.Incomplete
+		return false
+	}
+	return true
+}
+
+// incomplete is why the trajectory's diff is not whole.
+func incomplete(tr *core.Trajectory) string {
+	s, _ := tr.Metadata[core.MetaWorkspaceDiffIncomplete].(string)
+	return s
 }
 
 // runTests runs test_command (with what is left of the task's time) as the
-// verify step and returns its verdict. It runs in a fresh shell at
-// /workspace (Workspace.Exec): the shell's saved state is the agent's to
-// write, and sourced before a command of its own shell it could end the
-// check with exit 0 before the check ran.
+// verify step and returns its verdict: Workspace.Verify, a fresh jail and
+// shell that none of the agent's state reaches, the hidden test_files at
+// /tests, and a pass only on the evidence that the check ran to its end.
 func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	a := core.CodeAction{Action: core.CodeActionBash, Command: w.c.TestCommand}
-	step, ok := w.shell(ctx, a, purposeVerify, w.remaining(ctx))
-	if !ok {
+	params := toolParams(a)
+	params["purpose"] = purposeVerify
+	started := time.Now()
+	timeout := w.remaining(ctx)
+	v, err := w.ws.Verify(ctx, workspace.Check{Command: w.c.TestCommand, TestFiles: w.c.TestFiles, Timeout: timeout})
+	if err != nil {
+		w.stepFailed(ctx, params, started, err)
 		return false, ""
 	}
-	w.tr.Metadata[core.MetaTestOutput] = step.Observation
-	if !step.Success {
-		return false, "test_command failed: " + step.ErrorMessage
+	w.a.Metrics.SandboxExecDuration.Observe(v.Duration.Seconds())
+	params["exit_code"] = v.ExitCode
+	step := core.ExecutionStep{
+		ActionType: core.ActionCodeExecution, ActionParams: params, Observation: v.String(),
+		Success: v.Passed, ErrorType: v.ErrorType, Timestamp: core.UnixSeconds(started), Duration: v.Duration.Seconds(),
 	}
-	return true, ""
+	var msg string
+	switch {
+	case v.ExitCode < 0:
+		// The check could not be prepared: it did not run.
+		step.ErrorType, step.ErrorMessage = core.ErrSystem, v.Reason
+		msg = v.Reason
+	case v.ErrorType != core.ErrNone:
+		step.ErrorMessage = orString(v.Note, string(v.ErrorType))
+		msg = "test_command failed: " + step.ErrorMessage
+	case v.TimedOut:
+		step.ErrorType, step.ErrorMessage = core.ErrTimeout, orString(v.Note, fmt.Sprintf("timed out after %s", timeout))
+		msg = "test_command failed: " + step.ErrorMessage
+	case v.Tampered && !v.Passed:
+		// Whatever the exit status: the check's own code was altered.
+		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
+		msg, w.tampered = "tampered: "+v.Reason, true
+	case v.ExitCode != 0:
+		step.ErrorType, step.ErrorMessage = core.ErrRuntime, fmt.Sprintf("exit status %d", v.ExitCode)
+		msg = "test_command failed: " + step.ErrorMessage
+	case !v.Passed:
+		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
+		msg = "test_command exited 0 without evidence that it ran to its end: " + v.Reason
+	}
+	w.tr.AddStep(step)
+	w.tr.Metadata[core.MetaTestOutput] = step.Observation
+	return v.Passed, msg
 }
 
 // do performs one action as one step and returns the observation for the
@@ -345,11 +424,11 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 	return step.Observation
 }
 
-// shell runs a bash or python action as a code_execution step. The
-// platform's commands (setup, test_command) run in a fresh shell (Exec):
-// the agent's saved exports and working directory neither reach them nor
-// come from them. ok is false when the attempt cannot go on: the jail
-// failed (jailErr) or the task's time ran out (ended).
+// shell runs a bash or python action as a code_execution step. setup runs
+// in a fresh shell (Exec): the agent's saved exports and working directory
+// neither reach it nor come from it (test_command runs in runTests). ok is
+// false when the attempt cannot go on: the jail failed (jailErr) or the
+// task's time ran out (ended).
 func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
 	params["purpose"] = purpose
@@ -359,27 +438,13 @@ func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, ti
 	switch {
 	case a.Action == core.CodeActionPython:
 		obs, err = w.ws.Python(ctx, a.Code, timeout)
-	case purpose == purposeSetup || purpose == purposeVerify:
+	case purpose == purposeSetup:
 		obs, err = w.ws.Exec(ctx, a.Command, timeout)
 	default:
 		obs, err = w.ws.Bash(ctx, a.Command, timeout)
 	}
 	if err != nil {
-		step := core.ExecutionStep{
-			ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
-			Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
-		}
-		if ctx.Err() != nil {
-			step.ErrorType = core.ErrTimeout
-			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
-		} else {
-			w.a.Metrics.SandboxJailFailures.Inc()
-			step.ErrorType = core.ErrSystem
-			w.jailErr = err
-			w.endedMsg = "the runtime could not run the step"
-		}
-		w.tr.AddStep(step)
-		return step, false
+		return w.stepFailed(ctx, params, started, err), false
 	}
 	w.a.Metrics.SandboxExecDuration.Observe(obs.Duration.Seconds())
 	params["exit_code"] = obs.ExitCode
@@ -404,6 +469,26 @@ func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, ti
 	}
 	w.tr.AddStep(step)
 	return step, w.ended == ""
+}
+
+// stepFailed records a step whose jail did not run (err): the task's time
+// ran out (ended) or the runtime failed (jailErr, the task is retried).
+func (w *wsRun) stepFailed(ctx context.Context, params map[string]any, started time.Time, err error) core.ExecutionStep {
+	step := core.ExecutionStep{
+		ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
+		Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
+	}
+	if ctx.Err() != nil {
+		step.ErrorType = core.ErrTimeout
+		w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+	} else {
+		w.a.Metrics.SandboxJailFailures.Inc()
+		step.ErrorType = core.ErrSystem
+		w.jailErr = err
+		w.endedMsg = "the runtime could not run the step"
+	}
+	w.tr.AddStep(step)
+	return step
 }
 
 // toolParams is a step's action_params: the tool and its arguments.

@@ -3,6 +3,7 @@ package codeagent
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -22,6 +23,9 @@ var calcRepo = map[string]any{
 }
 
 const calcTest = "python3 -m unittest -q test_calc"
+
+// hiddenTest is a hidden test file of calc's.
+const hiddenTest = "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"
 
 func newWorkspaceAgent(t *testing.T, client *llm.Client, seedRoot string) *Agent {
 	t.Helper()
@@ -127,6 +131,9 @@ func TestWorkspaceReplay(t *testing.T) {
 
 // TestWorkspaceOutcomes: setup, missing seeds, no verifier, max_steps, and
 // checks the agent tries to get around.
+// hiddenUnittest is a hidden check of calc.add written with unittest.
+const hiddenUnittest = "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n\nunittest.main()\n"
+
 func TestWorkspaceOutcomes(t *testing.T) {
 	a := newWorkspaceAgent(t, nil, t.TempDir())
 	fix := map[string]any{"action": "edit_file", "path": "calc.py", "old": "a - b", "new": "a + b"}
@@ -186,6 +193,25 @@ func TestWorkspaceOutcomes(t *testing.T) {
 		{"setup's exports stay in setup", map[string]any{"files": calcRepo, "setup": "export FROM_SETUP=1", "test_command": "test -f seen && ! grep -q 1 seen", "actions": actions(
 			map[string]any{"action": "bash", "command": "echo \"$FROM_SETUP\" > seen"})},
 			0, true, core.ErrNone, core.ExitReplayed, 1.0, "bash:setup bash bash:verify"},
+		// Hidden test files: read-only at /tests for the check alone; the
+		// agent's steps never see them.
+		{"test_files are the check's alone", map[string]any{"files": calcRepo, "test_files": map[string]any{"test_hidden.py": hiddenTest},
+			"test_command": "python3 /tests/test_hidden.py", "actions": actions(
+				map[string]any{"action": "bash", "command": "test ! -e /tests && test ! -e test_hidden.py"}, fix)},
+			0, true, core.ErrNone, core.ExitReplayed, 1.0, "bash edit_file bash:verify"},
+		{"a check ended early by the module under test fails", map[string]any{"files": calcRepo, "test_files": map[string]any{"test_hidden.py": hiddenTest},
+			"test_command": "python3 /tests/test_hidden.py", "actions": actions(
+				map[string]any{"action": "bash", "command": "printf 'import os\nos._exit(0)\n' >> calc.py"})},
+			0, false, core.ErrWrongAnswer, core.ExitReplayed, 0.0, "bash bash:verify"},
+		// The check's own code patched by the module under test: not a
+		// wrong answer but tampering, said so in the exit reason.
+		{"a check whose unittest the module patched is tampered", map[string]any{"files": calcRepo, "test_files": map[string]any{"test_hidden.py": hiddenUnittest},
+			"test_command": "python3 /tests/test_hidden.py", "actions": actions(
+				map[string]any{"action": "bash", "command": "printf 'import unittest\\nunittest.TestCase.assertEqual = lambda *a, **k: None\\n' >> calc.py"})},
+			0, false, core.ErrWrongAnswer, core.ExitTampered, 0.0, "bash bash:verify"},
+		{"a diff that cannot be taken whole is no success", map[string]any{"files": calcRepo, "test_command": "true", "actions": actions(
+			map[string]any{"action": "python", "code": "import os\nfor i in range(2100):\n    os.mkdir('d'); os.chdir('d')\n"})},
+			0, false, core.ErrSystem, core.ExitReplayed, 0.0, "python"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := wsTask(tc.constraints)
@@ -317,5 +343,40 @@ func TestWorkspaceCap(t *testing.T) {
 	}
 	if got := strings.Join(stepTools(tr), " "); got != "bash" {
 		t.Errorf("steps %q, want the one bash step that hit the cap", got)
+	}
+}
+
+// TestWorkspaceDiffRecord: the diff is the agent's change against the
+// state setup left (not setup's change), and a patch that is not UTF-8 is
+// recorded byte for byte in base64.
+func TestWorkspaceDiffRecord(t *testing.T) {
+	a := newWorkspaceAgent(t, nil, t.TempDir())
+	fixed := map[string]any{"calc.py": "def add(a, b):\n    return a + b\n"}
+	tr, err := a.Execute(context.Background(), wsTask(map[string]any{
+		"files": fixed, "setup": "sed -i 's/a + b/a - b/' calc.py", "test_command": "python3 -c 'from calc import add; assert add(2, 3) == 5'",
+		"actions": actions(map[string]any{"action": "edit_file", "path": "calc.py", "old": "a - b", "new": "a + b"}),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, _ := tr.Metadata[core.MetaWorkspaceDiff].(string)
+	if !tr.Success || !strings.Contains(diff, "-    return a - b\n+    return a + b\n") {
+		t.Errorf("success=%v (%s), workspace_diff = %q: want the agent's fix against the state after setup", tr.Success, tr.ErrorMessage, diff)
+	}
+
+	tr, err = a.Execute(context.Background(), wsTask(map[string]any{
+		"files": fixed, "test_command": "true",
+		"actions": actions(map[string]any{"action": "bash", "command": "printf 'caf\\351\\n' > \"$(printf 'n\\377me')\""}),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64, _ := tr.Metadata[core.MetaWorkspaceDiffBase64].(string)
+	patch, err := base64.StdEncoding.DecodeString(b64)
+	if _, text := tr.Metadata[core.MetaWorkspaceDiff]; text || err != nil || !bytes.Contains(patch, []byte("n\xffme")) || !bytes.Contains(patch, []byte("+caf\xe9\n")) {
+		t.Errorf("workspace_diff present %v, workspace_diff_base64 %q (%v): want the patch's bytes", text, patch, err)
+	}
+	if !tr.Success {
+		t.Errorf("success=false (%s)", tr.ErrorMessage)
 	}
 }

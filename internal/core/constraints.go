@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -57,6 +58,9 @@ type CodeConstraints struct {
 	// TestCommand is a shell command run in the workspace after the agent
 	// is done, hidden from it: exit status 0 passes.
 	TestCommand string `json:"test_command"`
+	// TestFiles are hidden test files for TestCommand: never in the
+	// workspace, read-only at /tests during the verify step alone.
+	TestFiles TestFiles `json:"test_files"`
 	// Actions is a scripted action sequence (replay mode).
 	Actions CodeActions `json:"actions"`
 }
@@ -121,14 +125,47 @@ type WebConstraints struct {
 	StartURL string `json:"start_url"`
 	// Actions is a scripted action sequence (replay mode).
 	Actions WebActions `json:"actions"`
-	// ExpectedText must appear in the final page or the finish answer.
+	// ExpectedText must appear in the final page: its title, its whole
+	// rendered text (not only the part an observation showed; hidden
+	// elements do not count), or text an extract step returned. The
+	// finish answer does not count: a model that answers with everything
+	// it saw would pass (AnswerContains checks the answer).
 	ExpectedText string `json:"expected_text"`
 	// ExpectedURL must be contained in the final URL.
 	ExpectedURL string `json:"expected_url"`
 	// Answer must equal the finish answer (trimmed).
 	Answer *string `json:"answer"`
+	// AnswerContains must appear in the finish answer (case-sensitive).
+	AnswerContains string `json:"answer_contains"`
 	// Screenshot saves a PNG per step.
 	Screenshot bool `json:"screenshot"`
+
+	// Page-defined tasks (MiniWoB-style: the page holds the instruction,
+	// the episode and the reward). Each is the body of a JavaScript
+	// function run in the page, never shown to the model.
+
+	// SetupScript runs on the start page before the first step (seed,
+	// stop the episode timer, start the episode); an exception makes the
+	// task invalid.
+	SetupScript string `json:"setup_script"`
+	// InstructionScript runs after SetupScript; the string it returns is
+	// added to the task's prompt (and recorded as metadata
+	// page_instruction).
+	InstructionScript string `json:"instruction_script"`
+	// RewardScript runs on the final page after the last step; the number
+	// it returns is the attempt's reward, recorded as is (negative and
+	// partial rewards included). Success is a reward above 0 (MiniWoB's
+	// convention). It is the task's only check: it excludes the other
+	// verifiers.
+	RewardScript string `json:"reward_script"`
+}
+
+// validate rejects constraints that contradict each other.
+func (c WebConstraints) validate() error {
+	if c.RewardScript != "" && (c.ExpectedText != "" || c.ExpectedURL != "" || c.Answer != nil || c.AnswerContains != "") {
+		return &fieldError{field: "reward_script", err: errors.New("a page-defined reward is the task's only check: drop expected_text, expected_url, answer and answer_contains")}
+	}
+	return nil
 }
 
 // CheckDigest identifies the task's check (expected_text, expected_url,
@@ -146,7 +183,7 @@ func (c WebConstraints) HasVerifier() bool { return c.Checks() > 0 }
 // Checks is how many checks the verifier has (the reward's denominator).
 func (c WebConstraints) Checks() int {
 	n := 0
-	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil} {
+	for _, set := range []bool{c.ExpectedText != "", c.ExpectedURL != "", c.Answer != nil, c.AnswerContains != "", c.RewardScript != ""} {
 		if set {
 			n++
 		}
@@ -155,42 +192,117 @@ func (c WebConstraints) Checks() int {
 }
 
 // WebAction is one browser action: an entry of constraints.actions, a
-// template cache entry's step, or what an LLM tool call decodes to.
+// template cache entry's step, or what an LLM tool call decodes to. An
+// element is named by a selector (CSS, text=…, role=…) or by the ref an
+// observation's snapshot gave it ([ref=e12] is ref "e12").
 type WebAction struct {
-	Action   string `json:"action"` // goto click fill press select scroll wait extract finish (fill_and_submit)
+	Action   string `json:"action"`
 	URL      string `json:"url,omitempty"`
 	Selector string `json:"selector,omitempty"`
+	Ref      string `json:"ref,omitempty"`
 	Text     string `json:"text,omitempty"`
 	Key      string `json:"key,omitempty"`
 	Value    string `json:"value,omitempty"`
 	Answer   string `json:"answer,omitempty"`
+	// Direction is scroll's: "down" (the default) or "up".
+	Direction string `json:"direction,omitempty"`
+	// TargetSelector and TargetRef name where drag drops.
+	TargetSelector string `json:"target_selector,omitempty"`
+	TargetRef      string `json:"target_ref,omitempty"`
+	// X and Y are mouse_click's viewport coordinates (CSS pixels).
+	X *float64 `json:"x,omitempty"`
+	Y *float64 `json:"y,omitempty"`
+	// Tab is switch_tab's tab index (0 is the task's first page).
+	Tab *int `json:"tab,omitempty"`
+	// Accept is dialog's: accept (true, with Text as a prompt's value) or
+	// dismiss (false) the next dialog.
+	Accept *bool `json:"accept,omitempty"`
 }
 
-// WebActionNames lists the actions and the arguments each needs, in the
+// The arguments an action needs: a name, or alternatives joined by "|"
+// (an element is a selector or a ref).
+const (
+	argElement = "selector|ref"
+	argTarget  = "target_selector|target_ref"
+)
+
+// webActionArgs lists the actions and the arguments each needs, in the
 // order docs/tasks.md documents them.
 var webActionArgs = []struct {
 	name string
 	need []string
 }{
 	{"goto", []string{"url"}},
-	{"click", []string{"selector"}},
-	{"fill", []string{"selector"}},
-	{"press", []string{"selector", "key"}},
-	{"select", []string{"selector", "value"}},
+	{"click", []string{argElement}},
+	{"dblclick", []string{argElement}},
+	{"hover", []string{argElement}},
+	{"fill", []string{argElement}},
+	{"press", []string{argElement, "key"}},
+	{"select", []string{argElement, "value"}},
+	{"drag", []string{argElement, argTarget}},
+	{"mouse_click", []string{"x", "y"}},
+	{"key", []string{"key"}},
 	{"scroll", nil},
+	{"find", []string{"text"}},
+	{"back", nil},
+	{"switch_tab", []string{"tab"}},
+	{"dialog", []string{"accept"}},
 	{"wait", []string{"selector"}},
 	{"extract", []string{"selector"}},
 	{"finish", nil},
 	{"fill_and_submit", []string{"selector"}},
 }
 
+// WebActionNames are the actions, in the order the README documents them.
+func WebActionNames() []string {
+	names := make([]string, len(webActionArgs))
+	for i, w := range webActionArgs {
+		names[i] = w.name
+	}
+	return names
+}
+
+// refPattern is what a snapshot's ref looks like: e12, or f1e3 inside a
+// frame. Nothing else reaches the aria-ref selector engine.
+var refPattern = regexp.MustCompile(`^(f[0-9]+)?e[0-9]+$`)
+
+// Element returns the Playwright selector of the action's element: its
+// selector, or aria-ref=<ref>.
+func (a WebAction) Element() string {
+	if a.Ref != "" {
+		return "aria-ref=" + a.Ref
+	}
+	return a.Selector
+}
+
+// Target returns the Playwright selector of drag's drop target.
+func (a WebAction) Target() string {
+	if a.TargetRef != "" {
+		return "aria-ref=" + a.TargetRef
+	}
+	return a.TargetSelector
+}
+
 // Params renders the action as a step's action_params.
 func (a WebAction) Params() map[string]any {
 	p := map[string]any{"action": a.Action}
-	for k, v := range map[string]string{"url": a.URL, "selector": a.Selector, "text": a.Text, "key": a.Key, "value": a.Value, "answer": a.Answer} {
+	for k, v := range map[string]string{"url": a.URL, "selector": a.Selector, "ref": a.Ref, "text": a.Text, "key": a.Key,
+		"value": a.Value, "answer": a.Answer, "direction": a.Direction, "target_selector": a.TargetSelector, "target_ref": a.TargetRef} {
 		if v != "" {
 			p[k] = v
 		}
+	}
+	if a.X != nil {
+		p["x"] = *a.X
+	}
+	if a.Y != nil {
+		p["y"] = *a.Y
+	}
+	if a.Tab != nil {
+		p["tab"] = *a.Tab
+	}
+	if a.Accept != nil {
+		p["accept"] = *a.Accept
 	}
 	return p
 }
@@ -203,13 +315,26 @@ func (a WebAction) Validate() error {
 			continue
 		}
 		for _, f := range w.need {
-			if _, ok := got[f]; !ok {
-				return fmt.Errorf("action %s needs %q", a.Action, f)
+			found := false
+			for _, alt := range strings.Split(f, "|") {
+				_, ok := got[alt]
+				found = found || ok
 			}
+			if !found {
+				return fmt.Errorf("action %s needs %q", a.Action, strings.ReplaceAll(f, "|", " or "))
+			}
+		}
+		for _, r := range []string{a.Ref, a.TargetRef} {
+			if r != "" && !refPattern.MatchString(r) {
+				return fmt.Errorf("action %s: ref %q is not a snapshot ref such as e12", a.Action, r)
+			}
+		}
+		if a.Direction != "" && a.Direction != "down" && a.Direction != "up" {
+			return fmt.Errorf("action %s: direction %q is neither up nor down", a.Action, a.Direction)
 		}
 		return nil
 	}
-	return fmt.Errorf("unknown action %q: one of goto, click, fill, press, select, scroll, wait, extract, finish", a.Action)
+	return fmt.Errorf("unknown action %q: one of %s", a.Action, strings.Join(WebActionNames(), ", "))
 }
 
 // DecodeWebActions decodes a list of actions strictly (an unknown key such
@@ -244,6 +369,17 @@ func (w *WebActions) UnmarshalJSON(b []byte) error {
 	}
 	*w = as
 	return nil
+}
+
+// webActionFields are the JSON names of WebAction's fields.
+func webActionFields() []string {
+	var names []string
+	rt := reflect.TypeOf(WebAction{})
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
 }
 
 // constraintsFor returns a pointer to a new value of the constraints type
@@ -316,7 +452,7 @@ func (t *TaskSpec) constraintError(err error) error {
 		e.Field = "constraints." + fe.field
 		e.Reason = fe.err.Error()
 		if uk, ok := unknownField(fe.err); ok {
-			e.Reason = fmt.Sprintf("unknown field %q in an action; an action has action, url, selector, text, key, value, answer", uk)
+			e.Reason = fmt.Sprintf("unknown field %q in an action; an action has %s", uk, strings.Join(webActionFields(), ", "))
 		} else if errors.As(fe.err, &typeErr) {
 			e.Reason = mustBe(typeErr)
 		}

@@ -73,7 +73,7 @@ func TestDecodeConstraintsStrict(t *testing.T) {
 func TestDocsMetadataKeys(t *testing.T) {
 	item := readmeItem(t, "\n- `metadata`")
 	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(item, -1) {
+	for _, m := range regexp.MustCompile("`([a-z0-9_]+)`").FindAllStringSubmatch(item, -1) {
 		documented[m[1]] = true
 	}
 	sourceValues := map[string]bool{"metadata": true, "scripted": true, "cache": true, "llm": true, "rules": true, "none": true}

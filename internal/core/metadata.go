@@ -48,11 +48,21 @@ const (
 	MetaTotalSteps       MetaKey = "total_steps"
 	MetaDeliveries       MetaKey = "deliveries"
 	MetaQueueWaitSeconds MetaKey = "queue_wait_seconds"
-	// MetaWorkspaceDiff is a workspace task's unified diff of the
-	// workspace against its seed, taken when the agent stopped (before
-	// test_command ran): bounded, binary files named, not inlined. The code
-	// agent.
+	// MetaWorkspaceDiff is a workspace task's unified diff (git's format,
+	// binary files as GIT binary patches) of the workspace against its
+	// state after setup (its seed when it has no setup), taken when the
+	// agent stopped (before test_command ran), bounded. Absent when the
+	// patch's bytes are not valid UTF-8: then MetaWorkspaceDiffBase64. The
+	// code agent.
 	MetaWorkspaceDiff MetaKey = "workspace_diff"
+	// MetaWorkspaceDiffBase64 is the patch in standard base64 when its
+	// bytes (a file's or a name's) are not valid UTF-8, which a JSON string
+	// cannot hold. The code agent.
+	MetaWorkspaceDiffBase64 MetaKey = "workspace_diff_base64"
+	// MetaWorkspaceDiffIncomplete says why the diff is not the whole change
+	// (a path past PATH_MAX, an entry that could not be read, git failing);
+	// the attempt is then not a success. Absent otherwise. The code agent.
+	MetaWorkspaceDiffIncomplete MetaKey = "workspace_diff_incomplete"
 	// MetaWorkspaceDiffTruncated is true when workspace_diff was cut (at a
 	// file boundary) to its bound; absent otherwise. The code agent.
 	MetaWorkspaceDiffTruncated MetaKey = "workspace_diff_truncated"
@@ -75,12 +85,15 @@ const (
 	// or the task's own), so its attempts are alike. Absent otherwise. The
 	// executor (internal/agent).
 	MetaSamplingIgnored MetaKey = "sampling_ignored"
+	// MetaPageInstruction is what a web task's instruction_script returned
+	// (added to the prompt).
+	MetaPageInstruction MetaKey = "page_instruction"
 )
 
 // MetaKeys lists every metadata key.
 var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
-	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaFlags,
-	MetaSamplingIgnored,
+	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffBase64, MetaWorkspaceDiffIncomplete, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaFlags,
+	MetaSamplingIgnored, MetaPageInstruction,
 }

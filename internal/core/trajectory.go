@@ -115,6 +115,8 @@ type Trajectory struct {
 	// Reward is the fraction of the task's checks that passed, in [0, 1]
 	// (1 or 0 for a single check); absent when the task has no verifier.
 	// A check that could not run (the program failed first) did not pass.
+	// A web task with a reward_script has the number its page computed
+	// instead, as is (it may be negative).
 	Reward *float64 `json:"reward,omitempty"`
 	// ExitReason says why the attempt ended: one of ExitReasons.
 	ExitReason ExitReason `json:"exit_reason"`
@@ -180,8 +182,10 @@ const (
 	ExitAborted ExitReason = "aborted"
 	// ExitTampered: the test harness's guard stopped the program where it
 	// reached for the harness's memory or the check (gc.get_objects,
-	// ctypes, sys.settrace, hand-made code, a forged end of the tests);
-	// error_message says what it did. Never a success.
+	// ctypes, sys.settrace, hand-made code, a forged end of the tests), or
+	// a workspace's verify step found the check's own code altered
+	// (unittest's TestCase patched); error_message says what it did.
+	// Never a success.
 	ExitTampered ExitReason = "tampered"
 )
 
@@ -214,6 +218,9 @@ func (tr *Trajectory) SetReward(passed, total int) {
 	r := float64(passed) / float64(total)
 	tr.Reward = &r
 }
+
+// SetPageReward records a reward a task's own page computed, as is.
+func (tr *Trajectory) SetPageReward(r float64) { tr.Reward = &r }
 
 // LLMRecord is the model side of an attempt, as configured and sent.
 type LLMRecord struct {

@@ -39,25 +39,45 @@ type WorkspaceFiles map[string][]byte
 
 // UnmarshalJSON decodes and checks the paths, the values and the bounds.
 func (f *WorkspaceFiles) UnmarshalJSON(b []byte) error {
+	out, err := decodeFiles(b, "files")
+	*f = out
+	return err
+}
+
+// TestFiles is constraints.test_files: the hidden test files of a
+// workspace task, in the shape of files. They are never in the workspace
+// nor shown to the agent: the verify step alone sees them, read-only at
+// /tests (the layout of Harbor task folders: /tests/test.sh, ...).
+type TestFiles map[string][]byte
+
+// UnmarshalJSON decodes and checks test_files as files are checked.
+func (f *TestFiles) UnmarshalJSON(b []byte) error {
+	out, err := decodeFiles(b, "test_files")
+	*f = TestFiles(out)
+	return err
+}
+
+// decodeFiles decodes an object of path → content (files, test_files),
+// checking the paths, the values and the bounds; field names it in errors.
+func decodeFiles(b []byte, field string) (WorkspaceFiles, error) {
 	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		*f = nil
-		return nil
+		return nil, nil
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return &fieldError{field: "files", err: errors.New("must be an object of path → content")}
+		return nil, &fieldError{field: field, err: errors.New("must be an object of path → content")}
 	}
 	if len(raw) > MaxSeedFiles {
-		return &fieldError{field: "files", err: fmt.Errorf("%d files, more than the limit of %d", len(raw), MaxSeedFiles)}
+		return nil, &fieldError{field: field, err: fmt.Errorf("%d files, more than the limit of %d", len(raw), MaxSeedFiles)}
 	}
 	out := make(WorkspaceFiles, len(raw))
 	for _, p := range sortedKeys(raw) {
 		if err := ValidateWorkspacePath(p); err != nil {
-			return &fieldError{field: fmt.Sprintf("files[%q]", p), err: err}
+			return nil, &fieldError{field: fmt.Sprintf("%s[%q]", field, p), err: err}
 		}
 		content, err := decodeFileContent(raw[p])
 		if err != nil {
-			return &fieldError{field: fmt.Sprintf("files[%q]", p), err: err}
+			return nil, &fieldError{field: fmt.Sprintf("%s[%q]", field, p), err: err}
 		}
 		out[p] = content
 	}
@@ -65,12 +85,11 @@ func (f *WorkspaceFiles) UnmarshalJSON(b []byte) error {
 	for p := range out {
 		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
 			if _, ok := out[dir]; ok {
-				return &fieldError{field: fmt.Sprintf("files[%q]", dir), err: fmt.Errorf("is a file and also the directory of %q", p)}
+				return nil, &fieldError{field: fmt.Sprintf("%s[%q]", field, dir), err: fmt.Errorf("is a file and also the directory of %q", p)}
 			}
 		}
 	}
-	*f = out
-	return nil
+	return out, nil
 }
 
 func decodeFileContent(v json.RawMessage) ([]byte, error) {
@@ -128,6 +147,11 @@ func ValidateWorkspacePath(p string) error {
 	return nil
 }
 
+// errNUL refuses a NUL byte in a shell command or a program: the jail's
+// shell reads its orders up to a NUL, so only the part before it would run
+// while the trajectory recorded the whole string.
+var errNUL = errors.New("contains a NUL byte, which no shell command or program can hold (only the part before it would run)")
+
 // Commands is constraints.setup: shell commands, each run as one bash
 // step. In JSON a list of strings, or one string (one command).
 type Commands []string
@@ -155,6 +179,9 @@ func (c *Commands) UnmarshalJSON(b []byte) error {
 	for i, s := range list {
 		if strings.TrimSpace(s) == "" {
 			return &fieldError{field: fmt.Sprintf("setup[%d]", i), err: errors.New("empty command")}
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return &fieldError{field: fmt.Sprintf("setup[%d]", i), err: errNUL}
 		}
 	}
 	*c = list
@@ -270,6 +297,10 @@ func (a CodeAction) validate() error {
 		return bad("command", "empty")
 	case a.Action == CodeActionPython && strings.TrimSpace(a.Code) == "":
 		return bad("code", "empty")
+	case strings.IndexByte(a.Command, 0) >= 0:
+		return bad("command", "%s", errNUL)
+	case strings.IndexByte(a.Code, 0) >= 0:
+		return bad("code", "%s", errNUL)
 	case (a.Action == CodeActionReadFile || a.Action == CodeActionWriteFile || a.Action == CodeActionEditFile) && a.Path == "":
 		return bad("path", "empty")
 	case a.Old != nil && *a.Old == "":
@@ -373,6 +404,12 @@ func (c *CodeConstraints) validate() error {
 		if err := ValidateWorkspacePath(c.Workspace); err != nil {
 			return &fieldError{field: "workspace", err: fmt.Errorf("%w (a directory or .tar/.tar.gz under WORKSPACE_ROOT)", err)}
 		}
+	}
+	if strings.IndexByte(c.TestCommand, 0) >= 0 {
+		return &fieldError{field: "test_command", err: errNUL}
+	}
+	if c.TestFiles != nil && c.TestCommand == "" {
+		return &fieldError{field: "test_files", err: errors.New("are for test_command, which runs them (e.g. \"bash /tests/test.sh\"); the task has none")}
 	}
 	if !c.IsWorkspace() {
 		return nil

@@ -44,6 +44,12 @@ func TestWorkspaceConstraintRejects(t *testing.T) {
 		{"misplaced key", `{"actions":[{"action":"python","code":"1","path":"a"}]}`, "constraints.actions[0].path", "unknown argument of python"},
 		{"bash without command", `{"actions":[{"action":"bash"}]}`, "constraints.actions[0].command", "missing"},
 		{"bash empty command", `{"actions":[{"action":"bash","command":""}]}`, "constraints.actions[0].command", "empty"},
+		{"NUL in a bash command", `{"actions":[{"action":"bash","command":"true\u0000rm -rf ."}]}`, "constraints.actions[0].command", "NUL"},
+		{"NUL in python code", `{"actions":[{"action":"python","code":"print(1)\u0000print(2)"}]}`, "constraints.actions[0].code", "NUL"},
+		{"NUL in setup", `{"setup":["ls","true\u0000false"]}`, "constraints.setup[1]", "NUL"},
+		{"NUL in test_command", `{"files":{"a":"x"},"test_command":"true\u0000false"}`, "constraints.test_command", "NUL"},
+		{"test_files without test_command", `{"files":{"a":"x"},"test_files":{"test.sh":"exit 0"}}`, "constraints.test_files", "test_command"},
+		{"test_files with ..", `{"test_command":"bash /tests/t.sh","test_files":{"../t.sh":"exit 0"}}`, "constraints.test_files[\"../t.sh\"]", ".."},
 		{"python without code", `{"actions":[{"action":"python"}]}`, "constraints.actions[0].code", "missing"},
 		{"read_file without path", `{"actions":[{"action":"read_file"}]}`, "constraints.actions[0].path", "missing"},
 		{"read_file negative offset", `{"actions":[{"action":"read_file","path":"a","offset":-1}]}`, "constraints.actions[0].offset", "negative"},
@@ -156,7 +162,7 @@ func TestParseCodeActionToolCall(t *testing.T) {
 	}
 }
 
-// TestDocsWorkspaceExample: docs/tasks.md's example workspace task is valid.
+// TestDocsWorkspaceExample: docs/tasks.md's example workspace tasks are valid.
 func TestDocsWorkspaceExample(t *testing.T) {
 	b, err := os.ReadFile("../../docs/tasks.md")
 	if err != nil {
@@ -168,12 +174,21 @@ func TestDocsWorkspaceExample(t *testing.T) {
 	if !ok || !ok2 || !ok3 {
 		t.Fatal("docs/tasks.md has no example after **Workspace tasks.**")
 	}
-	task, err := ParseTask([]byte(strings.ReplaceAll(block, "\n", " ")))
-	if err != nil {
-		t.Fatal(err)
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("the example has %d task lines, want 2 (scripted; hidden test_files)", len(lines))
 	}
-	var c CodeConstraints
-	if err := task.DecodeConstraints(&c); err != nil || !c.IsWorkspace() || len(c.Actions) != 3 || c.TestCommand == "" {
-		t.Fatalf("the example decodes to %+v, %v", c, err)
+	var cs [2]CodeConstraints
+	for i, line := range lines {
+		task, err := ParseTask([]byte(line))
+		if err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if err := task.DecodeConstraints(&cs[i]); err != nil || !cs[i].IsWorkspace() || cs[i].TestCommand == "" {
+			t.Fatalf("line %d decodes to %+v, %v", i+1, cs[i], err)
+		}
+	}
+	if len(cs[0].Actions) != 3 || len(cs[1].TestFiles) != 2 || !strings.Contains(string(cs[1].TestFiles["test.sh"]), "/logs/verifier/reward.txt") {
+		t.Errorf("the examples decode to %+v and %+v", cs[0], cs[1])
 	}
 }

@@ -118,6 +118,44 @@ var page = template.Must(template.New("page").Parse(`<!doctype html>
 <button type="submit">Send</button></form>{{end}}
 </main></body></html>`))
 
+// ClickButtonPage follows MiniWoB++'s contract without its code: a START
+// cover that starts the episode, an utterance that exists only after the
+// start (core.getUtterance()), a 10 s episode timer that ends the episode
+// with reward -1, and a reward the page's script computes into
+// WOB_REWARD_GLOBAL: 1 for the button the utterance names, 0.75 for the
+// "almost" button, -0.2 (a partial penalty) for the other. The seed picks
+// the button, as Math.seedrandom does for MiniWoB.
+const ClickButtonPage = `<!doctype html><html><head><meta charset="utf-8"><title>Click button</title><script>
+var WOB_REWARD_GLOBAL = 0, WOB_DONE_GLOBAL = false, WOB_SEED = 1;
+var core = {
+  EPISODE_MAX_TIME: 10000, started: 0, timer: null,
+  getUtterance() { return document.getElementById('query').textContent; },
+  startEpisodeReal() {
+    document.getElementById('sync-task-cover').style.display = 'none';
+    core.started = Date.now();
+    const target = WOB_SEED % 2 ? 'ONE' : 'TWO';
+    document.getElementById('query').textContent = 'Click the button labelled ' + target + '.';
+    document.getElementById('area').dataset.target = target;
+    core.timer = setTimeout(() => core.endEpisode(-1), core.EPISODE_MAX_TIME);
+  },
+  endEpisode(reward) {
+    if (WOB_DONE_GLOBAL) return;
+    clearTimeout(core.timer);
+    WOB_REWARD_GLOBAL = reward; WOB_DONE_GLOBAL = true;
+    document.getElementById('reward-display').textContent = 'Last reward: ' + reward.toFixed(2);
+  },
+};
+function press(label) {
+  const target = document.getElementById('area').dataset.target;
+  core.endEpisode(label === target ? 1 : label === 'ALMOST' ? 0.75 : -0.2);
+}
+</script></head><body>
+<div id="sync-task-cover" onclick="core.startEpisodeReal()" style="position:fixed;inset:0;background:#eee">START</div>
+<div id="query"></div>
+<div id="area"><button onclick="press('ONE')">ONE</button> <button onclick="press('TWO')">TWO</button> <button onclick="press('ALMOST')">ALMOST</button></div>
+<div id="reward-display"></div>
+</body></html>`
+
 type view struct {
 	Title, Query, Body, Dynamic string
 	Search, NoResults, Form     bool
@@ -154,6 +192,10 @@ func Handler() http.Handler {
 	mux.HandleFunc("POST /thanks", func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		render(w, 200, view{Title: "Thank you", Body: fmt.Sprintf("Thank you, %s. Your %s message was received.", r.PostForm.Get("name"), r.PostForm.Get("topic"))})
+	})
+	mux.HandleFunc("GET /click-button", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(ClickButtonPage))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	return mux

@@ -52,8 +52,10 @@ const (
 // isWorkspace reports whether tr is a workspace task's: it has a diff, or
 // a step of a workspace tool other than finish (a name web tasks share).
 func isWorkspace(tr *core.Trajectory) bool {
-	if _, ok := tr.Metadata[core.MetaWorkspaceDiff]; ok {
-		return true
+	for _, k := range []core.MetaKey{core.MetaWorkspaceDiff, core.MetaWorkspaceDiffBase64, core.MetaWorkspaceDiffIncomplete} {
+		if _, ok := tr.Metadata[k]; ok {
+			return true
+		}
 	}
 	for _, s := range tr.Steps {
 		name, _ := s.ActionParams["tool"].(string)

@@ -297,8 +297,12 @@ func TestOpenAIRecords(t *testing.T) {
 	for _, tl := range rec.Tools {
 		toolNames = append(toolNames, tl.Function.Name)
 	}
-	if got := strings.Join(toolNames, ","); got != "goto,click,fill,press,select,scroll,wait,extract,finish" {
-		t.Errorf("web tools = %s", got)
+	var webTools []string
+	for _, tl := range prompt.WebTools {
+		webTools = append(webTools, tl.Function.Name)
+	}
+	if got, want := strings.Join(toolNames, ","), strings.Join(webTools, ","); got != want {
+		t.Errorf("web tools = %s, want the web agent's %s", got, want)
 	}
 
 	// web_blocked: a failed model action, and a final message saying so.
@@ -350,7 +354,7 @@ func TestShareGPTRecords(t *testing.T) {
 		t.Errorf("system %q / human %q", rec.System, rec.Conversations[0].Value)
 	}
 	var tools []map[string]any
-	if err := json.Unmarshal([]byte(rec.Tools), &tools); err != nil || len(tools) != 9 || tools[0]["name"] != "goto" {
+	if err := json.Unmarshal([]byte(rec.Tools), &tools); err != nil || len(tools) != len(prompt.WebTools) || tools[0]["name"] != "goto" {
 		t.Errorf("tools = %s (%v)", rec.Tools, err)
 	}
 	if rec.Conversations[len(rec.Conversations)-1].Value != "The Go Programming Language" {

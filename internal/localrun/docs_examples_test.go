@@ -84,18 +84,19 @@ type docBehaviour struct {
 // missing from both is an error: its behaviour must be written down here.
 var (
 	docWithoutModel = map[string]docBehaviour{
-		"fib10":       {true, core.ExitRules, 1},
-		"add-tested":  {true, core.ExitReplayed, 1},
-		"fix-calc":    {true, core.ExitFinished, 1},
-		"search":      {true, core.ExitRules, 1},
-		"demo_fib":    {true, core.ExitRules, 1},
-		"add":         {true, core.ExitReplayed, 1},
-		"sum-stdin":   {false, core.ExitNoSource, -1}, // "it needs a model"
-		"fix-add":     {true, core.ExitFinished, 1},
-		"contact":     {true, core.ExitReplayed, 1},
-		"appended":    {true, core.ExitRules, 1},
-		"submitted":   {true, core.ExitRules, 1},
-		"manual_test": {true, core.ExitRules, -1},
+		"fib10":          {true, core.ExitRules, 1},
+		"add-tested":     {true, core.ExitReplayed, 1},
+		"fix-calc":       {true, core.ExitFinished, 1},
+		"search":         {true, core.ExitRules, 1},
+		"demo_fib":       {true, core.ExitRules, 1},
+		"add":            {true, core.ExitReplayed, 1},
+		"sum-stdin":      {false, core.ExitNoSource, -1}, // "it needs a model"
+		"fix-add":        {true, core.ExitFinished, 1},
+		"contact":        {true, core.ExitReplayed, 1},
+		"click-button-3": {true, core.ExitReplayed, 1},
+		"appended":       {true, core.ExitRules, 1},
+		"submitted":      {true, core.ExitRules, 1},
+		"manual_test":    {true, core.ExitRules, -1},
 	}
 	docWithModel = map[string]docBehaviour{
 		"sum-stdin": {true, core.ExitAnswered, 1},

@@ -54,7 +54,7 @@ func CodeUser(t CodeTask) string {
 }
 
 // WebSystem is the web agent's system prompt.
-const WebSystem = `You are a web agent operating a real browser. Each tool performs one browser action and returns the page that follows: its URL, title, status, text and accessibility snapshot. Use CSS or Playwright selectors (for example "#q", "input[name=q]", "text=Next", "role=link[name='About']"). Work step by step. When the task is done, call finish with the answer the task asks for.`
+const WebSystem = `You are a web agent operating a real browser. Each tool performs one browser action and returns the page that follows: its URL, title, status, which part of the page the viewport shows, the visible text there, and an accessibility snapshot of the viewport in which each element has a ref such as [ref=e12]. Name an element by its ref (ref "e12", from the latest snapshot) or by a CSS or Playwright selector (for example "#q", "input[name=q]", "text=Next", "role=link[name='About']"). The observation shows only the viewport: scroll or find text to read more of a page. Work step by step. When the task is done, call finish with the answer the task asks for.`
 
 // WebUser is the web agent's user prompt: the task and, when the runtime
 // opened a start URL, the page it shows (the first step's observation).
@@ -66,14 +66,26 @@ func WebUser(description, startPage string, opened bool) string {
 	return user + "\n\nThe browser is on a blank page; start with goto."
 }
 
+// element is the schema of an action on one element: a ref or a selector.
+const element = `"ref":{"type":"string","description":"the element's ref in the latest snapshot, e.g. e12"},"selector":{"type":"string","description":"a CSS or Playwright selector, when there is no ref"}`
+
 // WebTools are the web agent's tools, one per action, in the order offered.
 var WebTools = []llm.Tool{
 	llm.NewTool("goto", "Navigate to a URL (http or https).", `{"type":"object","properties":{"url":{"type":"string"}},"required":["url"]}`),
-	llm.NewTool("click", "Click the first element matching a CSS or Playwright selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
-	llm.NewTool("fill", "Type text into an input matching a selector (replacing its value).", `{"type":"object","properties":{"selector":{"type":"string"},"text":{"type":"string"}},"required":["selector","text"]}`),
-	llm.NewTool("press", "Press a key (e.g. Enter) in the element matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"key":{"type":"string"}},"required":["selector","key"]}`),
-	llm.NewTool("select", "Choose an option by value in a <select> matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"},"value":{"type":"string"}},"required":["selector","value"]}`),
-	llm.NewTool("scroll", "Scroll the page down by one screen.", `{"type":"object","properties":{}}`),
+	llm.NewTool("click", "Click an element (by ref or selector).", `{"type":"object","properties":{`+element+`}}`),
+	llm.NewTool("dblclick", "Double-click an element (by ref or selector).", `{"type":"object","properties":{`+element+`}}`),
+	llm.NewTool("hover", "Move the mouse over an element (by ref or selector).", `{"type":"object","properties":{`+element+`}}`),
+	llm.NewTool("fill", "Type text into an input (by ref or selector), replacing its value.", `{"type":"object","properties":{`+element+`,"text":{"type":"string"}},"required":["text"]}`),
+	llm.NewTool("press", "Press a key (e.g. Enter) in an element (by ref or selector).", `{"type":"object","properties":{`+element+`,"key":{"type":"string"}},"required":["key"]}`),
+	llm.NewTool("select", "Choose an option by value or label in a <select> (by ref or selector).", `{"type":"object","properties":{`+element+`,"value":{"type":"string"}},"required":["value"]}`),
+	llm.NewTool("drag", "Drag an element (by ref or selector) onto a target element (by target_ref or target_selector).", `{"type":"object","properties":{`+element+`,"target_ref":{"type":"string"},"target_selector":{"type":"string"}}}`),
+	llm.NewTool("mouse_click", "Click at a point of the viewport (x, y in CSS pixels from its top left).", `{"type":"object","properties":{"x":{"type":"number"},"y":{"type":"number"}},"required":["x","y"]}`),
+	llm.NewTool("key", "Press a key or a chord (e.g. Enter, Tab, Control+A) on whatever has the focus.", `{"type":"object","properties":{"key":{"type":"string"}},"required":["key"]}`),
+	llm.NewTool("scroll", "Scroll the page by one screen, down (default) or up.", `{"type":"object","properties":{"direction":{"type":"string","enum":["down","up"]}}}`),
+	llm.NewTool("find", "Scroll to the next place on the page that shows a text (case-insensitive).", `{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}`),
+	llm.NewTool("back", "Go back to the previous page.", `{"type":"object","properties":{}}`),
+	llm.NewTool("switch_tab", "Act on another open tab (0 is the first; the observation lists open tabs).", `{"type":"object","properties":{"tab":{"type":"integer"}},"required":["tab"]}`),
+	llm.NewTool("dialog", "Say how to answer the next dialog (alert, confirm, prompt): accept, with text as a prompt's answer, or dismiss. Dialogs are dismissed unless told otherwise; the observation reports each.", `{"type":"object","properties":{"accept":{"type":"boolean"},"text":{"type":"string"}},"required":["accept"]}`),
 	llm.NewTool("wait", "Wait until an element matching a selector appears.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
 	llm.NewTool("extract", "Return the text of the elements matching a selector.", `{"type":"object","properties":{"selector":{"type":"string"}},"required":["selector"]}`),
 	llm.NewTool("finish", "Finish the task with the answer.", `{"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"]}`),

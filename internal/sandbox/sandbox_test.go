@@ -71,7 +71,7 @@ func TestFindNsjailConfig(t *testing.T) {
 	if _, err := FindNsjailConfig("/nonexistent/x.cfg"); err == nil {
 		t.Error("missing absolute path accepted")
 	}
-	if _, err := FindNsjailConfig("configs/nsjail/nonexistent.cfg"); err == nil || !strings.Contains(err.Error(), "NsjailConfig") {
+	if _, err := FindNsjailConfig("configs/nsjail/nonexistent.cfg"); err == nil || !strings.Contains(err.Error(), "NSJAIL_CONFIG") {
 		t.Errorf("missing relative path: %v", err)
 	}
 }

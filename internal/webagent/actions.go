@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 )
@@ -18,17 +19,36 @@ func perform(ctx context.Context, s Page, a Action) (extracted string, err error
 	case "goto":
 		return "", s.Goto(ctx, a.URL)
 	case "click":
-		return "", s.Click(ctx, a.Selector)
+		return "", s.Click(ctx, a.Element())
+	case "dblclick":
+		return "", s.DoubleClick(ctx, a.Element())
+	case "hover":
+		return "", s.Hover(ctx, a.Element())
 	case "fill":
-		return "", s.Fill(ctx, a.Selector, a.Text)
+		return "", s.Fill(ctx, a.Element(), a.Text)
 	case "fill_and_submit":
-		return "", s.FillAndSubmit(ctx, a.Selector, a.Text)
+		return "", s.FillAndSubmit(ctx, a.Element(), a.Text)
 	case "press":
-		return "", s.Press(ctx, a.Selector, a.Key)
+		return "", s.Press(ctx, a.Element(), a.Key)
 	case "select":
-		return "", s.Select(ctx, a.Selector, a.Value)
+		return "", s.Select(ctx, a.Element(), a.Value)
+	case "drag":
+		return "", s.Drag(ctx, a.Element(), a.Target())
+	case "mouse_click":
+		return "", s.MouseClick(ctx, *a.X, *a.Y)
+	case "key":
+		return "", s.Key(ctx, a.Key)
 	case "scroll":
-		return "", s.Scroll(ctx)
+		return "", s.Scroll(ctx, a.Direction)
+	case "find":
+		return "", s.Find(ctx, a.Text)
+	case "back":
+		return "", s.Back(ctx)
+	case "switch_tab":
+		return "", s.SwitchTab(ctx, *a.Tab)
+	case "dialog":
+		s.AnswerNextDialog(browser.DialogAnswer{Accept: *a.Accept, Text: a.Text})
+		return "", nil
 	case "wait":
 		return "", s.Wait(ctx, a.Selector)
 	case "extract":

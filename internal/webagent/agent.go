@@ -7,10 +7,13 @@ package webagent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -35,10 +38,26 @@ type Page interface {
 	FillAndSubmit(ctx context.Context, selector, text string) error
 	Press(ctx context.Context, selector, key string) error
 	Select(ctx context.Context, selector, value string) error
-	Scroll(ctx context.Context) error
+	DoubleClick(ctx context.Context, selector string) error
+	Hover(ctx context.Context, selector string) error
+	Drag(ctx context.Context, selector, target string) error
+	MouseClick(ctx context.Context, x, y float64) error
+	Key(ctx context.Context, key string) error
+	Back(ctx context.Context) error
+	SwitchTab(ctx context.Context, i int) error
+	// AnswerNextDialog sets how the next dialog is answered.
+	AnswerNextDialog(a browser.DialogAnswer)
+	Scroll(ctx context.Context, direction string) error
+	Find(ctx context.Context, text string) error
 	Wait(ctx context.Context, selector string) error
 	Extract(ctx context.Context, selector string) (string, error)
 	Observe(ctx context.Context) (browser.Observation, error)
+	// PageText is the current page's title and whole rendered text, for
+	// verification.
+	PageText(ctx context.Context) (string, error)
+	// Eval runs a task's own script (the body of an async function) in
+	// the page.
+	Eval(ctx context.Context, body string) (any, error)
 	Screenshot(ctx context.Context, path string) error
 	Close() error
 }
@@ -85,6 +104,13 @@ type run struct {
 	lastObs  browser.Observation
 	fatal    error // an error that ends the task (browser died, blocked, ...)
 	extracts []string
+	// instruction is what the task's instruction_script returned.
+	instruction string
+	// docMark is a random window property prepare set on the start page
+	// of a task with a reward_script: the reward is the page's only while
+	// the final page is that document (an agent that navigates to another
+	// page, even an easier task of the same site, earns nothing there).
+	docMark string
 }
 
 // Execute runs a web task. The error is non-nil only when no browser
@@ -118,12 +144,85 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		r.Conclude(ctx)
 		return r.finish(), nil
 	}
+	if !r.prepare(ctx) {
+		return r.finish(), nil
+	}
 	x := agent.Executor{Cache: a.Cache, HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
 	x.Run(ctx, r.tr, task, r)
 	return r.finish(), nil
 }
 
 var _ agent.Task = (*run)(nil)
+
+// prepare runs the task's setup_script and instruction_script on the start
+// page, before any source acts; the start step's observation is then the
+// page after the setup (marked "setup": true). A script that fails makes
+// the task invalid; false then.
+func (r *run) prepare(ctx context.Context) bool {
+	if r.c.SetupScript == "" && r.c.InstructionScript == "" && r.c.RewardScript == "" {
+		return true
+	}
+	if len(r.tr.Steps) == 0 {
+		r.tr.Fail(core.ErrSystem, "setup_script, instruction_script and reward_script need a start_url to run on")
+		r.tr.ExitReason = core.ExitInvalidTask
+		return false
+	}
+	fail := func(what string, err error) bool {
+		if browser.Classify(err) == core.ErrBrowser {
+			r.fatal = err
+			r.Conclude(ctx)
+			return false
+		}
+		r.tr.Fail(core.ErrSystem, what+" failed: "+err.Error())
+		r.tr.ExitReason = core.ExitInvalidTask
+		return false
+	}
+	if r.c.RewardScript != "" {
+		r.docMark = "__adp_task_" + randomHex()
+		if _, err := r.s.Eval(ctx, fmt.Sprintf("Object.defineProperty(window, %q, {value: true});", r.docMark)); err != nil {
+			return fail("marking the start page", err)
+		}
+	}
+	if r.c.SetupScript != "" {
+		if _, err := r.s.Eval(ctx, r.c.SetupScript); err != nil {
+			return fail("setup_script", err)
+		}
+	}
+	if r.c.InstructionScript != "" {
+		v, err := r.s.Eval(ctx, r.c.InstructionScript)
+		if err != nil {
+			return fail("instruction_script", err)
+		}
+		text, ok := v.(string)
+		if !ok || strings.TrimSpace(text) == "" {
+			return fail("instruction_script", fmt.Errorf("it returned %v, not a non-empty string", v))
+		}
+		r.instruction = strings.TrimSpace(text)
+		r.tr.Metadata[core.MetaPageInstruction] = r.instruction
+	}
+	if r.c.SetupScript == "" && r.c.InstructionScript == "" {
+		return true // the start page is as observed
+	}
+	obs, err := r.s.Observe(ctx)
+	if err != nil {
+		r.fatal = err
+		r.Conclude(ctx)
+		return false
+	}
+	r.lastObs = obs
+	r.tr.Steps[0].Observation = render(obs, "", false)
+	r.tr.Steps[0].ActionParams["setup"] = true
+	return true
+}
+
+// description is the task as the model is told it: the task's description
+// and the page's instruction.
+func (r *run) description() string {
+	if r.instruction == "" {
+		return r.task.Description
+	}
+	return r.task.Description + "\n" + r.instruction
+}
 
 // Scripted replays constraints.actions.
 func (r *run) Scripted(ctx context.Context) bool {
@@ -157,11 +256,9 @@ func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
 func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
 
 // Rules performs the blueprint's search heuristics; they apply to every
-// web task.
-func (r *run) Rules(ctx context.Context) bool {
-	r.withRules(ctx)
-	return true
-}
+// web task that has a page to work on (a start_url or a URL in its
+// description).
+func (r *run) Rules(ctx context.Context) bool { return r.withRules(ctx) }
 
 // Entry caches the actions that succeeded.
 func (r *run) Entry() (templatecache.Entry, bool) {
@@ -287,6 +384,10 @@ func (r *run) Conclude(ctx context.Context) {
 		}
 		return
 	}
+	if r.c.RewardScript != "" {
+		r.pageReward(ctx)
+		return
+	}
 	if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
 		s := tr.Steps[n-1]
 		tr.Fail(s.ErrorType, s.ErrorMessage)
@@ -296,7 +397,7 @@ func (r *run) Conclude(ctx context.Context) {
 		tr.Success = true
 		return
 	}
-	ok, why, passed, total := r.verify()
+	ok, why, _, passed, total := r.verify(ctx)
 	tr.SetReward(passed, total)
 	tr.Metadata[core.MetaVerified] = ok
 	if !ok {
@@ -306,35 +407,100 @@ func (r *run) Conclude(ctx context.Context) {
 	tr.Success = true
 }
 
-// verify checks expected_text, expected_url and answer, each of them, and
-// returns whether all passed, the first failure, and how many of how many
-// passed.
-func (r *run) verify() (ok bool, why string, passed, total int) {
+// pageReward evaluates the task's reward_script on the final page: its
+// number is the reward, as is, and success is a reward above 0. The model
+// never sees it.
+func (r *run) pageReward(ctx context.Context) {
+	tr := r.tr
+	tr.Metadata[core.MetaVerified] = false
+	same, err := r.s.Eval(ctx, fmt.Sprintf("return window[%q] === true;", r.docMark))
+	if err != nil || same != true {
+		tr.Fail(core.ErrWrongAnswer, fmt.Sprintf("the final page (%s) is not the task's page: it was navigated away from or reloaded, so its reward is not the task's", r.lastObs.URL))
+		return
+	}
+	v, err := r.s.Eval(ctx, r.c.RewardScript)
+	if err != nil {
+		tr.Fail(core.ErrWrongAnswer, "reward_script failed: "+err.Error())
+		return
+	}
+	var x float64
+	switch n := v.(type) {
+	case int:
+		x = float64(n)
+	case float64:
+		x = n
+	default:
+		tr.Fail(core.ErrWrongAnswer, fmt.Sprintf("reward_script returned %v (%T), not a number", v, v))
+		return
+	}
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		tr.Fail(core.ErrWrongAnswer, fmt.Sprintf("reward_script returned %v, not a finite number", x))
+		return
+	}
+	tr.SetPageReward(x)
+	if x <= 0 {
+		why := fmt.Sprintf("the page's reward is %v", x)
+		if n := len(tr.Steps); n > 0 && !tr.Steps[n-1].Success {
+			why += "; the last step failed: " + tr.Steps[n-1].ErrorMessage
+		}
+		tr.Fail(core.ErrWrongAnswer, why)
+		return
+	}
+	tr.Metadata[core.MetaVerified] = true
+	tr.Success = true
+}
+
+// verify checks expected_text, expected_url, answer and answer_contains,
+// each of them, and returns whether all passed, the first failure (with the
+// expected values, for the record) and the same failure as the model may
+// be told (which check failed, never what it expected: the checks are
+// hidden), and how many of how many passed.
+func (r *run) verify(ctx context.Context) (ok bool, why, feedback string, passed, total int) {
 	answer := ""
 	if r.answer != nil {
 		answer = strings.TrimSpace(*r.answer)
 	}
-	check := func(pass bool, fail string) {
+	check := func(pass bool, fail, tell string) {
 		total++
 		if pass {
 			passed++
 		} else if why == "" {
-			why = fail
+			why, feedback = fail, tell
 		}
 	}
 	if t := r.c.ExpectedText; t != "" {
-		page := r.lastObs.Title + "\n" + r.lastObs.Text + "\n" + strings.Join(r.extracts, "\n")
-		check(strings.Contains(page, t) || strings.Contains(answer, t),
-			fmt.Sprintf("expected text %q is neither on the final page nor in the answer", t))
+		// The whole final page, not the observation (which shows a part of
+		// a long page); never the answer.
+		page, err := r.s.PageText(ctx)
+		switch {
+		case err != nil:
+			check(false, fmt.Sprintf("expected text %q: the final page could not be read: %v", t, err),
+				"the final page could not be read")
+		default:
+			page += "\n" + strings.Join(r.extracts, "\n")
+			check(strings.Contains(page, t), fmt.Sprintf("expected text %q is not on the final page", t),
+				"the final page does not show what the task asks for")
+		}
 	}
 	if u := r.c.ExpectedURL; u != "" {
-		check(strings.Contains(r.lastObs.URL, u), fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u))
+		check(strings.Contains(r.lastObs.URL, u), fmt.Sprintf("final URL %q does not contain %q", r.lastObs.URL, u),
+			"the final page is not the one the task asks for")
 	}
 	if r.c.Answer != nil {
 		want := strings.TrimSpace(*r.c.Answer)
-		check(answer == want, fmt.Sprintf("answer %q is not the expected %q", answer, want))
+		check(answer == want, fmt.Sprintf("answer %q is not the expected %q", answer, want), "the answer is not the expected one")
 	}
-	return passed == total, why, passed, total
+	if w := r.c.AnswerContains; w != "" {
+		check(strings.Contains(answer, w), fmt.Sprintf("answer %q does not contain %q", answer, w), "the answer is not the expected one")
+	}
+	return passed == total, why, feedback, passed, total
+}
+
+// randomHex is 16 random hex digits.
+func randomHex() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (r *run) finish() *core.Trajectory {
@@ -348,6 +514,26 @@ func render(o browser.Observation, extracted string, isExtract bool) string {
 	fmt.Fprintf(&b, "URL: %s\nTitle: %s\n", o.URL, o.Title)
 	if o.Status != 0 {
 		fmt.Fprintf(&b, "Status: %d\n", o.Status)
+	}
+	if p := o.Position(); p != "" {
+		b.WriteString(p + "\n")
+	}
+	if o.Changing {
+		b.WriteString("The page was changing while it was read.\n")
+	}
+	if len(o.Tabs) > 1 {
+		b.WriteString("Tabs:")
+		for i, u := range o.Tabs {
+			cur := ""
+			if i == o.Tab {
+				cur = " (current)"
+			}
+			fmt.Fprintf(&b, " [%d] %s%s;", i, u, cur)
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range o.Events {
+		fmt.Fprintf(&b, "Event: %s\n", e)
 	}
 	if isExtract {
 		fmt.Fprintf(&b, "\nExtracted:\n%s\n", extracted)

@@ -3,11 +3,14 @@ package webagent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,10 +32,14 @@ type bundle struct {
 }
 
 // setup starts the demo site and a browser pool that may reach only it.
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { return setupSite(t, demosite.Handler()) }
+
+// setupSite serves h on loopback and opens a browser pool that may reach
+// only it.
+func setupSite(t *testing.T, h http.Handler) *bundle {
 	t.Helper()
 	deps := testsupport.FindBrowser(t)
-	srv := httptest.NewServer(demosite.Handler())
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	pool, err := browser.NewPool(context.Background(), browser.Config{
@@ -217,6 +224,164 @@ func TestQuery(t *testing.T) {
 		if got := query(in); got != want {
 			t.Errorf("query(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestVerificationOnALongPage: expected_text is checked against the whole
+// final page, never the finish answer, and hidden text does not count.
+func TestVerificationOnALongPage(t *testing.T) {
+	b := setupSite(t, docSite())
+	ctx := context.Background()
+	long := b.site + "/library/stdtypes.html"
+	finish := func(answer string) []map[string]any { return []map[string]any{{"action": "finish", "answer": answer}} }
+	for _, tc := range []struct {
+		name    string
+		c       map[string]any
+		success bool
+		why     string
+	}{
+		{"text far below the fold verifies", map[string]any{"start_url": long, "actions": finish("x"),
+			"expected_text": "return a copy of the original string"}, true, ""},
+		{"the answer does not count for expected_text", map[string]any{"start_url": long, "actions": finish("Quux is here"),
+			"expected_text": "Quux"}, false, `expected text "Quux" is not on the final page`},
+		{"hidden text does not count", map[string]any{"start_url": long, "actions": finish("x"),
+			"expected_text": "marmalade"}, false, "not on the final page"},
+		{"answer_contains checks the answer", map[string]any{"start_url": long, "actions": finish("It is removeprefix."),
+			"answer_contains": "removeprefix"}, true, ""},
+		{"answer_contains fails a wrong answer", map[string]any{"start_url": long, "actions": finish("strip"),
+			"answer_contains": "removeprefix"}, false, `answer "strip" does not contain "removeprefix"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := b.agent.Execute(ctx, webTask("verify", tc.c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success != tc.success || !strings.Contains(tr.ErrorMessage, tc.why) {
+				t.Errorf("success=%v %s %q, want success=%v and %q", tr.Success, tr.ErrorType, tr.ErrorMessage, tc.success, tc.why)
+			}
+			if !tc.success && (tr.ErrorType != core.ErrWrongAnswer || tr.Reward == nil || *tr.Reward != 0) {
+				t.Errorf("a failed check: %s, reward %v", tr.ErrorType, tr.Reward)
+			}
+		})
+	}
+}
+
+// TestRulesOnADocumentationSite: without a model, the rules open the URL
+// in the description, use the visible search box (not the hidden one
+// before it), click a result a script renders after load inside
+// div[role=main], and the whole page verifies.
+func TestRulesOnADocumentationSite(t *testing.T) {
+	b := setupSite(t, docSite())
+	ctx := context.Background()
+	tr, err := b.agent.Execute(ctx, webTask("Search for removeprefix on "+b.site+"/.",
+		map[string]any{"expected_text": "return a copy of the original string"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var did []string
+	for _, s := range tr.Steps {
+		text, _ := s.ActionParams["text"].(string)
+		u, _ := s.ActionParams["url"].(string)
+		did = append(did, fmt.Sprint(s.ActionParams["action"], " ", text, u))
+	}
+	if !tr.Success || tr.Metadata[core.MetaSource] != agent.SourceRules {
+		t.Fatalf("success=%v %s %s; steps %q", tr.Success, tr.ErrorType, tr.ErrorMessage, did)
+	}
+	want := []string{"goto " + b.site + "/", "fill_and_submit removeprefix", "click ", "finish "}
+	if len(did) != len(want) {
+		t.Fatalf("steps %q, want %q", did, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(did[i], want[i]) {
+			t.Errorf("step %d = %q, want %q", i, did[i], want[i])
+		}
+	}
+	if !strings.Contains(tr.Metadata[core.MetaFinalURL].(string), "/library/stdtypes.html") {
+		t.Errorf("final URL %v", tr.Metadata[core.MetaFinalURL])
+	}
+
+	t.Run("no page to work on fails with the reason", func(t *testing.T) {
+		tr, err := b.agent.Execute(ctx, webTask("Search for removeprefix", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Success || tr.ExitReason != core.ExitNoSource || !strings.Contains(tr.ErrorMessage, "no page to work on") || len(tr.Steps) != 0 {
+			t.Errorf("success=%v exit=%s %q, %d steps", tr.Success, tr.ExitReason, tr.ErrorMessage, len(tr.Steps))
+		}
+	})
+}
+
+// TestModelActsByRef: the model is shown refs and clicks the second of two
+// identical buttons by its ref.
+func TestModelActsByRef(t *testing.T) {
+	b := setupSite(t, docSite())
+	ref := regexp.MustCompile(`button "Previous" \[ref=(e[0-9]+)\]`)
+	fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, n int) (int, any) {
+		if n == 0 {
+			m := ref.FindAllStringSubmatch(req.Messages[1].Content, -1)
+			if len(m) != 2 {
+				return 200, testsupport.ToolCallReply("1", "finish", map[string]string{"answer": "no refs"})
+			}
+			return 200, testsupport.ToolCallReply("1", "click", map[string]string{"ref": m[1][1]})
+		}
+		return 200, testsupport.ToolCallReply("2", "finish", map[string]string{"answer": "done"})
+	})
+	client, err := llm.New(llm.Config{BaseURL: fake.URL, Model: "fake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := *b.agent
+	a.LLM = client
+	tr, err := a.Execute(context.Background(), webTask("Press the second Previous button", map[string]any{
+		"start_url": b.site + "/buttons", "expected_text": "second previous"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Success || len(tr.Steps) != 3 || tr.Steps[1].ActionParams["ref"] == nil {
+		t.Fatalf("success=%v %s %s; steps %d, %v", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps), tr.Steps[1].ActionParams)
+	}
+}
+
+// TestDialogAndTabActions: the dialog action answers the next prompt, a
+// new tab is reported and switch_tab acts on it; each shows in the
+// recorded observations.
+func TestDialogAndTabActions(t *testing.T) {
+	b := setupSite(t, docSite())
+	tr, err := b.agent.Execute(context.Background(), webTask("Give your name, then open the buttons", map[string]any{
+		"start_url": b.site + "/ask",
+		"actions": []map[string]any{
+			{"action": "dialog", "accept": true, "text": "Ada"},
+			{"action": "click", "selector": "text=Ask"},
+			{"action": "click", "selector": "text=open buttons in a new tab"},
+			{"action": "switch_tab", "tab": 1},
+			{"action": "finish", "answer": "done"},
+		},
+		"expected_text": "second", // not on /buttons: the final page must be tab 1's
+		"expected_url":  "/buttons",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Steps) != 6 {
+		t.Fatalf("%d steps: %s %s", len(tr.Steps), tr.ErrorType, tr.ErrorMessage)
+	}
+	if obs := tr.Steps[2].Observation; !strings.Contains(obs, "name=Ada") || !strings.Contains(obs, `Event: a prompt dialog said "Your name?"; it was accepted with "Ada"`) {
+		t.Errorf("after the click:\n%s", obs)
+	}
+	var opened bool
+	for _, s := range tr.Steps[3:5] { // the click's or switch_tab's
+		opened = opened || strings.Contains(s.Observation, "Event: a new tab opened: tab 1")
+	}
+	if !opened {
+		t.Errorf("no step reports the new tab:\n%s\n%s", tr.Steps[3].Observation, tr.Steps[4].Observation)
+	}
+	if obs := tr.Steps[4].Observation; !strings.Contains(obs, "/buttons (current)") || !strings.Contains(obs, "Previous") {
+		t.Errorf("after switch_tab:\n%s", obs)
+	}
+	// expected_url passes (tab 1 is /buttons), expected_text does not:
+	// the final page is the tab the agent switched to.
+	if tr.Success || tr.Reward == nil || *tr.Reward != 0.5 {
+		t.Errorf("success %v reward %v: %s", tr.Success, tr.Reward, tr.ErrorMessage)
 	}
 }
 

@@ -17,7 +17,7 @@ func (r *run) withLLM(ctx context.Context) {
 	if len(r.tr.Steps) > 0 {
 		startPage = r.tr.Steps[0].Observation
 	}
-	user := prompt.WebUser(r.task.Description, startPage, len(r.tr.Steps) > 0)
+	user := prompt.WebUser(r.description(), startPage, len(r.tr.Steps) > 0)
 	loop := agent.NewLoop(r.a.LLM, r.task)
 	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WebSystem), llm.UserMessage(user)}, &llmTools{r: r})
 	out.Record(ctx, r.tr, err, r.start)
@@ -47,8 +47,10 @@ func (t *llmTools) Answer(ctx context.Context, answer string) string {
 	ans := strings.TrimSpace(answer)
 	t.r.answer = &ans
 	if t.r.c.HasVerifier() {
-		if ok, why, _, _ := t.r.verify(); !ok {
-			return "Verification failed: " + why + ". Continue, then call finish with the answer."
+		// The model is told that a check failed and which kind, never
+		// what the check expects.
+		if ok, _, feedback, _, _ := t.r.verify(ctx); !ok {
+			return "Verification failed: " + feedback + ". Continue, then call finish with the answer."
 		}
 	}
 	return ""

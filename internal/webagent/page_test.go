@@ -11,6 +11,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/testsupport"
@@ -77,14 +78,32 @@ func (p *fakePage) FillAndSubmit(_ context.Context, sel, text string) error {
 }
 func (p *fakePage) Press(_ context.Context, sel, _ string) error  { return p.element("press", sel) }
 func (p *fakePage) Select(_ context.Context, sel, _ string) error { return p.element("select", sel) }
-func (p *fakePage) Scroll(context.Context) error                  { p.log("scroll"); return nil }
-func (p *fakePage) Wait(_ context.Context, sel string) error      { return p.element("wait", sel) }
+func (p *fakePage) Scroll(context.Context, string) error          { p.log("scroll"); return nil }
+func (p *fakePage) Find(_ context.Context, text string) error     { p.log("find " + text); return nil }
+func (p *fakePage) DoubleClick(_ context.Context, sel string) error {
+	return p.element("dblclick", sel)
+}
+func (p *fakePage) Hover(_ context.Context, sel string) error   { return p.element("hover", sel) }
+func (p *fakePage) Drag(_ context.Context, sel, _ string) error { return p.element("drag", sel) }
+func (p *fakePage) MouseClick(context.Context, float64, float64) error {
+	p.log("mouse_click")
+	return nil
+}
+func (p *fakePage) Key(_ context.Context, key string) error  { p.log("key " + key); return nil }
+func (p *fakePage) Back(context.Context) error               { p.log("back"); return nil }
+func (p *fakePage) SwitchTab(context.Context, int) error     { p.log("switch_tab"); return nil }
+func (p *fakePage) Wait(_ context.Context, sel string) error { return p.element("wait", sel) }
 func (p *fakePage) Extract(_ context.Context, sel string) (string, error) {
 	return p.cur.Text, p.element("extract", sel)
 }
 func (p *fakePage) Observe(context.Context) (browser.Observation, error) { return p.cur, nil }
-func (p *fakePage) Screenshot(context.Context, string) error             { return nil }
-func (p *fakePage) Close() error                                         { return nil }
+func (p *fakePage) PageText(context.Context) (string, error) {
+	return p.cur.Title + "\n" + p.cur.Text, nil
+}
+func (p *fakePage) AnswerNextDialog(browser.DialogAnswer)     { p.log("dialog") }
+func (p *fakePage) Eval(context.Context, string) (any, error) { return nil, nil }
+func (p *fakePage) Screenshot(context.Context, string) error  { return nil }
+func (p *fakePage) Close() error                              { return nil }
 
 func newFakeSite() *fakeSite {
 	return &fakeSite{pages: map[string]browser.Observation{
@@ -208,5 +227,45 @@ func TestWebReward(t *testing.T) {
 				t.Errorf("reward %v exit %q, want %v %q (%s)", got, tr.ExitReason, tc.reward, tc.exit, tr.ErrorMessage)
 			}
 		})
+	}
+}
+
+// TestVerificationFeedbackHidesTheChecks: a model told that its answer
+// failed verification learns which kind of check failed, never what the
+// check expects (issue 23 §4).
+func TestVerificationFeedbackHidesTheChecks(t *testing.T) {
+	fake := testsupport.StartFakeLLM(t, func(req testsupport.FakeLLMRequest, n int) (int, any) {
+		return 200, testsupport.AnswerReply("I guess: nothing")
+	})
+	client, err := llm.New(llm.Config{BaseURL: fake.URL, Model: "fake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newFakeAgent(t, newFakeSite(), nil)
+	a.LLM = client
+	tr, err := a.Execute(context.Background(), webTask("Find the code", map[string]any{"start_url": "http://site/",
+		"expected_text": "zebra-1234", "expected_url": "/secret-page", "answer": "aardvark-9", "answer_contains": "okapi-77"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Success {
+		t.Fatal("success without passing the checks")
+	}
+	reqs := fake.Requests()
+	if len(reqs) < 2 {
+		t.Fatalf("%d requests: no feedback was sent", len(reqs))
+	}
+	fb := reqs[1].LastContent()
+	if !strings.Contains(fb, "Verification failed") {
+		t.Errorf("feedback %q", fb)
+	}
+	for _, r := range reqs {
+		for _, m := range r.Messages {
+			for _, secret := range []string{"zebra-1234", "secret-page", "aardvark-9", "okapi-77"} {
+				if strings.Contains(m.Content, secret) {
+					t.Errorf("the model was shown %q: %q", secret, m.Content)
+				}
+			}
+		}
 	}
 }

@@ -120,7 +120,7 @@ func TestConformanceWorkspaceCap(t *testing.T) {
 			if !strings.Contains(obs.Stderr, "No space left") {
 				t.Errorf("the writer should have seen ENOSPC: stderr %q", obs.Stderr)
 			}
-			b, _, err := usage(w.work)
+			b, _, err := usage(context.Background(), w.work)
 			if err != nil || b > 8<<20+stateBytes {
 				t.Errorf("workspace holds %d bytes (%v), over its cap", b, err)
 			}
@@ -135,7 +135,7 @@ func TestConformanceWorkspaceCap(t *testing.T) {
 			if obs.ErrorType != core.ErrOutputLimit {
 				t.Errorf("400 files past a cap of 200: ErrorType %q note %q stdout %q", obs.ErrorType, obs.Note, obs.Stdout)
 			}
-			if _, n, _ := usage(w.work); n > 200+reservedInodes {
+			if _, n, _ := usage(context.Background(), w.work); n > 200+reservedInodes {
 				t.Errorf("workspace holds %d entries, over its cap", n)
 			}
 		})

@@ -3,6 +3,7 @@ package workspace
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -127,34 +128,21 @@ func writeFile(root *os.Root, name string, data []byte, perm fs.FileMode, o owne
 	return f.Close()
 }
 
-// mkdirAll makes dir and its parents beneath root, owned by o.
+// mkdirAll makes dir and its parents beneath root, owned by o, by
+// descriptors (one openat per element: linear in the path, where a Mkdir
+// of each prefix through root would be quadratic). A link on the way is
+// not followed (an error).
 func mkdirAll(root *os.Root, dir string, o owner) error {
-	parts := strings.Split(dir, "/")
-	for i := range parts {
-		p := strings.Join(parts[:i+1], "/")
-		err := root.Mkdir(p, 0o755)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if err == nil {
-			if d, err := root.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0); err == nil {
-				err = o.fchown(d)
-				d.Close()
-				if err != nil {
-					return err
-				}
-			} else {
-				return err
-			}
-		}
-	}
-	return nil
+	cur := &dirCursor{root: root, o: o}
+	defer cur.close()
+	_, err := cur.enter(dir)
+	return err
 }
 
 // localPath checks a seed's or a tool's relative path: not absolute, no
-// "..", no NUL; returned cleaned, slash-separated.
+// "..", no NUL, at most maxPathBytes; returned cleaned, slash-separated.
 func localPath(p string) (string, bool) {
-	if p == "" || strings.IndexByte(p, 0) >= 0 || !filepath.IsLocal(p) {
+	if p == "" || len(p) > maxPathBytes || strings.IndexByte(p, 0) >= 0 || !filepath.IsLocal(p) {
 		return "", false
 	}
 	c := path.Clean(p)
@@ -167,21 +155,11 @@ func localPath(p string) (string, bool) {
 // usage counts what lies beneath root without following anything: bytes of
 // regular files (rounded up to 4 KiB blocks, as a filesystem holds them)
 // and entries (files, directories, links).
-func usage(root *os.Root) (bytes int64, entries int, err error) {
-	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == "." {
-			return nil
-		}
+func usage(ctx context.Context, root *os.Root) (bytes int64, entries int, err error) {
+	err = walkTree(ctx, root, func(_ *os.File, e dirEntry) error {
 		entries++
-		if d.Type().IsRegular() {
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			bytes += (info.Size() + 4095) &^ 4095
+		if e.isRegular() {
+			bytes += (e.st.Size + 4095) &^ 4095
 		}
 		return nil
 	})
@@ -228,67 +206,261 @@ func symlinkInside(name, target string) bool {
 
 // copyTree copies the tree beneath src into dst (both roots), without
 // following links: regular files, directories and symlinks that stay inside
-// (others are a *SeedError when seed is set, an error otherwise). Modes are
-// normalized, everything owned by o.
-func copyTree(src, dst *os.Root, o owner, c *caps) error {
-	return fs.WalkDir(src.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == "." {
-			return nil
-		}
-		switch t := d.Type(); {
-		case t.IsDir():
-			if err := c.add(p, 0); err != nil {
-				return err
-			}
-			if err := dst.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return err
-			}
-			return chownDir(dst, p, o)
-		case t.IsRegular():
-			f, size, err := openRegular(src, p, c.maxBytes)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := c.add(p, size); err != nil {
-				return err
-			}
-			info, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			return writeFrom(dst, p, io.LimitReader(f, size), fileMode(info.Mode()), o)
-		case t&fs.ModeSymlink != 0:
-			target, err := src.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if !symlinkInside(p, target) {
-				return &SeedError{Path: p, Reason: fmt.Sprintf("symlink to %q leads out of the workspace", target)}
-			}
-			if err := c.add(p, 0); err != nil {
-				return err
-			}
-			return symlink(dst, target, p, o)
-		default:
-			return &SeedError{Path: p, Reason: "only regular files, directories and symlinks may be in a seed, not " + kind(t)}
-		}
-	})
+// (others are a *SeedError). Modes are normalized, everything owned by o.
+// It goes by descriptors (walk.go), so it costs what the tree holds, and
+// ends with ctx.
+func copyTree(ctx context.Context, src, dst *os.Root, o owner, c *caps) error {
+	cp := copier{o: o, caps: c}
+	return cp.tree(ctx, src, dst)
 }
 
-// writeFrom creates name beneath root (it must not exist as anything but a
-// regular file) with r's content.
-func writeFrom(root *os.Root, name string, r io.Reader, perm fs.FileMode, o owner) error {
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, perm)
+// copier copies trees by descriptors.
+type copier struct {
+	o    owner
+	caps *caps
+	// anyLink copies every symlink as it is (the diff's and the snapshot's
+	// copies, never followed); otherwise a link out of the tree is a
+	// *SeedError.
+	anyLink bool
+	// skipGit leaves .git directories out.
+	skipGit bool
+}
+
+// unbounded are caps that never refuse: for copies of a workspace the
+// tmpfs already bounds.
+func unbounded() *caps { return &caps{maxBytes: 1 << 62, maxFiles: 1 << 62} }
+
+func (cp copier) tree(ctx context.Context, src, dst *os.Root) error {
+	s, err := rootDir(src)
 	if err != nil {
 		return err
 	}
+	defer s.Close()
+	d, err := rootDir(dst)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return cp.dir(ctx, s, d, "")
+}
+
+func (cp copier) dir(ctx context.Context, src, dst *os.File, rel string) error {
+	ents, err := readDir(src, rel)
+	if err != nil {
+		return err
+	}
+	for i := range ents {
+		if err := cp.entry(ctx, src, dst, &ents[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entry copies e, an entry of src, into dst under the same name.
+func (cp copier) entry(ctx context.Context, src, dst *os.File, e *dirEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(e.path) > maxPathBytes {
+		return &SeedError{Path: e.path[:64] + "...", Reason: errPathTooLong.Error()}
+	}
+	c := cp.caps
+	switch {
+	case e.isDir():
+		if cp.skipGit && e.name == ".git" {
+			return nil
+		}
+		if err := c.add(e.path, 0); err != nil {
+			return err
+		}
+		return cp.subdir(ctx, src, dst, e)
+	case e.isRegular():
+		if err := c.add(e.path, e.st.Size); err != nil {
+			return err
+		}
+		return copyFileAt(src, dst, e, cp.o)
+	case e.isSymlink():
+		target, err := readlinkAt(src, e.name)
+		if err != nil {
+			return fmt.Errorf("readlink %q: %w", e.path, err)
+		}
+		if !cp.anyLink && !symlinkInside(e.path, target) {
+			return &SeedError{Path: e.path, Reason: fmt.Sprintf("symlink to %q leads out of the workspace", target)}
+		}
+		if err := c.add(e.path, 0); err != nil {
+			return err
+		}
+		if err := symlinkAt(dst, target, e.name, cp.o); err != nil {
+			return fmt.Errorf("symlink %q: %w", e.path, err)
+		}
+		return nil
+	}
+	return &SeedError{Path: e.path, Reason: "only regular files, directories and symlinks may be in a seed, not " + kind(e.fileMode())}
+}
+
+// subdir makes e's directory in dst and copies its contents.
+func (cp copier) subdir(ctx context.Context, src, dst *os.File, e *dirEntry) error {
+	if err := mkdirOwned(dst, e.name, cp.o); err != nil {
+		return fmt.Errorf("mkdir %q: %w", e.path, err)
+	}
+	d, _, err := openDirAt(dst, e.name, nil)
+	if err != nil {
+		return fmt.Errorf("opening %q: %w", e.path, err)
+	}
+	defer d.Close()
+	s, restore, err := openDirAt(src, e.name, e)
+	if err != nil {
+		return fmt.Errorf("opening %q: %w", e.path, err)
+	}
+	defer restore()
+	defer s.Close()
+	return cp.dir(ctx, s, d, e.path)
+}
+
+// copyFileAt copies the regular file e of src into dst, its mode
+// normalized (fileMode), owned by o.
+func copyFileAt(src, dst *os.File, e *dirEntry, o owner) error {
+	f, restore, err := openAt(src, e.name, e, 0)
+	if err != nil {
+		return fmt.Errorf("opening %q: %w", e.path, err)
+	}
+	defer restore()
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%q is no longer a regular file", e.path)
+	}
+	return writeAt(dst, e, io.LimitReader(f, st.Size()), fileMode(st.Mode()), o)
+}
+
+// readlinkAt reads the link name beneath dir.
+func readlinkAt(dir *os.File, name string) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Readlinkat(int(dir.Fd()), name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// symlinkAt makes the link name → target beneath dir, owned by o.
+func symlinkAt(dir *os.File, target, name string, o owner) error {
+	if err := unix.Symlinkat(target, int(dir.Fd()), name); err != nil {
+		return err
+	}
+	if o.chown {
+		return unix.Fchownat(int(dir.Fd()), name, o.uid, o.gid, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil
+}
+
+// dirCursor holds one open directory beneath a root and its path: the
+// entries of a tar come directory by directory, so the next one is mostly
+// in the same directory or a child of it, reached with one openat, where
+// resolving each entry's path from the root would cost its depth (a tar of
+// a chain of N directories cost N²/2 lookups). Elsewhere it goes down from
+// the root again: never more than the entry's own path.
+type dirCursor struct {
+	root *os.Root
+	o    owner
+	path string   // of dir, "." for the root
+	dir  *os.File // nil until the first enter
+}
+
+// enter returns the directory at p (slash-separated, "." for the root),
+// making what is missing of it, owned by o; a link on the way is an error.
+func (c *dirCursor) enter(p string) (*os.File, error) {
+	if c.dir != nil && c.path == p {
+		return c.dir, nil
+	}
+	var rest string
+	switch {
+	case c.dir != nil && c.path == ".":
+		rest = p
+	case c.dir != nil && strings.HasPrefix(p, c.path+"/"):
+		rest = p[len(c.path)+1:]
+	default:
+		c.close()
+		d, err := rootDir(c.root)
+		if err != nil {
+			return nil, err
+		}
+		c.dir, c.path, rest = d, ".", p
+		if p == "." {
+			return d, nil
+		}
+	}
+	done := c.path
+	for _, part := range strings.Split(rest, "/") {
+		done = joinRel(strings.TrimPrefix(done, "."), part)
+		if err := mkdirOwned(c.dir, part, c.o); err != nil {
+			return nil, err
+		}
+		sub, _, err := openDirAt(c.dir, part, nil)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			// A symlink: os.Root follows it if it stays beneath the root
+			// (and refuses it otherwise), as the tools always have.
+			sub, err = openThroughRoot(c.root, done)
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+		c.dir.Close()
+		c.dir = sub
+	}
+	c.path = p
+	return c.dir, nil
+}
+
+// openThroughRoot opens the directory p beneath root, following links
+// that stay beneath it.
+func openThroughRoot(root *os.Root, p string) (*os.File, error) {
+	sub, err := root.OpenRoot(p)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Close()
+	return rootDir(sub)
+}
+
+func (c *dirCursor) close() {
+	if c.dir != nil {
+		c.dir.Close()
+		c.dir = nil
+	}
+}
+
+// mkdirOwned makes the directory name beneath dir, owned by o, unless it
+// exists.
+func mkdirOwned(dir *os.File, name string, o owner) error {
+	err := unix.Mkdirat(int(dir.Fd()), name, 0o755)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if err != nil {
+		return &fs.PathError{Op: "mkdir", Path: name, Err: err}
+	}
+	if o.chown {
+		return unix.Fchownat(int(dir.Fd()), name, o.uid, o.gid, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil
+}
+
+// writeAt creates e beneath dir (it must not exist as anything but a
+// regular file) with r's content, mode perm, owned by o.
+func writeAt(dir *os.File, e *dirEntry, r io.Reader, perm fs.FileMode, o owner) error {
+	fd, err := unix.Openat(int(dir.Fd()), e.name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, uint32(perm))
+	if err != nil {
+		return &fs.PathError{Op: "create", Path: e.path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), e.name)
 	defer f.Close()
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", name)
+		return fmt.Errorf("%s: not a regular file", e.path)
 	}
 	if _, err := io.Copy(f, r); err != nil {
 		return err
@@ -302,33 +474,11 @@ func writeFrom(root *os.Root, name string, r io.Reader, perm fs.FileMode, o owne
 	return f.Close()
 }
 
-func chownDir(root *os.Root, name string, o owner) error {
-	if !o.chown {
-		return nil
-	}
-	d, err := root.OpenFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return o.fchown(d)
-}
-
-func symlink(root *os.Root, target, name string, o owner) error {
-	if err := root.Symlink(target, name); err != nil {
-		return err
-	}
-	if o.chown {
-		return root.Lchown(name, o.uid, o.gid)
-	}
-	return nil
-}
-
 // extractTar unpacks a tar (gzip-compressed when gz) into dst: regular
 // files, directories, symlinks that stay inside, and hard links to files
 // extracted before (copied). Absolute paths, "..", links out of the tree,
 // devices and FIFOs are a *SeedError.
-func extractTar(r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name string) error {
+func extractTar(ctx context.Context, r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name string) error {
 	if gz {
 		z, err := gzip.NewReader(r)
 		if err != nil {
@@ -338,7 +488,12 @@ func extractTar(r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name strin
 		r = z
 	}
 	tr := tar.NewReader(r)
+	cur := &dirCursor{root: dst, o: o}
+	defer cur.close()
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			return nil
@@ -353,30 +508,30 @@ func extractTar(r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name strin
 			}
 			return &SeedError{Path: h.Name, Reason: "an absolute path or one with .. in the tar"}
 		}
-		if dir := path.Dir(p); dir != "." {
-			if err := mkdirAll(dst, dir, o); err != nil {
-				return seedFSError(p, err)
-			}
+		dir, err := cur.enter(path.Dir(p))
+		if err != nil {
+			return seedFSError(p, err)
 		}
+		base := path.Base(p)
+		e := &dirEntry{name: base, path: p}
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := c.add(p, 0); err != nil {
 				return err
 			}
-			if err := dst.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return seedFSError(p, err)
-			}
-			if err := chownDir(dst, p, o); err != nil {
+			if err := mkdirOwned(dir, base, o); err != nil {
 				return seedFSError(p, err)
 			}
 		case tar.TypeReg:
 			if err := c.add(p, h.Size); err != nil {
 				return err
 			}
-			if st, err := dst.Lstat(p); err == nil && !st.Mode().IsRegular() {
-				return &SeedError{Path: p, Reason: "the tar has this path twice, first as " + kind(st.Mode())}
+			var st unix.Stat_t
+			if err := unix.Fstatat(int(dir.Fd()), base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+				e.st = st
+				return &SeedError{Path: p, Reason: "the tar has this path twice, first as " + kind(e.fileMode())}
 			}
-			if err := writeFrom(dst, p, io.LimitReader(tr, h.Size), fileMode(fs.FileMode(h.Mode)), o); err != nil {
+			if err := writeAt(dir, e, io.LimitReader(tr, h.Size), fileMode(fs.FileMode(h.Mode)), o); err != nil {
 				return seedFSError(p, err)
 			}
 		case tar.TypeSymlink:
@@ -386,7 +541,7 @@ func extractTar(r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name strin
 			if err := c.add(p, 0); err != nil {
 				return err
 			}
-			if err := symlink(dst, h.Linkname, p, o); err != nil {
+			if err := symlinkAt(dir, h.Linkname, base, o); err != nil {
 				return seedFSError(p, err)
 			}
 		case tar.TypeLink:
@@ -400,7 +555,7 @@ func extractTar(r io.Reader, gz bool, dst *os.Root, o owner, c *caps, name strin
 			}
 			err = c.add(p, size)
 			if err == nil {
-				err = writeFrom(dst, p, f, 0o644, o)
+				err = writeAt(dir, e, f, 0o644, o)
 			}
 			f.Close()
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,5 +182,100 @@ func TestSeeds(t *testing.T) {
 	entries, _ := os.ReadDir(s.m.dir)
 	if len(entries) != 0 {
 		t.Errorf("failed opens left %d workspaces", len(entries))
+	}
+}
+
+// countingCtx is a context whose Err reports it cancelled from its limit-th
+// call on: a deadline reached after a known amount of work.
+type countingCtx struct {
+	context.Context
+	calls, limit int
+}
+
+func (c *countingCtx) Err() error {
+	c.calls++
+	if c.limit > 0 && c.calls >= c.limit {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestDeepSeeds: seeds whose paths go thousands of directories deep cost
+// what they hold (they took minutes), a path past PATH_MAX is refused, and
+// the copy-in ends with the task's context however deep the tree.
+func TestDeepSeeds(t *testing.T) {
+	s := newSetup(t, "", Config{})
+	write := func(name string, data []byte) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(s.seeds, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chain := func(depth int) []*tar.Header {
+		var hs []*tar.Header
+		p := ""
+		for range depth {
+			p += "d/"
+			hs = append(hs, &tar.Header{Name: p, Typeflag: tar.TypeDir})
+		}
+		return append(hs, reg(p+"f"))
+	}
+	write("deep.tar", tarOf(t, false, chain(2000)...))                         // a 4,001-byte path
+	write("toodeep.tar", tarOf(t, false, reg(strings.Repeat("d/", 6000)+"f"))) // 12,001 bytes
+	files := map[string][]byte{}
+	for i := range 40 {
+		files[fmt.Sprintf("%s%d", strings.Repeat("a/", 500), i)] = []byte("x")
+	}
+
+	for _, seed := range []Seed{{From: "deep.tar"}, {Files: files}} {
+		ctx := &countingCtx{Context: context.Background()}
+		w, err := s.m.Open(ctx, seed)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", seed.From, err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The copy-in checked its context for every entry; stopped part
+		// way through, it fails with the context's error and frees its slot.
+		total := ctx.calls
+		if total < 2000 && seed.From != "" {
+			t.Fatalf("Open(%s) checked its context %d times for 2,001 entries", seed.From, total)
+		}
+		for _, limit := range []int{1, total / 2, total - 1} {
+			_, err := s.m.Open(&countingCtx{Context: context.Background(), limit: limit}, seed)
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Open(%s) with its context ended after %d of %d checks: %v, want context.Canceled", seed.From, limit, total, err)
+			}
+		}
+	}
+	_, err := s.m.Open(context.Background(), Seed{From: "toodeep.tar"})
+	var se *SeedError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "PATH_MAX") && !strings.Contains(err.Error(), "path") {
+		t.Errorf("a seed path of 12,001 bytes: %v, want a SeedError", err)
+	}
+	if entries, _ := os.ReadDir(s.m.dir); len(entries) != 0 {
+		t.Errorf("stopped opens left %d workspaces", len(entries))
+	}
+}
+
+// TestWriteThroughInsideLink: a directory link that stays inside the
+// workspace is followed by write_file as before the walks went by
+// descriptors; one that leads out is refused.
+func TestWriteThroughInsideLink(t *testing.T) {
+	s := newSetup(t, "", Config{})
+	w := s.open(t, Seed{Files: map[string][]byte{"real/a.txt": []byte("a\n")}})
+	if obs := bash(t, w, "ln -s real inside && ln -s /tmp out && echo ok"); obs.Stdout != "ok\n" {
+		t.Fatalf("links: %+v", obs)
+	}
+	if err := w.WriteFile("inside/sub/b.txt", "b\n"); err != nil {
+		t.Fatalf("write through an inside link: %v", err)
+	}
+	if got, err := w.ReadFile("real/sub/b.txt", 0, 0); err != nil || got != "b\n" {
+		t.Errorf("real/sub/b.txt = %q, %v", got, err)
+	}
+	var te *ToolError
+	if err := w.WriteFile("out/x.txt", "x"); !errors.As(err, &te) {
+		t.Errorf("write through a link out: %v, want a ToolError", err)
 	}
 }

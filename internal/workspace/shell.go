@@ -76,8 +76,9 @@ func (w *Workspace) Bash(ctx context.Context, command string, timeout time.Durat
 // Exec runs command in a fresh shell at /workspace: the shell's saved
 // state (the agent's exports and working directory) is neither restored
 // nor changed, so nothing the agent exported (a PATH to a fake python, say)
-// reaches it. For setup commands and the hidden test_command; otherwise
-// like Bash (jailed the same, the same caps; the files it writes stay).
+// reaches it. For setup commands (the hidden check runs with Verify);
+// otherwise like Bash (jailed the same, the same caps; the files it writes
+// stay).
 func (w *Workspace) Exec(ctx context.Context, command string, timeout time.Duration) (Observation, error) {
 	return w.step(ctx, "exec", command, timeout)
 }
@@ -200,7 +201,7 @@ func (w *Workspace) checkCaps() string {
 			return ""
 		}
 	} else {
-		bytes, files, err := usage(w.work)
+		bytes, files, err := usage(w.ctx, w.work)
 		if err != nil || (bytes <= cfg.MaxBytes && files <= cfg.MaxFiles) {
 			return ""
 		}

@@ -9,11 +9,18 @@
 // a directory beneath it:
 //
 //	<root>/mgr-<pid>-<id>/ws-<id>/
-//	    seed/   the pristine copy of the seed (read-only to the jail, for the diff)
+//	    seed/   the pristine copy of the seed (the diff's base until Snapshot)
+//	    base/   the copy Snapshot took after setup (the diff's base then)
+//	    verify/ while Verify runs: the hidden tests, read-only to the jail
+//	            (verify.go)
 //	    live/   a tmpfs of Config.MaxBytes and Config.MaxFiles inodes (where the
 //	            runtime may mount one; a plain directory otherwise), holding
 //	        work/   bound read-write at /workspace: the agent's files
 //	        state/  bound read-write at /adp-state: the shell's saved state
+//	        verify/ while Verify runs: /logs, with .adp/ (the runtime's
+//	                sitecustomize and the check's records)
+//	        diff/   while Diff runs: what differs, staged for git (on disk
+//	                beside seed/ when the tmpfs is full)
 //
 // Everything the jail may write is owned by the jail's outside uid
 // (sandbox.Jail.Owner), so uid 65534 in the jail can write it. Each
@@ -48,9 +55,11 @@
 // path out of the workspace: they open beneath the workspace with os.Root
 // (which refuses symlinks and ".." that lead out), check what they opened
 // with fstat (regular files only: a FIFO could block the runtime), and
-// never call os.ReadFile(filepath.Join(ws, userPath)). The diff runs in a
-// jail (git diff --no-index of the seed against the work directory), so no
-// path of the agent's is followed on the host at all.
+// never call os.ReadFile(filepath.Join(ws, userPath)). Walks of a tree go
+// by descriptors (walk.go): linear in the tree, whatever its depth. The
+// diff compares the base with the work directory by descriptors, without
+// following a link, and runs git in a jail on copies of what differs
+// (diff.go).
 //
 // # Caps
 //
@@ -275,7 +284,7 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("workspace: waiting for a free workspace (SANDBOX_MAX_WORKSPACES=%d): %w", m.cfg.MaxOpen, context.Cause(ctx))
 	}
-	w, err := m.open(seed)
+	w, err := m.open(ctx, seed)
 	if err != nil {
 		<-m.slots
 		return nil, err
@@ -283,7 +292,7 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 	return w, nil
 }
 
-func (m *Manager) open(seed Seed) (w *Workspace, err error) {
+func (m *Manager) open(ctx context.Context, seed Seed) (w *Workspace, err error) {
 	dir, err := os.MkdirTemp(m.dir, workspacePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
@@ -310,7 +319,7 @@ func (m *Manager) open(seed Seed) (w *Workspace, err error) {
 	if w.seed, err = os.OpenRoot(seedPath); err != nil {
 		return nil, err
 	}
-	if err := m.writeSeed(w.seed, seed); err != nil {
+	if err := m.writeSeed(ctx, w.seed, seed); err != nil {
 		return nil, err
 	}
 
@@ -350,19 +359,20 @@ func (m *Manager) open(seed Seed) (w *Workspace, err error) {
 		return nil, err
 	}
 	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
-	if err := copyTree(w.seed, w.work, m.owner, c); err != nil {
+	if err := copyTree(ctx, w.seed, w.work, m.owner, c); err != nil {
 		return nil, fmt.Errorf("workspace: copying the seed: %w", err)
 	}
+	w.base = w.seed
 	w.cwd = JailDir
 	return w, nil
 }
 
 // writeSeed fills root with seed.From's copy, then seed.Files.
-func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
+func (m *Manager) writeSeed(ctx context.Context, root *os.Root, seed Seed) error {
 	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
 	seedOwner := owner{} // the seed stays the runtime's: the jail reads it only
 	if seed.From != "" {
-		if err := m.copyFrom(root, seed.From, seedOwner, c); err != nil {
+		if err := m.copyFrom(ctx, root, seed.From, seedOwner, c); err != nil {
 			return err
 		}
 	}
@@ -372,6 +382,9 @@ func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		p, ok := localPath(name)
 		if !ok {
 			return &SeedError{Path: name, Reason: "files: paths are relative, without .."}
@@ -388,7 +401,7 @@ func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
 		}
 	}
 	// Directories made for Files count too.
-	if _, n, err := usage(root); err != nil {
+	if _, n, err := usage(ctx, root); err != nil {
 		return err
 	} else if n > m.cfg.MaxFiles {
 		return &SeedError{Path: ".", Reason: fmt.Sprintf("the seed has more than %d files and directories (SANDBOX_WORKSPACE_FILES)", m.cfg.MaxFiles)}
@@ -398,7 +411,7 @@ func (m *Manager) writeSeed(root *os.Root, seed Seed) error {
 
 // copyFrom copies the seed at from (beneath SeedRoot): a directory, a .tar
 // or a .tar.gz/.tgz.
-func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
+func (m *Manager) copyFrom(ctx context.Context, dst *os.Root, from string, o owner, c *caps) error {
 	p, ok := localPath(from)
 	if !ok {
 		return &SeedError{Path: from, Reason: "workspace: a path relative to WORKSPACE_ROOT, without .."}
@@ -424,7 +437,7 @@ func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
 			return &SeedError{Path: from, Reason: err.Error()}
 		}
 		defer sub.Close()
-		return copyTree(sub, dst, o, c)
+		return copyTree(ctx, sub, dst, o, c)
 	}
 	gz := strings.HasSuffix(p, ".tar.gz") || strings.HasSuffix(p, ".tgz")
 	if !gz && !strings.HasSuffix(p, ".tar") {
@@ -435,7 +448,7 @@ func (m *Manager) copyFrom(dst *os.Root, from string, o owner, c *caps) error {
 		return &SeedError{Path: from, Reason: err.Error()}
 	}
 	defer f.Close()
-	return extractTar(f, gz, dst, o, c, from)
+	return extractTar(ctx, f, gz, dst, o, c, from)
 }
 
 // Workspace is one attempt's workspace. Its methods are not meant to be
@@ -447,8 +460,9 @@ type Workspace struct {
 	// tmpfs: the live tree is a bounded tmpfs.
 	tmpfs bool
 	// seed, work and state are roots of the seed's copy, the work
-	// directory and the shell's state.
-	seed, work, state *os.Root
+	// directory and the shell's state; base is the diff's base: the seed,
+	// or the snapshot Snapshot took.
+	seed, work, state, base *os.Root
 	// ctx ends with Close: it cancels a step in progress.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -486,13 +500,20 @@ type Observation struct {
 	Note string
 }
 
-// Diff is the workspace's change against its seed.
+// Diff is the workspace's change against its base: the seed, or the
+// snapshot taken after setup.
 type Diff struct {
 	// Patch is a unified diff in git's format (a/ and b/ prefixes,
-	// /dev/null for added and removed files, "Binary files ... differ"
-	// for binary files, symlinks as mode 120000), without .git
-	// directories. Applies with `git apply` or `patch -p1`.
+	// /dev/null for added and removed files, binary files as a "GIT binary
+	// patch", symlinks as mode 120000), without .git directories. Its bytes
+	// are the files' and names' own (not always valid UTF-8). Applied with
+	// `git apply` to the base, it gives the files of the work directory
+	// (empty directories aside, which git does not record).
 	Patch string
+	// Incomplete says why Patch is not the whole change (a path past
+	// PATH_MAX, an entry the runtime could not read, git failing); empty
+	// when it is.
+	Incomplete string
 	// Truncated reports that Patch was cut (at a file boundary where one
 	// fits) to the bound given to Diff.
 	Truncated bool
@@ -521,6 +542,9 @@ func (w *Workspace) Close() error {
 }
 
 func (w *Workspace) closeRoots() {
+	if w.base != nil && w.base != w.seed {
+		w.base.Close()
+	}
 	for _, r := range []*os.Root{w.seed, w.work, w.state} {
 		if r != nil {
 			r.Close()

@@ -213,7 +213,7 @@ func TestFileToolsAndDiff(t *testing.T) {
 		}
 		for _, want := range []string{
 			"diff --git a/calc.py b/calc.py\n", "-    return a - b\n+    return a + b\n",
-			"Binary files a/bin.dat and b/bin.dat differ\n",
+			"diff --git a/bin.dat b/bin.dat\n", "GIT binary patch\nliteral 4\n",
 			"--- a/gone.txt\n+++ /dev/null\n",
 			"--- /dev/null\n+++ b/pkg/new.txt\n@@ -0,0 +1 @@\n+new\n",
 		} {
