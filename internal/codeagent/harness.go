@@ -84,9 +84,21 @@ import (
 // and a source that names frame or stack introspection. Flagged successes
 // stay successes; the exports and the template cache leave them out.
 //
-// Known limits (issue 23 §1): a signal handler the program installed gets
-// the interrupted frame as an argument, without an audit event, and can
-// catch the guard's frame and read the nonce from it; the allowance for
+// A signal handler is passed the frame it interrupted, without an audit
+// event: one that ran while the guard is on the stack would read the
+// nonce. So _signal.signal is replaced, before the program runs, by a
+// function that asks the guard (adp.signal), which installs the program's
+// handler wrapped (_adp_deferred): where a frame of the guard (its
+// functions run with globals of their own, marked _ADP_GUARD) is on the
+// stack, the wrapper trips the signal again and returns, and the handler
+// runs at the first check of the eval breaker after the guard. The
+// original signal function lives only in the guard's closure, and
+// _imp.create_builtin, which would make a fresh _signal module without an
+// audit event, is answered by the guard too (adp.builtin).
+//
+// Known limits (issue 23 §1): a signal that arrives while the guard runs
+// reaches the program's handler late, and a wakeup fd may see it more
+// than once; the allowance for
 // the standard library is by file name, which a program can give its own
 // code (compile(src, "/usr/lib/python3.11/typing.py", ...)), so the frame
 // flag is a hint, not a proof; tests that use a module they do not import
