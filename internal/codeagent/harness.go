@@ -185,8 +185,10 @@ TAIL = "__import__('sys').audit('adp.end')\n"
     # The nonce lives on only in the guard's closure (see _adp_guard).
     # The guard's functions run with globals of their own, marked, which
     # tell their frames from all others (f_code is an audited read).
-    guard = type_(_adp_guard)(_adp_guard.__code__, {"__builtins__": dict(bdict), "posix": posix, "sys": sys, "_adp_patch": _adp_patch, "_adp_deferred": _adp_deferred, "_ADP_GUARD": True})
-    sys.addaudithook(guard(b"\x1eADP-" + nonce, here, tests_code, dict(bdict), flags, stdio))
+    b0 = dict(bdict)
+    guard = type_(_adp_guard)(_adp_guard.__code__, {"__builtins__": b0, "posix": posix, "sys": sys, "_adp_patch": _adp_patch, "_adp_deferred": _adp_deferred, "_ADP_GUARD": True})
+    sys.addaudithook(guard(b"\x1eADP-" + nonce, here, tests_code, b0, flags, stdio))
+    del b0
     del nonce, tests_code, flags
 
     def flush():
@@ -403,6 +405,45 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
             # before an event. posix._exit, a C function, still runs there.
             exit_(86)
 
+    def answer(ev, box):
+        # adp.signal and adp.builtin, raised by what the program calls
+        # instead of _signal.signal and _imp.create_builtin (_adp_patch),
+        # or by the program itself: either way it gets only what those
+        # would give it. False for a box of another shape (tampering).
+        if ev == "adp.signal" and len_(box) == 2:
+            n, h = box
+            if type_(n) is not int_ or not (type_(h) is int_ or callable_(h)):
+                box += [None, TypeError_("signal(): an int signal number and an int or callable handler")]
+                return True
+            if type_(h) is not int_:
+                w = deferred_(h, trip)
+            else:
+                w = h
+            try:
+                old = signal_(n, w)
+            except BaseException_ as e:
+                box += [None, e.with_traceback(None)]
+                return True
+            if w is not h:
+                handlers[w] = h
+            box += [handlers.get(old, old), None]
+            return True
+        if ev == "adp.builtin" and len_(box) == 1:
+            name = box[0]
+            if type_(name) is not str_:
+                box += [None, TypeError_("create_builtin(): the spec's name must be a str")]
+            elif name in kept:
+                box += [kept[name], None]
+            else:
+                try:
+                    # A spec of the guard's, whose name cannot change
+                    # between reads.
+                    box += [create_(spec_t(name=name)), None]
+                except BaseException_ as e:
+                    box += [None, e.with_traceback(None)]
+            return True
+        return False
+
     def check(ev, args):
         nonlocal state, g, b
         if ev in {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
@@ -452,39 +493,10 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
                 tampered(ev)
         elif ev[:7] == "ctypes.":
             tampered(ev)
-        elif ev == "adp.signal" and len_(args) == 1 and type_(args[0]) is list_ and len_(args[0]) == 2:
-            box = args[0]
-            n, h = box
-            if type_(n) is not int_ or not (type_(h) is int_ or callable_(h)):
-                box += [None, TypeError_("signal(): an int signal number and an int or callable handler")]
-                return
-            if type_(h) is not int_:
-                w = deferred_(h, trip)
-            else:
-                w = h
-            try:
-                old = signal_(n, w)
-            except BaseException_ as e:
-                box += [None, e.with_traceback(None)]
-                return
-            if w is not h:
-                handlers[w] = h
-            box += [handlers.get(old, old), None]
-        elif ev == "adp.builtin" and len_(args) == 1 and type_(args[0]) is list_ and len_(args[0]) == 1:
-            box = args[0]
-            name = box[0]
-            if type_(name) is not str_:
-                box += [None, TypeError_("create_builtin(): the spec's name must be a str")]
-            elif name in kept:
-                box += [kept[name], None]
-            else:
-                try:
-                    # A spec of the guard's, whose name cannot change
-                    # between reads.
-                    box += [create_(spec_t(name=name)), None]
-                except BaseException_ as e:
-                    box += [None, e.with_traceback(None)]
         elif ev[:4] == "adp.":
+            if (ev == "adp.signal" or ev == "adp.builtin") and len_(args) == 1 and type_(args[0]) is list_:
+                if answer(ev, args[0]):
+                    return
             f = caller()
             if f is None:
                 tampered(ev)
