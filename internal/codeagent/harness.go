@@ -329,7 +329,7 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     sigmod, impmod = sys.modules["_signal"], sys.modules["_imp"]
     signal_, create_ = sigmod.signal, impmod.create_builtin
     kept = {"_signal": sigmod, "_imp": impmod}
-    trip, callable_, spec_t = sys.modules["_thread"].interrupt_main, callable, type(sys.implementation)
+    trip, ident, callable_, spec_t = sys.modules["_thread"].interrupt_main, sys.modules["_thread"].get_ident, callable, type(sys.implementation)
     TypeError_ = TypeError
     handlers = {}  # wrapper: the program's handler
     _adp_patch(sigmod, impmod, sys.audit, sigmod.getsignal, handlers)
@@ -337,8 +337,11 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     seen = list_(flags)
     state = 0  # 1: the program's boundary written, 2: the tests handed out
     g = b = None
-    mine = False  # set while the guard takes a frame itself
-    depth = 0  # how many calls of the hook are under way
+    # Per thread (the interpreter may switch threads inside the hook): the
+    # threads in which the guard takes a frame itself, and how many calls
+    # of the hook are under way in each.
+    mine = set()
+    depth = {}
 
     def write(fd, line):
         st = fstat(fd)
@@ -356,13 +359,13 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     def caller():
         # The frame that raised the event (after caller, check and hook);
         # None when there is none (a thread running a C function).
-        nonlocal mine
-        mine = True
+        t = ident()
+        mine.add(t)
         try:
             f = getframe(3)
         except BaseException_:
             f = None
-        mine = False
+        mine.discard(t)
         return f
 
     def named(s, want):
@@ -384,19 +387,23 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
             tampered(ev + " path")  # a str or bytes subclass: not read safely
 
     def hook(ev, args):
-        nonlocal depth
         try:
-            if depth:
+            t = ident()
+            d = depth.get(t, 0)
+            if d:
                 # Code run while the hook runs (a garbage collector
                 # callback, a finaliser) must not take a frame: the hook's
                 # would be in reach.
-                if mine and ev == "sys._getframe":
+                if t in mine and ev == "sys._getframe":
                     return
                 if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}):
                     tampered("hook_frame")
-            depth += 1
+            depth[t] = d + 1
             check(ev, args)
-            depth -= 1
+            if d:
+                depth[t] = d
+            else:
+                del depth[t]
         except BaseException_:
             # An exception's traceback would reach this frame and, through
             # its functions' closures, the nonce: events with arguments the
