@@ -116,9 +116,9 @@ type run struct {
 	// page repeating the query) does not verify expected_text.
 	typed []string
 	keys  strings.Builder // single-character keys since the last other key
-	// authored is set while the task's own actions or the rules run: what
-	// they type is the task's (its actions, its description), not an
-	// agent's.
+	// authored is set while the task's own actions, the rules or a cached
+	// sequence run: what they type is the task's (its actions, its
+	// description) or passed the checks before, not a model's.
 	authored bool
 	// docMark is a random window property prepare set on the start page
 	// of a task with a reward_script: the reward is the page's only while
@@ -269,6 +269,10 @@ func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
 	if err != nil {
 		return false
 	}
+	// A cached sequence passed its checks, echoes taken out, unflagged
+	// (flagged successes are not cached): what it types is not suspect.
+	r.authored = true
+	defer func() { r.authored = false }()
 	r.replay(ctx, as)
 	return true
 }
