@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -93,6 +94,12 @@ type Agent struct {
 	// directory): step screenshots and kept downloads, each named by
 	// outputName.
 	ScreenshotDir string
+	// Vision sends the model a screenshot of the viewport after the start
+	// page and after every step (WEB_VISION): an image content part of the
+	// next request (only the latest image is sent; see agent.ImageTools).
+	// Each screenshot is also a file of the attempt, referenced from its
+	// step as the screenshot constraint's are. Needs ScreenshotDir.
+	Vision bool
 }
 
 type run struct {
@@ -116,6 +123,11 @@ type run struct {
 	// page repeating the query) does not verify expected_text.
 	typed []string
 	keys  strings.Builder // single-character keys since the last other key
+	// vision is set while the model acts with Agent.Vision: every step is
+	// screenshot, and image is the latest, for the next request.
+	vision    bool
+	image     []byte
+	imageNote string
 	// authored is set while the task's own actions, the rules or a cached
 	// sequence run: what they type is the task's (its actions, its
 	// description) or passed the checks before, not a model's.
@@ -369,24 +381,37 @@ func (r *run) do(ctx context.Context, a Action, initial bool) core.ExecutionStep
 			r.done = append(r.done, a)
 		}
 	}
-	if r.c.Screenshot && step.ErrorType != core.ErrBrowser {
-		r.screenshot(ctx, &step)
+	if (r.c.Screenshot || r.vision) && step.ErrorType != core.ErrBrowser {
+		r.screenshot(ctx, &step, len(r.tr.Steps)+1)
 	}
 	step.Duration = time.Since(started).Seconds()
 	r.tr.AddStep(step)
 	return step
 }
 
-func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
+// screenshot saves the viewport as the file of step n (from 1) and names it
+// in the step; with vision it is also the image for the model's next
+// request.
+func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep, n int) {
 	if r.a.ScreenshotDir == "" {
 		return
 	}
-	name := r.outputName(fmt.Sprintf("step-%d.png", len(r.tr.Steps)+1))
-	if err := r.s.Screenshot(ctx, filepath.Join(r.a.ScreenshotDir, name)); err != nil {
+	name := r.outputName(fmt.Sprintf("step-%d.png", n))
+	path := filepath.Join(r.a.ScreenshotDir, name)
+	if err := r.s.Screenshot(ctx, path); err != nil {
 		r.a.Log.Warn("screenshot failed", "task_id", r.task.TaskID, "err", err)
 		return
 	}
 	step.ActionParams["screenshot"] = name
+	if !r.vision {
+		return
+	}
+	png, err := os.ReadFile(path)
+	if err != nil {
+		r.a.Log.Warn("screenshot unreadable", "task_id", r.task.TaskID, "err", err)
+		return
+	}
+	r.image, r.imageNote = png, fmt.Sprintf("Screenshot of the viewport after step %d (%s).", n, name)
 }
 
 // outputName names an attempt's file in ScreenshotDir: by the attempt, as
