@@ -39,9 +39,9 @@ var errUnresponsive = errors.New("the page stopped responding")
 //
 // Dialogs (alert, confirm, prompt) are answered as they open (dismissed,
 // unless AnswerNextDialog said otherwise), popups and new tabs are kept as
-// tabs (up to maxTabs; SwitchTab acts on one), and downloads are refused,
-// so none of them can stall a task; each is an event of the next
-// observation.
+// tabs (up to maxTabs; SwitchTab acts on one), and downloads are kept
+// (KeepDownloads, bounded) or refused, so none of them can stall a task;
+// each is an event of the next observation.
 type Session struct {
 	pool      *Pool
 	inst      *instance
@@ -59,7 +59,7 @@ type Session struct {
 	// read by the handlers under mu.
 	tabs []playwright.Page
 	// events are what happened beside the page since the last observation
-	// (a dialog and its answer, a new tab, a refused download).
+	// (a dialog and its answer, a new tab, a download kept or refused).
 	events []string
 	// dialogAnswer is how the next dialog is answered (the dialog action);
 	// nil: dismissed.
