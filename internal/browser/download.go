@@ -165,7 +165,10 @@ func (s *Session) getDownload(rawURL string) (*http.Response, error) {
 			req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 		}
 	}
-	if ref := s.page.URL(); strings.HasPrefix(ref, "http") {
+	s.mu.Lock()
+	page := s.page
+	s.mu.Unlock()
+	if ref := page.URL(); strings.HasPrefix(ref, "http") {
 		req.Header.Set("Referer", ref)
 	}
 	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL), ResponseHeaderTimeout: s.pool.cfg.NavigationTimeout}
