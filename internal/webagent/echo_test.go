@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -120,5 +122,32 @@ func TestTypedContains(t *testing.T) {
 		if got := typedContains(tc.typed, tc.want); got != tc.in {
 			t.Errorf("typedContains(%q, %q) = %v, want %v", tc.typed, tc.want, got, tc.in)
 		}
+	}
+}
+
+// TestDownloadInTheTrajectory: a download the task's click starts is saved
+// beside the trajectory, named by the attempt, and the step's recorded
+// observation names it.
+func TestDownloadInTheTrajectory(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>Files</title><a id="dl" href="/notes" download="notes.txt">notes</a>`)
+	})
+	mux.HandleFunc("/notes", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "the notes") })
+	b := setupSite(t, mux)
+	task := webTask("Get the notes", map[string]any{"start_url": b.site + "/", "actions": []map[string]any{
+		{"action": "click", "selector": "#dl"}, {"action": "finish", "answer": "done"}}})
+	task.SampleIndex = 2
+	tr, err := b.agent.Execute(context.Background(), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := core.AttemptName(task.TaskID, 2) + ".download-1-notes.txt"
+	if !tr.Success || len(tr.Steps) != 3 || !strings.Contains(tr.Steps[1].Observation, "was saved as "+name+" (9 bytes)") {
+		t.Fatalf("success=%v %s; click step's observation: %q", tr.Success, tr.ErrorMessage, tr.Steps[1].Observation)
+	}
+	if got, err := os.ReadFile(filepath.Join(b.dir, name)); err != nil || string(got) != "the notes" {
+		t.Fatalf("%s: %q %v", name, got, err)
 	}
 }
