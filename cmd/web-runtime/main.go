@@ -16,6 +16,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/envconfig"
+	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/templatecache"
@@ -41,7 +42,11 @@ type config struct {
 	QuietWindow       time.Duration `env:"WEB_QUIET_WINDOW" envDefault:"100ms" valid:">0"`       // at most WEB_SETTLE_TIMEOUT (Check)
 	MaxTextChars      int           `env:"WEB_MAX_TEXT_CHARS" envDefault:"4000" valid:">=1"`     // at most browser.MaxObservationChars (Check)
 	MaxSnapshotChars  int           `env:"WEB_MAX_SNAPSHOT_CHARS" envDefault:"4000" valid:">=1"` // likewise
-	ChromiumArgs      []string      `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
+	// Vision sends the model a screenshot of the viewport with every
+	// observation (webagent.Agent.Vision); chat API only (Check).
+	Vision        bool     `env:"WEB_VISION" envDefault:"false"`
+	MaxDownloadMB int      `env:"WEB_MAX_DOWNLOAD_MB" envDefault:"10" valid:">=0"` // 0: downloads refused; at most 1024 (Check)
+	ChromiumArgs  []string `env:"WEB_CHROMIUM_ARGS" envSeparator:" "`
 	// name=address pairs the URL policy and the egress proxy resolve without
 	// DNS, like /etc/hosts lines; name:port=address:port pairs forward that
 	// host and port to exactly that destination (and allow it): `make run`
@@ -66,6 +71,12 @@ func (c *config) Check() error {
 			return &envconfig.Error{Var: v.name, Value: strconv.Itoa(v.n), Want: fmt.Sprintf("a whole number from 1 to %d", browser.MaxObservationChars)}
 		}
 	}
+	if c.Vision && c.LLM.API == llm.APICompletions {
+		return &envconfig.Error{Var: "WEB_VISION", Value: "true", Want: "false with LLM_API=completions (a completions prompt is text: the screenshot could not be sent)"}
+	}
+	if c.MaxDownloadMB > browser.MaxDownloadBytesLimit>>20 {
+		return &envconfig.Error{Var: "WEB_MAX_DOWNLOAD_MB", Value: strconv.Itoa(c.MaxDownloadMB), Want: fmt.Sprintf("a whole number from 0 (downloads refused) to %d", browser.MaxDownloadBytesLimit>>20)}
+	}
 	if c.QuietWindow > c.SettleTimeout {
 		return &envconfig.Error{Var: "WEB_QUIET_WINDOW", Value: c.QuietWindow.String(), Want: "a duration no longer than WEB_SETTLE_TIMEOUT (" + c.SettleTimeout.String() + ")"}
 	}
@@ -76,6 +87,15 @@ func (c *config) Check() error {
 		}
 	}
 	return nil
+}
+
+// downloadBytes is WEB_MAX_DOWNLOAD_MB as browser.Config.MaxDownloadBytes:
+// 0 refuses every download.
+func downloadBytes(mb int) int64 {
+	if mb == 0 {
+		return -1
+	}
+	return int64(mb) << 20
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -92,8 +112,9 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		NavigationTimeout: cfg.NavigationTimeout, ActionTimeout: cfg.ActionTimeout,
 		SettleTimeout: cfg.SettleTimeout, QuietWindow: cfg.QuietWindow,
 		MaxTextChars: cfg.MaxTextChars, MaxSnapshotChars: cfg.MaxSnapshotChars,
-		Policy:     browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, Forward: forward, LookupNetIP: lookup},
-		LoadImages: !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
+		MaxDownloadBytes: downloadBytes(cfg.MaxDownloadMB),
+		Policy:           browser.URLPolicy{AllowPrivate: cfg.AllowPrivate, AllowHosts: cfg.AllowHosts, Forward: forward, LookupNetIP: lookup},
+		LoadImages:       !cfg.BlockImages, ExtraArgs: cfg.ChromiumArgs, Logger: log,
 	}
 	// Refuse to start, saying what to install, when Chromium or the driver
 	// is missing; nothing is ever downloaded at run time.
@@ -121,6 +142,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 			ScreenshotDir: filepath.Join(cfg.OutputDir, "trajectories"),
+			Vision:        cfg.Vision,
 		},
 		Checks: []func(context.Context) error{func(context.Context) error { return pool.Healthy() }},
 		Loops:  []func(context.Context) error{browserStats(pool, m)},

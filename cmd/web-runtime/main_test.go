@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/testsupport"
@@ -54,5 +56,37 @@ func TestHostAliases(t *testing.T) {
 	p = browser.URLPolicy{LookupNetIP: lookup, Forward: forward}
 	if err := p.Check(context.Background(), "http://demo-site:8765/"); err != nil {
 		t.Errorf("Check(forwarded demo-site) = %v", err)
+	}
+}
+
+// TestCheckDownloadsAndVision: WEB_MAX_DOWNLOAD_MB is bounded, 0 refuses
+// downloads, and WEB_VISION needs the chat API.
+func TestCheckDownloadsAndVision(t *testing.T) {
+	ok := func() config {
+		c := config{SettleTimeout: time.Second, QuietWindow: 100 * time.Millisecond, RecycleAfter: 1, MaxTextChars: 1, MaxSnapshotChars: 1, MaxDownloadMB: 10}
+		c.LLM.API = "chat"
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*config)
+		bad  string
+	}{
+		{"defaults", func(*config) {}, ""},
+		{"downloads off", func(c *config) { c.MaxDownloadMB = 0 }, ""},
+		{"downloads at the bound", func(c *config) { c.MaxDownloadMB = 1024 }, ""},
+		{"downloads over the bound", func(c *config) { c.MaxDownloadMB = 1025 }, "WEB_MAX_DOWNLOAD_MB"},
+		{"vision with chat", func(c *config) { c.Vision = true }, ""},
+		{"vision with completions", func(c *config) { c.Vision, c.LLM.API = true, "completions" }, "WEB_VISION"},
+	} {
+		c := ok()
+		tc.edit(&c)
+		err := c.Check()
+		if (err == nil) != (tc.bad == "") || (err != nil && !strings.Contains(err.Error(), tc.bad)) {
+			t.Errorf("%s: Check() = %v, want an error naming %q", tc.name, err, tc.bad)
+		}
+	}
+	if downloadBytes(0) != -1 || downloadBytes(10) != 10<<20 {
+		t.Errorf("downloadBytes: 0 -> %d, 10 -> %d", downloadBytes(0), downloadBytes(10))
 	}
 }

@@ -31,6 +31,20 @@ type Tools interface {
 	Answer(ctx context.Context, answer string) (feedback string)
 }
 
+// ImageTools are Tools whose calls may leave an image for the model (a
+// vision model's screenshot of the page after the step). After a reply's
+// calls the loop sends the latest one in a user message of content parts:
+// the note, then the image. Only the latest image is sent: an earlier
+// image message keeps its note and loses its image, so a request carries
+// at most one image (the trajectory references every screenshot as a file
+// of its step; the transcript, the last request as sent, holds the one).
+type ImageTools interface {
+	Tools
+	// TakeImage returns (and forgets) the image the last call left: a PNG
+	// and a note saying what it is; ok false when there is none.
+	TakeImage() (png []byte, note string, ok bool)
+}
+
 // Model is what the loop needs of a chat model; *llm.Client is one, and
 // tests script one.
 type Model interface {
@@ -184,6 +198,11 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 		if len(results) > 0 {
 			out.Messages = append(out.Messages, llm.UserMessage(strings.Join(results, "\n\n")))
 		}
+		if it, ok := tools.(ImageTools); ok {
+			if png, note, ok := it.TakeImage(); ok {
+				out.Messages = withImage(out.Messages, png, note)
+			}
+		}
 		if done {
 			out.Reason = core.ExitFinished
 			return out, nil
@@ -195,6 +214,26 @@ func (l *Loop) Run(ctx context.Context, messages []llm.Message, tools Tools) (Ou
 		out.Reason = core.ExitMaxSteps
 	}
 	return out, nil
+}
+
+// withImage appends a user message of note and the image, and takes the
+// image out of the earlier such messages (their notes stay). The messages
+// already sent are not changed: the earlier ones are copied.
+func withImage(messages []llm.Message, png []byte, note string) []llm.Message {
+	out := make([]llm.Message, 0, len(messages)+1)
+	for _, m := range messages {
+		if m.Parts != nil {
+			var kept []llm.ContentPart
+			for _, p := range m.Parts {
+				if p.Type == "text" {
+					kept = append(kept, p)
+				}
+			}
+			m = llm.UserParts(kept...)
+		}
+		out = append(out, m)
+	}
+	return append(out, llm.UserParts(llm.TextPart(note), llm.ImagePart("image/png", png)))
 }
 
 // record is the trajectory's llm record of requests sent with cfg.

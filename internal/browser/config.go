@@ -39,6 +39,10 @@ const (
 	DefaultMaxTextChars        = 4000
 	DefaultMaxSnapshotChars    = 4000
 	DefaultMaxSnapshotElements = 20000
+	// DefaultMaxDownloadBytes bounds a kept download (WEB_MAX_DOWNLOAD_MB).
+	DefaultMaxDownloadBytes = 10 << 20
+	// MaxDownloadBytesLimit bounds MaxDownloadBytes.
+	MaxDownloadBytesLimit = 1 << 30
 	// MaxObservationChars bounds MaxTextChars and MaxSnapshotChars: an
 	// observation goes into every later model request of the attempt.
 	MaxObservationChars = 200000
@@ -135,6 +139,13 @@ type Config struct {
 	// 20000 (a long Wikipedia article has about that many).
 	MaxSnapshotElements int
 
+	// MaxDownloadBytes bounds each download a session keeps
+	// (Session.KeepDownloads): a larger one is refused and nothing of it
+	// is kept. Default 10 MiB (WEB_MAX_DOWNLOAD_MB=10); negative: every
+	// download is refused (WEB_MAX_DOWNLOAD_MB=0). At most
+	// MaxDownloadBytesLimit.
+	MaxDownloadBytes int64
+
 	// ExtraArgs are appended to Chromium's command line.
 	ExtraArgs []string
 	// Logger receives pool events (launch, crash, recycle). Default
@@ -222,6 +233,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxSnapshotElements <= 0 {
 		c.MaxSnapshotElements = DefaultMaxSnapshotElements
 	}
+	if c.MaxDownloadBytes == 0 {
+		c.MaxDownloadBytes = DefaultMaxDownloadBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -269,6 +283,9 @@ func (c Config) Validate() error {
 		if v.n < 0 || v.n > MaxObservationChars {
 			return fmt.Errorf("browser config: %s is %d; it must be between 1 and %d (0 for the default)", v.name, v.n, MaxObservationChars)
 		}
+	}
+	if c.MaxDownloadBytes > MaxDownloadBytesLimit {
+		return fmt.Errorf("browser config: MaxDownloadBytes (WEB_MAX_DOWNLOAD_MB) is %d; it must be at most %d", c.MaxDownloadBytes, MaxDownloadBytesLimit)
 	}
 	if c.QuietWindow < 0 || (c.SettleTimeout > 0 && c.QuietWindow > c.SettleTimeout) {
 		return fmt.Errorf("browser config: QuietWindow (WEB_QUIET_WINDOW) is %s; it must be between 0 and SettleTimeout", c.QuietWindow)

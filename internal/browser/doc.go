@@ -97,7 +97,8 @@
 // An observation is the viewport, read at one moment, after the step has
 // settled (load, no request in flight, no content change for QuietWindow).
 // Dialogs are answered (dismissed unless AnswerNextDialog says otherwise),
-// popups kept as tabs (up to 5; SwitchTab), downloads refused; none can
+// popups kept as tabs (up to 5; SwitchTab), downloads kept up to
+// MaxDownloadBytes when KeepDownloads says where, else refused; none can
 // stall a task, and each is an event of the next observation. Stats
 // exposes the gauges and counters the runtime turns into metrics.
 package browser

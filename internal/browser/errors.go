@@ -96,8 +96,9 @@ func (e *TimeoutError) Error() string {
 
 func (e *TimeoutError) Unwrap() error { return e.Err }
 
-// DownloadRefusedError is a navigation that turned into a file download.
-// Downloads are always refused. Classified runtime_error.
+// DownloadRefusedError is a navigation that turned into a file download
+// while the session keeps no downloads (with KeepDownloads, such a Goto
+// succeeds and the page stays). Classified runtime_error.
 type DownloadRefusedError struct {
 	URL string
 }

@@ -205,6 +205,7 @@ func (s *Session) Observe(ctx context.Context) (Observation, error) {
 	if urls, cur := s.Tabs(); len(urls) > 1 {
 		o.Tabs, o.Tab = urls, cur
 	}
+	s.waitDownloads(ctx)
 	o.Events = s.takeEvents()
 	return o, nil
 }

@@ -39,9 +39,9 @@ var errUnresponsive = errors.New("the page stopped responding")
 //
 // Dialogs (alert, confirm, prompt) are answered as they open (dismissed,
 // unless AnswerNextDialog said otherwise), popups and new tabs are kept as
-// tabs (up to maxTabs; SwitchTab acts on one), and downloads are refused,
-// so none of them can stall a task; each is an event of the next
-// observation.
+// tabs (up to maxTabs; SwitchTab acts on one), and downloads are kept
+// (KeepDownloads, bounded) or refused, so none of them can stall a task;
+// each is an event of the next observation.
 type Session struct {
 	pool      *Pool
 	inst      *instance
@@ -59,7 +59,7 @@ type Session struct {
 	// read by the handlers under mu.
 	tabs []playwright.Page
 	// events are what happened beside the page since the last observation
-	// (a dialog and its answer, a new tab, a refused download).
+	// (a dialog and its answer, a new tab, a download kept or refused).
 	events []string
 	// dialogAnswer is how the next dialog is answered (the dialog action);
 	// nil: dismissed.
@@ -77,13 +77,22 @@ type Session struct {
 	crashed   bool
 	// inflight are the page's requests not yet finished or failed, with
 	// when each started (settle waits for them).
-	inflight  map[playwright.Request]time.Time
-	closed    bool
-	closeOnce sync.Once
+	inflight map[playwright.Request]time.Time
+	// dlDir and dlName say where downloads are kept (KeepDownloads);
+	// dlN counts them, dlPending are being fetched. dlCtx ends with the
+	// session.
+	dlDir          string
+	dlName         DownloadName
+	dlN, dlPending int
+	dlCtx          context.Context
+	dlCancel       context.CancelFunc
+	closed         bool
+	closeOnce      sync.Once
 }
 
 func newSession(ctx context.Context, p *Pool, inst *instance) (*Session, error) {
 	s := &Session{pool: p, inst: inst, ctx: ctx}
+	s.dlCtx, s.dlCancel = context.WithCancel(context.WithoutCancel(ctx))
 	proxy, err := startEgressProxy(&p.cfg.Policy, p.id, func(*BlockedURLError) { p.stats.blocked.Add(1) })
 	if err != nil {
 		return nil, &BrowserError{Op: "new session", Err: err}
@@ -97,6 +106,7 @@ func newSession(ctx context.Context, p *Pool, inst *instance) (*Session, error) 
 	})
 	if err != nil {
 		proxy.Close()
+		s.dlCancel()
 		var te *TimeoutError
 		if errors.As(err, &te) || errors.Is(err, context.Canceled) {
 			return nil, err
@@ -165,11 +175,7 @@ func (s *Session) watch(page playwright.Page) {
 		}
 		s.mu.Unlock()
 	})
-	page.OnDownload(func(d playwright.Download) {
-		s.pool.stats.downloads.Add(1)
-		s.event(fmt.Sprintf("a download of %q (%s) was refused: downloads are not kept", d.SuggestedFilename(), d.URL()))
-		go func() { _ = d.Cancel() }()
-	})
+	page.OnDownload(s.onDownload)
 }
 
 // Close closes the browser context (all its pages, cookies and cache go
@@ -183,6 +189,8 @@ func (s *Session) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
+		s.dlCancel()
+		s.waitDownloads(context.Background())
 		err := bounded(context.Background(), s.pool.cfg.CloseTimeout, "close context", func() error { return s.bctx.Close() }, nil)
 		var te *TimeoutError
 		if errors.As(err, &te) && !s.inst.isDead() {
@@ -855,7 +863,9 @@ func (s *Session) navFailure(rawURL string, err error) error {
 	msg := err.Error()
 	switch code := netErrorCode(msg); {
 	case strings.Contains(msg, "Download is starting"):
-		s.pool.stats.downloads.Add(1)
+		if s.keepsDownloads() {
+			return nil // the page stays; the download event says what was kept
+		}
 		return &DownloadRefusedError{URL: rawURL}
 	case code == "ERR_BLOCKED_BY_CLIENT":
 		return &BlockedURLError{URL: rawURL, Reason: "blocked by the browser"}

@@ -2,7 +2,9 @@ package llm
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"strings"
 )
 
 // Message roles.
@@ -25,6 +27,88 @@ type Message struct {
 	ToolCallID string `json:"tool_call_id,omitempty"`
 	// Name is the tool's name on a tool message (some servers want it).
 	Name string `json:"name,omitempty"`
+	// Parts, when not nil, are sent as the content instead of Content (an
+	// array of OpenAI content parts: text and images, for vision models);
+	// Content then holds their text, for logs and completions prompts.
+	Parts []ContentPart `json:"-"`
+}
+
+// ContentPart is one part of a message's content: {"type":"text","text":…}
+// or {"type":"image_url","image_url":{"url":…}}.
+type ContentPart struct {
+	Type     string    `json:"type"`
+	Text     string    `json:"text,omitempty"`
+	ImageURL *ImageURL `json:"image_url,omitempty"`
+}
+
+// ImageURL is an image part's image: a URL, here always a data: URL.
+type ImageURL struct {
+	URL string `json:"url"`
+}
+
+// TextPart and ImagePart make content parts.
+func TextPart(text string) ContentPart { return ContentPart{Type: "text", Text: text} }
+
+// ImagePart is an image part of data (a data: URL of mime type).
+func ImagePart(mime string, data []byte) ContentPart {
+	return ContentPart{Type: "image_url", ImageURL: &ImageURL{URL: "data:" + mime + ";base64," + base64.StdEncoding.EncodeToString(data)}}
+}
+
+// UserParts is a user message of content parts.
+func UserParts(parts ...ContentPart) Message {
+	var text []string
+	for _, p := range parts {
+		if p.Type == "text" {
+			text = append(text, p.Text)
+		}
+	}
+	return Message{Role: RoleUser, Content: strings.Join(text, "\n"), Parts: parts}
+}
+
+// messageWire is Message on the wire, content as any JSON.
+type messageWire struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCalls  []ToolCall      `json:"tool_calls,omitempty"`
+	ToolCallID string          `json:"tool_call_id,omitempty"`
+	Name       string          `json:"name,omitempty"`
+}
+
+// MarshalJSON sends Parts, when there are any, as the content array.
+func (m Message) MarshalJSON() ([]byte, error) {
+	var content any = m.Content
+	if m.Parts != nil {
+		content = m.Parts
+	}
+	c, err := json.Marshal(content)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(messageWire{Role: m.Role, Content: c, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID, Name: m.Name})
+}
+
+// UnmarshalJSON reads a content string, or an array of parts (Parts, and
+// their text joined in Content); null is "".
+func (m *Message) UnmarshalJSON(b []byte) error {
+	var w messageWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*m = Message{Role: w.Role, ToolCalls: w.ToolCalls, ToolCallID: w.ToolCallID, Name: w.Name}
+	raw := bytes.TrimSpace(w.Content)
+	switch {
+	case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
+	case raw[0] == '[':
+		var parts []ContentPart
+		if err := json.Unmarshal(raw, &parts); err != nil {
+			return err
+		}
+		*m = UserParts(parts...)
+		m.Role, m.ToolCalls, m.ToolCallID, m.Name = w.Role, w.ToolCalls, w.ToolCallID, w.Name
+	default:
+		return json.Unmarshal(raw, &m.Content)
+	}
+	return nil
 }
 
 // ToolCall is one function call requested by the model.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -42,21 +43,10 @@ type FakeLLMRequest struct {
 	ReturnTokenIDs bool `json:"return_token_ids"`
 	// Logprobs is true (chat) or a number of alternatives (completions);
 	// TopLogprobs is chat's number of alternatives.
-	Logprobs    json.RawMessage `json:"logprobs"`
-	TopLogprobs *int            `json:"top_logprobs"`
-	Messages    []struct {
-		Role       string `json:"role"`
-		Content    string `json:"content"`
-		ToolCallID string `json:"tool_call_id"`
-		ToolCalls  []struct {
-			ID       string `json:"id"`
-			Function struct {
-				Name      string `json:"name"`
-				Arguments string `json:"arguments"`
-			} `json:"function"`
-		} `json:"tool_calls"`
-	} `json:"messages"`
-	Tools []struct {
+	Logprobs    json.RawMessage  `json:"logprobs"`
+	TopLogprobs *int             `json:"top_logprobs"`
+	Messages    []FakeLLMMessage `json:"messages"`
+	Tools       []struct {
 		Function struct {
 			Name string `json:"name"`
 		} `json:"function"`
@@ -91,6 +81,62 @@ func (r FakeLLMRequest) LastContent() string {
 		return ""
 	}
 	return r.Messages[len(r.Messages)-1].Content
+}
+
+// FakeLLMMessage is a message of a request. A content of parts has its
+// text parts joined in Content and its images' URLs in Images.
+type FakeLLMMessage struct {
+	Role       string `json:"role"`
+	Content    string `json:"content"`
+	Images     []string
+	ToolCallID string `json:"tool_call_id"`
+	ToolCalls  []struct {
+		ID       string `json:"id"`
+		Function struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"function"`
+	} `json:"tool_calls"`
+}
+
+// UnmarshalJSON reads a content string or an array of content parts.
+func (m *FakeLLMMessage) UnmarshalJSON(b []byte) error {
+	type plain FakeLLMMessage
+	var w struct {
+		plain
+		Content json.RawMessage `json:"content"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*m = FakeLLMMessage(w.plain)
+	if len(w.Content) == 0 || w.Content[0] != '[' {
+		if len(w.Content) == 0 || string(w.Content) == "null" {
+			return nil
+		}
+		return json.Unmarshal(w.Content, &m.Content)
+	}
+	var parts []struct {
+		Type     string `json:"type"`
+		Text     string `json:"text"`
+		ImageURL struct {
+			URL string `json:"url"`
+		} `json:"image_url"`
+	}
+	if err := json.Unmarshal(w.Content, &parts); err != nil {
+		return err
+	}
+	var text []string
+	for _, p := range parts {
+		switch p.Type {
+		case "text":
+			text = append(text, p.Text)
+		case "image_url":
+			m.Images = append(m.Images, p.ImageURL.URL)
+		}
+	}
+	m.Content = strings.Join(text, "\n")
+	return nil
 }
 
 // StartFakeLLM serves reply on 127.0.0.1; n counts requests from 0.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -59,6 +60,8 @@ type Page interface {
 	// the page.
 	Eval(ctx context.Context, body string) (any, error)
 	Screenshot(ctx context.Context, path string) error
+	// KeepDownloads keeps the page's downloads in dir, named by name.
+	KeepDownloads(dir string, name browser.DownloadName)
 	Close() error
 }
 
@@ -87,8 +90,16 @@ type Agent struct {
 	Cache   *templatecache.Cache
 	Metrics *metrics.Set
 	Log     *slog.Logger
-	// ScreenshotDir is where step screenshots go (the trajectory directory).
+	// ScreenshotDir is where an attempt's files go (the trajectory
+	// directory): step screenshots and kept downloads, each named by
+	// outputName.
 	ScreenshotDir string
+	// Vision sends the model a screenshot of the viewport after the start
+	// page and after every step (WEB_VISION): an image content part of the
+	// next request (only the latest image is sent; see agent.ImageTools).
+	// Each screenshot is also a file of the attempt, referenced from its
+	// step as the screenshot constraint's are. Needs ScreenshotDir.
+	Vision bool
 }
 
 type run struct {
@@ -106,6 +117,21 @@ type run struct {
 	extracts []string
 	// instruction is what the task's instruction_script returned.
 	instruction string
+	// typed is what the agent typed or sent to the site: fill and select
+	// values, a prompt's answer, the keys it pressed one by one (joined),
+	// the URLs it went to (unescaped). A page that echoes it (a search
+	// page repeating the query) does not verify expected_text.
+	typed []string
+	keys  strings.Builder // single-character keys since the last other key
+	// vision is set while the model acts with Agent.Vision: every step is
+	// screenshot, and image is the latest, for the next request.
+	vision    bool
+	image     []byte
+	imageNote string
+	// authored is set while the task's own actions, the rules or a cached
+	// sequence run: what they type is the task's (its actions, its
+	// description) or passed the checks before, not a model's.
+	authored bool
 	// docMark is a random window property prepare set on the start page
 	// of a task with a reward_script: the reward is the page's only while
 	// the final page is that document (an agent that navigates to another
@@ -135,6 +161,11 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 	}
 	r.s = s
 	defer s.Close()
+	if a.ScreenshotDir != "" {
+		s.KeepDownloads(a.ScreenshotDir, func(n int, suggested string) string {
+			return r.outputName(fmt.Sprintf("download-%d-%s", n, suggested))
+		})
+	}
 
 	if r.c.StartURL != "" {
 		r.do(ctx, Action{Action: "goto", URL: r.c.StartURL}, true)
@@ -229,6 +260,8 @@ func (r *run) Scripted(ctx context.Context) bool {
 	if len(r.c.Actions) == 0 {
 		return false
 	}
+	r.authored = true
+	defer func() { r.authored = false }()
 	r.replay(ctx, r.c.Actions)
 	return true
 }
@@ -248,6 +281,10 @@ func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
 	if err != nil {
 		return false
 	}
+	// A cached sequence passed its checks, echoes taken out, unflagged
+	// (flagged successes are not cached): what it types is not suspect.
+	r.authored = true
+	defer func() { r.authored = false }()
 	r.replay(ctx, as)
 	return true
 }
@@ -258,7 +295,11 @@ func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
 // Rules performs the blueprint's search heuristics; they apply to every
 // web task that has a page to work on (a start_url or a URL in its
 // description).
-func (r *run) Rules(ctx context.Context) bool { return r.withRules(ctx) }
+func (r *run) Rules(ctx context.Context) bool {
+	r.authored = true
+	defer func() { r.authored = false }()
+	return r.withRules(ctx)
+}
 
 // Entry caches the actions that succeeded.
 func (r *run) Entry() (templatecache.Entry, bool) {
@@ -301,6 +342,9 @@ func (r *run) do(ctx context.Context, a Action, initial bool) core.ExecutionStep
 		r.tr.AddStep(step)
 		return step
 	}
+	if !initial && !r.authored {
+		r.noteTyped(a)
+	}
 	extracted, err := perform(ctx, r.s, a)
 	step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params, Timestamp: core.UnixSeconds(started)}
 	if a.Action == "finish" {
@@ -337,26 +381,43 @@ func (r *run) do(ctx context.Context, a Action, initial bool) core.ExecutionStep
 			r.done = append(r.done, a)
 		}
 	}
-	if r.c.Screenshot && step.ErrorType != core.ErrBrowser {
-		r.screenshot(ctx, &step)
+	if (r.c.Screenshot || r.vision) && step.ErrorType != core.ErrBrowser {
+		r.screenshot(ctx, &step, len(r.tr.Steps)+1)
 	}
 	step.Duration = time.Since(started).Seconds()
 	r.tr.AddStep(step)
 	return step
 }
 
-func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep) {
+// screenshot saves the viewport as the file of step n (from 1) and names it
+// in the step; with vision it is also the image for the model's next
+// request.
+func (r *run) screenshot(ctx context.Context, step *core.ExecutionStep, n int) {
 	if r.a.ScreenshotDir == "" {
 		return
 	}
-	// Named by the attempt, as its trajectory file is: attempts do not
-	// overwrite each other's screenshots.
-	name := fmt.Sprintf("%s.step-%d.png", core.AttemptName(r.task.TaskID, r.task.SampleIndex), len(r.tr.Steps)+1)
-	if err := r.s.Screenshot(ctx, filepath.Join(r.a.ScreenshotDir, name)); err != nil {
+	name := r.outputName(fmt.Sprintf("step-%d.png", n))
+	path := filepath.Join(r.a.ScreenshotDir, name)
+	if err := r.s.Screenshot(ctx, path); err != nil {
 		r.a.Log.Warn("screenshot failed", "task_id", r.task.TaskID, "err", err)
 		return
 	}
 	step.ActionParams["screenshot"] = name
+	if !r.vision {
+		return
+	}
+	png, err := os.ReadFile(path)
+	if err != nil {
+		r.a.Log.Warn("screenshot unreadable", "task_id", r.task.TaskID, "err", err)
+		return
+	}
+	r.image, r.imageNote = png, fmt.Sprintf("Screenshot of the viewport after step %d (%s).", n, name)
+}
+
+// outputName names an attempt's file in ScreenshotDir: by the attempt, as
+// its trajectory file is, so attempts do not overwrite each other's files.
+func (r *run) outputName(what string) string {
+	return core.AttemptName(r.task.TaskID, r.task.SampleIndex) + "." + what
 }
 
 // Conclude decides success: the task ended without a fatal error and, when
@@ -405,6 +466,12 @@ func (r *run) Conclude(ctx context.Context) {
 		return
 	}
 	tr.Success = true
+	if t := r.c.ExpectedText; t != "" && typedContains(r.typedSoFar(), t) {
+		// Found outside the echoes, but the agent typed it: an echo the
+		// page changed on the way (cut, escaped, reassembled from pieces)
+		// would look the same. The success stands, flagged.
+		tr.Metadata[core.MetaFlags] = []string{flagTypedExpectedText}
+	}
 }
 
 // pageReward evaluates the task's reward_script on the final page: its
@@ -470,7 +537,8 @@ func (r *run) verify(ctx context.Context) (ok bool, why, feedback string, passed
 	}
 	if t := r.c.ExpectedText; t != "" {
 		// The whole final page, not the observation (which shows a part of
-		// a long page); never the answer.
+		// a long page); never the answer, nor an echo of what the agent
+		// typed.
 		page, err := r.s.PageText(ctx)
 		switch {
 		case err != nil:
@@ -478,8 +546,17 @@ func (r *run) verify(ctx context.Context) (ok bool, why, feedback string, passed
 				"the final page could not be read")
 		default:
 			page += "\n" + strings.Join(r.extracts, "\n")
-			check(strings.Contains(page, t), fmt.Sprintf("expected text %q is not on the final page", t),
-				"the final page does not show what the task asks for")
+			rest, echoed := withoutEchoes(page, t, r.typedSoFar())
+			switch {
+			case strings.Contains(rest, t):
+				check(true, "", "")
+			case echoed && strings.Contains(page, t):
+				check(false, fmt.Sprintf("expected text %q is on the final page only where it repeats what the agent typed", t),
+					"the final page does not show what the task asks for")
+			default:
+				check(false, fmt.Sprintf("expected text %q is not on the final page", t),
+					"the final page does not show what the task asks for")
+			}
 		}
 	}
 	if u := r.c.ExpectedURL; u != "" {

@@ -3,6 +3,8 @@ package webagent
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/agentdataplatform/adp/internal/agent"
@@ -17,15 +19,38 @@ func (r *run) withLLM(ctx context.Context) {
 	if len(r.tr.Steps) > 0 {
 		startPage = r.tr.Steps[0].Observation
 	}
-	user := prompt.WebUser(r.description(), startPage, len(r.tr.Steps) > 0)
+	user := llm.UserMessage(prompt.WebUser(r.description(), startPage, len(r.tr.Steps) > 0))
+	r.vision = r.a.Vision && r.a.ScreenshotDir != ""
+	if r.vision && len(r.tr.Steps) > 0 && r.tr.Steps[0].ErrorType != core.ErrBrowser {
+		first := &r.tr.Steps[0]
+		if name, ok := first.ActionParams["screenshot"].(string); ok {
+			// The screenshot constraint took it already.
+			if png, err := os.ReadFile(filepath.Join(r.a.ScreenshotDir, name)); err == nil {
+				r.image, r.imageNote = png, fmt.Sprintf("Screenshot of the viewport after step 1 (%s).", name)
+			}
+		} else {
+			r.screenshot(ctx, first, 1)
+		}
+		if png, note, ok := (&llmTools{r: r}).TakeImage(); ok {
+			user = llm.UserParts(llm.TextPart(user.Content), llm.TextPart(note), llm.ImagePart("image/png", png))
+		}
+	}
 	loop := agent.NewLoop(r.a.LLM, r.task)
-	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WebSystem), llm.UserMessage(user)}, &llmTools{r: r})
+	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WebSystem), user}, &llmTools{r: r})
+	r.vision = false
 	out.Record(ctx, r.tr, err, r.start)
 }
 
 type llmTools struct{ r *run }
 
-var _ agent.Tools = (*llmTools)(nil)
+var _ agent.ImageTools = (*llmTools)(nil)
+
+// TakeImage is the screenshot of the last step, with vision.
+func (t *llmTools) TakeImage() (png []byte, note string, ok bool) {
+	png, note = t.r.image, t.r.imageNote
+	t.r.image, t.r.imageNote = nil, ""
+	return png, note, png != nil
+}
 
 func (t *llmTools) Definitions() []llm.Tool { return prompt.WebTools }
 

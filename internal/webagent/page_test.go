@@ -100,10 +100,11 @@ func (p *fakePage) Observe(context.Context) (browser.Observation, error) { retur
 func (p *fakePage) PageText(context.Context) (string, error) {
 	return p.cur.Title + "\n" + p.cur.Text, nil
 }
-func (p *fakePage) AnswerNextDialog(browser.DialogAnswer)     { p.log("dialog") }
-func (p *fakePage) Eval(context.Context, string) (any, error) { return nil, nil }
-func (p *fakePage) Screenshot(context.Context, string) error  { return nil }
-func (p *fakePage) Close() error                              { return nil }
+func (p *fakePage) AnswerNextDialog(browser.DialogAnswer)      { p.log("dialog") }
+func (p *fakePage) Eval(context.Context, string) (any, error)  { return nil, nil }
+func (p *fakePage) Screenshot(context.Context, string) error   { return nil }
+func (p *fakePage) Close() error                               { return nil }
+func (p *fakePage) KeepDownloads(string, browser.DownloadName) {}
 
 func newFakeSite() *fakeSite {
 	return &fakeSite{pages: map[string]browser.Observation{
