@@ -1,0 +1,96 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/agentdataplatform/adp/internal/imagestore"
+	"github.com/agentdataplatform/adp/internal/testsupport"
+)
+
+// hostOnlyFile is a file the host has and no test image: it must not be
+// visible in a jail on an image root.
+const hostOnlyFile = "/usr/lib/os-release"
+
+// testImage imports a test image (the host's python3.11 on the shared base
+// layer, plus files) into a store of t and returns it as the jail's root.
+func testImage(t *testing.T, config v1.Config, files ...testsupport.ImageFile) *Image {
+	t.Helper()
+	dir := t.TempDir()
+	// The jail's uid must reach the store (t.TempDir is 0700).
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	archive := testsupport.PythonImageArchive(t, "test/image:1", config, files...)
+	ctx := context.Background()
+	if _, err := st.Import(ctx, archive, "test/image:1"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.Use(ctx, "test/image:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return &Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}
+}
+
+func TestImageRoot(t *testing.T) {
+	if _, err := os.Stat(hostOnlyFile); err != nil {
+		t.Skipf("host has no %s: %v", hostOnlyFile, err)
+	}
+	img := testImage(t, v1.Config{
+		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin", "APP_MODE=image", "TMPDIR=/elsewhere"},
+		WorkingDir: "/app",
+		User:       "app",
+	},
+		testsupport.ImageFile{Name: "etc", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "etc/passwd", Body: "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n"},
+		testsupport.ImageFile{Name: "app", Dir: true, Mode: 0o700},
+		testsupport.ImageFile{Name: "app/secret.txt", Body: "owner only\n", Mode: 0o600},
+	)
+	code := `import os, sys
+print(os.getcwd())
+print(os.environ.get("APP_MODE"), os.environ.get("TMPDIR"), os.environ.get("PATH"))
+print(os.getuid(), os.getgid())
+print(open("/app/secret.txt").read().strip())
+print(os.path.exists("` + hostOnlyFile + `"), os.path.exists("/usr/lib/python3.11/os.py"))
+print(sys.executable)
+try:
+    open("/app/new", "w")
+    print("wrote")
+except OSError as e:
+    print("read-only", e.errno)
+`
+	forEachBackend(t, func(t *testing.T, s jailSetup) {
+		res, err := s.jail.Run(context.Background(), Request{Code: code, Limits: testLimits(), Image: img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, res)
+		want := []string{
+			"/app",
+			"image /tmp /usr/local/bin:/usr/bin:/bin",
+			"1000 1000",
+			"owner only",
+			"False True",
+			"/usr/bin/python3",
+			"read-only 30",
+		}
+		got := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("stdout:\n%s\nwant:\n%s\nstderr: %s", res.Stdout, strings.Join(want, "\n"), res.Stderr)
+		}
+	})
+}
