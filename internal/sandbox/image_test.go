@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/testsupport"
+	"golang.org/x/sys/unix"
 )
 
 // hostOnlyFile is a file the host has and no test image: it must not be
@@ -91,6 +92,36 @@ except OSError as e:
 		got := strings.Split(strings.TrimSpace(res.Stdout), "\n")
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("stdout:\n%s\nwant:\n%s\nstderr: %s", res.Stdout, strings.Join(want, "\n"), res.Stderr)
+		}
+	})
+}
+
+// TestImageRootUserOutside: root inside an image maps to the jail's
+// unprivileged uid outside: a file root creates in a writable bind belongs
+// to 65534 on the host.
+func TestImageRootUserOutside(t *testing.T) {
+	img := testImage(t, v1.Config{Env: []string{"PATH=/usr/bin:/bin"}})
+	forEachBackend(t, func(t *testing.T, s jailSetup) {
+		out := t.TempDir()
+		for d, mode := range map[string]os.FileMode{filepath.Dir(out): 0o755, out: 0o777} {
+			if err := os.Chmod(d, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code := "import os\nprint(os.getuid())\nopen('/out/f', 'w').write('x')\n"
+		res, err := s.jail.Run(context.Background(), Request{Code: code, Limits: testLimits(), Image: img,
+			Binds: []Bind{{Host: out, Jail: "/out", Writable: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, res)
+		wantStdout(t, res, "0\n")
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(out, "f"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if uid, _ := s.jail.(*jail).l.owner(); st.Uid != uint32(uid) || uid == 0 {
+			t.Errorf("the file of the image's root is owned by uid %d outside, want the jail's %d", st.Uid, uid)
 		}
 	})
 }

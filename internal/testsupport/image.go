@@ -41,7 +41,7 @@ var (
 
 // PythonBaseLayer is a layer holding the host's python3.11 (/usr/bin/python3
 // and python3.11), its standard library without its tests, the shared
-// libraries ldd lists, /bin/sh (dash), and the merged-/usr links /bin,
+// libraries ldd lists for them and the extension modules, /bin/sh (dash), and the merged-/usr links /bin,
 // /lib and /lib64. Built once per test binary, shared by every test image.
 func PythonBaseLayer(t testing.TB) v1.Layer {
 	t.Helper()
@@ -100,7 +100,10 @@ func buildBaseLayer() (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	for _, bin := range []string{hostPython, hostShell} {
+	// The interpreter, the shell and the standard library's extension
+	// modules (ctypes needs libffi, ssl libssl...) with what they link.
+	dynload, _ := filepath.Glob(filepath.Join(hostPythonLib, "lib-dynload", "*.so"))
+	for _, bin := range append([]string{hostPython, hostShell}, dynload...) {
 		out, err := exec.Command("ldd", bin).Output()
 		if err != nil {
 			return nil, err
