@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/agentdataplatform/adp/internal/core"
 	"io/fs"
 	"path"
 	"path/filepath"
@@ -283,7 +284,7 @@ func (s *Store) evictLocked(st *state, keep ...string) (GCReport, error) {
 
 // archivePrefix marks an environment read from an archive under
 // Config.ArchiveDir ("archive:NAME").
-const archivePrefix = "archive:"
+const archivePrefix = core.EnvironmentArchivePrefix
 
 // Get opens the image a task's environment names, obtaining it first when
 // the store does not have it: "archive:NAME" is imported from NAME under
