@@ -27,8 +27,12 @@ func ValidateEnvironment(env string) error {
 	if strings.TrimSpace(env) != env || env == "" {
 		return errors.New("an image reference without spaces")
 	}
-	if _, err := name.ParseReference(env, name.StrictValidation); err != nil {
-		return fmt.Errorf("%q is not an image reference with a tag or digest (e.g. python:3.12-slim): %w", env, err)
+	ref, err := name.ParseReference(env)
+	if err != nil {
+		return fmt.Errorf("%q is not an image reference (e.g. python:3.12-slim): %w", env, err)
+	}
+	if _, isTag := ref.(name.Tag); isTag && !strings.Contains(env[strings.LastIndexByte(env, '/')+1:], ":") {
+		return fmt.Errorf("%q names no tag or digest (e.g. python:3.12-slim)", env)
 	}
 	return nil
 }
