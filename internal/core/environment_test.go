@@ -1,6 +1,9 @@
 package core
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestValidateEnvironment(t *testing.T) {
 	for _, tc := range []struct {
@@ -30,6 +33,10 @@ func TestParseTaskEnvironment(t *testing.T) {
 	line := `{"task_id":"e1","task_type":"code","description":"d","constraints":{"code":"print(1)","environment":"archive:../x.tar"}}`
 	if _, err := ParseTask([]byte(line)); err == nil {
 		t.Fatal("a task with an environment out of the archive directory was accepted")
+	}
+	line = `{"task_id":"e1","task_type":"code","description":"d","constraints":{"test_command":"true","environment":"python:3.12-slim"}}`
+	if _, err := ParseTask([]byte(line)); err == nil || !strings.Contains(err.Error(), "workspace") {
+		t.Fatalf("a workspace task with an environment: err = %v, want refused", err)
 	}
 	line = `{"task_id":"e1","task_type":"code","description":"d","constraints":{"code":"print(1)","environment":"python:3.12-slim"}}`
 	task, err := ParseTask([]byte(line))

@@ -419,6 +419,11 @@ func (c *CodeConstraints) validate() error {
 	if !c.IsWorkspace() {
 		return nil
 	}
+	if c.Environment != "" {
+		// Refused rather than run on the host's root: a workspace's steps
+		// are not yet run on an image (issue 27).
+		return &fieldError{field: "environment", err: errors.New("is not yet supported for workspace tasks (files, workspace, setup, test_command, actions); only single-program tasks run in an image")}
+	}
 	for _, f := range []struct {
 		name string
 		set  bool
