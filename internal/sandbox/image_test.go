@@ -18,9 +18,19 @@ import (
 // visible in a jail on an image root.
 const hostOnlyFile = "/usr/lib/os-release"
 
+// testImageName is the tag of test images.
+const testImageName = "test/image:1"
+
 // testImage imports a test image (the host's python3.11 on the shared base
 // layer, plus files) into a store of t and returns it as the jail's root.
-func testImage(t *testing.T, config v1.Config, files ...testsupport.ImageFile) *Image {
+func testImage(t testing.TB, config v1.Config, files ...testsupport.ImageFile) *Image {
+	t.Helper()
+	img, _ := testImageAndArchive(t, config, files...)
+	return img
+}
+
+// testImageAndArchive is testImage, and the archive it was imported from.
+func testImageAndArchive(t testing.TB, config v1.Config, files ...testsupport.ImageFile) (*Image, string) {
 	t.Helper()
 	dir := t.TempDir()
 	// The jail's uid must reach the store (t.TempDir is 0700).
@@ -34,17 +44,17 @@ func testImage(t *testing.T, config v1.Config, files ...testsupport.ImageFile) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	archive := testsupport.PythonImageArchive(t, "test/image:1", config, files...)
+	archive := testsupport.PythonImageArchive(t, testImageName, config, files...)
 	ctx := context.Background()
-	if _, err := st.Import(ctx, archive, "test/image:1"); err != nil {
+	if _, err := st.Import(ctx, archive, testImageName); err != nil {
 		t.Fatal(err)
 	}
-	h, err := st.Use(ctx, "test/image:1")
+	h, err := st.Use(ctx, testImageName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	return &Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}
+	return &Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}, archive
 }
 
 func TestImageRoot(t *testing.T) {
