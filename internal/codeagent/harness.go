@@ -3,6 +3,7 @@ package codeagent
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -83,9 +84,21 @@ import (
 // and a source that names frame or stack introspection. Flagged successes
 // stay successes; the exports and the template cache leave them out.
 //
-// Known limits (issue 23 §1): a signal handler the program installed gets
-// the interrupted frame as an argument, without an audit event, and can
-// catch the guard's frame and read the nonce from it; the allowance for
+// A signal handler is passed the frame it interrupted, without an audit
+// event: one that ran while the guard is on the stack would read the
+// nonce. So _signal.signal is replaced, before the program runs, by a
+// function that asks the guard (adp.signal), which installs the program's
+// handler wrapped (_adp_deferred): where a frame of the guard (its
+// functions run with globals of their own, marked _ADP_GUARD) is on the
+// stack, the wrapper trips the signal again and returns, and the handler
+// runs at the first check of the eval breaker after the guard. The
+// original signal function lives only in the guard's closure, and
+// _imp.create_builtin, which would make a fresh _signal module without an
+// audit event, is answered by the guard too (adp.builtin).
+//
+// Known limits (issue 23 §1): a signal that arrives while the guard runs
+// reaches the program's handler late, and a wakeup fd may see it more
+// than once; the allowance for
 // the standard library is by file name, which a program can give its own
 // code (compile(src, "/usr/lib/python3.11/typing.py", ...)), so the frame
 // flag is a hint, not a proof; tests that use a module they do not import
@@ -170,7 +183,12 @@ TAIL = "__import__('sys').audit('adp.end')\n"
         tests_err = e.with_traceback(None)
     here = sys._getframe()
     # The nonce lives on only in the guard's closure (see _adp_guard).
-    sys.addaudithook(_adp_guard(b"\x1eADP-" + nonce, here, tests_code, dict(bdict), flags, stdio))
+    # The guard's functions run with globals of their own, marked, which
+    # tell their frames from all others (f_code is an audited read).
+    b0 = dict(bdict)
+    guard = type_(_adp_guard)(_adp_guard.__code__, {"__builtins__": b0, "posix": posix, "sys": sys, "_adp_patch": _adp_patch, "_adp_deferred": _adp_deferred, "_ADP_GUARD": True})
+    sys.addaudithook(guard(b"\x1eADP-" + nonce, here, tests_code, b0, flags, stdio))
+    del b0
     del nonce, tests_code, flags
 
     def flush():
@@ -299,11 +317,31 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     logging, coroutine = lib + "/logging/__init__.py", lib + "/types.py"
     # (The sets of events, modules and attributes below are literals in
     # the tests: constants of the code, not built per run.)
+    # Signal handlers (issue 23 §1). A Python signal handler gets the
+    # frame it interrupted, without an audit event: one that ran while this
+    # guard is on the stack would read the tag from its frames. So every
+    # handler the program installs is wrapped (_adp_deferred): one that
+    # would interrupt the guard runs instead at the first check of the
+    # eval breaker after it. The originals of _signal.signal, and of
+    # _imp.create_builtin (which makes a fresh _signal, or _imp, module,
+    # without an audit event), live on only here; what the program calls
+    # instead raises adp.signal and adp.builtin, handled below.
+    sigmod, impmod = sys.modules["_signal"], sys.modules["_imp"]
+    signal_, create_ = sigmod.signal, impmod.create_builtin
+    kept = {"_signal": sigmod, "_imp": impmod}
+    trip, ident, callable_, spec_t = sys.modules["_thread"].interrupt_main, sys.modules["_thread"].get_ident, callable, type(sys.implementation)
+    TypeError_ = TypeError
+    handlers = {}  # wrapper: the program's handler
+    _adp_patch(sigmod, impmod, sys.audit, sigmod.getsignal, handlers)
+    deferred_ = _adp_deferred
     seen = list_(flags)
     state = 0  # 1: the program's boundary written, 2: the tests handed out
     g = b = None
-    mine = False  # set while the guard takes a frame itself
-    depth = 0  # how many calls of the hook are under way
+    # Per thread (the interpreter may switch threads inside the hook): the
+    # threads in which the guard takes a frame itself, and how many calls
+    # of the hook are under way in each.
+    mine = set()
+    depth = {}
 
     def write(fd, line):
         st = fstat(fd)
@@ -321,13 +359,13 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
     def caller():
         # The frame that raised the event (after caller, check and hook);
         # None when there is none (a thread running a C function).
-        nonlocal mine
-        mine = True
+        t = ident()
+        mine.add(t)
         try:
             f = getframe(3)
         except BaseException_:
             f = None
-        mine = False
+        mine.discard(t)
         return f
 
     def named(s, want):
@@ -349,19 +387,23 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
             tampered(ev + " path")  # a str or bytes subclass: not read safely
 
     def hook(ev, args):
-        nonlocal depth
         try:
-            if depth:
+            t = ident()
+            d = depth.get(t, 0)
+            if d:
                 # Code run while the hook runs (a garbage collector
                 # callback, a finaliser) must not take a frame: the hook's
                 # would be in reach.
-                if mine and ev == "sys._getframe":
+                if t in mine and ev == "sys._getframe":
                     return
                 if ev == "sys._getframe" or (ev == "object.__getattr__" and args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}):
                     tampered("hook_frame")
-            depth += 1
+            depth[t] = d + 1
             check(ev, args)
-            depth -= 1
+            if d:
+                depth[t] = d
+            else:
+                del depth[t]
         except BaseException_:
             # An exception's traceback would reach this frame and, through
             # its functions' closures, the nonce: events with arguments the
@@ -369,6 +411,45 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
             # RecursionError from a program that recursed to the limit
             # before an event. posix._exit, a C function, still runs there.
             exit_(86)
+
+    def answer(ev, box):
+        # adp.signal and adp.builtin, raised by what the program calls
+        # instead of _signal.signal and _imp.create_builtin (_adp_patch),
+        # or by the program itself: either way it gets only what those
+        # would give it. False for a box of another shape (tampering).
+        if ev == "adp.signal" and len_(box) == 2:
+            n, h = box
+            if type_(n) is not int_ or not (type_(h) is int_ or callable_(h)):
+                box += [None, TypeError_("signal(): an int signal number and an int or callable handler")]
+                return True
+            if type_(h) is not int_:
+                w = deferred_(h, trip)
+            else:
+                w = h
+            try:
+                old = signal_(n, w)
+            except BaseException_ as e:
+                box += [None, e.with_traceback(None)]
+                return True
+            if w is not h:
+                handlers[w] = h
+            box += [handlers.get(old, old), None]
+            return True
+        if ev == "adp.builtin" and len_(box) == 1:
+            name = box[0]
+            if type_(name) is not str_:
+                box += [None, TypeError_("create_builtin(): the spec's name must be a str")]
+            elif name in kept:
+                box += [kept[name], None]
+            else:
+                try:
+                    # A spec of the guard's, whose name cannot change
+                    # between reads.
+                    box += [create_(spec_t(name=name)), None]
+                except BaseException_ as e:
+                    box += [None, e.with_traceback(None)]
+            return True
+        return False
 
     def check(ev, args):
         nonlocal state, g, b
@@ -420,6 +501,9 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
         elif ev[:7] == "ctypes.":
             tampered(ev)
         elif ev[:4] == "adp.":
+            if (ev == "adp.signal" or ev == "adp.builtin") and len_(args) == 1 and type_(args[0]) is list_:
+                if answer(ev, args[0]):
+                    return
             f = caller()
             if f is None:
                 tampered(ev)
@@ -444,6 +528,52 @@ def _adp_guard(tag, harness, tests_code, builtins, flags, stdio):
                 exit_(0)
             tampered(ev)
     return hook
+
+def _adp_patch(sigmod, impmod, audit, getsignal, handlers):
+    # What the program calls instead of _signal.signal, getsignal and
+    # _imp.create_builtin: they hold nothing of the guard's (only
+    # sys.audit, the harmless getsignal and the map of wrappers back to
+    # the program's handlers), and ask the guard by an event.
+    def ask(event, box, n):
+        audit(event, box)
+        if len(box) != n + 2:
+            raise RuntimeError("the harness did not answer " + event)
+        if box[n + 1] is not None:
+            raise box[n + 1]
+        return box[n]
+    int_, isinstance_ = int, isinstance
+    def signal(signalnum, handler):
+        # The guard takes exact ints (signal.SIGALRM is an IntEnum).
+        if isinstance_(signalnum, int_):
+            signalnum = int_.__index__(signalnum)
+        if isinstance_(handler, int_):
+            handler = int_.__index__(handler)
+        return ask("adp.signal", [signalnum, handler], 2)
+    def getsignal_(signalnum):
+        h = getsignal(signalnum)
+        return handlers.get(h, h)
+    def create_builtin(spec):
+        return ask("adp.builtin", [spec.name], 1)
+    signal.__doc__, getsignal_.__doc__, create_builtin.__doc__ = sigmod.signal.__doc__, getsignal.__doc__, impmod.create_builtin.__doc__
+    getsignal_.__name__ = "getsignal"
+    sigmod.signal, sigmod.getsignal, impmod.create_builtin = signal, getsignal_, create_builtin
+
+def _adp_deferred(handler, trip):
+    # The program's signal handler, run only where no frame of the guard
+    # (globals marked _ADP_GUARD) is on the stack. Where one is, the signal is tripped
+    # again (_thread.interrupt_main, which runs no handler itself) and
+    # nothing after it checks the eval breaker in this frame (a list
+    # display calls trip, not a CALL instruction): the handler runs at the
+    # first check after the guard has returned.
+    def deferred(signum, frame):
+        f = frame
+        while f is not None:
+            if "_ADP_GUARD" in f.f_globals:
+                [*map(trip, (signum,))]
+                return
+            f = f.f_back
+        return handler(signum, frame)
+    return deferred
 
 _adp_harness()
 `
@@ -649,16 +779,17 @@ var sourceHarness = harness{prog: harnessPy}
 
 // harnessCompilerPy compiles the harness's source (its stdin) with the
 // jail's own interpreter and writes that interpreter's bytecode magic
-// number and the marshalled code, in hex, one per line. Compiling the
+// number (in hex) and the marshalled code (in base64, which keeps it
+// within the 64 KiB of output a run keeps), one per line. Compiling the
 // harness from source costs every run 0.4 ms of CPU (more than compiling a
 // HumanEval problem and its tests); loading the marshalled code costs a
 // fraction of that. The code is compiled under the program's own file name
 // (__file__), as it is when the source runs, so tracebacks read the same
 // either way.
-const harnessCompilerPy = `import marshal, sys
+const harnessCompilerPy = `import binascii, marshal, sys
 src = sys.stdin.read()
 magic = sys.modules["_frozen_importlib_external"].MAGIC_NUMBER
-sys.stdout.write(magic.hex() + "\n" + marshal.dumps(compile(src, __file__, "exec")).hex() + "\n")
+sys.stdout.write(magic.hex() + "\n" + binascii.b2a_base64(marshal.dumps(compile(src, __file__, "exec")), newline=False).decode() + "\n")
 `
 
 // compiledHarnessPy is the main program of the compiled harness: it reads
@@ -686,7 +817,7 @@ func compileHarness(ctx context.Context, jail sandbox.Jail, lim sandbox.Limits, 
 	}
 	magic, code, _ := strings.Cut(strings.TrimSuffix(res.Stdout, "\n"), "\n")
 	magicBin, errMagic := hex.DecodeString(magic)
-	bin, errCode := hex.DecodeString(code)
+	bin, errCode := base64.StdEncoding.DecodeString(code)
 	if !res.OK() || res.StdoutTruncated || errMagic != nil || errCode != nil || len(magicBin) == 0 || len(bin) == 0 {
 		return harness{}, fmt.Errorf("compile the harness: exit %d, %d bytes of output (truncated: %v): %s",
 			res.ExitCode, len(res.Stdout), res.StdoutTruncated, clip(res.Stderr, 300))

@@ -53,6 +53,19 @@ const subAdd = "def add(a, b):\n    return a - b\n"
 // climb finds frames from the program's own, up to the harness's.
 const climb = "import sys\ndef frames(f):\n    while f is not None:\n        yield f\n        f = f.f_back\n"
 
+// sigScan defines scan(f): it climbs from f and, where a local or a
+// function's closure holds the harness's tag, writes the pass line.
+const sigScan = `import os, signal, sys
+def scan(f):
+    while f is not None:
+        for v in list(f.f_locals.values()):
+            for x in [v] + [c.cell_contents for c in (getattr(v, '__closure__', None) or ()) if 'empty' not in repr(c)]:
+                if type(x) is bytes and x.startswith(b'\x1eADP-'):
+                    os.write(1, x + b' pass\n')
+                    os._exit(0)
+        f = f.f_back
+`
+
 // TestHarnessTampering runs the attacks of issue 23 §1 and variants, and
 // legitimate programs that must pass unflagged, under every jail backend,
 // through the agent's real path (the scripted program, one harness run).
@@ -107,6 +120,67 @@ func TestHarnessTampering(t *testing.T) {
 		{name: "gc.get_objects at the recursion limit", code: "import gc, sys\ndef deep(n):\n    if n:\n        return deep(n - 1)\n    gc.get_objects()\nsys.setrecursionlimit(60)\nfor n in range(60):\n    try:\n        deep(n)\n    except RecursionError as e:\n        tb = e.__traceback__\n        while tb:\n            if 'tag' in tb.tb_frame.f_locals or 'check' in tb.tb_frame.f_locals:\n                print('leaked')\n            tb = tb.tb_next\n" + subAdd, want: outTampered, msg: "gc.get_objects"},
 		{name: "marshal.loads run by a thread with no Python frame", code: "import _thread, marshal, time\n_thread.start_new_thread(marshal.loads, (marshal.dumps(1),))\nfor _ in range(1000):\n    time.sleep(0.01)\n" + subAdd, want: outTampered, msg: "marshal.loads"},
 		{name: "an audit hook of the program's", code: "import sys\nsys.addaudithook(lambda *a: None)\n" + subAdd, want: outTampered, msg: "sys.addaudithook"},
+		// Signal handlers: one that runs while the guard is on the stack
+		// gets the guard's frame, without an audit event (before the fix,
+		// each of these passed in every run; see docs/security.md).
+		{name: "a signal handler at a high rate searches the interrupted frames", code: sigScan + `busy = []
+def h(sig, frame):
+    if not busy:
+        busy.append(1)
+        scan(frame)
+        busy.pop()
+signal.signal(signal.SIGALRM, h)
+signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+for i in range(20000):
+    open('/dev/null').close()
+signal.setitimer(signal.ITIMER_REAL, 0)
+` + subAdd, want: outFail},
+		{name: "a C signal handler (list.insert) keeps every interrupted frame", code: sigScan + `got = []
+signal.signal(signal.SIGALRM, got.insert)
+signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+for i in range(20000):
+    open('/dev/null').close()
+signal.setitimer(signal.ITIMER_REAL, 0)
+for f in got:
+    scan(f)
+` + subAdd, want: outFail},
+		{name: "a thread signals the main thread while it raises audit events", code: sigScan + `import threading, time
+got, done = [], []
+signal.signal(signal.SIGUSR1, got.insert)
+def kill():
+    while not done:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.0001)
+t = threading.Thread(target=kill)
+t.start()
+for i in range(20000):
+    compile('1', 's', 'eval')
+done.append(1)
+t.join()
+for f in got:
+    scan(f)
+` + subAdd, want: outFail},
+		{name: "a fresh _signal module (create_builtin, reimport) or the original function from closures", code: sigScan + `import _imp, _signal, importlib.machinery as m
+fns = [_imp.create_builtin(m.ModuleSpec('_signal', None)).signal]
+del sys.modules['_signal']
+import _signal as again
+fns.append(again.signal)
+fresh_imp = _imp.create_builtin(m.ModuleSpec('_imp', None))
+fns.append(fresh_imp.create_builtin(m.ModuleSpec('_signal', None)).signal)
+for fn in (_signal.signal, _signal.getsignal, _imp.create_builtin, signal.signal):
+    for c in getattr(fn, '__closure__', None) or ():
+        fns.append(c.cell_contents)
+got = []
+for fn in fns:
+    if callable(fn) and getattr(fn, '__name__', '') == 'signal':
+        fn(signal.SIGALRM, got.insert)
+        signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+        for i in range(5000):
+            open('/dev/null').close()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+for f in got:
+    scan(f)
+` + subAdd, want: outFail},
 		// What cannot be prevented is flagged.
 		{name: "an always-equal object", code: "class A:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return A()\n", want: outPass, flags: []string{"eq_ignores_argument"}},
 		{name: "an always-equal object made by type()", code: "def add(a, b):\n    return type('X', (), {'__eq__': lambda s, o: True})()\n", want: outPass, flags: []string{"eq_ignores_argument"}},
@@ -125,6 +199,27 @@ func TestHarnessTampering(t *testing.T) {
 		{name: "legit: asyncio", code: "import asyncio\nasync def f(a, b):\n    return a + b\ndef add(a, b):\n    return asyncio.run(f(a, b))\n", want: outPass},
 		{name: "legit: the tests import what the program imported", code: "import math, re\ndef add(a, b):\n    return int(math.fsum([a, b]))\n", tests: "import math, re\nassert math.isclose(add(2, 3), 5) and re.match('5', str(add(2, 3)))\n", want: outPass},
 		{name: "legit: a min_stack and a call stack", code: "class MinStack:\n    def __init__(self):\n        self.stack, self.min_stack = [], []\ncall_stack = MinStack()\ndef add(a, b):\n    return a + b\n", want: outPass},
+		{name: "legit: a timeout by signal.alarm", code: `import signal
+class Timeout(Exception):
+    pass
+def on_alarm(signum, frame):
+    raise Timeout()
+prev = signal.signal(signal.SIGALRM, on_alarm)
+assert prev == signal.SIG_DFL and signal.getsignal(signal.SIGALRM) is on_alarm
+assert signal.signal(signal.SIGALRM, on_alarm) is on_alarm
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+try:
+    while True:
+        open('/dev/null').close()
+except Timeout:
+    pass
+def add(a, b):
+    return a + b
+`, tests: "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_DFL)\nassert add(2, 3) == 5\n", want: outPass},
+		// The guard's bookkeeping is per thread: threads that log (logging
+		// takes frames) while another raises events must not look like
+		// code run inside the guard.
+		{name: "legit: threads that log while the main thread opens files", code: "import logging, threading\nlogging.basicConfig()\nlog = logging.getLogger('t')\ndef work():\n    for _ in range(100):\n        log.warning('x')\nts = [threading.Thread(target=work) for _ in range(3)]\nfor t in ts:\n    t.start()\nfor _ in range(300):\n    try:\n        open('/nonexistent')\n    except OSError:\n        pass\nfor t in ts:\n    t.join()\ndef add(a, b):\n    return a + b\n", want: outPass},
 		{name: "legit: a failure in the program's own try", code: "import traceback\ndef add(a, b):\n    try:\n        raise KeyError(a)\n    except KeyError:\n        traceback.format_exc()\n    return a + b\n", want: outPass},
 	}
 	forEachJail(t, func(t *testing.T, a *Agent) {

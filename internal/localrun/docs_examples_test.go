@@ -92,6 +92,7 @@ var (
 		"add":            {true, core.ExitReplayed, 1},
 		"sum-stdin":      {false, core.ExitNoSource, -1}, // "it needs a model"
 		"fix-add":        {true, core.ExitFinished, 1},
+		"fix-add-hidden": {true, core.ExitReplayed, 1},
 		"contact":        {true, core.ExitReplayed, 1},
 		"click-button-3": {true, core.ExitReplayed, 1},
 		"appended":       {true, core.ExitRules, 1},
