@@ -131,6 +131,11 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		defer h.Close()
 		r.image = &sandbox.Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}
 		r.imageID = h.ID
+		if err := sandbox.CheckImage(r.image); err != nil {
+			r.tr.Fail(core.ErrSystem, fmt.Sprintf("environment %s: %v", r.c.Environment, err))
+			r.tr.ExitReason = core.ExitInvalidTask
+			return r.finish(), nil
+		}
 	}
 	if r.c.IsWorkspace() {
 		return a.executeWorkspace(ctx, task, r.c, r.tr, r.start)

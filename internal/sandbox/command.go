@@ -62,8 +62,11 @@ func specOf(req Request, py interpreter) (runSpec, error) {
 			return s, err
 		}
 		s.image, s.pythonPrefix = img, ""
-		if s.dir == "" {
+		if s.dir == "" && req.Image.WorkingDir != "" {
 			s.dir = req.Image.WorkingDir
+			if err := img.hasDir(s.dir); err != nil {
+				return s, err
+			}
 		}
 	}
 	if len(s.argv) == 0 && s.image != nil {

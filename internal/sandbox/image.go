@@ -172,7 +172,7 @@ func imageUser(root, user string) (uid, gid int, err error) {
 // lookupID returns the id of name (a number, or a name of the file
 // db under root) and, for /etc/passwd, its primary group.
 func lookupID(root, db, name string) (id, group int, err error) {
-	if n, err := strconv.Atoi(name); err == nil && n >= 0 && n < jailUID {
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 && n <= jailUID {
 		return n, n, nil
 	}
 	if name == "root" {
@@ -194,12 +194,12 @@ func lookupID(root, db, name string) (id, group int, err error) {
 			continue
 		}
 		id, err := strconv.Atoi(f[2])
-		if err != nil || id < 0 || id >= jailUID {
+		if err != nil || id < 0 || id > jailUID {
 			return 0, 0, fmt.Errorf("%s of the image gives %q the id %q", db, name, f[2])
 		}
 		group = id
 		if len(f) >= 4 {
-			if g, err := strconv.Atoi(f[3]); err == nil && g >= 0 && g < jailUID {
+			if g, err := strconv.Atoi(f[3]); err == nil && g >= 0 && g <= jailUID {
 				group = g
 			}
 		}
@@ -227,4 +227,34 @@ func imagePython(s *imageSpec) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("sandbox: image %s has no python3 on its PATH (%s)", s.root, envValue(s.env, "PATH"))
+}
+
+// hasDir checks that the image has the directory dir (an absolute path in
+// the jail), following its links beneath the root.
+func (s *imageSpec) hasDir(dir string) error {
+	if !path.IsAbs(dir) || path.Clean(dir) != dir {
+		return fmt.Errorf("sandbox: image working directory %q must be a clean absolute path", dir)
+	}
+	r, err := os.OpenRoot(s.root)
+	if err != nil {
+		return fmt.Errorf("sandbox: image root: %w", err)
+	}
+	defer r.Close()
+	if dir == "/" {
+		return nil
+	}
+	st, err := r.Stat(dir[1:])
+	if err != nil || !st.IsDir() {
+		return fmt.Errorf("sandbox: the image's working directory %s is not a directory of the image", dir)
+	}
+	return nil
+}
+
+// CheckImage checks that a jail can run on img: its root reachable by the
+// jail's uid, its top-level entries bindable, its user known, its working
+// directory present, python3 on its PATH. A failure is the image's (a
+// task naming it is invalid), not the jail's.
+func CheckImage(img *Image) error {
+	_, err := specOf(Request{Image: img}, interpreter{})
+	return err
 }

@@ -135,3 +135,37 @@ func TestImageRootUserOutside(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckImage: what makes an image unfit for a jail is found before a
+// run, as the image's fault.
+func TestCheckImage(t *testing.T) {
+	img := testImage(t, v1.Config{},
+		testsupport.ImageFile{Name: "etc", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "etc/passwd", Body: "app:x:1000:1000::/:/bin/sh\nbad:x:-1:0::/:/bin/sh\n"},
+		testsupport.ImageFile{Name: "app", Dir: true, Mode: 0o755})
+	for _, tc := range []struct {
+		name string
+		edit func(*Image)
+		want string // "" ok, else in the error
+	}{
+		{"fit", func(i *Image) { i.Env = []string{"PATH=/usr/bin"}; i.WorkingDir = "/app"; i.User = "app" }, ""},
+		{"default PATH, root", func(i *Image) {}, ""},
+		{"numeric user", func(i *Image) { i.User = "1234:5678" }, ""},
+		{"no python3 on PATH", func(i *Image) { i.Env = []string{"PATH=/opt/bin"} }, "no python3"},
+		{"missing working directory", func(i *Image) { i.WorkingDir = "/nowhere" }, "working directory"},
+		{"working directory a file", func(i *Image) { i.WorkingDir = "/etc/passwd" }, "working directory"},
+		{"unknown user", func(i *Image) { i.User = "nobody-here" }, "no \"nobody-here\""},
+		{"bad id in passwd", func(i *Image) { i.User = "bad" }, "id"},
+		{"nobody", func(i *Image) { i.User = "65534" }, ""},
+		{"user beyond 65534", func(i *Image) { i.User = "70000" }, "no \"70000\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := *img
+			tc.edit(&c)
+			err := CheckImage(&c)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckImage = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
