@@ -131,6 +131,7 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		defer h.Close()
 		r.image = &sandbox.Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}
 		r.imageID = h.ID
+		r.tr.Metadata[core.MetaEnvironmentImage] = h.ID
 		if err := sandbox.CheckImage(r.image); err != nil {
 			r.tr.Fail(core.ErrSystem, fmt.Sprintf("environment %s: %v", r.c.Environment, err))
 			r.tr.ExitReason = core.ExitInvalidTask

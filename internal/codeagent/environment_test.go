@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -82,6 +83,9 @@ func TestEnvironmentProgram(t *testing.T) {
 						"code": tc.code, "tests": "import imgmod\nassert f() == imgmod.VALUE\n", "environment": tc.env}))
 					if err != nil {
 						t.Fatal(err)
+					}
+					if id, _ := tr.Metadata[core.MetaEnvironmentImage].(string); tc.exitReason == "" && !strings.HasPrefix(id, "sha256:") {
+						t.Errorf("metadata environment_image = %v, want the image's id", tr.Metadata[core.MetaEnvironmentImage])
 					}
 					if tr.Success != tc.success || tr.ErrorType != tc.errType || (tc.exitReason != "" && string(tr.ExitReason) != tc.exitReason) {
 						t.Errorf("success %v, error %q (%s), exit reason %q; want %v %q %q", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.ExitReason, tc.success, tc.errType, tc.exitReason)
