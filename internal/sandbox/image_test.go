@@ -2,9 +2,12 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,31 +33,69 @@ func testImage(t testing.TB, config v1.Config, files ...testsupport.ImageFile) *
 }
 
 // testImageAndArchive is testImage, and the archive it was imported from.
+// Every test image goes to one store (testImageStore), so the base layer
+// is unpacked once per test binary; each image is named apart.
 func testImageAndArchive(t testing.TB, config v1.Config, files ...testsupport.ImageFile) (*Image, string) {
 	t.Helper()
-	dir := t.TempDir()
-	// The jail's uid must reach the store (t.TempDir is 0700).
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testImageStore(t)
 	archive := testsupport.PythonImageArchive(t, testImageName, config, files...)
 	ctx := context.Background()
-	if _, err := st.Import(ctx, archive, testImageName); err != nil {
+	name := fmt.Sprintf("test/image:%d", testImages.Add(1))
+	if _, err := st.Import(ctx, archive, name); err != nil {
 		t.Fatal(err)
 	}
-	h, err := st.Use(ctx, testImageName)
+	h, err := st.Use(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
 	return &Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}, archive
+}
+
+var (
+	testImages     atomic.Int64
+	testStoreOnce  sync.Once
+	testStore      *imagestore.Store
+	testStoreErr   error
+	testStoreDir   string // made by the first test that needs it, removed by TestMain
+	testStoreDirMu sync.Mutex
+)
+
+// testImageStore is the test binary's image store, in a directory the
+// jail's uid can reach.
+func testImageStore(t testing.TB) *imagestore.Store {
+	t.Helper()
+	testStoreOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "adp-sandbox-images-")
+		if err != nil {
+			testStoreErr = err
+			return
+		}
+		testStoreDirMu.Lock()
+		testStoreDir = dir
+		testStoreDirMu.Unlock()
+		if testStoreErr = os.Chmod(dir, 0o755); testStoreErr != nil {
+			return
+		}
+		testStore, testStoreErr = imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 2})
+	})
+	if testStoreErr != nil {
+		t.Fatal(testStoreErr)
+	}
+	return testStore
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testStoreDirMu.Lock()
+	if testStore != nil {
+		testStore.Close()
+	}
+	if testStoreDir != "" {
+		os.RemoveAll(testStoreDir)
+	}
+	testStoreDirMu.Unlock()
+	os.Exit(code)
 }
 
 func TestImageRoot(t *testing.T) {
