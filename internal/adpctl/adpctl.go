@@ -80,6 +80,8 @@ func commands() []command {
 		{"export", exportArgs, "trajectories to training JSONL (per trajectory, best attempt per task, or groups of attempts)", cmdExport},
 		{"stats", "[--json] [--dir DIR]", "success rates, error types, durations, cache hit rate", cmdStats},
 		{"report", "--out report.html [--dir DIR]", "a self-contained HTML report with charts", cmdReport},
+		{"import", importArgs, "Harbor task folders (instruction.md, task.toml, tests/, solution/) to task lines", cmdImport},
+		{"validate", validateArgs, "each task's oracle must score 1 and a no-op agent 0 (runs them in a jail, no Redis)", cmdValidate},
 		{"env", envArgs, "task environments: OCI images in the image store (SANDBOX_IMAGE_STORE)", cmdEnv},
 	}
 }

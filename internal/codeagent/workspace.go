@@ -42,12 +42,16 @@ type wsRun struct {
 	// tampered: the verify step saw the check's own code altered (see
 	// workspace.Verdict.Tampered); the exit reason says so.
 	tampered bool
-	a        *Agent
-	task     core.TaskSpec
-	c        Constraints
-	tr       *core.Trajectory
-	ws       *workspace.Workspace
-	start    time.Time
+	// rewards and reward: what the check wrote to its reward file, when
+	// it ran to its end (workspace.Verdict.Rewards and Reward).
+	rewards map[string]float64
+	reward  *float64
+	a       *Agent
+	task    core.TaskSpec
+	c       Constraints
+	tr      *core.Trajectory
+	ws      *workspace.Workspace
+	start   time.Time
 
 	// finished: a finish action or tool ran, with answer.
 	finished bool
@@ -232,7 +236,16 @@ func (w *wsRun) Conclude(ctx context.Context) {
 	}
 	diffOK := w.recordDiff(ctx)
 	passed := 0
-	defer func() { tr.SetReward(passed, w.c.Checks()) }()
+	defer func() {
+		tr.SetReward(passed, w.c.Checks())
+		if w.reward != nil && w.ended == "" && w.jailErr == nil {
+			// The check's own reward: its scalar (success is it reaching
+			// workspace.RewardThreshold, which Passed already says).
+			r := *w.reward
+			tr.Reward = &r
+			tr.Metadata[core.MetaVerifierRewards] = w.rewards
+		}
+	}()
 	if w.ended != "" || w.jailErr != nil {
 		w.concludeEnded()
 		return
@@ -324,6 +337,7 @@ func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 		return false, ""
 	}
 	w.a.Metrics.SandboxExecDuration.Observe(v.Duration.Seconds())
+	w.rewards, w.reward = v.Rewards, v.Reward
 	params["exit_code"] = v.ExitCode
 	step := core.ExecutionStep{
 		ActionType: core.ActionCodeExecution, ActionParams: params, Observation: v.String(),
@@ -348,6 +362,10 @@ func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 	case v.ExitCode != 0:
 		step.ErrorType, step.ErrorMessage = core.ErrRuntime, fmt.Sprintf("exit status %d", v.ExitCode)
 		msg = "test_command failed: " + step.ErrorMessage
+	case !v.Passed && v.Reward != nil:
+		// It ran to its end and scored below the threshold.
+		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
+		msg = "test_command failed: " + v.Reason
 	case !v.Passed:
 		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
 		msg = "test_command exited 0 without evidence that it ran to its end: " + v.Reason

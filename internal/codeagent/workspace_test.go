@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -234,6 +235,40 @@ func TestWorkspaceOutcomes(t *testing.T) {
 			}
 			if _, ok := tr.Metadata[core.MetaVerified]; ok && tc.reward == "absent" {
 				t.Errorf("verified = %v on a task whose check did not run", tr.Metadata[core.MetaVerified])
+			}
+		})
+	}
+}
+
+// TestWorkspaceHarborReward: a check's reward file sets the trajectory's
+// reward (its scalar) and verifier_rewards; success is reaching 1.
+func TestWorkspaceHarborReward(t *testing.T) {
+	a := newWorkspaceAgent(t, nil, t.TempDir())
+	for _, tc := range []struct {
+		name    string
+		script  string
+		success bool
+		reward  any
+		rewards map[string]float64
+	}{
+		{"all tests", `echo '{"reward": 1, "tests": 2}' > /logs/verifier/reward.json`, true, 1.0, map[string]float64{"reward": 1, "tests": 2}},
+		{"partial credit", `echo '{"a": 1, "b": 0}' > /logs/verifier/reward.json`, false, 0.5, map[string]float64{"a": 1, "b": 0}},
+		{"reward.txt 0.25", "echo 0.25 > /logs/verifier/reward.txt", false, 0.25, map[string]float64{"reward": 0.25}},
+		{"a reward written before a failing exit counts for nothing", "echo 1 > /logs/verifier/reward.txt; exit 1", false, 0.0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := a.Execute(context.Background(), wsTask(map[string]any{"files": calcRepo,
+				"test_files": map[string]any{"test.sh": "#!/bin/bash\n" + tc.script + "\n"}, "test_command": "bash /tests/test.sh",
+				"actions": actions(map[string]any{"action": "bash", "command": "true"})}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success != tc.success || fmtReward(tr.Reward) != tc.reward {
+				t.Errorf("success=%v reward=%v (%s); want %v %v", tr.Success, fmtReward(tr.Reward), tr.ErrorMessage, tc.success, tc.reward)
+			}
+			got, _ := tr.Metadata[core.MetaVerifierRewards].(map[string]float64)
+			if tc.rewards == nil && tr.Metadata[core.MetaVerifierRewards] != nil || tc.rewards != nil && !reflect.DeepEqual(got, tc.rewards) {
+				t.Errorf("verifier_rewards = %v, want %v", tr.Metadata[core.MetaVerifierRewards], tc.rewards)
 			}
 		})
 	}

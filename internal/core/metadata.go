@@ -70,6 +70,12 @@ const (
 	// test_command (exit code, output), which the agent never saw. The
 	// code agent.
 	MetaTestOutput MetaKey = "test_output"
+	// MetaVerifierRewards are the named numbers a workspace task's check
+	// wrote to /logs/verifier/reward.json, or {"reward": x} for
+	// reward.txt, recorded when the check ran to its end with exit status
+	// 0 (workspace.Verdict.Rewards); the trajectory's reward is their
+	// scalar (workspace.ScalarReward). Absent otherwise. The code agent.
+	MetaVerifierRewards MetaKey = "verifier_rewards"
 	// MetaFlags lists what the test harness saw of a passing run that can
 	// make tests pass without the work they check, one "name: meaning"
 	// each: eq_ignores_argument (an __eq__ or __ne__ that ignores its
@@ -99,6 +105,6 @@ const (
 var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
-	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffBase64, MetaWorkspaceDiffIncomplete, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaFlags,
+	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffBase64, MetaWorkspaceDiffIncomplete, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaVerifierRewards, MetaFlags,
 	MetaSamplingIgnored, MetaPageInstruction, MetaEnvironmentImage,
 }

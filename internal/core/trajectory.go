@@ -116,7 +116,9 @@ type Trajectory struct {
 	// (1 or 0 for a single check); absent when the task has no verifier.
 	// A check that could not run (the program failed first) did not pass.
 	// A web task with a reward_script has the number its page computed
-	// instead, as is (it may be negative).
+	// instead, as is (it may be negative); a workspace task whose check
+	// wrote a Harbor reward file (reward.txt, reward.json) has that file's
+	// scalar (workspace.ScalarReward, MetaVerifierRewards), as is.
 	Reward *float64 `json:"reward,omitempty"`
 	// ExitReason says why the attempt ended: one of ExitReasons.
 	ExitReason ExitReason `json:"exit_reason"`

@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,7 +56,15 @@ import (
 //   - The shell writes a nonce it read from its stdin, which no program it
 //     runs can see (no /proc in the jail), with the check's exit status,
 //     after the check returned; the runtime reads it back.
-//   - When the check wrote /logs/verifier/reward.txt, it must read 1.
+//   - The check may write its reward the Harbor way: a number in
+//     /logs/verifier/reward.txt, or named numbers (a JSON object) in
+//     /logs/verifier/reward.json, not both. The scalar reward is
+//     reward.txt's number, or reward.json's "reward" when it has one,
+//     else the mean of its values (ScalarReward); the check passes only
+//     when it is at least RewardThreshold. The files are read only when
+//     the records above show the check ran to its end with exit status 0:
+//     written inside the jail by code the agent may have shaped, they are
+//     evidence only together with those records.
 //
 // Code of the agent's that the check imports runs in the same process as
 // the check: it can do what the check can, write the records and the
@@ -68,6 +78,8 @@ const (
 	recordDir      = ".adp"
 	jailRecordDir  = jailLogsDir + "/" + recordDir
 	rewardFile     = "verifier/reward.txt"
+	rewardJSONFile = "verifier/reward.json"
+	maxRewardBytes = 64 << 10
 	recordPython   = "python"
 	recordDone     = "done"
 	verifyDirName  = "verify"
@@ -116,6 +128,39 @@ type Verdict struct {
 	Reason string
 	// Tampered: an interpreter saw the test framework replaced.
 	Tampered bool
+	// Rewards are the numbers the check wrote to reward.txt (named
+	// "reward") or reward.json, read only when the check ran to its end
+	// with exit status 0; nil when it wrote neither or did not.
+	Rewards map[string]float64
+	// Reward is ScalarReward(Rewards) when Rewards is not nil.
+	Reward *float64
+}
+
+// RewardThreshold is the scalar reward a check's reward file must reach
+// for the check to pass.
+const RewardThreshold = 1.0
+
+// ScalarReward is the one reward of a reward file's named numbers: the
+// value of "reward" when there is one (reward.txt's number is recorded
+// under that name), else the mean of the values. ok is false when there
+// are none.
+func ScalarReward(rewards map[string]float64) (r float64, ok bool) {
+	if len(rewards) == 0 {
+		return 0, false
+	}
+	if r, ok := rewards["reward"]; ok {
+		return r, true
+	}
+	names := make([]string, 0, len(rewards))
+	for k := range rewards {
+		names = append(names, k)
+	}
+	sort.Strings(names) // a fixed order: the same sum on every run
+	var sum float64
+	for _, k := range names {
+		sum += rewards[k]
+	}
+	return sum / float64(len(names)), true
 }
 
 // Verify runs check as described above. The error is non-nil only when
@@ -203,7 +248,10 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 		notes = append(notes, "the middle of the output was cut")
 	}
 	if res.ErrorType == core.ErrNone && v.ErrorType == core.ErrNone {
-		v.Reason, v.Tampered = w.evidence(rw, nonceHex)
+		v.Reason, v.Tampered, v.Rewards = w.evidence(rw, nonceHex)
+		if r, ok := ScalarReward(v.Rewards); ok {
+			v.Reward = &r
+		}
 		v.Passed = v.Reason == ""
 		if v.Reason != "" {
 			notes = append(notes, v.Reason)
@@ -306,36 +354,76 @@ func chownRoot(root *os.Root, o owner) error {
 }
 
 // evidence reads what the verify step left in rw and says why it is not
-// a pass (empty when it is) and whether tampering was seen.
-func (w *Workspace) evidence(rw, nonce string) (reason string, tampered bool) {
+// a pass (empty when it is), whether tampering was seen, and the rewards
+// the check wrote when it ran to its end.
+func (w *Workspace) evidence(rw, nonce string) (reason string, tampered bool, rewards map[string]float64) {
 	root, err := os.OpenRoot(rw)
 	if err != nil {
-		return "the runtime could not read the check's records: " + err.Error(), false
+		return "the runtime could not read the check's records: " + err.Error(), false, nil
 	}
 	defer root.Close()
 	done, err := readRegular(root, recordDir+"/"+recordDone, 4096)
 	if err != nil || string(done) != nonce+" 0\n" {
-		return "the check left no record of its completion (the shell did not reach the end of the command)", false
+		return "the check left no record of its completion (the shell did not reach the end of the command)", false, nil
 	}
 	recs, err := readRegular(root, recordDir+"/"+recordPython, maxRecordBytes)
 	if err != nil && !os.IsNotExist(err) {
-		return "the check's interpreter records are unreadable: " + err.Error(), false
+		return "the check's interpreter records are unreadable: " + err.Error(), false, nil
 	}
 	if why, bad := pythonRecords(string(recs)); why != "" {
-		return why, bad
+		return why, bad, nil
 	}
-	reward, err := readRegular(root, rewardFile, 4096)
+	rewards, why := readRewards(root)
+	if why != "" {
+		return why, false, nil
+	}
+	if r, ok := ScalarReward(rewards); ok && !(r >= RewardThreshold) {
+		return fmt.Sprintf("the check's reward is %s, below %s", strconv.FormatFloat(r, 'g', -1, 64), strconv.FormatFloat(RewardThreshold, 'g', -1, 64)), false, rewards
+	}
+	return "", false, rewards
+}
+
+// readRewards reads reward.txt or reward.json from the verify step's
+// /logs: nil when there is neither; why is non-empty when a file is
+// unreadable, malformed, not a finite number, or both are there.
+func readRewards(root *os.Root) (rewards map[string]float64, why string) {
+	txtPath, jsonPath := jailLogsDir+"/"+rewardFile, jailLogsDir+"/"+rewardJSONFile
+	txt, terr := readRegular(root, rewardFile, maxRewardBytes)
+	js, jerr := readRegular(root, rewardJSONFile, maxRewardBytes)
 	switch {
-	case os.IsNotExist(err):
-	case err != nil:
-		return "the reward file " + jailLogsDir + "/" + rewardFile + " is unreadable: " + err.Error(), false
-	default:
-		r, perr := strconv.ParseFloat(strings.TrimSpace(string(reward)), 64)
-		if perr != nil || r != 1 {
-			return fmt.Sprintf("the reward file %s/%s reads %q, not 1", jailLogsDir, rewardFile, clip(strings.TrimSpace(string(reward)), 40)), false
+	case terr != nil && !os.IsNotExist(terr):
+		return nil, "the reward file " + txtPath + " is unreadable: " + terr.Error()
+	case jerr != nil && !os.IsNotExist(jerr):
+		return nil, "the reward file " + jsonPath + " is unreadable: " + jerr.Error()
+	case terr == nil && jerr == nil:
+		return nil, "the check wrote both " + txtPath + " and " + jsonPath + "; one reward, one file"
+	case terr == nil:
+		r, err := strconv.ParseFloat(strings.TrimSpace(string(txt)), 64)
+		if err != nil || math.IsNaN(r) || math.IsInf(r, 0) {
+			return nil, fmt.Sprintf("the reward file %s reads %q, not a finite number", txtPath, clip(strings.TrimSpace(string(txt)), 40))
 		}
+		return map[string]float64{"reward": r}, ""
+	case jerr == nil:
+		var raw map[string]json.Number
+		dec := json.NewDecoder(bytes.NewReader(js))
+		dec.UseNumber()
+		if err := dec.Decode(&raw); err != nil || dec.More() {
+			return nil, fmt.Sprintf("the reward file %s is not a JSON object of numbers: %q", jsonPath, clip(strings.TrimSpace(string(js)), 80))
+		}
+		if len(raw) == 0 {
+			return nil, "the reward file " + jsonPath + " names no reward"
+		}
+		out := make(map[string]float64, len(raw))
+		for k, n := range raw {
+			f, err := n.Float64()
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, fmt.Sprintf("the reward file %s: %q is not a finite number", jsonPath, clip(k, 40))
+			}
+			out[k] = f
+		}
+		return out, ""
 	}
-	return "", false
+	return nil, ""
 }
 
 // pythonRecords checks the interpreters' records: every "start PID" has

@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -117,4 +118,65 @@ func stampedPyc(dir, then string) string {
 		`python3 -c "import py_compile, sys; py_compile.compile('/tmp/fix/calc.py', cfile='` + dir + `/calc.cpython-%d%d.pyc' % sys.version_info[:2], invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)" && ` + then +
 		// Without the verify step's defences, this interpreter loads it.
 		`PYTHONDONTWRITEBYTECODE=1 python3 -c 'import calc; assert calc.add(2, 3) == 5'`
+}
+
+// TestVerifyRewardFiles: the Harbor reward files, under every jail: the
+// scalar follows ScalarReward, the check passes at RewardThreshold, and
+// a reward file is read only when the check ran to its end.
+func TestVerifyRewardFiles(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	for _, tc := range []struct {
+		name    string
+		script  string // test.sh
+		pass    bool
+		rewards map[string]float64
+		reward  *float64
+		reason  string // a part of Reason when not passed
+	}{
+		{name: "no reward file", script: "true", pass: true},
+		{name: "reward.txt 1", script: "echo 1 > /logs/verifier/reward.txt", pass: true, rewards: map[string]float64{"reward": 1}, reward: f(1)},
+		{name: "reward.txt 0.5", script: "echo 0.5 > /logs/verifier/reward.txt", rewards: map[string]float64{"reward": 0.5}, reward: f(0.5), reason: "reward is 0.5, below 1"},
+		{name: "reward.txt not a number", script: "echo yes > /logs/verifier/reward.txt", reason: "not a finite number"},
+		{name: "reward.txt NaN", script: "echo NaN > /logs/verifier/reward.txt", reason: "not a finite number"},
+		{name: "reward.json with reward", script: `echo '{"reward": 1, "tests": 0.5}' > /logs/verifier/reward.json`, pass: true,
+			rewards: map[string]float64{"reward": 1, "tests": 0.5}, reward: f(1)},
+		{name: "reward.json mean", script: `echo '{"a": 1, "b": 0.5}' > /logs/verifier/reward.json`,
+			rewards: map[string]float64{"a": 1, "b": 0.5}, reward: f(0.75), reason: "reward is 0.75"},
+		{name: "reward.json all 1", script: `echo '{"a": 1, "b": 1}' > /logs/verifier/reward.json`, pass: true,
+			rewards: map[string]float64{"a": 1, "b": 1}, reward: f(1)},
+		{name: "reward.json not numbers", script: `echo '{"a": "x"}' > /logs/verifier/reward.json`, reason: "not a JSON object of numbers"},
+		{name: "reward.json empty", script: `echo '{}' > /logs/verifier/reward.json`, reason: "names no reward"},
+		{name: "reward.json a list", script: `echo '[1]' > /logs/verifier/reward.json`, reason: "not a JSON object"},
+		{name: "both files", script: `echo 1 > /logs/verifier/reward.txt; echo '{"reward": 1}' > /logs/verifier/reward.json`, reason: "both"},
+		{name: "reward 1 but exit 1", script: "echo 1 > /logs/verifier/reward.txt; exit 1"},
+		{name: "reward 1 then killed", script: "echo 1 > /logs/verifier/reward.txt; kill -9 $$"},
+		{name: "reward 1 from an interpreter that did not end", script: `python3 -c 'import os; open("/logs/verifier/reward.txt", "w").write("1"); os._exit(0)'`,
+			reason: "ended without finishing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+				w := s.open(t, Seed{Files: map[string][]byte{"calc.py": []byte(brokenCalc)}})
+				v, err := w.Verify(context.Background(), Check{Command: "bash /tests/test.sh",
+					TestFiles: map[string][]byte{"test.sh": []byte("#!/bin/bash\n" + tc.script + "\n")}, Timeout: 20 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.Passed != tc.pass {
+					t.Errorf("passed = %v, want %v: exit %d, reason %q\n%s", v.Passed, tc.pass, v.ExitCode, v.Reason, v.String())
+				}
+				if !reflect.DeepEqual(v.Rewards, tc.rewards) {
+					t.Errorf("rewards = %v, want %v", v.Rewards, tc.rewards)
+				}
+				switch {
+				case (v.Reward == nil) != (tc.reward == nil):
+					t.Errorf("reward = %v, want %v", v.Reward, tc.reward)
+				case v.Reward != nil && *v.Reward != *tc.reward:
+					t.Errorf("reward = %v, want %v", *v.Reward, *tc.reward)
+				}
+				if tc.reason != "" && !strings.Contains(v.Reason, tc.reason) {
+					t.Errorf("reason = %q, want it to contain %q", v.Reason, tc.reason)
+				}
+			})
+		})
+	}
 }

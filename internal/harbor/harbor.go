@@ -1,0 +1,502 @@
+// Package harbor reads Harbor task folders (the layout of Terminal-Bench 2
+// and the Harbor framework) as this platform's tasks:
+//
+//	instruction.md      → description
+//	task.toml           → timeout (agent + verifier timeout_sec), resources
+//	                      checked against the importer's caps
+//	environment/        → a Dockerfile that is only a FROM of a base the
+//	                      sandbox runtime provides (Options.Bases); anything
+//	                      else is refused
+//	tests/              → test_files (hidden, at /tests for the verify step)
+//	tests/test.sh       → test_command "bash /tests/test.sh"
+//	solution/solve.sh   → the oracle: with Options.Oracle, the task's
+//	                      actions run it
+//
+// What this platform cannot run as the task means it (the internet,
+// several containers, a GPU, a built or prebuilt image, environment
+// variables for the agent) is refused with an error naming the field, not
+// imported to run wrongly. cmd adpctl's `import harbor` and `validate` use
+// it; docs/harbor.md documents it.
+package harbor
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// The files of a task folder.
+const (
+	InstructionFile = "instruction.md"
+	ConfigFile      = "task.toml"
+	EnvironmentDir  = "environment"
+	TestsDir        = "tests"
+	TestScript      = "test.sh"
+	SolutionDir     = "solution"
+	SolutionScript  = "solve.sh"
+
+	// TestCommand runs the task's test script in the verify step, where
+	// the tests are at /tests.
+	TestCommand = "bash /tests/" + TestScript
+	// DefaultTimeoutSec is Harbor's default agent and verifier timeout.
+	DefaultTimeoutSec = 600.0
+)
+
+// DefaultBases are the images whose root is what the sandbox runtime's
+// jails already see: its image (Dockerfile.sandbox) is Debian bookworm
+// with python3, bash, coreutils, git and patch.
+var DefaultBases = []string{"debian:bookworm-slim", "debian:bookworm", "debian:12-slim", "debian:12"}
+
+// Options are the importer's settings.
+type Options struct {
+	// Oracle makes the task's actions run solution/solve.sh (for
+	// `adpctl validate` and for recording the reference solution);
+	// without it the task has no actions and a model works on it.
+	Oracle bool
+	// Bases are the images a Dockerfile may be FROM (DefaultBases when
+	// nil).
+	Bases []string
+	// MaxCPUs, MaxMemoryMB and MaxStorageMB cap what task.toml may ask
+	// for: a task asking more is refused rather than run with less.
+	MaxCPUs      float64
+	MaxMemoryMB  int64
+	MaxStorageMB int64
+}
+
+// Default caps (adpctl import's flags).
+const (
+	DefaultMaxCPUs      = 4
+	DefaultMaxMemoryMB  = 4096
+	DefaultMaxStorageMB = 10240
+)
+
+// RefusedError says why a task folder cannot be imported, naming the
+// file or the task.toml field.
+type RefusedError struct {
+	Dir    string
+	Field  string
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", e.Dir, e.Field, e.Reason)
+}
+
+// IsTask reports whether dir is a task folder (it has instruction.md).
+func IsTask(dir string) bool {
+	st, err := os.Stat(filepath.Join(dir, InstructionFile))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// Find lists the task folders of paths: each path that is a task folder,
+// and the task folders directly inside each that is not, sorted by path.
+func Find(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if IsTask(p) {
+			out = append(out, p)
+			continue
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading the task folders of %s: %w", p, err)
+		}
+		n := 0
+		for _, e := range ents {
+			d := filepath.Join(p, e.Name())
+			if e.IsDir() && IsTask(d) {
+				out = append(out, d)
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: neither a Harbor task folder (no %s) nor a directory of them", p, InstructionFile)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
+}
+
+// config is what task.toml says that the importer reads; the rest of the
+// file (metadata, version, ...) is not the task's behaviour.
+type config struct {
+	Verifier struct {
+		TimeoutSec *float64          `toml:"timeout_sec"`
+		Env        map[string]string `toml:"env"`
+	} `toml:"verifier"`
+	Agent struct {
+		TimeoutSec *float64 `toml:"timeout_sec"`
+	} `toml:"agent"`
+	Environment map[string]any `toml:"environment"`
+}
+
+// Load reads one task folder as a task (validated by core.ParseTask). Its
+// task_id is the folder's name. The error is a *RefusedError when the
+// folder is readable but cannot be run as it means.
+func Load(dir string, o Options) (core.TaskSpec, error) {
+	refuse := func(field, format string, a ...any) error {
+		return &RefusedError{Dir: dir, Field: field, Reason: fmt.Sprintf(format, a...)}
+	}
+	instr, err := os.ReadFile(filepath.Join(dir, InstructionFile))
+	if err != nil {
+		return core.TaskSpec{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	var cfg config
+	raw, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return core.TaskSpec{}, fmt.Errorf("%s: %w", dir, err)
+	default:
+		if err := toml.Unmarshal(raw, &cfg); err != nil {
+			return core.TaskSpec{}, refuse(ConfigFile, "not valid TOML: %v", err)
+		}
+	}
+	if err := checkEnvironment(cfg.Environment, o, refuse); err != nil {
+		return core.TaskSpec{}, err
+	}
+	if err := checkDockerfile(filepath.Join(dir, EnvironmentDir), o, refuse); err != nil {
+		return core.TaskSpec{}, err
+	}
+
+	timeout := 0.0
+	for _, t := range []struct {
+		field string
+		v     *float64
+	}{{"agent.timeout_sec", cfg.Agent.TimeoutSec}, {"verifier.timeout_sec", cfg.Verifier.TimeoutSec}} {
+		v := DefaultTimeoutSec
+		if t.v != nil {
+			v = *t.v
+		}
+		if !(v > 0) || math.IsInf(v, 0) {
+			return core.TaskSpec{}, refuse(t.field, "%v is not a positive number of seconds", v)
+		}
+		timeout += v
+	}
+	if timeout > core.MaxTimeout {
+		return core.TaskSpec{}, refuse("agent.timeout_sec", "with verifier.timeout_sec %.0f s in all, more than a task's %d s", timeout, core.MaxTimeout)
+	}
+
+	tests, err := readTree(filepath.Join(dir, TestsDir))
+	if err != nil {
+		return core.TaskSpec{}, refuse(TestsDir+"/", "%v", err)
+	}
+	if _, ok := tests[TestScript]; !ok {
+		return core.TaskSpec{}, refuse(TestsDir+"/"+TestScript, "missing: the task has no check")
+	}
+	command, err := testCommand(cfg.Verifier.Env)
+	if err != nil {
+		return core.TaskSpec{}, refuse("verifier.env", "%v", err)
+	}
+	constraints := map[string]any{"test_files": tests, "test_command": command}
+	if o.Oracle {
+		actions, err := oracle(dir, math.Ceil(derefOr(cfg.Agent.TimeoutSec, DefaultTimeoutSec)))
+		if err != nil {
+			return core.TaskSpec{}, refuse(SolutionDir+"/"+SolutionScript, "%v", err)
+		}
+		constraints["actions"] = actions
+	}
+	line, err := json.Marshal(map[string]any{
+		"task_id": filepath.Base(filepath.Clean(dir)), "task_type": core.TaskCode,
+		"description": string(instr), "timeout": int(math.Ceil(timeout)), "constraints": constraints,
+	})
+	if err != nil {
+		return core.TaskSpec{}, err
+	}
+	spec, err := core.ParseTask(line)
+	if err != nil {
+		var ie *core.InvalidTaskError
+		if errors.As(err, &ie) {
+			return core.TaskSpec{}, refuse(ie.Field, "%s", ie.Reason)
+		}
+		return core.TaskSpec{}, refuse("task", "%v", err)
+	}
+	return spec, nil
+}
+
+func derefOr(p *float64, d float64) float64 {
+	if p == nil {
+		return d
+	}
+	return *p
+}
+
+// checkEnvironment checks task.toml's [environment]: every key is one the
+// platform honours or refuses by name.
+func checkEnvironment(env map[string]any, o Options, refuse func(string, string, ...any) error) error {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	caps := map[string]float64{"cpus": orCap(o.MaxCPUs, DefaultMaxCPUs), "memory_mb": float64(orCapI(o.MaxMemoryMB, DefaultMaxMemoryMB)),
+		"storage_mb": float64(orCapI(o.MaxStorageMB, DefaultMaxStorageMB))}
+	for _, k := range keys {
+		field, v := "environment."+k, env[k]
+		switch k {
+		case "build_timeout_sec":
+			// Nothing is built.
+		case "cpus", "memory_mb", "storage_mb", "memory", "storage":
+			n, ok := number(v)
+			if k == "memory" || k == "storage" {
+				n, ok = sizeMB(v)
+				k += "_mb"
+			}
+			if !ok || n < 0 {
+				return refuse(field, "%v is not a size this importer reads", v)
+			}
+			if n > caps[k] {
+				return refuse(field, "%v is more than the %v this importer allows (--max-%s): the jail would give the task less than it asks", v, caps[k], strings.ReplaceAll(k, "_", "-"))
+			}
+		case "gpus":
+			if n, ok := number(v); !ok || n != 0 {
+				return refuse(field, "%v: the sandbox runtime has no GPUs", v)
+			}
+		case "gpu_types":
+			// Only with gpus > 0, refused above.
+		case "allow_internet":
+			if b, ok := v.(bool); !ok || b {
+				return refuse(field, "%v: jails have no network", v)
+			}
+		case "docker_image":
+			return refuse(field, "%q: a prebuilt image as the task's root is not supported yet (the task field environment, issue 27)", v)
+		case "os":
+			if s, ok := v.(string); !ok || s != "linux" {
+				return refuse(field, "%v: jails run Linux", v)
+			}
+		case "mcp_servers":
+			if l, ok := v.([]any); !ok || len(l) > 0 {
+				return refuse(field, "MCP servers for the agent are not supported")
+			}
+		case "env":
+			if m, ok := v.(map[string]any); !ok || len(m) > 0 {
+				return refuse(field, "environment variables for the agent's environment are not supported")
+			}
+		default:
+			return refuse(field, "not a field this importer knows how to honour")
+		}
+	}
+	return nil
+}
+
+func orCap(v, d float64) float64 {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func orCapI(v, d int64) int64 {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
+	}
+	return 0, false
+}
+
+var sizeRE = regexp.MustCompile(`^(?i)\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?\s*$`)
+
+// sizeMB reads a size such as "4G", "512M", "10Gi" or a number of bytes
+// as MB.
+func sizeMB(v any) (float64, bool) {
+	if n, ok := number(v); ok {
+		return n / (1 << 20), true
+	}
+	s, ok := v.(string)
+	if !ok {
+		return 0, false
+	}
+	m := sizeRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, false
+	}
+	switch strings.ToLower(m[2]) {
+	case "":
+		return n / (1 << 20), true
+	case "k":
+		return n / 1024, true
+	case "m":
+		return n, true
+	case "g":
+		return n * 1024, true
+	default: // t
+		return n * 1024 * 1024, true
+	}
+}
+
+// checkDockerfile accepts an environment/ without a Dockerfile, or whose
+// Dockerfile is only a FROM of one of the bases (comments and blank lines
+// aside): the jail's root is then what the task asks. A compose file, a
+// Dockerfile that builds anything, or another base is refused.
+func checkDockerfile(envDir string, o Options, refuse func(string, string, ...any) error) error {
+	for _, name := range []string{"docker-compose.yaml", "docker-compose.yml", "compose.yaml", "compose.yml"} {
+		if _, err := os.Stat(filepath.Join(envDir, name)); err == nil {
+			return refuse(EnvironmentDir+"/"+name, "tasks of several containers are not supported")
+		}
+	}
+	field := EnvironmentDir + "/Dockerfile"
+	data, err := os.ReadFile(filepath.Join(envDir, "Dockerfile"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return refuse(field, "%v", err)
+	}
+	bases := o.Bases
+	if bases == nil {
+		bases = DefaultBases
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	froms := 0
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if !strings.EqualFold(f[0], "FROM") || len(f) != 2 {
+			return refuse(field, "line %d %q: building an image is not supported yet; only a FROM of %s (--base adds one)", n, clip(line, 60), strings.Join(bases, ", "))
+		}
+		if !contains(bases, f[1]) {
+			return refuse(field, "line %d: FROM %s is not a base the sandbox runtime provides (%s; --base adds one)", n, f[1], strings.Join(bases, ", "))
+		}
+		froms++
+	}
+	if froms > 1 {
+		return refuse(field, "a multi-stage build is not supported")
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// readTree reads every regular file under dir, by slash-separated path:
+// the text as a string, other bytes as {"base64": ...}. Symlinks and
+// special files are refused.
+func readTree(dir string) (map[string]any, error) {
+	out := map[string]any{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s: not a regular file", filepath.ToSlash(rel))
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if utf8.Valid(data) && !bytes.ContainsRune(data, 0) {
+			out[filepath.ToSlash(rel)] = string(data)
+		} else {
+			out[filepath.ToSlash(rel)] = map[string]string{"base64": base64.StdEncoding.EncodeToString(data)}
+		}
+		return nil
+	})
+	return out, err
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// testCommand is TestCommand with the verifier's environment variables
+// before it, each value single-quoted for the shell.
+func testCommand(env map[string]string) (string, error) {
+	names := make([]string, 0, len(env))
+	for k := range env {
+		if !envNameRE.MatchString(k) {
+			return "", fmt.Errorf("%q is not a variable name", k)
+		}
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString(k + "=" + shellQuote(env[k]) + " ")
+	}
+	return b.String() + TestCommand, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// oracleEOF ends the here-document that carries solve.sh.
+const oracleEOF = "ADP_HARBOR_ORACLE_EOF"
+
+// oracle is the actions that run solution/solve.sh in the workspace:
+// one bash step, the script fed to a fresh bash as a here-document (its
+// exit or set -e ends that bash, not the agent's shell), bounded by the
+// agent's timeout.
+func oracle(dir string, timeoutSec float64) ([]any, error) {
+	sol := filepath.Join(dir, SolutionDir)
+	files, err := readTree(sol)
+	if err != nil {
+		return nil, err
+	}
+	script, ok := files[SolutionScript].(string)
+	if !ok {
+		return nil, errors.New("missing or not text: the task has no oracle (--oracle)")
+	}
+	for name := range files {
+		if name != SolutionScript {
+			return nil, fmt.Errorf("the solution has other files (%s): only a solve.sh alone can be an oracle", name)
+		}
+	}
+	for _, line := range strings.Split(script, "\n") {
+		if line == oracleEOF {
+			return nil, fmt.Errorf("has a line %q, which ends the here-document the oracle is run from", oracleEOF)
+		}
+	}
+	t := int(math.Min(timeoutSec, core.MaxStepTimeout))
+	cmd := "bash <<'" + oracleEOF + "'\n" + strings.TrimSuffix(script, "\n") + "\n" + oracleEOF
+	return []any{
+		map[string]any{"action": core.CodeActionBash, "command": cmd, "timeout": t},
+		map[string]any{"action": core.CodeActionFinish},
+	}, nil
+}
