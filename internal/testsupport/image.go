@@ -108,7 +108,17 @@ func buildBaseLayer() (v1.Layer, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
+		libs := lddPath.FindAllStringSubmatch(string(out), -1)
+		for _, m := range libs {
+			// glibc dlopens libgcc_s (unwinding at pthread_exit and
+			// cancellation), which ldd does not list: beside libc.
+			if filepath.Base(m[1]) == "libc.so.6" {
+				if gcc := filepath.Join(filepath.Dir(m[1]), "libgcc_s.so.1"); fileExists(gcc) {
+					libs = append(libs, []string{"", gcc})
+				}
+			}
+		}
+		for _, m := range libs {
 			real, err := filepath.EvalSymlinks(m[1])
 			if err != nil {
 				return nil, err
@@ -229,4 +239,9 @@ func PythonImageArchive(t testing.TB, imageName string, config v1.Config, files 
 		t.Fatal(err)
 	}
 	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
