@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/codeagent"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/redisconn"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/service"
@@ -40,6 +41,8 @@ type config struct {
 	// threads out of reach of signals (sandbox.Config.SandboxUID).
 	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534" valid:"1..4294967294"`
 	Workspace  workspaceConfig
+	// ImageStore holds the images tasks name as their environment.
+	ImageStore imagestore.Config
 }
 
 // workspaceConfig configures the workspaces of workspace tasks
@@ -114,13 +117,29 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		return err
 	}
 	defer workspaces.Close()
+	imgCfg := cfg.ImageStore
+	imgCfg.Log = log
+	var envs codeagent.Environments
+	images, err := imagestore.Open(imgCfg)
+	switch {
+	case err != nil && imgCfg.Dir != "":
+		return err
+	case err != nil:
+		// The default directory (the user's cache) may not exist for the
+		// runtime's user: tasks with an environment are then invalid here.
+		log.Warn("no image store: tasks with an environment will be refused (set SANDBOX_IMAGE_STORE)", "err", err)
+	default:
+		defer images.Close()
+		envs = images
+		log.Info("image store", "dir", images.Dir())
+	}
 	log.Info("sandbox ready", "backend", jail.Name(), "concurrency", cfg.Concurrency, "in_flight", cfg.InFlight, "python", cfg.PythonPath, "llm", client != nil, "redis", redisconn.Redact(cfg.RedisURL))
 	return p.ServeRuntime(ctx, service.Runtime{
 		Name: core.RuntimeSandbox, Stream: core.StreamCode, Concurrency: cfg.InFlight,
 		Config: cfg.RuntimeConfig, HasModel: client != nil, MaxTimeout: cfg.MaxTimeout,
 		CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
-			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces,
+			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces, Environments: envs,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 		},

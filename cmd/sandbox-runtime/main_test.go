@@ -11,7 +11,7 @@ import (
 
 // The variables this binary reads, and their defaults, are docs/configuration.md's.
 func TestConfigDocumented(t *testing.T) {
-	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Sandbox runtime:")
+	testsupport.CheckEnvDocumented(t, &config{}, metricsAddr, "Shared by all services:", "Both runtimes:", "Sandbox runtime:", "Image store (the sandbox runtime and `adpctl env`):")
 }
 
 // The workspace variables' defaults are the workspace package's.

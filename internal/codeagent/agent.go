@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
@@ -35,26 +36,42 @@ type Agent struct {
 	Cache   *templatecache.Cache
 	Metrics *metrics.Set
 	Log     *slog.Logger
+	// Environments obtains the images tasks name as their environment
+	// (an *imagestore.Store); nil when the runtime has no image store.
+	Environments Environments
 
-	harnessOnce sync.Once
-	testHarness harness // see harness
+	harnessMu sync.Mutex
+	harnesses map[string]harness // by interpreter: "" (the host's) or an image id
 }
 
-// harness is the test harness: harnessPy compiled by the jail's
-// interpreter, done at the first task with tests, or harnessPy itself when
-// that fails (logged; the verdicts are the same, a run costs 0.25 ms more of CPU).
-func (a *Agent) harness(ctx context.Context) harness {
-	a.harnessOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		h, err := compileHarness(ctx, a.Jail, a.Limits)
-		if err != nil {
-			a.Log.Warn("running the test harness from source", "err", err)
-			h = sourceHarness
-		}
-		a.testHarness = h
-	})
-	return a.testHarness
+// Environments obtains a task's environment: imagestore.Store.Get.
+type Environments interface {
+	Get(ctx context.Context, env string) (*imagestore.Handle, error)
+}
+
+// harness is the test harness for the interpreter of img (nil: the
+// host's; key is the image's id): harnessPy compiled by that interpreter,
+// done at the first task with tests that runs on it, or harnessPy itself
+// when that fails (logged; the verdicts are the same, a run costs 0.25 ms
+// more of CPU).
+func (a *Agent) harness(ctx context.Context, img *sandbox.Image, key string) harness {
+	a.harnessMu.Lock()
+	defer a.harnessMu.Unlock()
+	if h, ok := a.harnesses[key]; ok {
+		return h
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	h, err := compileHarness(ctx, a.Jail, a.Limits, img)
+	if err != nil {
+		a.Log.Warn("running the test harness from source", "image", key, "err", err)
+		h = sourceHarness
+	}
+	if a.harnesses == nil {
+		a.harnesses = map[string]harness{}
+	}
+	a.harnesses[key] = h
+	return h
 }
 
 // ErrJail is wrapped by Execute's error when the jail itself failed: a
@@ -86,6 +103,10 @@ type run struct {
 	// the text or output of a hidden check (issue 23 §4).
 	feedback string
 	jailErr  error
+	// image is the task's environment (nil: the host's /usr), imageID
+	// its id.
+	image   *sandbox.Image
+	imageID string
 }
 
 // Execute runs task and returns its trajectory. The error is non-nil only
@@ -96,6 +117,26 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
 		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
+	}
+	if r.c.Environment != "" {
+		h, err := a.environment(ctx, r.c.Environment)
+		if errors.Is(err, errNoEnvironment) {
+			r.tr.Fail(core.ErrSystem, err.Error())
+			r.tr.ExitReason = core.ExitInvalidTask
+			return r.finish(), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("task %s: %w: %w", task.TaskID, ErrJail, err)
+		}
+		defer h.Close()
+		r.image = &sandbox.Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}
+		r.imageID = h.ID
+		r.tr.Metadata[core.MetaEnvironmentImage] = h.ID
+		if err := sandbox.CheckImage(r.image); err != nil {
+			r.tr.Fail(core.ErrSystem, fmt.Sprintf("environment %s: %v", r.c.Environment, err))
+			r.tr.ExitReason = core.ExitInvalidTask
+			return r.finish(), nil
+		}
 	}
 	if r.c.IsWorkspace() {
 		return a.executeWorkspace(ctx, task, r.c, r.tr, r.start)
@@ -113,6 +154,27 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 }
 
 var _ agent.Task = (*run)(nil)
+
+// errNoEnvironment: the task's environment cannot be had here for a
+// reason of the task's (no such image) or of this runtime's settings (no
+// image store): the task is invalid, retrying cannot help.
+var errNoEnvironment = errors.New("environment")
+
+// environment obtains a task's image. A failure that another try may
+// mend (the registry unreachable) is returned as it is.
+func (a *Agent) environment(ctx context.Context, env string) (*imagestore.Handle, error) {
+	if a.Environments == nil {
+		return nil, fmt.Errorf("%w %s: this runtime has no image store (set SANDBOX_IMAGE_STORE)", errNoEnvironment, env)
+	}
+	h, err := a.Environments.Get(ctx, env)
+	if errors.Is(err, imagestore.ErrNoSuchImage) {
+		return nil, fmt.Errorf("%w %s: %w", errNoEnvironment, env, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", env, err)
+	}
+	return h, nil
+}
 
 // Scripted runs constraints.code.
 func (r *run) Scripted(ctx context.Context) bool {
@@ -194,7 +256,7 @@ func (r *run) runProgram(ctx context.Context, program string) {
 // with the program's: then the caller runs them separately.
 func (r *run) runWithTests(ctx context.Context, program string) bool {
 	lim := r.limits(ctx)
-	h, req := newHarnessRun(r.a.harness(ctx), program, r.c.AllTests(), r.c.Stdin, lim)
+	h, req := newHarnessRun(r.a.harness(ctx, r.image, r.imageID), program, r.c.AllTests(), r.c.Stdin, lim)
 	started := time.Now()
 	res, err := r.jail(ctx, req)
 	if err != nil {
@@ -252,6 +314,7 @@ func (r *run) limits(ctx context.Context) sandbox.Limits {
 // jail runs req; a jail failure is counted and, unless ctx ended, kept as
 // the task's system error.
 func (r *run) jail(ctx context.Context, req sandbox.Request) (sandbox.Result, error) {
+	req.Image = r.image
 	res, err := r.a.Jail.Run(ctx, req)
 	if err != nil {
 		r.a.Metrics.SandboxJailFailures.Inc()
@@ -414,7 +477,7 @@ func (r *run) checkOutput() (bool, string) {
 // records the verify step and returns its verdict.
 func (r *run) verifyTests(ctx context.Context) (bool, string) {
 	lim := r.limits(ctx)
-	h, req := newHarnessRun(r.a.harness(ctx), r.lastProgram, r.c.AllTests(), r.c.Stdin, lim)
+	h, req := newHarnessRun(r.a.harness(ctx, r.image, r.imageID), r.lastProgram, r.c.AllTests(), r.c.Stdin, lim)
 	started := time.Now()
 	res, err := r.jail(ctx, req)
 	if err != nil {

@@ -806,11 +806,12 @@ else:
     exec(compile(_adp_src.decode("utf-8"), __file__, "exec"))
 `
 
-// compileHarness returns the harness compiled by jail's interpreter (see
+// compileHarness returns the harness compiled by jail's interpreter, or
+// img's python3 (see
 // harnessCompilerPy), checked by a run: a program and passing tests must
 // pass, and failing tests must fail.
-func compileHarness(ctx context.Context, jail sandbox.Jail, lim sandbox.Limits) (harness, error) {
-	res, err := jail.Run(ctx, sandbox.Request{Code: harnessCompilerPy, Stdin: []byte(harnessPy), Limits: lim})
+func compileHarness(ctx context.Context, jail sandbox.Jail, lim sandbox.Limits, img *sandbox.Image) (harness, error) {
+	res, err := jail.Run(ctx, sandbox.Request{Code: harnessCompilerPy, Stdin: []byte(harnessPy), Limits: lim, Image: img})
 	if err != nil {
 		return harness{}, fmt.Errorf("compile the harness: %w", err)
 	}
@@ -830,6 +831,7 @@ func compileHarness(ctx context.Context, jail sandbox.Jail, lim sandbox.Limits) 
 		pass  bool
 	}{{"assert f() == 1\n", true}, {"assert f() == 2\n", false}} {
 		hrun, req := newHarnessRun(h, "def f():\n    return 1\nprint('ran')\n", c.tests, "", lim)
+		req.Image = img
 		res, err := jail.Run(ctx, req)
 		if err != nil {
 			return harness{}, fmt.Errorf("check the compiled harness: %w", err)

@@ -116,7 +116,7 @@ func TestHarnessTracebackIsEmbeddable(t *testing.T) {
 func TestCompiledHarness(t *testing.T) {
 	a := newAgent(t, nil, nil)
 	ctx := context.Background()
-	compiled := a.harness(ctx)
+	compiled := a.harness(ctx, nil, "")
 	if compiled == sourceHarness || !strings.HasPrefix(compiled.prog, "import marshal, posix, sys\n") {
 		t.Fatalf("the agent runs the harness from source, not compiled: %.80q", compiled.prog)
 	}
@@ -185,7 +185,7 @@ func TestCompiledHarness(t *testing.T) {
 func TestHarnessFallsBackToSource(t *testing.T) {
 	a := newAgent(t, nil, nil)
 	a.Limits.KeepOutputBytes = 4 << 10
-	if h := a.harness(context.Background()); h != sourceHarness {
+	if h := a.harness(context.Background(), nil, ""); h != sourceHarness {
 		t.Fatalf("harness = %.80q, want the source", h.prog)
 	}
 	for _, tc := range []struct {

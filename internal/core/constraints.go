@@ -63,6 +63,12 @@ type CodeConstraints struct {
 	TestFiles TestFiles `json:"test_files"`
 	// Actions is a scripted action sequence (replay mode).
 	Actions CodeActions `json:"actions"`
+
+	// Environment is the task's image, the jail's root (programs and
+	// workspaces alike): a registry reference with a tag or digest, or
+	// "archive:NAME" for an image archive under SANDBOX_IMAGE_ARCHIVES
+	// (see ValidateEnvironment).
+	Environment string `json:"environment"`
 }
 
 // HasVerifier reports whether the task says what a right result is.

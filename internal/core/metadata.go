@@ -94,6 +94,11 @@ const (
 	// MetaPageInstruction is what a web task's instruction_script returned
 	// (added to the prompt).
 	MetaPageInstruction MetaKey = "page_instruction"
+	// MetaEnvironmentImage is the id (the config digest, "sha256:...") of
+	// the image a task's environment named, which every run of the
+	// attempt had as its root: the name may move, the id does not. Absent
+	// without an environment. The code agent.
+	MetaEnvironmentImage MetaKey = "environment_image"
 )
 
 // MetaKeys lists every metadata key.
@@ -101,5 +106,5 @@ var MetaKeys = []MetaKey{
 	MetaSource, MetaCacheHit, MetaCachedFrom, MetaVerified, MetaAnswer, MetaCodeLength, MetaRule,
 	MetaFinalURL, MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens, MetaTotalTokens, MetaStopReason,
 	MetaTotalSteps, MetaDeliveries, MetaQueueWaitSeconds, MetaWorkspaceDiff, MetaWorkspaceDiffBase64, MetaWorkspaceDiffIncomplete, MetaWorkspaceDiffTruncated, MetaTestOutput, MetaVerifierRewards, MetaFlags,
-	MetaSamplingIgnored, MetaPageInstruction,
+	MetaSamplingIgnored, MetaPageInstruction, MetaEnvironmentImage,
 }

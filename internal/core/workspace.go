@@ -400,6 +400,11 @@ func (c CodeConstraints) IsWorkspace() bool {
 // verified by its test_command, so the single-program constraints are not
 // for it; and the workspace reference is a clean relative path.
 func (c *CodeConstraints) validate() error {
+	if c.Environment != "" {
+		if err := ValidateEnvironment(c.Environment); err != nil {
+			return &fieldError{field: "environment", err: err}
+		}
+	}
 	if c.Workspace != "" {
 		if err := ValidateWorkspacePath(c.Workspace); err != nil {
 			return &fieldError{field: "workspace", err: fmt.Errorf("%w (a directory or .tar/.tar.gz under WORKSPACE_ROOT)", err)}
@@ -413,6 +418,11 @@ func (c *CodeConstraints) validate() error {
 	}
 	if !c.IsWorkspace() {
 		return nil
+	}
+	if c.Environment != "" {
+		// Refused rather than run on the host's root: a workspace's steps
+		// are not yet run on an image (issue 27).
+		return &fieldError{field: "environment", err: errors.New("is not yet supported for workspace tasks (files, workspace, setup, test_command, actions); only single-program tasks run in an image")}
 	}
 	for _, f := range []struct {
 		name string

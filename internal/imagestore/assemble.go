@@ -63,7 +63,7 @@ func assemble(store *os.Root, dst string, layerDirs []string, metas []layerMeta)
 	}
 	for name, mode := range dirModes {
 		if fi, err := store.Lstat(name); err == nil && fi.IsDir() {
-			if err := store.Chmod(name, mode|ownerDirBits); err != nil {
+			if err := store.Chmod(name, jailReadable(mode|ownerDirBits)); err != nil {
 				return err
 			}
 		}

@@ -13,7 +13,7 @@ import (
 
 func TestConfigDocumented(t *testing.T) {
 	t.Parallel()
-	testsupport.CheckEnvDocumented(t, &Config{}, "", "Image store (`adpctl env`):")
+	testsupport.CheckEnvDocumented(t, &Config{}, "", "Image store (the sandbox runtime and `adpctl env`):")
 	f, _ := reflect.TypeFor[Config]().FieldByName("MaxGB")
 	if def := f.Tag.Get("envDefault"); def != strconv.Itoa(DefaultMaxGB) {
 		t.Errorf("SANDBOX_IMAGE_STORE_GB defaults to %s, DefaultMaxGB is %d", def, DefaultMaxGB)

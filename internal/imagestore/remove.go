@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"io/fs"
+	"net/http"
 	"path"
 	"path/filepath"
 	"slices"
@@ -283,7 +286,7 @@ func (s *Store) evictLocked(st *state, keep ...string) (GCReport, error) {
 
 // archivePrefix marks an environment read from an archive under
 // Config.ArchiveDir ("archive:NAME").
-const archivePrefix = "archive:"
+const archivePrefix = core.EnvironmentArchivePrefix
 
 // Get opens the image a task's environment names, obtaining it first when
 // the store does not have it: "archive:NAME" is imported from NAME under
@@ -302,15 +305,41 @@ func (s *Store) Get(ctx context.Context, env string) (*Handle, error) {
 	if rel, ok := strings.CutPrefix(env, archivePrefix); ok {
 		p, err := s.archivePath(rel)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrNoSuchImage, err)
 		}
 		if _, err := s.Import(ctx, p, ref); err != nil {
 			return nil, err
 		}
 	} else if _, err := s.Pull(ctx, env); err != nil {
+		if registryMissing(err) {
+			return nil, fmt.Errorf("%w: %w", ErrNoSuchImage, err)
+		}
 		return nil, err
 	}
 	return s.Use(ctx, ref)
+}
+
+// ErrNoSuchImage is returned by Get when the environment does not exist:
+// no such archive, or the registry answers that it has no such image. Any
+// other failure (the registry unreachable, the disk full) may pass.
+var ErrNoSuchImage = errors.New("no such image")
+
+// registryMissing reports whether a pull failed because the registry has
+// no such repository or manifest.
+func registryMissing(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	if te.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range te.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return true
+		}
+	}
+	return false
 }
 
 // archiveName is the name an archive of the archive directory is kept by.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -745,5 +746,39 @@ func TestCrashMidUnpack(t *testing.T) {
 	defer h.Close()
 	if got := len(tree(t, h.Root)); res.LayersUnpacked != 1 || got != 201 {
 		t.Errorf("pulled after the crash: %d layers unpacked, %d entries in the root; want 1 and 201", res.LayersUnpacked, got)
+	}
+}
+
+// TestGetMissing: an environment that does not exist is ErrNoSuchImage
+// (the task is invalid); a registry that cannot be reached is not (a
+// system error, retried).
+func TestGetMissing(t *testing.T) {
+	t.Parallel()
+	reg := testsupport.StartRegistry(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	s, err := Open(Config{Dir: t.TempDir(), ArchiveDir: t.TempDir(), InsecureRegistries: []string{reg.Host, closed},
+		Keychain: authn.NewMultiKeychain(), Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		env     string
+		missing bool
+	}{
+		{reg.Host + "/no/such:1", true},
+		{"archive:none.tar", true},
+		{closed + "/team/img:1", false},
+	} {
+		_, err := s.Get(ctx, tc.env)
+		if err == nil || errors.Is(err, ErrNoSuchImage) != tc.missing {
+			t.Errorf("Get(%q) = %v, want missing %v", tc.env, err, tc.missing)
+		}
 	}
 }

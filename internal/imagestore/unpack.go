@@ -34,6 +34,13 @@ const keptModeBits = fs.ModePerm | fs.ModeSticky
 // be able to fill, walk and remove every tree it unpacked.
 const ownerDirBits = 0o700
 
+// jailReadable gives others (the jail's uid, which owns nothing in the
+// store) what the owner may read and search: owners are not kept, and a
+// program running as the image's user expects to read that user's files,
+// 0600 ones included. Nothing is made writable: the jail binds the root
+// read-only, and the store's files stay its own user's to change.
+func jailReadable(mode fs.FileMode) fs.FileMode { return mode | (mode&0o500)>>6 }
+
 // errTooLarge is returned when a layer's files pass the store's cap.
 var errTooLarge = errors.New("larger than the store's cap")
 
@@ -119,7 +126,7 @@ func unpackLayer(root *os.Root, r io.Reader, diffID string, maxBytes int64) (lay
 	}
 	for name, mode := range dirModes {
 		if fi, err := root.Lstat(name); err == nil && fi.IsDir() {
-			if err := root.Chmod(name, mode|ownerDirBits); err != nil {
+			if err := root.Chmod(name, jailReadable(mode|ownerDirBits)); err != nil {
 				return m, fmt.Errorf("chmod %q: %w", name, err)
 			}
 		}
@@ -191,7 +198,7 @@ func unpackEntry(root *os.Root, tr io.Reader, hdr *tar.Header, m *layerMeta, dir
 		}
 		_, err = io.Copy(f, io.LimitReader(tr, hdr.Size))
 		if err == nil {
-			err = f.Chmod(hdr.FileInfo().Mode().Perm())
+			err = f.Chmod(jailReadable(hdr.FileInfo().Mode().Perm()))
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr

@@ -140,16 +140,19 @@ func TestUnpackLayerModes(t *testing.T) {
 	}
 	defer root.Close()
 	b := layerTar(t, withMode(dir("ro"), 0o555), withMode(file("ro/suid", "x"), 0o4755), withMode(file("sgid", "x"), 0o2711),
-		withMode(dir("tmp"), 0o1777), withMode(file("secret", "s"), 0o600))
+		withMode(dir("tmp"), 0o1777), withMode(file("secret", "s"), 0o600), withMode(dir("home"), 0o700))
 	if _, err := unpackLayer(root, bytes.NewReader(b), "", 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]os.FileMode{
 		"ro":      os.ModeDir | 0o755, // the owner's bits are always set on directories
 		"ro/suid": 0o755,              // setuid dropped
-		"sgid":    0o711,              // setgid dropped
-		"tmp":     os.ModeDir | os.ModeSticky | 0o777,
-		"secret":  0o600,
+		// setgid dropped; the owner's read and search given to others
+		// (the jail's uid: jailReadable), as everywhere below.
+		"sgid":   0o715,
+		"tmp":    os.ModeDir | os.ModeSticky | 0o777,
+		"secret": 0o604,
+		"home":   os.ModeDir | 0o705,
 	} {
 		fi, err := os.Lstat(filepath.Join(top, name))
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // The jail's overhead on the smallest program: print("hello") through the
@@ -117,4 +119,61 @@ func benchRuns(b *testing.B, run func()) {
 	b.StopTimer()
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)/2].Nanoseconds()), "median-ns/op")
+}
+
+// BenchmarkImageStart is the start of an attempt in an image environment:
+// `sh -c true` and print("hello") in a jail whose root is a test image
+// (the host's python3.11 and dash, 2 layers, already in the store), and
+// the same image through a container engine (`podman run --rm IMAGE true`,
+// or docker's) when one is installed and serving; skipped otherwise.
+//
+//	go test -run '^$' -bench ImageStart -benchtime 50x ./internal/sandbox/
+func BenchmarkImageStart(b *testing.B) {
+	img, archive := testImageAndArchive(b, v1.Config{Env: []string{"PATH=/usr/bin:/bin"}})
+	for _, backend := range []string{BackendNsjail, BackendBwrap} {
+		j, err := New(backend, Config{})
+		if err != nil {
+			b.Logf("%s: %v", backend, err)
+			continue
+		}
+		ctx := context.Background()
+		for _, tc := range []struct {
+			name string
+			req  Request
+			out  string
+		}{
+			{"true", Request{Argv: []string{"/bin/sh", "-c", "true"}, Image: img}, ""},
+			{"python", Request{Code: benchCode, Image: img}, "hello\n"},
+		} {
+			b.Run(backend+"/"+tc.name, func(b *testing.B) {
+				benchRuns(b, func() {
+					res, err := j.Run(ctx, tc.req)
+					if err != nil || !res.OK() || res.Stdout != tc.out {
+						b.Fatalf("err = %v, result %+v", err, res)
+					}
+				})
+			})
+		}
+	}
+	b.Run("engine/true", func(b *testing.B) {
+		engine := ""
+		for _, e := range []string{"podman", "docker"} {
+			if p, err := exec.LookPath(e); err == nil && exec.Command(p, "info").Run() == nil {
+				engine = p
+				break
+			}
+		}
+		if engine == "" {
+			b.Skip("no container engine serving here (podman, docker)")
+		}
+		if out, err := exec.Command(engine, "load", "-i", archive).CombinedOutput(); err != nil {
+			b.Fatalf("%s load: %v: %s", engine, err, out)
+		}
+		b.Cleanup(func() { _ = exec.Command(engine, "rmi", testImageName).Run() })
+		benchRuns(b, func() {
+			if out, err := exec.Command(engine, "run", "--rm", "--network=none", testImageName, "/bin/sh", "-c", "true").CombinedOutput(); err != nil {
+				b.Fatalf("%s run: %v: %s", engine, err, out)
+			}
+		})
+	})
 }

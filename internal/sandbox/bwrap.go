@@ -401,20 +401,36 @@ func memfdWith(name, data string) (*os.File, error) {
 
 // bwrapArgs is bwrap's command line, ending with the interpreter's.
 func (b *bwrapJail) bwrapArgs(lim Limits, spec runSpec, runID string) []string {
+	uid, gid, env, root := jailUID, jailUID, jailEnv(runID), b.root
+	if img := spec.image; img != nil {
+		// The image's user inside (root included), still 65534 outside.
+		uid, gid, env, root = img.uid, img.gid, append(img.env, runIDEnv+"="+runID), nil
+	}
 	a := []string{b.bwrap,
-		// uid/gid 65534 in a nested user namespace that cannot nest more.
-		"--unshare-user", "--uid", strconv.Itoa(jailUID), "--gid", strconv.Itoa(jailUID), "--disable-userns",
+		// uid/gid 65534 (or the image's user) in a nested user namespace
+		// that cannot nest more.
+		"--unshare-user", "--uid", strconv.Itoa(uid), "--gid", strconv.Itoa(gid), "--disable-userns",
 		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 		"--hostname", "sandbox",
 		"--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
 		"--clearenv",
 	}
-	for _, kv := range jailEnv(runID) {
+	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		a = append(a, "--setenv", k, v)
 	}
-	a = append(a, "--ro-bind", "/usr", "/usr")
-	for _, e := range b.root {
+	if img := spec.image; img != nil {
+		for _, e := range img.entries {
+			if e.target != "" {
+				a = append(a, "--symlink", e.target, e.path)
+			} else {
+				a = append(a, "--ro-bind", img.root+e.path, e.path)
+			}
+		}
+	} else {
+		a = append(a, "--ro-bind", "/usr", "/usr")
+	}
+	for _, e := range root {
 		if e.target != "" {
 			a = append(a, "--symlink", e.target, e.path)
 		} else {

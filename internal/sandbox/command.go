@@ -45,6 +45,8 @@ type runSpec struct {
 	// read-only when it lives outside /usr (every run: a command may run
 	// python3 too).
 	pythonPrefix string
+	// image, when set, is the jail's root instead of the host's /usr.
+	image *imageSpec
 }
 
 // defaultJailDir is the working directory of a run that names none.
@@ -54,8 +56,27 @@ const defaultJailDir = "/tmp"
 // with defaults filled in: the interpreter on /sandbox/main.py in /tmp.
 func specOf(req Request, py interpreter) (runSpec, error) {
 	s := runSpec{argv: req.Argv, binds: req.Binds, dir: req.Dir, pythonPrefix: py.prefix}
-	if len(s.argv) == 0 {
-		s.argv = pythonArgs(py.path)
+	if req.Image != nil {
+		img, err := specImage(req.Image, req.Binds)
+		if err != nil {
+			return s, err
+		}
+		s.image, s.pythonPrefix = img, ""
+		if s.dir == "" && req.Image.WorkingDir != "" {
+			s.dir = req.Image.WorkingDir
+			if err := img.hasDir(s.dir); err != nil {
+				return s, err
+			}
+		}
+	}
+	if len(s.argv) == 0 && s.image != nil {
+		python, err := imagePython(s.image)
+		if err != nil {
+			return s, err
+		}
+		s.argv = pythonArgs(python, true)
+	} else if len(s.argv) == 0 {
+		s.argv = pythonArgs(py.path, false)
 	} else if !filepath.IsAbs(s.argv[0]) {
 		return s, fmt.Errorf("sandbox: command %q must be an absolute path in the jail", s.argv[0])
 	}

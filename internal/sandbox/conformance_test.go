@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -75,6 +76,9 @@ type conformanceCase struct {
 	stdin  string
 	limits func(*Limits)
 	check  func(t *testing.T, res Result)
+	// checkImage, when set, replaces check on an image root (forEachRoot:
+	// the image's user is root inside, and site is on).
+	checkImage func(t *testing.T, res Result)
 	// skip, when set, names why the case does not apply to this jail;
 	// skipAfter is asked after the run (what the run taught of the host).
 	skip      func(j Jail) string
@@ -153,33 +157,11 @@ for fd in range(3, 64):
 print(open_fds)
 `,
 		check: func(t *testing.T, res Result) {
-			wantOK(t, res)
-			lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
-			want := []string{
-				"65534 65534 65534 []",
-				"sandbox",
-				"['HOME', 'LANG', 'MALLOC_ARENA_MAX', 'PATH', 'TMPDIR']", // bwrap adds PWD (filtered)
-				"1 1",
-			}
-			if len(lines) != 7 {
-				t.Fatalf("stdout = %q", res.Stdout)
-			}
-			for i, w := range want {
-				if lines[i] != w {
-					t.Errorf("line %d = %q, want %q", i+1, lines[i], w)
-				}
-			}
-			for _, banned := range []string{"'etc'", "'proc'", "'root'", "'home'", "'var'", "'sys'"} {
-				if strings.Contains(lines[4], banned) {
-					t.Errorf("root of the jail contains %s: %s", banned, lines[4])
-				}
-			}
-			if lines[5] != "['null', 'urandom', 'zero']" {
-				t.Errorf("/dev = %s, want only null, urandom, zero", lines[5])
-			}
-			if lines[6] != "[]" {
-				t.Errorf("file descriptors %s leaked into the jail", lines[6])
-			}
+			checkIdentity(t, res, "65534 65534 65534 []", "1 1")
+		},
+		checkImage: func(t *testing.T, res Result) {
+			// Root inside, 65534 outside (TestImageRootUserOutside).
+			checkIdentity(t, res, "0 0 0 []", "1 0")
 		},
 	},
 	{
@@ -512,12 +494,60 @@ while True:
 	},
 }
 
+// checkIdentity checks the identity case's output: ids and sys.flags as
+// given, the rest as on every root.
+func checkIdentity(t *testing.T, res Result, ids, flags string) {
+	wantOK(t, res)
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	want := []string{
+		ids,
+		"sandbox",
+		"['HOME', 'LANG', 'MALLOC_ARENA_MAX', 'PATH', 'TMPDIR']", // bwrap adds PWD (filtered)
+		flags,
+	}
+	if len(lines) != 7 {
+		t.Fatalf("stdout = %q", res.Stdout)
+	}
+	for i, w := range want {
+		if lines[i] != w {
+			t.Errorf("line %d = %q, want %q", i+1, lines[i], w)
+		}
+	}
+	for _, banned := range []string{"'etc'", "'proc'", "'root'", "'home'", "'var'", "'sys'"} {
+		if strings.Contains(lines[4], banned) {
+			t.Errorf("root of the jail contains %s: %s", banned, lines[4])
+		}
+	}
+	if lines[5] != "['null', 'urandom', 'zero']" {
+		t.Errorf("/dev = %s, want only null, urandom, zero", lines[5])
+	}
+	if lines[6] != "[]" {
+		t.Errorf("file descriptors %s leaked into the jail", lines[6])
+	}
+}
+
 // hostCanary is set in the test process's environment; it must never be
 // visible inside the jail.
 const hostCanary = "ADP_HOST_CANARY_d1f0a3"
 
 func TestConformance(t *testing.T) {
 	t.Setenv(hostCanary, hostCanary)
+	forEachRoot(t, func(t *testing.T, img *Image) {
+		testConformance(t, img)
+	})
+}
+
+// forEachRoot runs fn with the host's /usr as the jail's root (img nil)
+// and with a test image's root: the image's user is root inside (still
+// 65534 outside), the most a program can be given.
+func forEachRoot(t *testing.T, fn func(t *testing.T, img *Image)) {
+	t.Run("host-root", func(t *testing.T) { fn(t, nil) })
+	t.Run("image-root", func(t *testing.T) {
+		fn(t, testImage(t, v1.Config{Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}))
+	})
+}
+
+func testConformance(t *testing.T, img *Image) {
 	forEachBackend(t, func(t *testing.T, s jailSetup) {
 		for _, tc := range conformanceCases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -532,7 +562,7 @@ func TestConformance(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				res, err := s.jail.Run(ctx, Request{Code: tc.code, Stdin: []byte(tc.stdin), Limits: lim})
+				res, err := s.jail.Run(ctx, Request{Code: tc.code, Stdin: []byte(tc.stdin), Limits: lim, Image: img})
 				if err != nil {
 					t.Fatalf("Run: %v (result %+v)", err, res)
 				}
@@ -544,7 +574,11 @@ func TestConformance(t *testing.T) {
 						t.Skip(why)
 					}
 				}
-				tc.check(t, res)
+				if img != nil && tc.checkImage != nil {
+					tc.checkImage(t, res)
+				} else {
+					tc.check(t, res)
+				}
 				t.Logf("%s: type=%q exit=%d signal=%q wall=%s msg=%q stdout=%q", s.jail.Name(), res.ErrorType, res.ExitCode, res.Signal, res.Wall.Round(time.Millisecond), res.ErrorMessage, clipShort(res.Stdout))
 				if t.Failed() {
 					t.Logf("result: type=%s msg=%q exit=%d signal=%s wall=%s\nstdout=%q\nstderr=%q",

@@ -318,6 +318,13 @@ func (n *nsjailJail) command(lim Limits, code string, spec runSpec, runID string
 			return nil, err
 		}
 	}
+	if spec.image != nil && n.policy.flags == nil {
+		conf.Close()
+		if thread != nil {
+			n.netns.put(thread)
+		}
+		return nil, fmt.Errorf("sandbox: nsjail policy %s has a field without a command-line option, so its host root cannot be replaced by an image", n.policy.path)
+	}
 	argv := nsjailArgs(n.nsjail, n.policy, n.cg, lim, spec, runID, thread != nil)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
@@ -374,8 +381,13 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 	wallSeconds := int64((lim.Wall + 999_999_999) / 1_000_000_000)
 	a := []string{bin, "--config", "/proc/self/fd/" + strconv.Itoa(nsjailConfigFD)}
 	// The policy's options, when it is not in the configuration: after
-	// --config, which replaces every option before it.
-	a = append(a, pol.flags...)
+	// --config, which replaces every option before it. On an image, less
+	// the host's root, environment and ids (the image's follow).
+	if spec.image != nil {
+		a = append(a, imagePolicyFlags(pol.flags)...)
+	} else {
+		a = append(a, pol.flags...)
+	}
 	a = append(a,
 		"--log_fd", "3",
 		// A backstop: the parent kills the jail at lim.Wall itself.
@@ -394,7 +406,22 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 	if netnsGiven {
 		a = append(a, "--disable_clone_newnet")
 	}
-	if !pol.hasIDMaps {
+	if img := spec.image; img != nil {
+		// The image's user inside, 65534 outside.
+		a = append(a,
+			"--user", strconv.Itoa(img.uid)+":"+strconv.Itoa(jailUID)+":1",
+			"--group", strconv.Itoa(img.gid)+":"+strconv.Itoa(jailUID)+":1")
+		for _, kv := range img.env {
+			a = append(a, "--env", kv)
+		}
+		for _, e := range img.entries {
+			if e.target != "" {
+				a = append(a, "--symlink", e.target+":"+e.path)
+			} else {
+				a = append(a, "--bindmount_ro", img.root+e.path+":"+e.path)
+			}
+		}
+	} else if !pol.hasIDMaps {
 		// inside:outside: a bare "65534" would map to root outside, where
 		// RLIMIT_NPROC is not enforced.
 		user, group := pol.user, pol.group
@@ -467,3 +494,37 @@ func (n *nsjailJail) launchFailure(o outcome, _ string, aux []byte) (string, boo
 }
 
 func (n *nsjailJail) memoryKill() bool { return n.cg.memory }
+
+// imagePolicyFlags is the policy's options for a run on an image: its
+// binds of the host's root (/usr, /bin, /lib...), environment and id maps
+// left out, its /dev binds, tmpfs and everything else kept.
+func imagePolicyFlags(flags []string) []string {
+	switches := map[string]bool{"--disable_proc": true}
+	for _, sw := range fieldSwitches {
+		switches[sw.flag] = true
+	}
+	var out []string
+	for i := 0; i < len(flags); i++ {
+		f := flags[i]
+		if switches[f] || i+1 == len(flags) {
+			out = append(out, f)
+			continue
+		}
+		v := flags[i+1]
+		i++
+		switch f {
+		case "--env", "--user", "--group":
+			continue
+		case "--bindmount_ro", "--bindmount":
+			src, dst, ok := strings.Cut(v, ":")
+			if !ok {
+				dst = src
+			}
+			if !under(dst, "/dev") {
+				continue
+			}
+		}
+		out = append(out, f, v)
+	}
+	return out
+}

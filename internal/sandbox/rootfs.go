@@ -91,9 +91,13 @@ func under(path, dir string) bool {
 
 // pythonArgs is the interpreter's command line inside the jail: isolated
 // mode (-I: no PYTHON* variables, no user site, script dir not on sys.path),
-// no site module (-S: stdlib only), unbuffered (-u: output written before
-// a kill is not lost).
-func pythonArgs(python string) []string {
+// no site module (-S: stdlib only) unless site is set (an image's python3:
+// its site-packages are part of the environment the task named),
+// unbuffered (-u: output written before a kill is not lost).
+func pythonArgs(python string, site bool) []string {
+	if site {
+		return []string{python, "-I", "-u", jailCodeDir + "/" + scriptName}
+	}
 	return []string{python, "-I", "-S", "-u", jailCodeDir + "/" + scriptName}
 }
 

@@ -189,8 +189,12 @@ type Request struct {
 	Argv []string
 	// Binds are host directories bound into the jail (see Bind).
 	Binds []Bind
-	// Dir is the working directory in the jail. Default /tmp.
+	// Dir is the working directory in the jail. Default /tmp, or the
+	// Image's WorkingDir.
 	Dir string
+	// Image, when set, is the jail's root (see Image); the interpreter is
+	// then the image's python3, run with its site-packages.
+	Image *Image
 }
 
 // Result is what happened to a program. A program that failed (exception,

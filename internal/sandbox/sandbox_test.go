@@ -276,6 +276,15 @@ for fd in (0, 1, 2):
 	for parentPid(orphan) != 1 { // re-parented once its parent exited
 		time.Sleep(10 * time.Millisecond)
 	}
+	// Looks like a jail only once it has executed "bwrap": before that,
+	// under load, it is still python and rightly left alone.
+	for i := 0; i < 1000; i++ {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", orphan))
+		if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); argv0 == bw {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	killOrphanedJails(bw, jailUID)
 	for i := 0; i < 500 && parentPid(orphan) != 0; i++ { // gone once init reaps it
