@@ -198,14 +198,9 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 		if len(st.names[im.ID]) > 0 {
 			continue
 		}
-		if err := s.removeImage(st, im); errors.Is(err, ErrInUse) {
-			continue
-		} else if err != nil {
+		if _, err := s.drop(st, im, &rep); err != nil {
 			return rep, err
 		}
-		rep.Images = append(rep.Images, im.ID)
-		rep.Bytes += im.RootBytes
-		st.images = without(st.images, im.ID)
 	}
 	n, freed, err := s.removeUnusedLayers(st)
 	rep.Layers += n
@@ -219,6 +214,20 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	rep.Bytes += ev.Bytes
 	rep.Usage = st.usage(s.maxBytes)
 	return rep, err
+}
+
+// drop removes im from the store and from st, counting it in rep; false
+// (and no error) when a jail is using it.
+func (s *Store) drop(st *state, im storedImage, rep *GCReport) (bool, error) {
+	if err := s.removeImage(st, im); errors.Is(err, ErrInUse) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	rep.Images = append(rep.Images, im.ID)
+	rep.Bytes += im.RootBytes
+	st.images = without(st.images, im.ID)
+	return true, nil
 }
 
 // evict removes least recently used images until the store fits its cap,
@@ -260,14 +269,11 @@ func (s *Store) evictLocked(st *state, keep ...string) (GCReport, error) {
 		if slices.Contains(keep, im.ID) {
 			continue
 		}
-		if err := s.removeImage(st, im); errors.Is(err, ErrInUse) {
-			continue
-		} else if err != nil {
+		if dropped, err := s.drop(st, im, &rep); err != nil {
 			return rep, err
+		} else if !dropped {
+			continue
 		}
-		rep.Images = append(rep.Images, im.ID)
-		rep.Bytes += im.RootBytes
-		st.images = without(st.images, im.ID)
 		n, freed, err := s.removeUnusedLayers(st)
 		rep.Layers += n
 		rep.Bytes += freed
