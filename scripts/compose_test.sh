@@ -240,7 +240,7 @@ conformance_run() { # jail image-tag compose-files output: 0 when every case pas
       > "$4" 2>&1 </dev/null || return 1
   # The exit status of `compose run` is not enough on every engine: the
   # verdict is read from the output too.
-  grep -q -- "--- PASS: TestConformance/$1 " "$4" && ! grep -q -- '--- FAIL' "$4" && ! grep -qx FAIL "$4"
+  grep -q -- "--- PASS: TestConformance/host-root/$1 " "$4" && ! grep -q -- '--- FAIL' "$4" && ! grep -qx FAIL "$4"
 }
 conformance() { # jail image-tag compose-files
   local out=$work/conformance-$1.txt
@@ -255,7 +255,7 @@ conformance() { # jail image-tag compose-files
       fail "conformance cases under $1 failed (twice) or did not run inside the container"
     fi
   fi
-  log "conformance under $1 in the container: $(grep -c -- '--- PASS: TestConformance/'"$1"'/' "$out") cases passed"
+  log "conformance under $1 in the container: $(grep -c -- '--- PASS: TestConformance/host-root/'"$1"'/' "$out") cases passed on the host's root, $(grep -c -- '--- PASS: TestConformance/image-root/'"$1"'/' "$out") on an image's"
 }
 conformance "$SANDBOX_JAIL" dev "$COMPOSE_FILE"
 [ -n "$nsjail_image" ] && conformance nsjail ct-nsjail docker-compose.yml
