@@ -514,3 +514,20 @@ func canonical(t *testing.T, s string) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestRecordedContentParts: a recorded message whose content is a list of
+// parts (a WEB_VISION request's screenshot) is read as its text parts, not
+// an error.
+func TestRecordedContentParts(t *testing.T) {
+	var m wireMessage
+	raw := `{"role":"user","content":[{"type":"text","text":"the page"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]}`
+	if err := json.Unmarshal([]byte(raw), &m); err != nil || m.Content != "the page" {
+		t.Fatalf("content %q, err %v", m.Content, err)
+	}
+	if err := json.Unmarshal([]byte(`{"role":"user","content":"plain"}`), &m); err != nil || m.Content != "plain" {
+		t.Fatalf("content %q, err %v", m.Content, err)
+	}
+	if err := json.Unmarshal([]byte(`{"role":"user","content":7}`), &m); err == nil {
+		t.Fatal("a number accepted as content")
+	}
+}

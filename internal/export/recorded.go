@@ -25,9 +25,9 @@ import (
 
 // wireMessage is the part of a recorded message the export reads.
 type wireMessage struct {
-	Role       string `json:"role"`
-	Content    string `json:"content"`
-	ToolCallID string `json:"tool_call_id"`
+	Role       string      `json:"role"`
+	Content    textContent `json:"content"`
+	ToolCallID string      `json:"tool_call_id"`
 	ToolCalls  []struct {
 		ID       string `json:"id"`
 		Function struct {
@@ -35,6 +35,34 @@ type wireMessage struct {
 			Arguments string `json:"arguments"`
 		} `json:"function"`
 	} `json:"tool_calls"`
+}
+
+// textContent is a message's content as text: a string, or the text
+// parts of a content of parts (a WEB_VISION request's image parts are in
+// the recorded bytes, not in text formats).
+type textContent string
+
+func (c *textContent) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*c = textContent(s)
+		return nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return fmt.Errorf("content is neither a string nor a list of parts: %w", err)
+	}
+	var texts []string
+	for _, p := range parts {
+		if p.Type == "text" {
+			texts = append(texts, p.Text)
+		}
+	}
+	*c = textContent(strings.Join(texts, "\n"))
+	return nil
 }
 
 // recordedMessages returns the recorded messages up to the model's last
@@ -63,7 +91,7 @@ func recordedMessages(tr *core.Trajectory, opts Options) ([]json.RawMessage, []w
 		if err != nil {
 			return nil, nil, err
 		}
-		raws[0], msgs[0].Content = b, opts.SystemPrompt
+		raws[0], msgs[0].Content = b, textContent(opts.SystemPrompt)
 	}
 	return raws, msgs, nil
 }
@@ -97,11 +125,11 @@ func recordedShareGPT(tr *core.Trajectory, opts Options) ([]byte, error) {
 	for i, m := range msgs {
 		switch {
 		case m.Role == "system" && i == 0:
-			rec.System = m.Content
+			rec.System = string(m.Content)
 		case m.Role == "user":
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromHuman, Value: m.Content})
+			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromHuman, Value: string(m.Content)})
 		case m.Role == "assistant" && len(m.ToolCalls) == 0:
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromGPT, Value: m.Content})
+			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromGPT, Value: string(m.Content)})
 		case m.Role == "assistant":
 			calls := make([]shareGPTCall, 0, len(m.ToolCalls))
 			for _, c := range m.ToolCalls {
@@ -126,10 +154,10 @@ func recordedShareGPT(tr *core.Trajectory, opts Options) ([]byte, error) {
 			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromFunctionCall, Value: v})
 		case m.Role == "tool":
 			if n := len(rec.Conversations); n > 0 && rec.Conversations[n-1].From == fromObservation {
-				rec.Conversations[n-1].Value += "\n\n" + m.Content
+				rec.Conversations[n-1].Value += "\n\n" + string(m.Content)
 				continue
 			}
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromObservation, Value: m.Content})
+			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromObservation, Value: string(m.Content)})
 		default:
 			return nil, fmt.Errorf("recorded message %d: role %q has no sharegpt equivalent", i, m.Role)
 		}
