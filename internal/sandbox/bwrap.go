@@ -423,6 +423,8 @@ func (b *bwrapJail) bwrapArgs(lim Limits, spec runSpec, runID string) []string {
 		for _, e := range img.entries {
 			if e.target != "" {
 				a = append(a, "--symlink", e.target, e.path)
+			} else if img.writable {
+				a = append(a, "--bind", img.root+e.path, e.path)
 			} else {
 				a = append(a, "--ro-bind", img.root+e.path, e.path)
 			}

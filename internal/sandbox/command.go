@@ -18,7 +18,9 @@ type Bind struct {
 	Host string
 	// Jail is where it appears in the jail: one path component under the
 	// root ("/workspace"), not one the jail already has (/usr, /tmp, /dev,
-	// /sandbox, /bin, /lib..., /proc, /sys, /etc).
+	// /sandbox, /bin, /lib..., /proc, /sys, /etc); on an image root also
+	// a directory the image has, deeper down (NestedBindTarget), such as
+	// its working directory /usr/src/app.
 	Jail string
 	// Writable binds it read-write; otherwise read-only. Writes still obey
 	// RLIMIT_FSIZE; the caller bounds the directory as a whole (the
@@ -34,6 +36,28 @@ var jailBindName = regexp.MustCompile(`^/[a-z][a-z0-9_-]{0,31}$`)
 var reservedJailPaths = map[string]bool{
 	"/usr": true, "/bin": true, "/sbin": true, "/lib": true, "/lib32": true, "/lib64": true, "/libx32": true,
 	"/tmp": true, "/dev": true, jailCodeDir: true, "/proc": true, "/sys": true, "/etc": true, "/run": true,
+}
+
+// CheckBindTarget reports whether dir can be a Bind's Jail path of a run
+// on img (nil: on the host's root).
+func CheckBindTarget(img *Image, dir string) error {
+	if img == nil {
+		return checkBindTarget("", dir)
+	}
+	return checkBindTarget(img.Root, dir)
+}
+
+// checkBindTarget: imageRoot is the image's root, empty for the host's.
+func checkBindTarget(imageRoot, dir string) error {
+	switch {
+	case jailBindName.MatchString(dir) && !reservedJailPaths[dir]:
+		return nil
+	case imageRoot != "" && strings.Count(dir, "/") > 1:
+		// On an image, over a directory of the image: its working
+		// directory /usr/src/app, say.
+		return NestedBindTarget(imageRoot, dir)
+	}
+	return fmt.Errorf("sandbox: bind target %q: want one lowercase path component under / that the jail does not already have", dir)
 }
 
 // runSpec is what one run executes, as both backends need it.
@@ -87,8 +111,12 @@ func specOf(req Request, py interpreter) (runSpec, error) {
 	}
 	seen := map[string]bool{}
 	for _, b := range s.binds {
-		if !jailBindName.MatchString(b.Jail) || reservedJailPaths[b.Jail] {
-			return s, fmt.Errorf("sandbox: bind target %q: want one lowercase path component under / that the jail does not already have", b.Jail)
+		root := ""
+		if s.image != nil {
+			root = s.image.root
+		}
+		if err := checkBindTarget(root, b.Jail); err != nil {
+			return s, err
 		}
 		if seen[b.Jail] {
 			return s, fmt.Errorf("sandbox: bind target %q given twice", b.Jail)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +36,13 @@ type Image struct {
 	// /etc/passwd, or uid[:gid] (numbers or names). The jail maps it to
 	// its unprivileged uid outside.
 	User string
+	// Writable binds the root's top-level entries read-write instead of
+	// read-only: Root is then a copy-on-write view the caller made and
+	// bounds (the workspace package's overlay, whose upper layer is in
+	// the workspace's capped tmpfs), never the image store's own tree.
+	// The jail's / itself stays read-only: a new top-level entry cannot
+	// be made.
+	Writable bool
 }
 
 // imageReserved are the jail's own top-level entries, never taken from an
@@ -49,6 +57,7 @@ var fixedEnv = map[string]bool{runIDEnv: true, "TMPDIR": true, "MALLOC_ARENA_MAX
 // imageSpec is what a run on an image root needs.
 type imageSpec struct {
 	root     string
+	writable bool        // Image.Writable
 	entries  []rootEntry // the image's top-level entries to bind or link
 	uid, gid int         // the image's user, inside the jail
 	env      []string    // the whole environment, the run id excepted
@@ -111,13 +120,13 @@ func specImage(img *Image, binds []Bind) (*imageSpec, error) {
 	}
 	covered := map[string]bool{}
 	for _, b := range binds {
-		covered[b.Jail] = true
+		covered[b.Jail] = true // a nested bind covers nothing at the top
 	}
 	des, err := os.ReadDir(img.Root)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image root: %w", err)
 	}
-	s := &imageSpec{root: img.Root, env: imageEnv(img.Env)}
+	s := &imageSpec{root: img.Root, writable: img.Writable, env: imageEnv(img.Env)}
 	for _, de := range des {
 		p := "/" + de.Name()
 		if imageReserved[p] || covered[p] {
@@ -257,4 +266,40 @@ func (s *imageSpec) hasDir(dir string) error {
 func CheckImage(img *Image) error {
 	_, err := specOf(Request{Image: img}, interpreter{})
 	return err
+}
+
+// nestedBindPart is what each component of a bind's nested jail path may
+// be on an image root.
+var nestedBindPart = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
+
+// NestedBindTarget checks that dir (a clean absolute path of at least two
+// components, such as an image's working directory /usr/src/app) can be a
+// bind's jail path on the image root at root: each component a plain name,
+// not beneath the jail's own /tmp, /dev, /proc, /sys or /sandbox, and a
+// directory of the image all the way down, no symlink on the way (the
+// bind is mounted over the image's directory, which must be there: the
+// jail cannot make it in a read-only root).
+func NestedBindTarget(root, dir string) error {
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || strings.Count(dir, "/") < 2 {
+		return fmt.Errorf("sandbox: nested bind target %q: want a clean absolute path of two components or more", dir)
+	}
+	parts := strings.Split(dir[1:], "/")
+	if imageReserved["/"+parts[0]] {
+		return fmt.Errorf("sandbox: nested bind target %q: beneath the jail's own /%s", dir, parts[0])
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return fmt.Errorf("sandbox: image root: %w", err)
+	}
+	defer r.Close()
+	for i, part := range parts {
+		if !nestedBindPart.MatchString(part) {
+			return fmt.Errorf("sandbox: nested bind target %q: component %q is not a plain name", dir, part)
+		}
+		st, err := r.Lstat(strings.Join(parts[:i+1], "/"))
+		if err != nil || !st.IsDir() {
+			return fmt.Errorf("sandbox: nested bind target %q: /%s is not a directory of the image (symlinks are not followed)", dir, strings.Join(parts[:i+1], "/"))
+		}
+	}
+	return nil
 }

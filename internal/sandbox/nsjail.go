@@ -417,6 +417,8 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 		for _, e := range img.entries {
 			if e.target != "" {
 				a = append(a, "--symlink", e.target+":"+e.path)
+			} else if img.writable {
+				a = append(a, "--bindmount", img.root+e.path+":"+e.path)
 			} else {
 				a = append(a, "--bindmount_ro", img.root+e.path+":"+e.path)
 			}

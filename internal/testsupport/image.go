@@ -190,6 +190,21 @@ type ImageFile struct {
 // WorkingDir and User, into a directory of t and returns its path.
 func PythonImageArchive(t testing.TB, imageName string, config v1.Config, files ...ImageFile) string {
 	t.Helper()
+	return ImageArchive(t, imageName, config, []v1.Layer{PythonBaseLayer(t)}, files...)
+}
+
+// WorkspaceImageArchive is PythonImageArchive with ToolsLayer (bash and a
+// few coreutils) between the base layer and the files: an image a
+// workspace's steps can run in.
+func WorkspaceImageArchive(t testing.TB, imageName string, config v1.Config, files ...ImageFile) string {
+	t.Helper()
+	return ImageArchive(t, imageName, config, []v1.Layer{PythonBaseLayer(t), ToolsLayer(t)}, files...)
+}
+
+// ImageArchive writes a docker-save archive of an image made of base and
+// a layer of files (see PythonImageArchive).
+func ImageArchive(t testing.TB, imageName string, config v1.Config, base []v1.Layer, files ...ImageFile) string {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
@@ -216,7 +231,7 @@ func PythonImageArchive(t testing.TB, imageName string, config v1.Config, files 
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, PythonBaseLayer(t), top)
+	img, err := mutate.AppendLayers(empty.Image, append(base[:len(base):len(base)], top)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,4 +259,97 @@ func PythonImageArchive(t testing.TB, imageName string, config v1.Config, files 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// workspaceTools are the host's programs a workspace test image carries
+// besides PythonBaseLayer's: bash (a workspace's steps run in it) and
+// the coreutils tests call.
+var workspaceTools = []string{"/usr/bin/bash", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/mkdir", "/usr/bin/rm",
+	"/usr/bin/cp", "/usr/bin/touch", "/usr/bin/head", "/usr/bin/wc", "/usr/bin/sleep", "/usr/bin/dd", "/usr/bin/id", "/usr/bin/stat", "/usr/bin/chmod", "/usr/bin/grep", "/usr/bin/env"}
+
+var (
+	toolsOnce  sync.Once
+	toolsLayer v1.Layer
+	toolsErr   error
+)
+
+// ToolsLayer is a layer holding the host's bash and a few coreutils
+// (workspaceTools) with the shared libraries ldd lists for them, under
+// /usr (the base layer's /bin and /lib lead there). Built once per test
+// binary.
+func ToolsLayer(t testing.TB) v1.Layer {
+	t.Helper()
+	toolsOnce.Do(func() { toolsLayer, toolsErr = buildToolsLayer() })
+	if toolsErr != nil {
+		t.Skipf("cannot build a tools layer from the host: %v", toolsErr)
+	}
+	return toolsLayer
+}
+
+func buildToolsLayer() (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	seen := map[string]bool{}
+	add := func(host, name string) error {
+		if seen[name] {
+			return nil
+		}
+		seen[name] = true
+		data, err := os.ReadFile(host)
+		if err != nil {
+			return err
+		}
+		st, err := os.Stat(host)
+		if err != nil {
+			return err
+		}
+		var chain []string
+		for d := filepath.Dir(name); d != "." && d != "/" && !seen[d+"/"]; d = filepath.Dir(d) {
+			chain = append(chain, d)
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			seen[chain[i]+"/"] = true
+			if err := tw.WriteHeader(&tar.Header{Name: chain[i] + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+				return err
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: int64(st.Mode().Perm()), Size: int64(len(data)), ModTime: st.ModTime()}); err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	}
+	for _, bin := range workspaceTools {
+		if !fileExists(bin) {
+			continue
+		}
+		out, err := exec.Command("ldd", bin).Output()
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
+			real, err := filepath.EvalSymlinks(m[1])
+			if err != nil {
+				return nil, err
+			}
+			name := strings.TrimPrefix(m[1], "/")
+			if !strings.HasPrefix(name, "usr/") {
+				name = "usr/" + name
+			}
+			if err := add(real, name); err != nil {
+				return nil, err
+			}
+		}
+		if err := add(bin, strings.TrimPrefix(bin, "/")); err != nil {
+			return nil, err
+		}
+	}
+	if !seen["usr/bin/bash"] {
+		return nil, os.ErrNotExist
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 }

@@ -34,9 +34,9 @@ if [ "$__adp_mode" = exec ]; then
   unset __adp_mode; eval "$__adp_in"; exit
 fi
 if [ -f ` + jailStateDir + `/env ]; then . ` + jailStateDir + `/env; else export PYTHONDONTWRITEBYTECODE=1; fi
-__adp_cwd=` + JailDir + `
+__adp_cwd=` + jailDirMark + `
 if [ -f ` + jailStateDir + `/cwd ]; then IFS= read -r -d '' __adp_cwd < ` + jailStateDir + `/cwd; fi
-cd -- "$__adp_cwd" 2>/dev/null || cd ` + JailDir + `
+cd -- "$__adp_cwd" 2>/dev/null || cd ` + jailDirMark + `
 unset __adp_cwd
 __adp_save() {
   __adp_rc=$?
@@ -52,10 +52,28 @@ python) unset __adp_mode; printf '%s' "$__adp_in" | python3 -u - ;;
 esac
 `
 
+// jailDirMark stands for the workspace's directory in the jail (JailDir,
+// or an image's working directory) in the scripts; scriptIn puts it in.
+const jailDirMark = "@ADP_WORKSPACE@"
+
+// scriptIn is script with the workspace at dir in the jail (a clean
+// absolute path of plain names: see workspaceDirIn), single-quoted.
+func scriptIn(script, dir string) string {
+	return strings.ReplaceAll(script, jailDirMark, "'"+dir+"'")
+}
+
 // shellArgv runs script with bash, no startup files, as `bash -c`, so that
 // bash names itself "bash" in its messages.
 func shellArgv(script string) []string {
-	return []string{"/bin/bash", "--norc", "--noprofile", "-c", script, "bash"}
+	return bashArgv(defaultBash, script)
+}
+
+// defaultBash is bash on the host's root (and most images').
+const defaultBash = "/bin/bash"
+
+// bashArgv is shellArgv with the bash at path.
+func bashArgv(path, script string) []string {
+	return []string{path, "--norc", "--noprofile", "-c", script, "bash"}
 }
 
 // State files in the state directory.
@@ -113,14 +131,15 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
-		Argv:  shellArgv(shellScript),
+		Argv:  bashArgv(w.bash, scriptIn(shellScript, w.jailDir)),
 		Stdin: []byte(mode + "\n" + payload),
 		Binds: []sandbox.Bind{
-			{Host: w.hostPath(liveDir, workDir), Jail: JailDir, Writable: true},
+			{Host: w.workHost, Jail: w.jailDir, Writable: true},
 			{Host: w.hostPath(liveDir, stateDir), Jail: jailStateDir, Writable: true},
 		},
-		Dir:    JailDir,
+		Dir:    w.jailDir,
 		Limits: lim,
+		Image:  w.image,
 	})
 	if err != nil {
 		if w.ctx.Err() != nil {
@@ -148,7 +167,7 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 		}
 	}
 	if mode == "exec" {
-		obs.Cwd = JailDir
+		obs.Cwd = w.jailDir
 	} else {
 		w.cwd = w.readCwd()
 		obs.Cwd = w.cwd
@@ -182,11 +201,11 @@ func (w *Workspace) keepState() {
 }
 
 // readCwd returns the shell's working directory as the last saved state
-// says, JailDir when there is none.
+// says, the workspace's directory when there is none.
 func (w *Workspace) readCwd() string {
 	b, err := readRegular(w.state, stateCwd, 4096)
 	if err != nil || len(b) == 0 {
-		return JailDir
+		return w.jailDir
 	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }

@@ -23,21 +23,21 @@ import (
 
 // toolPath turns a path the model gave into one relative to the work
 // directory, or a *ToolError.
-func toolPath(p string) (string, error) {
-	orig := p
-	if p == JailDir || p == JailDir+"/" {
+func (w *Workspace) toolPath(p string) (string, error) {
+	orig, dir := p, w.jailDir
+	if p == dir || p == dir+"/" {
 		return ".", nil
 	}
 	if strings.HasPrefix(p, "/") {
-		rest, ok := strings.CutPrefix(p, JailDir+"/")
+		rest, ok := strings.CutPrefix(p, dir+"/")
 		if !ok {
-			return "", &ToolError{Msg: fmt.Sprintf("%s is outside the workspace: give a path relative to %s or beneath it", orig, JailDir)}
+			return "", &ToolError{Msg: fmt.Sprintf("%s is outside the workspace: give a path relative to %s or beneath it", orig, dir)}
 		}
 		p = rest
 	}
 	rel, ok := localPath(p)
 	if !ok {
-		return "", &ToolError{Msg: fmt.Sprintf("%s is outside the workspace: give a path relative to %s or beneath it, without ..", orig, JailDir)}
+		return "", &ToolError{Msg: fmt.Sprintf("%s is outside the workspace: give a path relative to %s or beneath it, without ..", orig, dir)}
 	}
 	return rel, nil
 }
@@ -90,7 +90,7 @@ func (w *Workspace) ReadFile(p string, offset, limit int) (string, error) {
 	if w.closed {
 		return "", errClosed
 	}
-	rel, err := toolPath(p)
+	rel, err := w.toolPath(p)
 	if err != nil {
 		return "", err
 	}
@@ -150,7 +150,7 @@ func (w *Workspace) WriteFile(p, content string) error {
 	if w.closed {
 		return errClosed
 	}
-	rel, err := toolPath(p)
+	rel, err := w.toolPath(p)
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (w *Workspace) EditFile(p, old, new string) error {
 	if w.closed {
 		return errClosed
 	}
-	rel, err := toolPath(p)
+	rel, err := w.toolPath(p)
 	if err != nil {
 		return err
 	}

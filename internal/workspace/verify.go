@@ -197,7 +197,7 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 		// the runtime cannot remove): a check that did not run, not a
 		// failure of the runtime to retry.
 		why := "the check could not be prepared: " + err.Error()
-		return Verdict{Observation: Observation{ExitCode: -1, Cwd: JailDir, Note: why}, Reason: why}, nil
+		return Verdict{Observation: Observation{ExitCode: -1, Cwd: w.jailDir, Note: why}, Reason: why}, nil
 	}
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
@@ -207,7 +207,7 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 
 	// Each bind costs the jail a mount: /tests only when there are tests.
 	binds := []sandbox.Bind{
-		{Host: w.hostPath(liveDir, workDir), Jail: JailDir, Writable: true},
+		{Host: w.workHost, Jail: w.jailDir, Writable: true},
 		{Host: rw, Jail: jailLogsDir, Writable: true},
 	}
 	if len(check.TestFiles) > 0 {
@@ -217,11 +217,12 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
-		Argv:   shellArgv(verifyScript),
+		Argv:   bashArgv(w.bash, verifyScript),
 		Stdin:  []byte(nonceHex + "\n" + check.Command),
 		Binds:  binds,
-		Dir:    JailDir,
+		Dir:    w.jailDir,
 		Limits: lim,
+		Image:  w.image,
 	})
 	if err != nil {
 		if w.ctx.Err() != nil {
@@ -230,7 +231,7 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 		return Verdict{}, fmt.Errorf("workspace verify: %w", err)
 	}
 	v := Verdict{Observation: Observation{ExitCode: res.ExitCode, Duration: res.Wall, Stdout: res.Stdout, Stderr: res.Stderr,
-		Truncated: res.StdoutTruncated || res.StderrTruncated, Cwd: JailDir}}
+		Truncated: res.StdoutTruncated || res.StderrTruncated, Cwd: w.jailDir}}
 	var notes []string
 	switch res.ErrorType {
 	case core.ErrTimeout:

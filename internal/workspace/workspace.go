@@ -132,6 +132,9 @@ type Config struct {
 	// which bounds the jails running at once: an open workspace holds no
 	// jail while its model thinks.
 	MaxOpen int
+	// MaxSnapshots bounds the post-setup snapshots kept (SANDBOX_SNAPSHOTS;
+	// see OpenPrepared).
+	MaxSnapshots int
 }
 
 // Names of the layout (see the package doc).
@@ -162,6 +165,10 @@ type Manager struct {
 	// directories, their caps checked after each step.
 	noTmpfs atomic.Bool
 	log     *slog.Logger
+	// idmaps makes the idmapped image roots of writable roots (image.go).
+	idmaps idmaps
+	// snaps are the post-setup snapshots (snapshot.go).
+	snaps *snapshots
 }
 
 func (c Config) withDefaults() Config {
@@ -179,6 +186,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxOpen <= 0 {
 		c.MaxOpen = DefaultMaxOpen
+	}
+	if c.MaxSnapshots <= 0 {
+		c.MaxSnapshots = DefaultMaxSnapshots
 	}
 	return c
 }
@@ -213,6 +223,7 @@ func NewManager(cfg Config, jail sandbox.Jail, limits sandbox.Limits) (*Manager,
 		slots: make(chan struct{}, cfg.MaxOpen),
 		log:   slog.Default().With("component", "workspace"),
 	}
+	m.snaps = &snapshots{max: cfg.MaxSnapshots, entries: map[string]*snapEntry{}, log: m.log}
 	return m, nil
 }
 
@@ -237,6 +248,7 @@ func traversable(dir string) error {
 // Workspaces still open should be closed first.
 func (m *Manager) Close() error {
 	err := removeTree(m.dir)
+	m.idmaps.close()
 	_ = os.Remove(m.dir + lockSuffix)
 	m.lock.Close()
 	return err
@@ -250,6 +262,18 @@ type Seed struct {
 	// From is a path relative to Config.SeedRoot: a directory, a .tar or a
 	// .tar.gz, copied into the workspace (never modified in place).
 	From string
+	// Image, when set, is the jail's root for every step and the check
+	// (see image.go): the image's bash, environment, user and working
+	// directory, where the workspace is mounted (JailDir when the image
+	// has none, or one that cannot be a mount point). The diff still runs
+	// on the host's root (git on the runtime's copies).
+	Image *sandbox.Image
+	// WritableRoot makes the image's root writable through an overlay
+	// whose upper layer is in the workspace's tmpfs, so it counts against
+	// the caps (MaxBytes, MaxFiles). It needs an Image, and a runtime
+	// that may mount (CAP_SYS_ADMIN): otherwise Open refuses it with
+	// ErrNoOverlay.
+	WritableRoot bool
 }
 
 // SeedError says why a seed cannot make a workspace: the task is invalid
@@ -284,7 +308,7 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("workspace: waiting for a free workspace (SANDBOX_MAX_WORKSPACES=%d): %w", m.cfg.MaxOpen, context.Cause(ctx))
 	}
-	w, err := m.open(ctx, seed)
+	w, err := m.open(ctx, seed, nil)
 	if err != nil {
 		<-m.slots
 		return nil, err
@@ -292,17 +316,27 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 	return w, nil
 }
 
-func (m *Manager) open(ctx context.Context, seed Seed) (w *Workspace, err error) {
+// open makes a workspace from seed, or from snap (a snapshot whose
+// reference the caller holds: the workspace takes it over) when snap is
+// set (seed.Files and seed.From are then ignored: the snapshot holds
+// their result).
+func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Workspace, err error) {
+	if seed.WritableRoot && seed.Image == nil {
+		return nil, &SeedError{Path: "writable_root", Reason: "a writable root is an image's: the task names no environment"}
+	}
 	dir, err := os.MkdirTemp(m.dir, workspacePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
-	ws := &Workspace{m: m, dir: dir}
+	ws := &Workspace{m: m, dir: dir, jailDir: JailDir, bash: defaultBash}
 	w = ws // a failed open returns nil, and the deferred cleanup needs ws
 	defer func() {
 		if err != nil {
 			ws.closeRoots()
 			_ = removeTree(dir)
+			if snap != nil {
+				m.snaps.release(snap)
+			}
 		}
 	}()
 	if err := os.Chmod(dir, 0o711); err != nil {
@@ -311,16 +345,18 @@ func (m *Manager) open(ctx context.Context, seed Seed) (w *Workspace, err error)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 
 	// The seed first, on disk (read-only to the jail), then its copy in
-	// the live tree.
-	seedPath := filepath.Join(dir, seedDir)
-	if err := os.Mkdir(seedPath, 0o755); err != nil {
-		return nil, err
-	}
-	if w.seed, err = os.OpenRoot(seedPath); err != nil {
-		return nil, err
-	}
-	if err := m.writeSeed(ctx, w.seed, seed); err != nil {
-		return nil, err
+	// the live tree. A snapshot holds the seed's copy after setup.
+	if snap == nil {
+		seedPath := filepath.Join(dir, seedDir)
+		if err := os.Mkdir(seedPath, 0o755); err != nil {
+			return nil, err
+		}
+		if w.seed, err = os.OpenRoot(seedPath); err != nil {
+			return nil, err
+		}
+		if err := m.writeSeed(ctx, w.seed, seed); err != nil {
+			return nil, err
+		}
 	}
 
 	live := filepath.Join(dir, liveDir)
@@ -352,18 +388,31 @@ func (m *Manager) open(ctx context.Context, seed Seed) (w *Workspace, err error)
 			return nil, fmt.Errorf("workspace: %w", err)
 		}
 	}
-	if w.work, err = liveRoot.OpenRoot(workDir); err != nil {
-		return nil, err
-	}
 	if w.state, err = liveRoot.OpenRoot(stateDir); err != nil {
 		return nil, err
 	}
-	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
-	if err := copyTree(ctx, w.seed, w.work, m.owner, c); err != nil {
-		return nil, fmt.Errorf("workspace: copying the seed: %w", err)
+	w.workHost = w.hostPath(liveDir, workDir)
+	if snap != nil {
+		w.snap = snap
+		if err := w.fromSnapshot(ctx, liveRoot); err != nil {
+			return nil, err
+		}
+	} else {
+		if w.work, err = liveRoot.OpenRoot(workDir); err != nil {
+			return nil, err
+		}
+		c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
+		if err := copyTree(ctx, w.seed, w.work, m.owner, c); err != nil {
+			return nil, fmt.Errorf("workspace: copying the seed: %w", err)
+		}
+		w.base = w.seed
 	}
-	w.base = w.seed
-	w.cwd = JailDir
+	if seed.Image != nil {
+		if err := w.useImage(seed.Image, seed.WritableRoot); err != nil {
+			return nil, err
+		}
+	}
+	w.cwd = w.jailDir
 	return w, nil
 }
 
@@ -461,8 +510,23 @@ type Workspace struct {
 	tmpfs bool
 	// seed, work and state are roots of the seed's copy, the work
 	// directory and the shell's state; base is the diff's base: the seed,
-	// or the snapshot Snapshot took.
+	// the snapshot Snapshot took, or the post-setup state of the
+	// Prepared snapshot the workspace started from. seed is nil in the
+	// last case.
 	seed, work, state, base *os.Root
+	// workHost is the work directory on the host, bound at jailDir: the
+	// live tree's work/, or the overlay over a snapshot's.
+	workHost string
+	// jailDir is where the work directory appears in the jail: JailDir,
+	// or the image's working directory.
+	jailDir string
+	// image is the jail's root of steps and checks (nil: the host's);
+	// with a writable root, the overlay over the image. bash is the
+	// shell the steps run.
+	image *sandbox.Image
+	bash  string
+	// snap is the snapshot the workspace started from, released at Close.
+	snap *snapshot
 	// ctx ends with Close: it cancels a step in progress.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -537,9 +601,16 @@ func (w *Workspace) Close() error {
 		w.closeRoots()
 		err = removeTree(w.dir)
 		<-w.m.slots
+		if w.snap != nil {
+			w.m.snaps.release(w.snap)
+		}
 	})
 	return err
 }
+
+// Dir is where the workspace appears in the jail: JailDir, or the
+// image's working directory.
+func (w *Workspace) Dir() string { return w.jailDir }
 
 func (w *Workspace) closeRoots() {
 	if w.base != nil && w.base != w.seed {
