@@ -69,6 +69,10 @@ type CodeConstraints struct {
 	// "archive:NAME" for an image archive under SANDBOX_IMAGE_ARCHIVES
 	// (see ValidateEnvironment).
 	Environment string `json:"environment"`
+	// WritableRoot makes a workspace task's image root writable (an
+	// overlay whose upper layer counts against the workspace's cap), so
+	// setup can install packages. It needs an environment.
+	WritableRoot bool `json:"writable_root"`
 }
 
 // HasVerifier reports whether the task says what a right result is.

@@ -34,9 +34,24 @@ func TestParseTaskEnvironment(t *testing.T) {
 	if _, err := ParseTask([]byte(line)); err == nil {
 		t.Fatal("a task with an environment out of the archive directory was accepted")
 	}
-	line = `{"task_id":"e1","task_type":"code","description":"d","constraints":{"test_command":"true","environment":"python:3.12-slim"}}`
-	if _, err := ParseTask([]byte(line)); err == nil || !strings.Contains(err.Error(), "workspace") {
-		t.Fatalf("a workspace task with an environment: err = %v, want refused", err)
+	for _, tc := range []struct {
+		constraints string
+		refused     string // what the error names; empty: accepted
+	}{
+		{`{"test_command":"true","environment":"python:3.12-slim"}`, ""},
+		{`{"setup":"pip install /w/x.whl","test_command":"true","environment":"python:3.12-slim","writable_root":true}`, ""},
+		{`{"test_command":"true","writable_root":true}`, "writable_root"},
+		{`{"code":"print(1)","environment":"python:3.12-slim","writable_root":true}`, "writable_root"},
+		{`{"test_command":"true","environment":"python:3.12-slim","writable_root":"yes"}`, "writable_root"},
+	} {
+		line := `{"task_id":"e1","task_type":"code","description":"d","constraints":` + tc.constraints + `}`
+		_, err := ParseTask([]byte(line))
+		if tc.refused == "" && err != nil {
+			t.Errorf("%s: %v, want accepted", tc.constraints, err)
+		}
+		if tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)) {
+			t.Errorf("%s: err = %v, want refused naming %s", tc.constraints, err, tc.refused)
+		}
 	}
 	line = `{"task_id":"e1","task_type":"code","description":"d","constraints":{"code":"print(1)","environment":"python:3.12-slim"}}`
 	task, err := ParseTask([]byte(line))

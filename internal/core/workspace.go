@@ -416,13 +416,14 @@ func (c *CodeConstraints) validate() error {
 	if c.TestFiles != nil && c.TestCommand == "" {
 		return &fieldError{field: "test_files", err: errors.New("are for test_command, which runs them (e.g. \"bash /tests/test.sh\"); the task has none")}
 	}
-	if !c.IsWorkspace() {
-		return nil
+	if c.WritableRoot && c.Environment == "" {
+		return &fieldError{field: "writable_root", err: errors.New("makes the image's root writable: the task names no environment")}
 	}
-	if c.Environment != "" {
-		// Refused rather than run on the host's root: a workspace's steps
-		// are not yet run on an image (issue 27).
-		return &fieldError{field: "environment", err: errors.New("is not yet supported for workspace tasks (files, workspace, setup, test_command, actions); only single-program tasks run in an image")}
+	if !c.IsWorkspace() {
+		if c.WritableRoot {
+			return &fieldError{field: "writable_root", err: errors.New("is for workspace tasks (files, workspace, setup, test_command, actions), whose setup may install into the root")}
+		}
+		return nil
 	}
 	for _, f := range []struct {
 		name string

@@ -265,7 +265,8 @@ func fileExists(p string) bool {
 // besides PythonBaseLayer's: bash (a workspace's steps run in it) and
 // the coreutils tests call.
 var workspaceTools = []string{"/usr/bin/bash", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/mkdir", "/usr/bin/rm",
-	"/usr/bin/cp", "/usr/bin/touch", "/usr/bin/head", "/usr/bin/wc", "/usr/bin/sleep", "/usr/bin/dd", "/usr/bin/id", "/usr/bin/stat", "/usr/bin/chmod", "/usr/bin/grep", "/usr/bin/env"}
+	"/usr/bin/cp", "/usr/bin/touch", "/usr/bin/head", "/usr/bin/wc", "/usr/bin/sleep", "/usr/bin/dd", "/usr/bin/id", "/usr/bin/stat", "/usr/bin/chmod", "/usr/bin/grep", "/usr/bin/env",
+	"/usr/bin/seq", "/usr/bin/ln", "/usr/bin/mkfifo", "/usr/bin/find", "/usr/bin/setsid", "/usr/bin/nohup"}
 
 var (
 	toolsOnce  sync.Once

@@ -14,13 +14,63 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/sandbox"
 )
 
-// The workspace's security cases (issue 16), per backend present. Each
-// runs what an agent could do in its workspace and asserts that the jail
-// and the runtime's side contain it; each then checks that nothing of the
-// attempt is left running.
+// The workspace's security cases (issue 16), per backend present and per
+// root (forEachRoot: the host's, an image's, an image's made writable).
+// Each runs what an agent could do in its workspace and asserts that the
+// jail and the runtime's side contain it; each then checks that nothing
+// of the attempt is left running.
+
+// forEachRoot runs fn on every backend present with workspaces on the
+// host's root, on an image's root (read-only) and on an image's writable
+// root (where the runtime can mount). The image (conformanceImage) has no
+// working directory, so the workspace is at /workspace on every root.
+func forEachRoot(t *testing.T, cfg Config, fn func(t *testing.T, s setup)) {
+	t.Helper()
+	for _, r := range []struct {
+		name     string
+		image    bool
+		writable bool
+	}{{"host-root", false, false}, {"image-root", true, false}, {"image-writable-root", true, true}} {
+		t.Run(r.name, func(t *testing.T) {
+			forEachBackend(t, cfg, func(t *testing.T, s setup) {
+				if r.image {
+					s.root.Image = conformanceImage(t)
+				}
+				if r.writable {
+					if !s.m.canMount() {
+						t.Skip("this runtime cannot mount: a writable root is refused here")
+					}
+					s.root.WritableRoot = true
+				}
+				fn(t, s)
+			})
+		})
+	}
+}
+
+var (
+	confImageOnce sync.Once
+	confImage     *sandbox.Image
+)
+
+// conformanceImage is the image of the conformance cases, made once per
+// test binary: the tools layer's bash and coreutils, no /etc, no working
+// directory.
+func conformanceImage(t *testing.T) *sandbox.Image {
+	// Imported with the first caller's t: its archive goes with that
+	// test, the image stays in the test binary's store.
+	confImageOnce.Do(func() { confImage = testImage(t, v1.Config{Env: []string{"PATH=/usr/bin:/bin"}}) })
+	if confImage == nil {
+		t.Fatal("the conformance image could not be made")
+	}
+	return confImage
+}
 
 // marker returns a fresh variable assignment that a step exports, so that
 // every process it starts carries it in its environment.
@@ -68,7 +118,7 @@ func assertServes(t *testing.T, w *Workspace) {
 }
 
 func TestConformanceForkBomb(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		w := s.open(t, Seed{})
 		mark := newMarker(t)
 		obs := bashT(t, w, "export "+mark+"; bomb() { bomb | bomb & }; bomb; sleep 3; echo survived", 10*time.Second)
@@ -85,7 +135,7 @@ func TestConformanceForkBomb(t *testing.T) {
 }
 
 func TestConformanceWritesOutside(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		w := s.open(t, Seed{Files: map[string][]byte{"keep.txt": []byte("seed\n")}})
 		obs := bash(t, w, `for p in /x /usr/x /etc/x /bin/x /dev/x /sandbox/x /proc/x /workspace/../x /a/x /b/x; do
   (echo pwned > "$p") 2>/dev/null && echo "wrote $p"
@@ -93,8 +143,21 @@ done
 mkdir /newdir 2>/dev/null && echo "made /newdir"
 echo ok > /tmp/t && echo tmp-ok
 echo ok > /workspace/w && echo ws-ok`)
-		if obs.Stdout != "tmp-ok\nws-ok\n" {
-			t.Errorf("writes outside the workspace and /tmp: stdout %q", obs.Stdout)
+		want := "tmp-ok\nws-ok\n"
+		if s.root.WritableRoot {
+			// The image's /usr (and /bin, a link into it) is writable,
+			// in the workspace's own overlay; nothing else is.
+			want = "wrote /usr/x\nwrote /bin/x\ntmp-ok\nws-ok\n"
+		}
+		if obs.Stdout != want {
+			t.Errorf("writes outside the workspace and /tmp: stdout %q, want %q", obs.Stdout, want)
+		}
+		if img := s.root.Image; img != nil {
+			for _, p := range []string{"x", "usr/x", "usr/bin/x", "newdir"} {
+				if _, err := os.Lstat(filepath.Join(img.Root, p)); err == nil {
+					t.Errorf("a step wrote %s into the image store", p)
+				}
+			}
 		}
 		// The seed's copy is not reachable from a step.
 		seed, err := os.ReadFile(filepath.Join(w.dir, seedDir, "keep.txt"))
@@ -110,7 +173,7 @@ echo ok > /workspace/w && echo ws-ok`)
 }
 
 func TestConformanceWorkspaceCap(t *testing.T) {
-	forEachBackend(t, Config{MaxBytes: 8 << 20, MaxFiles: 200}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{MaxBytes: 8 << 20, MaxFiles: 200}, func(t *testing.T, s setup) {
 		t.Run("bytes", func(t *testing.T) {
 			w := s.open(t, Seed{})
 			obs := bash(t, w, "for i in 1 2 3 4; do head -c 3000000 /dev/zero > f$i; done; echo done")
@@ -152,7 +215,7 @@ func TestConformanceWorkspaceCap(t *testing.T) {
 // TestConformanceSymlinkEscape: links the agent made never take a file
 // tool, the diff or the state handling out of the workspace.
 func TestConformanceSymlinkEscape(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		// A file only the host has, next to the workspaces.
 		secret := filepath.Join(filepath.Dir(s.m.dir), "host-secret")
 		if err := os.WriteFile(secret, []byte("TOPSECRET\n"), 0o644); err != nil {
@@ -218,7 +281,7 @@ ln -sf `+secret+` /adp-state/cwd.next; echo done`)
 }
 
 func TestConformanceBackgroundProcess(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		w := s.open(t, Seed{})
 		mark := newMarker(t)
 		obs := bash(t, w, "export "+mark+"; sleep 1000 & (setsid sleep 1000 &); nohup sleep 1000 >/dev/null 2>&1 & echo started")
@@ -231,7 +294,7 @@ func TestConformanceBackgroundProcess(t *testing.T) {
 }
 
 func TestConformanceClosedStdout(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		w := s.open(t, Seed{})
 		mark := newMarker(t)
 		obs := bashT(t, w, "export "+mark+"; echo before; exec >&- 2>&-; sleep 1000", 2*time.Second)
@@ -251,7 +314,7 @@ func TestConformanceClosedStdout(t *testing.T) {
 }
 
 func TestConformanceNoRuntimeProc(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		w := s.open(t, Seed{})
 		obs := bash(t, w, "ls /proc 2>/dev/null && echo has-proc; cat /proc/1/environ /proc/self/status 2>/dev/null && echo read-proc; "+
 			"kill -0 "+strconv.Itoa(os.Getpid())+" 2>/dev/null && echo sees-runtime; ls /sys 2>/dev/null && echo has-sys; echo $$")
@@ -262,7 +325,7 @@ func TestConformanceNoRuntimeProc(t *testing.T) {
 }
 
 func TestConformanceWorkspacesApart(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
 		a := s.open(t, Seed{})
 		b := s.open(t, Seed{})
 		mark := newMarker(t)
@@ -297,8 +360,8 @@ func TestConformanceWorkspacesApart(t *testing.T) {
 // TestConformanceCloseKills: closing a workspace during a step ends the
 // step and everything it started, and removes the workspace.
 func TestConformanceCloseKills(t *testing.T) {
-	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
-		w, err := s.m.Open(context.Background(), Seed{})
+	forEachRoot(t, Config{}, func(t *testing.T, s setup) {
+		w, err := s.m.Open(context.Background(), s.seed(Seed{}))
 		if err != nil {
 			t.Fatal(err)
 		}

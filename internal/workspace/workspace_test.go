@@ -19,6 +19,15 @@ type setup struct {
 	jail    sandbox.Jail
 	m       *Manager
 	seeds   string // the manager's SeedRoot
+	// root is the jail's root of the workspaces open opens: Image and
+	// WritableRoot (none: the host's root). See forEachRoot.
+	root Seed
+}
+
+// seed is sd on the setup's root.
+func (s setup) seed(sd Seed) Seed {
+	sd.Image, sd.WritableRoot = s.root.Image, s.root.WritableRoot
+	return sd
 }
 
 // testLimits keeps steps quick and small.
@@ -80,7 +89,7 @@ func newSetup(t *testing.T, backend string, cfg Config) setup {
 
 func (s setup) open(t *testing.T, seed Seed) *Workspace {
 	t.Helper()
-	w, err := s.m.Open(context.Background(), seed)
+	w, err := s.m.Open(context.Background(), s.seed(seed))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
