@@ -210,3 +210,90 @@ func TestCheckImage(t *testing.T) {
 		})
 	}
 }
+
+// TestNestedBindOnImage: on an image root a bind may go over a directory
+// of the image further down (a workspace at the image's working directory
+// /usr/src/app), writable there while the rest of /usr stays read-only;
+// never through a link, onto a missing directory, beneath the jail's own
+// /tmp, nor on the host's root.
+func TestNestedBindOnImage(t *testing.T) {
+	img := testImage(t, v1.Config{WorkingDir: "/usr/src/app"},
+		testsupport.ImageFile{Name: "usr/src", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/src/app", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/src/app/image.txt", Body: "image\n"},
+	)
+	forEachBackend(t, func(t *testing.T, s jailSetup) {
+		uid, gid := s.jail.Owner()
+		rw := t.TempDir()
+		if err := os.Chmod(filepath.Dir(rw), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(rw, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.jail.Run(context.Background(), Request{
+			Code:   "pwd; echo x > out.txt && echo wrote; (echo x > /usr/src/x) 2>/dev/null && echo wrote-usr; echo end",
+			Argv:   []string{"/bin/sh", jailCodeDir + "/" + scriptName},
+			Binds:  []Bind{{Host: rw, Jail: "/usr/src/app", Writable: true}},
+			Image:  img,
+			Limits: testLimits(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, res)
+		wantStdout(t, res, "/usr/src/app\nwrote\nend\n")
+		if b, err := os.ReadFile(filepath.Join(rw, "out.txt")); err != nil || string(b) != "x\n" {
+			t.Errorf("out.txt on the host: %q %v", b, err)
+		}
+	})
+	link := testImage(t, v1.Config{},
+		testsupport.ImageFile{Name: "usr/src", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/src/app", Dir: true, Mode: 0o755},
+	)
+	if err := os.Symlink("app", filepath.Join(link.Root, "usr/src/link")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		img  *Image
+		jail string
+	}{
+		{"through a link", link, "/usr/src/link"},
+		{"missing", link, "/usr/src/none"},
+		{"beneath /tmp", link, "/tmp/x"},
+		{"dot-dot", link, "/usr/src/../src/app"},
+		{"odd name", link, "/usr/src/a:b"},
+		{"host root", nil, "/usr/src"},
+	} {
+		if err := CheckBindTarget(tc.img, tc.jail); err == nil {
+			t.Errorf("%s: CheckBindTarget(%q) accepted it", tc.name, tc.jail)
+		}
+		if _, err := specOf(Request{Image: tc.img, Binds: []Bind{{Host: dir, Jail: tc.jail}}}, interpreter{path: DefaultPythonPath}); err == nil {
+			t.Errorf("%s: a bind at %q was accepted", tc.name, tc.jail)
+		}
+	}
+	if err := CheckBindTarget(link, "/usr/src/app"); err != nil {
+		t.Errorf("CheckBindTarget(/usr/src/app): %v", err)
+	}
+}
+
+// TestWritableImageArgs: an Image marked Writable has its entries bound
+// read-write by both backends (the caller's overlay), read-only otherwise.
+func TestWritableImageArgs(t *testing.T) {
+	spec := runSpec{argv: []string{"/bin/sh"}, dir: "/", image: &imageSpec{root: "/r", entries: []rootEntry{{path: "/usr"}, {path: "/bin", target: "usr/bin"}}}}
+	for _, writable := range []bool{false, true} {
+		spec.image.writable = writable
+		b := (&bwrapJail{bwrap: "bwrap"}).bwrapArgs(DefaultLimits(), spec, "id")
+		n := nsjailArgs("nsjail", nsjailPolicy{flags: []string{}}, cgroupSupport{}, DefaultLimits(), spec, "id", false)
+		bw, nj := strings.Join(b, " "), strings.Join(n, " ")
+		wantB, wantN := "--ro-bind /r/usr /usr", "--bindmount_ro /r/usr:/usr"
+		if writable {
+			wantB, wantN = "--bind /r/usr /usr", "--bindmount /r/usr:/usr"
+		}
+		if !strings.Contains(bw, wantB) || !strings.Contains(nj, wantN) || !strings.Contains(bw, "--symlink usr/bin /bin") {
+			t.Errorf("writable %v: bwrap %q, nsjail %q", writable, bw, nj)
+		}
+	}
+}
