@@ -55,6 +55,8 @@ type workspaceConfig struct {
 	ObservationBytes int    `env:"SANDBOX_OBSERVATION_BYTES" envDefault:"16384" valid:">=1"`
 	Dir              string `env:"SANDBOX_WORKSPACE_DIR"` // default: $TMPDIR/adp-workspaces
 	SeedRoot         string `env:"WORKSPACE_ROOT"`        // default: $OUTPUT_DIR/workspaces
+	// Post-setup snapshots kept (issue 27, workspace.OpenPrepared).
+	MaxSnapshots int `env:"SANDBOX_SNAPSHOTS" envDefault:"8" valid:">=1"`
 }
 
 // managerConfig is the workspace.Config of cfg.
@@ -62,7 +64,7 @@ func (cfg *config) managerConfig() workspace.Config {
 	w := cfg.Workspace
 	c := workspace.Config{
 		Root: w.Dir, SeedRoot: w.SeedRoot, MaxBytes: w.MaxMB << 20, MaxFiles: w.MaxFiles,
-		ObservationBytes: w.ObservationBytes, MaxOpen: w.MaxOpen,
+		ObservationBytes: w.ObservationBytes, MaxOpen: w.MaxOpen, MaxSnapshots: w.MaxSnapshots,
 	}
 	if c.SeedRoot == "" {
 		c.SeedRoot = filepath.Join(cfg.OutputDir, "workspaces")

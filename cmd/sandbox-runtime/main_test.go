@@ -25,7 +25,7 @@ func TestWorkspaceDefaults(t *testing.T) {
 	got := cfg.managerConfig()
 	want := workspace.Config{
 		SeedRoot: "/data/output/workspaces", MaxBytes: workspace.DefaultMaxBytes, MaxFiles: workspace.DefaultMaxFiles,
-		ObservationBytes: workspace.DefaultObservationBytes, MaxOpen: 6,
+		ObservationBytes: workspace.DefaultObservationBytes, MaxOpen: 6, MaxSnapshots: workspace.DefaultMaxSnapshots,
 	}
 	if got != want {
 		t.Errorf("managerConfig() = %+v, want %+v", got, want)

@@ -259,6 +259,13 @@ func (s *imageSpec) hasDir(dir string) error {
 	return nil
 }
 
+// CheckImageRoot checks what CheckImage does but python3: a jail can run
+// a command on img (a workspace's bash, say). A failure is the image's.
+func CheckImageRoot(img *Image) error {
+	_, err := specOf(Request{Image: img, Argv: []string{"/bin/sh"}}, interpreter{})
+	return err
+}
+
 // CheckImage checks that a jail can run on img: its root reachable by the
 // jail's uid, its top-level entries bindable, its user known, its working
 // directory present, python3 on its PATH. A failure is the image's (a

@@ -111,6 +111,9 @@ func imageBash(img *sandbox.Image) (string, error) {
 // useImage makes img the root of the workspace's jails: writable through
 // an overlay when writable is set.
 func (w *Workspace) useImage(img *sandbox.Image, writable bool) error {
+	if err := sandbox.CheckImageRoot(img); err != nil {
+		return &SeedError{Path: "environment", Reason: err.Error()}
+	}
 	bash, err := imageBash(img)
 	if err != nil {
 		return err

@@ -173,6 +173,11 @@ func TestImageWorkspaceNoBash(t *testing.T) {
 	if !errors.As(err, &se) || !strings.Contains(se.Reason, "no bash") {
 		t.Errorf("Open on an image without bash: %v, want a SeedError naming bash", err)
 	}
+	odd := *img
+	odd.User = "nobody-here"
+	if _, err := s.m.Open(context.Background(), Seed{Image: &odd}); !errors.As(err, &se) || !strings.Contains(se.Reason, "nobody-here") {
+		t.Errorf("Open on an image whose user it lacks: %v, want a SeedError naming the user", err)
+	}
 	if _, err := s.m.Open(context.Background(), Seed{WritableRoot: true}); !errors.As(err, &se) {
 		t.Errorf("a writable root without an image: %v, want a SeedError", err)
 	}

@@ -24,9 +24,11 @@ type setup struct {
 	root Seed
 }
 
-// seed is sd on the setup's root.
+// seed is sd on the setup's root, when it has one (an image).
 func (s setup) seed(sd Seed) Seed {
-	sd.Image, sd.WritableRoot = s.root.Image, s.root.WritableRoot
+	if s.root.Image != nil {
+		sd.Image, sd.WritableRoot = s.root.Image, s.root.WritableRoot
+	}
 	return sd
 }
 
