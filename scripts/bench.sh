@@ -3,7 +3,7 @@
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
 #   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,workspace,
-#                     workspace-e2e,web,load
+#                     workspace-image,workspace-e2e,web,load
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
@@ -14,7 +14,7 @@
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
-only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,workspace,workspace-e2e,web,load}
+only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,workspace,workspace-image,workspace-e2e,web,load}
 want() { [[ ",$only," == *",$1,"* ]]; }
 results=$(mktemp)
 work=$(mktemp -d); trap 'rm -rf "$work" "$results"' EXIT
@@ -136,6 +136,22 @@ if want workspace; then
   for b in nsjail bwrap; do
     [ -n "$(wsm $b step-median-ns)" ] || continue
     say "workspace step ($b): $(echo "$(wsm $b step-median-ns) / 1000000" | bc -l | cut -c1-5) ms median vs $(echo "$(wsm $b bare-median-ns) / 1000000" | bc -l | cut -c1-5) ms for a bare bash -c (ratio $(wsm $b step/bare)); CPU $(echo "$(wsm $b step-cpu-ns) / 1000000" | bc -l | cut -c1-5) ms vs $(echo "$(wsm $b bare-cpu-ns) / 1000000" | bc -l | cut -c1-5) ms per step (ratio $(wsm $b step/bare-cpu))"
+  done
+fi
+
+if want workspace-image; then
+  # Workspaces in an image environment (issue 27): k = 8 attempts of a task
+  # whose setup takes seconds, with the setup once and the attempts
+  # overlays over its snapshot vs the setup in every attempt; and the start
+  # of a workspace attempt (open, a first step, close) on each root.
+  log "workspace-image: k=8 attempts, setup once (snapshot) vs per attempt; a workspace attempt's start per root"
+  (cd "$ROOT" && go test -run '^$' -bench 'PreparedAttempts' -benchtime 2x -count 1 ./internal/workspace &&
+    go test -run '^$' -bench 'WorkspaceStart' -benchtime 30x -count 1 ./internal/workspace) | tee "$work/wsi.txt" >&2
+  wsi() { awk -v b="$1" -v m="$2" '$1 ~ "^Benchmark"b"(-[0-9]+)?$" {for (i = 1; i < NF; i++) if ($(i+1) == m) print $i}' "$work/wsi.txt"; }
+  for b in nsjail bwrap; do
+    [ -n "$(wsi PreparedAttempts/$b snapshot-wall-s)" ] || continue
+    say "k=8 attempts ($b): $(wsi PreparedAttempts/$b snapshot-wall-s) s with the setup once ($(wsi PreparedAttempts/$b setup-wall-s) s of it the setup) vs $(wsi PreparedAttempts/$b per-attempt-wall-s) s with the setup per attempt (ratio $(wsi PreparedAttempts/$b per-attempt/snapshot)); CPU $(wsi PreparedAttempts/$b snapshot-cpu-s) s vs $(wsi PreparedAttempts/$b per-attempt-cpu-s) s"
+    say "workspace attempt start ($b, median): host root $(wsi WorkspaceStart/$b host-root-ms) ms, image root $(wsi WorkspaceStart/$b image-root-ms) ms, writable image root $(wsi WorkspaceStart/$b image-writable-root-ms) ms, from a snapshot $(wsi WorkspaceStart/$b from-snapshot-ms) ms"
   done
 fi
 

@@ -237,6 +237,24 @@ stat -c %u /usr/lib`)
 	})
 }
 
+// TestWritableRootRefused: where the runtime cannot mount, a writable
+// root is refused with ErrNoOverlay, and nothing is left behind.
+func TestWritableRootRefused(t *testing.T) {
+	img := appImage(t)
+	s := newSetup(t, sandbox.BackendBwrap, Config{MaxOpen: 1})
+	s.m.noTmpfs.Store(true)
+	_, err := s.m.Open(context.Background(), Seed{Image: img, WritableRoot: true})
+	if !errors.Is(err, ErrNoOverlay) {
+		t.Fatalf("Open: %v, want ErrNoOverlay", err)
+	}
+	// The slot was freed, the directory removed.
+	w := s.open(t, Seed{Image: img})
+	if entries, _ := filepath.Glob(filepath.Join(s.m.dir, workspacePrefix+"*")); len(entries) != 1 {
+		t.Errorf("workspace directories: %v, want only the open one", entries)
+	}
+	w.Close()
+}
+
 // canMount reports whether the manager's workspaces are tmpfs mounts
 // (so overlays can be mounted too).
 func (m *Manager) canMount() bool {
@@ -257,14 +275,21 @@ func TestOpenPrepared(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		seed Seed
+		// copies: the manager behaves as one that cannot mount (plain
+		// directories, attempts copied from the snapshot).
+		copies bool
 	}{
-		{"host-root", Seed{Files: map[string][]byte{"a.txt": []byte("seed\n")}}},
-		{"image-writable-root", Seed{Image: img, WritableRoot: true, Files: map[string][]byte{"a.txt": []byte("seed\n")}}},
+		{"host-root", Seed{Files: map[string][]byte{"a.txt": []byte("seed\n")}}, false},
+		{"host-root-copies", Seed{Files: map[string][]byte{"a.txt": []byte("seed\n")}}, true},
+		{"image-writable-root", Seed{Image: img, WritableRoot: true, Files: map[string][]byte{"a.txt": []byte("seed\n")}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachBackend(t, Config{MaxSnapshots: 1}, func(t *testing.T, s setup) {
 				if tc.seed.WritableRoot && !s.m.canMount() {
 					t.Skip("this runtime cannot mount")
+				}
+				if tc.copies {
+					s.m.noTmpfs.Store(true)
 				}
 				testOpenPrepared(t, s, tc.seed)
 			})
@@ -365,6 +390,9 @@ func testOpenPrepared(t *testing.T, s setup, seed Seed) {
 	snap := w0.snap
 	if b, err := os.ReadFile(filepath.Join(snap.work, "s.txt")); err != nil || string(b) != "setup\n" {
 		t.Errorf("the snapshot changed: %q %v", b, err)
+	}
+	if snap.overlay == s.m.noTmpfs.Load() {
+		t.Errorf("snapshot overlay %v on a manager whose tmpfs is off: %v", snap.overlay, s.m.noTmpfs.Load())
 	}
 	if snap.overlay {
 		// Read-only even to the runtime.
