@@ -170,14 +170,16 @@ func (m *Manager) OpenPrepared(ctx context.Context, key string, seed Seed, setup
 			return Prepared{Record: e.record}, e.err
 		}
 		snap := e.snap
-		s.mu.Lock()
-		if snap.gone {
+		if !ran { // runSetup took the reference of the caller that ran it
+			s.mu.Lock()
+			if snap.gone {
+				s.mu.Unlock()
+				continue // evicted between its setup and now: make it again
+			}
+			snap.refs++
+			snap.lastUse = time.Now()
 			s.mu.Unlock()
-			continue // evicted between its setup and now: make it again
 		}
-		snap.refs++
-		snap.lastUse = time.Now()
-		s.mu.Unlock()
 
 		select {
 		case m.slots <- struct{}{}:
@@ -218,7 +220,8 @@ func (m *Manager) runSetup(ctx context.Context, key string, seed Seed, setup Set
 			snap.record, snap.took = record, time.Since(start)
 			s.mu.Lock()
 			e.snap = snap
-			snap.lastUse = time.Now()
+			// The caller's reference, taken before anyone may evict it.
+			snap.refs, snap.lastUse = 1, time.Now()
 			s.mu.Unlock()
 			s.evict(key)
 			return

@@ -321,6 +321,13 @@ func (m *Manager) Open(ctx context.Context, seed Seed) (*Workspace, error) {
 // set (seed.Files and seed.From are then ignored: the snapshot holds
 // their result).
 func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Workspace, err error) {
+	if snap != nil {
+		defer func() {
+			if err != nil {
+				m.snaps.release(snap)
+			}
+		}()
+	}
 	if seed.WritableRoot && seed.Image == nil {
 		return nil, &SeedError{Path: "writable_root", Reason: "a writable root is an image's: the task names no environment"}
 	}
@@ -334,9 +341,6 @@ func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Works
 		if err != nil {
 			ws.closeRoots()
 			_ = removeTree(dir)
-			if snap != nil {
-				m.snaps.release(snap)
-			}
 		}
 	}()
 	if err := os.Chmod(dir, 0o711); err != nil {
