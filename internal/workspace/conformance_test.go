@@ -38,6 +38,10 @@ func forEachRoot(t *testing.T, cfg Config, fn func(t *testing.T, s setup)) {
 		writable bool
 	}{{"host-root", false, false}, {"image-root", true, false}, {"image-writable-root", true, true}} {
 		t.Run(r.name, func(t *testing.T) {
+			// The roots at once: most of a case's time is a wait (a
+			// sleeping step, a timeout), and each root has its own
+			// managers, workspaces and marked processes.
+			t.Parallel()
 			forEachBackend(t, cfg, func(t *testing.T, s setup) {
 				if r.image {
 					s.root.Image = conformanceImage(t)
