@@ -152,7 +152,9 @@ func (w *Workspace) Diff(ctx context.Context, maxBytes int) (Diff, error) {
 
 // Snapshot makes the workspace's present state the base of its diff (the
 // runtime's own copy, which no step can reach): after a task's setup, so
-// that the diff is what the agent changed, not what setup did.
+// that the diff is what the agent changed, not what setup did. With a
+// writable root it also makes the root's present state the verify step's
+// (rebaseRoot).
 func (w *Workspace) Snapshot(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -182,6 +184,11 @@ func (w *Workspace) Snapshot(ctx context.Context) error {
 		w.base.Close()
 	}
 	w.base = root
+	if w.image != nil && w.image.Writable {
+		if err := w.rebaseRoot(); err != nil {
+			return fmt.Errorf("workspace snapshot: %w", err)
+		}
+	}
 	return nil
 }
 

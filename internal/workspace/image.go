@@ -29,11 +29,22 @@ import (
 // With Seed.WritableRoot the jail's root is an overlay mounted by the
 // runtime on the host, per workspace:
 //
-//	<ws>/image/   the image's root, idmapped (transient: detached once the
-//	              overlay holds it)
-//	<ws>/root/    the overlay: lower the image (and, from a snapshot, the
-//	              snapshot's upper layer above it), upper live/root-upper
+//	<ws>/image/   the image's root, idmapped
+//	<ws>/root/    the overlay: lower the image (and above it the post-setup
+//	              layers), upper live/root-upper
 //	live/root-upper/, live/root-work/  in the workspace's tmpfs
+//	live/root-setup-N/  post-setup layers: the root as Snapshot found it
+//	              (or the snapshot's, for a workspace over one)
+//	<ws>/verify-root/  while Verify runs: the check's root
+//
+// The check does not run on the root the agent wrote: an agent that may
+// write the root could replace the interpreter or the test framework the
+// check uses. Snapshot (after setup) makes the root's present state a
+// post-setup layer, and the verify step runs on a fresh overlay of the
+// image and those layers alone (verifyRoot): what setup installed is
+// there, what the agent wrote to the root is not (its workspace is). A
+// check that needs to see the agent's changes to the system outside its
+// workspace cannot be written for a writable root.
 //
 // The jail binds the overlay's top-level entries read-write (the jail's /
 // itself stays read-only). Because the upper layer is in the workspace's
@@ -63,6 +74,8 @@ const (
 	rootMergedDir = "root"
 	rootUpperDir  = "root-upper"
 	rootWorkDir   = "root-work"
+	rootSetupDir  = "root-setup"
+	verifyRootDir = "verify-root"
 )
 
 // verifyJailDirs are the other binds of a workspace's jail: the
@@ -132,35 +145,87 @@ func (w *Workspace) useImage(img *sandbox.Image, writable bool) error {
 }
 
 // mountRoot mounts the writable root's overlay (see above) and returns
-// its directory.
+// its directory: the image's root idmapped, under the layers of a
+// snapshot the workspace starts from.
 func (w *Workspace) mountRoot(imageRoot string) (string, error) {
 	if !w.tmpfs {
 		return "", ErrNoOverlay
 	}
-	lower := imageRoot
+	w.imageLower = imageRoot
 	idmapped := w.hostPath(imageMountDir)
 	mapped, err := w.m.idmaps.mount(imageRoot, idmapped, w.m.owner)
 	if err != nil {
 		return "", err
 	}
 	if mapped {
-		lower = idmapped
-		// The overlay holds the idmapped tree itself: the mount point
-		// is not needed once it is mounted.
-		defer func() {
-			_ = unix.Unmount(idmapped, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-			_ = os.Remove(idmapped)
-		}()
+		// Kept mounted while the workspace lives: the verify step's root
+		// is a fresh overlay over it (verifyRoot).
+		w.imageLower = idmapped
 	}
-	lowers := []string{lower}
-	if w.snap != nil && w.snap.rootUpper != "" {
-		lowers = []string{w.snap.rootUpper, lower}
+	if w.snap != nil {
+		w.rootLayers = append(w.rootLayers, w.snap.rootLayers...)
 	}
 	merged := w.hostPath(rootMergedDir)
-	if err := w.mountOverlay(lowers, rootUpperDir, rootWorkDir, merged); err != nil {
+	if err := w.mountOverlay(w.rootLowers(), rootUpperDir, rootWorkDir, merged); err != nil {
 		return "", err
 	}
 	return merged, nil
+}
+
+// rootLowers are the writable root's lower layers: the post-setup layers
+// (newest first), then the image.
+func (w *Workspace) rootLowers() []string {
+	return append(w.rootLayers[:len(w.rootLayers):len(w.rootLayers)], w.imageLower)
+}
+
+// rebaseRoot makes what the root holds now a post-setup layer (Snapshot):
+// the overlay is unmounted, its upper layer becomes a lower one (renamed
+// within the tmpfs, never again bound into a jail nor written), and the
+// overlay is mounted again with a fresh upper layer. The verify step's
+// root is then the image with these layers and without what the agent
+// writes after them.
+func (w *Workspace) rebaseRoot() error {
+	merged := w.hostPath(rootMergedDir)
+	if err := unix.Unmount(merged, unix.UMOUNT_NOFOLLOW); err != nil {
+		return fmt.Errorf("unmounting the writable root: %w", err)
+	}
+	layer := fmt.Sprintf("%s-%d", rootSetupDir, len(w.rootLayers)+1)
+	if err := os.Rename(w.hostPath(liveDir, rootUpperDir), w.hostPath(liveDir, layer)); err != nil {
+		return fmt.Errorf("keeping the root after setup: %w", err)
+	}
+	w.rootLayers = append([]string{w.hostPath(liveDir, layer)}, w.rootLayers...)
+	if err := os.Remove(merged); err != nil {
+		return err
+	}
+	return w.mountOverlay(w.rootLowers(), rootUpperDir, rootWorkDir, merged)
+}
+
+// verifyRoot mounts the verify step's root: a fresh overlay over the
+// image and the post-setup layers, without the agent's writes to the
+// root, which could have replaced the check's interpreter or test
+// framework. Its upper layer is in the tmpfs (the check may write; it is
+// dropped after). It returns the image the check runs on and how to
+// unmount it; the image as it is when the root is not writable.
+func (w *Workspace) verifyRoot() (*sandbox.Image, func(), error) {
+	if w.image == nil || !w.image.Writable {
+		return w.image, func() {}, nil
+	}
+	merged := w.hostPath(verifyRootDir)
+	upper, work := verifyRootDir+"-upper", verifyRootDir+"-work"
+	cleanup := func() {
+		_ = unix.Unmount(merged, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		for _, d := range []string{merged, w.hostPath(liveDir, upper), w.hostPath(liveDir, work)} {
+			_ = os.RemoveAll(d)
+		}
+	}
+	cleanup() // what an earlier check left, if it could not clean up
+	if err := w.mountOverlay(w.rootLowers(), upper, work, merged); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	img := *w.image
+	img.Root = merged
+	return &img, cleanup, nil
 }
 
 // mountOverlay mounts at merged (made here) an overlay of lowers (the

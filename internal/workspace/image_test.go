@@ -255,6 +255,42 @@ func TestWritableRootRefused(t *testing.T) {
 	w.Close()
 }
 
+// TestVerifyOnSetupRoot: the check of a workspace with a writable root
+// runs on the root setup left: what setup installed is there, what the
+// agent changed, added or removed in the root afterwards is not (it
+// could have replaced the check's interpreter); the agent's root is as
+// the agent left it after the check.
+func TestVerifyOnSetupRoot(t *testing.T) {
+	img := appImage(t)
+	forEachBackend(t, Config{}, func(t *testing.T, s setup) {
+		if !s.m.canMount() {
+			t.Skip("this runtime cannot mount")
+		}
+		w := s.open(t, Seed{Image: img, WritableRoot: true})
+		ctx := context.Background()
+		if obs, err := w.Exec(ctx, `printf '#!/bin/bash\necho setup-tool\n' > /usr/local/bin/tool && chmod +x /usr/local/bin/tool`, 0); err != nil || obs.ExitCode != 0 {
+			t.Fatalf("setup: %+v %v", obs, err)
+		}
+		if err := w.Snapshot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		obs := bash(t, w, `printf '#!/bin/bash\necho agent-tool\n' > /usr/local/bin/tool; touch /usr/local/bin/agentonly
+rm /usr/bin/python3.11; printf '#!/bin/bash\nexit 0\n' > /usr/bin/python3; chmod +x /usr/bin/python3; tool`)
+		if obs.Stdout != "agent-tool\n" {
+			t.Fatalf("the agent's changes to the root: %+v", obs)
+		}
+		for range 2 { // a second check sees the same root
+			v, err := w.Verify(ctx, Check{Command: `tool; test -e /usr/bin/python3.11 && python3 -c 'print("real python")'; test -e /usr/local/bin/agentonly || echo clean`})
+			if err != nil || !v.Passed || v.Stdout != "setup-tool\nreal python\nclean\n" {
+				t.Errorf("the check's root is not setup's: %+v %v", v, err)
+			}
+		}
+		if obs := bash(t, w, "tool; ls /usr/local/bin/agentonly"); obs.Stdout != "agent-tool\n/usr/local/bin/agentonly\n" {
+			t.Errorf("the agent's root after the check: %+v", obs)
+		}
+	})
+}
+
 // canMount reports whether the manager's workspaces are tmpfs mounts
 // (so overlays can be mounted too).
 func (m *Manager) canMount() bool {
@@ -385,6 +421,13 @@ func testOpenPrepared(t *testing.T, s setup, seed Seed) {
 		}
 		if obs := bash(t, p.Workspace, check+"; ls ../only0.txt 2>/dev/null"); obs.Stdout != want {
 			t.Errorf("attempt %d saw attempt 0's writes: %+v", i+1, obs)
+		}
+	}
+	if seed.WritableRoot {
+		// Attempt 0's check sees setup's root, not attempt 0's.
+		v, err := w0.Verify(ctx, Check{Command: "cat /usr/local/bin/pkg.txt"})
+		if err != nil || !v.Passed || v.Stdout != "installed\n" {
+			t.Errorf("attempt 0's check: %+v %v", v, err)
 		}
 	}
 	snap := w0.snap

@@ -106,8 +106,10 @@ type snapshot struct {
 	dir  string // the setup workspace's directory, removed at eviction
 	seed Seed   // the image and writable root the attempts take
 	// work and state are the post-setup work directory and shell state;
-	// rootUpper the writable root's upper layer ("" without one).
-	work, state, rootUpper string
+	// rootLayers the writable root's layers above the image, newest
+	// first (none without a writable root).
+	work, state string
+	rootLayers  []string
 	// overlay: attempts are overlays over work (else copies of it).
 	overlay bool
 	record  any
@@ -257,7 +259,7 @@ func (w *Workspace) freeze(ctx context.Context, key string, seed Seed) (*snapsho
 		if err := unix.Unmount(w.hostPath(rootMergedDir), unix.UMOUNT_NOFOLLOW); err != nil {
 			return nil, fmt.Errorf("unmounting the writable root: %w", err)
 		}
-		snap.rootUpper = w.hostPath(liveDir, rootUpperDir)
+		snap.rootLayers = append([]string{w.hostPath(liveDir, rootUpperDir)}, w.rootLayers...)
 	}
 	if w.tmpfs {
 		live := w.hostPath(liveDir)

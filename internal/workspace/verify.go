@@ -216,13 +216,19 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 	lim := w.m.limits
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
+	// On a writable root, the root setup left, not the agent's.
+	img, unmount, err := w.verifyRoot()
+	if err != nil {
+		return Verdict{}, fmt.Errorf("workspace verify: %w", err)
+	}
+	defer unmount()
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
 		Argv:   bashArgv(w.bash, verifyScript),
 		Stdin:  []byte(nonceHex + "\n" + check.Command),
 		Binds:  binds,
 		Dir:    w.jailDir,
 		Limits: lim,
-		Image:  w.image,
+		Image:  img,
 	})
 	if err != nil {
 		if w.ctx.Err() != nil {

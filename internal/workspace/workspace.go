@@ -529,6 +529,11 @@ type Workspace struct {
 	// shell the steps run.
 	image *sandbox.Image
 	bash  string
+	// imageLower is the image's root as the writable root's overlay takes
+	// it (idmapped); rootLayers are the post-setup layers above it,
+	// newest first (image.go).
+	imageLower string
+	rootLayers []string
 	// snap is the snapshot the workspace started from, released at Close.
 	snap *snapshot
 	// ctx ends with Close: it cancels a step in progress.
