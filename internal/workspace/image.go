@@ -86,9 +86,14 @@ var verifyJailDirs = map[string]bool{jailStateDir: true, jailTestsDir: true, jai
 // working directory when that can be a bind's target there (a top-level
 // name the jail does not have, or a directory of the image further down,
 // no symlink on the way), else JailDir.
+//
+// On a writable root only a top-level name: a directory of the image
+// further down is the agent's to move away (its parent is writable), and
+// the next step's jail could not mount the workspace there.
 func workspaceDirIn(img *sandbox.Image) string {
 	dir := img.WorkingDir
-	if dir == "" || dir == "/" || verifyJailDirs[dir] || sandbox.CheckBindTarget(img, dir) != nil {
+	if dir == "" || dir == "/" || verifyJailDirs[dir] || sandbox.CheckBindTarget(img, dir) != nil ||
+		(img.Writable && strings.Count(dir, "/") > 1) {
 		return JailDir
 	}
 	return dir

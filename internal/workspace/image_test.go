@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/testsupport"
@@ -98,15 +99,21 @@ func appImage(t testing.TB) *sandbox.Image {
 
 func TestWorkspaceDirIn(t *testing.T) {
 	img := appImage(t)
-	for _, tc := range []struct{ wd, want string }{
-		{"", JailDir}, {"/", JailDir}, {"/usr/src/app", "/usr/src/app"}, {"/app", "/app"},
-		{"/usr/src/missing", JailDir}, {"/etc", JailDir}, {"/tests", JailDir}, {"/tmp/x", JailDir},
-		{"/usr/../etc", JailDir}, {"/Work Dir", JailDir},
+	for _, tc := range []struct {
+		wd       string
+		writable bool
+		want     string
+	}{
+		{"", false, JailDir}, {"/", false, JailDir}, {"/usr/src/app", false, "/usr/src/app"}, {"/app", false, "/app"},
+		{"/usr/src/missing", false, JailDir}, {"/etc", false, JailDir}, {"/tests", false, JailDir}, {"/tmp/x", false, JailDir},
+		{"/usr/../etc", false, JailDir}, {"/Work Dir", false, JailDir},
+		// On a writable root the agent could move /usr/src away.
+		{"/usr/src/app", true, JailDir}, {"/app", true, "/app"},
 	} {
 		c := *img
-		c.WorkingDir = tc.wd
+		c.WorkingDir, c.Writable = tc.wd, tc.writable
 		if got := workspaceDirIn(&c); got != tc.want {
-			t.Errorf("WorkingDir %q: workspace at %q, want %q", tc.wd, got, tc.want)
+			t.Errorf("WorkingDir %q (writable %v): workspace at %q, want %q", tc.wd, tc.writable, got, tc.want)
 		}
 	}
 }
@@ -227,6 +234,17 @@ stat -c %u /usr/lib`)
 		}
 		if obs.ErrorType != "output_limit" {
 			t.Errorf("12 MiB into the root of an 8 MiB workspace: %+v", obs)
+		}
+		// A root the agent broke ends its attempt (not a jail failure,
+		// which the runtime would retry); the check still runs on
+		// setup's root.
+		broken := s.open(t, Seed{Image: img, WritableRoot: true})
+		bash(t, broken, "rm /usr/bin/bash")
+		if obs := bash(t, broken, "echo hi"); obs.ErrorType != core.ErrRuntime || !strings.Contains(obs.Note, "/usr/bin/bash is gone") {
+			t.Errorf("a step after bash was removed: %+v", obs)
+		}
+		if v, err := broken.Verify(context.Background(), Check{Command: "true"}); err != nil || !v.Passed {
+			t.Errorf("the check after bash was removed: %+v %v", v, err)
 		}
 		// The diff is the work directory's alone.
 		w2 := s.open(t, Seed{Image: img, WritableRoot: true, Files: map[string][]byte{"a.txt": []byte("a\n")}})

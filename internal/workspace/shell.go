@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -127,6 +128,12 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	_ = w.state.Remove(stateEnv + stateNext)
 	_ = w.state.Remove(stateCwd + stateNext)
 
+	if why := w.rootBroken(); why != "" {
+		// Not the jail's failure (a retry would meet the same root): the
+		// agent's own doing ends its attempt.
+		return Observation{ExitCode: -1, Cwd: w.cwd, ErrorType: core.ErrRuntime,
+			Note: "the jail cannot start on the root as the commands left it (" + why + "): the attempt ends here"}, nil
+	}
 	lim := w.m.limits
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
@@ -182,6 +189,27 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	}
 	obs.Note = strings.Join(notes, "; ")
 	return obs, nil
+}
+
+// rootBroken says why a jail cannot start on a writable root as the
+// steps left it (its bash removed, the image's user's /etc/passwd entry
+// gone); empty when it can, and always on a root no step can write.
+func (w *Workspace) rootBroken() string {
+	if w.image == nil || !w.image.Writable {
+		return ""
+	}
+	if err := sandbox.CheckImageRoot(w.image); err != nil {
+		return err.Error()
+	}
+	r, err := os.OpenRoot(w.image.Root)
+	if err != nil {
+		return err.Error()
+	}
+	defer r.Close()
+	if _, err := r.Lstat(w.bash[1:]); err != nil {
+		return w.bash + " is gone"
+	}
+	return ""
 }
 
 // hostPath is a path of the workspace on the host.
