@@ -45,8 +45,8 @@ func TestLoad(t *testing.T) {
 	if spec.TaskID != "hello" || spec.TaskType != core.TaskCode || spec.Description != "Write hi to hello.txt.\n" || spec.Timeout != 180 {
 		t.Errorf("task %+v", spec)
 	}
-	var c core.CodeConstraints
-	if err := spec.DecodeConstraints(&c); err != nil {
+	c, err := spec.Code()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TestCommand != TestCommand || string(c.TestFiles["test.sh"]) != testSh || string(c.TestFiles["data.bin"]) != "\x00\x01\xff" || len(c.TestFiles) != 2 {
