@@ -60,7 +60,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := spec.Constraints["actions"]; ok {
+	if c, err := spec.Code(); err != nil || c.Actions != nil {
 		t.Errorf("actions without Oracle")
 	}
 	line, err := spec.MarshalLine()
@@ -81,8 +81,8 @@ func TestLoadVerifierEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `B='2' MODE='it'\''s strict' bash /tests/test.sh`
-	if got := spec.Constraints["test_command"]; got != want {
-		t.Errorf("test_command %q, want %q", got, want)
+	if c, err := spec.Code(); err != nil || c.TestCommand != want {
+		t.Errorf("test_command %q (%v), want %q", c.TestCommand, err, want)
 	}
 	if spec.Timeout != 2*DefaultTimeoutSec {
 		t.Errorf("timeout %d, want Harbor's defaults", spec.Timeout)
