@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
@@ -45,7 +44,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		TaskFile:     cfg.TaskFile,
 		Follow:       cfg.Follow,
 		PollInterval: cfg.PollInterval,
-		RejectedFile: filepath.Join(cfg.OutputDir, "rejected.jsonl"),
+		RejectedFile: core.RejectedPath(cfg.OutputDir),
 		BatchSize:    cfg.BatchSize,
 	}, p.RDB, p.Metrics, p.Log)
 	if err != nil {

@@ -10,13 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/envconfig"
-	"github.com/agentdataplatform/adp/internal/export"
 	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/service"
 
@@ -168,4 +167,4 @@ func (e Env) redis() (*redis.Client, error) {
 	return redisconn.Open(e.RedisURL, redisconn.Options{CAFile: e.RedisCAFile})
 }
 
-func (e Env) trajectoryDir() string { return filepath.Join(e.OutputDir, export.TrajectorySubdir) }
+func (e Env) trajectoryDir() string { return core.TrajectoriesPath(e.OutputDir) }

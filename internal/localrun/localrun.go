@@ -143,9 +143,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, noValidTask(cfg.TaskFile, rejected)
 	}
 	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: len(rejected), OutputDir: cfg.OutputDir}
-	logDir := filepath.Join(cfg.OutputDir, "logs")
-	trajDir := filepath.Join(cfg.OutputDir, "trajectories")
-	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, "redis")} {
+	logDir := filepath.Join(cfg.OutputDir, core.LogsDir)
+	trajDir := core.TrajectoriesPath(cfg.OutputDir)
+	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, core.RedisDataDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Progress, "adp: %d tasks, %d attempts (%d lines rejected, see %s), redis %s, logs in %s\n",
-		len(tasks), sum.Attempts, len(rejected), filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
+		len(tasks), sum.Attempts, len(rejected), core.RejectedPath(cfg.OutputDir), r.redisAddr, logDir)
 
 	err = r.wait(ctx, tasks, trajDir, sum)
 	if err == nil {
@@ -292,7 +292,7 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	if err != nil {
 		return fmt.Errorf("redis address %q: %w", r.redisAddr, err)
 	}
-	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, "redis"))
+	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, core.RedisDataDir))
 	rp, err := startProc("redis-server", filepath.Join(r.logDir, "redis.log"), os.Environ(), bin,
 		"--bind", rhost, "--port", rport, "--dir", redisDir,
 		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
@@ -610,5 +610,5 @@ func WriteSummary(w io.Writer, s *Summary) {
 		sort.Strings(fails)
 		fmt.Fprintf(w, "%-10s %6d %9d %7d %8.2fs %8.2fs  %s\n", ts.TaskType, ts.Total, ts.Succeeded, ts.Failed, ts.Duration.P50, ts.Duration.P95, strings.Join(fails, " "))
 	}
-	fmt.Fprintf(w, "Trajectories in %s; `adpctl stats`, `adpctl report`, `adpctl export` read them.\n", filepath.Join(s.OutputDir, "trajectories"))
+	fmt.Fprintf(w, "Trajectories in %s; `adpctl stats`, `adpctl report`, `adpctl export` read them.\n", core.TrajectoriesPath(s.OutputDir))
 }
