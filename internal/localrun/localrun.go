@@ -28,15 +28,17 @@ import (
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/demosite"
 	"github.com/agentdataplatform/adp/internal/dispatch"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/queue"
 	"github.com/agentdataplatform/adp/internal/report"
+	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
 // Config configures a local run.
 type Config struct {
-	TaskFile  string // default tasks.jsonl
-	OutputDir string // default output
+	TaskFile  string // default TASK_FILE's (dispatch.EnvConfig)
+	OutputDir string // default OUTPUT_DIR's (service.Config)
 	// BinDir holds dispatcher, sandbox-runtime and web-runtime; default the
 	// directory of the running executable.
 	BinDir string
@@ -50,7 +52,9 @@ type Config struct {
 	Terminal bool
 	// ExtraEnv is added to the children's environment (after os.Environ).
 	ExtraEnv []string
-	// StopGrace is how long each child may take to stop. Default 30s.
+	// StopGrace is how long each child may take to stop. Default: the
+	// default of SHUTDOWN_GRACE (service.RuntimeConfig), the time a runtime
+	// gives its in-flight tasks to finish.
 	StopGrace time.Duration
 	// RedisAddr is where Redis listens; empty: a free loopback port (the
 	// run's private Redis). Keep runs use KeepRedisAddr.
@@ -236,10 +240,10 @@ func noValidTask(file string, rejected []error) error {
 
 func withDefaults(cfg Config) Config {
 	if cfg.TaskFile == "" {
-		cfg.TaskFile = "tasks.jsonl"
+		cfg.TaskFile = dispatch.DefaultEnvConfig().TaskFile
 	}
 	if cfg.OutputDir == "" {
-		cfg.OutputDir = "output"
+		cfg.OutputDir = envconfig.Default(&service.Config{}, "OUTPUT_DIR")
 	}
 	if cfg.BinDir == "" {
 		if exe, err := os.Executable(); err == nil {
@@ -250,7 +254,11 @@ func withDefaults(cfg Config) Config {
 		cfg.Progress = io.Discard
 	}
 	if cfg.StopGrace <= 0 {
-		cfg.StopGrace = 30 * time.Second
+		grace, err := time.ParseDuration(envconfig.Default(&service.RuntimeConfig{}, "SHUTDOWN_GRACE"))
+		if err != nil {
+			panic(fmt.Sprintf("localrun: SHUTDOWN_GRACE's default: %v", err)) // TestDefaults
+		}
+		cfg.StopGrace = grace
 	}
 	return cfg
 }
