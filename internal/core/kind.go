@@ -38,9 +38,10 @@ func (k Kind) Valid() bool {
 // typedConstraints is a task's constraints decoded into its type's
 // definition, with the kind they decide. Exactly one of code and web is set.
 type typedConstraints struct {
-	// of identifies the map they were decoded from (mapID), so that a spec
-	// whose Constraints were replaced after the parse is not read stale.
-	of   uintptr
+	// of is the map they were decoded from, so that a spec whose
+	// Constraints were replaced after the parse is not read stale (held,
+	// not only its address: a freed map's address can be reused).
+	of   map[string]any
 	kind Kind
 	code *CodeConstraints
 	web  *WebConstraints
@@ -56,7 +57,7 @@ func (t *TaskSpec) decodeConstraints() (*typedConstraints, error) {
 		if err := t.decodeInto(c); err != nil {
 			return nil, err
 		}
-		tc := &typedConstraints{of: mapID(t.Constraints), kind: KindProgram, code: c}
+		tc := &typedConstraints{of: t.Constraints, kind: KindProgram, code: c}
 		if c.IsWorkspace() {
 			tc.kind = KindWorkspace
 		}
@@ -66,7 +67,7 @@ func (t *TaskSpec) decodeConstraints() (*typedConstraints, error) {
 		if err := t.decodeInto(w); err != nil {
 			return nil, err
 		}
-		return &typedConstraints{of: mapID(t.Constraints), kind: KindWeb, web: w}, nil
+		return &typedConstraints{of: t.Constraints, kind: KindWeb, web: w}, nil
 	}
 	return nil, &InvalidTaskError{TaskID: printableID(t.TaskID), Field: "task_type", Reason: fmt.Sprintf("unknown type %q; one of code, web, reasoning", t.TaskType)}
 }
@@ -75,7 +76,7 @@ func (t *TaskSpec) decodeConstraints() (*typedConstraints, error) {
 // spec built in Go and never validated, or whose Constraints were replaced
 // since, is decoded here, each time: Validate it to decode it once.
 func (t *TaskSpec) typed() (*typedConstraints, error) {
-	if tc := t.typedC; tc != nil && tc.of == mapID(t.Constraints) {
+	if tc := t.typedC; tc != nil && mapID(tc.of) == mapID(t.Constraints) {
 		return tc, nil
 	}
 	return t.decodeConstraints()
