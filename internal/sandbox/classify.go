@@ -21,6 +21,7 @@ const (
 	killOutput            // the program wrote more than MaxOutputBytes
 	killCancel            // ctx was cancelled
 	killLaunch            // the jail's setup failed (the backend's started hook)
+	killProcesses         // the jail had more than MaxProcs processes
 )
 
 // outcome is everything classify needs to know about a finished run.
@@ -58,6 +59,8 @@ func classify(o outcome) (core.ErrorType, string) {
 		return core.ErrSystem, "the run was cancelled"
 	case killLaunch:
 		return core.ErrSystem, "the jail failed to launch"
+	case killProcesses:
+		return core.ErrRuntime, fmt.Sprintf("process limit exceeded: the program had more than %d processes and was killed", lim.MaxProcs)
 	}
 	cpuLimit := time.Duration(cpuSeconds(lim.CPU)) * time.Second
 	switch {
@@ -73,7 +76,7 @@ func classify(o outcome) (core.ErrorType, string) {
 		return core.ErrNone, ""
 	}
 	if memoryErrorLine.MatchString(o.stderr) {
-		return core.ErrMemoryLimit, fmt.Sprintf("memory limit exceeded: MemoryError with an address-space limit of %d MiB", lim.MemoryBytes>>20)
+		return core.ErrMemoryLimit, fmt.Sprintf("memory limit exceeded: MemoryError with a memory limit of %d MiB", lim.MemoryBytes>>20)
 	}
 	if o.signal == syscall.SIGKILL && o.memoryKill {
 		return core.ErrMemoryLimit, fmt.Sprintf("memory limit exceeded: killed by SIGKILL at the memory limit of %d MiB", lim.MemoryBytes>>20)

@@ -1,0 +1,205 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentdataplatform/adp/internal/core"
+)
+
+// The limits a real test suite meets: threads are not processes, memory
+// is bounded in a way threaded runtimes tolerate. Each case runs under
+// every backend present, with the cgroups this host lets the runtime use
+// and with rlimits alone (Config.Cgroups "off"), since hosts differ.
+
+// forEachBound runs fn against every backend present, with cgroups (when
+// the host has any) and without.
+func forEachBound(t *testing.T, fn func(t *testing.T, s jailSetup)) {
+	t.Helper()
+	for _, backend := range []string{BackendNsjail, BackendBwrap} {
+		for _, cg := range []string{CgroupsAuto, CgroupsOff} {
+			t.Run(backend+"/cgroups-"+cg, func(t *testing.T) {
+				j, err := New(backend, Config{Cgroups: cg})
+				if errors.Is(err, ErrNoJail) {
+					t.Skipf("%s skipped: %v", backend, err)
+				}
+				if err != nil {
+					t.Fatalf("New(%q): %v", backend, err)
+				}
+				if cg == CgroupsAuto && !cgroupsOf(j).any() {
+					t.Skip("no cgroup controllers the runtime may use on this host")
+				}
+				t.Logf("%s: %s", backend, Bounds(j))
+				fn(t, jailSetup{jail: j})
+			})
+		}
+	}
+}
+
+// suiteLimits are the production defaults with a shorter time limit.
+func suiteLimits() Limits {
+	l := DefaultLimits()
+	l.Wall, l.CPU = 20*time.Second, 20*time.Second
+	return l
+}
+
+// threaded starts 64 threads that each allocate and compute, as a
+// threaded test suite's workers do.
+const threaded = `import threading
+ev = threading.Event()
+out = []
+def work(i):
+    ev.wait()
+    out.append(sum(bytearray(1 << 16)) + i)
+ts = [threading.Thread(target=work, args=(i,)) for i in range(64)]
+for t in ts:
+    t.start()
+ev.set()
+for t in ts:
+    t.join()
+print(len(out), "threads")
+`
+
+// realSuite is a repository-like unittest suite: tests that use a
+// ThreadPoolExecutor, threads with locks, a subprocess, and files.
+const realSuite = `import concurrent.futures, os, subprocess, sys, tempfile, threading, unittest
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+class Pool(unittest.TestCase):
+    def test_map(self):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
+            self.assertEqual(list(ex.map(fib, range(18))), [fib(i) for i in range(18)])
+    def test_many_pools(self):
+        for _ in range(4):
+            with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
+                futs = [ex.submit(sorted, list(range(5000, 0, -1))) for _ in range(64)]
+                self.assertTrue(all(f.result()[0] == 1 for f in futs))
+
+class Locks(unittest.TestCase):
+    def test_counter(self):
+        n, lock = [0], threading.Lock()
+        def inc():
+            for _ in range(2000):
+                with lock:
+                    n[0] += 1
+        ts = [threading.Thread(target=inc) for _ in range(48)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        self.assertEqual(n[0], 96000)
+
+class Processes(unittest.TestCase):
+    def test_subprocess(self):
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", "print(6*7)"], capture_output=True, text=True, check=True)
+        self.assertEqual(out.stdout, "42\n")
+
+class Files(unittest.TestCase):
+    def test_tempdir(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "x")
+            with open(p, "w") as f:
+                f.write("y" * 100000)
+            self.assertEqual(os.path.getsize(p), 100000)
+
+r = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
+print("ran", r.testsRun, "ok" if r.wasSuccessful() else "FAILED")
+sys.exit(0 if r.wasSuccessful() else 1)
+`
+
+func TestLimitsRealPrograms(t *testing.T) {
+	forEachBound(t, func(t *testing.T, s jailSetup) {
+		run := func(t *testing.T, lim Limits, code string) Result {
+			t.Helper()
+			res, err := s.jail.Run(context.Background(), Request{Code: code, Limits: lim})
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertNoLeftovers(t, s, res.RunID)
+			return res
+		}
+		t.Run("64 threads under the defaults", func(t *testing.T) {
+			res := run(t, suiteLimits(), threaded)
+			wantOK(t, res)
+			wantStdout(t, res, "64 threads\n")
+		})
+		t.Run("a threaded unittest suite under the defaults", func(t *testing.T) {
+			res := run(t, suiteLimits(), realSuite)
+			wantOK(t, res)
+			if !strings.HasSuffix(res.Stdout, "ran 5 ok\n") {
+				t.Errorf("stdout %q stderr %q", res.Stdout, res.Stderr)
+			}
+		})
+		t.Run("threads are not processes", func(t *testing.T) {
+			// 4 processes at most, 64 threads in all: 40 threads pass.
+			lim := suiteLimits()
+			lim.MaxProcs, lim.MaxThreads = 4, 64
+			res := run(t, lim, strings.Replace(threaded, "range(64)", "range(40)", 1))
+			wantOK(t, res)
+			wantStdout(t, res, "40 threads\n")
+		})
+		t.Run("more processes than MaxProcs", func(t *testing.T) {
+			// Forks that the kernel allows (64 threads in all) past the
+			// 4 processes: the jail is killed.
+			lim := suiteLimits()
+			lim.MaxProcs, lim.MaxThreads = 4, 64
+			res := run(t, lim, `import os, time
+for i in range(20):
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+print("forked 20")
+time.sleep(30)
+`)
+			wantType(t, res, core.ErrRuntime)
+			wantContains(t, res.ErrorMessage, "process limit exceeded: the program had more than 4 processes")
+		})
+		t.Run("fork bomb", func(t *testing.T) {
+			lim := suiteLimits()
+			lim.Wall, lim.CPU = 4*time.Second, 2*time.Second
+			res := run(t, lim, `import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+`)
+			// Counted past MaxProcs (or, between two counts, refused at
+			// MaxThreads): killed either way, before its time is up.
+			wantType(t, res, core.ErrRuntime)
+			wantContains(t, res.ErrorMessage, "process limit exceeded")
+		})
+		t.Run("allocating past the memory limit", func(t *testing.T) {
+			lim := suiteLimits()
+			lim.MemoryBytes = 256 << 20
+			res := run(t, lim, "a = []\nwhile True:\n    a.append(b'x' * (10 << 20))\n")
+			wantType(t, res, core.ErrMemoryLimit)
+			wantContains(t, res.ErrorMessage, "memory limit exceeded")
+			wantContains(t, res.ErrorMessage, "256 MiB")
+		})
+		t.Run("threads allocating past the memory limit", func(t *testing.T) {
+			lim := suiteLimits()
+			lim.MemoryBytes = 256 << 20
+			res := run(t, lim, `import threading
+held = []
+def grab():
+    for _ in range(10):
+        held.append(b'x' * (8 << 20))
+ts = [threading.Thread(target=grab) for _ in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(len(held))
+`)
+			if res.ErrorType != core.ErrMemoryLimit {
+				// Under RLIMIT_AS a thread's MemoryError ends that thread
+				// only (its traceback on stderr); the program goes on.
+				if cgroupsOf(s.jail).memory || !strings.Contains(res.Stderr, "MemoryError") {
+					t.Errorf("got %s %q, stderr %q: want memory_limit (or a thread's MemoryError under RLIMIT_AS)", res.ErrorType, res.ErrorMessage, res.Stderr)
+				}
+			}
+		})
+	})
+}
