@@ -16,12 +16,12 @@ import (
 type killReason int
 
 const (
-	killNone   killReason = iota
-	killWall              // the wall-clock limit (or the ctx deadline) passed
-	killOutput            // the program wrote more than MaxOutputBytes
-	killCancel            // ctx was cancelled
-	killLaunch            // the jail's setup failed (the backend's started hook)
-	killProcesses         // the jail had more than MaxProcs processes
+	killNone      killReason = iota
+	killWall                 // the wall-clock limit (or the ctx deadline) passed
+	killOutput               // the program wrote more than MaxOutputBytes
+	killCancel               // ctx was cancelled
+	killLaunch               // the jail's setup failed (the backend's started hook)
+	killProcesses            // the jail had more than MaxProcs processes
 )
 
 // outcome is everything classify needs to know about a finished run.
