@@ -371,7 +371,7 @@ type rlimit struct {
 // CPU: SIGXCPU at the limit, SIGKILL a second later. With a memory cgroup
 // there is no address-space limit: the jail keeps the runtime's.
 func rlimits(lim Limits, cg cgroupSupport) []rlimit {
-	cpu := uint64(cpuSeconds(lim.CPU))
+	cpu := uint64(cpuSeconds(lim.cpuTime()))
 	nproc := uint64(lim.MaxThreads + bwrapOverheadProcs)
 	var as []rlimit
 	if !cg.memory {

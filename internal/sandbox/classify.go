@@ -62,7 +62,7 @@ func classify(o outcome) (core.ErrorType, string) {
 	case killProcesses:
 		return core.ErrRuntime, fmt.Sprintf("process limit exceeded: the program had more than %d processes and was killed", lim.MaxProcs)
 	}
-	cpuLimit := time.Duration(cpuSeconds(lim.CPU)) * time.Second
+	cpuLimit := time.Duration(cpuSeconds(lim.cpuTime())) * time.Second
 	switch {
 	case o.signal == syscall.SIGXCPU:
 		return core.ErrTimeout, fmt.Sprintf("CPU time limit of %s exceeded (SIGXCPU)", cpuLimit)

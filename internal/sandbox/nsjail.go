@@ -360,7 +360,7 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 		"--rlimit_as", rlimitAS(cg, lim),
 		// The hard limit, as under bwrap (whose soft limit nsjail cannot
 		// set apart): SIGKILL one second past Limits.CPU.
-		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.CPU)+1, 10),
+		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.cpuTime())+1, 10),
 		"--rlimit_fsize", strconv.FormatInt(ceilMiB(lim.MaxFileBytes), 10),
 		"--rlimit_nofile", strconv.Itoa(lim.MaxOpenFiles),
 		// Processes plus threads. The jailed interpreter is pid 1 of its

@@ -53,6 +53,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,9 +75,13 @@ type Limits struct {
 	// Wall is the wall-clock limit, enforced by the Go parent (it kills the
 	// jail). A context deadline that comes earlier wins. Default 30s.
 	Wall time.Duration
-	// CPU is RLIMIT_CPU (rounded up to whole seconds): SIGXCPU at the limit,
-	// SIGKILL one second later. Default 30s.
+	// CPU is RLIMIT_CPU (rounded up to whole seconds), times CPUs:
+	// SIGXCPU at the limit, SIGKILL one second later. Default 30s.
 	CPU time.Duration
+	// CPUs is how many CPUs' worth of time a process may use: its CPU
+	// time limit is CPU × CPUs (a program whose threads run on several
+	// CPUs uses CPU time faster than wall time). Default 1.
+	CPUs int
 	// MemoryBytes bounds the program's memory. Where the jail has a memory
 	// cgroup (cgroup.go) it is the cgroup's limit for the whole jail (plus
 	// TmpfsBytes, since tmpfs pages are charged there): past it the
@@ -142,6 +147,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		Wall:            defaultWall,
 		CPU:             defaultCPU,
+		CPUs:            1,
 		MemoryBytes:     defaultMemoryBytes,
 		MaxProcs:        defaultMaxProcs,
 		MaxThreads:      defaultMaxThreads,
@@ -153,6 +159,28 @@ func DefaultLimits() Limits {
 	}
 }
 
+// cpuTime is the CPU time a process may use: CPU × CPUs.
+func (l Limits) cpuTime() time.Duration { return l.CPU * time.Duration(max(l.CPUs, 1)) }
+
+// For returns l with what a task's resources constraint asks in place of
+// l's values (a field the task leaves out keeps l's). It does not check
+// the runtime's caps: core.Resources.Within does, before.
+func (l Limits) For(r core.Resources) Limits {
+	if r.MemoryMB > 0 {
+		l.MemoryBytes = r.MemoryMB << 20
+	}
+	if r.MaxProcs > 0 {
+		l.MaxProcs = r.MaxProcs
+	}
+	if r.MaxThreads > 0 {
+		l.MaxThreads = r.MaxThreads
+	}
+	if r.CPUs > 0 {
+		l.CPUs = int(math.Ceil(r.CPUs))
+	}
+	return l
+}
+
 // withDefaults fills every zero (or negative) field from DefaultLimits.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
@@ -162,6 +190,7 @@ func (l Limits) withDefaults() Limits {
 	if l.CPU <= 0 {
 		l.CPU = d.CPU
 	}
+	l.CPUs = max(l.CPUs, 1)
 	if l.MemoryBytes <= 0 {
 		l.MemoryBytes = d.MemoryBytes
 	}
