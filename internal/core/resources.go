@@ -16,19 +16,19 @@ import (
 // is refused, naming the field, never run with less than it asked.
 type Resources struct {
 	// MemoryMB is the program's memory in MiB (sandbox.Limits.MemoryBytes).
-	MemoryMB int64 `json:"memory_mb"`
+	MemoryMB int64 `json:"memory_mb,omitempty"`
 	// MaxProcs is the number of processes (sandbox.Limits.MaxProcs).
-	MaxProcs int `json:"max_procs"`
+	MaxProcs int `json:"max_procs,omitempty"`
 	// MaxThreads is the number of threads of all its processes
 	// (sandbox.Limits.MaxThreads).
-	MaxThreads int `json:"max_threads"`
+	MaxThreads int `json:"max_threads,omitempty"`
 	// CPUs is how many CPUs' worth of time the program may use: its CPU
 	// time limit is the task's time limit × ceil(cpus) (a multi-threaded
 	// program uses CPU time faster than wall time).
-	CPUs float64 `json:"cpus"`
+	CPUs float64 `json:"cpus,omitempty"`
 	// WorkspaceMB is a workspace task's workspace size in MiB (the
 	// runtime's SANDBOX_WORKSPACE_MB by default).
-	WorkspaceMB int64 `json:"workspace_mb"`
+	WorkspaceMB int64 `json:"workspace_mb,omitempty"`
 }
 
 // UnmarshalJSON decodes strictly, naming the field of an error
@@ -63,6 +63,11 @@ const (
 	MaxResourceCPUs        = 1024
 	MaxResourceWorkspaceMB = 1 << 24 // 16 TiB
 )
+
+// DefaultResourceCaps are the sandbox runtime's caps by default
+// (SANDBOX_CAP_*) and `adpctl import harbor`'s (--max-*): what a Harbor
+// task.toml asks by default (2 GiB, 1 CPU, 10 GiB of storage) fits.
+var DefaultResourceCaps = ResourceCaps{MemoryMB: 4096, MaxProcs: 64, MaxThreads: 1024, CPUs: 4, WorkspaceMB: 10240}
 
 // ResourceCaps are a runtime's caps on what a task's resources may ask (at
 // least its defaults; a zero cap refuses every value of its field).
