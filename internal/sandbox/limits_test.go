@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,44 @@ print(len(held))
 				}
 			}
 		})
+	})
+}
+
+// TestLimitsProcessesHoldingMemory: 12 processes that each try to hold
+// 200 MiB, then 300 MiB (the hardening case "12 processes x 200 MiB"),
+// both ways. Under rlimits each process gets its own address space, and
+// the process count bounds them: at most 5 children hold 200 MiB, none
+// 300. Under a memory cgroup the jail as a whole holds at most its limit.
+func TestLimitsProcessesHoldingMemory(t *testing.T) {
+	var tc conformanceCase
+	for _, c := range hardeningCases {
+		if c.name == "12 processes x 200 MiB" {
+			tc = c
+		}
+	}
+	forEachBound(t, func(t *testing.T, s jailSetup) {
+		lim := testLimits()
+		tc.limits(&lim)
+		res, err := s.jail.Run(context.Background(), Request{Code: tc.code, Limits: lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertNoLeftovers(t, s, res.RunID)
+		if !cgroupsOf(s.jail).memory {
+			tc.check(t, res)
+			return
+		}
+		if res.ErrorType == core.ErrMemoryLimit {
+			return // the interpreter itself was the one killed
+		}
+		wantOK(t, res)
+		var forked, refused, held, over int
+		if _, err := fmt.Sscanf(res.Stdout, "forked %d refused %d held200 %d held300 %d", &forked, &refused, &held, &over); err != nil {
+			t.Fatalf("stdout = %q", res.Stdout)
+		}
+		// 256 MiB + 16 MiB of /tmp for the jail: one 200 MiB at most.
+		if forked > 5 || forked+refused != 12 || held > 1 || over != 0 {
+			t.Errorf("forked %d, refused %d, %d held 200 MiB, %d held 300 MiB: want at most 5 children, at most one holding 200 MiB", forked, refused, held, over)
+		}
 	})
 }

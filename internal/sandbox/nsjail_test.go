@@ -407,7 +407,7 @@ func TestNsjailExitProtocol(t *testing.T) {
 		// Without the memory cgroup an unexplained SIGKILL is a runtime
 		// error; with it, the memory limit.
 		want := core.ErrRuntime
-		if detectCgroupV2(cgroupV2Mount).memory {
+		if cgroupsOf(j).memory {
 			want = core.ErrMemoryLimit
 		}
 		if res.ErrorType != want {
