@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +243,97 @@ func TestLimitsProcessesHoldingMemory(t *testing.T) {
 		if forked > 5 || forked+refused != 12 || held > 1 || over != 0 {
 			t.Errorf("forked %d, refused %d, %d held 200 MiB, %d held 300 MiB: want at most 5 children, at most one holding 200 MiB", forked, refused, held, over)
 		}
+	})
+}
+
+// TestLimitsRepositorySuite: a repository-like project (a package and a
+// tests/ directory, as a workspace task's test_command finds it) whose
+// unittest suite uses thread pools, threads with locks, subprocesses and
+// files, run by bash as `python3 -m unittest discover` under the default
+// limits, every way this host allows. (Under the former defaults, 16
+// processes-plus-threads and 256 MiB of address space, it fails.)
+func TestLimitsRepositorySuite(t *testing.T) {
+	files := map[string]string{
+		"mylib/__init__.py": `import concurrent.futures
+
+def pmap(f, xs, workers=32):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(f, xs))
+`,
+		"tests/__init__.py": "",
+		"tests/test_pool.py": `import concurrent.futures, threading, unittest
+from mylib import pmap
+
+class TestPool(unittest.TestCase):
+    def test_pmap(self):
+        self.assertEqual(pmap(lambda x: x * x, range(200)), [x * x for x in range(200)])
+    def test_nested_pools(self):
+        self.assertEqual(sum(pmap(lambda n: sum(pmap(abs, range(-n, n), workers=4)), range(16), workers=8)), sum(n * n for n in range(16)))
+    def test_threads_and_locks(self):
+        n, lock, ts = [0], threading.Lock(), []
+        def inc():
+            for _ in range(1000):
+                with lock:
+                    n[0] += 1
+        for _ in range(64):
+            ts.append(threading.Thread(target=inc))
+            ts[-1].start()
+        for t in ts:
+            t.join()
+        self.assertEqual(n[0], 64000)
+`,
+		"tests/test_proc.py": `import os, subprocess, sys, tempfile, unittest
+
+class TestProc(unittest.TestCase):
+    def test_subprocesses(self):
+        for i in range(4):
+            out = subprocess.run([sys.executable, "-c", "import sys; print(sys.argv[1])", str(i)], capture_output=True, text=True, check=True)
+            self.assertEqual(out.stdout, f"{i}\n")
+    def test_files(self):
+        with tempfile.TemporaryDirectory() as d:
+            for i in range(50):
+                with open(os.path.join(d, str(i)), "w") as f:
+                    f.write("x" * 10000)
+            self.assertEqual(len(os.listdir(d)), 50)
+`,
+	}
+	forEachBound(t, func(t *testing.T, s jailSetup) {
+		uid, gid := s.jail.Owner()
+		dir := t.TempDir()
+		if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chown(p, uid, gid)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.jail.Run(context.Background(), Request{
+			Code:   "python3 -m unittest discover -s tests -t . 2>&1 | tail -n 3\nexit ${PIPESTATUS[0]}\n",
+			Argv:   []string{"/bin/bash", "--norc", "--noprofile", jailCodeDir + "/" + scriptName},
+			Binds:  []Bind{{Host: dir, Jail: "/workspace", Writable: true}},
+			Dir:    "/workspace",
+			Limits: suiteLimits(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, res)
+		if !strings.Contains(res.Stdout, "Ran 5 tests") || !strings.HasSuffix(res.Stdout, "OK\n") {
+			t.Errorf("stdout %q", res.Stdout)
+		}
+		assertNoLeftovers(t, s, res.RunID)
 	})
 }
