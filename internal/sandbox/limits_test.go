@@ -159,6 +159,9 @@ time.sleep(30)
 `)
 			wantType(t, res, core.ErrRuntime)
 			wantContains(t, res.ErrorMessage, "process limit exceeded: the program had more than 4 processes")
+			if !res.ProcessLimit {
+				t.Error("ProcessLimit not set")
+			}
 		})
 		t.Run("fork bomb", func(t *testing.T) {
 			lim := suiteLimits()

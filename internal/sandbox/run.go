@@ -198,6 +198,7 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 		return systemError(res, fmt.Errorf("sandbox %s: run cancelled: %w", j.name, context.Cause(ctx)))
 	}
 	res.ErrorType, res.ErrorMessage = classify(o)
+	res.ProcessLimit = o.killed == killProcesses
 	return res, nil
 }
 

@@ -268,6 +268,9 @@ type Result struct {
 	ErrorType core.ErrorType
 	// ErrorMessage says what went wrong in one line, for people and models.
 	ErrorMessage string
+	// ProcessLimit reports that the parent killed the jail for having
+	// more than Limits.MaxProcs processes (ErrorType runtime_error).
+	ProcessLimit bool
 	// RunID names the run: it is set as SANDBOX_RUN_ID in the program's
 	// environment, so logs and process listings can be correlated.
 	RunID string
