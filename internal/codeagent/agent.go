@@ -113,7 +113,8 @@ type run struct {
 // for system failures (the jail could not launch).
 func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
 	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
-	if err := task.DecodeConstraints(&r.c); err != nil {
+	var err error
+	if r.c, err = task.Code(); err != nil {
 		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
 		r.tr.ExitReason = core.ExitInvalidTask
 		return r.finish(), nil
