@@ -56,8 +56,8 @@ const (
 )
 
 func (r *run) withRules(ctx context.Context) bool {
-	if u := urlIn(r.task.Description); u != "" && !sameURL(u, r.lastObs.URL) {
-		if step := r.do(ctx, Action{Action: "goto", URL: u}, false); !step.Success {
+	if u := urlIn(r.task.Description); u != "" && !sameURL(u, r.e.lastObs.URL) {
+		if step := r.do(ctx, Action{Action: "goto", URL: u}); !step.Success {
 			return true // the failed step is the reason
 		}
 	}
@@ -66,20 +66,20 @@ func (r *run) withRules(ctx context.Context) bool {
 			"give the task a start_url, a URL in its description, or constraints.actions")
 		return false
 	}
-	snap := r.lastObs.AriaSnapshot
+	snap := r.e.lastObs.AriaSnapshot
 	if strings.Contains(snap, "searchbox") || strings.Contains(snap, "textbox") {
-		if step := r.do(ctx, Action{Action: "fill_and_submit", Selector: searchBoxSelector, Text: query(r.task.Description)}, false); !step.Success {
+		if step := r.do(ctx, Action{Action: "fill_and_submit", Selector: searchBoxSelector, Text: query(r.task.Description)}); !step.Success {
 			return true
 		}
 		if len(r.tr.Steps) < r.task.MaxSteps {
 			// The click waits (up to the action timeout) for a result to
 			// appear: results a script renders after load count.
-			if step := r.do(ctx, Action{Action: "click", Selector: resultSelector}, false); !step.Success {
+			if step := r.do(ctx, Action{Action: "click", Selector: resultSelector}); !step.Success {
 				return true
 			}
 		}
 	}
-	r.do(ctx, Action{Action: "finish", Answer: r.lastObs.Title + ": " + firstSentence(r.lastObs.Text)}, false)
+	r.do(ctx, Action{Action: "finish", Answer: r.e.lastObs.Title + ": " + firstSentence(r.e.lastObs.Text)})
 	return true
 }
 
