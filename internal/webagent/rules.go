@@ -2,10 +2,12 @@ package webagent
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 )
 
@@ -55,32 +57,78 @@ const (
 	resultSelector = `#results a:visible, main ol a:visible, main ul a:visible, [role=main] ol a:visible, [role=main] ul a:visible`
 )
 
-func (r *run) withRules(ctx context.Context) bool {
-	if u := urlIn(r.task.Description); u != "" && !sameURL(u, r.e.lastObs.URL) {
-		if step := r.do(ctx, Action{Action: "goto", URL: u}); !step.Success {
-			return true // the failed step is the reason
+// rules is the heuristics as a policy: it reads the page after each step
+// and chooses the next action, until it has finished.
+type rules struct {
+	task  core.TaskSpec
+	stage int
+}
+
+// The stages of rules, in order.
+const (
+	rulesOpen   = iota // open the described URL, if any
+	rulesSearch        // search, when the page has a search box
+	rulesResult        // open the first result
+	rulesFinish        // finish with what the page says
+	rulesDone
+)
+
+// errNoPage is why the rules choose nothing: there is no page to work on.
+var errNoPage = errors.New("no LLM is configured (set LLM_BASE_URL) and the rules have no page to work on: " +
+	"give the task a start_url, a URL in its description, or constraints.actions")
+
+// next is the action after the page obs, steps steps into the attempt;
+// done when the rules have finished. The error is errNoPage.
+func (p *rules) next(obs browser.Observation, steps int) (a Action, done bool, err error) {
+	switch p.stage {
+	case rulesOpen:
+		p.stage = rulesSearch
+		if u := urlIn(p.task.Description); u != "" && !sameURL(u, obs.URL) {
+			return Action{Action: "goto", URL: u}, false, nil
 		}
-	}
-	if len(r.tr.Steps) == 0 {
-		r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and the rules have no page to work on: "+
-			"give the task a start_url, a URL in its description, or constraints.actions")
-		return false
-	}
-	snap := r.e.lastObs.AriaSnapshot
-	if strings.Contains(snap, "searchbox") || strings.Contains(snap, "textbox") {
-		if step := r.do(ctx, Action{Action: "fill_and_submit", Selector: searchBoxSelector, Text: query(r.task.Description)}); !step.Success {
-			return true
+		fallthrough
+	case rulesSearch:
+		if steps == 0 {
+			return Action{}, true, errNoPage
 		}
-		if len(r.tr.Steps) < r.task.MaxSteps {
+		p.stage = rulesFinish
+		if snap := obs.AriaSnapshot; strings.Contains(snap, "searchbox") || strings.Contains(snap, "textbox") {
+			p.stage = rulesResult
+			return Action{Action: "fill_and_submit", Selector: searchBoxSelector, Text: query(p.task.Description)}, false, nil
+		}
+		return p.next(obs, steps)
+	case rulesResult:
+		p.stage = rulesFinish
+		if steps < p.task.MaxSteps {
 			// The click waits (up to the action timeout) for a result to
 			// appear: results a script renders after load count.
-			if step := r.do(ctx, Action{Action: "click", Selector: resultSelector}); !step.Success {
-				return true
-			}
+			return Action{Action: "click", Selector: resultSelector}, false, nil
+		}
+		return p.next(obs, steps)
+	case rulesFinish:
+		p.stage = rulesDone
+		return Action{Action: "finish", Answer: obs.Title + ": " + firstSentence(obs.Text)}, false, nil
+	}
+	return Action{}, true, nil
+}
+
+// withRules runs the rules until they finish or a step fails (the failed
+// step is then the reason); false when they had no page to work on.
+func (r *run) withRules(ctx context.Context) bool {
+	p := &rules{task: r.task}
+	for {
+		a, done, err := p.next(r.e.lastObs, r.e.steps)
+		if err != nil {
+			r.tr.Fail(core.ErrSystem, err.Error())
+			return false
+		}
+		if done {
+			return true
+		}
+		if step := r.do(ctx, a); !step.Success {
+			return true
 		}
 	}
-	r.do(ctx, Action{Action: "finish", Answer: r.e.lastObs.Title + ": " + firstSentence(r.e.lastObs.Text)})
-	return true
 }
 
 // sameURL compares two URLs ignoring a trailing slash.
