@@ -324,8 +324,8 @@ func NoActions(why Failure) Policy { return noActions{why} }
 
 type noActions struct{ why Failure }
 
-func (noActions) Source() Source                                  { return SourceRules }
-func (noActions) Reset(ActionSpace, Observation)                  {}
+func (noActions) Source() Source                                   { return SourceRules }
+func (noActions) Reset(ActionSpace, Observation)                   {}
 func (noActions) Next(context.Context, Observation) (Action, bool) { return Action{}, false }
 func (p noActions) End() PolicyEnd {
 	why := p.why
