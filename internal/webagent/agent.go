@@ -8,15 +8,13 @@ package webagent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
-	"time"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 )
 
@@ -89,190 +87,63 @@ type Agent struct {
 	ScreenshotDir string
 	// Vision sends the model a screenshot of the viewport after the start
 	// page and after every step (WEB_VISION): an image content part of the
-	// next request (only the latest image is sent; see agent.ImageTools).
+	// next request (only the latest image is sent; see rollout.ModelPolicy).
 	// Each screenshot is also a file of the attempt, referenced from its
 	// step as the screenshot constraint's are. Needs ScreenshotDir.
 	Vision bool
 }
 
-// run is one attempt: the environment, and the trajectory its steps are
-// recorded in.
-type run struct {
-	a     *Agent
-	task  core.TaskSpec
-	tr    *core.Trajectory
-	e     *env
-	start time.Time
-}
-
-// record appends the steps the environment performed.
-func (r *run) record(steps ...core.ExecutionStep) {
-	for _, s := range steps {
-		r.tr.AddStep(s)
+// Environment is the web environment of one attempt of task.
+func (a *Agent) Environment(task core.TaskSpec) *Environment {
+	e := &Environment{a: a, task: task}
+	if err := task.DecodeConstraints(&e.c); err != nil {
+		e.invalid = "invalid constraints: " + err.Error()
 	}
+	return e
 }
 
-// lastStep is the last recorded step, nil when there is none.
-func (r *run) lastStep() *core.ExecutionStep {
-	if n := len(r.tr.Steps); n > 0 {
-		return &r.tr.Steps[n-1]
-	}
-	return nil
-}
-
-// Execute runs a web task. The error is non-nil only when no browser
-// session could be opened (a system error, retried on another delivery).
+// Execute runs a web task: its environment, with the task's own actions,
+// a cached sequence, the model or the rules as the policy. The error is
+// non-nil only when no browser session could be opened (a system error,
+// retried on another delivery).
 func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
-	r := &run{a: a, task: task, tr: core.NewTrajectory(task, ""), start: time.Now()}
-	r.e = &env{a: a, task: task}
-	if err := task.DecodeConstraints(&r.e.c); err != nil {
-		r.tr.Fail(core.ErrSystem, "invalid constraints: "+err.Error())
-		r.tr.ExitReason = core.ExitInvalidTask
-		return r.finish(), nil
+	e := a.Environment(task)
+	run := rollout.Runner{Cache: a.Cache, Metrics: a.Metrics, Log: a.Log}
+	if a.LLM != nil {
+		run.Model = a.LLM
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(task.Timeout)*time.Second)
-	defer cancel()
-
-	defer r.e.close()
-	steps, err := r.e.start(ctx)
-	r.record(steps...)
-	if r.e.instruction != "" {
-		r.tr.Metadata[core.MetaPageInstruction] = r.e.instruction
-	}
-	if err != nil {
-		var se *startError
-		if !errors.As(err, &se) {
-			return nil, err
-		}
-		r.tr.Fail(se.kind, se.msg)
-		if se.exit != "" {
-			r.tr.ExitReason = se.exit
-		}
-		return r.finish(), nil
-	}
-	if r.e.ended() {
-		// The start page failed: no source is asked for actions.
-		r.Conclude(ctx)
-		return r.finish(), nil
-	}
-	x := agent.Executor{Cache: a.Cache, HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
-	x.Run(ctx, r.tr, task, r)
-	return r.finish(), nil
-}
-
-var _ agent.Task = (*run)(nil)
-
-// Scripted replays constraints.actions.
-func (r *run) Scripted(ctx context.Context) bool {
-	if len(r.e.c.Actions) == 0 {
-		return false
-	}
-	r.e.authored = true
-	defer func() { r.e.authored = false }()
-	r.replay(ctx, r.e.c.Actions)
-	return true
+	return run.Run(ctx, rollout.Attempt{Task: task, Env: e, Scripted: e.Scripted(), Rules: e.Rules(),
+		Budget: rollout.BudgetFrom(ctx, task)})
 }
 
 // CacheKey is the task's template cache key: the start URL and the check
 // are part of it.
-func (r *run) CacheKey() string {
-	return templatecache.Key(string(r.task.TaskType), r.task.Description, r.e.c.StartURL, r.e.c.CheckDigest())
+func (e *Environment) CacheKey() string {
+	return templatecache.Key(string(e.task.TaskType), e.task.Description, e.c.StartURL, e.c.CheckDigest())
 }
 
-// Replay replays a cached action sequence.
-func (r *run) Replay(ctx context.Context, e templatecache.Entry) bool {
-	if e.Kind != templatecache.KindActions {
-		return false
+// Replay is a cached action sequence's actions. A cached sequence passed
+// its checks, echoes taken out, unflagged (flagged successes are not
+// cached): what it types is not suspect.
+func (e *Environment) Replay(en templatecache.Entry) ([]rollout.Action, bool) {
+	if en.Kind != templatecache.KindActions {
+		return nil, false
 	}
-	as, err := decodeActions(e.Actions)
+	as, err := decodeActions(en.Actions)
 	if err != nil {
-		return false
+		return nil, false
 	}
-	// A cached sequence passed its checks, echoes taken out, unflagged
-	// (flagged successes are not cached): what it types is not suspect.
-	r.e.authored = true
-	defer func() { r.e.authored = false }()
-	r.replay(ctx, as)
-	return true
-}
-
-// Model lets the model choose the actions.
-func (r *run) Model(ctx context.Context) { r.withLLM(ctx) }
-
-// Rules performs the blueprint's search heuristics; they apply to every
-// web task that has a page to work on (a start_url or a URL in its
-// description).
-func (r *run) Rules(ctx context.Context) bool {
-	r.e.authored = true
-	defer func() { r.e.authored = false }()
-	return r.withRules(ctx)
+	return inputs(as), true
 }
 
 // Entry caches the actions that succeeded.
-func (r *run) Entry() (templatecache.Entry, bool) {
-	if len(r.e.done) == 0 {
+func (e *Environment) Entry() (templatecache.Entry, bool) {
+	if len(e.done) == 0 {
 		return templatecache.Entry{}, false
 	}
-	b, err := json.Marshal(r.e.done)
+	b, err := json.Marshal(e.done)
 	if err != nil {
 		return templatecache.Entry{}, false
 	}
 	return templatecache.Entry{Kind: templatecache.KindActions, Actions: b}, true
-}
-
-// replay performs a fixed sequence, stopping at the first failure.
-func (r *run) replay(ctx context.Context, as []Action) {
-	for _, a := range as {
-		if len(r.tr.Steps) >= r.task.MaxSteps+1 { // +1: the opening goto
-			r.tr.Metadata[core.MetaStopReason] = string(core.ExitMaxSteps)
-			r.tr.ExitReason = core.ExitMaxSteps
-			return
-		}
-		step := r.e.step(ctx, a)
-		r.record(step)
-		if !step.Success || a.Action == "finish" {
-			return
-		}
-	}
-}
-
-// do performs one action as a recorded step.
-func (r *run) do(ctx context.Context, a Action) core.ExecutionStep {
-	step := r.e.step(ctx, a)
-	r.record(step)
-	return step
-}
-
-// Conclude records the environment's evaluation.
-func (r *run) Conclude(ctx context.Context) {
-	tr := r.tr
-	v := r.e.evaluate(ctx, r.lastStep())
-	tr.Metadata[core.MetaFinalURL] = v.FinalURL
-	tr.FinalResult = v.FinalResult
-	if tr.ErrorType != core.ErrNone {
-		return // already failed (invalid constraints)
-	}
-	tr.Reward = v.Reward
-	if v.Verified != nil {
-		tr.Metadata[core.MetaVerified] = *v.Verified
-	}
-	if len(v.Flags) > 0 {
-		tr.Metadata[core.MetaFlags] = v.Flags
-	}
-	if !v.Success {
-		tr.Fail(v.ErrorType, v.ErrorMessage)
-		if v.Aborted {
-			tr.ExitReason = core.ExitAborted
-			if v.ErrorType == core.ErrTimeout {
-				tr.ExitReason = core.ExitTimeout
-			}
-		}
-		return
-	}
-	tr.Success = true
-}
-
-func (r *run) finish() *core.Trajectory {
-	r.tr.TotalDuration = time.Since(r.start).Seconds()
-	return r.tr
 }

@@ -15,8 +15,8 @@ const flagTypedExpectedText = "typed_expected_text: the agent typed the expected
 // is still flagged, never stripped).
 const maxEchoChars = 10000
 
-// noteTyped records what a is about to send to the site (see env.typed).
-func (e *env) noteTyped(a Action) {
+// noteTyped records what a is about to send to the site (see Environment.typed).
+func (e *Environment) noteTyped(a Action) {
 	add := func(v string) {
 		if strings.TrimSpace(v) != "" {
 			e.typed = append(e.typed, v)
@@ -55,7 +55,7 @@ func (e *env) noteTyped(a Action) {
 }
 
 // endKeys ends a run of single-character keys: it is one typed value.
-func (e *env) endKeys() {
+func (e *Environment) endKeys() {
 	if e.keys.Len() > 0 {
 		if v := e.keys.String(); strings.TrimSpace(v) != "" {
 			e.typed = append(e.typed, v)
@@ -64,8 +64,8 @@ func (e *env) endKeys() {
 	}
 }
 
-// typedSoFar is env.typed with the keys pressed last.
-func (e *env) typedSoFar() []string {
+// typedSoFar is Environment.typed with the keys pressed last.
+func (e *Environment) typedSoFar() []string {
 	if e.keys.Len() == 0 {
 		return e.typed
 	}

@@ -14,20 +14,27 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/prompt"
+	"github.com/agentdataplatform/adp/internal/rollout"
 )
 
-// env is the web environment of one attempt: a page of its own, opened on
-// the task's start page and prepared by its scripts (start), one action at
-// a time as a recorded step with the page observed after it (step), the
-// task's own checks on the final page, hidden from whatever chose the
-// actions (evaluate), and the page given back (close).
-type env struct {
+// Environment is the web environment of one attempt of a task
+// (rollout.Environment): a page of its own, opened on the task's start
+// page and prepared by its scripts (Start), one action at a time as a
+// recorded step with the page observed after it (Step), the task's own
+// checks on the final page, hidden from the policy (Evaluate), and the page
+// given back (Close). Agent.Environment makes one.
+type Environment struct {
 	a    *Agent
 	task core.TaskSpec
 	c    Constraints
-	s    Page
+	// invalid is why the task's constraints could not be read; "" when
+	// they could.
+	invalid string
+	s       Page
 
-	steps    int      // steps performed (the start page's included)
+	steps    int // steps performed (the start page's included)
+	last     *core.ExecutionStep
 	done     []Action // actions performed successfully after the start (for the cache)
 	answer   *string  // the finish answer
 	lastObs  browser.Observation
@@ -41,55 +48,60 @@ type env struct {
 	// page repeating the query) does not verify expected_text.
 	typed []string
 	keys  strings.Builder // single-character keys since the last other key
-	// vision is set while the model acts with Agent.Vision: every step is
-	// screenshot, and image is the latest, for the next request.
+	// vision is set when a model chooses the actions with Agent.Vision:
+	// every step is screenshot, and image is the latest, for the model.
 	vision    bool
 	image     []byte
 	imageNote string
-	// authored is set while the task's own actions, the rules or a cached
-	// sequence run: what they type is the task's (its actions, its
-	// description) or passed the checks before, not a model's.
+	// authored is set while the step's action is the task's own, the
+	// rules' or a cached sequence's: what they type is the task's (its
+	// actions, its description) or passed the checks before, not a
+	// model's.
 	authored bool
-	// docMark is a random window property start set on the start page
+	// docMark is a random window property Start set on the start page
 	// of a task with a reward_script: the reward is the page's only while
 	// the final page is that document (an agent that navigates to another
 	// page, even an easier task of the same site, earns nothing there).
 	docMark string
 }
 
-// startError is how start failed without a system error: the attempt
-// ends with it as its failure.
-type startError struct {
-	kind core.ErrorType
-	exit core.ExitReason // "" when the attempt is not an invalid task
-	msg  string
+var _ rollout.Cacheable = (*Environment)(nil)
+
+// Scripted are the task's own actions (constraints.actions) for
+// rollout.Attempt.Scripted; nil when it has none.
+func (e *Environment) Scripted() []rollout.Action {
+	if len(e.c.Actions) == 0 {
+		return nil
+	}
+	return inputs(e.c.Actions)
 }
 
-func (e *startError) Error() string { return e.msg }
-
-// errNoSlot: no browser slot became free within the task's timeout.
-var errNoSlot = &startError{kind: core.ErrTimeout, msg: "no browser slot became free within the task's timeout"}
-
-func invalidTask(msg string) *startError {
-	return &startError{kind: core.ErrSystem, exit: core.ExitInvalidTask, msg: msg}
+// inputs are as as the loop's actions.
+func inputs(as []Action) []rollout.Action {
+	out := make([]rollout.Action, len(as))
+	for i, a := range as {
+		out[i] = rollout.Action{Input: a}
+	}
+	return out
 }
 
-// start acquires a page, opens the start page (the first step, marked
+// Start acquires a page, opens the start page (the first step, marked
 // "initial") and runs the task's setup_script and instruction_script on
 // it; the start step's observation is then the page after the setup
-// (marked "setup": true). It returns the steps it performed. A
-// *startError ends the attempt without evaluating it (invalid task, no
-// browser slot), with the steps performed; another error is a system error (no session could be
-// opened). When the start page failed (blocked, the browser died) start
-// returns its step and no error, and ended reports it: the attempt is then
-// evaluated with no policy asked.
-func (e *env) start(ctx context.Context) ([]core.ExecutionStep, error) {
+// (marked "setup": true). A task whose constraints or scripts are invalid
+// is Invalid; a start page that failed (blocked, the browser died) is the
+// End. The error is a system error: no browser session could be opened.
+func (e *Environment) Start(ctx context.Context, opts rollout.StartOptions) (rollout.Start, error) {
+	if e.invalid != "" {
+		return invalidStart(nil, e.invalid), nil
+	}
 	s, err := e.a.Pages.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, errNoSlot
+			return rollout.Start{Result: rollout.Result{Done: true,
+				End: &rollout.Failure{Type: core.ErrTimeout, Message: "no browser slot became free within the task's timeout"}}}, nil
 		}
-		return nil, fmt.Errorf("open browser session for task %s: %w", e.task.TaskID, err)
+		return rollout.Start{}, fmt.Errorf("open browser session for task %s: %w", e.task.TaskID, err)
 	}
 	e.s = s
 	if e.a.ScreenshotDir != "" {
@@ -97,32 +109,56 @@ func (e *env) start(ctx context.Context) ([]core.ExecutionStep, error) {
 			return e.outputName(fmt.Sprintf("download-%d-%s", n, suggested))
 		})
 	}
-	if e.c.StartURL == "" {
-		if e.c.SetupScript != "" || e.c.InstructionScript != "" || e.c.RewardScript != "" {
-			return nil, invalidTask("setup_script, instruction_script and reward_script need a start_url to run on")
+	var steps []core.ExecutionStep
+	if e.c.StartURL != "" {
+		first := e.do(ctx, Action{Action: "goto", URL: e.c.StartURL}, true)
+		if e.fatal == nil {
+			if why := e.prepare(ctx, &first); why != "" {
+				return invalidStart([]core.ExecutionStep{first}, why), nil
+			}
 		}
-		return nil, nil
+		steps = append(steps, first)
+	} else if e.c.SetupScript != "" || e.c.InstructionScript != "" || e.c.RewardScript != "" {
+		return invalidStart(nil, "setup_script, instruction_script and reward_script need a start_url to run on"), nil
 	}
-	first := e.do(ctx, Action{Action: "goto", URL: e.c.StartURL}, true)
+	st := rollout.Start{Result: rollout.Result{Steps: steps}}
+	if e.instruction != "" {
+		st.Metadata = core.Metadata{core.MetaPageInstruction: e.instruction}
+	}
 	if e.fatal != nil {
-		return []core.ExecutionStep{first}, nil
+		st.Done, st.End = true, e.end()
+		return st, nil
 	}
-	err = e.prepare(ctx, &first)
-	return []core.ExecutionStep{first}, err
+	e.vision = opts.Source == rollout.SourceLLM && e.a.Vision && e.a.ScreenshotDir != ""
+	st.Space = rollout.ActionSpace{Instructions: prompt.WebSystem, Tools: prompt.WebTools}
+	st.Observation = e.firstObservation(ctx, steps)
+	return st, nil
 }
 
-// prepare runs the task's scripts on the start page (see start), first
-// being the start step.
-func (e *env) prepare(ctx context.Context, first *core.ExecutionStep) error {
+// invalidStart is the start of an invalid task.
+func invalidStart(steps []core.ExecutionStep, why string) rollout.Start {
+	return rollout.Start{Invalid: true, Result: rollout.Result{Steps: steps, Done: true,
+		End: &rollout.Failure{Type: core.ErrSystem, Message: why}}}
+}
+
+// end is the failure that ended the attempt: the fatal error.
+func (e *Environment) end() *rollout.Failure {
+	return &rollout.Failure{Type: browser.Classify(e.fatal), Message: e.fatal.Error()}
+}
+
+// prepare runs the task's scripts on the start page (see Start), first
+// being the start step; it returns why the task is invalid, "" when it is
+// not (a browser that died is e.fatal).
+func (e *Environment) prepare(ctx context.Context, first *core.ExecutionStep) string {
 	if e.c.SetupScript == "" && e.c.InstructionScript == "" && e.c.RewardScript == "" {
-		return nil
+		return ""
 	}
-	fail := func(what string, err error) error {
+	fail := func(what string, err error) string {
 		if browser.Classify(err) == core.ErrBrowser {
 			e.fatal = err
-			return nil
+			return ""
 		}
-		return invalidTask(what + " failed: " + err.Error())
+		return what + " failed: " + err.Error()
 	}
 	if e.c.RewardScript != "" {
 		e.docMark = "__adp_task_" + randomHex()
@@ -147,46 +183,75 @@ func (e *env) prepare(ctx context.Context, first *core.ExecutionStep) error {
 		e.instruction = strings.TrimSpace(text)
 	}
 	if e.c.SetupScript == "" && e.c.InstructionScript == "" {
-		return nil // the start page is as observed
+		return "" // the start page is as observed
 	}
 	obs, err := e.s.Observe(ctx)
 	if err != nil {
 		e.fatal = err
-		return nil
+		return ""
 	}
 	e.lastObs = obs
 	first.Observation = render(obs, "", false)
 	first.ActionParams["setup"] = true
-	return nil
+	return ""
 }
 
-// ended says whether the attempt cannot go on: the start page failed, the
-// browser died, a navigation was blocked.
-func (e *env) ended() bool { return e.fatal != nil }
-
-// close gives the page back.
-func (e *env) close() {
-	if e.s != nil {
-		_ = e.s.Close()
+// Close gives the page back.
+func (e *Environment) Close() error {
+	if e.s == nil {
+		return nil
 	}
+	return e.s.Close()
 }
 
-// description is the task as a policy is told it: the task's description
-// and the page's instruction.
-func (e *env) description() string {
-	if e.instruction == "" {
-		return e.task.Description
+// Step performs one action: a model's tool call, the environment's own
+// Action (Input), or a model's answer, which is accepted (Done) when the
+// task's checks pass and answered with what the model may be told of them
+// otherwise. An action performed is one step, with the page observed after
+// it (and, for a model with vision, its screenshot). A finish ends the
+// attempt, as does a step that failed when the model did not choose it
+// (the task's actions, a cached sequence, the rules stop at their first
+// failure); a dead browser or a blocked navigation is the End.
+func (e *Environment) Step(ctx context.Context, ra rollout.Action) (rollout.Result, error) {
+	var a Action
+	switch {
+	case ra.Answer != nil:
+		if fb := e.feedback(ctx, *ra.Answer); fb != "" {
+			return rollout.Result{Observation: rollout.Observation{Text: "Verification failed: " + fb + ". Continue, then call finish with the answer."}}, nil
+		}
+		return rollout.Result{Done: true}, nil
+	case ra.Call != nil:
+		var err error
+		if a, err = actionFromCall(*ra.Call); err != nil {
+			return rollout.Result{Observation: rollout.Observation{Text: "error: " + err.Error()}}, nil
+		}
+	default:
+		in, ok := ra.Input.(Action)
+		if !ok {
+			return rollout.Result{}, fmt.Errorf("web task %s: action %T is not a web action", e.task.TaskID, ra.Input)
+		}
+		a = in
 	}
-	return e.task.Description + "\n" + e.instruction
+	e.authored = ra.Source != rollout.SourceLLM
+	step := e.do(ctx, a, false)
+	res := rollout.Result{Steps: []core.ExecutionStep{step}}
+	res.Observation.Text = step.Observation
+	if step.ErrorType != core.ErrNone {
+		res.Observation.Text = fmt.Sprintf("error: %s: %s\n\n%s", step.ErrorType, step.ErrorMessage, step.Observation)
+	}
+	res.Observation.Image, res.Observation.ImageNote, _ = e.takeImage()
+	switch {
+	case e.fatal != nil:
+		res.Done, res.End = true, e.end()
+	case a.Action == "finish" || !step.Success && e.authored:
+		res.Done = true
+	}
+	return res, nil
 }
-
-// step performs one action, observes the page after it, and returns the
-// step as recorded.
-func (e *env) step(ctx context.Context, a Action) core.ExecutionStep { return e.do(ctx, a, false) }
 
 // do performs one action as a step (initial: the start page's), observes
 // the page after it, and returns the step.
-func (e *env) do(ctx context.Context, a Action, initial bool) core.ExecutionStep {
+func (e *Environment) do(ctx context.Context, a Action, initial bool) core.ExecutionStep {
 	started := time.Now()
 	e.steps++
 	params := a.Params()
@@ -194,8 +259,10 @@ func (e *env) do(ctx context.Context, a Action, initial bool) core.ExecutionStep
 		params["initial"] = true
 	}
 	if err := a.Validate(); err != nil {
-		return core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
+		step := core.ExecutionStep{ActionType: core.ActionBrowser, ActionParams: params,
 			ErrorType: core.ErrRuntime, ErrorMessage: err.Error(), Timestamp: core.UnixSeconds(started)}
+		e.last = &step
+		return step
 	}
 	if !initial && !e.authored {
 		e.noteTyped(a)
@@ -240,13 +307,14 @@ func (e *env) do(ctx context.Context, a Action, initial bool) core.ExecutionStep
 		e.screenshot(ctx, &step, e.steps)
 	}
 	step.Duration = time.Since(started).Seconds()
+	e.last = &step
 	return step
 }
 
 // screenshot saves the viewport as the file of step n (from 1) and names it
 // in the step; with vision it is also the image for the model's next
 // request.
-func (e *env) screenshot(ctx context.Context, step *core.ExecutionStep, n int) {
+func (e *Environment) screenshot(ctx context.Context, step *core.ExecutionStep, n int) {
 	if e.a.ScreenshotDir == "" {
 		return
 	}
@@ -270,7 +338,7 @@ func (e *env) screenshot(ctx context.Context, step *core.ExecutionStep, n int) {
 
 // takeImage returns (and forgets) the screenshot of the last step, with
 // vision.
-func (e *env) takeImage() (png []byte, note string, ok bool) {
+func (e *Environment) takeImage() (png []byte, note string, ok bool) {
 	png, note = e.image, e.imageNote
 	e.image, e.imageNote = nil, ""
 	return png, note, png != nil
@@ -278,51 +346,22 @@ func (e *env) takeImage() (png []byte, note string, ok bool) {
 
 // outputName names an attempt's file in ScreenshotDir: by the attempt, as
 // its trajectory file is, so attempts do not overwrite each other's files.
-func (e *env) outputName(what string) string {
+func (e *Environment) outputName(what string) string {
 	return core.AttemptName(e.task.TaskID, e.task.SampleIndex) + "." + what
 }
 
-// evaluation is the outcome of an attempt's checks.
-type evaluation struct {
-	// FinalURL and FinalResult: the final page's URL; the finish answer,
-	// else the last extract, else the final page's title.
-	FinalURL, FinalResult string
-	// Aborted: the attempt ended on a failure it could not go on from
-	// (the error is the failure; exit aborted, or timeout).
-	Aborted bool
-	Success bool
-	// Reward is the fraction of the checks that passed, or the page's
-	// reward; nil without a verifier.
-	Reward *float64
-	// Verified is whether the checks passed; nil when none ran.
-	Verified *bool
-	// ErrorType and ErrorMessage are the failure; ErrNone on success.
-	ErrorType    core.ErrorType
-	ErrorMessage string
-	// Flags are the metadata.flags of a success that may not be the
-	// agent's work.
-	Flags []string
-}
-
-func (v *evaluation) fail(et core.ErrorType, msg string) {
-	v.Success, v.ErrorType, v.ErrorMessage = false, et, msg
-}
-
-// reward sets passed of total checks as the reward (none when total is 0).
-func (v *evaluation) reward(passed, total int) {
-	v.Reward = nil
-	if total > 0 {
-		r := float64(passed) / float64(total)
-		v.Reward = &r
+// Evaluate decides the attempt from the final page and the task's checks,
+// none of which the policy sees (a model is told only Step's feedback):
+// expected_text on the whole final page outside what the agent typed,
+// expected_url, answer, answer_contains, each a check of the reward; or
+// the task's reward_script, whose number on the task's own page is the
+// reward. After an end, or a last step that failed, the checks do not run.
+func (e *Environment) Evaluate(ctx context.Context, end *rollout.Failure) (rollout.Evaluation, error) {
+	if e.s == nil {
+		return rollout.Evaluation{}, nil // no page was opened
 	}
-}
-
-// evaluate decides the attempt from what was performed (last is the last
-// step recorded, nil when none) and the task's checks: it succeeded when
-// it ended without a fatal error and its verifier, if any, passed. The
-// policy never sees what it returns.
-func (e *env) evaluate(ctx context.Context, last *core.ExecutionStep) evaluation {
-	v := evaluation{FinalURL: e.lastObs.URL}
+	v := rollout.Evaluation{Checked: e.c.HasVerifier(), Total: e.c.Checks(),
+		Metadata: core.Metadata{core.MetaFinalURL: e.lastObs.URL}}
 	switch {
 	case e.answer != nil:
 		v.FinalResult = *e.answer
@@ -331,55 +370,44 @@ func (e *env) evaluate(ctx context.Context, last *core.ExecutionStep) evaluation
 	default:
 		v.FinalResult = e.lastObs.Title
 	}
-	v.reward(0, e.c.Checks()) // until the checks pass below
-	if e.fatal != nil {
-		v.Aborted = true
-		v.fail(browser.Classify(e.fatal), e.fatal.Error())
-		return v
+	if end != nil {
+		return v, nil
 	}
 	if e.c.RewardScript != "" {
-		e.pageReward(ctx, &v, last)
-		return v
+		e.pageReward(ctx, &v)
+		return v, nil
 	}
-	if last != nil && !last.Success {
-		v.fail(last.ErrorType, last.ErrorMessage)
-		return v
+	if l := e.last; l != nil && !l.Success {
+		v.Failure = &rollout.Failure{Type: l.ErrorType, Message: l.ErrorMessage}
+		return v, nil
 	}
-	if !e.c.HasVerifier() {
-		v.Success = true
-		return v
+	if !v.Checked {
+		return v, nil
 	}
-	ok, why, _, passed, total := e.verify(ctx)
-	v.reward(passed, total)
-	v.Verified = &ok
-	if !ok {
-		v.fail(core.ErrWrongAnswer, why)
-		return v
-	}
-	v.Success = true
-	if t := e.c.ExpectedText; t != "" && typedContains(e.typedSoFar(), t) {
+	ok, why, feedback, passed, _ := e.verify(ctx)
+	v.Verified, v.Passed, v.Message, v.Feedback = &ok, passed, why, feedback
+	if ok && e.c.ExpectedText != "" && typedContains(e.typedSoFar(), e.c.ExpectedText) {
 		// Found outside the echoes, but the agent typed it: an echo the
 		// page changed on the way (cut, escaped, reassembled from pieces)
 		// would look the same. The success stands, flagged.
-		v.Flags = []string{flagTypedExpectedText}
+		v.Metadata[core.MetaFlags] = []string{flagTypedExpectedText}
 	}
-	return v
+	return v, nil
 }
 
 // pageReward evaluates the task's reward_script on the final page: its
 // number is the reward, as is, and success is a reward above 0. The model
 // never sees it.
-func (e *env) pageReward(ctx context.Context, v *evaluation, last *core.ExecutionStep) {
-	no := false
-	v.Verified = &no
+func (e *Environment) pageReward(ctx context.Context, v *rollout.Evaluation) {
+	v.Verified = new(false)
 	same, err := e.s.Eval(ctx, fmt.Sprintf("return window[%q] === true;", e.docMark))
 	if err != nil || same != true {
-		v.fail(core.ErrWrongAnswer, fmt.Sprintf("the final page (%s) is not the task's page: it was navigated away from or reloaded, so its reward is not the task's", e.lastObs.URL))
+		v.Message = fmt.Sprintf("the final page (%s) is not the task's page: it was navigated away from or reloaded, so its reward is not the task's", e.lastObs.URL)
 		return
 	}
 	x, err := e.s.Eval(ctx, e.c.RewardScript)
 	if err != nil {
-		v.fail(core.ErrWrongAnswer, "reward_script failed: "+err.Error())
+		v.Message = "reward_script failed: " + err.Error()
 		return
 	}
 	var r float64
@@ -389,40 +417,22 @@ func (e *env) pageReward(ctx context.Context, v *evaluation, last *core.Executio
 	case float64:
 		r = n
 	default:
-		v.fail(core.ErrWrongAnswer, fmt.Sprintf("reward_script returned %v (%T), not a number", x, x))
+		v.Message = fmt.Sprintf("reward_script returned %v (%T), not a number", x, x)
 		return
 	}
 	if math.IsNaN(r) || math.IsInf(r, 0) {
-		v.fail(core.ErrWrongAnswer, fmt.Sprintf("reward_script returned %v, not a finite number", r))
+		v.Message = fmt.Sprintf("reward_script returned %v, not a finite number", r)
 		return
 	}
 	v.Reward = &r
 	if r <= 0 {
-		why := fmt.Sprintf("the page's reward is %v", r)
-		if last != nil && !last.Success {
-			why += "; the last step failed: " + last.ErrorMessage
+		v.Message = fmt.Sprintf("the page's reward is %v", r)
+		if l := e.last; l != nil && !l.Success {
+			v.Message += "; the last step failed: " + l.ErrorMessage
 		}
-		v.fail(core.ErrWrongAnswer, why)
 		return
 	}
-	yes := true
-	v.Verified = &yes
-	v.Success = true
-}
-
-// feedback takes answer as the attempt's answer and returns what the
-// model may be told of the checks: "" when they pass (or there are none),
-// else which kind of check failed, never what it expects.
-func (e *env) feedback(ctx context.Context, answer string) string {
-	ans := strings.TrimSpace(answer)
-	e.answer = &ans
-	if !e.c.HasVerifier() {
-		return ""
-	}
-	if ok, _, fb, _, _ := e.verify(ctx); !ok {
-		return fb
-	}
-	return ""
+	*v.Verified = true
 }
 
 // verify checks expected_text, expected_url, answer and answer_contains,
@@ -430,7 +440,7 @@ func (e *env) feedback(ctx context.Context, answer string) string {
 // expected values, for the record) and the same failure as the model may
 // be told (which check failed, never what it expected: the checks are
 // hidden), and how many of how many passed.
-func (e *env) verify(ctx context.Context) (ok bool, why, feedback string, passed, total int) {
+func (e *Environment) verify(ctx context.Context) (ok bool, why, feedback string, passed, total int) {
 	answer := ""
 	if e.answer != nil {
 		answer = strings.TrimSpace(*e.answer)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/rollout"
 )
 
 // The blueprint's heuristics, used without an LLM: open the URL the
@@ -112,23 +113,42 @@ func (p *rules) next(obs browser.Observation, steps int) (a Action, done bool, e
 	return Action{}, true, nil
 }
 
-// withRules runs the rules until they finish or a step fails (the failed
-// step is then the reason); false when they had no page to work on.
-func (r *run) withRules(ctx context.Context) bool {
-	p := &rules{task: r.task}
-	for {
-		a, done, err := p.next(r.e.lastObs, r.e.steps)
-		if err != nil {
-			r.tr.Fail(core.ErrSystem, err.Error())
-			return false
-		}
-		if done {
-			return true
-		}
-		if step := r.do(ctx, a); !step.Success {
-			return true
-		}
+// rulesPolicy is the rules as the attempt's policy: it reads the page the
+// environment observed after the last step (the rendered observation is
+// the model's; the rules read its parts).
+type rulesPolicy struct {
+	e      *Environment
+	r      rules
+	noPage bool
+}
+
+// Rules is the blueprint's heuristics as the policy of e's attempt
+// (rollout.Attempt.Rules): its End is NoSource when there is no page to
+// work on.
+func (e *Environment) Rules() rollout.Policy { return &rulesPolicy{e: e, r: rules{task: e.task}} }
+
+func (p *rulesPolicy) Source() rollout.Source                         { return rollout.SourceRules }
+func (p *rulesPolicy) Reset(rollout.ActionSpace, rollout.Observation) {}
+
+// Next is the rules' next action on the page after the last step.
+func (p *rulesPolicy) Next(context.Context, rollout.Observation) (rollout.Action, bool) {
+	a, done, err := p.r.next(p.e.lastObs, p.e.steps)
+	if err != nil {
+		p.noPage = true
+		return rollout.Action{}, false
 	}
+	if done {
+		return rollout.Action{}, false
+	}
+	return rollout.Action{Input: a}, true
+}
+
+// End is NoSource, with the reason, when the rules had no page.
+func (p *rulesPolicy) End() rollout.PolicyEnd {
+	if p.noPage {
+		return rollout.PolicyEnd{NoSource: true, Failure: &rollout.Failure{Type: core.ErrSystem, Message: errNoPage.Error()}}
+	}
+	return rollout.PolicyEnd{}
 }
 
 // sameURL compares two URLs ignoring a trailing slash.
