@@ -128,3 +128,12 @@ func (o Outcome) Conclude(tr *core.Trajectory) {
 	tr.Reward = o.Reward()
 	tr.ExitReason = o.ExitReason()
 }
+
+// Rejected is the trajectory of an attempt of a task that is invalid
+// before any environment exists (its constraints do not decode): exit
+// reason invalid_task.
+func Rejected(task core.TaskSpec, why Failure) *core.Trajectory {
+	tr := core.NewTrajectory(task, "")
+	Outcome{Invalid: true, End: &why}.Conclude(tr)
+	return tr
+}
