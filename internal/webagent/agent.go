@@ -8,6 +8,7 @@ package webagent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"github.com/agentdataplatform/adp/internal/browser"
@@ -93,13 +94,14 @@ type Agent struct {
 	Vision bool
 }
 
-// Environment is the web environment of one attempt of task.
-func (a *Agent) Environment(task core.TaskSpec) *Environment {
+// Environment is the web environment of one attempt of task. The error
+// is the task's: its constraints are invalid.
+func (a *Agent) Environment(task core.TaskSpec) (*Environment, error) {
 	e := &Environment{a: a, task: task}
 	if err := task.DecodeConstraints(&e.c); err != nil {
-		e.invalid = "invalid constraints: " + err.Error()
+		return nil, fmt.Errorf("invalid constraints: %w", err)
 	}
-	return e
+	return e, nil
 }
 
 // Execute runs a web task: its environment, with the task's own actions,
@@ -107,7 +109,10 @@ func (a *Agent) Environment(task core.TaskSpec) *Environment {
 // non-nil only when no browser session could be opened (a system error,
 // retried on another delivery).
 func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
-	e := a.Environment(task)
+	e, err := a.Environment(task)
+	if err != nil {
+		return rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: err.Error()}), nil
+	}
 	run := rollout.Runner{Cache: a.Cache, Metrics: a.Metrics, Log: a.Log}
 	if a.LLM != nil {
 		run.Model = a.LLM

@@ -28,10 +28,7 @@ type Environment struct {
 	a    *Agent
 	task core.TaskSpec
 	c    Constraints
-	// invalid is why the task's constraints could not be read; "" when
-	// they could.
-	invalid string
-	s       Page
+	s    Page
 
 	steps    int // steps performed (the start page's included)
 	last     *core.ExecutionStep
@@ -88,13 +85,9 @@ func inputs(as []Action) []rollout.Action {
 // Start acquires a page, opens the start page (the first step, marked
 // "initial") and runs the task's setup_script and instruction_script on
 // it; the start step's observation is then the page after the setup
-// (marked "setup": true). A task whose constraints or scripts are invalid
-// is Invalid; a start page that failed (blocked, the browser died) is the
+// (marked "setup": true). A task whose scripts are invalid is Invalid; a start page that failed (blocked, the browser died) is the
 // End. The error is a system error: no browser session could be opened.
 func (e *Environment) Start(ctx context.Context, opts rollout.StartOptions) (rollout.Start, error) {
-	if e.invalid != "" {
-		return invalidStart(nil, e.invalid), nil
-	}
 	s, err := e.a.Pages.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {

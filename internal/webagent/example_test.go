@@ -55,7 +55,10 @@ func TestEnvironmentStepByStep(t *testing.T) {
 	ctx, cancel := context.WithDeadline(context.Background(), budget.Deadline)
 	defer cancel()
 
-	env := agent.Environment(task)
+	env, err := agent.Environment(task)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() {
 		if err := env.Close(); err != nil {
 			t.Errorf("close: %v", err)

@@ -270,3 +270,30 @@ func TestVerificationFeedbackHidesTheChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidTasks: a task whose constraints do not decode, or whose
+// scripts have no start page, ends invalid_task without a source asked.
+func TestInvalidTasks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    map[string]any
+		why  string
+	}{
+		{"constraints that do not decode", map[string]any{"start_url": 5}, "invalid constraints: "},
+		{"a script without a start page", map[string]any{"setup_script": "return 1;"}, "need a start_url to run on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := newFakeSite()
+			tr, err := newFakeAgent(t, site, nil).Execute(context.Background(), webTask("invalid", tc.c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success || tr.ExitReason != core.ExitInvalidTask || tr.ErrorType != core.ErrSystem || !strings.Contains(tr.ErrorMessage, tc.why) || len(tr.Steps) != 0 {
+				t.Errorf("success=%v exit=%s %s %q, %d steps", tr.Success, tr.ExitReason, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
+			}
+			if _, ok := tr.Metadata[core.MetaSource]; ok || tr.Reward != nil {
+				t.Errorf("metadata %v, reward %v: no source was asked, no check applies", tr.Metadata, tr.Reward)
+			}
+		})
+	}
+}
