@@ -66,16 +66,9 @@ func TestWebAgent(t *testing.T) {
 	b.agent.Cache = templatecache.New(r.Client, templatecache.Options{})
 
 	t.Run("scripted form fill and submit with a screenshot", func(t *testing.T) {
-		tr, err := b.agent.Execute(ctx, webTask("contact", map[string]any{
-			"start_url": b.site + "/form",
-			"actions": []map[string]any{
-				{"action": "fill", "selector": "#name", "text": "Ada"},
-				{"action": "select", "selector": "#topic", "value": "support"},
-				{"action": "click", "selector": "button[type=submit]"},
-				{"action": "finish", "answer": "sent"},
-			},
-			"expected_text": "Thank you, Ada. Your support message", "answer": "sent", "screenshot": true,
-		}))
+		c := contactForm(b.site)
+		c["screenshot"] = true
+		tr, err := b.agent.Execute(ctx, webTask("contact", c))
 		if err != nil {
 			t.Fatal(err)
 		}

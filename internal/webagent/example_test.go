@@ -1,21 +1,15 @@
-package webagent_test
+package webagent
 
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
-	"github.com/agentdataplatform/adp/internal/demosite"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/rollout"
-	"github.com/agentdataplatform/adp/internal/testsupport"
-	"github.com/agentdataplatform/adp/internal/webagent"
 )
 
 // TestEnvironmentStepByStep drives a web task's environment by hand, as a
@@ -23,34 +17,13 @@ import (
 // Redis, no rollout.Runner. Start opens the start page; each action of a
 // scripted policy is one Step, one recorded step and the page observed
 // after it; Evaluate runs the task's checks, which no observation showed;
-// Close gives the page back to the pool.
+// Close gives the page back to the pool. (The pool and the site are the
+// package tests' setup: Agent, Environment and rollout are all it uses.)
 func TestEnvironmentStepByStep(t *testing.T) {
-	deps := testsupport.FindBrowser(t)
-	site := httptest.NewServer(demosite.Handler())
-	t.Cleanup(site.Close)
-	u, _ := url.Parse(site.URL)
-	pool, err := browser.NewPool(context.Background(), browser.Config{
-		ExecutablePath: deps.Chromium, DriverDir: deps.DriverDir, NodePath: deps.Node, MaxConcurrent: 1,
-		ActionTimeout: 3 * time.Second, NavigationTimeout: 10 * time.Second,
-		Policy: browser.URLPolicy{AllowHosts: []string{u.Host}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	agent := &webagent.Agent{Pages: webagent.PoolPages(pool), Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+	b := setup(t) // the demo site, and a pool of pages that may reach only it
+	agent := &Agent{Pages: b.agent.Pages, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
 
-	task := core.TaskSpec{TaskID: "contact", TaskType: core.TaskWeb, Description: "Send a support message as Ada",
-		MaxSteps: 6, Timeout: 60, Constraints: map[string]any{
-			"start_url": site.URL + "/form",
-			"actions": []map[string]any{
-				{"action": "fill", "selector": "#name", "text": "Ada"},
-				{"action": "select", "selector": "#topic", "value": "support"},
-				{"action": "click", "selector": "button[type=submit]"},
-				{"action": "finish", "answer": "sent"},
-			},
-			"expected_text": "Thank you, Ada. Your support message", "answer": "sent",
-		}}
+	task := webTask("Send a support message as Ada", contactForm(b.site))
 	budget := rollout.NewBudget(task, time.Now(), 0)
 	ctx, cancel := context.WithDeadline(context.Background(), budget.Deadline)
 	defer cancel()
@@ -115,5 +88,20 @@ func TestEnvironmentStepByStep(t *testing.T) {
 	rollout.Outcome{Source: rollout.SourceScripted, Stop: policy.End().Stop, Eval: &ev}.Conclude(tr)
 	if !tr.Success || tr.Reward == nil || *tr.Reward != 1 || tr.ExitReason != core.ExitReplayed {
 		t.Errorf("success %v reward %v exit %s", tr.Success, tr.Reward, tr.ExitReason)
+	}
+}
+
+// contactForm is the constraints of a task on the demo site's contact
+// form (site is its base URL): its actions, and two checks.
+func contactForm(site string) map[string]any {
+	return map[string]any{
+		"start_url": site + "/form",
+		"actions": []map[string]any{
+			{"action": "fill", "selector": "#name", "text": "Ada"},
+			{"action": "select", "selector": "#topic", "value": "support"},
+			{"action": "click", "selector": "button[type=submit]"},
+			{"action": "finish", "answer": "sent"},
+		},
+		"expected_text": "Thank you, Ada. Your support message", "answer": "sent",
 	}
 }
