@@ -225,7 +225,14 @@ func (e *Environment) Step(ctx context.Context, ra rollout.Action) (rollout.Resu
 		}
 		a = in
 	}
-	e.authored = ra.Source != rollout.SourceLLM
+	// Only the sources that type the task's own text are trusted; any
+	// other (a model, a caller that did not say) is treated as an agent.
+	switch ra.Source {
+	case rollout.SourceScripted, rollout.SourceCache, rollout.SourceRules:
+		e.authored = true
+	default:
+		e.authored = false
+	}
 	step := e.do(ctx, a, false)
 	res := rollout.Result{Steps: []core.ExecutionStep{step}}
 	res.Observation.Text = step.Observation
