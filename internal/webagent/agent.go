@@ -8,7 +8,6 @@ package webagent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 
 	"github.com/agentdataplatform/adp/internal/browser"
@@ -94,31 +93,33 @@ type Agent struct {
 	Vision bool
 }
 
-// Environment is the web environment of one attempt of task. The error
-// is the task's: its constraints are invalid.
-func (a *Agent) Environment(task core.TaskSpec) (*Environment, error) {
-	e := &Environment{a: a, task: task}
-	if err := task.DecodeConstraints(&e.c); err != nil {
-		return nil, fmt.Errorf("invalid constraints: %w", err)
+// Execute runs a web task: its attempt (Attempt) in the one rollout loop.
+// The error is non-nil only when no browser session could be opened (a
+// system error, retried on another delivery).
+func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
+	at, tr := a.Attempt(ctx, task)
+	if tr != nil {
+		return tr, nil
 	}
-	return e, nil
+	var m rollout.Model
+	if a.LLM != nil {
+		m = a.LLM
+	}
+	run := rollout.Runner{Cache: a.Cache, Model: m, Metrics: a.Metrics, Log: a.Log}
+	return run.Run(ctx, at)
 }
 
-// Execute runs a web task: its environment, with the task's own actions,
-// a cached sequence, the model or the rules as the policy. The error is
-// non-nil only when no browser session could be opened (a system error,
-// retried on another delivery).
-func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error) {
-	e, err := a.Environment(task)
-	if err != nil {
-		return rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: err.Error()}), nil
+// Attempt is the attempt of task for rollout.Runner.Run: its environment
+// (an *Environment: a page of its own from Pages at Start), the task's own
+// actions, the rules as its policy without a model, and its budget
+// (rollout.BudgetFrom ctx). A task whose constraints do not decode is its
+// trajectory instead (invalid_task).
+func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attempt, *core.Trajectory) {
+	e := &Environment{a: a, task: task}
+	if err := task.DecodeConstraints(&e.c); err != nil {
+		return rollout.Attempt{}, rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: "invalid constraints: " + err.Error()})
 	}
-	run := rollout.Runner{Cache: a.Cache, Metrics: a.Metrics, Log: a.Log}
-	if a.LLM != nil {
-		run.Model = a.LLM
-	}
-	return run.Run(ctx, rollout.Attempt{Task: task, Env: e, Scripted: e.Scripted(), Rules: e.Rules(),
-		Budget: rollout.BudgetFrom(ctx, task)})
+	return rollout.Attempt{Task: task, Env: e, Scripted: e.scripted(), Rules: e.rules(), Budget: rollout.BudgetFrom(ctx, task)}, nil
 }
 
 // CacheKey is the task's template cache key: the start URL and the check

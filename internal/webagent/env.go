@@ -23,7 +23,7 @@ import (
 // page and prepared by its scripts (Start), one action at a time as a
 // recorded step with the page observed after it (Step), the task's own
 // checks on the final page, hidden from the policy (Evaluate), and the page
-// given back (Close). Agent.Environment makes one.
+// given back (Close). Agent.Attempt makes one.
 type Environment struct {
 	a    *Agent
 	task core.TaskSpec
@@ -64,9 +64,9 @@ type Environment struct {
 
 var _ rollout.Cacheable = (*Environment)(nil)
 
-// Scripted are the task's own actions (constraints.actions) for
+// scripted are the task's own actions (constraints.actions) for
 // rollout.Attempt.Scripted; nil when it has none.
-func (e *Environment) Scripted() []rollout.Action {
+func (e *Environment) scripted() []rollout.Action {
 	if len(e.c.Actions) == 0 {
 		return nil
 	}

@@ -25,19 +25,20 @@ func TestEnvironmentStepByStep(t *testing.T) {
 
 	task := webTask("Send a support message as Ada", contactForm(b.site))
 	budget := rollout.NewBudget(task, time.Now(), 0)
-	ctx, cancel := context.WithDeadline(context.Background(), budget.Deadline)
+	ctx, cancel := context.WithDeadline(rollout.WithBudget(context.Background(), budget), budget.Deadline)
 	defer cancel()
 
-	env, err := agent.Environment(task)
-	if err != nil {
-		t.Fatal(err)
+	at, rejected := agent.Attempt(ctx, task)
+	if rejected != nil {
+		t.Fatalf("rejected: %s", rejected.ErrorMessage)
 	}
+	env := at.Env
 	defer func() {
 		if err := env.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	}()
-	st, err := env.Start(ctx, rollout.StartOptions{Budget: budget, Source: rollout.SourceScripted})
+	st, err := env.Start(ctx, rollout.StartOptions{Budget: at.Budget, Source: rollout.SourceScripted})
 	if err != nil || st.Invalid || st.End != nil {
 		t.Fatalf("start: %v, invalid %v, end %v", err, st.Invalid, st.End)
 	}
@@ -47,7 +48,7 @@ func TestEnvironmentStepByStep(t *testing.T) {
 	}
 
 	// The scripted policy: the task's own actions, in order.
-	policy := &rollout.Replay{From: rollout.SourceScripted, Actions: env.Scripted(), MaxSteps: task.MaxSteps}
+	policy := &rollout.Replay{From: rollout.SourceScripted, Actions: at.Scripted, MaxSteps: task.MaxSteps}
 	policy.Reset(st.Space, st.Observation)
 	obs := st.Observation
 	for {

@@ -58,14 +58,14 @@ const (
 	resultSelector = `#results a:visible, main ol a:visible, main ul a:visible, [role=main] ol a:visible, [role=main] ul a:visible`
 )
 
-// rules is the heuristics as a policy: it reads the page after each step
+// searchRules is the heuristics as a policy: it reads the page after each step
 // and chooses the next action, until it has finished.
-type rules struct {
+type searchRules struct {
 	task  core.TaskSpec
 	stage int
 }
 
-// The stages of rules, in order.
+// The stages of searchRules, in order.
 const (
 	rulesOpen   = iota // open the described URL, if any
 	rulesSearch        // search, when the page has a search box
@@ -80,7 +80,7 @@ var errNoPage = errors.New("no LLM is configured (set LLM_BASE_URL) and the rule
 
 // next is the action after the page obs, steps steps into the attempt;
 // done when the rules have finished. The error is errNoPage.
-func (p *rules) next(obs browser.Observation, steps int) (a Action, done bool, err error) {
+func (p *searchRules) next(obs browser.Observation, steps int) (a Action, done bool, err error) {
 	switch p.stage {
 	case rulesOpen:
 		p.stage = rulesSearch
@@ -118,14 +118,14 @@ func (p *rules) next(obs browser.Observation, steps int) (a Action, done bool, e
 // the model's; the rules read its parts).
 type rulesPolicy struct {
 	e      *Environment
-	r      rules
+	r      searchRules
 	noPage bool
 }
 
-// Rules is the blueprint's heuristics as the policy of e's attempt
+// rules is the blueprint's heuristics as the policy of e's attempt
 // (rollout.Attempt.Rules): its End is NoSource when there is no page to
 // work on.
-func (e *Environment) Rules() rollout.Policy { return &rulesPolicy{e: e, r: rules{task: e.task}} }
+func (e *Environment) rules() rollout.Policy { return &rulesPolicy{e: e, r: searchRules{task: e.task}} }
 
 func (p *rulesPolicy) Source() rollout.Source                         { return rollout.SourceRules }
 func (p *rulesPolicy) Reset(rollout.ActionSpace, rollout.Observation) {}
