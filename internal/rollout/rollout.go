@@ -191,6 +191,9 @@ type Evaluation struct {
 	// (the program never ran cleanly: its last step's error; the
 	// workspace's diff is incomplete); it fails the attempt.
 	Failure *Failure
+	// Steps are the trajectory steps the check made (a workspace's
+	// verify step); the loop appends them.
+	Steps []core.ExecutionStep
 	// FinalResult is the trajectory's final_result.
 	FinalResult string
 	// Metadata is merged into the trajectory's metadata: flags, the

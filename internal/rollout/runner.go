@@ -87,6 +87,9 @@ func (r *Runner) Run(ctx context.Context, at Attempt) (*core.Trajectory, error) 
 	if err != nil {
 		return nil, err
 	}
+	for _, s := range ev.Steps {
+		tr.AddStep(s)
+	}
 	o.Eval = &ev
 	o.Conclude(tr)
 	r.keep(ctx, tr, at, o.Source, cached != nil)
@@ -134,7 +137,7 @@ func (r *Runner) act(ctx context.Context, tr *core.Trajectory, o *Outcome, env E
 	}
 	if pe.NoSource {
 		o.NoSource, o.Source = true, SourceNone
-		tr.Metadata[core.MetaSource] = SourceNone
+		tr.Metadata[core.MetaSource] = string(SourceNone)
 	}
 	if pe.Rule != "" {
 		tr.Metadata[core.MetaRule] = pe.Rule
@@ -212,7 +215,7 @@ func (r *Runner) lookup(ctx context.Context, at Attempt) ([]Action, *cacheHit) {
 
 // noteSource records where the actions come from, and the cache's answer.
 func (r *Runner) noteSource(tr *core.Trajectory, at Attempt, src Source, cached *cacheHit) {
-	tr.Metadata[core.MetaSource] = src
+	tr.Metadata[core.MetaSource] = string(src)
 	typ := string(at.Task.TaskType)
 	switch {
 	case src == SourceCache:
