@@ -111,7 +111,7 @@ func TestWebAgent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !tr.Success || tr.Metadata["source"] != rollout.SourceRules || tr.Metadata["cache_hit"] != false {
+		if !tr.Success || tr.Metadata["source"] != string(rollout.SourceRules) || tr.Metadata["cache_hit"] != false {
 			t.Fatalf("first: success=%v %s %s meta=%v", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.Metadata)
 		}
 		if !strings.Contains(tr.Steps[1].Observation, "Results for topic 12") {
@@ -194,7 +194,7 @@ func TestWebAgent(t *testing.T) {
 		if tr.LLM == nil || mustJSON(t, llm.Params{Temperature: tr.LLM.Temperature, TopP: tr.LLM.TopP, MaxTokens: tr.LLM.MaxTokens, Seed: tr.LLM.Seed}) != sampling {
 			t.Errorf("llm record %+v, want %s", tr.LLM, sampling)
 		}
-		if !tr.Success || tr.Metadata["source"] != rollout.SourceLLM || len(tr.Steps) != 5 {
+		if !tr.Success || tr.Metadata["source"] != string(rollout.SourceLLM) || len(tr.Steps) != 5 {
 			t.Fatalf("success=%v %s %s steps=%d", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
 		}
 		reqs := fake.Requests()
@@ -277,7 +277,7 @@ func TestRulesOnADocumentationSite(t *testing.T) {
 		u, _ := s.ActionParams["url"].(string)
 		did = append(did, fmt.Sprint(s.ActionParams["action"], " ", text, u))
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != rollout.SourceRules {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceRules) {
 		t.Fatalf("success=%v %s %s; steps %q", tr.Success, tr.ErrorType, tr.ErrorMessage, did)
 	}
 	want := []string{"goto " + b.site + "/", "fill_and_submit removeprefix", "click ", "finish "}

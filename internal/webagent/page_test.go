@@ -134,7 +134,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != rollout.SourceRules || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaVerified] != true {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceRules) || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaVerified] != true {
 		t.Fatalf("rules: success=%v %s, metadata %v, actions %v", tr.Success, tr.ErrorMessage, tr.Metadata, site.actions)
 	}
 	if got := strings.Join(site.actions, ";"); got != "goto http://site/;fill_and_submit "+searchBoxSelector+";click "+resultSelector {
@@ -147,7 +147,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != rollout.SourceCache || tr.Metadata[core.MetaCachedFrom] != string(rollout.SourceRules) || len(site.actions) != 3 {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceCache) || tr.Metadata[core.MetaCachedFrom] != string(rollout.SourceRules) || len(site.actions) != 3 {
 		t.Fatalf("cache: success=%v %s, metadata %v, actions %v", tr.Success, tr.ErrorMessage, tr.Metadata, site.actions)
 	}
 	if hits := testutil.ToFloat64(a.Metrics.CacheHits.WithLabelValues("web")); hits != 1 {
@@ -163,7 +163,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != rollout.SourceScripted || tr.FinalResult != "First" || len(tr.Steps) != 3 {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceScripted) || tr.FinalResult != "First" || len(tr.Steps) != 3 {
 		t.Errorf("scripted: success=%v %s, metadata %v, steps %d", tr.Success, tr.ErrorMessage, tr.Metadata, len(tr.Steps))
 	}
 
