@@ -58,8 +58,8 @@ const (
 	resultSelector = `#results a:visible, main ol a:visible, main ul a:visible, [role=main] ol a:visible, [role=main] ul a:visible`
 )
 
-// searchRules is the heuristics as a policy: it reads the page after each step
-// and chooses the next action, until it has finished.
+// searchRules are the heuristics as stages: given the page after the last
+// step, the next action, until they have finished (rulesPolicy runs them).
 type searchRules struct {
 	task  core.TaskSpec
 	stage int
