@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-		"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/prompt"
 	"github.com/agentdataplatform/adp/internal/rollout"
