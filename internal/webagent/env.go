@@ -85,8 +85,10 @@ func inputs(as []Action) []rollout.Action {
 // Start acquires a page, opens the start page (the first step, marked
 // "initial") and runs the task's setup_script and instruction_script on
 // it; the start step's observation is then the page after the setup
-// (marked "setup": true). A task whose scripts are invalid is Invalid; a start page that failed (blocked, the browser died) is the
-// End. The error is a system error: no browser session could be opened.
+// (marked "setup": true). A task whose scripts are invalid is Invalid; a
+// start page that failed (blocked, the browser died) is the End, as is no
+// browser slot within the budget. The error is a system error: no browser
+// session could be opened.
 func (e *Environment) Start(ctx context.Context, opts rollout.StartOptions) (rollout.Start, error) {
 	s, err := e.a.Pages.Acquire(ctx)
 	if err != nil {
