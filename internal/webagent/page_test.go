@@ -297,3 +297,48 @@ func TestInvalidTasks(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyTheTasksSourcesAreAuthored: text a step types is the task's
+// (never an echo suspect) only when the step says it comes from the
+// task's actions, the cache or the rules; a step of a model, or of a
+// caller that does not say, that types the expected text into an echoing
+// page does not verify it.
+func TestOnlyTheTasksSourcesAreAuthored(t *testing.T) {
+	for _, tc := range []struct {
+		source   rollout.Source
+		verified bool
+	}{
+		{rollout.SourceScripted, true},
+		{rollout.SourceCache, true},
+		{rollout.SourceRules, true},
+		{rollout.SourceLLM, false},
+		{"", false},
+	} {
+		t.Run(string(tc.source), func(t *testing.T) {
+			ctx := context.Background()
+			at, rejected := newFakeAgent(t, newFakeSite(), nil).Attempt(ctx, webTask("Search for zebra",
+				map[string]any{"start_url": "http://site/", "expected_text": "zebra"}))
+			if rejected != nil {
+				t.Fatal(rejected.ErrorMessage)
+			}
+			defer at.Env.Close()
+			if _, err := at.Env.Start(ctx, rollout.StartOptions{Budget: at.Budget, Source: tc.source}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := at.Env.Step(ctx, rollout.Action{Source: tc.source, Input: Action{Action: "fill_and_submit", Selector: "input", Text: "zebra"}})
+			if err != nil || len(res.Steps) != 1 || !res.Steps[0].Success {
+				t.Fatalf("step: %v %+v", err, res.Steps)
+			}
+			ev, err := at.Env.Evaluate(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Verified == nil || *ev.Verified != tc.verified {
+				t.Errorf("verified %v (%s), want %v", ev.Verified, ev.Message, tc.verified)
+			}
+			if !tc.verified && !strings.Contains(ev.Message, "only where it repeats what the agent typed") {
+				t.Errorf("message %q", ev.Message)
+			}
+		})
+	}
+}
