@@ -41,6 +41,9 @@ type Agent struct {
 	// Environments obtains the images tasks name as their environment
 	// (an *imagestore.Store); nil when the runtime has no image store.
 	Environments Environments
+	// Caps bound what a task's constraints.resources may ask
+	// (SANDBOX_CAP_*); the zero value is core.DefaultResourceCaps.
+	Caps core.ResourceCaps
 
 	harnessMu sync.Mutex
 	harnesses map[string]harness // by interpreter: "" (the host's) or an image id
@@ -85,6 +88,10 @@ func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attemp
 	if err != nil {
 		return rollout.Attempt{}, rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: "invalid constraints: " + err.Error()}), nil
 	}
+	if err := c.Resources.Within(a.caps(), task.TaskID); err != nil {
+		// Never run with less than the task asks.
+		return rollout.Attempt{}, rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: err.Error()}), nil
+	}
 	var im image
 	if why, err := im.open(ctx, a, c.Environment); err != nil || why != "" {
 		if err != nil {
@@ -117,6 +124,14 @@ func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attemp
 		at.Scripted = []rollout.Action{{Input: Program{Code: c.Code}}}
 	}
 	return at, nil, nil
+}
+
+// caps are the runtime's caps on a task's resources.
+func (a *Agent) caps() core.ResourceCaps {
+	if a.Caps == (core.ResourceCaps{}) {
+		return core.DefaultResourceCaps
+	}
+	return a.Caps
 }
 
 // image is a task's environment image, held for the attempt.

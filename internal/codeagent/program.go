@@ -249,10 +249,11 @@ func (r *programEnv) runWithTests(ctx context.Context, program string) bool {
 	return true
 }
 
-// limits are the jail limits of one run: the runtime's, with the wall
-// clock cut to what is left of the attempt's budget.
+// limits are the jail limits of one run: the runtime's, with what the
+// task's resources ask, the wall clock cut to what is left of the
+// attempt's budget.
 func (r *programEnv) limits() sandbox.Limits {
-	lim := r.a.Limits
+	lim := r.a.Limits.For(r.c.Resources)
 	lim.Wall = r.budget.StepTimeout(lim.Wall)
 	return lim
 }
