@@ -1,8 +1,10 @@
-// Package webagent executes web tasks in a browser session: it opens the
-// start page, performs actions (scripted in the task, replayed from the
-// template cache, chosen by an LLM, or by the blueprint's search heuristics),
-// records each with the page observation that followed, and verifies the
-// outcome.
+// Package webagent is the web environment of the rollout engine: an
+// attempt's own browser page, opened on the task's start page (Start), one
+// browser action a step recorded with the page observation that followed
+// (Step), the task's checks on the final page, hidden from whatever chose
+// the actions (Evaluate). The actions come from the task, the template
+// cache, a model, or the blueprint's search heuristics (the rules policy,
+// here); rollout.Runner runs the attempt (Agent.Execute).
 package webagent
 
 import (
