@@ -69,6 +69,10 @@ type CodeConstraints struct {
 	// "archive:NAME" for an image archive under SANDBOX_IMAGE_ARCHIVES
 	// (see ValidateEnvironment).
 	Environment string `json:"environment"`
+
+	// Resources is what the task asks of its jail beyond the runtime's
+	// defaults (resources.go), within the runtime's caps.
+	Resources Resources `json:"resources"`
 }
 
 // HasVerifier reports whether the task says what a right result is.

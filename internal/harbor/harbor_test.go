@@ -49,6 +49,10 @@ func TestLoad(t *testing.T) {
 	if err := spec.DecodeConstraints(&c); err != nil {
 		t.Fatal(err)
 	}
+	// task.toml's cpus, memory_mb and storage_mb, for the runtime to grant.
+	if want := (core.Resources{CPUs: 1, MemoryMB: 2048, WorkspaceMB: 10240}); c.Resources != want {
+		t.Errorf("resources %+v, want %+v", c.Resources, want)
+	}
 	if c.TestCommand != TestCommand || string(c.TestFiles["test.sh"]) != testSh || string(c.TestFiles["data.bin"]) != "\x00\x01\xff" || len(c.TestFiles) != 2 {
 		t.Errorf("check %q %q", c.TestCommand, c.TestFiles)
 	}
