@@ -81,7 +81,7 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 // is invalid before it starts (its constraints, its environment image) is
 // its trajectory instead; the error is a failure of the runtime.
 func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attempt, *core.Trajectory, error) {
-	c, err := decodeConstraints(task)
+	c, err := task.Code()
 	if err != nil {
 		return rollout.Attempt{}, rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: "invalid constraints: " + err.Error()}), nil
 	}
@@ -117,15 +117,6 @@ func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attemp
 		at.Scripted = []rollout.Action{{Input: Program{Code: c.Code}}}
 	}
 	return at, nil, nil
-}
-
-// decodeConstraints is the one decoding of a code task's constraints here.
-// TODO(tasks): core.TaskSpec's typed constraints replace this function
-// when the `tasks` branch lands (issue 25, typed tasks parsed once).
-func decodeConstraints(task core.TaskSpec) (Constraints, error) {
-	var c Constraints
-	err := task.DecodeConstraints(&c)
-	return c, err
 }
 
 // image is a task's environment image, held for the attempt.

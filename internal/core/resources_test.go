@@ -33,8 +33,8 @@ func TestResourcesConstraint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var c CodeConstraints
-			if err := spec.DecodeConstraints(&c); err != nil {
+			c, err := spec.Code()
+			if err != nil {
 				t.Fatal(err)
 			}
 			if c.Resources != tc.want {

@@ -41,10 +41,7 @@ func TestParseTaskBlueprintSample(t *testing.T) {
 	if got.TaskID != "demo_fib" || got.TaskType != TaskCode || got.MaxSteps != 5 || got.ExpectedTools[0] != "python_executor" {
 		t.Errorf("parsed %+v", got)
 	}
-	var c struct {
-		ExpectedOutput string `json:"expected_output"`
-	}
-	if err := got.DecodeConstraints(&c); err != nil || c.ExpectedOutput != "55" {
+	if c, err := got.Code(); err != nil || c.ExpectedOutput == nil || *c.ExpectedOutput != "55" {
 		t.Errorf("constraints = %+v, %v", c, err)
 	}
 }

@@ -170,11 +170,6 @@ func done(tr *core.Trajectory, started time.Time) *core.Trajectory {
 	return tr
 }
 
-// cacheHit is a template cache entry the attempt replays.
-type cacheHit struct {
-	e templatecache.Entry
-}
-
 // policy chooses the attempt's policy; cached is the entry a cache policy
 // replays.
 func (r *Runner) policy(ctx context.Context, at Attempt) (Policy, *cacheHit) {
@@ -190,47 +185,6 @@ func (r *Runner) policy(ctx context.Context, at Attempt) (Policy, *cacheHit) {
 		return NewModelPolicy(r.Model, at.Task), nil
 	}
 	return at.Rules, nil
-}
-
-// lookup reads the cache for a replayable entry; nil when the cache was
-// not asked, missed, or held an entry the environment cannot replay.
-func (r *Runner) lookup(ctx context.Context, at Attempt) ([]Action, *cacheHit) {
-	ce, ok := at.Env.(Cacheable)
-	if r.Cache == nil || !ok || at.Task.Samples > 1 {
-		return nil, nil // not a miss either: the cache was not asked
-	}
-	e, ok, err := r.Cache.Get(ctx, ce.CacheKey())
-	if err != nil {
-		r.Log.Warn("template cache read failed; treated as a miss", "task_id", at.Task.TaskID, "err", err)
-	}
-	if !ok {
-		return nil, nil // a miss, counted when the attempt starts
-	}
-	as, ok := ce.Replay(e)
-	if !ok {
-		return nil, nil
-	}
-	return as, &cacheHit{e: e}
-}
-
-// noteSource records where the actions come from, and the cache's answer.
-func (r *Runner) noteSource(tr *core.Trajectory, at Attempt, src Source, cached *cacheHit) {
-	tr.Metadata[core.MetaSource] = string(src)
-	typ := string(at.Task.TaskType)
-	switch {
-	case src == SourceCache:
-		tr.Metadata[core.MetaCacheHit] = true
-		tr.Metadata[core.MetaCachedFrom] = cached.e.Source
-		r.Metrics.CacheHits.WithLabelValues(typ).Inc()
-	case r.Cache != nil && at.Scripted == nil && at.Task.Samples <= 1 && isCacheable(at.Env):
-		tr.Metadata[core.MetaCacheHit] = false
-		r.Metrics.CacheMisses.WithLabelValues(typ).Inc()
-	}
-}
-
-func isCacheable(env Environment) bool {
-	_, ok := env.(Cacheable)
-	return ok
 }
 
 // noteSamplingIgnored records, on an attempt of a task with samples > 1
@@ -252,85 +206,4 @@ func (r *Runner) noteSamplingIgnored(tr *core.Trajectory, task core.TaskSpec, sr
 		why = "no model is configured (LLM_BASE_URL): every attempt runs the same rule program"
 	}
 	tr.Metadata[core.MetaSamplingIgnored] = why
-}
-
-// keep stores a success of the model or the rules in the cache, with its
-// verification, and evicts a replayed entry that no longer succeeds.
-func (r *Runner) keep(ctx context.Context, tr *core.Trajectory, at Attempt, src Source, hit bool) {
-	ce, ok := at.Env.(Cacheable)
-	if r.Cache == nil || !ok {
-		return
-	}
-	switch {
-	case src == SourceCache && hit && !tr.Success:
-		if err := r.Cache.Delete(ctx, ce.CacheKey()); err != nil {
-			r.Log.Warn("template cache evict failed", "task_id", at.Task.TaskID, "err", err)
-		}
-	case tr.Success && (src == SourceLLM || src == SourceRules):
-		if _, flagged := tr.Metadata[core.MetaFlags]; flagged {
-			// The check saw what can pass it without the work
-			// (metadata.flags): a success it may not have established.
-			return
-		}
-		e, ok := ce.Entry()
-		if !ok {
-			return
-		}
-		e.Source = string(src)
-		if v, ok := tr.Metadata[core.MetaVerified].(bool); ok {
-			e.Verified = &v
-		}
-		if err := r.Cache.Put(ctx, ce.CacheKey(), e); err != nil {
-			r.Log.Warn("template cache write failed", "task_id", at.Task.TaskID, "err", err)
-		}
-	}
-}
-
-// Replay is a policy of a fixed list of actions: the task's own, a cached
-// sequence, or a rule's program. It stops when they run out, or at
-// MaxSteps with the rest not run (stop max_steps).
-type Replay struct {
-	From     Source
-	Actions  []Action
-	MaxSteps int
-	// Rule names the rule that wrote the actions (metadata.rule).
-	Rule string
-	i    int
-	stop core.ExitReason
-}
-
-// Source is From.
-func (p *Replay) Source() Source { return p.From }
-
-// Reset does nothing: the actions are fixed.
-func (p *Replay) Reset(ActionSpace, Observation) {}
-
-// Next is the next action, within MaxSteps.
-func (p *Replay) Next(context.Context, Observation) (Action, bool) {
-	if p.i >= len(p.Actions) {
-		return Action{}, false
-	}
-	if p.i >= p.MaxSteps {
-		p.stop = core.ExitMaxSteps
-		return Action{}, false
-	}
-	p.i++
-	return p.Actions[p.i-1], true
-}
-
-// End says whether MaxSteps cut the actions short.
-func (p *Replay) End() PolicyEnd { return PolicyEnd{Stop: p.stop, Rule: p.Rule} }
-
-// NoActions is the policy of a task no source has actions for: why is the
-// attempt's failure (exit_reason no_source).
-func NoActions(why Failure) Policy { return noActions{why} }
-
-type noActions struct{ why Failure }
-
-func (noActions) Source() Source                                   { return SourceRules }
-func (noActions) Reset(ActionSpace, Observation)                   {}
-func (noActions) Next(context.Context, Observation) (Action, bool) { return Action{}, false }
-func (p noActions) End() PolicyEnd {
-	why := p.why
-	return PolicyEnd{NoSource: true, Failure: &why}
 }

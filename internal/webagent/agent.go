@@ -118,7 +118,8 @@ func (a *Agent) Execute(ctx context.Context, task core.TaskSpec) (*core.Trajecto
 // trajectory instead (invalid_task).
 func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attempt, *core.Trajectory) {
 	e := &Environment{a: a, task: task}
-	if err := task.DecodeConstraints(&e.c); err != nil {
+	var err error
+	if e.c, err = task.Web(); err != nil {
 		return rollout.Attempt{}, rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: "invalid constraints: " + err.Error()})
 	}
 	return rollout.Attempt{Task: task, Env: e, Scripted: e.scripted(), Rules: e.rules(), Budget: rollout.BudgetFrom(ctx, task)}, nil
