@@ -84,8 +84,9 @@ type Agent struct {
 	Metrics *metrics.Set
 	Log     *slog.Logger
 	// ScreenshotDir is where an attempt's files go (the trajectory
-	// directory): step screenshots and kept downloads, each named by
-	// outputName.
+	// directory, core.TrajectoriesPath): step screenshots and kept
+	// downloads, named by the attempt (core.ScreenshotFileName,
+	// core.DownloadFileName).
 	ScreenshotDir string
 	// Vision sends the model a screenshot of the viewport after the start
 	// page and after every step (WEB_VISION): an image content part of the
