@@ -1,8 +1,10 @@
-// Package webagent executes web tasks in a browser session: it opens the
-// start page, performs actions (scripted in the task, replayed from the
-// template cache, chosen by an LLM, or by the blueprint's search heuristics),
-// records each with the page observation that followed, and verifies the
-// outcome.
+// Package webagent is the web environment of the rollout engine: an
+// attempt's own browser page, opened on the task's start page (Start), one
+// browser action a step recorded with the page observation that followed
+// (Step), the task's checks on the final page, hidden from whatever chose
+// the actions (Evaluate). The actions come from the task, the template
+// cache, a model, or the blueprint's search heuristics (the rules policy,
+// here); rollout.Runner runs the attempt (Agent.Execute).
 package webagent
 
 import (
@@ -82,8 +84,9 @@ type Agent struct {
 	Metrics *metrics.Set
 	Log     *slog.Logger
 	// ScreenshotDir is where an attempt's files go (the trajectory
-	// directory): step screenshots and kept downloads, each named by
-	// outputName.
+	// directory, core.TrajectoriesPath): step screenshots and kept
+	// downloads, named by the attempt (core.ScreenshotFileName,
+	// core.DownloadFileName).
 	ScreenshotDir string
 	// Vision sends the model a screenshot of the viewport after the start
 	// page and after every step (WEB_VISION): an image content part of the

@@ -101,7 +101,7 @@ func (e *Environment) Start(ctx context.Context, opts rollout.StartOptions) (rol
 	e.s = s
 	if e.a.ScreenshotDir != "" {
 		s.KeepDownloads(e.a.ScreenshotDir, func(n int, suggested string) string {
-			return e.outputName(fmt.Sprintf("download-%d-%s", n, suggested))
+			return core.DownloadFileName(e.task.TaskID, e.task.SampleIndex, n, suggested)
 		})
 	}
 	var steps []core.ExecutionStep
@@ -320,7 +320,7 @@ func (e *Environment) screenshot(ctx context.Context, step *core.ExecutionStep, 
 	if e.a.ScreenshotDir == "" {
 		return
 	}
-	name := e.outputName(fmt.Sprintf("step-%d.png", n))
+	name := core.ScreenshotFileName(e.task.TaskID, e.task.SampleIndex, n)
 	path := filepath.Join(e.a.ScreenshotDir, name)
 	if err := e.s.Screenshot(ctx, path); err != nil {
 		e.a.Log.Warn("screenshot failed", "task_id", e.task.TaskID, "err", err)
@@ -344,12 +344,6 @@ func (e *Environment) takeImage() (png []byte, note string, ok bool) {
 	png, note = e.image, e.imageNote
 	e.image, e.imageNote = nil, ""
 	return png, note, png != nil
-}
-
-// outputName names an attempt's file in ScreenshotDir: by the attempt, as
-// its trajectory file is, so attempts do not overwrite each other's files.
-func (e *Environment) outputName(what string) string {
-	return core.AttemptName(e.task.TaskID, e.task.SampleIndex) + "." + what
 }
 
 // Evaluate decides the attempt from the final page and the task's checks,
