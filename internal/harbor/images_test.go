@@ -8,19 +8,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
-
-// workspaceImages reports whether core runs workspace tasks in an image
-// (the wsimage work of issue 27); until it does, such a task line is
-// refused with the field environment.
-func workspaceImages() bool {
-	_, err := core.ParseTask([]byte(`{"task_id":"p","task_type":"code","description":"d","constraints":{"environment":"x:1","test_command":"true"}}`))
-	return err == nil
-}
 
 // loadWithImage is Load, where a refusal for want of workspace tasks in
 // images (before wsimage) skips the rest of the test once what precedes
@@ -29,8 +22,8 @@ func loadWithImage(t *testing.T, dir string, o Options) core.TaskSpec {
 	t.Helper()
 	spec, err := Load(t.Context(), dir, o)
 	var re *RefusedError
-	if errors.As(err, &re) && strings.HasSuffix(re.Field, "environment") && !workspaceImages() {
-		t.Skipf("workspace tasks in an image are not on this branch yet (core refuses them: %v)", err)
+	if errors.As(err, &re) && strings.HasSuffix(re.Field, "environment") {
+		testsupport.RequireWorkspaceImages(t)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -153,5 +146,50 @@ func TestLoadBuild(t *testing.T) {
 	var re *RefusedError
 	if !errors.As(err, &re) || re.Field != DockerfileField || !strings.Contains(re.Reason, "build") {
 		t.Errorf("a failing build: %v", err)
+	}
+}
+
+// TestWriteDataset: a dataset directory becomes a task file, the
+// refused folders returned beside it; the file is left as it is when
+// nothing changed (a dispatcher following it sees one version), and a
+// dataset whose every folder is refused is an error.
+func TestWriteDataset(t *testing.T) {
+	ds := t.TempDir()
+	testsupport.HarborTask(t, ds, "a", task(nil))
+	testsupport.HarborTask(t, ds, "b", task(nil))
+	testsupport.HarborTask(t, ds, "online", task(map[string]string{"task.toml": "[environment]\nallow_internet = true\n"}))
+	out := t.TempDir()
+	file, err := DatasetFile(out, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(file, filepath.Join(out, "harbor")+"/") {
+		t.Errorf("file %s", file)
+	}
+	n, refused, err := WriteDataset(t.Context(), ds, file, Settings{Agent: AgentNoOp}.Options(t.Context(), nil))
+	if err != nil || n != 2 || len(refused) != 1 || !strings.Contains(refused[0].Error(), "allow_internet") {
+		t.Fatalf("n %d refused %v err %v", n, refused, err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"task_id":"a"`) || !strings.Contains(lines[0], `"actions":[{"action":"finish"}]`) {
+		t.Errorf("lines:\n%s", data)
+	}
+	st, _ := os.Stat(file)
+	old := st.ModTime().Add(-time.Hour)
+	os.Chtimes(file, old, old)
+	if _, _, err := WriteDataset(t.Context(), ds, file, Settings{Agent: AgentNoOp}.Options(t.Context(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(file); !st.ModTime().Equal(old) {
+		t.Errorf("an unchanged dataset's file was written again")
+	}
+	bad := t.TempDir()
+	testsupport.HarborTask(t, bad, "online", task(map[string]string{"task.toml": "[environment]\nallow_internet = true\n"}))
+	if _, _, err := WriteDataset(t.Context(), bad, filepath.Join(out, "bad.jsonl"), Options{}); err == nil {
+		t.Error("a dataset of refused folders only: no error")
 	}
 }
