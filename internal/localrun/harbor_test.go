@@ -35,8 +35,10 @@ func TestHarborDataset(t *testing.T) {
 	testsupport.RequireLocalImage(t, engine, "debian:bookworm-slim")
 	bins := testsupport.BuildBinaries(t)
 	root := t.TempDir()
-	if err := os.Chmod(root, 0o755); err != nil { // the jail's uid reaches the store
-		t.Fatal(err)
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o755); err != nil { // the jail's uid reaches the store
+			t.Fatal(err)
+		}
 	}
 	ds, names := testsupport.HarborImageDataset(t, root)
 	archives, store := filepath.Join(root, "archives"), filepath.Join(root, "store")
