@@ -15,8 +15,9 @@ import (
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
-// TestHarborDataset runs a Harbor dataset directory (three tasks whose
-// Dockerfiles build on debian:bookworm-slim) as `make run TASKS=DIR`
+// TestHarborDataset runs the Harbor dataset directory
+// examples/harbor-images (three tasks whose Dockerfiles build on
+// debian:bookworm-slim) as `make run TASKS=DIR`
 // does: localrun maps it, the host's engine builds each image once into
 // SANDBOX_IMAGE_ARCHIVES, the dispatcher is given the directory itself,
 // and the sandbox runtime imports each archive into its image store and
@@ -40,7 +41,7 @@ func TestHarborDataset(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ds, names := testsupport.HarborImageDataset(t, root)
+	ds, names := testsupport.HarborImageDataset(t)
 	archives, store := filepath.Join(root, "archives"), filepath.Join(root, "store")
 	if err := os.Mkdir(archives, 0o755); err != nil {
 		t.Fatal(err)
