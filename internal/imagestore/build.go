@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,7 @@ var Engines = []string{"docker", "podman"}
 const engineProbeTimeout = 10 * time.Second
 
 // ErrNoEngine is FindEngine's error when no engine can build.
-var ErrNoEngine = fmt.Errorf("no container engine")
+var ErrNoEngine = errors.New("no container engine")
 
 // FindEngine returns the path of the first of Engines (or only want, when
 // set) that is on PATH (lookPath; nil: exec.LookPath) and answers
