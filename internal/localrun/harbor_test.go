@@ -3,8 +3,10 @@ package localrun_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +92,59 @@ func TestHarborDataset(t *testing.T) {
 	built, _ := filepath.Glob(filepath.Join(archives, "harbor", "*.tar"))
 	if len(built) != len(names) {
 		t.Errorf("archives %v, want one per task, built once", built)
+	}
+}
+
+// TestHarborDatasetNoImages runs a dataset directory whose tasks need no
+// image (their Dockerfile is a FROM of the sandbox's base) as `make run
+// TASKS=DIR` does, the dispatcher given the directory: with the oracle
+// both tasks succeed, and the folder that asks for the internet is
+// refused and counted as rejected.
+func TestHarborDatasetNoImages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline; skipped with -short")
+	}
+	bins := testsupport.BuildBinaries(t)
+	ds := t.TempDir()
+	check := "#!/bin/bash\nif [ \"$(cat /workspace/out.txt 2>/dev/null)\" = %s ]; then echo 1 > /logs/verifier/reward.txt; else echo 0 > /logs/verifier/reward.txt; fi\n"
+	for _, name := range []string{"alpha", "beta"} {
+		testsupport.HarborTask(t, ds, name, map[string]string{
+			"instruction.md":         "Write " + name + " to out.txt.\n",
+			"task.toml":              "[agent]\ntimeout_sec = 30.0\n[verifier]\ntimeout_sec = 30.0\n",
+			"environment/Dockerfile": "FROM debian:bookworm-slim\n",
+			"tests/test.sh":          fmt.Sprintf(check, name),
+			"solution/solve.sh":      "#!/bin/bash\necho " + name + " > out.txt\n",
+		})
+	}
+	testsupport.HarborTask(t, ds, "online", map[string]string{
+		"instruction.md": "x\n", "task.toml": "[environment]\nallow_internet = true\n", "tests/test.sh": "#!/bin/bash\n",
+	})
+	out := filepath.Join(t.TempDir(), "output")
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	sum, err := localrun.Run(ctx, localrun.Config{
+		TaskFile: ds, OutputDir: out, BinDir: bins, Timeout: 4 * time.Minute, StopGrace: 20 * time.Second, Progress: &progress,
+		ExtraEnv: []string{"HARBOR_AGENT=oracle"},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if sum.Tasks != 2 || sum.Done != 2 || sum.Rejected != 1 || !strings.Contains(progress.String(), "environment.allow_internet") {
+		t.Errorf("%d tasks, %d done, %d rejected; want 2, 2, 1\n%s", sum.Tasks, sum.Done, sum.Rejected, progress.String())
+	}
+	for _, name := range []string{"alpha", "beta"} {
+		tr, err := trajectory.Read(filepath.Join(out, "trajectories", core.TrajectoryFileName(name, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.Success || tr.Reward == nil || *tr.Reward != 1 {
+			t.Errorf("%s: success %v reward %v (%s)", name, tr.Success, tr.Reward, tr.ErrorMessage)
+		}
+	}
+	// The dispatcher read the file the directory maps to (DatasetFile).
+	logs, err := os.ReadFile(filepath.Join(out, "logs", "dispatcher.log"))
+	if err != nil || !strings.Contains(string(logs), "Harbor dataset") {
+		t.Errorf("the dispatcher did not map the dataset itself: %v\n%s", err, logs)
 	}
 }
