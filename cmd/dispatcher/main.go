@@ -3,12 +3,10 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/dispatch"
-	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/harbor"
 	"github.com/agentdataplatform/adp/internal/queue"
 	"github.com/agentdataplatform/adp/internal/redisconn"
@@ -20,21 +18,11 @@ const name, metricsAddr = "dispatcher", ":8000"
 
 type config struct {
 	service.Config
-	// TaskFile is a file of task lines, or a Harbor dataset (a directory
-	// of task folders, or one), mapped as `adpctl import harbor` does
-	// under Harbor's settings.
-	TaskFile        string `env:"TASK_FILE" envDefault:"tasks.jsonl" valid:"nonempty"`
+	dispatch.EnvConfig
+	// Harbor is how a TASK_FILE that is a Harbor dataset (a directory of
+	// task folders, or one) is mapped, as `adpctl import harbor` does.
 	Harbor          harbor.Settings
-	Follow          bool          `env:"DISPATCH_FOLLOW" envDefault:"true"`
 	MonitorInterval time.Duration `env:"MONITOR_INTERVAL" envDefault:"5s" valid:">0"`
-	PollInterval    time.Duration `env:"DISPATCH_POLL_INTERVAL" envDefault:"500ms" valid:">0"`
-	BatchSize       int           `env:"DISPATCH_BATCH_SIZE" envDefault:"256"`
-}
-
-// Check bounds DISPATCH_BATCH_SIZE by the dispatcher's own maximum
-// (envconfig.Checker).
-func (c *config) Check() error {
-	return envconfig.Range("DISPATCH_BATCH_SIZE", c.BatchSize, 1, dispatch.MaxBatchSize)
 }
 
 func main() { service.Main(name, metricsAddr, &config{}, run) }
@@ -57,7 +45,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		TaskFile:     taskFile,
 		Follow:       cfg.Follow,
 		PollInterval: cfg.PollInterval,
-		RejectedFile: filepath.Join(cfg.OutputDir, "rejected.jsonl"),
+		RejectedFile: core.RejectedPath(cfg.OutputDir),
 		BatchSize:    cfg.BatchSize,
 	}, p.RDB, p.Metrics, p.Log)
 	if err != nil {

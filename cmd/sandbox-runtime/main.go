@@ -30,8 +30,10 @@ type config struct {
 	Backend      string        `env:"SANDBOX_BACKEND" envDefault:"auto" valid:"oneof=auto nsjail bwrap"`
 	MaxTimeout   time.Duration `env:"SANDBOX_MAX_TIMEOUT" envDefault:"600s" valid:">0"`
 	RunTimeout   time.Duration `env:"SANDBOX_RUN_TIMEOUT" envDefault:"30s" valid:">0"`
-	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"256" valid:">=1"`
+	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"1024" valid:">=1"`
 	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"16" valid:">=1"`
+	MaxThreads   int           `env:"SANDBOX_MAX_THREADS" envDefault:"256" valid:">=1"`
+	Cgroups      string        `env:"SANDBOX_CGROUPS" envDefault:"auto" valid:"oneof=auto off"`
 	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3" valid:"nonempty"`
 	NsjailPath   string        `env:"NSJAIL_PATH"`
 	NsjailConfig string        `env:"NSJAIL_CONFIG"`
@@ -41,6 +43,7 @@ type config struct {
 	// threads out of reach of signals (sandbox.Config.SandboxUID).
 	SandboxUID int `env:"SANDBOX_UID" envDefault:"65534" valid:"1..4294967294"`
 	Workspace  workspaceConfig
+	Caps       capsConfig
 	// ImageStore holds the images tasks name as their environment.
 	ImageStore imagestore.Config
 }
@@ -55,6 +58,39 @@ type workspaceConfig struct {
 	ObservationBytes int    `env:"SANDBOX_OBSERVATION_BYTES" envDefault:"16384" valid:">=1"`
 	Dir              string `env:"SANDBOX_WORKSPACE_DIR"` // default: $TMPDIR/adp-workspaces
 	SeedRoot         string `env:"WORKSPACE_ROOT"`        // default: $OUTPUT_DIR/workspaces
+}
+
+// capsConfig caps what a task's constraints.resources may ask
+// (core.ResourceCaps); the defaults are core.DefaultResourceCaps (a test
+// keeps them equal).
+type capsConfig struct {
+	MemoryMB    int64   `env:"SANDBOX_CAP_MEMORY_MB" envDefault:"4096" valid:">=1"`
+	Procs       int     `env:"SANDBOX_CAP_PROCS" envDefault:"64" valid:">=1"`
+	Threads     int     `env:"SANDBOX_CAP_THREADS" envDefault:"1024" valid:">=1"`
+	CPUs        float64 `env:"SANDBOX_CAP_CPUS" envDefault:"4" valid:">0"`
+	WorkspaceMB int64   `env:"SANDBOX_CAP_WORKSPACE_MB" envDefault:"10240" valid:">=1"`
+}
+
+// resourceCaps are the caps of cfg, checked to be at least the defaults
+// (a task that asks for nothing gets those).
+func (cfg *config) resourceCaps() (core.ResourceCaps, error) {
+	c := cfg.Caps
+	caps := core.ResourceCaps{MemoryMB: c.MemoryMB, MaxProcs: c.Procs, MaxThreads: c.Threads, CPUs: c.CPUs, WorkspaceMB: c.WorkspaceMB}
+	for _, p := range []struct {
+		cap, def string
+		below    bool
+	}{
+		{"SANDBOX_CAP_MEMORY_MB", "SANDBOX_MEMORY_MB", c.MemoryMB < cfg.MemoryMB},
+		{"SANDBOX_CAP_PROCS", "SANDBOX_MAX_PROCS", c.Procs < cfg.MaxProcs},
+		{"SANDBOX_CAP_THREADS", "SANDBOX_MAX_THREADS", c.Threads < cfg.MaxThreads},
+		{"SANDBOX_CAP_CPUS", "1 CPU", c.CPUs < 1},
+		{"SANDBOX_CAP_WORKSPACE_MB", "SANDBOX_WORKSPACE_MB", c.WorkspaceMB < cfg.Workspace.MaxMB},
+	} {
+		if p.below {
+			return caps, fmt.Errorf("%s is below %s: a task asking for nothing would get more than a task may ask for", p.cap, p.def)
+		}
+	}
+	return caps, nil
 }
 
 // managerConfig is the workspace.Config of cfg.
@@ -86,9 +122,13 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		// another keeps its jail slot busy.
 		cfg.InFlight = 2 * cfg.Concurrency
 	}
+	caps, err := cfg.resourceCaps()
+	if err != nil {
+		return err
+	}
 	jail, err := sandbox.New(cfg.Backend, sandbox.Config{
 		PythonPath: cfg.PythonPath, NsjailPath: cfg.NsjailPath, NsjailConfig: cfg.NsjailConfig, BwrapPath: cfg.BwrapPath,
-		SandboxUID: cfg.SandboxUID,
+		SandboxUID: cfg.SandboxUID, Cgroups: cfg.Cgroups,
 	})
 	if err != nil {
 		return err
@@ -110,6 +150,9 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 	limits.Wall, limits.CPU = cfg.RunTimeout, cfg.RunTimeout
 	limits.MemoryBytes = cfg.MemoryMB << 20
 	limits.MaxProcs = cfg.MaxProcs
+	limits.MaxThreads = cfg.MaxThreads
+	log.Info("sandbox limits", "bounds", sandbox.Bounds(jail), "memory_mb", cfg.MemoryMB, "max_procs", cfg.MaxProcs,
+		"max_threads", cfg.MaxThreads, "caps", fmt.Sprintf("%+v", caps))
 
 	jail = sandbox.Limit(jail, cfg.Concurrency)
 	workspaces, err := workspace.NewManager(cfg.managerConfig(), jail, limits)
@@ -139,7 +182,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		Config: cfg.RuntimeConfig, HasModel: client != nil, MaxTimeout: cfg.MaxTimeout,
 		CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
-			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces, Environments: envs,
+			Jail: jail, Limits: limits, Caps: caps, LLM: client, Workspaces: workspaces, Environments: envs,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 		},

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 	"github.com/agentdataplatform/adp/internal/workspace"
 )
@@ -29,5 +31,22 @@ func TestWorkspaceDefaults(t *testing.T) {
 	}
 	if got != want {
 		t.Errorf("managerConfig() = %+v, want %+v", got, want)
+	}
+}
+
+// The caps' defaults are core.DefaultResourceCaps (and so adpctl import
+// harbor's); caps below the defaults are refused, naming the setting.
+func TestResourceCapsDefaults(t *testing.T) {
+	var cfg config
+	if err := env.Parse(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	caps, err := cfg.resourceCaps()
+	if err != nil || caps != core.DefaultResourceCaps {
+		t.Errorf("resourceCaps() = %+v, %v; want %+v", caps, err, core.DefaultResourceCaps)
+	}
+	cfg.Caps.Threads = cfg.MaxThreads - 1
+	if _, err := cfg.resourceCaps(); err == nil || !strings.Contains(err.Error(), "SANDBOX_CAP_THREADS is below SANDBOX_MAX_THREADS") {
+		t.Errorf("caps below the defaults: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -141,7 +140,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 			Pages: webagent.PoolPages(pool), LLM: client,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
-			ScreenshotDir: filepath.Join(cfg.OutputDir, "trajectories"),
+			ScreenshotDir: core.TrajectoriesPath(cfg.OutputDir),
 			Vision:        cfg.Vision,
 		},
 		Checks: []func(context.Context) error{func(context.Context) error { return pool.Healthy() }},

@@ -10,13 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/envconfig"
-	"github.com/agentdataplatform/adp/internal/export"
 	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/service"
 
@@ -28,9 +27,12 @@ type Env struct {
 	RedisURL    string
 	RedisCAFile string
 	OutputDir   string
-	Stdin       io.Reader
-	Stdout      io.Writer
-	Stderr      io.Writer
+	// DemoAddr is ADP_DEMO_ADDR: the demo site's address for `up` and
+	// `demo`; empty: demosite.DefaultAddr.
+	DemoAddr string
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
 	// ImageStore configures `adpctl env` (the SANDBOX_IMAGE_* variables,
 	// shared with the sandbox runtime).
 	ImageStore    imagestore.Config
@@ -56,7 +58,7 @@ func EnvFromOS() (Env, error) {
 		return Env{}, err
 	}
 	e := Env{
-		RedisURL: c.RedisURL, RedisCAFile: c.RedisCAFile, OutputDir: c.OutputDir,
+		RedisURL: c.RedisURL, RedisCAFile: c.RedisCAFile, OutputDir: c.OutputDir, DemoAddr: c.DemoAddr,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
 	// The image store's variables are checked when `env` runs.
@@ -128,7 +130,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %-62s %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (default redis://localhost:6379), REDIS_CA_FILE, OUTPUT_DIR (default output);\nfor env: SANDBOX_IMAGE_STORE, SANDBOX_IMAGE_STORE_GB, SANDBOX_INSECURE_REGISTRIES (docs/environments.md).\nRun 'adpctl COMMAND --help' for a command's flags.")
+	fmt.Fprintf(w, "\nEnvironment: REDIS_URL (default %s), REDIS_CA_FILE, OUTPUT_DIR (default %s);\nfor env: SANDBOX_IMAGE_STORE, SANDBOX_IMAGE_STORE_GB, SANDBOX_INSECURE_REGISTRIES (docs/environments.md).\nRun 'adpctl COMMAND --help' for a command's flags.\n",
+		envconfig.Default(&service.Config{}, "REDIS_URL"), envconfig.Default(&service.Config{}, "OUTPUT_DIR"))
 }
 
 // newFlags returns a FlagSet that writes its usage to e.Stderr.
@@ -168,4 +171,4 @@ func (e Env) redis() (*redis.Client, error) {
 	return redisconn.Open(e.RedisURL, redisconn.Options{CAFile: e.RedisCAFile})
 }
 
-func (e Env) trajectoryDir() string { return filepath.Join(e.OutputDir, export.TrajectorySubdir) }
+func (e Env) trajectoryDir() string { return core.TrajectoriesPath(e.OutputDir) }

@@ -238,13 +238,14 @@ func needsImages(tasks []core.TaskSpec) bool {
 // validateTask runs t's oracle and a no-op agent on it and says what is
 // wrong (empty when nothing is).
 func validateTask(ctx context.Context, a *codeagent.Agent, t core.TaskSpec) (string, error) {
-	if t.TaskType != core.TaskCode {
+	c, err := t.Code()
+	if t.TaskType != core.TaskCode || err != nil {
 		return "a " + string(t.TaskType) + " task: validate checks code tasks with a test_command", nil
 	}
-	if _, ok := t.Constraints["actions"]; !ok {
+	if c.Actions == nil {
 		return "no oracle: the task has no actions (import Harbor folders with --oracle)", nil
 	}
-	if _, ok := t.Constraints["test_command"]; !ok {
+	if c.TestCommand == "" {
 		return "no check: the task has no test_command", nil
 	}
 	t.Samples = 1
@@ -259,6 +260,9 @@ func validateTask(ctx context.Context, a *codeagent.Agent, t core.TaskSpec) (str
 	noop := t
 	noop.Constraints = maps.Clone(t.Constraints)
 	noop.Constraints["actions"] = []any{map[string]any{"action": core.CodeActionFinish}}
+	if err := noop.Validate(); err != nil {
+		return "", fmt.Errorf("task %q: the no-op agent's task: %w", t.TaskID, err)
+	}
 	tr, err := a.Execute(ctx, noop)
 	if err != nil {
 		return "", fmt.Errorf("task %q: the no-op agent: %w", t.TaskID, err)

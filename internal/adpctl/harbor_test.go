@@ -105,7 +105,7 @@ func TestImportHarbor(t *testing.T) {
 	if err != nil || task.TaskID != "good" || task.Timeout != 60 {
 		t.Errorf("task %+v: %v", task, err)
 	}
-	if _, ok := task.Constraints["actions"]; ok {
+	if c, err := task.Code(); err != nil || c.Actions != nil {
 		t.Error("actions without --oracle")
 	}
 	file := filepath.Join(t.TempDir(), "out.jsonl")

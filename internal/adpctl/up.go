@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentdataplatform/adp/internal/demosite"
+	"github.com/agentdataplatform/adp/internal/dispatch"
 	"github.com/agentdataplatform/adp/internal/localrun"
 )
 
@@ -19,10 +20,10 @@ var errInterrupted = errors.New("interrupted")
 
 func cmdUp(ctx context.Context, e Env, args []string) error {
 	fs := newFlags(e, "up", "[--tasks FILE] [--output DIR] [--timeout D] [--keep [--redis-addr HOST:PORT]]")
-	tasks := fs.String("tasks", envOr("TASK_FILE", "tasks.jsonl"), "task file")
+	tasks := fs.String("tasks", envOr("TASK_FILE", dispatch.DefaultEnvConfig().TaskFile), "task file")
 	out := fs.String("output", e.OutputDir, "output directory (trajectories, logs, redis data)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
-	demo := fs.String("demo-addr", envOr("ADP_DEMO_ADDR", demosite.DefaultAddr), "address of the demo site the sample web tasks use (empty: none)")
+	demo := fs.String("demo-addr", e.demoAddr(), "address of the demo site the sample web tasks use (empty: none)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	keep := fs.Bool("keep", false, "keep the stack up after the file is done, until Ctrl-C: Redis on --redis-addr, both runtimes, the demo site, the task file followed")
 	redisAddr := fs.String("redis-addr", "", "where Redis listens (default: a free port; with --keep "+localrun.KeepRedisAddr+", where adpctl and redis-cli look)")
@@ -66,6 +67,14 @@ func cmdUp(ctx context.Context, e Env, args []string) error {
 	return printErr
 }
 
+// demoAddr is ADP_DEMO_ADDR, or the demo site's default address.
+func (e Env) demoAddr() string {
+	if e.DemoAddr != "" {
+		return e.DemoAddr
+	}
+	return demosite.DefaultAddr
+}
+
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -75,7 +84,7 @@ func envOr(k, def string) string {
 
 func cmdDemo(ctx context.Context, e Env, args []string) error {
 	fs := newFlags(e, "demo", "[--addr HOST:PORT]")
-	addr := fs.String("addr", envOr("ADP_DEMO_ADDR", demosite.DefaultAddr), "listen address")
+	addr := fs.String("addr", e.demoAddr(), "listen address")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

@@ -69,6 +69,10 @@ type CodeConstraints struct {
 	// "archive:NAME" for an image archive under SANDBOX_IMAGE_ARCHIVES
 	// (see ValidateEnvironment).
 	Environment string `json:"environment"`
+
+	// Resources is what the task asks of its jail beyond the runtime's
+	// defaults (resources.go), within the runtime's caps.
+	Resources Resources `json:"resources"`
 }
 
 // HasVerifier reports whether the task says what a right result is.
@@ -418,35 +422,22 @@ func ConstraintKeys(tt TaskType) []string {
 	return keys
 }
 
-// DecodeConstraints decodes t.Constraints into v, a pointer to the
-// constraints type of the task's type, strictly: an unknown key or a value
-// of the wrong type is an *InvalidTaskError naming constraints.<key>.
-func (t *TaskSpec) DecodeConstraints(v any) error {
-	if len(t.Constraints) == 0 {
-		return nil
-	}
-	b, err := json.Marshal(t.Constraints)
-	if err != nil {
-		return fmt.Errorf("encode constraints of task %q: %w", t.TaskID, err)
-	}
-	if err := decodeStrict(b, v); err != nil {
-		return t.constraintError(err)
-	}
-	if c, ok := v.(interface{ validate() error }); ok {
-		if err := c.validate(); err != nil {
+// decodeInto decodes t.Constraints into v, a pointer to the constraints
+// type of the task's type, strictly, and checks what the types alone do not.
+func (t *TaskSpec) decodeInto(v interface{ validate() error }) error {
+	if len(t.Constraints) > 0 {
+		b, err := json.Marshal(t.Constraints)
+		if err != nil {
+			return fmt.Errorf("encode constraints of task %q: %w", t.TaskID, err)
+		}
+		if err := decodeStrict(b, v); err != nil {
 			return t.constraintError(err)
 		}
 	}
-	return nil
-}
-
-// validateConstraints checks t.Constraints against its type's definition.
-func (t *TaskSpec) validateConstraints() error {
-	v := constraintsFor(t.TaskType)
-	if v == nil {
-		return nil // the task type is reported by Validate
+	if err := v.validate(); err != nil {
+		return t.constraintError(err)
 	}
-	return t.DecodeConstraints(v)
+	return nil
 }
 
 func (t *TaskSpec) constraintError(err error) error {

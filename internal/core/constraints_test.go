@@ -49,21 +49,22 @@ func TestDocsConstraintTables(t *testing.T) {
 	}
 }
 
-func TestDecodeConstraintsStrict(t *testing.T) {
+func TestConstraintsStrict(t *testing.T) {
 	task := TaskSpec{TaskID: "t", TaskType: TaskCode, Constraints: map[string]any{"code": "print(1)", "expected_outptu": "2"}}
-	var c CodeConstraints
-	err := task.DecodeConstraints(&c)
+	_, err := task.Code()
 	var inv *InvalidTaskError
 	if !errors.As(err, &inv) || inv.Field != "constraints.expected_outptu" {
-		t.Fatalf("DecodeConstraints = %v, want an InvalidTaskError naming constraints.expected_outptu", err)
+		t.Fatalf("Code = %v, want an InvalidTaskError naming constraints.expected_outptu", err)
+	}
+	if task.Kind() != "" {
+		t.Errorf("Kind of invalid constraints = %q, want none", task.Kind())
 	}
 	task.Constraints = map[string]any{"code": "print(1)", "expected_output": "1"}
-	if err := task.DecodeConstraints(&c); err != nil || c.ExpectedOutput == nil || *c.ExpectedOutput != "1" || !c.HasVerifier() {
-		t.Fatalf("DecodeConstraints = %+v, %v", c, err)
+	if c, err := task.Code(); err != nil || c.ExpectedOutput == nil || *c.ExpectedOutput != "1" || !c.HasVerifier() {
+		t.Fatalf("Code = %+v, %v", c, err)
 	}
 	web := TaskSpec{TaskID: "w", TaskType: TaskWeb, Constraints: map[string]any{"actions": []any{map[string]any{"action": " CLICK ", "selector": "#a"}}}}
-	var wc WebConstraints
-	if err := web.DecodeConstraints(&wc); err != nil || len(wc.Actions) != 1 || wc.Actions[0].Action != "click" {
+	if wc, err := web.Web(); err != nil || len(wc.Actions) != 1 || wc.Actions[0].Action != "click" {
 		t.Fatalf("web constraints = %+v, %v", wc, err)
 	}
 }

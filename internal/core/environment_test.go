@@ -43,8 +43,7 @@ func TestParseTaskEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c CodeConstraints
-	if err := task.DecodeConstraints(&c); err != nil || c.Environment != "python:3.12-slim" {
+	if c, err := task.Code(); err != nil || c.Environment != "python:3.12-slim" {
 		t.Fatalf("constraints = %+v (%v)", c, err)
 	}
 }

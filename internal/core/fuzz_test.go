@@ -34,6 +34,9 @@ func FuzzParseTask(f *testing.F) {
 		if err := task.Validate(); err != nil {
 			t.Fatalf("parsed task does not validate: %v", err)
 		}
+		if !task.Kind().Valid() {
+			t.Fatalf("parsed task has no kind: %q", task.Kind())
+		}
 		if err := ValidateTaskID(task.TaskID); err != nil {
 			t.Fatalf("unsafe id %q accepted: %v", task.TaskID, err)
 		}
@@ -45,7 +48,7 @@ func FuzzParseTask(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", b, err)
 		}
-		if again.TaskID != task.TaskID || again.TaskType != task.TaskType || again.Timeout != task.Timeout {
+		if again.TaskID != task.TaskID || again.TaskType != task.TaskType || again.Timeout != task.Timeout || again.Kind() != task.Kind() {
 			t.Fatalf("round trip changed the task: %+v vs %+v", again, task)
 		}
 	})

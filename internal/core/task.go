@@ -61,14 +61,18 @@ const (
 // TaskSpec is one task: one line of tasks.jsonl, or the `task` field of a
 // stream entry.
 type TaskSpec struct {
-	TaskID        string         `json:"task_id"`
-	TaskType      TaskType       `json:"task_type"`
-	Description   string         `json:"description"`
-	ExpectedTools []string       `json:"expected_tools"`
-	Constraints   map[string]any `json:"constraints"`
-	MaxSteps      int            `json:"max_steps"`
-	Timeout       int            `json:"timeout"` // seconds
-	Priority      int            `json:"priority"`
+	TaskID        string   `json:"task_id"`
+	TaskType      TaskType `json:"task_type"`
+	Description   string   `json:"description"`
+	ExpectedTools []string `json:"expected_tools"`
+	// Constraints are the task's constraints as written: the wire form,
+	// encoded back unchanged. Read them typed, decoded once by the parse,
+	// with Code or Web, and the kind they decide with Kind; a spec whose
+	// Constraints are set or changed in Go is decoded again by Validate.
+	Constraints map[string]any `json:"constraints"`
+	MaxSteps    int            `json:"max_steps"`
+	Timeout     int            `json:"timeout"` // seconds
+	Priority    int            `json:"priority"`
 	// Samples is how many independent attempts of the task to make (1..100).
 	// A task of one attempt (or a hand-made spec that leaves it 0) is
 	// encoded without the field, as before attempts existed.
@@ -78,6 +82,9 @@ type TaskSpec struct {
 	// SampleIndex is the attempt this spec stands for (0-based). It travels
 	// beside the task in its stream entry, not in the task's JSON.
 	SampleIndex int `json:"-"`
+
+	// typedC are Constraints decoded by Validate (which every parse runs).
+	typedC *typedConstraints
 }
 
 // Sampling is a task's model sampling settings (task field `sampling`);
@@ -217,7 +224,9 @@ func parseTask(data []byte, defaultID func() string) (TaskSpec, error) {
 
 // Validate checks every field of t and returns the first problem as an
 // *InvalidTaskError. It does not apply defaults: a zero MaxSteps is an error.
+// A valid task keeps its constraints decoded (Kind, Code, Web).
 func (t *TaskSpec) Validate() error {
+	t.typedC = nil
 	bad := func(field, reason string, args ...any) error {
 		return &InvalidTaskError{TaskID: printableID(t.TaskID), Field: field, Reason: fmt.Sprintf(reason, args...)}
 	}
@@ -252,7 +261,12 @@ func (t *TaskSpec) Validate() error {
 			return bad("expected_tools", "entry %d is empty", i)
 		}
 	}
-	return t.validateConstraints()
+	tc, err := t.decodeConstraints()
+	if err != nil {
+		return err
+	}
+	t.typedC = tc
+	return nil
 }
 
 // ValidateTaskID rejects ids that are unsafe as a file name: the id names the

@@ -41,10 +41,7 @@ func TestParseTaskBlueprintSample(t *testing.T) {
 	if got.TaskID != "demo_fib" || got.TaskType != TaskCode || got.MaxSteps != 5 || got.ExpectedTools[0] != "python_executor" {
 		t.Errorf("parsed %+v", got)
 	}
-	var c struct {
-		ExpectedOutput string `json:"expected_output"`
-	}
-	if err := got.DecodeConstraints(&c); err != nil || c.ExpectedOutput != "55" {
+	if c, err := got.Code(); err != nil || c.ExpectedOutput == nil || *c.ExpectedOutput != "55" {
 		t.Errorf("constraints = %+v, %v", c, err)
 	}
 }
@@ -84,7 +81,7 @@ func TestParseTaskErrors(t *testing.T) {
 		{"float seed", `{"task_type":"code","description":"x","sampling":{"seed":1.5}}`, "sampling", "seed"},
 		{"constraints not object", `{"task_type":"code","description":"x","constraints":[1]}`, "constraints", "object"},
 		{"misspelled verifier", `{"task_type":"code","description":"x","constraints":{"code":"print(1)","expected_outptu":"2"}}`, "constraints.expected_outptu", "unknown constraint for a code task"},
-		{"web constraint on code", `{"task_type":"code","description":"x","constraints":{"start_url":"http://x"}}`, "constraints.start_url", "known: actions, code, environment, expected_output, files, setup, stdin, test_command, test_files, tests"},
+		{"web constraint on code", `{"task_type":"code","description":"x","constraints":{"start_url":"http://x"}}`, "constraints.start_url", "known: actions, code, environment, expected_output, files, resources, setup, stdin, test_command, test_files, tests"},
 		{"code constraint on web", `{"task_type":"web","description":"x","constraints":{"tests":"assert 1"}}`, "constraints.tests", "unknown constraint for a web task"},
 		{"reasoning typo", `{"task_type":"reasoning","description":"x","constraints":{"expected":"4"}}`, "constraints.expected", "unknown constraint"},
 		{"tests not a string", `{"task_type":"code","description":"x","constraints":{"tests":["assert 1"]}}`, "constraints.tests", "must be a string"},

@@ -400,6 +400,9 @@ func (c CodeConstraints) IsWorkspace() bool {
 // verified by its test_command, so the single-program constraints are not
 // for it; and the workspace reference is a clean relative path.
 func (c *CodeConstraints) validate() error {
+	if err := c.Resources.validate(); err != nil {
+		return err
+	}
 	if c.Environment != "" {
 		if err := ValidateEnvironment(c.Environment); err != nil {
 			return &fieldError{field: "environment", err: err}

@@ -92,8 +92,8 @@ func TestWorkspaceConstraintsDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c CodeConstraints
-	if err := task.DecodeConstraints(&c); err != nil {
+	c, err := task.Code()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := string(c.Files["data/blob.bin"]); got != "\x00\x01\x02\xff" {
@@ -124,8 +124,7 @@ func TestWorkspaceConstraintsDecode(t *testing.T) {
 	// A workspace task without a test_command has no verifier; a list
 	// of setup commands is kept in order.
 	task.Constraints = map[string]any{"files": map[string]any{}, "setup": []any{"a", "b"}}
-	c = CodeConstraints{}
-	if err := task.DecodeConstraints(&c); err != nil {
+	if c, err = task.Code(); err != nil {
 		t.Fatal(err)
 	}
 	if !c.IsWorkspace() || c.HasVerifier() || len(c.Setup) != 2 || c.Setup[1] != "b" {
@@ -133,8 +132,7 @@ func TestWorkspaceConstraintsDecode(t *testing.T) {
 	}
 	// A single-program task is not a workspace task.
 	task.Constraints = map[string]any{"code": "print(1)", "expected_output": "1"}
-	c = CodeConstraints{}
-	if err := task.DecodeConstraints(&c); err != nil || c.IsWorkspace() {
+	if c, err = task.Code(); err != nil || c.IsWorkspace() {
 		t.Errorf("single program: IsWorkspace=%v, %v", c.IsWorkspace(), err)
 	}
 }
@@ -184,7 +182,7 @@ func TestDocsWorkspaceExample(t *testing.T) {
 		if err != nil {
 			t.Fatalf("line %d: %v", i+1, err)
 		}
-		if err := task.DecodeConstraints(&cs[i]); err != nil || !cs[i].IsWorkspace() || cs[i].TestCommand == "" {
+		if cs[i], err = task.Code(); err != nil || !cs[i].IsWorkspace() || cs[i].TestCommand == "" {
 			t.Fatalf("line %d decodes to %+v, %v", i+1, cs[i], err)
 		}
 	}

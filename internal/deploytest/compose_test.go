@@ -2,7 +2,6 @@ package deploytest
 
 import (
 	"context"
-	"encoding/json"
 	"io/fs"
 	"maps"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v4"
 
+	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/demosite"
 )
 
@@ -499,19 +499,15 @@ func TestComposeDemoSite(t *testing.T) {
 	hosts := strings.Split(allow, ",")
 	// Every web task of the shipped file starts on an allowed host:port.
 	for i, line := range strings.Split(strings.TrimSpace(readRepoFile(t, "tasks.jsonl")), "\n") {
-		var task struct {
-			TaskType    string `json:"task_type"`
-			Constraints struct {
-				StartURL string `json:"start_url"`
-			} `json:"constraints"`
-		}
-		if err := json.Unmarshal([]byte(line), &task); err != nil {
+		task, err := core.ParseTask([]byte(line))
+		if err != nil {
 			t.Fatalf("tasks.jsonl line %d: %v", i+1, err)
 		}
-		if task.TaskType != "web" {
+		c, err := task.Web()
+		if task.Kind() != core.KindWeb || err != nil {
 			continue
 		}
-		u, err := url.Parse(task.Constraints.StartURL)
+		u, err := url.Parse(c.StartURL)
 		if err != nil {
 			t.Fatalf("tasks.jsonl line %d: %v", i+1, err)
 		}

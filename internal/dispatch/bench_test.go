@@ -51,6 +51,7 @@ func BenchmarkIngest(b *testing.B) {
 	// The payload of one stream entry, as the dispatcher writes it.
 	task, _ := core.ParseTask([]byte(benchLine(0)))
 	payload, _ := task.MarshalLine()
+	kind := string(task.Kind())
 
 	r := testsupport.StartRedis(b, testsupport.WithRedisArgs("--appendonly", "no"))
 	ctx := context.Background()
@@ -58,7 +59,7 @@ func BenchmarkIngest(b *testing.B) {
 		r.Client.FlushAll(ctx)
 
 		// 1. redis-benchmark -P 64 XADD.
-		rbRate := redisBenchmark(b, r.Port, n, string(payload))
+		rbRate := redisBenchmark(b, r.Port, n, string(payload), kind)
 		r.Client.FlushAll(ctx)
 
 		// 2. The dispatcher.
@@ -82,7 +83,7 @@ func BenchmarkIngest(b *testing.B) {
 		nn := max(n/10, 1)
 		start = time.Now()
 		for j := 0; j < nn; j++ {
-			r.Client.XAdd(ctx, &redis.XAddArgs{Stream: "tasks:naive", Values: []any{"task", payload, "submitted_at", "0", "priority", "1"}})
+			r.Client.XAdd(ctx, &redis.XAddArgs{Stream: "tasks:naive", Values: []any{"task", payload, "kind", kind, "submitted_at", "0", "priority", "1"}})
 		}
 		naiveRate := float64(nn) / time.Since(start).Seconds()
 
@@ -97,14 +98,14 @@ func BenchmarkIngest(b *testing.B) {
 
 var rpsRe = regexp.MustCompile(`([0-9.]+) requests per second`)
 
-func redisBenchmark(b *testing.B, port, n int, payload string) float64 {
+func redisBenchmark(b *testing.B, port, n int, payload, kind string) float64 {
 	b.Helper()
 	bin, err := exec.LookPath("redis-benchmark")
 	if err != nil {
 		b.Skip("redis-benchmark not installed (apt-get install redis-tools)")
 	}
 	out, err := exec.Command(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-P", "64", "-n", strconv.Itoa(n), "-c", "1", "-q",
-		"XADD", "tasks:rb", "*", "task", payload, "submitted_at", "1700000000.000", "priority", "1").CombinedOutput()
+		"XADD", "tasks:rb", "*", "task", payload, "kind", kind, "submitted_at", "1700000000.000", "priority", "1").CombinedOutput()
 	if err != nil {
 		b.Fatalf("redis-benchmark: %v\n%s", err, out)
 	}

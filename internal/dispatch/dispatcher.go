@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/envconfig"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/queue"
 )
@@ -35,10 +36,33 @@ import (
 // written in the same atomic step as the batch that reaches it.
 const KeyPositionPrefix = "dispatcher:position:"
 
-// Defaults of Config.
+// EnvConfig is the dispatcher's configuration in the environment: the one
+// place its variables and their defaults are written. cmd/dispatcher reads
+// it; `adpctl up` (localrun) and New take their defaults from it.
+type EnvConfig struct {
+	TaskFile     string        `env:"TASK_FILE" envDefault:"tasks.jsonl" valid:"nonempty"`
+	Follow       bool          `env:"DISPATCH_FOLLOW" envDefault:"true"`
+	PollInterval time.Duration `env:"DISPATCH_POLL_INTERVAL" envDefault:"500ms" valid:">0"`
+	BatchSize    int           `env:"DISPATCH_BATCH_SIZE" envDefault:"256"`
+}
+
+// Check bounds DISPATCH_BATCH_SIZE by MaxBatchSize (envconfig.Checker).
+func (c *EnvConfig) Check() error {
+	return envconfig.Range("DISPATCH_BATCH_SIZE", c.BatchSize, 1, MaxBatchSize)
+}
+
+// DefaultEnvConfig is EnvConfig with every default, as an unset
+// environment gives it.
+func DefaultEnvConfig() EnvConfig {
+	var c EnvConfig
+	if err := envconfig.Load(&c, map[string]string{}); err != nil {
+		panic(fmt.Sprintf("dispatch: the defaults of EnvConfig: %v", err)) // TestDefaultEnvConfig
+	}
+	return c
+}
+
+// Defaults of Config that the environment does not set, and bounds.
 const (
-	DefaultPollInterval    = 500 * time.Millisecond
-	DefaultBatchSize       = 256
 	DefaultPipelineBatches = 16
 	MaxBatchSize           = 4096
 	// maxLoggedDuplicates bounds duplicate log lines per process: replaying a
@@ -92,11 +116,12 @@ type Dispatcher struct {
 
 // New returns a Dispatcher; Run starts it.
 func New(cfg Config, rdb *redis.Client, m *metrics.Set, log *slog.Logger) (*Dispatcher, error) {
+	def := DefaultEnvConfig()
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
+		cfg.PollInterval = def.PollInterval
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
+		cfg.BatchSize = def.BatchSize
 	}
 	// The enqueue script unpacks a batch onto Lua's stack (limit ~8000).
 	cfg.BatchSize = min(cfg.BatchSize, MaxBatchSize)

@@ -452,3 +452,11 @@ func TestReadTasksMatchesDispatch(t *testing.T) {
 		t.Errorf("dispatched %v", got)
 	}
 }
+
+// The dispatcher's defaults are its env tags' (EnvConfig).
+func TestDefaultEnvConfig(t *testing.T) {
+	c := DefaultEnvConfig()
+	if c.TaskFile != "tasks.jsonl" || !c.Follow || c.PollInterval != 500*time.Millisecond || c.BatchSize != 256 {
+		t.Errorf("defaults %+v", c)
+	}
+}

@@ -80,6 +80,20 @@ func Load(cfg any, environ map[string]string) error {
 	return runChecks(reflect.ValueOf(cfg))
 }
 
+// Default returns the default (envDefault tag) of variable key in cfg, a
+// pointer to a config struct: the one place a default is written, for
+// programs that must name it without loading the variable (a usage text,
+// a library's zero value). It panics when cfg declares no default for key:
+// a programming error.
+func Default(cfg any, key string) string {
+	for _, f := range walk(reflect.ValueOf(cfg).Elem()) {
+		if f.key == key && f.hasDefault {
+			return f.def
+		}
+	}
+	panic(fmt.Sprintf("envconfig: %T declares no default for %s", cfg, key))
+}
+
 // field is one variable of a config struct.
 type field struct {
 	key, def, rule string

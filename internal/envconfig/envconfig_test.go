@@ -78,3 +78,26 @@ func TestLoadRunsCheck(t *testing.T) {
 		t.Error("Check ran before the tags' checks")
 	}
 }
+
+func TestDefault(t *testing.T) {
+	type Inner struct {
+		Addr string `env:"ADDR" envDefault:":80"`
+	}
+	type outer struct {
+		Inner
+		Level string `env:"LEVEL" envDefault:"info"`
+		Bare  string `env:"BARE"`
+	}
+	if got := Default(&outer{}, "LEVEL"); got != "info" {
+		t.Errorf("LEVEL default %q", got)
+	}
+	if got := Default(&outer{}, "ADDR"); got != ":80" {
+		t.Errorf("embedded ADDR default %q", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a variable without a default did not panic")
+		}
+	}()
+	Default(&outer{}, "BARE")
+}

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -11,12 +12,92 @@ import (
 	"github.com/agentdataplatform/adp/internal/prompt"
 )
 
-// conversation is a trajectory as a chat, before it takes the shape of a
-// format: the prompt, one tool call per model action with its observation,
-// and the final answer. It is built for trajectories that carry no recorded
+// conversation is one trajectory's chat as every format renders it, made
+// once per trajectory: the messages up to the model's last reply, each
+// with its bytes (as recorded, or as rendered from the steps) and what the
+// formats read of it, decoded once; and the tools offered. openai writes
+// the bytes, sharegpt the decoded values, groups splits the bytes at the
+// first model turn.
+type conversation struct {
+	// recorded is true for a model's exchange as recorded, false for a
+	// conversation rendered from the steps (scripted, cached, rules).
+	recorded bool
+	messages []message
+	// tools is the JSON array of tools offered; functions are their
+	// function definitions (sharegpt's tools).
+	tools     json.RawMessage
+	functions []json.RawMessage
+}
+
+// message is one message of a conversation: its bytes (compact) and the
+// part of it the formats read.
+type message struct {
+	raw        json.RawMessage
+	role       string
+	content    string
+	toolCallID string
+	calls      []toolCall
+}
+
+// toolCall is one call of an assistant message: its arguments as sent
+// (a JSON object encoded as a string) and decoded (argsErr when they are
+// not a JSON object).
+type toolCall struct {
+	id, name string
+	args     map[string]any
+	argsErr  error
+}
+
+// newConversation is tr's conversation: the recorded exchange when it has
+// one, else the one its steps render. It is errEmpty when there is nothing
+// to learn from (no model reply recorded; no model action in a failure).
+func newConversation(tr *core.Trajectory, opts Options) (*conversation, error) {
+	if len(tr.Messages) > 0 {
+		return recordedConversation(tr, opts)
+	}
+	r, ok := render(tr, opts)
+	if !ok {
+		return nil, errEmpty
+	}
+	return r.conversation()
+}
+
+// firstModelTurn is the index of the first assistant message (every
+// conversation has one).
+func (c *conversation) firstModelTurn() int {
+	for i, m := range c.messages {
+		if m.role == "assistant" {
+			return i
+		}
+	}
+	return len(c.messages)
+}
+
+// raws are the bytes of messages.
+func raws(ms []message) []json.RawMessage {
+	out := make([]json.RawMessage, len(ms))
+	for i, m := range ms {
+		out[i] = m.raw
+	}
+	return out
+}
+
+// compact returns b without insignificant space, as the formats write it
+// (and compare it).
+func compact(b []byte) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// rendered is a trajectory as a chat, before it is a conversation: the
+// prompt, one tool call per model action with its observation, and the
+// final answer. It is built for trajectories that carry no recorded
 // exchange with a model (scripted, cached, rules), from the agents' own
 // prompts and tools (internal/prompt).
-type conversation struct {
+type rendered struct {
 	system string
 	user   string
 	calls  []call
@@ -36,6 +117,58 @@ type call struct {
 const (
 	actionGoto = "goto"
 )
+
+// conversation makes r's messages in the OpenAI shape: system, user, then
+// per model action an assistant message with one tool call and the tool
+// message answering it, then the final assistant message.
+func (r rendered) conversation() (*conversation, error) {
+	c := &conversation{messages: make([]message, 0, 3+2*len(r.calls))}
+	add := func(m openAIMessage, calls []toolCall) error {
+		b, err := marshal(m)
+		if err != nil {
+			return err
+		}
+		c.messages = append(c.messages, message{raw: b, role: m.Role, content: m.Content, toolCallID: m.ToolCallID, calls: calls})
+		return nil
+	}
+	if err := add(openAIMessage{Role: "system", Content: r.system}, nil); err != nil {
+		return nil, err
+	}
+	if err := add(openAIMessage{Role: "user", Content: r.user}, nil); err != nil {
+		return nil, err
+	}
+	for _, cl := range r.calls {
+		args, err := marshalString(cl.args)
+		if err != nil {
+			return nil, err
+		}
+		tc := openAIToolCall{ID: cl.id, Type: "function", Function: openAIFunction{Name: cl.name, Arguments: args}}
+		if err := add(openAIMessage{Role: "assistant", ToolCalls: []openAIToolCall{tc}}, []toolCall{{id: cl.id, name: cl.name, args: cl.args}}); err != nil {
+			return nil, err
+		}
+		if err := add(openAIMessage{Role: "tool", ToolCallID: cl.id, Content: cl.observation}, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(openAIMessage{Role: "assistant", Content: r.final}, nil); err != nil {
+		return nil, err
+	}
+	tools := r.tools
+	if tools == nil {
+		tools = []llm.Tool{}
+	}
+	var err error
+	if c.tools, err = marshal(tools); err != nil {
+		return nil, err
+	}
+	c.functions = make([]json.RawMessage, len(tools))
+	for i, t := range tools {
+		if c.functions[i], err = marshal(t.Function); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
 
 // otherSystemPrompt is the system prompt of a trajectory that mixes code and
 // web tools (no agent sends such a conversation).
@@ -66,10 +199,10 @@ func isWorkspace(tr *core.Trajectory) bool {
 	return false
 }
 
-// toConversation turns a trajectory into a conversation. ok is false when
-// the trajectory failed without a single model action: nothing to learn.
-func toConversation(tr *core.Trajectory, opts Options) (conversation, bool) {
-	var c conversation
+// render turns a trajectory's steps into a chat. ok is false when the
+// trajectory failed without a single model action: nothing to learn.
+func render(tr *core.Trajectory, opts Options) (rendered, bool) {
+	var c rendered
 	steps := tr.Steps
 	var start *core.ExecutionStep
 	if len(steps) > 0 && isInitialNavigation(steps[0]) {

@@ -221,54 +221,42 @@ var errEmpty = errors.New("failed without any model action")
 // returned, so a trajectory that cannot be expressed legally (e.g. a tool
 // name OpenAI rejects) is an error rather than a bad training example.
 func Record(tr *core.Trajectory, format Format, opts Options) ([]byte, error) {
-	if format == FormatGroups {
-		return nil, errors.New("groups is a format of a task's attempts together: use Write")
-	}
+	_, line, err := recordOf(tr, format, opts)
+	return line, err
+}
+
+// recordOf is Record with the conversation the line renders.
+func recordOf(tr *core.Trajectory, format Format, opts Options) (*conversation, []byte, error) {
 	var (
-		line     []byte
-		err      error
+		render   func(*conversation) ([]byte, error)
 		validate func([]byte) error
 	)
-	if len(tr.Messages) > 0 {
-		// A model's trajectory: what it was sent and said, as recorded.
-		switch format {
-		case FormatOpenAI:
-			line, err = recordedOpenAI(tr, opts)
-			validate = ValidateOpenAI
-		case FormatShareGPT:
-			line, err = recordedShareGPT(tr, opts)
-			validate = ValidateShareGPT
-		default:
-			_, err = ParseFormat(string(format))
-			return nil, err
-		}
-	} else {
-		c, ok := toConversation(tr, opts)
-		if !ok {
-			return nil, errEmpty
-		}
-		switch format {
-		case FormatOpenAI:
-			line, err = c.openAI()
-			validate = ValidateOpenAI
-		case FormatShareGPT:
-			line, err = c.shareGPT()
-			validate = ValidateShareGPT
-		default:
-			_, err = ParseFormat(string(format))
-			return nil, err
-		}
+	switch format {
+	case FormatOpenAI:
+		render, validate = (*conversation).openAI, ValidateOpenAI
+	case FormatShareGPT:
+		render, validate = (*conversation).shareGPT, ValidateShareGPT
+	case FormatGroups:
+		return nil, nil, errors.New("groups is a format of a task's attempts together: use Write")
+	default:
+		_, err := ParseFormat(string(format))
+		return nil, nil, err
 	}
+	c, err := newConversation(tr, opts)
 	if errors.Is(err, errEmpty) {
-		return nil, err
+		return nil, nil, err
+	}
+	var line []byte
+	if err == nil {
+		line, err = render(c)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("encode %s record: %w", format, err)
+		return nil, nil, fmt.Errorf("encode %s record: %w", format, err)
 	}
 	if err := validate(line); err != nil {
-		return nil, fmt.Errorf("cannot be exported as %s: %w", format, err)
+		return nil, nil, fmt.Errorf("cannot be exported as %s: %w", format, err)
 	}
-	return line, nil
+	return c, line, nil
 }
 
 // marshal is json.Marshal without HTML escaping: code and page text keep

@@ -11,11 +11,18 @@ import (
 	"testing"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/prompt"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
 const t0 = 1_760_000_000.0 // a fixed created_at
+
+// openAIRecord is an openai line as a test reads it.
+type openAIRecord struct {
+	Messages []openAIMessage `json:"messages"`
+	Tools    []llm.Tool      `json:"tools"`
+}
 
 // sample trajectories, one per case the exporter handles.
 

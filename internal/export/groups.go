@@ -170,16 +170,22 @@ func writeByTask(w io.Writer, dir string, opts Options, sum *Summary,
 
 // record is Record with errEmpty counted and other failures listed.
 func record(tr *core.Trajectory, path string, format Format, opts Options, sum *Summary) []byte {
-	b, err := Record(tr, format, opts)
+	_, b := recordWith(tr, path, format, opts, sum)
+	return b
+}
+
+// recordWith is record with the conversation the line renders.
+func recordWith(tr *core.Trajectory, path string, format Format, opts Options, sum *Summary) (*conversation, []byte) {
+	c, b, err := recordOf(tr, format, opts)
 	switch {
 	case errors.Is(err, errEmpty):
 		sum.Empty++
-		return nil
+		return nil, nil
 	case err != nil:
 		sum.Invalid = append(sum.Invalid, FileError{Path: path, Err: err.Error()})
-		return nil
+		return nil, nil
 	}
-	return b
+	return c, b
 }
 
 // writeBestOf writes, per task, the record of its best attempt.
@@ -230,33 +236,27 @@ func writeGroups(w io.Writer, dir string, opts Options) (Summary, error) {
 	err := writeByTask(w, dir, opts, &sum, func(id string, trs []*core.Trajectory, paths map[*core.Trajectory]string) ([]byte, error) {
 		var g *Group
 		for _, tr := range trs {
-			b := record(tr, paths[tr], FormatOpenAI, opts, &sum)
-			if b == nil {
+			// The openai record is made and validated; the group takes its
+			// messages and tools from the conversation it rendered.
+			c, _ := recordWith(tr, paths[tr], FormatOpenAI, opts, &sum)
+			if c == nil {
 				continue
 			}
-			var rec struct {
-				Messages []json.RawMessage `json:"messages"`
-				Tools    json.RawMessage   `json:"tools"`
-			}
-			if err := json.Unmarshal(b, &rec); err != nil {
-				sum.Invalid = append(sum.Invalid, FileError{Path: paths[tr], Err: "decode its openai record: " + err.Error()})
-				continue
-			}
-			first := firstModelTurn(rec.Messages)
+			first := c.firstModelTurn()
 			a := GroupAttempt{
 				SampleIndex: tr.SampleIndex, Reward: tr.Reward, Success: tr.Success, ExitReason: tr.ExitReason,
-				Recorded: len(tr.Messages) > 0, Completion: rec.Messages[first:],
+				Recorded: c.recorded, Completion: raws(c.messages[first:]),
 				LLM: tr.LLM, ModelCalls: tr.ModelCalls,
 			}
-			prompt := rec.Messages[:first]
+			prompt := raws(c.messages[:first])
 			if g == nil {
-				g = &Group{TaskID: id, TaskType: tr.TaskType, Prompt: prompt, Tools: rec.Tools}
+				g = &Group{TaskID: id, TaskType: tr.TaskType, Prompt: prompt, Tools: c.tools}
 			} else {
 				if !sameMessages(prompt, g.Prompt) {
 					a.Prompt = prompt
 				}
-				if !bytes.Equal(rec.Tools, g.Tools) {
-					a.Tools = rec.Tools
+				if !bytes.Equal(c.tools, g.Tools) {
+					a.Tools = c.tools
 				}
 			}
 			g.Attempts = append(g.Attempts, a)
@@ -271,20 +271,6 @@ func writeGroups(w io.Writer, dir string, opts Options) (Summary, error) {
 		return marshal(g)
 	})
 	return sum, err
-}
-
-// firstModelTurn is the index of the first assistant message (an openai
-// record always has one).
-func firstModelTurn(msgs []json.RawMessage) int {
-	for i, m := range msgs {
-		var r struct {
-			Role string `json:"role"`
-		}
-		if json.Unmarshal(m, &r) == nil && r.Role == "assistant" {
-			return i
-		}
-	}
-	return len(msgs)
 }
 
 func sameMessages(a, b []json.RawMessage) bool {

@@ -1,13 +1,9 @@
 package export
 
-import "github.com/agentdataplatform/adp/internal/llm"
+import "encoding/json"
 
-// The OpenAI chat fine-tuning shape, as written.
-type openAIRecord struct {
-	Messages []openAIMessage `json:"messages"`
-	Tools    []openAITool    `json:"tools"`
-}
-
+// The OpenAI chat fine-tuning shape of a message, as a rendered
+// conversation writes it.
 type openAIMessage struct {
 	Role string `json:"role"`
 	// Content is always a string ("" on an assistant message that only
@@ -28,33 +24,11 @@ type openAIFunction struct {
 	Arguments string `json:"arguments"` // a JSON object, encoded as a string
 }
 
-type openAITool = llm.Tool
-
-// openAI renders c as one OpenAI record: system, user, then per model
-// action an assistant message with one tool call and the tool message
-// answering it, then the final assistant message.
-func (c conversation) openAI() ([]byte, error) {
-	rec := openAIRecord{
-		Messages: make([]openAIMessage, 0, 3+2*len(c.calls)),
-		Tools:    make([]openAITool, 0, len(c.tools)),
-	}
-	rec.Messages = append(rec.Messages,
-		openAIMessage{Role: "system", Content: c.system},
-		openAIMessage{Role: "user", Content: c.user})
-	for _, cl := range c.calls {
-		args, err := marshalString(cl.args)
-		if err != nil {
-			return nil, err
-		}
-		rec.Messages = append(rec.Messages,
-			openAIMessage{Role: "assistant", ToolCalls: []openAIToolCall{{
-				ID: cl.id, Type: "function", Function: openAIFunction{Name: cl.name, Arguments: args},
-			}}},
-			openAIMessage{Role: "tool", ToolCallID: cl.id, Content: cl.observation})
-	}
-	rec.Messages = append(rec.Messages, openAIMessage{Role: "assistant", Content: c.final})
-	for _, d := range c.tools {
-		rec.Tools = append(rec.Tools, d)
-	}
-	return marshal(rec)
+// openAI renders c as one OpenAI record: its messages and tools, their
+// bytes unchanged.
+func (c *conversation) openAI() ([]byte, error) {
+	return marshal(struct {
+		Messages []json.RawMessage `json:"messages"`
+		Tools    json.RawMessage   `json:"tools"`
+	}{raws(c.messages), c.tools})
 }

@@ -12,13 +12,12 @@ import (
 // (core.Trajectory.Messages and Tools): the export is what was sent and
 // received, not a rendering of the steps.
 //
-//   - openai: the recorded messages, each element's bytes unchanged, and the
-//     recorded tools unchanged. Messages after the model's last reply (a
-//     request that got no answer) are left out.
+//   - openai: the recorded messages, each element's bytes unchanged (but
+//     for insignificant space), and the recorded tools unchanged. Messages
+//     after the model's last reply (a request that got no answer) are left
+//     out.
 //   - sharegpt: the same conversation in LLaMA-Factory's roles; the texts
-//     are the recorded ones. An assistant message's text beside tool calls
-//     has no place in a function_call and is left out there, and the
-//     results of several calls of one message are one observation.
+//     are the recorded ones (see conversation.shareGPT).
 //
 // Options.SystemPrompt, when set, replaces the recorded system prompt: the
 // operator asked for it.
@@ -65,117 +64,60 @@ func (c *textContent) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// recordedMessages returns the recorded messages up to the model's last
-// reply, decoded beside their bytes.
-func recordedMessages(tr *core.Trajectory, opts Options) ([]json.RawMessage, []wireMessage, error) {
-	raws := tr.Messages
-	msgs := make([]wireMessage, len(raws))
+// recordedConversation is the conversation of tr's recorded exchange: its
+// messages up to the model's last reply (a request that got no answer is
+// left out), each decoded once beside its bytes, and its tools.
+func recordedConversation(tr *core.Trajectory, opts Options) (*conversation, error) {
+	c := &conversation{recorded: true}
 	last := -1
-	for i, raw := range raws {
-		if err := json.Unmarshal(raw, &msgs[i]); err != nil {
-			return nil, nil, fmt.Errorf("recorded message %d: %w", i, err)
+	for i, raw := range tr.Messages {
+		var w wireMessage
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return nil, fmt.Errorf("recorded message %d: %w", i, err)
 		}
-		if msgs[i].Role == "assistant" {
+		b, err := compact(raw)
+		if err != nil {
+			return nil, fmt.Errorf("recorded message %d: %w", i, err)
+		}
+		m := message{raw: b, role: w.Role, content: string(w.Content), toolCallID: w.ToolCallID}
+		for _, tc := range w.ToolCalls {
+			call := toolCall{id: tc.ID, name: tc.Function.Name}
+			call.argsErr = json.Unmarshal([]byte(tc.Function.Arguments), &call.args)
+			m.calls = append(m.calls, call)
+		}
+		c.messages = append(c.messages, m)
+		if m.role == "assistant" {
 			last = i
 		}
 	}
 	if last < 0 {
-		return nil, nil, errEmpty
+		return nil, errEmpty
 	}
-	raws, msgs = append([]json.RawMessage(nil), raws[:last+1]...), msgs[:last+1]
-	if opts.SystemPrompt != "" && msgs[0].Role == "system" {
-		b, err := marshal(struct {
-			Role    string `json:"role"`
-			Content string `json:"content"`
-		}{"system", opts.SystemPrompt})
+	c.messages = c.messages[:last+1]
+	if opts.SystemPrompt != "" && c.messages[0].role == "system" {
+		b, err := marshal(openAIMessage{Role: "system", Content: opts.SystemPrompt})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		raws[0], msgs[0].Content = b, textContent(opts.SystemPrompt)
+		c.messages[0] = message{raw: b, role: "system", content: opts.SystemPrompt}
 	}
-	return raws, msgs, nil
-}
-
-func recordedTools(tr *core.Trajectory) json.RawMessage {
-	if len(tr.Tools) == 0 {
-		return json.RawMessage("[]")
+	tools := tr.Tools
+	if len(tools) == 0 {
+		tools = json.RawMessage("[]")
 	}
-	return tr.Tools
-}
-
-// recordedOpenAI is the OpenAI record of a recorded exchange.
-func recordedOpenAI(tr *core.Trajectory, opts Options) ([]byte, error) {
-	raws, _, err := recordedMessages(tr, opts)
-	if err != nil {
-		return nil, err
-	}
-	return marshal(struct {
-		Messages []json.RawMessage `json:"messages"`
-		Tools    json.RawMessage   `json:"tools"`
-	}{raws, recordedTools(tr)})
-}
-
-// recordedShareGPT is the sharegpt record of a recorded exchange.
-func recordedShareGPT(tr *core.Trajectory, opts Options) ([]byte, error) {
-	_, msgs, err := recordedMessages(tr, opts)
-	if err != nil {
-		return nil, err
-	}
-	rec := shareGPTRecord{Conversations: make([]shareGPTMessage, 0, len(msgs))}
-	for i, m := range msgs {
-		switch {
-		case m.Role == "system" && i == 0:
-			rec.System = string(m.Content)
-		case m.Role == "user":
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromHuman, Value: string(m.Content)})
-		case m.Role == "assistant" && len(m.ToolCalls) == 0:
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromGPT, Value: string(m.Content)})
-		case m.Role == "assistant":
-			calls := make([]shareGPTCall, 0, len(m.ToolCalls))
-			for _, c := range m.ToolCalls {
-				var args map[string]any
-				if err := json.Unmarshal([]byte(c.Function.Arguments), &args); err != nil {
-					return nil, fmt.Errorf("recorded call %s: arguments: %w", c.Function.Name, err)
-				}
-				if args == nil {
-					args = map[string]any{}
-				}
-				calls = append(calls, shareGPTCall{Name: c.Function.Name, Arguments: args})
-			}
-			var v string
-			if len(calls) == 1 {
-				v, err = marshalString(calls[0])
-			} else {
-				v, err = marshalString(calls)
-			}
-			if err != nil {
-				return nil, err
-			}
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromFunctionCall, Value: v})
-		case m.Role == "tool":
-			if n := len(rec.Conversations); n > 0 && rec.Conversations[n-1].From == fromObservation {
-				rec.Conversations[n-1].Value += "\n\n" + string(m.Content)
-				continue
-			}
-			rec.Conversations = append(rec.Conversations, shareGPTMessage{From: fromObservation, Value: string(m.Content)})
-		default:
-			return nil, fmt.Errorf("recorded message %d: role %q has no sharegpt equivalent", i, m.Role)
-		}
+	var err error
+	if c.tools, err = compact(tools); err != nil {
+		return nil, fmt.Errorf("recorded tools: %w", err)
 	}
 	var defs []struct {
 		Function json.RawMessage `json:"function"`
 	}
-	if err := json.Unmarshal(recordedTools(tr), &defs); err != nil {
+	if err := json.Unmarshal(c.tools, &defs); err != nil {
 		return nil, fmt.Errorf("recorded tools: %w", err)
 	}
-	fns := make([]json.RawMessage, len(defs))
+	c.functions = make([]json.RawMessage, len(defs))
 	for i, d := range defs {
-		fns[i] = d.Function
+		c.functions[i] = d.Function
 	}
-	t, err := marshalString(fns)
-	if err != nil {
-		return nil, err
-	}
-	rec.Tools = strings.TrimSpace(t)
-	return marshal(rec)
+	return c, nil
 }

@@ -92,10 +92,6 @@ func read(path string) (*core.Trajectory, error) {
 	return tr, nil
 }
 
-// TrajectorySubdir is where the runtimes write trajectories under
-// OUTPUT_DIR.
-const TrajectorySubdir = "trajectories"
-
 // ResolveDir returns the trajectory directory that dir names: dir itself
 // when it holds trajectory files, or its trajectories/ subdirectory (dir is
 // then the OUTPUT_DIR). A directory with no trajectory file is an error
@@ -109,14 +105,14 @@ func ResolveDir(dir string) (string, error) {
 	if n > 0 {
 		return dir, nil
 	}
-	sub := filepath.Join(dir, TrajectorySubdir)
+	sub := core.TrajectoriesPath(dir)
 	if st, err := os.Stat(sub); err == nil && st.IsDir() {
 		if m, err := countFiles(sub); err == nil && m > 0 {
 			return sub, nil
 		}
 		return "", fmt.Errorf("no trajectory files in %s or %s", dir, sub)
 	}
-	return "", fmt.Errorf("no trajectory files in %s (trajectories are <task_id>.json files, in OUTPUT_DIR/%s)", dir, TrajectorySubdir)
+	return "", fmt.Errorf("no trajectory files in %s (trajectories are <task_id>.json files, in OUTPUT_DIR/%s)", dir, core.TrajectoriesDir)
 }
 
 func countFiles(dir string) (int, error) {

@@ -2,8 +2,9 @@
 // and the Harbor framework) as this platform's tasks:
 //
 //	instruction.md      → description
-//	task.toml           → timeout (agent + verifier timeout_sec), resources
-//	                      checked against the importer's caps
+//	task.toml           → timeout (agent + verifier timeout_sec); cpus,
+//	                      memory, storage → constraints.resources (checked
+//	                      against the importer's caps, then the runtime's)
 //	environment/        → a Dockerfile that is only a FROM of a base the
 //	                      sandbox runtime provides (Options.Bases): no
 //	                      environment; any other Dockerfile is built by the
@@ -93,11 +94,12 @@ type Options struct {
 	MaxStorageMB int64
 }
 
-// Default caps (adpctl import's flags).
-const (
-	DefaultMaxCPUs      = 4
-	DefaultMaxMemoryMB  = 4096
-	DefaultMaxStorageMB = 10240
+// Default caps (adpctl import's flags): the sandbox runtime's default
+// caps, so that what imports runs.
+var (
+	DefaultMaxCPUs      = core.DefaultResourceCaps.CPUs
+	DefaultMaxMemoryMB  = core.DefaultResourceCaps.MemoryMB
+	DefaultMaxStorageMB = core.DefaultResourceCaps.WorkspaceMB
 )
 
 // RefusedError says why a task folder cannot be imported, naming the
@@ -182,7 +184,8 @@ func Load(ctx context.Context, dir string, o Options) (core.TaskSpec, error) {
 			return core.TaskSpec{}, refuse(ConfigFile, "not valid TOML: %v", err)
 		}
 	}
-	if err := checkEnvironment(cfg.Environment, o, refuse); err != nil {
+	resources, err := checkEnvironment(cfg.Environment, o, refuse)
+	if err != nil {
 		return core.TaskSpec{}, err
 	}
 	environment, err := o.environment(ctx, dir, cfg.Environment, refuse)
@@ -220,6 +223,9 @@ func Load(ctx context.Context, dir string, o Options) (core.TaskSpec, error) {
 		return core.TaskSpec{}, refuse("verifier.env", "%v", err)
 	}
 	constraints := map[string]any{"test_files": tests, "test_command": command}
+	if !resources.IsZero() {
+		constraints["resources"] = resources
+	}
 	if o.Oracle {
 		actions, err := oracle(dir, math.Ceil(derefOr(cfg.Agent.TimeoutSec, DefaultTimeoutSec)))
 		if err != nil {
@@ -258,8 +264,11 @@ func derefOr(p *float64, d float64) float64 {
 }
 
 // checkEnvironment checks task.toml's [environment]: every key is one the
-// platform honours or refuses by name.
-func checkEnvironment(env map[string]any, o Options, refuse func(string, string, ...any) error) error {
+// platform honours or refuses by name. cpus, memory and storage become
+// the task's resources (memory and storage rounded up to whole MiB: never
+// less than asked), which the sandbox runtime grants within its own caps.
+func checkEnvironment(env map[string]any, o Options, refuse func(string, string, ...any) error) (core.Resources, error) {
+	var res core.Resources
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -272,7 +281,7 @@ func checkEnvironment(env map[string]any, o Options, refuse func(string, string,
 		switch k {
 		case "build_timeout_sec":
 			if n, ok := number(v); !ok || !(n > 0) {
-				return refuse(field, "%v is not a positive number of seconds", v)
+				return res, refuse(field, "%v is not a positive number of seconds", v)
 			}
 		case "cpus", "memory_mb", "storage_mb", "memory", "storage":
 			n, ok := number(v)
@@ -281,46 +290,54 @@ func checkEnvironment(env map[string]any, o Options, refuse func(string, string,
 				k += "_mb"
 			}
 			if !ok || n < 0 {
-				return refuse(field, "%v is not a size this importer reads", v)
+				return res, refuse(field, "%v is not a size this importer reads", v)
 			}
 			if n > caps[k] {
-				return refuse(field, "%v is more than the %v this importer allows (--max-%s): the jail would give the task less than it asks", v, caps[k], strings.ReplaceAll(k, "_", "-"))
+				return res, refuse(field, "%v is more than the %v this importer allows (--max-%s): the jail would give the task less than it asks", v, caps[k], strings.ReplaceAll(k, "_", "-"))
+			}
+			switch k {
+			case "cpus":
+				res.CPUs = n
+			case "memory_mb":
+				res.MemoryMB = int64(math.Ceil(n))
+			case "storage_mb":
+				res.WorkspaceMB = int64(math.Ceil(n))
 			}
 		case "gpus":
 			if n, ok := number(v); !ok || n != 0 {
-				return refuse(field, "%v: the sandbox runtime has no GPUs", v)
+				return res, refuse(field, "%v: the sandbox runtime has no GPUs", v)
 			}
 		case "gpu_types":
 			// Only with gpus > 0, refused above.
 		case "allow_internet":
 			if b, ok := v.(bool); !ok || b {
-				return refuse(field, "%v: jails have no network", v)
+				return res, refuse(field, "%v: jails have no network", v)
 			}
 		case "docker_image":
 			s, ok := v.(string)
 			if !ok {
-				return refuse(field, "%v is not an image reference", v)
+				return res, refuse(field, "%v is not an image reference", v)
 			}
 			if err := core.ValidateEnvironment(s); err != nil || strings.HasPrefix(s, core.EnvironmentArchivePrefix) {
-				return refuse(field, "%q: not an image reference that names its tag or digest (the task's environment): %v", s, err)
+				return res, refuse(field, "%q: not an image reference that names its tag or digest (the task's environment): %v", s, err)
 			}
 		case "os":
 			if s, ok := v.(string); !ok || s != "linux" {
-				return refuse(field, "%v: jails run Linux", v)
+				return res, refuse(field, "%v: jails run Linux", v)
 			}
 		case "mcp_servers":
 			if l, ok := v.([]any); !ok || len(l) > 0 {
-				return refuse(field, "MCP servers for the agent are not supported")
+				return res, refuse(field, "MCP servers for the agent are not supported")
 			}
 		case "env":
 			if m, ok := v.(map[string]any); !ok || len(m) > 0 {
-				return refuse(field, "environment variables for the agent's environment are not supported")
+				return res, refuse(field, "environment variables for the agent's environment are not supported")
 			}
 		default:
-			return refuse(field, "not a field this importer knows how to honour")
+			return res, refuse(field, "not a field this importer knows how to honour")
 		}
 	}
-	return nil
+	return res, nil
 }
 
 func orCap(v, d float64) float64 {

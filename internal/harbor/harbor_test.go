@@ -45,9 +45,13 @@ func TestLoad(t *testing.T) {
 	if spec.TaskID != "hello" || spec.TaskType != core.TaskCode || spec.Description != "Write hi to hello.txt.\n" || spec.Timeout != 180 {
 		t.Errorf("task %+v", spec)
 	}
-	var c core.CodeConstraints
-	if err := spec.DecodeConstraints(&c); err != nil {
+	c, err := spec.Code()
+	if err != nil {
 		t.Fatal(err)
+	}
+	// task.toml's cpus, memory_mb and storage_mb, for the runtime to grant.
+	if want := (core.Resources{CPUs: 1, MemoryMB: 2048, WorkspaceMB: 10240}); c.Resources != want {
+		t.Errorf("resources %+v, want %+v", c.Resources, want)
 	}
 	if c.TestCommand != TestCommand || string(c.TestFiles["test.sh"]) != testSh || string(c.TestFiles["data.bin"]) != "\x00\x01\xff" || len(c.TestFiles) != 2 {
 		t.Errorf("check %q %q", c.TestCommand, c.TestFiles)
@@ -60,7 +64,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := spec.Constraints["actions"]; ok {
+	if c, err := spec.Code(); err != nil || c.Actions != nil {
 		t.Errorf("actions without Oracle")
 	}
 	line, err := spec.MarshalLine()
@@ -81,8 +85,8 @@ func TestLoadVerifierEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `B='2' MODE='it'\''s strict' bash /tests/test.sh`
-	if got := spec.Constraints["test_command"]; got != want {
-		t.Errorf("test_command %q, want %q", got, want)
+	if c, err := spec.Code(); err != nil || c.TestCommand != want {
+		t.Errorf("test_command %q (%v), want %q", c.TestCommand, err, want)
 	}
 	if spec.Timeout != 2*DefaultTimeoutSec {
 		t.Errorf("timeout %d, want Harbor's defaults", spec.Timeout)

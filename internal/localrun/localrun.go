@@ -32,13 +32,14 @@ import (
 	"github.com/agentdataplatform/adp/internal/harbor"
 	"github.com/agentdataplatform/adp/internal/queue"
 	"github.com/agentdataplatform/adp/internal/report"
+	"github.com/agentdataplatform/adp/internal/service"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
 // Config configures a local run.
 type Config struct {
-	TaskFile  string // default tasks.jsonl
-	OutputDir string // default output
+	TaskFile  string // default TASK_FILE's (dispatch.EnvConfig)
+	OutputDir string // default OUTPUT_DIR's (service.Config)
 	// BinDir holds dispatcher, sandbox-runtime and web-runtime; default the
 	// directory of the running executable.
 	BinDir string
@@ -52,7 +53,9 @@ type Config struct {
 	Terminal bool
 	// ExtraEnv is added to the children's environment (after os.Environ).
 	ExtraEnv []string
-	// StopGrace is how long each child may take to stop. Default 30s.
+	// StopGrace is how long each child may take to stop. Default: the
+	// default of SHUTDOWN_GRACE (service.RuntimeConfig), the time a runtime
+	// gives its in-flight tasks to finish.
 	StopGrace time.Duration
 	// RedisAddr is where Redis listens; empty: a free loopback port (the
 	// run's private Redis). Keep runs use KeepRedisAddr.
@@ -145,9 +148,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, noValidTask(cfg.TaskFile, rejected)
 	}
 	sum := &Summary{Tasks: len(tasks), Attempts: len(attemptsOf(tasks)), Rejected: len(rejected), OutputDir: cfg.OutputDir}
-	logDir := filepath.Join(cfg.OutputDir, "logs")
-	trajDir := filepath.Join(cfg.OutputDir, "trajectories")
-	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, "redis")} {
+	logDir := filepath.Join(cfg.OutputDir, core.LogsDir)
+	trajDir := core.TrajectoriesPath(cfg.OutputDir)
+	for _, d := range []string{logDir, trajDir, filepath.Join(cfg.OutputDir, core.RedisDataDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -164,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Progress, "adp: %d tasks, %d attempts (%d lines rejected, see %s), redis %s, logs in %s\n",
-		len(tasks), sum.Attempts, len(rejected), filepath.Join(cfg.OutputDir, "rejected.jsonl"), r.redisAddr, logDir)
+		len(tasks), sum.Attempts, len(rejected), core.RejectedPath(cfg.OutputDir), r.redisAddr, logDir)
 
 	err = r.wait(ctx, tasks, trajDir, sum)
 	if err == nil {
@@ -277,10 +280,10 @@ func noValidTask(file string, rejected []error) error {
 
 func withDefaults(cfg Config) Config {
 	if cfg.TaskFile == "" {
-		cfg.TaskFile = "tasks.jsonl"
+		cfg.TaskFile = dispatch.DefaultEnvConfig().TaskFile
 	}
 	if cfg.OutputDir == "" {
-		cfg.OutputDir = "output"
+		cfg.OutputDir = envconfig.Default(&service.Config{}, "OUTPUT_DIR")
 	}
 	if cfg.BinDir == "" {
 		if exe, err := os.Executable(); err == nil {
@@ -291,7 +294,11 @@ func withDefaults(cfg Config) Config {
 		cfg.Progress = io.Discard
 	}
 	if cfg.StopGrace <= 0 {
-		cfg.StopGrace = 30 * time.Second
+		grace, err := time.ParseDuration(envconfig.Default(&service.RuntimeConfig{}, "SHUTDOWN_GRACE"))
+		if err != nil {
+			panic(fmt.Sprintf("localrun: SHUTDOWN_GRACE's default: %v", err)) // TestDefaults
+		}
+		cfg.StopGrace = grace
 	}
 	return cfg
 }
@@ -333,7 +340,7 @@ func (r *runner) launch(ctx context.Context, tasks []core.TaskSpec) error {
 	if err != nil {
 		return fmt.Errorf("redis address %q: %w", r.redisAddr, err)
 	}
-	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, "redis"))
+	redisDir, _ := filepath.Abs(filepath.Join(r.cfg.OutputDir, core.RedisDataDir))
 	rp, err := startProc("redis-server", filepath.Join(r.logDir, "redis.log"), os.Environ(), bin,
 		"--bind", rhost, "--port", rport, "--dir", redisDir,
 		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
@@ -651,5 +658,5 @@ func WriteSummary(w io.Writer, s *Summary) {
 		sort.Strings(fails)
 		fmt.Fprintf(w, "%-10s %6d %9d %7d %8.2fs %8.2fs  %s\n", ts.TaskType, ts.Total, ts.Succeeded, ts.Failed, ts.Duration.P50, ts.Duration.P95, strings.Join(fails, " "))
 	}
-	fmt.Fprintf(w, "Trajectories in %s; `adpctl stats`, `adpctl report`, `adpctl export` read them.\n", filepath.Join(s.OutputDir, "trajectories"))
+	fmt.Fprintf(w, "Trajectories in %s; `adpctl stats`, `adpctl report`, `adpctl export` read them.\n", core.TrajectoriesPath(s.OutputDir))
 }

@@ -391,8 +391,28 @@ func (c *Consumer) message(id string, fields map[string]any, deliveries int) *Me
 		m.parseErr = err
 		return m
 	}
+	if err := checkKind(&t, fields[FieldKind]); err != nil {
+		m.Task = core.TaskSpec{TaskID: t.TaskID}
+		m.parseErr = err
+		return m
+	}
 	m.Task = t
 	return m
+}
+
+// checkKind checks the entry's kind field against the kind of the task's
+// own parse (absent: an older producer's entry, whose kind is the parse's).
+// A producer that saw another kind parsed other constraints: running the
+// task as either would run something its submitter did not check.
+func checkKind(t *core.TaskSpec, v any) error {
+	if v == nil {
+		return nil
+	}
+	s, _ := v.(string)
+	if k := t.Kind(); core.Kind(s) != k {
+		return fmt.Errorf("field %q is %q, but the task parses as a %s task", FieldKind, s, k)
+	}
+	return nil
 }
 
 // setSample sets t's attempt from the entry's sample field (absent:

@@ -16,7 +16,9 @@
 //     sets TaskSpec.SampleIndex from it (absent: 0), and an entry whose
 //     sample is not an integer in 0..samples-1 is dead-lettered as invalid.
 //     Each attempt is its own entry: it is leased, reclaimed, retried and
-//     dead-lettered on its own.
+//     dead-lettered on its own. The entry's `kind` field (FieldKind) is the
+//     task's core.Kind from the producer's parse; the Consumer checks it
+//     against its own parse (absent, from an older producer: the parse's).
 //   - Consumer reads through the consumer group `workers`, runs a Handler per
 //     entry with bounded concurrency, renews the lease of every entry it holds,
 //     reclaims the entries of dead consumers, dead-letters entries that failed

@@ -10,9 +10,15 @@ const keyLastErrorPrefix = "tasks:lasterror:"
 
 func lastErrorKey(stream, id string) string { return keyLastErrorPrefix + stream + ":" + id }
 
-// Fields of a dead-letter entry added to the original entry's fields.
+// Fields of a stream entry, and those dead-lettering adds to them.
 const (
-	FieldTask        = "task"
+	// FieldTask is the task's JSON (one line of tasks.jsonl, as parsed).
+	FieldTask = "task"
+	// FieldKind is the task's core.Kind (program, workspace, web), decided
+	// by the producer's parse. An entry of an older producer has none: the
+	// consumer takes the kind of its own parse; an entry whose kind differs
+	// from it is dead-lettered as an invalid task.
+	FieldKind        = "kind"
 	FieldSubmittedAt = "submitted_at"
 	FieldPriority    = "priority"
 	// FieldSample is the attempt's 0-based sample index (core.TaskSpec's

@@ -18,13 +18,13 @@ import (
 //
 // KEYS: 1 dedup set, 2 position hash (unused when ARGV[3] == "0"),
 // 3.. the streams, in core.Streams order.
-// ARGV: 1 submitted_at, 2 arguments per attempt (4 or 5), 3 number of
+// ARGV: 1 submitted_at, 2 arguments per attempt (5 or 6), 3 number of
 // position fields pairs, then the pairs, then per attempt: dedup member
 // (core.DispatchedMember), stream index (1-based into KEYS[3..]), task JSON,
-// priority and, when ARGV[2] is 5, the sample index ("" for a task of one
-// attempt). An entry without a sample index has no sample field, as before
-// attempts existed; a batch without a task of several attempts sends 4
-// arguments per task, as before too, so samples = 1 costs what it did.
+// priority, kind (core.Kind) and, when ARGV[2] is 6, the sample index (""
+// for a task of one attempt). An entry without a sample index has no sample
+// field, as before attempts existed; a batch without a task of several
+// attempts sends 5 arguments per task, so samples = 1 costs what it did.
 // Returns one integer per attempt: 1 enqueued, 0 duplicate.
 var enqueueScript = redis.NewScript(`
 local submitted = ARGV[1]
@@ -58,11 +58,11 @@ for k = 1, #ids do
     new[#new+1] = id
     local a = first + (k - 1) * stride
     local sample = ''
-    if stride == 5 then sample = ARGV[a+4] end
+    if stride == 6 then sample = ARGV[a+5] end
     if sample == '' then
-      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3])
+      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'kind', ARGV[a+4], 'submitted_at', submitted, 'priority', ARGV[a+3])
     else
-      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'submitted_at', submitted, 'priority', ARGV[a+3], 'sample', sample)
+      redis.call('XADD', KEYS[2 + tonumber(ARGV[a+1])], '*', 'task', ARGV[a+2], 'kind', ARGV[a+4], 'submitted_at', submitted, 'priority', ARGV[a+3], 'sample', sample)
     end
     out[k] = 1
   end
@@ -157,10 +157,10 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 	keys := make([]string, 0, 2+len(core.Streams))
 	keys = append(keys, core.KeyDispatched, "")
 	keys = append(keys, core.Streams...)
-	stride := 4
+	stride := 5
 	for i := range tasks {
 		if tasks[i].Samples > 1 {
-			stride = 5
+			stride = 6
 			break
 		}
 	}
@@ -182,16 +182,20 @@ func (p *Producer) scriptArgs(tasks []core.TaskSpec, pos *Position) ([]string, [
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode task %q: %w", t.TaskID, err)
 		}
+		kind := t.Kind()
+		if !kind.Valid() {
+			return nil, nil, fmt.Errorf("enqueue task %q: not validated (its constraints decide no kind)", t.TaskID)
+		}
 		stream := streamIndex(core.StreamFor(t.TaskType))
 		if t.Samples <= 1 {
-			args = append(args, t.TaskID, stream, data, t.Priority)
-			if stride == 5 {
+			args = append(args, t.TaskID, stream, data, t.Priority, string(kind))
+			if stride == 6 {
 				args = append(args, "")
 			}
 			continue
 		}
 		for k := range t.Samples {
-			args = append(args, core.DispatchedMember(t.TaskID, k), stream, data, t.Priority, strconv.Itoa(k))
+			args = append(args, core.DispatchedMember(t.TaskID, k), stream, data, t.Priority, string(kind), strconv.Itoa(k))
 		}
 	}
 	return keys, args, nil

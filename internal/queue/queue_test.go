@@ -112,7 +112,7 @@ func TestProducerDedupAcrossRestart(t *testing.T) {
 		t.Errorf("tasks:web length = %d, want 1", n)
 	}
 	msgs := b.rdb.XRange(ctx, core.StreamCode, "-", "+").Val()
-	for _, f := range []string{FieldTask, FieldSubmittedAt, FieldPriority} {
+	for _, f := range []string{FieldTask, FieldKind, FieldSubmittedAt, FieldPriority} {
 		if _, ok := msgs[0].Values[f]; !ok {
 			t.Errorf("entry lacks field %q: %v", f, msgs[0].Values)
 		}

@@ -102,6 +102,8 @@ type bwrapJail struct {
 	// runs): from then on jails run without it, and a warning says so once.
 	// (int32 for sync/atomic, so that tests may copy a bwrapJail.)
 	inodeCapRefused int32
+	// cg: the cgroup controllers each jail gets a cgroup of (cgroup.go).
+	cg cgroupSupport
 }
 
 func newBwrap(cfg Config) (Jail, error) {
@@ -121,6 +123,7 @@ func newBwrap(cfg Config) (Jail, error) {
 	killOrphanedJails(bw, cfg.SandboxUID)
 	b := &bwrapJail{bwrap: bw, interp: py, root: hostRootEntries(), filter: filter}
 	if os.Geteuid() == 0 {
+		b.cg = detectCgroups(cfg.Cgroups, cgroupV2Mount)
 		b.privileged, b.hostUID, b.hostGID = true, cfg.SandboxUID, cfg.SandboxUID
 		if py.prefix != "" {
 			if err := traversableByOthers(py.prefix); err != nil {
@@ -286,6 +289,7 @@ func (b *bwrapJail) command(lim Limits, code string, spec runSpec, runID string)
 		}
 	}
 	cmd.SysProcAttr = b.sysProcAttr(thread)
+	var cg *runCgroup
 	ln := &launch{
 		cmd:        cmd,
 		childFiles: childFiles,
@@ -300,7 +304,7 @@ func (b *bwrapJail) command(lim Limits, code string, spec runSpec, runID string)
 			if parentPid(pid) != r.pid() {
 				return errors.New("the jailed process exited during setup")
 			}
-			set := func() error { return setRlimits(pid, rlimits(lim)) }
+			set := func() error { return setRlimits(pid, rlimits(lim, b.cg)) }
 			if thread != nil && thread.asJailUser {
 				// Same uid as the jail: no CAP_SYS_RESOURCE needed.
 				err = thread.do(set)
@@ -309,6 +313,16 @@ func (b *bwrapJail) command(lim Limits, code string, spec runSpec, runID string)
 			}
 			if err != nil {
 				return err
+			}
+			if b.cg.any() {
+				// Before the program runs: everything it starts is in
+				// the cgroup too.
+				if cg, err = newRunCgroup(b.cg, runID, lim); err != nil {
+					return err
+				}
+				if err := cg.add(pid); err != nil {
+					return err
+				}
 			}
 			if !b.capInodes || b.capRefused() {
 				_, err = blockW.Write([]byte{1})
@@ -325,8 +339,10 @@ func (b *bwrapJail) command(lim Limits, code string, spec runSpec, runID string)
 			}
 			return err
 		},
+		memoryKilled: func() bool { return cg.oomKilled() },
 		done: func(supervisorExited bool) {
 			blockW.Close()
+			cg.remove()
 			if thread == nil {
 				return
 			}
@@ -352,18 +368,22 @@ type rlimit struct {
 }
 
 // rlimits lists the jail's rlimits. Soft and hard are equal except for
-// CPU: SIGXCPU at the limit, SIGKILL a second later.
-func rlimits(lim Limits) []rlimit {
-	cpu := uint64(cpuSeconds(lim.CPU))
-	nproc := uint64(lim.MaxProcs + bwrapOverheadProcs)
-	return []rlimit{
-		{unix.RLIMIT_AS, "RLIMIT_AS", uint64(lim.MemoryBytes), uint64(lim.MemoryBytes)},
+// CPU: SIGXCPU at the limit, SIGKILL a second later. With a memory cgroup
+// there is no address-space limit: the jail keeps the runtime's.
+func rlimits(lim Limits, cg cgroupSupport) []rlimit {
+	cpu := uint64(cpuSeconds(lim.cpuTime()))
+	nproc := uint64(lim.MaxThreads + bwrapOverheadProcs)
+	var as []rlimit
+	if !cg.memory {
+		as = []rlimit{{unix.RLIMIT_AS, "RLIMIT_AS", uint64(lim.MemoryBytes), uint64(lim.MemoryBytes)}}
+	}
+	return append(as, []rlimit{
 		{unix.RLIMIT_CPU, "RLIMIT_CPU", cpu, cpu + 1},
 		{unix.RLIMIT_NPROC, "RLIMIT_NPROC", nproc, nproc},
 		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", uint64(lim.MaxFileBytes), uint64(lim.MaxFileBytes)},
 		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", uint64(lim.MaxOpenFiles), uint64(lim.MaxOpenFiles)},
 		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0, 0},
-	}
+	}...)
 }
 
 // setRlimits applies limits to the process pid and reads them back.

@@ -16,11 +16,12 @@ import (
 type killReason int
 
 const (
-	killNone   killReason = iota
-	killWall              // the wall-clock limit (or the ctx deadline) passed
-	killOutput            // the program wrote more than MaxOutputBytes
-	killCancel            // ctx was cancelled
-	killLaunch            // the jail's setup failed (the backend's started hook)
+	killNone      killReason = iota
+	killWall                 // the wall-clock limit (or the ctx deadline) passed
+	killOutput               // the program wrote more than MaxOutputBytes
+	killCancel               // ctx was cancelled
+	killLaunch               // the jail's setup failed (the backend's started hook)
+	killProcesses            // the jail had more than MaxProcs processes
 )
 
 // outcome is everything classify needs to know about a finished run.
@@ -58,8 +59,10 @@ func classify(o outcome) (core.ErrorType, string) {
 		return core.ErrSystem, "the run was cancelled"
 	case killLaunch:
 		return core.ErrSystem, "the jail failed to launch"
+	case killProcesses:
+		return core.ErrRuntime, fmt.Sprintf("process limit exceeded: the program had more than %d processes and was killed", lim.MaxProcs)
 	}
-	cpuLimit := time.Duration(cpuSeconds(lim.CPU)) * time.Second
+	cpuLimit := time.Duration(cpuSeconds(lim.cpuTime())) * time.Second
 	switch {
 	case o.signal == syscall.SIGXCPU:
 		return core.ErrTimeout, fmt.Sprintf("CPU time limit of %s exceeded (SIGXCPU)", cpuLimit)
@@ -73,7 +76,7 @@ func classify(o outcome) (core.ErrorType, string) {
 		return core.ErrNone, ""
 	}
 	if memoryErrorLine.MatchString(o.stderr) {
-		return core.ErrMemoryLimit, fmt.Sprintf("memory limit exceeded: MemoryError with an address-space limit of %d MiB", lim.MemoryBytes>>20)
+		return core.ErrMemoryLimit, fmt.Sprintf("memory limit exceeded: MemoryError with a memory limit of %d MiB", lim.MemoryBytes>>20)
 	}
 	if o.signal == syscall.SIGKILL && o.memoryKill {
 		return core.ErrMemoryLimit, fmt.Sprintf("memory limit exceeded: killed by SIGKILL at the memory limit of %d MiB", lim.MemoryBytes>>20)

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // nsjail exit statuses (mode ONCE): the program's status, 128+N when it was
@@ -81,11 +79,6 @@ type nsjailPolicy struct {
 	flags []string
 }
 
-// cgroupSupport says which cgroup v2 controllers nsjail can use.
-type cgroupSupport struct {
-	memory, pids bool
-}
-
 func newNsjail(cfg Config) (Jail, error) {
 	bin, err := lookPath(cfg.NsjailPath, "nsjail")
 	if err != nil {
@@ -112,7 +105,7 @@ func newNsjail(cfg Config) (Jail, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &nsjailJail{nsjail: bin, policy: pol, interp: py, cg: detectCgroupV2(cgroupV2Mount)}
+	n := &nsjailJail{nsjail: bin, policy: pol, interp: py, cg: detectCgroups(cfg.Cgroups, cgroupV2Mount)}
 	if t, err := newNetnsThread(false); err == nil {
 		n.netns = &netnsPool{maxIdle: max(8, 2*runtime.NumCPU())}
 		n.netns.put(t)
@@ -271,34 +264,6 @@ func tmpfsOption(m *pbMessage, name string) int64 {
 	return 0
 }
 
-// detectCgroupV2 reports which controllers nsjail can use under mount: it
-// must be a cgroup v2 hierarchy with the controller already enabled for
-// children (nsjail creates one child cgroup per jail) and writable by us.
-// cgroup v1 and undelegated hierarchies get rlimits only.
-func detectCgroupV2(mount string) cgroupSupport {
-	var st unix.Statfs_t
-	if err := unix.Statfs(mount, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return cgroupSupport{}
-	}
-	if unix.Access(mount, unix.W_OK) != nil {
-		return cgroupSupport{}
-	}
-	data, err := os.ReadFile(filepath.Join(mount, "cgroup.subtree_control"))
-	if err != nil {
-		return cgroupSupport{}
-	}
-	enabled := strings.Fields(string(data))
-	has := func(c string) bool {
-		for _, e := range enabled {
-			if e == c {
-				return true
-			}
-		}
-		return false
-	}
-	return cgroupSupport{memory: has("memory"), pids: has("pids")}
-}
-
 // nsjailConfigFD is the descriptor nsjail reads its configuration from:
 // the policy and the program (childFiles[0]; fd 3 is the log).
 const nsjailConfigFD = 4
@@ -392,15 +357,15 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 		"--log_fd", "3",
 		// A backstop: the parent kills the jail at lim.Wall itself.
 		"--time_limit", strconv.FormatInt(wallSeconds+1, 10),
-		"--rlimit_as", strconv.FormatInt(ceilMiB(lim.MemoryBytes), 10),
+		"--rlimit_as", rlimitAS(cg, lim),
 		// The hard limit, as under bwrap (whose soft limit nsjail cannot
 		// set apart): SIGKILL one second past Limits.CPU.
-		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.CPU)+1, 10),
+		"--rlimit_cpu", strconv.FormatInt(cpuSeconds(lim.cpuTime())+1, 10),
 		"--rlimit_fsize", strconv.FormatInt(ceilMiB(lim.MaxFileBytes), 10),
 		"--rlimit_nofile", strconv.Itoa(lim.MaxOpenFiles),
-		// The jailed interpreter is pid 1 of its namespace; nsjail itself
-		// (root) does not count.
-		"--rlimit_nproc", strconv.Itoa(lim.MaxProcs),
+		// Processes plus threads. The jailed interpreter is pid 1 of its
+		// namespace; nsjail itself (root) does not count.
+		"--rlimit_nproc", strconv.Itoa(lim.MaxThreads),
 		"--rlimit_core", "0",
 	)
 	if netnsGiven {
@@ -447,18 +412,32 @@ func nsjailArgs(bin string, pol nsjailPolicy, cg cgroupSupport, lim Limits, spec
 	if inodes := tmpfsInodes(lim.TmpfsBytes); lim.TmpfsBytes != pol.tmpfsBytes || inodes != pol.tmpfsInodes {
 		a = append(a, "--mount", "none:/tmp:tmpfs:size="+strconv.FormatInt(lim.TmpfsBytes, 10)+",nr_inodes="+strconv.FormatInt(inodes, 10))
 	}
-	if cg.memory || cg.pids {
+	a = append(a, nsjailCgroupArgs(cg, lim)...)
+	a = append(a, "--")
+	return append(a, spec.argv...)
+}
+
+// nsjailCgroupArgs are the options that put the jail in cgroups of its
+// own (cgroup.go), none without.
+func nsjailCgroupArgs(cg cgroupSupport, lim Limits) []string {
+	var a []string
+	if !cg.v1 && cg.any() {
 		a = append(a, "--use_cgroupv2", "--cgroupv2_mount", cgroupV2Mount)
 	}
 	if cg.memory {
 		// tmpfs pages are charged to the cgroup of the writer.
 		a = append(a, "--cgroup_mem_max", strconv.FormatInt(lim.MemoryBytes+lim.TmpfsBytes, 10))
+		if cg.v1 {
+			a = append(a, "--cgroup_mem_mount", filepath.Dir(cg.memoryRoot), "--cgroup_mem_parent", cgroupV1Parent)
+		}
 	}
 	if cg.pids {
-		a = append(a, "--cgroup_pids_max", strconv.Itoa(lim.MaxProcs))
+		a = append(a, "--cgroup_pids_max", strconv.Itoa(lim.MaxThreads))
+		if cg.v1 {
+			a = append(a, "--cgroup_pids_mount", filepath.Dir(cg.pidsRoot), "--cgroup_pids_parent", cgroupV1Parent)
+		}
 	}
-	a = append(a, "--")
-	return append(a, spec.argv...)
+	return a
 }
 
 func (n *nsjailJail) interpreter() interpreter { return n.interp }

@@ -20,7 +20,7 @@ func TestPolicyFlagsShipped(t *testing.T) {
 		{"--mode=o"}, {"--hostname", "sandbox"}, {"--cwd", "/tmp"}, {"--nice_level", "0"}, {"--quiet"},
 		{"--env", "PATH=/usr/bin:/bin"}, {"--env", "HOME=/tmp"},
 		{"--user", "nobody:nobody:1"}, {"--group", "nogroup:nogroup:1"}, {"--iface_no_lo"},
-		{"--rlimit_as", "256"}, {"--rlimit_nproc", "16"}, {"--rlimit_core", "0"},
+		{"--rlimit_as", "1024"}, {"--rlimit_nproc", "256"}, {"--rlimit_core", "0"},
 		{"--bindmount_ro", "/usr:/usr"}, {"--bindmount_ro", "/lib64:/lib64"},
 		{"--mount", "none:/tmp:tmpfs:size=67108864,nr_inodes=4096"},
 		{"--bindmount", "/dev/null:/dev/null"}, {"--bindmount_ro", "/dev/urandom:/dev/urandom"},

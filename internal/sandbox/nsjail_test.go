@@ -60,11 +60,11 @@ func TestShippedPolicy(t *testing.T) {
 		"clone_newuts":      "true",
 		"iface_no_lo":       "true",
 		"mount_proc":        "false",
-		"rlimit_as":         "256",
+		"rlimit_as":         "1024",
 		"rlimit_cpu":        "30",
 		"rlimit_fsize":      "16",
 		"rlimit_nofile":     "64",
-		"rlimit_nproc":      "16",
+		"rlimit_nproc":      "256",
 		"rlimit_nproc_type": "VALUE",
 		"rlimit_core":       "0",
 	}
@@ -77,7 +77,7 @@ func TestShippedPolicy(t *testing.T) {
 	d := DefaultLimits()
 	for k, v := range map[string]int64{
 		"rlimit_as": ceilMiB(d.MemoryBytes), "rlimit_cpu": cpuSeconds(d.CPU), "rlimit_fsize": ceilMiB(d.MaxFileBytes),
-		"rlimit_nofile": int64(d.MaxOpenFiles), "rlimit_nproc": int64(d.MaxProcs), "time_limit": int64(d.Wall / time.Second),
+		"rlimit_nofile": int64(d.MaxOpenFiles), "rlimit_nproc": int64(d.MaxThreads), "time_limit": int64(d.Wall / time.Second),
 	} {
 		if got, _ := m.Scalar(k); got != strconv.FormatInt(v, 10) {
 			t.Errorf("%s = %s, DefaultLimits says %d", k, got, v)
@@ -215,7 +215,7 @@ func flagValues(argv []string, flag string) []string {
 func TestNsjailArgs(t *testing.T) {
 	lim := Limits{
 		Wall: 2500 * time.Millisecond, CPU: 1500 * time.Millisecond, MemoryBytes: 100<<20 + 1,
-		MaxProcs: 7, MaxFileBytes: 3 << 20, MaxOpenFiles: 20, TmpfsBytes: 8 << 20,
+		MaxProcs: 3, MaxThreads: 7, MaxFileBytes: 3 << 20, MaxOpenFiles: 20, TmpfsBytes: 8 << 20,
 		KeepOutputBytes: 1024, MaxOutputBytes: 4096,
 	}
 	pol := nsjailPolicy{path: "/etc/adp/nsjail/python.cfg", hasIDMaps: true, tmpfsBytes: 64 << 20, tmpfsInodes: 4096}
@@ -254,7 +254,7 @@ func TestNsjailArgs(t *testing.T) {
 	if got := flagValues(argv, "--user"); got != nil {
 		t.Errorf("--user %q given although the policy maps the ids", got)
 	}
-	for _, f := range []string{"--use_cgroupv2", "--cgroup_mem_max", "--cgroup_pids_max"} {
+	for _, f := range []string{"--use_cgroupv2", "--cgroup_mem_max", "--cgroup_pids_max", "--cgroup_mem_mount", "--cgroup_pids_mount"} {
 		if slices.Contains(argv, f) {
 			t.Errorf("%s given without cgroup support", f)
 		}
@@ -292,6 +292,32 @@ func TestNsjailArgs(t *testing.T) {
 	}
 	if got := flagValues(argv, "--cgroup_pids_max"); !slices.Equal(got, []string{"7"}) {
 		t.Errorf("--cgroup_pids_max = %q", got)
+	}
+	// The memory cgroup bounds memory: the address space keeps the
+	// runtime's hard limit.
+	if got := flagValues(argv, "--rlimit_as"); !slices.Equal(got, []string{"hard"}) {
+		t.Errorf("--rlimit_as = %q with a memory cgroup, want [hard]", got)
+	}
+	for _, f := range []string{"--cgroup_mem_mount", "--cgroup_mem_parent", "--cgroup_pids_mount", "--cgroup_pids_parent"} {
+		if slices.Contains(argv, f) {
+			t.Errorf("%s given with cgroup v2", f)
+		}
+	}
+
+	// cgroup v1 hierarchies: nsjail's v1 options, under the runtime's parent.
+	v1 := cgroupSupport{memory: true, pids: true, v1: true, memoryRoot: "/cg/memory/" + cgroupV1Parent, pidsRoot: "/cg/pids/" + cgroupV1Parent}
+	argv = nsjailArgs("nsjail", pol, v1, lim, mustSpec(t, Request{}, py), "x", false)
+	if slices.Contains(argv, "--use_cgroupv2") {
+		t.Error("--use_cgroupv2 with cgroup v1")
+	}
+	for flag, v := range map[string]string{
+		"--cgroup_mem_mount": "/cg/memory", "--cgroup_mem_parent": cgroupV1Parent,
+		"--cgroup_pids_mount": "/cg/pids", "--cgroup_pids_parent": cgroupV1Parent, "--cgroup_pids_max": "7",
+		"--cgroup_mem_max": strconv.FormatInt(lim.MemoryBytes+lim.TmpfsBytes, 10),
+	} {
+		if got := flagValues(argv, flag); !slices.Equal(got, []string{v}) {
+			t.Errorf("cgroup v1: %s = %q, want [%q]", flag, got, v)
+		}
 	}
 	if got := argv[len(argv)-5]; got != "/opt/py/bin/python3.12" {
 		t.Errorf("interpreter = %q", got)
@@ -381,7 +407,7 @@ func TestNsjailExitProtocol(t *testing.T) {
 		// Without the memory cgroup an unexplained SIGKILL is a runtime
 		// error; with it, the memory limit.
 		want := core.ErrRuntime
-		if detectCgroupV2(cgroupV2Mount).memory {
+		if cgroupsOf(j).memory {
 			want = core.ErrMemoryLimit
 		}
 		if res.ErrorType != want {

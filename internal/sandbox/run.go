@@ -80,6 +80,9 @@ type launch struct {
 	// spawn, when set, starts the command: it calls start on the thread
 	// the jail must be forked from.
 	spawn func(start func() error) error
+	// memoryKilled, when set, reports after the run whether the memory
+	// limit killed a process of the jail (the run's memory cgroup says).
+	memoryKilled func() bool
 	// done, when set, releases what the backend kept for the run
 	// (descriptors, the thread). supervisorExited: the
 	// supervisor was reaped after exiting by itself, so the jail it
@@ -150,6 +153,12 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 	}
 
 	timer := time.AfterFunc(lim.Wall, func() { r.kill(killWall) })
+	stopCount := make(chan struct{})
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		r.watchProcesses(lim.MaxProcs, stopCount)
+	}()
 	stopWatch := context.AfterFunc(ctx, func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			r.kill(killWall)
@@ -164,12 +173,14 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 	o, stdout, stderr, aux := r.wait()
+	close(stopCount)
+	<-counted
 	timer.Stop()
 	stopWatch()
 	supervisorExited = r.cmd.ProcessState != nil && r.cmd.ProcessState.Exited()
 
 	o.limits = lim
-	o.memoryKill = j.l.memoryKill()
+	o.memoryKill = j.l.memoryKill() || (ln.memoryKilled != nil && ln.memoryKilled())
 	res.Wall = o.wall
 	res.ExitCode = o.exitCode
 	res.Signal = signalName(o.signal)
@@ -187,6 +198,7 @@ func (j *jail) Run(ctx context.Context, req Request) (Result, error) {
 		return systemError(res, fmt.Errorf("sandbox %s: run cancelled: %w", j.name, context.Cause(ctx)))
 	}
 	res.ErrorType, res.ErrorMessage = classify(o)
+	res.ProcessLimit = o.killed == killProcesses
 	return res, nil
 }
 

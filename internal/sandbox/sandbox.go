@@ -53,6 +53,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,23 +75,37 @@ type Limits struct {
 	// Wall is the wall-clock limit, enforced by the Go parent (it kills the
 	// jail). A context deadline that comes earlier wins. Default 30s.
 	Wall time.Duration
-	// CPU is RLIMIT_CPU (rounded up to whole seconds): SIGXCPU at the limit,
-	// SIGKILL one second later. Default 30s.
+	// CPU is RLIMIT_CPU (rounded up to whole seconds), times CPUs:
+	// SIGXCPU at the limit, SIGKILL one second later. Default 30s.
 	CPU time.Duration
-	// MemoryBytes is RLIMIT_AS, the address space of each process (rounded
-	// up to MiB for nsjail). Python raises MemoryError past it. When nsjail
-	// can use the cgroup v2 memory controller it is also the cgroup's
-	// memory.max (plus TmpfsBytes, since tmpfs pages are charged there).
-	// Default 256 MiB: ample for scripts, and each thread's 8 MiB stack
-	// reservation counts, so it also caps threads.
+	// CPUs is how many CPUs' worth of time a process may use: its CPU
+	// time limit is CPU × CPUs (a program whose threads run on several
+	// CPUs uses CPU time faster than wall time). Default 1.
+	CPUs int
+	// MemoryBytes bounds the program's memory. Where the jail has a memory
+	// cgroup (cgroup.go) it is the cgroup's limit for the whole jail (plus
+	// TmpfsBytes, since tmpfs pages are charged there): past it the
+	// kernel's OOM killer ends the jail (memory_limit), and no
+	// address-space rlimit is set. Without one it is RLIMIT_AS, the address
+	// space of each process (rounded up to MiB for nsjail): Python raises
+	// MemoryError past it, and the jail as a whole holds at most MaxProcs ×
+	// MemoryBytes (plus TmpfsBytes). Default 1 GiB: threads reserve their
+	// stacks (8 MiB each) in the address space, so 64 threads of a Python
+	// test suite take over 512 MiB of it while using little.
 	MemoryBytes int64
-	// MaxProcs is RLIMIT_NPROC: processes plus threads of the jail,
-	// including the interpreter itself. Because the jail's uid is 65534 in
-	// a fresh user namespace (and 65534, not root, outside), the count is
-	// per jail, not per host. Default 16. Without a memory cgroup this
-	// also bounds the jail's memory as a whole: MaxProcs × MemoryBytes
-	// (4 GiB by default, plus TmpfsBytes), since RLIMIT_AS is per process.
+	// MaxProcs is the number of processes of the jail (the interpreter
+	// included; a process's threads do not count): the parent counts the
+	// jail's processes every processPollInterval and kills the jail once
+	// there are more (runtime_error, "process limit"). Default 16. Between
+	// two counts a burst of forks is bounded by MaxThreads.
 	MaxProcs int
+	// MaxThreads is RLIMIT_NPROC, and the pids cgroup's pids.max where
+	// there is one: the threads of all the jail's processes, each
+	// process's main thread included; a fork or thread past it fails with
+	// EAGAIN. Because the jail's uid is 65534 in a fresh user namespace
+	// (and 65534, not root, outside), the count is per jail, not per host.
+	// Default 256.
+	MaxThreads int
 	// MaxFileBytes is RLIMIT_FSIZE, the largest file the program may write
 	// (in MiB for nsjail, rounded up). Default 16 MiB.
 	MaxFileBytes int64
@@ -109,13 +124,15 @@ type Limits struct {
 }
 
 // Production defaults. The blueprint's sample used 128 MB, 30 s CPU, 10
-// processes and a 30 s wall limit; 10 processes is too tight once threads
-// count, 128 MB too tight for the 8 MiB stack reservation of each thread.
+// processes and a 30 s wall limit; a real repository's test suite needs
+// threads (a ThreadPoolExecutor starts up to 32) and the address space
+// their stacks reserve.
 const (
 	defaultWall            = 30 * time.Second
 	defaultCPU             = 30 * time.Second
-	defaultMemoryBytes     = 256 << 20
+	defaultMemoryBytes     = 1 << 30
 	defaultMaxProcs        = 16
+	defaultMaxThreads      = 256
 	defaultMaxFileBytes    = 16 << 20
 	defaultMaxOpenFiles    = 64
 	defaultTmpfsBytes      = 64 << 20
@@ -123,21 +140,45 @@ const (
 	defaultMaxOutputBytes  = 1 << 20
 )
 
-// DefaultLimits returns the production limits: wall 30s, CPU 30s, 256 MiB
-// address space, 16 processes/threads, 16 MiB per file, 64 open files, 64
+// DefaultLimits returns the production limits: wall 30s, CPU 30s, 1 GiB
+// of memory, 16 processes, 256 threads in all, 16 MiB per file, 64 open files, 64
 // MiB /tmp, 64 KiB kept per stream, killed past 1 MiB of output.
 func DefaultLimits() Limits {
 	return Limits{
 		Wall:            defaultWall,
 		CPU:             defaultCPU,
+		CPUs:            1,
 		MemoryBytes:     defaultMemoryBytes,
 		MaxProcs:        defaultMaxProcs,
+		MaxThreads:      defaultMaxThreads,
 		MaxFileBytes:    defaultMaxFileBytes,
 		MaxOpenFiles:    defaultMaxOpenFiles,
 		TmpfsBytes:      defaultTmpfsBytes,
 		KeepOutputBytes: defaultKeepOutputBytes,
 		MaxOutputBytes:  defaultMaxOutputBytes,
 	}
+}
+
+// cpuTime is the CPU time a process may use: CPU × CPUs.
+func (l Limits) cpuTime() time.Duration { return l.CPU * time.Duration(max(l.CPUs, 1)) }
+
+// For returns l with what a task's resources constraint asks in place of
+// l's values (a field the task leaves out keeps l's). It does not check
+// the runtime's caps: core.Resources.Within does, before.
+func (l Limits) For(r core.Resources) Limits {
+	if r.MemoryMB > 0 {
+		l.MemoryBytes = r.MemoryMB << 20
+	}
+	if r.MaxProcs > 0 {
+		l.MaxProcs = r.MaxProcs
+	}
+	if r.MaxThreads > 0 {
+		l.MaxThreads = r.MaxThreads
+	}
+	if r.CPUs > 0 {
+		l.CPUs = int(math.Ceil(r.CPUs))
+	}
+	return l
 }
 
 // withDefaults fills every zero (or negative) field from DefaultLimits.
@@ -149,12 +190,18 @@ func (l Limits) withDefaults() Limits {
 	if l.CPU <= 0 {
 		l.CPU = d.CPU
 	}
+	l.CPUs = max(l.CPUs, 1)
 	if l.MemoryBytes <= 0 {
 		l.MemoryBytes = d.MemoryBytes
 	}
 	if l.MaxProcs <= 0 {
 		l.MaxProcs = d.MaxProcs
 	}
+	if l.MaxThreads <= 0 {
+		l.MaxThreads = d.MaxThreads
+	}
+	// Every process has a thread.
+	l.MaxThreads = max(l.MaxThreads, l.MaxProcs)
 	if l.MaxFileBytes <= 0 {
 		l.MaxFileBytes = d.MaxFileBytes
 	}
@@ -221,6 +268,9 @@ type Result struct {
 	ErrorType core.ErrorType
 	// ErrorMessage says what went wrong in one line, for people and models.
 	ErrorMessage string
+	// ProcessLimit reports that the parent killed the jail for having
+	// more than Limits.MaxProcs processes (ErrorType runtime_error).
+	ProcessLimit bool
 	// RunID names the run: it is set as SANDBOX_RUN_ID in the program's
 	// environment, so logs and process listings can be correlated.
 	RunID string
@@ -272,6 +322,10 @@ type Config struct {
 	NsjailConfig string
 	// BwrapPath is the bubblewrap binary. Default: "bwrap" in PATH.
 	BwrapPath string
+	// Cgroups is CgroupsAuto (default: use the cgroup memory and pids
+	// controllers where the host lets the runtime create cgroups, see
+	// cgroup.go) or CgroupsOff (rlimits only).
+	Cgroups string
 }
 
 // DefaultPythonPath is the interpreter used when Config.PythonPath is empty.
@@ -330,6 +384,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PythonPath == "" {
 		c.PythonPath = DefaultPythonPath
+	}
+	switch c.Cgroups {
+	case "":
+		c.Cgroups = CgroupsAuto
+	case CgroupsAuto, CgroupsOff:
+	default:
+		return c, fmt.Errorf("sandbox: cgroups setting %q: want %q or %q", c.Cgroups, CgroupsAuto, CgroupsOff)
 	}
 	if !filepath.IsAbs(c.PythonPath) {
 		return c, fmt.Errorf("sandbox: python path %q must be absolute: it is resolved inside the jail", c.PythonPath)

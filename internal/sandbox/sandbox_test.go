@@ -114,11 +114,11 @@ func TestBwrapArgs(t *testing.T) {
 		root:   []rootEntry{{path: "/lib", target: "usr/lib"}, {path: "/lib64"}},
 	}
 	lim := Limits{
-		Wall: time.Second, CPU: 1500 * time.Millisecond, MemoryBytes: 100 << 20, MaxProcs: 7,
+		Wall: time.Second, CPU: 1500 * time.Millisecond, MemoryBytes: 100 << 20, MaxProcs: 3, MaxThreads: 7,
 		MaxFileBytes: 3 << 20, MaxOpenFiles: 20, TmpfsBytes: 8 << 20,
 	}
 	gotRL := map[string][2]uint64{}
-	for _, l := range rlimits(lim) {
+	for _, l := range rlimits(lim, cgroupSupport{}) {
 		gotRL[l.name] = [2]uint64{l.soft, l.hard}
 	}
 	wantRL := map[string][2]uint64{
@@ -131,6 +131,16 @@ func TestBwrapArgs(t *testing.T) {
 	}
 	if !maps.Equal(gotRL, wantRL) {
 		t.Errorf("rlimits = %v, want %v", gotRL, wantRL)
+	}
+	// With a memory cgroup the cgroup bounds memory: no RLIMIT_AS (the
+	// runtime's own, normally unlimited), the rest unchanged.
+	delete(wantRL, "RLIMIT_AS")
+	clear(gotRL)
+	for _, l := range rlimits(lim, cgroupSupport{memory: true, pids: true}) {
+		gotRL[l.name] = [2]uint64{l.soft, l.hard}
+	}
+	if !maps.Equal(gotRL, wantRL) {
+		t.Errorf("rlimits with a memory cgroup = %v, want %v", gotRL, wantRL)
 	}
 	a := b.bwrapArgs(lim, mustSpec(t, Request{}, b.interp), "id")
 	s := strings.Join(a, " ")

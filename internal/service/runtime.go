@@ -125,7 +125,7 @@ func (p *Process) ServeRuntime(ctx context.Context, r Runtime) error {
 	if r.Config.HealthInterval <= 0 {
 		return fmt.Errorf("HEALTH_INTERVAL must be positive, got %s", r.Config.HealthInterval)
 	}
-	writer, err := trajectory.NewWriter(filepath.Join(p.Config.OutputDir, "trajectories"))
+	writer, err := trajectory.NewWriter(core.TrajectoriesPath(p.Config.OutputDir))
 	if err != nil {
 		return err
 	}

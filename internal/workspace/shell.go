@@ -143,6 +143,11 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 	case core.ErrOutputLimit:
 		notes = append(notes, fmt.Sprintf("the command wrote more than %d bytes of output and was killed; the shell goes on from the state it had before this command", lim.MaxOutputBytes))
 	default:
+		if res.ProcessLimit { // (limits, issue 27) the jail's process count, sandbox.Limits.MaxProcs
+			notes = append(notes, fmt.Sprintf("the command had more than %d processes at once and was killed, with every process it started; "+
+				"the shell goes on from the state it had before this command", lim.MaxProcs))
+			break
+		}
 		if mode != "exec" {
 			w.keepState()
 		}
