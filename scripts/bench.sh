@@ -3,7 +3,7 @@
 # each comparison measured in one run. Prints a summary at the end.
 #   ADP_BENCH_TASKS   ingest size (default 1000000)
 #   ADP_BENCH_ONLY    run only these: ingest,jail,sandbox-e2e,humaneval,workspace,
-#                     workspace-image,workspace-e2e,web,load
+#                     workspace-image,workspace-e2e,web,load,images
 #   ADP_BENCH_ROUNDS  alternating rounds of the end-to-end and web comparisons
 #                     (default 3 and 5)
 #   ADP_BENCH_WEB_TASKS  form tasks on each side of the web comparison (200)
@@ -14,7 +14,7 @@
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/bootstrap.sh" --test
 ensure_built
-only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,workspace,workspace-image,workspace-e2e,web,load}
+only=${ADP_BENCH_ONLY:-ingest,jail,sandbox-e2e,humaneval,workspace,workspace-image,workspace-e2e,web,load,images}
 want() { [[ ",$only," == *",$1,"* ]]; }
 results=$(mktemp)
 work=$(mktemp -d); trap 'rm -rf "$work" "$results"' EXIT
@@ -190,6 +190,23 @@ if want load; then
   log "load: 1,000 mixed tasks through the local pipeline"
   "$ROOT/scripts/load_test.sh" --local 1000 10 | tee "$work/load.txt" >&2
   say "$(tail -1 "$work/load.txt")"
+fi
+
+if want images; then
+  # Task images (docs/environments.md): a Harbor task image built by the
+  # host's engine (podman or docker; skipped without one): first use,
+  # attempt start vs `ENGINE run --rm IMAGE /bin/true`, 100 task images on
+  # one base vs separate images.
+  log "images: a Harbor task image (debian:bookworm-slim + COPY) through the store vs the engine"
+  (cd "$ROOT" && go test -run '^$' -bench 'HarborImages' -benchtime 30x -count 1 -timeout 60m ./internal/harbor) | tee "$work/images.txt" >&2
+  im() { awk -v b="$1" -v m="$2" '$1 ~ "^BenchmarkHarborImages/"b"(-[0-9]+)?$" {for (i = 1; i < NF; i++) if ($(i+1) == m) print $i}' "$work/images.txt"; }
+  if [ -n "$(im start/engine median-ms)" ]; then
+    say "images start: jail on the image root running /bin/true: nsjail $(im start/nsjail median-ms) ms, bwrap $(im start/bwrap median-ms) ms (medians) vs the engine's run --rm $(im start/engine median-ms) ms: $(im start/engine x-nsjail)x (nsjail), $(im start/engine x-bwrap)x (bwrap) faster"
+    say "images first use: import and unpack $(im first-use s) s; $(im first-use MB-on-disk) MB on disk (its save archive $(im first-use MB-archive) MB)"
+    say "images 100 on one base: store $(im task-images MB-store) MB vs $(im task-images MB-separate-saves) MB as separate save archives ($(im task-images x-smaller-than-saves)x smaller), $(im task-images MB-separate-unpacked) MB unpacked separately; $(im task-images s/image) s per image to import"
+  else
+    say "images: skipped (no container engine or no local debian:bookworm-slim)"
+  fi
 fi
 
 echo; echo "== figures =="; cat "$results"

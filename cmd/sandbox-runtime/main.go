@@ -184,7 +184,7 @@ func run(ctx context.Context, p *service.Process, cfg *config) error {
 		Config: cfg.RuntimeConfig, HasModel: client != nil, MaxTimeout: cfg.MaxTimeout,
 		CacheTypes: []string{string(core.TaskCode), string(core.TaskReasoning)},
 		Exec: &codeagent.Agent{
-			Jail: jail, Limits: limits, LLM: client, Workspaces: workspaces, Environments: envs,
+			Jail: jail, Limits: limits, Caps: caps, LLM: client, Workspaces: workspaces, Environments: envs,
 			Cache:   templatecache.New(rdb, templatecache.Options{TTL: cfg.CacheTTL}),
 			Metrics: m, Log: log,
 		},

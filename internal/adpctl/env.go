@@ -2,15 +2,12 @@ package adpctl
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -20,9 +17,6 @@ import (
 )
 
 const envArgs = "list|pull REF...|import PATH|build DIR|rm REF...|gc"
-
-// buildEngines are the container engines `env build` uses, in this order.
-var buildEngines = []string{"docker", "podman"}
 
 func cmdEnv(ctx context.Context, e Env, args []string) error {
 	if len(args) == 0 {
@@ -172,53 +166,20 @@ func envBuild(ctx context.Context, e Env, s *imagestore.Store, args []string) er
 	if _, err := imagestore.NormalizeName(*name); err != nil {
 		return err
 	}
-	bin, err := findEngine(e, *engine)
+	bin, err := imagestore.FindEngine(ctx, *engine, e.LookPath)
 	if err != nil {
 		return err
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	tag := "localhost/adp-build-" + hex.EncodeToString(b[:]) + ":latest"
 	tmp, err := os.MkdirTemp("", "adp-build-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 	archive := filepath.Join(tmp, "image.tar")
-	run := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Stdout, cmd.Stderr = e.Stderr, e.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s %s: %w", filepath.Base(bin), args[0], err)
-		}
-		return nil
-	}
-	if err := run("build", "-t", tag, dir); err != nil {
-		return fmt.Errorf("build %s: %w", dir, err)
-	}
-	defer func() { _ = exec.Command(bin, "rmi", tag).Run() }() // the engine's copy is not needed
-	if err := run("save", "-o", archive, tag); err != nil {
-		return fmt.Errorf("build %s: %w", dir, err)
+	if err := imagestore.BuildArchive(ctx, bin, dir, archive, e.Stderr); err != nil {
+		return err
 	}
 	return importAndPrint(ctx, e, s, archive, []string{*name})
-}
-
-// findEngine is the container engine to build with.
-func findEngine(e Env, want string) (string, error) {
-	lookPath := e.LookPath
-	if lookPath == nil {
-		lookPath = exec.LookPath
-	}
-	candidates := buildEngines
-	if want != "" {
-		candidates = []string{want}
-	}
-	for _, c := range candidates {
-		if p, err := lookPath(c); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found on PATH: building an image needs one; or build it elsewhere and run `adpctl env import` on its `docker save` archive", strings.Join(candidates, " or "))
 }
 
 func envRemove(ctx context.Context, e Env, s *imagestore.Store, args []string) error {

@@ -100,7 +100,7 @@ func TestEnvBuildWithoutEngine(t *testing.T) {
 	notFound := func(string) (string, error) { return "", os.ErrNotExist }
 	c := &cli{t: t, env: Env{ImageStore: imagestore.Config{Dir: t.TempDir()}, LookPath: notFound}}
 	code, _, errs := c.run("", "env", "build", ctxDir)
-	if code != 1 || !strings.Contains(errs, "docker or podman not found on PATH") || !strings.Contains(errs, "adpctl env import") {
+	if code != 1 || !strings.Contains(errs, "docker not found on PATH, podman not found on PATH") || !strings.Contains(errs, "adpctl env import") {
 		t.Errorf("build without an engine: %d %q", code, errs)
 	}
 }

@@ -17,12 +17,13 @@ import (
 	"github.com/agentdataplatform/adp/internal/codeagent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/harbor"
+	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
-const importArgs = "harbor [--out FILE] [--oracle] [--base IMAGE]... [--max-cpus N] [--max-memory-mb N] [--max-storage-mb N] DIR..."
+const importArgs = "harbor [--out FILE] [--oracle|--noop] [--images DIR] [--engine docker|podman] [--base IMAGE]... [--max-cpus N] [--max-memory-mb N] [--max-storage-mb N] DIR..."
 
 // errRefused makes import exit 1 after writing the tasks it could import.
 var errRefused = errors.New("some task folders were refused")
@@ -33,9 +34,13 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// importFlags are import's and validate's options for reading task folders.
-func importFlags(fs *flag.FlagSet) func() harbor.Options {
+// importFlags are import's and validate's options for reading task
+// folders. The options' Images (where built images go, and the engine that
+// builds them) are found when the flags are read.
+func importFlags(ctx context.Context, e Env, fs *flag.FlagSet) func() harbor.Options {
 	var bases stringList
+	images := fs.String("images", e.ImageStore.ArchiveDir, "the image archive directory task images are built into (SANDBOX_IMAGE_ARCHIVES: give the sandbox runtime the same directory)")
+	engine := fs.String("engine", "", "container engine to build with (default: docker, else podman, whichever answers)")
 	fs.Var(&bases, "base", "an image a Dockerfile may be FROM, besides "+strings.Join(harbor.DefaultBases, ", ")+" (repeatable)")
 	cpus := fs.Float64("max-cpus", harbor.DefaultMaxCPUs, "refuse tasks whose task.toml asks for more CPUs")
 	mem := fs.Int64("max-memory-mb", harbor.DefaultMaxMemoryMB, "refuse tasks whose task.toml asks for more memory (MB)")
@@ -45,13 +50,21 @@ func importFlags(fs *flag.FlagSet) func() harbor.Options {
 		if len(bases) > 0 {
 			o.Bases = append(append([]string(nil), harbor.DefaultBases...), bases...)
 		}
+		if *images != "" {
+			o.Images = &harbor.Images{ArchiveDir: *images, Output: e.Stderr}
+			if bin, err := imagestore.FindEngine(ctx, *engine, e.LookPath); err == nil {
+				o.Images.Engine = bin
+			} else if *engine != "" {
+				fmt.Fprintf(e.Stderr, "adpctl: %v\n", err)
+			}
+		}
 		return o
 	}
 }
 
 // loadHarbor reads the task folders of paths; a refused folder is
 // reported on stderr and left out.
-func loadHarbor(e Env, paths []string, o harbor.Options) ([]core.TaskSpec, int, error) {
+func loadHarbor(ctx context.Context, e Env, paths []string, o harbor.Options) ([]core.TaskSpec, int, error) {
 	dirs, err := harbor.Find(paths)
 	if err != nil {
 		return nil, 0, err
@@ -59,7 +72,7 @@ func loadHarbor(e Env, paths []string, o harbor.Options) ([]core.TaskSpec, int, 
 	var tasks []core.TaskSpec
 	refused := 0
 	for _, d := range dirs {
-		t, err := harbor.Load(d, o)
+		t, err := harbor.Load(ctx, d, o)
 		var re *harbor.RefusedError
 		switch {
 		case errors.As(err, &re):
@@ -78,7 +91,8 @@ func cmdImport(ctx context.Context, e Env, args []string) error {
 	fs := newFlags(e, "import", importArgs)
 	out := fs.String("out", "", "write the task lines to FILE instead of stdout")
 	oracle := fs.Bool("oracle", false, "give each task actions that run its solution/solve.sh (for adpctl validate)")
-	opts := importFlags(fs)
+	noop := fs.Bool("noop", false, "give each task one action, finish: the no-op agent, which must score 0")
+	opts := importFlags(ctx, e, fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -86,9 +100,12 @@ func cmdImport(ctx context.Context, e Env, args []string) error {
 	if len(pos) < 2 || pos[0] != "harbor" {
 		return fmt.Errorf("%w: the format (harbor) and at least one DIR", errUsage)
 	}
+	if *oracle && *noop {
+		return fmt.Errorf("%w: --oracle or --noop, not both", errUsage)
+	}
 	o := opts()
-	o.Oracle = *oracle
-	tasks, refused, err := loadHarbor(e, pos[1:], o)
+	o.Oracle, o.NoOp = *oracle, *noop
+	tasks, refused, err := loadHarbor(ctx, e, pos[1:], o)
 	if err != nil {
 		return err
 	}
@@ -115,7 +132,7 @@ func cmdImport(ctx context.Context, e Env, args []string) error {
 	return nil
 }
 
-const validateArgs = "[--backend auto|nsjail|bwrap] [--workspace-root DIR] [--base IMAGE]... FILE|DIR..."
+const validateArgs = "[--backend auto|nsjail|bwrap] [--workspace-root DIR] [--images DIR] [--engine docker|podman] [--base IMAGE]... FILE|DIR..."
 
 // cmdValidate checks a dataset the way Harbor users do: each task's oracle
 // (its actions; solution/solve.sh of a task folder) must score 1, and a
@@ -125,7 +142,7 @@ func cmdValidate(ctx context.Context, e Env, args []string) error {
 	fs := newFlags(e, "validate", validateArgs)
 	backend := fs.String("backend", sandbox.BackendAuto, "the jail")
 	seeds := fs.String("workspace-root", "", "where tasks' workspace seeds are (WORKSPACE_ROOT; default $OUTPUT_DIR/workspaces)")
-	opts := importFlags(fs)
+	opts := importFlags(ctx, e, fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -135,15 +152,15 @@ func cmdValidate(ctx context.Context, e Env, args []string) error {
 	}
 	var tasks []core.TaskSpec
 	bad, refusedAll := 0, 0 // refused folders count as not valid
+	o := opts()
+	o.Oracle = true
 	for _, p := range pos {
 		st, err := os.Stat(p)
 		if err != nil {
 			return err
 		}
 		if st.IsDir() {
-			o := opts()
-			o.Oracle = true
-			ts, refused, err := loadHarbor(e, []string{p}, o)
+			ts, refused, err := loadHarbor(ctx, e, []string{p}, o)
 			if err != nil {
 				return err
 			}
@@ -173,6 +190,24 @@ func cmdValidate(ctx context.Context, e Env, args []string) error {
 	}
 	defer m.Close()
 	a := &codeagent.Agent{Jail: jail, Limits: lim, Workspaces: m, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+	if needsImages(tasks) {
+		// The tasks' images, from the store adpctl env and the runtime use
+		// (archives from --images).
+		if e.imageStoreErr != nil {
+			return fmt.Errorf("image store settings: %w", e.imageStoreErr)
+		}
+		cfg := e.ImageStore
+		if o.Images != nil {
+			cfg.ArchiveDir = o.Images.ArchiveDir
+		}
+		cfg.Log = slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		store, err := imagestore.Open(cfg)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		a.Environments = store
+	}
 	for _, t := range tasks {
 		why, err := validateTask(ctx, a, t)
 		if err != nil {
@@ -188,6 +223,16 @@ func cmdValidate(ctx context.Context, e Env, args []string) error {
 		return fmt.Errorf("%d tasks are not valid", bad)
 	}
 	return nil
+}
+
+// needsImages reports whether a task names an environment.
+func needsImages(tasks []core.TaskSpec) bool {
+	for _, t := range tasks {
+		if env, _ := t.Constraints["environment"].(string); env != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // validateTask runs t's oracle and a no-op agent on it and says what is

@@ -19,8 +19,8 @@ func TestHarborDoc(t *testing.T) {
 	sh := testsupport.DocBlocks(t, harborDoc, "sh")
 	texts := testsupport.DocBlocks(t, harborDoc, "text")
 	js := testsupport.DocBlocks(t, harborDoc, "json")
-	if len(sh) != 2 || len(texts) != 2 || len(js) != 1 {
-		t.Fatalf("docs/harbor.md: %d sh, %d text, %d json blocks; the test follows 2, 2, 1", len(sh), len(texts), len(js))
+	if len(sh) != 3 || len(texts) != 3 || len(js) != 1 {
+		t.Fatalf("docs/harbor.md: %d sh, %d text, %d json blocks; the test follows 3, 3, 1", len(sh), len(texts), len(js))
 	}
 	work := t.TempDir()
 	cmd := exec.Command("bash", "-euc", sh[0].Text)
@@ -56,6 +56,19 @@ func TestHarborDoc(t *testing.T) {
 	}
 	if code != 1 || !strings.Contains(string(doc), "`"+strings.TrimSuffix(out, "\n")+"`") {
 		t.Errorf("a broken oracle: exit %d, %q is not in the doc", code, out)
+	}
+	// Task images: the third block's commands are TestValidateImages' and
+	// internal/localrun's TestHarborDataset; without an engine, the
+	// refusal of the third text block.
+	for _, want := range []string{"bin/adpctl validate --images images examples/harbor-images", "SANDBOX_IMAGE_ARCHIVES=images HARBOR_AGENT=oracle make run TASKS=examples/harbor-images"} {
+		if !strings.Contains(sh[2].Text, want) {
+			t.Errorf("%s:%d: no %q", harborDoc, sh[2].Line, want)
+		}
+	}
+	t.Chdir(testsupport.RepoRoot(t))
+	noEngine := &cli{t: t, env: Env{LookPath: func(string) (string, error) { return "", os.ErrNotExist }}}
+	if _, _, errOut := noEngine.run("", "import", "harbor", "--images", t.TempDir(), "examples/harbor-images"); !strings.Contains(errOut, texts[2].Text+"\n") {
+		t.Errorf("the refusal without an engine: %q; the doc prints %q", errOut, texts[2].Text)
 	}
 	// The refusal's form.
 	online := harborFolder(harborTest, harborSolve)

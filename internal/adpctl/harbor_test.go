@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
@@ -116,5 +117,70 @@ func TestImportHarbor(t *testing.T) {
 	}
 	if code, _, _ := c.run("", "import", "csv", ds); code != 2 {
 		t.Errorf("an unknown format: exit %d, want 2", code)
+	}
+}
+
+// TestImportWithoutEngine: a Dockerfile that builds, with no engine to
+// build it and no archive built before, is refused naming its line; the
+// folders that need no image are still written.
+func TestImportWithoutEngine(t *testing.T) {
+	ds, names := testsupport.HarborImageDataset(t)
+	notFound := func(string) (string, error) { return "", os.ErrNotExist }
+	c := &cli{t: t, env: Env{LookPath: notFound}}
+	code, out, errOut := c.run("", "import", "harbor", "--images", t.TempDir(), ds)
+	if code != 1 || out != "" {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+	for _, n := range names {
+		if !strings.Contains(errOut, "refused "+filepath.Join(ds, n)+": environment/Dockerfile: line 2 ") || !strings.Contains(errOut, "no container engine") {
+			t.Errorf("%s not refused by its line:\n%s", n, errOut)
+		}
+	}
+}
+
+// TestValidateImages: `adpctl validate DIR` on examples/harbor-images
+// builds each task's image through the host's engine and runs the oracle
+// (1) and a no-op agent (0) in it, under every jail; `import harbor` then
+// writes lines naming the same archives, not built again.
+func TestValidateImages(t *testing.T) {
+	testsupport.RequireWorkspaceImages(t)
+	engine, err := imagestore.FindEngine(t.Context(), "", nil)
+	if err != nil {
+		t.Skipf("no container engine to build the task images with: %v", err)
+	}
+	testsupport.RequireLocalImage(t, engine, "debian:bookworm-slim")
+	ds, names := testsupport.HarborImageDataset(t)
+	root := t.TempDir()
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o755); err != nil { // the jail's uid reaches the store
+			t.Fatal(err)
+		}
+	}
+	archives := filepath.Join(root, "archives")
+	if err := os.Mkdir(archives, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			c := &cli{t: t, env: Env{OutputDir: t.TempDir(), ImageStore: imagestore.Config{Dir: filepath.Join(root, "store")}}}
+			code, out, errOut := c.run("", "validate", "--backend", b, "--images", archives, ds)
+			if code != 0 || out != "" || !strings.Contains(errOut, "validated 3 tasks: 0 not valid") {
+				t.Errorf("validate: exit %d\n%s%s", code, out, errOut)
+			}
+		})
+	}
+	c := &cli{t: t, env: Env{LookPath: func(string) (string, error) { return "", os.ErrNotExist }}}
+	code, out, errOut := c.run("", "import", "harbor", "--images", archives, ds)
+	if code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(names) {
+		t.Fatalf("lines:\n%s", out)
+	}
+	for i, n := range names {
+		if !strings.Contains(lines[i], `"environment":"archive:harbor/`+n+"-") {
+			t.Errorf("%s: %s", n, lines[i])
+		}
 	}
 }

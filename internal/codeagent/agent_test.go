@@ -11,12 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/export"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/prompt"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/testsupport"
@@ -102,7 +102,7 @@ func TestScripted(t *testing.T) {
 				t.Errorf("%d steps, want %d", len(tr.Steps), tc.steps)
 			}
 			s := tr.Steps[0]
-			if s.ActionType != core.ActionCodeExecution || s.ActionParams["code"] != tc.constraints["code"] || tr.Metadata["source"] != agent.SourceScripted {
+			if s.ActionType != core.ActionCodeExecution || s.ActionParams["code"] != tc.constraints["code"] || tr.Metadata["source"] != string(rollout.SourceScripted) {
 				t.Errorf("step = %+v, metadata = %v", s, tr.Metadata)
 			}
 		})
@@ -168,7 +168,7 @@ func TestRulesAndCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !first.Success || first.FinalResult != "55" || first.Metadata["source"] != agent.SourceRules || first.Metadata["cache_hit"] != false {
+	if !first.Success || first.FinalResult != "55" || first.Metadata["source"] != string(rollout.SourceRules) || first.Metadata["cache_hit"] != false {
 		t.Fatalf("first run: %+v", first)
 	}
 	// The same description, differently spaced and cased: a cache hit that
@@ -178,7 +178,7 @@ func TestRulesAndCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !second.Success || second.Metadata["cache_hit"] != true || second.Metadata["source"] != agent.SourceCache || len(second.Steps) != 1 || second.Steps[0].Observation == "" {
+	if !second.Success || second.Metadata["cache_hit"] != true || second.Metadata["source"] != string(rollout.SourceCache) || len(second.Steps) != 1 || second.Steps[0].Observation == "" {
 		t.Fatalf("second run: %+v", second)
 	}
 	if testutil.ToFloat64(a.Metrics.CacheHits.WithLabelValues("code")) != 1 || testutil.ToFloat64(a.Metrics.CacheMisses.WithLabelValues("code")) != 1 {
@@ -242,7 +242,7 @@ func TestLLMLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.FinalResult != "4" || tr.Metadata["verified"] != true || tr.Metadata["source"] != agent.SourceLLM {
+	if !tr.Success || tr.FinalResult != "4" || tr.Metadata["verified"] != true || tr.Metadata["source"] != string(rollout.SourceLLM) {
 		t.Fatalf("trajectory: success=%v result=%q meta=%v err=%s", tr.Success, tr.FinalResult, tr.Metadata, tr.ErrorMessage)
 	}
 	if len(tr.Steps) != 3 {

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/testsupport"
@@ -432,7 +432,7 @@ func TestCacheKeepsOnlyChecksItPassed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr.Success || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaSource] != agent.SourceLLM {
+	if tr.Success || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaSource] != string(rollout.SourceLLM) {
 		t.Fatalf("other tests: success=%v metadata %v; want a miss and the model's failure", tr.Success, tr.Metadata)
 	}
 }

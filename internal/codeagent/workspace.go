@@ -10,11 +10,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/prompt"
-	"github.com/agentdataplatform/adp/internal/templatecache"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/workspace"
 )
 
@@ -37,8 +36,19 @@ const (
 	diffTimeout = 30 * time.Second
 )
 
-// wsRun is one attempt of a workspace task.
-type wsRun struct {
+// workspaceEnv is the environment of one attempt of a workspace task.
+type workspaceEnv struct {
+	a      *Agent
+	task   core.TaskSpec
+	c      Constraints
+	im     image
+	ws     *workspace.Workspace
+	budget rollout.Budget
+	// started: setup is done and the agent may act (the diff's base is
+	// taken); an attempt that ended before has no diff and no check.
+	started bool
+	// steps are the records of the call in progress.
+	steps []core.ExecutionStep
 	// tampered: the verify step saw the check's own code altered (see
 	// workspace.Verdict.Tampered); the exit reason says so.
 	tampered bool
@@ -46,116 +56,98 @@ type wsRun struct {
 	// it ran to its end (workspace.Verdict.Rewards and Reward).
 	rewards map[string]float64
 	reward  *float64
-	a       *Agent
-	task    core.TaskSpec
-	c       Constraints
-	tr      *core.Trajectory
-	ws      *workspace.Workspace
-	start   time.Time
-
 	// finished: a finish action or tool ran, with answer.
 	finished bool
 	answer   *string
 	// ended is the failure that ended the attempt before the agent was
-	// done (the workspace cap, the task's timeout, the model unreachable);
-	// the test_command does not run after it.
+	// done (the workspace cap, the task's timeout); the test_command does
+	// not run after it.
 	ended    core.ErrorType
 	endedMsg string
 	// jailErr is a failure of the runtime (a jail that did not launch, the
 	// host's file system): the task is retried, nothing is written.
 	jailErr error
+	// testOutput is the verify step's observation, when test_command ran.
+	testOutput *string
 }
 
-var _ agent.Task = (*wsRun)(nil)
-
-// executeWorkspace performs a workspace task. The error is non-nil only for
-// failures of the runtime.
-func (a *Agent) executeWorkspace(ctx context.Context, task core.TaskSpec, c Constraints, tr *core.Trajectory, start time.Time) (*core.Trajectory, error) {
-	w := &wsRun{a: a, task: task, c: c, tr: tr, start: start}
-	deadline := time.Now().Add(time.Duration(task.Timeout) * time.Second)
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	if a.Workspaces == nil {
-		tr.Fail(core.ErrSystem, "this runtime has no workspaces configured for a workspace task (files, workspace, setup, test_command, actions)")
-		tr.ExitReason = core.ExitAborted
-		return w.finish(), nil
+// Start opens the workspace (its seed files or directory) and runs the
+// setup commands, each a step; a failing one makes the task invalid.
+func (w *workspaceEnv) Start(ctx context.Context, opts rollout.StartOptions) (rollout.Start, error) {
+	w.budget = opts.Budget
+	st := rollout.Start{
+		Result: rollout.Result{Metadata: w.im.metadata()},
+		Space:  rollout.ActionSpace{Instructions: prompt.WorkspaceSystem, Tools: prompt.WorkspaceTools},
 	}
-	ws, err := a.Workspaces.Open(ctx, workspace.Seed{Files: c.Files, From: c.Workspace})
+	st.Observation.Text = prompt.WorkspaceUser(prompt.WorkspaceTask{Description: w.task.Description, Checked: w.c.TestCommand != ""})
+	invalid := func(et core.ErrorType, msg string) (rollout.Start, error) {
+		st.Invalid, st.End = true, &rollout.Failure{Type: et, Message: msg}
+		st.Steps, w.steps = w.steps, nil
+		return st, nil
+	}
+	if w.a.Workspaces == nil {
+		st.End = &rollout.Failure{Type: core.ErrSystem, Message: "this runtime has no workspaces configured for a workspace task (files, workspace, setup, test_command, actions)"}
+		return st, nil
+	}
+	ws, err := w.a.Workspaces.Open(ctx, workspace.Seed{Files: w.c.Files, From: w.c.Workspace})
 	var seedErr *workspace.SeedError
 	switch {
 	case errors.As(err, &seedErr):
-		tr.Fail(core.ErrSystem, "invalid workspace: "+err.Error())
-		tr.ExitReason = core.ExitInvalidTask
-		return w.finish(), nil
+		return invalid(core.ErrSystem, "invalid workspace: "+err.Error())
 	case err != nil && ctx.Err() != nil:
-		tr.Fail(core.ErrTimeout, "the task's timeout passed while opening a workspace: "+err.Error())
-		tr.ExitReason = core.ExitTimeout
-		return w.finish(), nil
+		st.End = &rollout.Failure{Type: core.ErrTimeout, Message: "the task's timeout passed while opening a workspace: " + err.Error()}
+		return st, nil
 	case err != nil:
-		return nil, fmt.Errorf("task %s: open workspace: %w: %w", task.TaskID, ErrJail, err)
+		return st, fmt.Errorf("open workspace: %w", err)
 	}
 	w.ws = ws
-	defer func() {
-		if err := ws.Close(); err != nil {
-			a.Log.Warn("workspace close failed", "task_id", task.TaskID, "err", err)
-		}
-	}()
-	if w.setup(ctx) {
-		// No template cache: a workspace task is its files as much as its
-		// description.
-		x := agent.Executor{HasModel: a.LLM != nil, Metrics: a.Metrics, Log: a.Log}
-		x.Run(ctx, tr, task, w)
-	}
-	if w.jailErr != nil {
-		return nil, fmt.Errorf("task %s: %w: %w", task.TaskID, ErrJail, w.jailErr)
-	}
-	return w.finish(), nil
-}
-
-// setup runs the setup commands, each a step; a failing one makes the task
-// invalid (it ends the attempt before the agent starts).
-func (w *wsRun) setup(ctx context.Context) bool {
 	for i, cmd := range w.c.Setup {
-		step, ok := w.shell(ctx, core.CodeAction{Action: core.CodeActionBash, Command: cmd}, purposeSetup, w.remaining(ctx))
+		step, ok := w.shell(ctx, core.CodeAction{Action: core.CodeActionBash, Command: cmd}, purposeSetup, w.budget.Remaining())
+		if w.jailErr != nil {
+			return st, w.jailErr
+		}
 		if !ok {
-			w.concludeEnded()
-			return false
+			st.End = w.end()
+			st.Steps, w.steps = w.steps, nil
+			return st, nil
 		}
 		if !step.Success {
-			w.tr.Fail(core.ErrSetup, fmt.Sprintf("setup command %d (%s) failed: %s", i+1, clip(cmd, 200), step.ErrorMessage))
-			w.tr.ExitReason = core.ExitInvalidTask
-			return false
+			return invalid(core.ErrSetup, fmt.Sprintf("setup command %d (%s) failed: %s", i+1, clip(cmd, 200), step.ErrorMessage))
 		}
 	}
-	if len(w.c.Setup) == 0 {
-		return true
-	}
-	// The diff's base is the state setup left: the agent's patch is what
-	// the agent changed, not what setup did.
-	if err := w.ws.Snapshot(ctx); err != nil {
-		if ctx.Err() != nil {
-			w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
-			w.concludeEnded()
-			return false
+	st.Steps, w.steps = w.steps, nil
+	if len(w.c.Setup) > 0 {
+		// The diff's base is the state setup left: the agent's patch is
+		// what the agent changed, not what setup did.
+		if err := w.ws.Snapshot(ctx); err != nil {
+			if ctx.Err() != nil {
+				st.End = w.timedOut()
+				return st, nil
+			}
+			return invalid(core.ErrSystem, "the state after setup cannot be the diff's base: "+err.Error())
 		}
-		w.tr.Fail(core.ErrSystem, "the state after setup cannot be the diff's base: "+err.Error())
-		w.tr.ExitReason = core.ExitInvalidTask
-		return false
 	}
-	return true
+	w.started = true
+	return st, nil
 }
 
-// remaining is what is left of the task's time.
-func (w *wsRun) remaining(ctx context.Context) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		return max(time.Until(dl), 100*time.Millisecond)
+// timedOut ends the attempt at the budget's end.
+func (w *workspaceEnv) timedOut() *rollout.Failure {
+	w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.budget.Seconds())
+	return w.end()
+}
+
+// end is what ended the attempt; nil when nothing did.
+func (w *workspaceEnv) end() *rollout.Failure {
+	if w.ended == "" {
+		return nil
 	}
-	return w.a.Limits.Wall
+	return &rollout.Failure{Type: w.ended, Message: w.endedMsg}
 }
 
 // stepTimeout is the timeout of an agent's bash or python step: its own
 // (seconds) or SANDBOX_RUN_TIMEOUT, cut to what is left of the task.
-func (w *wsRun) stepTimeout(ctx context.Context, a core.CodeAction) time.Duration {
+func (w *workspaceEnv) stepTimeout(a core.CodeAction) time.Duration {
 	t := w.a.Limits.Wall
 	if a.Timeout != nil {
 		t = time.Duration(*a.Timeout) * time.Second
@@ -163,174 +155,147 @@ func (w *wsRun) stepTimeout(ctx context.Context, a core.CodeAction) time.Duratio
 	if t <= 0 {
 		t = workspace.DefaultStepTimeout
 	}
-	return min(t, w.remaining(ctx))
+	return w.budget.StepTimeout(t)
 }
 
-// Scripted replays constraints.actions, up to max_steps of them.
-func (w *wsRun) Scripted(ctx context.Context) bool {
-	if w.c.Actions == nil {
-		return false
-	}
-	for i, a := range w.c.Actions {
-		if i >= w.task.MaxSteps {
-			w.tr.Metadata[core.MetaStopReason] = string(core.ExitMaxSteps)
-			w.tr.ExitReason = core.ExitMaxSteps
-			break
-		}
-		if _, done := w.do(ctx, a); done || w.ended != "" || w.jailErr != nil {
-			break
-		}
-	}
+// Step performs one action (core.CodeAction, or a model's call decoded
+// with the rules of a task's actions) as one step; a text answer is
+// accepted (the attempt ends and test_command decides).
+func (w *workspaceEnv) Step(ctx context.Context, act rollout.Action) (rollout.Result, error) {
+	var res rollout.Result
+	var a core.CodeAction
 	switch {
-	case w.ended != "":
-		w.tr.ExitReason = core.ExitFor(w.ended)
-	case w.finished:
-		w.tr.ExitReason = core.ExitFinished
+	case act.Answer != nil:
+		if w.answer == nil && *act.Answer != "" {
+			ans := *act.Answer
+			w.answer = &ans
+		}
+		res.Done = true
+		return res, nil
+	case act.Call != nil:
+		var raw json.RawMessage
+		err := llm.ParseArguments(*act.Call, &raw)
+		if err == nil {
+			a, err = core.ParseCodeAction(act.Call.Function.Name, raw)
+		}
+		if err != nil {
+			res.Observation.Text = "error: " + err.Error()
+			return res, nil
+		}
+	default:
+		var ok bool
+		if a, ok = act.Input.(core.CodeAction); !ok {
+			return res, fmt.Errorf("workspace environment: action %T is not a core.CodeAction", act.Input)
+		}
 	}
-	return true
+	res.Observation.Text, res.Done = w.do(ctx, a)
+	res.Steps, w.steps = w.steps, nil
+	if w.jailErr != nil {
+		return res, w.jailErr
+	}
+	res.End = w.end()
+	res.Done = res.Done || res.End != nil
+	res.Finished = w.finished
+	return res, nil
 }
 
-// CacheKey is not used: workspace tasks are not cached.
-func (w *wsRun) CacheKey() string { return "" }
-
-// Replay replays nothing: workspace tasks are not cached.
-func (w *wsRun) Replay(context.Context, templatecache.Entry) bool { return false }
-
-// Entry caches nothing.
-func (w *wsRun) Entry() (templatecache.Entry, bool) { return templatecache.Entry{}, false }
-
-// Rules: the blueprint has none for workspaces.
-func (w *wsRun) Rules(context.Context) bool {
-	w.tr.Fail(core.ErrNoModel, "no LLM is configured (set LLM_BASE_URL) and the workspace task has no actions; "+
-		"give it constraints.actions or configure an OpenAI-compatible LLM")
-	return false
+// Close closes the workspace.
+func (w *workspaceEnv) Close() error {
+	w.im.close()
+	if w.ws == nil {
+		return nil
+	}
+	if err := w.ws.Close(); err != nil {
+		return fmt.Errorf("close workspace: %w", err)
+	}
+	return nil
 }
 
-// Model runs the LLM loop with the workspace tools.
-func (w *wsRun) Model(ctx context.Context) {
-	user := prompt.WorkspaceUser(prompt.WorkspaceTask{Description: w.task.Description, Checked: w.c.TestCommand != ""})
-	loop := agent.NewLoop(w.a.LLM, w.task)
-	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WorkspaceSystem), llm.UserMessage(user)}, &wsTools{w: w})
-	out.Record(ctx, w.tr, err, w.start)
-	if out.Answer != "" && w.answer == nil {
-		w.answer = &out.Answer
+// Evaluate takes the diff and, when the attempt got that far, runs
+// test_command: success only when test_command ran and passed (or, without
+// one, when the attempt ended normally).
+func (w *workspaceEnv) Evaluate(ctx context.Context, end *rollout.Failure) (rollout.Evaluation, error) {
+	ev := rollout.Evaluation{Checked: w.c.TestCommand != "", Metadata: core.Metadata{}}
+	if !w.started {
+		return ev, nil // ended before the agent started: no diff, no check
 	}
-	switch {
-	case err != nil && w.ended == "":
-		// Record added the failed call's step and its exit reason.
-		w.ended, w.endedMsg = w.tr.Steps[len(w.tr.Steps)-1].ErrorType, err.Error()
-	case w.ended != "":
-		// The loop saw a tool end it; why is the attempt's exit reason.
-		w.tr.ExitReason = core.ExitFor(w.ended)
-	}
-}
-
-// Conclude takes the diff, runs test_command when the attempt got that far,
-// and decides success and reward: success only when test_command ran and
-// passed (or, without one, when the attempt ended normally).
-func (w *wsRun) Conclude(ctx context.Context) {
-	tr := w.tr
+	ev.Total = w.c.Checks()
 	if w.answer != nil {
-		tr.FinalResult = *w.answer
-		tr.Metadata[core.MetaAnswer] = *w.answer
+		ev.FinalResult = *w.answer
+		ev.Metadata[core.MetaAnswer] = *w.answer
 	}
-	diffOK := w.recordDiff(ctx)
-	passed := 0
-	defer func() {
-		tr.SetReward(passed, w.c.Checks())
-		if w.reward != nil && w.ended == "" && w.jailErr == nil {
-			// The check's own reward: its scalar (success is it reaching
-			// workspace.RewardThreshold, which Passed already says).
-			r := *w.reward
-			tr.Reward = &r
-			tr.Metadata[core.MetaVerifierRewards] = w.rewards
-		}
-	}()
-	if w.ended != "" || w.jailErr != nil {
-		w.concludeEnded()
-		return
+	diffOK := w.recordDiff(ctx, ev.Metadata)
+	if end != nil {
+		return ev, nil
 	}
 	if !diffOK {
 		// The record of what the agent did is not whole: whatever the
 		// tests say, this is no example of a success.
-		tr.Fail(core.ErrSystem, "the workspace diff could not be taken completely: "+clip(orString(incomplete(tr), "it failed"), 300))
-		return
+		why, _ := ev.Metadata[core.MetaWorkspaceDiffIncomplete].(string)
+		ev.Failure = &rollout.Failure{Type: core.ErrSystem, Message: "the workspace diff could not be taken completely: " + clip(orString(why, "it failed"), 300)}
+		return ev, nil
 	}
 	if w.c.TestCommand == "" {
-		tr.Success, tr.ErrorType, tr.ErrorMessage = true, core.ErrNone, ""
-		return
+		return ev, nil
 	}
 	ok, msg := w.runTests(ctx)
-	if w.ended != "" || w.jailErr != nil {
-		w.concludeEnded()
-		return
+	ev.Steps, w.steps = w.steps, nil
+	if w.testOutput != nil {
+		ev.Metadata[core.MetaTestOutput] = *w.testOutput
 	}
-	tr.Metadata[core.MetaVerified] = ok
-	if !ok {
-		tr.Fail(core.ErrWrongAnswer, msg)
-		if w.tampered {
-			tr.ExitReason = core.ExitTampered
-		}
-		return
+	if w.jailErr != nil {
+		return ev, w.jailErr
 	}
-	passed = 1
-	tr.Success, tr.ErrorType, tr.ErrorMessage = true, core.ErrNone, ""
-}
-
-// concludeEnded fails the trajectory with what ended the attempt.
-func (w *wsRun) concludeEnded() {
 	if w.ended != "" {
-		w.tr.Fail(w.ended, w.endedMsg)
-		if w.tr.ExitReason == "" {
-			w.tr.ExitReason = core.ExitFor(w.ended)
-		}
+		ev.Failure = w.end()
+		return ev, nil
 	}
+	ev.Verified, ev.Message, ev.Tampered = &ok, msg, w.tampered
+	if ok {
+		ev.Passed = 1
+	}
+	ev.Reward, ev.Rewards = w.reward, w.rewards
+	return ev, nil
 }
 
 // recordDiff keeps the workspace's diff against its base (the state
 // after setup), as text or, when its bytes are not UTF-8, in base64. It
 // reports whether the diff is the whole change; when not, why is
 // metadata.workspace_diff_incomplete.
-func (w *wsRun) recordDiff(ctx context.Context) bool {
+func (w *workspaceEnv) recordDiff(ctx context.Context, md core.Metadata) bool {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diffTimeout)
 	defer cancel()
 	d, err := w.ws.Diff(dctx, diffBytes)
 	if err != nil {
 		w.a.Log.Warn("workspace diff failed", "task_id", w.task.TaskID, "err", err)
-		w.tr.Metadata[core.MetaWorkspaceDiffIncomplete] = err.Error()
+		md[core.MetaWorkspaceDiffIncomplete] = err.Error()
 		return false
 	}
 	if utf8.ValidString(d.Patch) {
-		w.tr.Metadata[core.MetaWorkspaceDiff] = d.Patch
+		md[core.MetaWorkspaceDiff] = d.Patch
 	} else {
-		w.tr.Metadata[core.MetaWorkspaceDiffBase64] = base64.StdEncoding.EncodeToString([]byte(d.Patch))
+		md[core.MetaWorkspaceDiffBase64] = base64.StdEncoding.EncodeToString([]byte(d.Patch))
 	}
 	if d.Truncated {
-		w.tr.Metadata[core.MetaWorkspaceDiffTruncated] = true
+		md[core.MetaWorkspaceDiffTruncated] = true
 	}
 	if d.Incomplete != "" {
-		w.tr.Metadata[core.MetaWorkspaceDiffIncomplete] = d.Incomplete
+		md[core.MetaWorkspaceDiffIncomplete] = d.Incomplete
 		return false
 	}
 	return true
-}
-
-// incomplete is why the trajectory's diff is not whole.
-func incomplete(tr *core.Trajectory) string {
-	s, _ := tr.Metadata[core.MetaWorkspaceDiffIncomplete].(string)
-	return s
 }
 
 // runTests runs test_command (with what is left of the task's time) as the
 // verify step and returns its verdict: Workspace.Verify, a fresh jail and
 // shell that none of the agent's state reaches, the hidden test_files at
 // /tests, and a pass only on the evidence that the check ran to its end.
-func (w *wsRun) runTests(ctx context.Context) (bool, string) {
+func (w *workspaceEnv) runTests(ctx context.Context) (bool, string) {
 	a := core.CodeAction{Action: core.CodeActionBash, Command: w.c.TestCommand}
 	params := toolParams(a)
 	params["purpose"] = purposeVerify
 	started := time.Now()
-	timeout := w.remaining(ctx)
+	timeout := w.budget.Remaining()
 	v, err := w.ws.Verify(ctx, workspace.Check{Command: w.c.TestCommand, TestFiles: w.c.TestFiles, Timeout: timeout})
 	if err != nil {
 		w.stepFailed(ctx, params, started, err)
@@ -370,28 +335,28 @@ func (w *wsRun) runTests(ctx context.Context) (bool, string) {
 		step.ErrorType, step.ErrorMessage = core.ErrWrongAnswer, v.Reason
 		msg = "test_command exited 0 without evidence that it ran to its end: " + v.Reason
 	}
-	w.tr.AddStep(step)
-	w.tr.Metadata[core.MetaTestOutput] = step.Observation
+	w.record(step)
+	w.testOutput = &step.Observation
 	return v.Passed, msg
 }
 
 // do performs one action as one step and returns the observation for the
 // model; done is true after finish.
-func (w *wsRun) do(ctx context.Context, a core.CodeAction) (string, bool) {
+func (w *workspaceEnv) do(ctx context.Context, a core.CodeAction) (string, bool) {
 	if ctx.Err() != nil {
-		w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+		w.timedOut()
 		return "error: " + w.endedMsg, true
 	}
 	switch a.Action {
 	case core.CodeActionBash, core.CodeActionPython:
-		step, ok := w.shell(ctx, a, purposeRun, w.stepTimeout(ctx, a))
+		step, ok := w.shell(ctx, a, purposeRun, w.stepTimeout(a))
 		if !ok {
 			return "error: " + w.endedMsg, true
 		}
 		return step.Observation, false
 	case core.CodeActionFinish:
 		w.finished, w.answer = true, a.Answer
-		w.tr.AddStep(core.ExecutionStep{
+		w.record(core.ExecutionStep{
 			ActionType: core.ActionToolCall, ActionParams: toolParams(a), Observation: "finished", Success: true,
 			Timestamp: core.UnixSeconds(time.Now()),
 		})
@@ -401,7 +366,7 @@ func (w *wsRun) do(ctx context.Context, a core.CodeAction) (string, bool) {
 }
 
 // fileTool performs read_file, write_file or edit_file as a tool_call step.
-func (w *wsRun) fileTool(a core.CodeAction) string {
+func (w *workspaceEnv) fileTool(a core.CodeAction) string {
 	started := time.Now()
 	var obs string
 	var err error
@@ -438,7 +403,7 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 		step.ErrorType, step.ErrorMessage = core.ErrSystem, err.Error()
 		w.jailErr = err
 	}
-	w.tr.AddStep(step)
+	w.record(step)
 	return step.Observation
 }
 
@@ -447,7 +412,7 @@ func (w *wsRun) fileTool(a core.CodeAction) string {
 // neither reach it nor come from it (test_command runs in runTests). ok is
 // false when the attempt cannot go on: the jail failed (jailErr) or the
 // task's time ran out (ended).
-func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
+func (w *workspaceEnv) shell(ctx context.Context, a core.CodeAction, purpose string, timeout time.Duration) (core.ExecutionStep, bool) {
 	params := toolParams(a)
 	params["purpose"] = purpose
 	started := time.Now()
@@ -485,27 +450,27 @@ func (w *wsRun) shell(ctx context.Context, a core.CodeAction, purpose string, ti
 	case obs.ExitCode != 0:
 		step.ErrorType, step.ErrorMessage = core.ErrRuntime, fmt.Sprintf("exit status %d", obs.ExitCode)
 	}
-	w.tr.AddStep(step)
+	w.record(step)
 	return step, w.ended == ""
 }
 
 // stepFailed records a step whose jail did not run (err): the task's time
 // ran out (ended) or the runtime failed (jailErr, the task is retried).
-func (w *wsRun) stepFailed(ctx context.Context, params map[string]any, started time.Time, err error) core.ExecutionStep {
+func (w *workspaceEnv) stepFailed(ctx context.Context, params map[string]any, started time.Time, err error) core.ExecutionStep {
 	step := core.ExecutionStep{
 		ActionType: core.ActionCodeExecution, ActionParams: params, ErrorMessage: err.Error(),
 		Timestamp: core.UnixSeconds(started), Duration: time.Since(started).Seconds(),
 	}
 	if ctx.Err() != nil {
 		step.ErrorType = core.ErrTimeout
-		w.ended, w.endedMsg = core.ErrTimeout, fmt.Sprintf("the task's timeout (%d s) passed", w.task.Timeout)
+		w.timedOut()
 	} else {
 		w.a.Metrics.SandboxJailFailures.Inc()
 		step.ErrorType = core.ErrSystem
 		w.jailErr = err
 		w.endedMsg = "the runtime could not run the step"
 	}
-	w.tr.AddStep(step)
+	w.record(step)
 	return step
 }
 
@@ -514,35 +479,8 @@ func toolParams(a core.CodeAction) map[string]any {
 	return map[string]any{"tool": a.Action, "arguments": a.Arguments()}
 }
 
-func (w *wsRun) finish() *core.Trajectory {
-	w.tr.TotalDuration = time.Since(w.start).Seconds()
-	return w.tr
-}
-
-// wsTools adapts a workspace attempt to the agent loop.
-type wsTools struct{ w *wsRun }
-
-var _ agent.Tools = (*wsTools)(nil)
-
-func (t *wsTools) Definitions() []llm.Tool { return prompt.WorkspaceTools }
-
-// Call decodes the call with the rules of a task's actions and performs it;
-// an attempt-ending failure ends the loop.
-func (t *wsTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
-	var raw json.RawMessage
-	if err := llm.ParseArguments(call, &raw); err != nil {
-		return "error: " + err.Error(), false
-	}
-	a, err := core.ParseCodeAction(call.Function.Name, raw)
-	if err != nil {
-		return "error: " + err.Error(), false
-	}
-	obs, done := t.w.do(ctx, a)
-	return obs, done || t.w.ended != "" || t.w.jailErr != nil
-}
-
-// Answer accepts a text answer: the attempt ends and test_command decides.
-func (t *wsTools) Answer(context.Context, string) string { return "" }
+// record keeps a step of the call in progress.
+func (w *workspaceEnv) record(s core.ExecutionStep) { w.steps = append(w.steps, s) }
 
 func deref(p *int) int {
 	if p == nil {

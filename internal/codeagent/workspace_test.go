@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/prompt"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 	"github.com/agentdataplatform/adp/internal/workspace"
 )
@@ -123,7 +123,7 @@ func TestWorkspaceReplay(t *testing.T) {
 			if !strings.Contains(diff, "-    return a - b") || !strings.Contains(diff, tc.diffLine) || strings.Contains(diff, "test_calc") {
 				t.Errorf("workspace_diff = %q, want the change of calc.py only", diff)
 			}
-			if tr.ExitReason != core.ExitFinished || tr.FinalResult != "edited add" || tr.Metadata[core.MetaSource] != agent.SourceScripted || tr.Metadata[core.MetaVerified] != tc.success {
+			if tr.ExitReason != core.ExitFinished || tr.FinalResult != "edited add" || tr.Metadata[core.MetaSource] != string(rollout.SourceScripted) || tr.Metadata[core.MetaVerified] != tc.success {
 				t.Errorf("exit=%s final=%q metadata=%v", tr.ExitReason, tr.FinalResult, tr.Metadata)
 			}
 		})
@@ -301,7 +301,7 @@ func TestWorkspaceLLM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Reward == nil || *tr.Reward != 1 || tr.ExitReason != core.ExitFinished || tr.Metadata[core.MetaSource] != agent.SourceLLM {
+	if !tr.Success || tr.Reward == nil || *tr.Reward != 1 || tr.ExitReason != core.ExitFinished || tr.Metadata[core.MetaSource] != string(rollout.SourceLLM) {
 		t.Fatalf("success=%v reward=%v exit=%s error=%s (%s)", tr.Success, fmtReward(tr.Reward), tr.ExitReason, tr.ErrorType, tr.ErrorMessage)
 	}
 	if got, want := strings.Join(stepTools(tr), " "), "bash write_file edit_file bash finish bash:verify"; got != want {

@@ -35,7 +35,7 @@ const (
 	// MetaLLMCalls, MetaPromptTokens, MetaCompletionTokens and
 	// MetaTotalTokens count the model calls and their tokens; MetaStopReason
 	// says why the model loop ended (answered, finished, max_steps,
-	// max_turns). The model loop (internal/agent); a replay that hit
+	// max_turns). The rollout loop (internal/rollout); a replay that hit
 	// max_steps sets stop_reason too.
 	MetaLLMCalls         MetaKey = "llm_calls"
 	MetaPromptTokens     MetaKey = "prompt_tokens"
@@ -89,7 +89,7 @@ const (
 	// MetaSamplingIgnored says why a task's samples and sampling had no
 	// effect on this attempt: no model chose its program or actions (rules,
 	// or the task's own), so its attempts are alike. Absent otherwise. The
-	// executor (internal/agent).
+	// rollout runner (internal/rollout).
 	MetaSamplingIgnored MetaKey = "sampling_ignored"
 	// MetaPageInstruction is what a web task's instruction_script returned
 	// (added to the prompt).

@@ -6,16 +6,20 @@
 //	                      memory, storage → constraints.resources (checked
 //	                      against the importer's caps, then the runtime's)
 //	environment/        → a Dockerfile that is only a FROM of a base the
-//	                      sandbox runtime provides (Options.Bases); anything
-//	                      else is refused
+//	                      sandbox runtime provides (Options.Bases): no
+//	                      environment; any other Dockerfile is built by the
+//	                      host's engine into an image archive (Images), the
+//	                      task's environment "archive:NAME"; refused when
+//	                      nothing can build it
+//	[environment] docker_image → environment, the image by reference
 //	tests/              → test_files (hidden, at /tests for the verify step)
 //	tests/test.sh       → test_command "bash /tests/test.sh"
 //	solution/solve.sh   → the oracle: with Options.Oracle, the task's
 //	                      actions run it
 //
 // What this platform cannot run as the task means it (the internet,
-// several containers, a GPU, a built or prebuilt image, environment
-// variables for the agent) is refused with an error naming the field, not
+// several containers, a GPU, environment variables for the agent) is
+// refused with an error naming the field, not
 // imported to run wrongly. cmd adpctl's `import harbor` and `validate` use
 // it; docs/harbor.md documents it.
 package harbor
@@ -23,6 +27,7 @@ package harbor
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -46,6 +51,8 @@ import (
 // The files of a task folder.
 const (
 	InstructionFile = "instruction.md"
+	// DockerfileField names the Dockerfile in refusals.
+	DockerfileField = "environment/Dockerfile"
 	ConfigFile      = "task.toml"
 	EnvironmentDir  = "environment"
 	TestsDir        = "tests"
@@ -71,6 +78,12 @@ type Options struct {
 	// `adpctl validate` and for recording the reference solution);
 	// without it the task has no actions and a model works on it.
 	Oracle bool
+	// NoOp makes the task's actions only finish: the no-op agent, which
+	// must score 0 (Oracle wins when both are set).
+	NoOp bool
+	// Images builds the Dockerfiles that are more than a FROM of a base;
+	// nil: such a Dockerfile is refused, naming its line.
+	Images *Images
 	// Bases are the images a Dockerfile may be FROM (DefaultBases when
 	// nil).
 	Bases []string
@@ -152,7 +165,7 @@ type config struct {
 // Load reads one task folder as a task (validated by core.ParseTask). Its
 // task_id is the folder's name. The error is a *RefusedError when the
 // folder is readable but cannot be run as it means.
-func Load(dir string, o Options) (core.TaskSpec, error) {
+func Load(ctx context.Context, dir string, o Options) (core.TaskSpec, error) {
 	refuse := func(field, format string, a ...any) error {
 		return &RefusedError{Dir: dir, Field: field, Reason: fmt.Sprintf(format, a...)}
 	}
@@ -175,7 +188,8 @@ func Load(dir string, o Options) (core.TaskSpec, error) {
 	if err != nil {
 		return core.TaskSpec{}, err
 	}
-	if err := checkDockerfile(filepath.Join(dir, EnvironmentDir), o, refuse); err != nil {
+	environment, err := o.environment(ctx, dir, cfg.Environment, refuse)
+	if err != nil {
 		return core.TaskSpec{}, err
 	}
 
@@ -218,6 +232,11 @@ func Load(dir string, o Options) (core.TaskSpec, error) {
 			return core.TaskSpec{}, refuse(SolutionDir+"/"+SolutionScript, "%v", err)
 		}
 		constraints["actions"] = actions
+	} else if o.NoOp {
+		constraints["actions"] = []any{map[string]any{"action": core.CodeActionFinish}}
+	}
+	if environment != "" {
+		constraints["environment"] = environment
 	}
 	line, err := json.Marshal(map[string]any{
 		"task_id": filepath.Base(filepath.Clean(dir)), "task_type": core.TaskCode,
@@ -261,7 +280,9 @@ func checkEnvironment(env map[string]any, o Options, refuse func(string, string,
 		field, v := "environment."+k, env[k]
 		switch k {
 		case "build_timeout_sec":
-			// Nothing is built.
+			if n, ok := number(v); !ok || !(n > 0) {
+				return res, refuse(field, "%v is not a positive number of seconds", v)
+			}
 		case "cpus", "memory_mb", "storage_mb", "memory", "storage":
 			n, ok := number(v)
 			if k == "memory" || k == "storage" {
@@ -293,7 +314,13 @@ func checkEnvironment(env map[string]any, o Options, refuse func(string, string,
 				return res, refuse(field, "%v: jails have no network", v)
 			}
 		case "docker_image":
-			return res, refuse(field, "%q: a prebuilt image as the task's root is not supported yet (the task field environment, issue 27)", v)
+			s, ok := v.(string)
+			if !ok {
+				return res, refuse(field, "%v is not an image reference", v)
+			}
+			if err := core.ValidateEnvironment(s); err != nil || strings.HasPrefix(s, core.EnvironmentArchivePrefix) {
+				return res, refuse(field, "%q: not an image reference that names its tag or digest (the task's environment): %v", s, err)
+			}
 		case "os":
 			if s, ok := v.(string); !ok || s != "linux" {
 				return res, refuse(field, "%v: jails run Linux", v)
@@ -371,23 +398,23 @@ func sizeMB(v any) (float64, bool) {
 	}
 }
 
-// checkDockerfile accepts an environment/ without a Dockerfile, or whose
-// Dockerfile is only a FROM of one of the bases (comments and blank lines
-// aside): the jail's root is then what the task asks. A compose file, a
-// Dockerfile that builds anything, or another base is refused.
-func checkDockerfile(envDir string, o Options, refuse func(string, string, ...any) error) error {
+// checkDockerfile reads environment/: no Dockerfile, or one that is
+// only a FROM of one of the bases (comments and blank lines aside), needs
+// no image (the jail's root is what the task asks): buildLine is 0.
+// Otherwise buildLine is the first line that makes it need a build, and
+// why says so. A compose file is refused.
+func checkDockerfile(envDir string, o Options, refuse func(string, string, ...any) error) (buildLine int, why string, err error) {
 	for _, name := range []string{"docker-compose.yaml", "docker-compose.yml", "compose.yaml", "compose.yml"} {
 		if _, err := os.Stat(filepath.Join(envDir, name)); err == nil {
-			return refuse(EnvironmentDir+"/"+name, "tasks of several containers are not supported")
+			return 0, "", refuse(EnvironmentDir+"/"+name, "tasks of several containers are not supported")
 		}
 	}
-	field := EnvironmentDir + "/Dockerfile"
 	data, err := os.ReadFile(filepath.Join(envDir, "Dockerfile"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return 0, "", nil
 	}
 	if err != nil {
-		return refuse(field, "%v", err)
+		return 0, "", refuse(DockerfileField, "%v", err)
 	}
 	bases := o.Bases
 	if bases == nil {
@@ -402,17 +429,16 @@ func checkDockerfile(envDir string, o Options, refuse func(string, string, ...an
 		}
 		f := strings.Fields(line)
 		if !strings.EqualFold(f[0], "FROM") || len(f) != 2 {
-			return refuse(field, "line %d %q: building an image is not supported yet; only a FROM of %s (--base adds one)", n, clip(line, 60), strings.Join(bases, ", "))
+			return n, fmt.Sprintf("line %d %q builds an image", n, clip(line, 60)), nil
+		}
+		if froms++; froms > 1 {
+			return n, fmt.Sprintf("line %d: a multi-stage build", n), nil
 		}
 		if !contains(bases, f[1]) {
-			return refuse(field, "line %d: FROM %s is not a base the sandbox runtime provides (%s; --base adds one)", n, f[1], strings.Join(bases, ", "))
+			return n, fmt.Sprintf("line %d: FROM %s is not a base the sandbox runtime provides (%s; --base adds one)", n, f[1], strings.Join(bases, ", ")), nil
 		}
-		froms++
 	}
-	if froms > 1 {
-		return refuse(field, "a multi-stage build is not supported")
-	}
-	return nil
+	return 0, "", nil
 }
 
 func contains(list []string, s string) bool {

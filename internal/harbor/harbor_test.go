@@ -38,7 +38,7 @@ func task(changes map[string]string) map[string]string {
 
 func TestLoad(t *testing.T) {
 	dir := testsupport.HarborTask(t, t.TempDir(), "hello", task(nil))
-	spec, err := Load(dir, Options{Oracle: true})
+	spec, err := Load(t.Context(), dir, Options{Oracle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("oracle %+v", c.Actions)
 	}
 	// Without --oracle no actions: a model works on it.
-	spec, err = Load(dir, Options{})
+	spec, err = Load(t.Context(), dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestLoadVerifierEnv(t *testing.T) {
 	dir := testsupport.HarborTask(t, t.TempDir(), "env", task(map[string]string{
 		"task.toml": "[verifier]\nenv = { MODE = \"it's strict\", B = \"2\" }\n",
 	}))
-	spec, err := Load(dir, Options{})
+	spec, err := Load(t.Context(), dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +106,12 @@ func TestLoadRefused(t *testing.T) {
 		{"internet", map[string]string{"task.toml": "[environment]\nallow_internet = true\n"}, Options{}, "environment.allow_internet", "no network"},
 		{"a GPU", map[string]string{"task.toml": "[environment]\ngpus = 1\n"}, Options{}, "environment.gpus", "no GPUs"},
 		{"compose", map[string]string{"environment/docker-compose.yaml": "services: {}\n"}, Options{}, "environment/docker-compose.yaml", "several containers"},
-		{"a prebuilt image", map[string]string{"task.toml": "[environment]\ndocker_image = \"ghcr.io/x/y:1\"\n"}, Options{}, "environment.docker_image", "not supported yet"},
-		{"a Dockerfile that builds", map[string]string{"environment/Dockerfile": "FROM debian:bookworm-slim\nRUN apt-get install -y jq\n"}, Options{}, "environment/Dockerfile", "line 2"},
-		{"another base", map[string]string{"environment/Dockerfile": "FROM ubuntu:24.04\n"}, Options{}, "environment/Dockerfile", "not a base"},
+		{"a prebuilt image without its tag", map[string]string{"task.toml": "[environment]\ndocker_image = \"ghcr.io/x/y\"\n"}, Options{}, "environment.docker_image", "tag or digest"},
+		{"a prebuilt archive", map[string]string{"task.toml": "[environment]\ndocker_image = \"archive:x.tar\"\n"}, Options{}, "environment.docker_image", "not an image reference"},
+		{"a Dockerfile that builds, nowhere to build it", map[string]string{"environment/Dockerfile": "FROM debian:bookworm-slim\nRUN apt-get install -y jq\n"}, Options{}, "environment/Dockerfile", "line 2 \"RUN apt-get install -y jq\" builds an image, and there is no image archive directory"},
+		{"a Dockerfile that builds, no engine", map[string]string{"environment/Dockerfile": "FROM debian:bookworm-slim\nCOPY x /x\n"}, Options{Images: &Images{ArchiveDir: "/nonexistent"}}, "environment/Dockerfile", "line 2 \"COPY x /x\" builds an image, and no container engine"},
+		{"another base, no engine", map[string]string{"environment/Dockerfile": "FROM ubuntu:24.04\n"}, Options{Images: &Images{ArchiveDir: "/nonexistent"}}, "environment/Dockerfile", "not a base the sandbox runtime provides"},
+		{"multi-stage, no engine", map[string]string{"environment/Dockerfile": "FROM debian:bookworm-slim\nFROM debian:bookworm-slim\n"}, Options{Images: &Images{ArchiveDir: "/nonexistent"}}, "environment/Dockerfile", "line 2: a multi-stage build"},
 		{"too much memory", map[string]string{"task.toml": "[environment]\nmemory_mb = 65536\n"}, Options{}, "environment.memory_mb", "--max-memory-mb"},
 		{"too much memory as a size", map[string]string{"task.toml": "[environment]\nmemory = \"8G\"\n"}, Options{}, "environment.memory", "--max-memory-mb"},
 		{"too many CPUs", map[string]string{"task.toml": "[environment]\ncpus = 2\n"}, Options{MaxCPUs: 1}, "environment.cpus", "--max-cpus"},
@@ -124,7 +127,7 @@ func TestLoadRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := testsupport.HarborTask(t, t.TempDir(), "t", task(tc.changes))
-			_, err := Load(dir, tc.opts)
+			_, err := Load(t.Context(), dir, tc.opts)
 			var re *RefusedError
 			if !errors.As(err, &re) {
 				t.Fatalf("err %v, want a RefusedError", err)

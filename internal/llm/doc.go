@@ -30,6 +30,6 @@
 //   - reports every attempt to an optional Observer, so the caller can count
 //     requests, retries and tokens without this package importing Prometheus.
 //
-// The agent loop itself (prompting, running tools, max_steps) lives in
-// internal/agent; this package only speaks the protocol.
+// The model policy itself (prompting, handing out tool calls, max_steps)
+// lives in internal/rollout; this package only speaks the protocol.
 package llm

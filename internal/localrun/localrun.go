@@ -29,6 +29,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/demosite"
 	"github.com/agentdataplatform/adp/internal/dispatch"
 	"github.com/agentdataplatform/adp/internal/envconfig"
+	"github.com/agentdataplatform/adp/internal/harbor"
 	"github.com/agentdataplatform/adp/internal/queue"
 	"github.com/agentdataplatform/adp/internal/report"
 	"github.com/agentdataplatform/adp/internal/service"
@@ -139,7 +140,7 @@ func (s Summary) rateText(unit string) string {
 // error); an error when the pipeline itself failed or ctx was cancelled.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	cfg = withDefaults(cfg)
-	tasks, rejected, err := dispatch.ReadTasks(cfg.TaskFile)
+	tasks, rejected, err := readTasks(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +187,45 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// readTasks reads the run's tasks: the task file's lines, or those of a
+// Harbor dataset (TaskFile a directory), mapped under the Harbor settings
+// of the children's environment (HARBOR_AGENT, SANDBOX_IMAGE_ARCHIVES)
+// into the file the dispatcher, given the same directory, maps it to.
+// A refused folder counts as a rejected line.
+func readTasks(ctx context.Context, cfg Config) ([]core.TaskSpec, []error, error) {
+	if !harbor.IsDataset(cfg.TaskFile) {
+		return dispatch.ReadTasks(cfg.TaskFile)
+	}
+	environ := map[string]string{}
+	for _, kv := range append(os.Environ(), cfg.ExtraEnv...) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			environ[k] = v
+		}
+	}
+	var s harbor.Settings
+	if err := envconfig.Load(&s, environ); err != nil {
+		return nil, nil, err
+	}
+	outDir, err := filepath.Abs(cfg.OutputDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	file, err := harbor.DatasetFile(outDir, cfg.TaskFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(cfg.Progress, "adp: reading the Harbor dataset %s (agent %s)\n", cfg.TaskFile, s.Agent)
+	_, refused, err := harbor.WriteDataset(ctx, cfg.TaskFile, file, s.Options(ctx, cfg.Progress))
+	for _, r := range refused {
+		fmt.Fprintf(cfg.Progress, "adp: refused %v\n", r)
+	}
+	if err != nil {
+		return nil, refused, err
+	}
+	tasks, rejected, err := dispatch.ReadTasks(file)
+	return tasks, append(refused, rejected...), err
 }
 
 // hold keeps the stack up until ctx ends (nil) or a service exits (its

@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/demosite"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
@@ -66,16 +66,9 @@ func TestWebAgent(t *testing.T) {
 	b.agent.Cache = templatecache.New(r.Client, templatecache.Options{})
 
 	t.Run("scripted form fill and submit with a screenshot", func(t *testing.T) {
-		tr, err := b.agent.Execute(ctx, webTask("contact", map[string]any{
-			"start_url": b.site + "/form",
-			"actions": []map[string]any{
-				{"action": "fill", "selector": "#name", "text": "Ada"},
-				{"action": "select", "selector": "#topic", "value": "support"},
-				{"action": "click", "selector": "button[type=submit]"},
-				{"action": "finish", "answer": "sent"},
-			},
-			"expected_text": "Thank you, Ada. Your support message", "answer": "sent", "screenshot": true,
-		}))
+		c := contactForm(b.site)
+		c["screenshot"] = true
+		tr, err := b.agent.Execute(ctx, webTask("contact", c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +111,7 @@ func TestWebAgent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !tr.Success || tr.Metadata["source"] != agent.SourceRules || tr.Metadata["cache_hit"] != false {
+		if !tr.Success || tr.Metadata["source"] != string(rollout.SourceRules) || tr.Metadata["cache_hit"] != false {
 			t.Fatalf("first: success=%v %s %s meta=%v", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.Metadata)
 		}
 		if !strings.Contains(tr.Steps[1].Observation, "Results for topic 12") {
@@ -201,7 +194,7 @@ func TestWebAgent(t *testing.T) {
 		if tr.LLM == nil || mustJSON(t, llm.Params{Temperature: tr.LLM.Temperature, TopP: tr.LLM.TopP, MaxTokens: tr.LLM.MaxTokens, Seed: tr.LLM.Seed}) != sampling {
 			t.Errorf("llm record %+v, want %s", tr.LLM, sampling)
 		}
-		if !tr.Success || tr.Metadata["source"] != agent.SourceLLM || len(tr.Steps) != 5 {
+		if !tr.Success || tr.Metadata["source"] != string(rollout.SourceLLM) || len(tr.Steps) != 5 {
 			t.Fatalf("success=%v %s %s steps=%d", tr.Success, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
 		}
 		reqs := fake.Requests()
@@ -284,7 +277,7 @@ func TestRulesOnADocumentationSite(t *testing.T) {
 		u, _ := s.ActionParams["url"].(string)
 		did = append(did, fmt.Sprint(s.ActionParams["action"], " ", text, u))
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != agent.SourceRules {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceRules) {
 		t.Fatalf("success=%v %s %s; steps %q", tr.Success, tr.ErrorType, tr.ErrorMessage, did)
 	}
 	want := []string{"goto " + b.site + "/", "fill_and_submit removeprefix", "click ", "finish "}

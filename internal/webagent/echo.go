@@ -15,11 +15,11 @@ const flagTypedExpectedText = "typed_expected_text: the agent typed the expected
 // is still flagged, never stripped).
 const maxEchoChars = 10000
 
-// noteTyped records what a is about to send to the site (see run.typed).
-func (r *run) noteTyped(a Action) {
+// noteTyped records what a is about to send to the site (see Environment.typed).
+func (e *Environment) noteTyped(a Action) {
 	add := func(v string) {
 		if strings.TrimSpace(v) != "" {
-			r.typed = append(r.typed, v)
+			e.typed = append(e.typed, v)
 		}
 	}
 	switch a.Action {
@@ -43,33 +43,33 @@ func (r *run) noteTyped(a Action) {
 	case "key", "press":
 		switch k := a.Key; {
 		case k == "Space":
-			r.keys.WriteByte(' ')
+			e.keys.WriteByte(' ')
 		case utf8.RuneCountInString(k) == 1:
-			r.keys.WriteString(k)
+			e.keys.WriteString(k)
 		default:
-			r.endKeys()
+			e.endKeys()
 		}
 		return
 	}
-	r.endKeys()
+	e.endKeys()
 }
 
 // endKeys ends a run of single-character keys: it is one typed value.
-func (r *run) endKeys() {
-	if r.keys.Len() > 0 {
-		if v := r.keys.String(); strings.TrimSpace(v) != "" {
-			r.typed = append(r.typed, v)
+func (e *Environment) endKeys() {
+	if e.keys.Len() > 0 {
+		if v := e.keys.String(); strings.TrimSpace(v) != "" {
+			e.typed = append(e.typed, v)
 		}
-		r.keys.Reset()
+		e.keys.Reset()
 	}
 }
 
-// typedSoFar is run.typed with the keys pressed last.
-func (r *run) typedSoFar() []string {
-	if r.keys.Len() == 0 {
-		return r.typed
+// typedSoFar is Environment.typed with the keys pressed last.
+func (e *Environment) typedSoFar() []string {
+	if e.keys.Len() == 0 {
+		return e.typed
 	}
-	return append(append([]string{}, r.typed...), r.keys.String())
+	return append(append([]string{}, e.typed...), e.keys.String())
 }
 
 // normalize folds case and runs of white space, as echoes are compared.

@@ -7,76 +7,57 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/core"
-	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/prompt"
+	"github.com/agentdataplatform/adp/internal/rollout"
 )
 
-// withLLM lets the model choose the actions.
-func (r *run) withLLM(ctx context.Context) {
+// description is the task as a policy is told it: the task's description
+// and the page's instruction.
+func (e *Environment) description() string {
+	if e.instruction == "" {
+		return e.task.Description
+	}
+	return e.task.Description + "\n" + e.instruction
+}
+
+// firstObservation is what a model is told first: the task and the start
+// page (steps are the start's), with vision the start page's screenshot
+// (the screenshot constraint's, or one taken now and named in the start
+// step).
+func (e *Environment) firstObservation(ctx context.Context, steps []core.ExecutionStep) rollout.Observation {
 	var startPage string
-	if len(r.tr.Steps) > 0 {
-		startPage = r.tr.Steps[0].Observation
+	if len(steps) > 0 {
+		startPage = steps[0].Observation
 	}
-	user := llm.UserMessage(prompt.WebUser(r.description(), startPage, len(r.tr.Steps) > 0))
-	r.vision = r.a.Vision && r.a.ScreenshotDir != ""
-	if r.vision && len(r.tr.Steps) > 0 && r.tr.Steps[0].ErrorType != core.ErrBrowser {
-		first := &r.tr.Steps[0]
-		if name, ok := first.ActionParams["screenshot"].(string); ok {
-			// The screenshot constraint took it already.
-			if png, err := os.ReadFile(filepath.Join(r.a.ScreenshotDir, name)); err == nil {
-				r.image, r.imageNote = png, fmt.Sprintf("Screenshot of the viewport after step 1 (%s).", name)
-			}
-		} else {
-			r.screenshot(ctx, first, 1)
+	obs := rollout.Observation{Text: prompt.WebUser(e.description(), startPage, len(steps) > 0)}
+	if !e.vision || len(steps) == 0 {
+		return obs
+	}
+	first := &steps[0]
+	if name, ok := first.ActionParams["screenshot"].(string); ok {
+		// The screenshot constraint took it already.
+		if png, err := os.ReadFile(filepath.Join(e.a.ScreenshotDir, name)); err == nil {
+			e.image, e.imageNote = png, fmt.Sprintf("Screenshot of the viewport after step 1 (%s).", name)
 		}
-		if png, note, ok := (&llmTools{r: r}).TakeImage(); ok {
-			user = llm.UserParts(llm.TextPart(user.Content), llm.TextPart(note), llm.ImagePart("image/png", png))
-		}
+	} else {
+		e.screenshot(ctx, first, 1)
 	}
-	loop := agent.NewLoop(r.a.LLM, r.task)
-	out, err := loop.Run(ctx, []llm.Message{llm.SystemMessage(prompt.WebSystem), user}, &llmTools{r: r})
-	r.vision = false
-	out.Record(ctx, r.tr, err, r.start)
+	obs.Image, obs.ImageNote, _ = e.takeImage()
+	return obs
 }
 
-type llmTools struct{ r *run }
-
-var _ agent.ImageTools = (*llmTools)(nil)
-
-// TakeImage is the screenshot of the last step, with vision.
-func (t *llmTools) TakeImage() (png []byte, note string, ok bool) {
-	png, note = t.r.image, t.r.imageNote
-	t.r.image, t.r.imageNote = nil, ""
-	return png, note, png != nil
-}
-
-func (t *llmTools) Definitions() []llm.Tool { return prompt.WebTools }
-
-func (t *llmTools) Call(ctx context.Context, call llm.ToolCall) (string, bool) {
-	a, err := actionFromCall(call)
-	if err != nil {
-		return "error: " + err.Error(), false
-	}
-	step := t.r.do(ctx, a, false)
-	obs := step.Observation
-	if step.ErrorType != core.ErrNone {
-		obs = fmt.Sprintf("error: %s: %s\n\n%s", step.ErrorType, step.ErrorMessage, obs)
-	}
-	// A dead browser or a finish ends the loop.
-	return obs, a.Action == "finish" || t.r.fatal != nil
-}
-
-func (t *llmTools) Answer(ctx context.Context, answer string) string {
+// feedback takes answer as the attempt's answer and returns what the
+// model may be told of the checks: "" when they pass (or there are none),
+// else which kind of check failed, never what it expects.
+func (e *Environment) feedback(ctx context.Context, answer string) string {
 	ans := strings.TrimSpace(answer)
-	t.r.answer = &ans
-	if t.r.c.HasVerifier() {
-		// The model is told that a check failed and which kind, never
-		// what the check expects.
-		if ok, _, feedback, _, _ := t.r.verify(ctx); !ok {
-			return "Verification failed: " + feedback + ". Continue, then call finish with the answer."
-		}
+	e.answer = &ans
+	if !e.c.HasVerifier() {
+		return ""
+	}
+	if ok, _, fb, _, _ := e.verify(ctx); !ok {
+		return fb
 	}
 	return ""
 }

@@ -8,11 +8,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/agentdataplatform/adp/internal/agent"
 	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
 	"github.com/agentdataplatform/adp/internal/metrics"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/templatecache"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
@@ -134,7 +134,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != agent.SourceRules || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaVerified] != true {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceRules) || tr.Metadata[core.MetaCacheHit] != false || tr.Metadata[core.MetaVerified] != true {
 		t.Fatalf("rules: success=%v %s, metadata %v, actions %v", tr.Success, tr.ErrorMessage, tr.Metadata, site.actions)
 	}
 	if got := strings.Join(site.actions, ";"); got != "goto http://site/;fill_and_submit "+searchBoxSelector+";click "+resultSelector {
@@ -147,7 +147,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != agent.SourceCache || tr.Metadata[core.MetaCachedFrom] != agent.SourceRules || len(site.actions) != 3 {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceCache) || tr.Metadata[core.MetaCachedFrom] != string(rollout.SourceRules) || len(site.actions) != 3 {
 		t.Fatalf("cache: success=%v %s, metadata %v, actions %v", tr.Success, tr.ErrorMessage, tr.Metadata, site.actions)
 	}
 	if hits := testutil.ToFloat64(a.Metrics.CacheHits.WithLabelValues("web")); hits != 1 {
@@ -163,7 +163,7 @@ func TestSourcesWithoutABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Success || tr.Metadata[core.MetaSource] != agent.SourceScripted || tr.FinalResult != "First" || len(tr.Steps) != 3 {
+	if !tr.Success || tr.Metadata[core.MetaSource] != string(rollout.SourceScripted) || tr.FinalResult != "First" || len(tr.Steps) != 3 {
 		t.Errorf("scripted: success=%v %s, metadata %v, steps %d", tr.Success, tr.ErrorMessage, tr.Metadata, len(tr.Steps))
 	}
 
@@ -268,5 +268,77 @@ func TestVerificationFeedbackHidesTheChecks(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestInvalidTasks: a task whose constraints do not decode, or whose
+// scripts have no start page, ends invalid_task without a source asked.
+func TestInvalidTasks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    map[string]any
+		why  string
+	}{
+		{"constraints that do not decode", map[string]any{"start_url": 5}, "invalid constraints: "},
+		{"a script without a start page", map[string]any{"setup_script": "return 1;"}, "need a start_url to run on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := newFakeSite()
+			tr, err := newFakeAgent(t, site, nil).Execute(context.Background(), webTask("invalid", tc.c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Success || tr.ExitReason != core.ExitInvalidTask || tr.ErrorType != core.ErrSystem || !strings.Contains(tr.ErrorMessage, tc.why) || len(tr.Steps) != 0 {
+				t.Errorf("success=%v exit=%s %s %q, %d steps", tr.Success, tr.ExitReason, tr.ErrorType, tr.ErrorMessage, len(tr.Steps))
+			}
+			if _, ok := tr.Metadata[core.MetaSource]; ok || tr.Reward != nil {
+				t.Errorf("metadata %v, reward %v: no source was asked, no check applies", tr.Metadata, tr.Reward)
+			}
+		})
+	}
+}
+
+// TestOnlyTheTasksSourcesAreAuthored: text a step types is the task's
+// (never an echo suspect) only when the step says it comes from the
+// task's actions, the cache or the rules; a step of a model, or of a
+// caller that does not say, that types the expected text into an echoing
+// page does not verify it.
+func TestOnlyTheTasksSourcesAreAuthored(t *testing.T) {
+	for _, tc := range []struct {
+		source   rollout.Source
+		verified bool
+	}{
+		{rollout.SourceScripted, true},
+		{rollout.SourceCache, true},
+		{rollout.SourceRules, true},
+		{rollout.SourceLLM, false},
+		{"", false},
+	} {
+		t.Run(string(tc.source), func(t *testing.T) {
+			ctx := context.Background()
+			at, rejected := newFakeAgent(t, newFakeSite(), nil).Attempt(ctx, webTask("Search for zebra",
+				map[string]any{"start_url": "http://site/", "expected_text": "zebra"}))
+			if rejected != nil {
+				t.Fatal(rejected.ErrorMessage)
+			}
+			defer at.Env.Close()
+			if _, err := at.Env.Start(ctx, rollout.StartOptions{Budget: at.Budget, Source: tc.source}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := at.Env.Step(ctx, rollout.Action{Source: tc.source, Input: Action{Action: "fill_and_submit", Selector: "input", Text: "zebra"}})
+			if err != nil || len(res.Steps) != 1 || !res.Steps[0].Success {
+				t.Fatalf("step: %v %+v", err, res.Steps)
+			}
+			ev, err := at.Env.Evaluate(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Verified == nil || *ev.Verified != tc.verified {
+				t.Errorf("verified %v (%s), want %v", ev.Verified, ev.Message, tc.verified)
+			}
+			if !tc.verified && !strings.Contains(ev.Message, "only where it repeats what the agent typed") {
+				t.Errorf("message %q", ev.Message)
+			}
+		})
 	}
 }

@@ -2,11 +2,14 @@ package webagent
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/agentdataplatform/adp/internal/browser"
 	"github.com/agentdataplatform/adp/internal/core"
+	"github.com/agentdataplatform/adp/internal/rollout"
 )
 
 // The blueprint's heuristics, used without an LLM: open the URL the
@@ -55,32 +58,97 @@ const (
 	resultSelector = `#results a:visible, main ol a:visible, main ul a:visible, [role=main] ol a:visible, [role=main] ul a:visible`
 )
 
-func (r *run) withRules(ctx context.Context) bool {
-	if u := urlIn(r.task.Description); u != "" && !sameURL(u, r.lastObs.URL) {
-		if step := r.do(ctx, Action{Action: "goto", URL: u}, false); !step.Success {
-			return true // the failed step is the reason
+// searchRules are the heuristics as stages: given the page after the last
+// step, the next action, until they have finished (rulesPolicy runs them).
+type searchRules struct {
+	task  core.TaskSpec
+	stage int
+}
+
+// The stages of searchRules, in order.
+const (
+	rulesOpen   = iota // open the described URL, if any
+	rulesSearch        // search, when the page has a search box
+	rulesResult        // open the first result
+	rulesFinish        // finish with what the page says
+	rulesDone
+)
+
+// errNoPage is why the rules choose nothing: there is no page to work on.
+var errNoPage = errors.New("no LLM is configured (set LLM_BASE_URL) and the rules have no page to work on: " +
+	"give the task a start_url, a URL in its description, or constraints.actions")
+
+// next is the action after the page obs, steps steps into the attempt;
+// done when the rules have finished. The error is errNoPage.
+func (p *searchRules) next(obs browser.Observation, steps int) (a Action, done bool, err error) {
+	switch p.stage {
+	case rulesOpen:
+		p.stage = rulesSearch
+		if u := urlIn(p.task.Description); u != "" && !sameURL(u, obs.URL) {
+			return Action{Action: "goto", URL: u}, false, nil
 		}
-	}
-	if len(r.tr.Steps) == 0 {
-		r.tr.Fail(core.ErrSystem, "no LLM is configured (set LLM_BASE_URL) and the rules have no page to work on: "+
-			"give the task a start_url, a URL in its description, or constraints.actions")
-		return false
-	}
-	snap := r.lastObs.AriaSnapshot
-	if strings.Contains(snap, "searchbox") || strings.Contains(snap, "textbox") {
-		if step := r.do(ctx, Action{Action: "fill_and_submit", Selector: searchBoxSelector, Text: query(r.task.Description)}, false); !step.Success {
-			return true
+		fallthrough
+	case rulesSearch:
+		if steps == 0 {
+			return Action{}, true, errNoPage
 		}
-		if len(r.tr.Steps) < r.task.MaxSteps {
+		p.stage = rulesFinish
+		if snap := obs.AriaSnapshot; strings.Contains(snap, "searchbox") || strings.Contains(snap, "textbox") {
+			p.stage = rulesResult
+			return Action{Action: "fill_and_submit", Selector: searchBoxSelector, Text: query(p.task.Description)}, false, nil
+		}
+		return p.next(obs, steps)
+	case rulesResult:
+		p.stage = rulesFinish
+		if steps < p.task.MaxSteps {
 			// The click waits (up to the action timeout) for a result to
 			// appear: results a script renders after load count.
-			if step := r.do(ctx, Action{Action: "click", Selector: resultSelector}, false); !step.Success {
-				return true
-			}
+			return Action{Action: "click", Selector: resultSelector}, false, nil
 		}
+		return p.next(obs, steps)
+	case rulesFinish:
+		p.stage = rulesDone
+		return Action{Action: "finish", Answer: obs.Title + ": " + firstSentence(obs.Text)}, false, nil
 	}
-	r.do(ctx, Action{Action: "finish", Answer: r.lastObs.Title + ": " + firstSentence(r.lastObs.Text)}, false)
-	return true
+	return Action{}, true, nil
+}
+
+// rulesPolicy is the rules as the attempt's policy: it reads the page the
+// environment observed after the last step (the rendered observation is
+// the model's; the rules read its parts).
+type rulesPolicy struct {
+	e      *Environment
+	r      searchRules
+	noPage bool
+}
+
+// rules is the blueprint's heuristics as the policy of e's attempt
+// (rollout.Attempt.Rules): its End is NoSource when there is no page to
+// work on.
+func (e *Environment) rules() rollout.Policy { return &rulesPolicy{e: e, r: searchRules{task: e.task}} }
+
+func (p *rulesPolicy) Source() rollout.Source                         { return rollout.SourceRules }
+func (p *rulesPolicy) Reset(rollout.ActionSpace, rollout.Observation) {}
+
+// Next is the rules' next action on the page after the last step.
+func (p *rulesPolicy) Next(context.Context, rollout.Observation) (rollout.Action, bool) {
+	a, done, err := p.r.next(p.e.lastObs, p.e.steps)
+	if err != nil {
+		p.noPage = true
+		return rollout.Action{}, false
+	}
+	if done {
+		return rollout.Action{}, false
+	}
+	return rollout.Action{Input: a}, true
+}
+
+// End is NoSource, with the reason, when the rules had no page.
+func (p *rulesPolicy) End() rollout.PolicyEnd {
+	if p.noPage {
+		return rollout.PolicyEnd{NoSource: true, Failure: &rollout.Failure{Type: core.ErrSystem, Message: errNoPage.Error()}}
+	}
+	return rollout.PolicyEnd{}
 }
 
 // sameURL compares two URLs ignoring a trailing slash.

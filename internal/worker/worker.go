@@ -13,6 +13,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/queue"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
@@ -24,8 +25,10 @@ type Executor interface {
 	Execute(ctx context.Context, task core.TaskSpec) (*core.Trajectory, error)
 }
 
-// ExecutorSlack is added to a task's timeout for the context given to the
-// Executor: room to record the timeout as a step rather than being cut off.
+// ExecutorSlack is added to a task's budget for the context given to the
+// Executor (whose rollout runs to the budget's deadline): room to record
+// the timeout as a step, take a workspace's diff, rather than being cut
+// off.
 const ExecutorSlack = 10 * time.Second
 
 // Worker is the queue.Handler of a runtime.
@@ -55,15 +58,14 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) error {
 	active.Inc()
 	defer active.Dec()
 
-	timeout := time.Duration(task.Timeout) * time.Second
-	if w.MaxTimeout > 0 && timeout > w.MaxTimeout {
-		timeout = w.MaxTimeout
-		task.Timeout = int(w.MaxTimeout / time.Second)
-	}
-	tctx, cancel := context.WithTimeout(ctx, timeout+ExecutorSlack)
+	// The attempt's budget, computed once: the executor's environments
+	// read it (rollout.BudgetFrom), the rollout loop applies its deadline.
+	start := time.Now()
+	budget := rollout.NewBudget(task, start, w.MaxTimeout)
+	task.Timeout = budget.Seconds()
+	tctx, cancel := context.WithDeadline(rollout.WithBudget(ctx, budget), budget.Deadline.Add(ExecutorSlack))
 	defer cancel()
 
-	start := time.Now()
 	tr, err := w.Exec.Execute(tctx, task)
 	if ctx.Err() != nil {
 		// Shutdown or lost lease: whatever the executor made of it, it is

@@ -14,6 +14,7 @@ import (
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/queue"
+	"github.com/agentdataplatform/adp/internal/rollout"
 	"github.com/agentdataplatform/adp/internal/trajectory"
 )
 
@@ -147,6 +148,11 @@ func TestTimeoutIsBoundedAndCapped(t *testing.T) {
 		deadline = time.Until(dl)
 		if task.Timeout != 2 {
 			t.Errorf("task timeout = %d, want the cap 2", task.Timeout)
+		}
+		// The budget the executor's rollout runs to is the one the worker
+		// computed: the capped timeout, its deadline before the context's.
+		if b := rollout.BudgetFrom(ctx, core.TaskSpec{Timeout: 99}); b.Timeout != 2*time.Second || !b.Deadline.Before(dl) {
+			t.Errorf("budget = %+v (context deadline %s), want the capped 2s ending before the context", b, dl)
 		}
 		return &core.Trajectory{Success: true}, nil
 	}))

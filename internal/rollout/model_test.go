@@ -1,97 +1,30 @@
-package agent
+package rollout
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/agentdataplatform/adp/internal/core"
 	"github.com/agentdataplatform/adp/internal/llm"
+	"github.com/agentdataplatform/adp/internal/metrics"
 	"github.com/agentdataplatform/adp/internal/prompt"
 )
 
-// scriptedModel answers each call with the next reply, recording what it
-// was sent.
-type scriptedModel struct {
-	replies []llm.Message
-	err     error // returned once the replies are used up, if set
-	cfg     llm.Config
-	sent    [][]llm.Message
-	reqs    []llm.Request
-}
-
-func (m *scriptedModel) Config() llm.Config {
-	c := m.cfg
-	if c.ToolMode == "" {
-		c.ToolMode, c.API = llm.ToolModeNative, llm.APIChat
+// runModel runs an attempt of env with model m and max_steps maxSteps.
+func runModel(t *testing.T, m Model, env Environment, task core.TaskSpec) *core.Trajectory {
+	t.Helper()
+	r := &Runner{Model: m, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+	tr, err := r.Run(context.Background(), attempt(env, task))
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.Model = "scripted"
-	return c
+	return tr
 }
 
-func (m *scriptedModel) URL() string { return "http://model.test/v1/chat/completions" }
-
-func (m *scriptedModel) Do(_ context.Context, req llm.Request) (llm.Response, error) {
-	messages := req.Messages
-	m.reqs = append(m.reqs, req)
-	m.sent = append(m.sent, append([]llm.Message(nil), messages...))
-	n := len(m.sent) - 1
-	var raws []json.RawMessage
-	for _, x := range messages {
-		b, _ := json.Marshal(x)
-		raws = append(raws, b)
-	}
-	if n >= len(m.replies) {
-		if m.err != nil {
-			// As the client does: what was sent, without a reply.
-			return llm.Response{Exchange: llm.Exchange{Messages: raws}}, m.err
-		}
-		return llm.Response{Message: llm.Message{Role: llm.RoleAssistant, Content: "out of script"}}, nil
-	}
-	msg := m.replies[n]
-	sent, _ := json.Marshal(msg)
-	return llm.Response{Message: msg, FinishReason: "stop", Usage: llm.Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5},
-		Exchange: llm.Exchange{Messages: raws, Sent: sent, Reply: sent}}, nil
-}
-
-func call(id, name, args string) llm.Message {
-	return llm.Message{Role: llm.RoleAssistant, ToolCalls: []llm.ToolCall{{ID: id, Type: "function", Function: llm.FunctionCall{Name: name, Arguments: args}}}}
-}
-
-func answer(s string) llm.Message { return llm.Message{Role: llm.RoleAssistant, Content: s} }
-
-// echoTools offers "echo" and "finish"; Answer gives feedback until the
-// answer is "right".
-type echoTools struct {
-	calls    []string
-	answers  []string
-	feedback string
-}
-
-func (t *echoTools) Definitions() []llm.Tool {
-	return []llm.Tool{
-		llm.NewTool("echo", "Echo.", `{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}`),
-		llm.NewTool("finish", "Finish.", `{"type":"object","properties":{}}`),
-	}
-}
-
-func (t *echoTools) Call(_ context.Context, c llm.ToolCall) (string, bool) {
-	t.calls = append(t.calls, c.Function.Name+" "+c.Function.Arguments)
-	return "echo: " + c.Function.Arguments, c.Function.Name == "finish"
-}
-
-func (t *echoTools) Answer(_ context.Context, a string) string {
-	t.answers = append(t.answers, a)
-	if a == "right" || t.feedback == "" {
-		return ""
-	}
-	return t.feedback
-}
-
-func TestLoop(t *testing.T) {
+func TestModelPolicy(t *testing.T) {
 	tests := []struct {
 		name       string
 		replies    []llm.Message
@@ -109,7 +42,7 @@ func TestLoop(t *testing.T) {
 			wantReason: "answered", wantSteps: 0, wantCalls: 1, wantAnswer: "42"},
 		{name: "tool call then answer", replies: []llm.Message{call("a", "echo", `{"text":"hi"}`), answer("done")}, maxSteps: 3,
 			wantReason: "answered", wantSteps: 1, wantCalls: 2, wantAnswer: "done", lastSent: `echo: {"text":"hi"}`},
-		{name: "malformed arguments reach the tools, which answer", replies: []llm.Message{call("a", "echo", `{"text": hi}`), answer("ok")}, maxSteps: 3,
+		{name: "malformed arguments reach the environment, which answers", replies: []llm.Message{call("a", "echo", `{"text": hi}`), answer("ok")}, maxSteps: 3,
 			wantReason: "answered", wantSteps: 1, wantCalls: 2, wantAnswer: "ok", lastSent: `echo: {"text": hi}`},
 		{name: "a call without a name is fed back, not run", replies: []llm.Message{call("a", "", `{}`), answer("ok")}, maxSteps: 3,
 			wantReason: "answered", wantSteps: 0, wantCalls: 2, wantAnswer: "ok", lastSent: "no function name"},
@@ -135,17 +68,14 @@ func TestLoop(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &scriptedModel{replies: tc.replies}
-			tools := &echoTools{feedback: tc.feedback}
-			l := Loop{model: m, maxSteps: tc.maxSteps}
-			out, err := l.Run(context.Background(), []llm.Message{llm.SystemMessage("sys"), llm.UserMessage("task")}, tools)
-			if err != nil {
-				t.Fatal(err)
+			env := &testEnv{feedback: tc.feedback, succeed: true}
+			tr := runModel(t, m, env, core.TaskSpec{MaxSteps: tc.maxSteps})
+			calls := tr.Metadata[core.MetaLLMCalls]
+			if tr.ExitReason != tc.wantReason || tr.Metadata[core.MetaStopReason] != string(tc.wantReason) || len(tr.Steps) != tc.wantSteps || calls != tc.wantCalls || len(env.calls) != tc.wantSteps {
+				t.Errorf("exit=%s stop=%v steps=%d calls=%v env calls=%v; want %s %d %d", tr.ExitReason, tr.Metadata[core.MetaStopReason], len(tr.Steps), calls, env.calls, tc.wantReason, tc.wantSteps, tc.wantCalls)
 			}
-			if out.Reason != tc.wantReason || out.Steps != tc.wantSteps || out.LLMCalls != tc.wantCalls || len(tools.calls) != tc.wantSteps {
-				t.Errorf("reason=%s steps=%d calls=%d tool calls=%v; want %s %d %d", out.Reason, out.Steps, out.LLMCalls, tools.calls, tc.wantReason, tc.wantSteps, tc.wantCalls)
-			}
-			if tc.wantAnswer != "" && out.Answer != tc.wantAnswer {
-				t.Errorf("answer = %q, want %q", out.Answer, tc.wantAnswer)
+			if tc.wantAnswer != "" && (len(env.answers) == 0 || env.answers[len(env.answers)-1] != tc.wantAnswer) {
+				t.Errorf("answers = %q, want the last %q", env.answers, tc.wantAnswer)
 			}
 			if tc.lastSent != "" {
 				last := m.sent[len(m.sent)-1]
@@ -153,43 +83,43 @@ func TestLoop(t *testing.T) {
 					t.Errorf("last message sent = %q, want it to contain %q", got, tc.lastSent)
 				}
 			}
-			if out.Usage.TotalTokens != 5*out.LLMCalls || len(out.Calls) != out.LLMCalls {
-				t.Errorf("usage %+v, %d recorded calls for %d model calls", out.Usage, len(out.Calls), out.LLMCalls)
+			if tr.Metadata[core.MetaTotalTokens] != 5*tc.wantCalls || len(tr.ModelCalls) != tc.wantCalls {
+				t.Errorf("tokens %v, %d recorded calls for %d model calls", tr.Metadata[core.MetaTotalTokens], len(tr.ModelCalls), tc.wantCalls)
 			}
 			// The transcript is the last request, then the last reply.
-			if want := len(m.sent[len(m.sent)-1]) + 1; len(out.Transcript) != want {
-				t.Errorf("transcript has %d messages, want %d", len(out.Transcript), want)
+			if want := len(m.sent[len(m.sent)-1]) + 1; len(tr.Messages) != want {
+				t.Errorf("transcript has %d messages, want %d", len(tr.Messages), want)
+			}
+			if !env.closed {
+				t.Error("the environment was not closed")
 			}
 		})
 	}
 }
 
-func TestLoopModelError(t *testing.T) {
-	m := &scriptedModel{replies: []llm.Message{call("a", "echo", `{"text":"x"}`)}, err: errors.New("connection refused")}
-	tools := &echoTools{}
-	out, err := (&Loop{model: m, maxSteps: 5}).Run(context.Background(), []llm.Message{llm.UserMessage("task")}, tools)
-	if err == nil || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("err = %v, want the model's error", err)
+func TestModelPolicyError(t *testing.T) {
+	m := &scriptedModel{replies: []llm.Message{call("a", "echo", `{"text":"x"}`)}, err: errDown}
+	env := &testEnv{succeed: true}
+	tr := runModel(t, m, env, core.TaskSpec{MaxSteps: 5})
+	if len(env.calls) != 1 || tr.Metadata[core.MetaLLMCalls] != 2 {
+		t.Errorf("env calls %v, model calls %v: want the attempt so far (1 step, 2 calls)", env.calls, tr.Metadata[core.MetaLLMCalls])
 	}
-	if out.Steps != 1 || out.LLMCalls != 2 {
-		t.Errorf("steps=%d calls=%d, want the outcome so far (1 step, 2 calls)", out.Steps, out.LLMCalls)
+	if n := len(tr.Steps); n != 2 || tr.Steps[1].ErrorType != core.ErrNetwork || tr.Steps[1].ActionParams["tool"] != "llm" ||
+		!strings.Contains(tr.Steps[1].ErrorMessage, "connection refused") {
+		t.Errorf("recorded steps %+v", tr.Steps)
 	}
-	tr := core.NewTrajectory(core.TaskSpec{TaskID: "t", TaskType: core.TaskCode}, "")
-	out.Record(context.Background(), tr, err, time.Now())
-	if n := len(tr.Steps); n != 1 || tr.Steps[0].ErrorType != core.ErrNetwork || tr.Metadata[core.MetaLLMCalls] != 2 {
-		t.Errorf("recorded steps %+v, metadata %v", tr.Steps, tr.Metadata)
-	}
-	// The request that got no answer: the user message, the reply calling
+	// The request that got no answer: system, user, the reply calling
 	// echo, its result.
-	if len(tr.Messages) != 3 || !strings.Contains(string(tr.Messages[2]), `"role":"tool"`) {
-		t.Errorf("recorded messages %s, want the 3 of the unanswered request", tr.Messages)
+	if len(tr.Messages) != 4 || !strings.Contains(string(tr.Messages[3]), `"role":"tool"`) {
+		t.Errorf("recorded messages %s, want the 4 of the unanswered request", tr.Messages)
 	}
-	if tr.ExitReason != core.ExitLLMError {
-		t.Errorf("exit reason %s", tr.ExitReason)
+	// The model's failure ends the attempt: the check does not run.
+	if tr.ExitReason != core.ExitLLMError || tr.Success || tr.ErrorType != core.ErrNetwork || tr.Reward == nil || *tr.Reward != 0 {
+		t.Errorf("exit %s success %v error %s reward %v", tr.ExitReason, tr.Success, tr.ErrorType, tr.Reward)
 	}
 }
 
-func TestLoopTextMode(t *testing.T) {
+func TestModelPolicyTextMode(t *testing.T) {
 	finish := llm.NewTool("finish", "Finish.", `{"type":"object","properties":{"answer":{"type":"string"}}}`)
 	defs := []llm.Tool{prompt.RunPython, finish}
 	fence := "Here it is:\n```python\nprint(1)\n```\nThat prints 1."
@@ -200,21 +130,13 @@ func TestLoopTextMode(t *testing.T) {
 		answer(`[{"tool": "run_python", "arguments": {"code": "print(2)"}}, {"tool": "run_python", "arguments": {"code": "print(3)"}}]`),
 		answer("2"),
 	}}
-	tools := &fixedTools{defs: defs}
-	l := NewLoop(m, core.TaskSpec{MaxSteps: 5, Sampling: &core.Sampling{Temperature: &temp, Seed: &seed}})
-	initial := []llm.Message{llm.SystemMessage("sys"), llm.UserMessage("task")}
-	out, err := l.Run(context.Background(), initial, tools)
-	if err != nil {
-		t.Fatal(err)
+	env := &testEnv{defs: defs, succeed: true}
+	tr := runModel(t, m, env, core.TaskSpec{MaxSteps: 5, Sampling: &core.Sampling{Temperature: &temp, Seed: &seed}})
+	if tr.ExitReason != core.ExitAnswered || strings.Join(env.answers, "") != "2" || len(tr.Steps) != 3 {
+		t.Fatalf("exit %s answers %q steps %d", tr.ExitReason, env.answers, len(tr.Steps))
 	}
-	if out.Reason != core.ExitAnswered || out.Answer != "2" || out.Steps != 3 {
-		t.Fatalf("reason %s answer %q steps %d", out.Reason, out.Answer, out.Steps)
-	}
-	if initial[0].Content != "sys" {
-		t.Error("the caller's system message was changed")
-	}
-	if want := []string{`run_python {"code":"print(1)\n"}`, `run_python {"code":"print(2)"}`, `run_python {"code":"print(3)"}`}; strings.Join(tools.calls, "|") != strings.Join(want, "|") {
-		t.Errorf("tool calls %q, want %q", tools.calls, want)
+	if want := []string{`run_python {"code":"print(1)\n"}`, `run_python {"code":"print(2)"}`, `run_python {"code":"print(3)"}`}; strings.Join(env.calls, "|") != strings.Join(want, "|") {
+		t.Errorf("tool calls %q, want %q", env.calls, want)
 	}
 	for i, r := range m.reqs {
 		if r.Tools != nil {
@@ -241,14 +163,68 @@ func TestLoopTextMode(t *testing.T) {
 	if last[5].Content != prompt.TextToolResult("run_python", "ran: print(2)")+"\n\n"+prompt.TextToolResult("run_python", "ran: print(3)") {
 		t.Errorf("results of two calls %q", last[5].Content)
 	}
-	// The transcript's reply is the message the loop keeps, as sent next.
-	if got := string(out.Transcript[len(out.Transcript)-1]); got != `{"role":"assistant","content":"2"}` {
+	// The transcript's reply is the message the policy keeps, as sent next.
+	if got := string(tr.Messages[len(tr.Messages)-1]); got != `{"role":"assistant","content":"2"}` {
 		t.Errorf("transcript ends %s", got)
 	}
 	want := core.LLMRecord{Endpoint: m.URL(), Model: "scripted", Temperature: &temp, Seed: &seed, ToolMode: "text", API: "chat"}
-	if got, _ := json.Marshal(out.LLM); string(got) != string(must(json.Marshal(want))) {
+	if got, _ := json.Marshal(tr.LLM); string(got) != string(must(json.Marshal(want))) {
 		t.Errorf("llm record %s", got)
 	}
+}
+
+// TestModelPolicyImages: the start's image goes with the first user
+// message (text, note, image); after a reply's calls the latest image goes
+// in a user message of its own (note, image), and earlier images are
+// taken out of the conversation, their notes kept: one image a request.
+func TestModelPolicyImages(t *testing.T) {
+	png := []byte("\x89PNG")
+	m := &scriptedModel{replies: []llm.Message{
+		{Role: llm.RoleAssistant, ToolCalls: []llm.ToolCall{
+			{ID: "a", Type: "function", Function: llm.FunctionCall{Name: "echo", Arguments: `{"text":"1"}`}},
+			{ID: "b", Type: "function", Function: llm.FunctionCall{Name: "echo", Arguments: `{"text":"2"}`}}}},
+		call("c", "echo", `{"text":"3"}`),
+		answer("right"),
+	}}
+	env := &imageEnv{testEnv: testEnv{succeed: true, image: png}}
+	runModel(t, m, env, core.TaskSpec{MaxSteps: 5})
+	images := func(ms []llm.Message) (n int) {
+		for _, x := range ms {
+			for _, p := range x.Parts {
+				if p.Type != "text" {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	first := m.sent[0]
+	if u := first[1]; len(u.Parts) != 3 || u.Parts[0].Text != "task" || u.Parts[1].Text != "start shot" || images(first) != 1 {
+		t.Errorf("first user message %+v, want the text, the note, the image", u)
+	}
+	for i, sent := range m.sent {
+		if n := images(sent); n != 1 {
+			t.Errorf("request %d carries %d images, want 1", i, n)
+		}
+	}
+	// Request 2: system, user (its note kept), reply, two results, one
+	// image message after both.
+	second := m.sent[1]
+	if len(second) != 6 || second[3].Role != llm.RoleTool || second[4].Role != llm.RoleTool || len(second[5].Parts) != 2 || second[5].Parts[0].Text != "shot" {
+		t.Errorf("second request %+v", second)
+	}
+	if u := second[1]; len(u.Parts) != 2 || u.Parts[1].Text != "start shot" {
+		t.Errorf("the start message in the second request %+v, want its texts without the image", u)
+	}
+}
+
+// imageEnv starts with an image.
+type imageEnv struct{ testEnv }
+
+func (e *imageEnv) Start(ctx context.Context, o StartOptions) (Start, error) {
+	st, err := e.testEnv.Start(ctx, o)
+	st.Observation.Image, st.Observation.ImageNote = e.image, "start shot"
+	return st, err
 }
 
 func TestTextCalls(t *testing.T) {
@@ -278,28 +254,4 @@ func TestTextCalls(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
 	}
-}
-
-// fixedTools offers defs; every call is echoed back.
-type fixedTools struct {
-	defs  []llm.Tool
-	calls []string
-}
-
-func (t *fixedTools) Definitions() []llm.Tool { return t.defs }
-
-func (t *fixedTools) Call(_ context.Context, c llm.ToolCall) (string, bool) {
-	t.calls = append(t.calls, c.Function.Name+" "+c.Function.Arguments)
-	var args struct{ Code string }
-	_ = llm.ParseArguments(c, &args)
-	return "ran: " + args.Code, c.Function.Name == "finish"
-}
-
-func (t *fixedTools) Answer(context.Context, string) string { return "" }
-
-func must(b []byte, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return b
 }

@@ -1,8 +1,7 @@
-package agent
+package rollout
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -45,15 +44,17 @@ func reply(body map[string]any) func() (int, any) {
 	return func() (int, any) { return 200, body }
 }
 
-// runAttempt runs one attempt's loop and records it into a trajectory.
+// runAttempt runs one attempt with client against a testEnv and returns
+// its trajectory; the error is the model's failure, if any.
 func runAttempt(t *testing.T, client *llm.Client, task core.TaskSpec) (*core.Trajectory, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := NewLoop(client, task).Run(ctx, []llm.Message{llm.SystemMessage("sys"), llm.UserMessage("task")}, &echoTools{})
-	tr := core.NewTrajectory(task, "test")
-	out.Record(ctx, tr, err, time.Now())
-	return tr, err
+	tr := runModel(t, client, &testEnv{succeed: true}, task)
+	for _, s := range tr.Steps {
+		if s.ActionParams["tool"] == "llm" {
+			return tr, fmt.Errorf("%s", s.ErrorMessage)
+		}
+	}
+	return tr, nil
 }
 
 // TestRepliesStoredByteForByte: the trajectory file holds each reply and
@@ -187,10 +188,10 @@ func TestModelCallFailures(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if tr.ExitReason != tt.wantExit || len(tr.Steps) != 1 || tr.Steps[0].ErrorType != tt.wantType {
-				t.Fatalf("exit %s, steps %+v; want %s with one %s step", tr.ExitReason, tr.Steps, tt.wantExit, tt.wantType)
+			if tr.ExitReason != tt.wantExit || len(tr.Steps) != 2 || tr.Steps[1].ErrorType != tt.wantType || tr.ErrorType != tt.wantType {
+				t.Fatalf("exit %s, error %s, steps %+v; want %s with the echo step and one %s step", tr.ExitReason, tr.ErrorType, tr.Steps, tt.wantExit, tt.wantType)
 			}
-			msg := tr.Steps[0].ErrorMessage
+			msg := tr.Steps[1].ErrorMessage
 			if !strings.HasPrefix(msg, "model call 2: llm: ") || strings.Count(msg, "llm: ") != 1 || !strings.Contains(msg, tt.wantInErr) {
 				t.Errorf("error message %q, want model call 2, one llm: prefix and %q", msg, tt.wantInErr)
 			}

@@ -1,0 +1,2 @@
+#!/bin/bash
+cp /opt/greeting.txt out.txt
