@@ -93,7 +93,7 @@ func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attemp
 		return rollout.Attempt{}, rollout.Rejected(task, rollout.Failure{Type: core.ErrSystem, Message: err.Error()}), nil
 	}
 	var im image
-	if why, err := im.open(ctx, a, c.Environment); err != nil || why != "" {
+	if why, err := im.open(ctx, a, c.Environment, task.Kind() == core.KindWorkspace); err != nil || why != "" {
 		if err != nil {
 			return rollout.Attempt{}, nil, fmt.Errorf("task %s: %w: %w", task.TaskID, ErrJail, err)
 		}
@@ -105,7 +105,7 @@ func (a *Agent) Attempt(ctx context.Context, task core.TaskSpec) (rollout.Attemp
 		return rollout.Attempt{}, tr, nil
 	}
 	at := rollout.Attempt{Task: task, Budget: rollout.BudgetFrom(ctx, task)}
-	if c.IsWorkspace() {
+	if task.Kind() == core.KindWorkspace {
 		at.Env = &workspaceEnv{a: a, task: task, c: c, im: im}
 		at.Rules = rollout.NoActions(rollout.Failure{Type: core.ErrNoModel,
 			Message: "no LLM is configured (set LLM_BASE_URL) and the workspace task has no actions; " +
@@ -144,7 +144,10 @@ type image struct {
 // why says why the image cannot be had for a reason of the task's (no such
 // image, no image store here, an unusable image): the task is invalid; the
 // error is a failure another try may mend (the registry unreachable).
-func (im *image) open(ctx context.Context, a *Agent, env string) (why string, err error) {
+//
+// A program runs on the image's python3; a workspace needs only a root a
+// jail can run its bash on (workspace.Open checks the rest).
+func (im *image) open(ctx context.Context, a *Agent, env string, workspaceTask bool) (why string, err error) {
 	if env == "" {
 		return "", nil
 	}
@@ -160,7 +163,11 @@ func (im *image) open(ctx context.Context, a *Agent, env string) (why string, er
 	}
 	im.h = h
 	im.img = &sandbox.Image{Root: h.Root, Env: h.Config.Env, WorkingDir: h.Config.WorkingDir, User: h.Config.User}
-	if err := sandbox.CheckImage(im.img); err != nil {
+	check := sandbox.CheckImage
+	if workspaceTask {
+		check = sandbox.CheckImageRoot
+	}
+	if err := check(im.img); err != nil {
 		return fmt.Sprintf("environment %s: %v", env, err), nil
 	}
 	return "", nil

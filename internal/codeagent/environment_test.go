@@ -41,6 +41,23 @@ func envStore(t *testing.T) *imagestore.Store {
 	if err := os.WriteFile(filepath.Join(archives, "img.tar"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// ws.tar: a workspace's image (bash and coreutils too) whose working
+	// directory is /usr/src/app, with a tool and a module only it has.
+	ws := testsupport.WorkspaceImageArchive(t, "test/ws:1", v1.Config{Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}, WorkingDir: "/usr/src/app"},
+		testsupport.ImageFile{Name: "etc", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "etc/passwd", Body: "root:x:0:0::/root:/bin/bash\n"},
+		testsupport.ImageFile{Name: "usr/local", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/local/bin", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/local/bin/imgtool", Body: "#!/bin/bash\necho from-the-image\n", Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/lib/python3.11/imgcheck.py", Body: "EXPECTED = 5\n"},
+		testsupport.ImageFile{Name: "usr/src", Dir: true, Mode: 0o755},
+		testsupport.ImageFile{Name: "usr/src/app", Dir: true, Mode: 0o755})
+	if data, err = os.ReadFile(ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(archives, "ws.tar"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s, err := imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 1, ArchiveDir: archives})
 	if err != nil {
 		t.Fatal(err)

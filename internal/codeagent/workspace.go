@@ -89,11 +89,16 @@ func (w *workspaceEnv) Start(ctx context.Context, opts rollout.StartOptions) (ro
 		st.End = &rollout.Failure{Type: core.ErrSystem, Message: "this runtime has no workspaces configured for a workspace task (files, workspace, setup, test_command, actions)"}
 		return st, nil
 	}
-	ws, err := w.a.Workspaces.Open(ctx, workspace.Seed{Files: w.c.Files, From: w.c.Workspace})
-	var seedErr *workspace.SeedError
+	seed := workspace.Seed{Files: w.c.Files, From: w.c.Workspace, Image: w.im.img, WritableRoot: w.c.WritableRoot, Resources: w.c.Resources}
+	if len(w.c.Setup) > 0 && w.task.Samples > 1 {
+		// The k attempts of the task start from one post-setup snapshot.
+		return w.startPrepared(ctx, seed, st, invalid)
+	}
+	ws, err := w.a.Workspaces.Open(ctx, seed)
+	if why, ok := seedInvalid(err); ok {
+		return invalid(core.ErrSystem, why)
+	}
 	switch {
-	case errors.As(err, &seedErr):
-		return invalid(core.ErrSystem, "invalid workspace: "+err.Error())
 	case err != nil && ctx.Err() != nil:
 		st.End = &rollout.Failure{Type: core.ErrTimeout, Message: "the task's timeout passed while opening a workspace: " + err.Error()}
 		return st, nil
@@ -101,21 +106,19 @@ func (w *workspaceEnv) Start(ctx context.Context, opts rollout.StartOptions) (ro
 		return st, fmt.Errorf("open workspace: %w", err)
 	}
 	w.ws = ws
-	for i, cmd := range w.c.Setup {
-		step, ok := w.shell(ctx, core.CodeAction{Action: core.CodeActionBash, Command: cmd}, purposeSetup, w.budget.Remaining())
-		if w.jailErr != nil {
-			return st, w.jailErr
-		}
-		if !ok {
-			st.End = w.end()
-			st.Steps, w.steps = w.steps, nil
-			return st, nil
-		}
-		if !step.Success {
-			return invalid(core.ErrSetup, fmt.Sprintf("setup command %d (%s) failed: %s", i+1, clip(cmd, 200), step.ErrorMessage))
-		}
+	failed, err := w.runSetup(ctx)
+	if err != nil {
+		return st, err
 	}
 	st.Steps, w.steps = w.steps, nil
+	switch {
+	case failed != nil && failed.invalid:
+		st.Invalid, st.End = true, &failed.Failure
+		return st, nil
+	case failed != nil:
+		st.End = &failed.Failure
+		return st, nil
+	}
 	if len(w.c.Setup) > 0 {
 		// The diff's base is the state setup left: the agent's patch is
 		// what the agent changed, not what setup did.
@@ -127,6 +130,105 @@ func (w *workspaceEnv) Start(ctx context.Context, opts rollout.StartOptions) (ro
 			return invalid(core.ErrSystem, "the state after setup cannot be the diff's base: "+err.Error())
 		}
 	}
+	w.started = true
+	return st, nil
+}
+
+// seedInvalid says why err, of opening a workspace, is the task's: its
+// seed or image unusable, or a writable root this runtime cannot mount.
+func seedInvalid(err error) (string, bool) {
+	var seedErr *workspace.SeedError
+	switch {
+	case errors.As(err, &seedErr):
+		return "invalid workspace: " + err.Error(), true
+	case errors.Is(err, workspace.ErrNoOverlay):
+		return err.Error(), true
+	}
+	return "", false
+}
+
+// setupFailure is a setup that did not complete: invalid when one of its
+// commands failed (the task's fault), else what ended the attempt (the
+// task's timeout).
+type setupFailure struct {
+	rollout.Failure
+	invalid bool
+}
+
+func (f *setupFailure) Error() string { return f.Message }
+
+// runSetup runs the setup commands in w.ws, each a step (w.steps). The
+// error is the runtime's (a jail that did not launch).
+func (w *workspaceEnv) runSetup(ctx context.Context) (*setupFailure, error) {
+	for i, cmd := range w.c.Setup {
+		step, ok := w.shell(ctx, core.CodeAction{Action: core.CodeActionBash, Command: cmd}, purposeSetup, w.budget.Remaining())
+		if w.jailErr != nil {
+			return nil, w.jailErr
+		}
+		if !ok {
+			return &setupFailure{Failure: *w.end()}, nil
+		}
+		if !step.Success {
+			return &setupFailure{invalid: true, Failure: rollout.Failure{Type: core.ErrSetup,
+				Message: fmt.Sprintf("setup command %d (%s) failed: %s", i+1, clip(cmd, 200), step.ErrorMessage)}}, nil
+		}
+	}
+	return nil, nil
+}
+
+// startPrepared opens the attempt's workspace over the task's post-setup
+// snapshot (workspace.Manager.OpenPrepared): the setup runs once per
+// runtime for the k attempts, in a workspace of its own. Every attempt
+// records the setup's steps, marked action_params.snapshot (the key) and,
+// on the attempts that did not run it, from_snapshot.
+func (w *workspaceEnv) startPrepared(ctx context.Context, seed workspace.Seed, st rollout.Start, invalid func(core.ErrorType, string) (rollout.Start, error)) (rollout.Start, error) {
+	key := workspace.SnapshotKey(w.task.TaskID, seed, w.c.Setup)
+	p, err := w.a.Workspaces.OpenPrepared(ctx, key, seed, func(ctx context.Context, ws *workspace.Workspace) (any, error) {
+		w.ws = ws
+		defer func() { w.ws = nil }()
+		failed, err := w.runSetup(ctx)
+		steps := w.steps
+		w.steps = nil
+		if err != nil {
+			return steps, err
+		}
+		if failed != nil {
+			return steps, failed
+		}
+		return steps, nil
+	})
+	recorded, _ := p.Record.([]core.ExecutionStep)
+	steps := make([]core.ExecutionStep, len(recorded))
+	for i, s := range recorded {
+		params := make(map[string]any, len(s.ActionParams)+2)
+		for k, v := range s.ActionParams {
+			params[k] = v
+		}
+		params["snapshot"] = key
+		if p.Reused {
+			params["from_snapshot"] = true
+		}
+		s.ActionParams = params
+		steps[i] = s
+	}
+	// The setup ran in its own environment: its state is not this attempt's.
+	w.ended, w.endedMsg, w.jailErr = "", "", nil
+	st.Steps = steps
+	var failed *setupFailure
+	if why, ok := seedInvalid(err); ok {
+		return invalid(core.ErrSystem, why)
+	}
+	switch {
+	case errors.As(err, &failed) && failed.invalid:
+		st.Invalid, st.End = true, &failed.Failure
+		return st, nil
+	case errors.As(err, &failed), err != nil && ctx.Err() != nil:
+		st.End = w.timedOut()
+		return st, nil
+	case err != nil:
+		return st, fmt.Errorf("open workspace over the setup's snapshot: %w", err)
+	}
+	w.ws = p.Workspace
 	w.started = true
 	return st, nil
 }

@@ -134,7 +134,7 @@ func (w *Workspace) step(ctx context.Context, mode, payload string, timeout time
 		return Observation{ExitCode: -1, Cwd: w.cwd, ErrorType: core.ErrRuntime,
 			Note: "the jail cannot start on the root as the commands left it (" + why + "): the attempt ends here"}, nil
 	}
-	lim := w.m.limits
+	lim := w.limits
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
 	res, err := w.m.jail.Run(ctx, sandbox.Request{
@@ -254,11 +254,11 @@ func (w *Workspace) checkCaps() string {
 		}
 	} else {
 		bytes, files, err := usage(w.ctx, w.work)
-		if err != nil || (bytes <= cfg.MaxBytes && files <= cfg.MaxFiles) {
+		if err != nil || (bytes <= w.maxBytes && files <= cfg.MaxFiles) {
 			return ""
 		}
 	}
-	return fmt.Sprintf("the workspace reached its cap (%d MiB, %d files and directories): the attempt ends here", cfg.MaxBytes>>20, cfg.MaxFiles)
+	return fmt.Sprintf("the workspace reached its cap (%d MiB, %d files and directories): the attempt ends here", w.maxBytes>>20, cfg.MaxFiles)
 }
 
 // mergeCancel returns a context that ends with ctx or with other.

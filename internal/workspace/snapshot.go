@@ -299,7 +299,7 @@ func (w *Workspace) fromSnapshot(ctx context.Context, live *os.Root) error {
 		if w.work, err = live.OpenRoot(workDir); err != nil {
 			return err
 		}
-		c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
+		c := &caps{maxBytes: w.maxBytes, maxFiles: m.cfg.MaxFiles}
 		if err := copyTree(ctx, w.base, w.work, m.owner, c); err != nil {
 			return fmt.Errorf("workspace: copying the snapshot: %w", err)
 		}

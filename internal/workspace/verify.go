@@ -213,7 +213,7 @@ func (w *Workspace) Verify(ctx context.Context, check Check) (Verdict, error) {
 	if len(check.TestFiles) > 0 {
 		binds = append(binds, sandbox.Bind{Host: ro, Jail: jailTestsDir})
 	}
-	lim := w.m.limits
+	lim := w.limits
 	lim.Wall, lim.CPU = timeout, timeout
 	lim.KeepOutputBytes = w.m.cfg.ObservationBytes
 	// On a writable root, the root setup left, not the agent's.

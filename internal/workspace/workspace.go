@@ -274,6 +274,11 @@ type Seed struct {
 	// that may mount (CAP_SYS_ADMIN): otherwise Open refuses it with
 	// ErrNoOverlay.
 	WritableRoot bool
+	// Resources are what the task asks beyond the runtime's limits (its
+	// constraints.resources, checked against the runtime's caps by the
+	// caller): every step's and the check's jail limits, and the
+	// workspace's size (workspace_mb for MaxBytes).
+	Resources core.Resources
 }
 
 // SeedError says why a seed cannot make a workspace: the task is invalid
@@ -335,7 +340,8 @@ func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Works
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
-	ws := &Workspace{m: m, dir: dir, jailDir: JailDir, bash: defaultBash}
+	ws := &Workspace{m: m, dir: dir, jailDir: JailDir, bash: defaultBash,
+		limits: m.limits.For(seed.Resources), maxBytes: m.maxBytes(seed)}
 	w = ws // a failed open returns nil, and the deferred cleanup needs ws
 	defer func() {
 		if err != nil {
@@ -368,7 +374,7 @@ func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Works
 		return nil, err
 	}
 	if !m.noTmpfs.Load() {
-		if err := mountLive(live, m.cfg.MaxBytes, m.cfg.MaxFiles, m.owner); err != nil {
+		if err := mountLive(live, w.maxBytes, m.cfg.MaxFiles, m.owner); err != nil {
 			if m.noTmpfs.CompareAndSwap(false, true) {
 				m.log.Warn("workspaces are plain directories, their caps checked after each step only: "+
 					"a tmpfs per workspace, which bounds it during a step, needs CAP_SYS_ADMIN", "err", err)
@@ -405,7 +411,7 @@ func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Works
 		if w.work, err = liveRoot.OpenRoot(workDir); err != nil {
 			return nil, err
 		}
-		c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
+		c := &caps{maxBytes: w.maxBytes, maxFiles: m.cfg.MaxFiles}
 		if err := copyTree(ctx, w.seed, w.work, m.owner, c); err != nil {
 			return nil, fmt.Errorf("workspace: copying the seed: %w", err)
 		}
@@ -420,9 +426,18 @@ func (m *Manager) open(ctx context.Context, seed Seed, snap *snapshot) (w *Works
 	return w, nil
 }
 
+// maxBytes is the size cap of seed's workspace: the task's workspace_mb,
+// else SANDBOX_WORKSPACE_MB.
+func (m *Manager) maxBytes(seed Seed) int64 {
+	if mb := seed.Resources.WorkspaceMB; mb > 0 {
+		return int64(mb) << 20
+	}
+	return m.cfg.MaxBytes
+}
+
 // writeSeed fills root with seed.From's copy, then seed.Files.
 func (m *Manager) writeSeed(ctx context.Context, root *os.Root, seed Seed) error {
-	c := &caps{maxBytes: m.cfg.MaxBytes, maxFiles: m.cfg.MaxFiles}
+	c := &caps{maxBytes: m.maxBytes(seed), maxFiles: m.cfg.MaxFiles}
 	seedOwner := owner{} // the seed stays the runtime's: the jail reads it only
 	if seed.From != "" {
 		if err := m.copyFrom(ctx, root, seed.From, seedOwner, c); err != nil {
@@ -510,6 +525,10 @@ func (m *Manager) copyFrom(ctx context.Context, dst *os.Root, from string, o own
 type Workspace struct {
 	m   *Manager
 	dir string
+	// limits are the jail limits of its steps and check (the runtime's,
+	// with the task's resources); maxBytes its size cap.
+	limits   sandbox.Limits
+	maxBytes int64
 	// tmpfs: the live tree is a bounded tmpfs.
 	tmpfs bool
 	// seed, work and state are roots of the seed's copy, the work
