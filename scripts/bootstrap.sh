@@ -34,12 +34,17 @@ need_cmds=(
 )
 if [ "$mode" = "--test" ]; then
   need_cmds+=("prometheus prometheus" "promtool prometheus")
+  # The SWE-style tests' image carries the host's pytest and its
+  # dependencies, and their repository is iso8601 with its pytest suite
+  # (internal/testsupport/pytest.go, internal/codeagent/swe_pytest_test.go).
+  need_cmds+=("/usr/bin/pytest-3 python3-pytest" "/usr/lib/python3/dist-packages/iso8601/test_iso8601.py python3-iso8601")
 fi
 
 missing_pkgs=()
 for pair in "${need_cmds[@]}"; do
   set -- $pair
-  if ! command -v "$1" >/dev/null 2>&1; then
+  # A command, or a file a package installs (not executable: test -e).
+  if ! command -v "$1" >/dev/null 2>&1 && ! { [[ $1 == /usr/lib/* ]] && [ -e "$1" ]; }; then
     missing_pkgs+=("$2")
   fi
 done

@@ -46,7 +46,9 @@ import (
 //     working directory last, so the standard library and installed
 //     packages (unittest, pytest) come before any workspace file of the
 //     same name (unittest.py, pytest.py, sitecustomize.py); no user site
-//     (PYTHONNOUSERSITE).
+//     (PYTHONNOUSERSITE). importlib.metadata finds no distribution under
+//     the workspace, so the runner loads no entry point of the agent's (a
+//     pytest11 plugin that reports every test passed).
 //   - Every Python interpreter the check starts records its start and its
 //     normal end (an atexit hook registered before any other, so run
 //     last) in /logs/.adp; one that started and never reached its end
@@ -95,7 +97,7 @@ const verifyScript = `IFS= read -r __adp_nonce
 IFS= read -r -d '' __adp_in
 exec </dev/null
 export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPYCACHEPREFIX=/tmp/.adp-pycache PYTHONSAFEPATH=1 PYTHONNOUSERSITE=1 PYTHONPATH=` + jailRecordDir + `
-export ADP_VERIFY_RECORDS=` + jailRecordDir + `/` + recordPython + `
+export ADP_VERIFY_RECORDS=` + jailRecordDir + `/` + recordPython + ` ADP_VERIFY_WORKSPACE="$PWD"
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=3
 export GIT_CONFIG_KEY_0=core.hooksPath GIT_CONFIG_VALUE_0=/dev/null
 export GIT_CONFIG_KEY_1=core.fsmonitor GIT_CONFIG_VALUE_1=false
