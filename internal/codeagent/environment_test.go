@@ -2,7 +2,6 @@ package codeagent
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -72,48 +71,39 @@ func envStore(t *testing.T) *imagestore.Store {
 // a runtime without a store, makes the task invalid.
 func TestEnvironmentProgram(t *testing.T) {
 	store := envStore(t)
-	for _, backend := range []string{sandbox.BackendNsjail, sandbox.BackendBwrap} {
-		t.Run(backend, func(t *testing.T) {
-			j, err := sandbox.New(backend, sandbox.Config{})
-			if errors.Is(err, sandbox.ErrNoJail) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			lim := sandbox.DefaultLimits()
-			a := &Agent{Jail: j, Limits: lim, Environments: store, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
-			for _, tc := range []struct {
-				name       string
-				env        string
-				code       string
-				success    bool
-				errType    core.ErrorType
-				exitReason string
-			}{
-				{"passes", "archive:img.tar", "import imgmod\ndef f():\n    return imgmod.VALUE\n", true, core.ErrNone, ""},
-				{"fails", "archive:img.tar", "def f():\n    return 6\n", false, core.ErrWrongAnswer, ""},
-				{"no such image", "archive:none.tar", "def f():\n    return 7\n", false, core.ErrSystem, string(core.ExitInvalidTask)},
-			} {
-				t.Run(tc.name, func(t *testing.T) {
-					tr, err := a.Execute(context.Background(), task("f", map[string]any{
-						"code": tc.code, "tests": "import imgmod\nassert f() == imgmod.VALUE\n", "environment": tc.env}))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if id, _ := tr.Metadata[core.MetaEnvironmentImage].(string); tc.exitReason == "" && !strings.HasPrefix(id, "sha256:") {
-						t.Errorf("metadata environment_image = %v, want the image's id", tr.Metadata[core.MetaEnvironmentImage])
-					}
-					if tr.Success != tc.success || tr.ErrorType != tc.errType || (tc.exitReason != "" && string(tr.ExitReason) != tc.exitReason) {
-						t.Errorf("success %v, error %q (%s), exit reason %q; want %v %q %q", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.ExitReason, tc.success, tc.errType, tc.exitReason)
-					}
-				})
-			}
-			bare := &Agent{Jail: j, Limits: lim, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
-			tr, err := bare.Execute(context.Background(), task("f", map[string]any{"code": "print(1)", "environment": "archive:img.tar"}))
-			if err != nil || tr.ExitReason != core.ExitInvalidTask {
-				t.Errorf("without a store: exit reason %q (%v), want invalid_task", tr.ExitReason, err)
-			}
-		})
-	}
+	backends(t, func(t *testing.T, j sandbox.Jail) {
+		lim := sandbox.DefaultLimits()
+		a := &Agent{Jail: j, Limits: lim, Environments: store, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+		for _, tc := range []struct {
+			name       string
+			env        string
+			code       string
+			success    bool
+			errType    core.ErrorType
+			exitReason string
+		}{
+			{"passes", "archive:img.tar", "import imgmod\ndef f():\n    return imgmod.VALUE\n", true, core.ErrNone, ""},
+			{"fails", "archive:img.tar", "def f():\n    return 6\n", false, core.ErrWrongAnswer, ""},
+			{"no such image", "archive:none.tar", "def f():\n    return 7\n", false, core.ErrSystem, string(core.ExitInvalidTask)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tr, err := a.Execute(context.Background(), task("f", map[string]any{
+					"code": tc.code, "tests": "import imgmod\nassert f() == imgmod.VALUE\n", "environment": tc.env}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if id, _ := tr.Metadata[core.MetaEnvironmentImage].(string); tc.exitReason == "" && !strings.HasPrefix(id, "sha256:") {
+					t.Errorf("metadata environment_image = %v, want the image's id", tr.Metadata[core.MetaEnvironmentImage])
+				}
+				if tr.Success != tc.success || tr.ErrorType != tc.errType || (tc.exitReason != "" && string(tr.ExitReason) != tc.exitReason) {
+					t.Errorf("success %v, error %q (%s), exit reason %q; want %v %q %q", tr.Success, tr.ErrorType, tr.ErrorMessage, tr.ExitReason, tc.success, tc.errType, tc.exitReason)
+				}
+			})
+		}
+		bare := &Agent{Jail: j, Limits: lim, Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+		tr, err := bare.Execute(context.Background(), task("f", map[string]any{"code": "print(1)", "environment": "archive:img.tar"}))
+		if err != nil || tr.ExitReason != core.ExitInvalidTask {
+			t.Errorf("without a store: exit reason %q (%v), want invalid_task", tr.ExitReason, err)
+		}
+	})
 }

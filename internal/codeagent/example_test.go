@@ -112,3 +112,69 @@ func ExampleAgent_Attempt() {
 	// -    return a - b
 	// +    return a + b
 }
+
+// A program task's environment driven step by step: each Step runs a
+// program in a fresh jail (a program with tests runs under the test
+// harness: two steps, its run and the hidden tests' verdict); Evaluate
+// says what the last clean program established.
+func ExampleAgent_Attempt_program() {
+	ctx := context.Background()
+	jail, err := sandbox.New(sandbox.BackendAuto, sandbox.Config{})
+	if err != nil {
+		fmt.Println("no jail:", err)
+		return
+	}
+	a := &codeagent.Agent{Jail: jail, Limits: sandbox.DefaultLimits(), Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)}
+	task := core.TaskSpec{TaskID: "double", TaskType: core.TaskCode, Description: "Write double(x).", MaxSteps: 5, Timeout: 60,
+		Constraints: map[string]any{"tests": "assert double(21) == 42"}}
+	at, _, err := a.Attempt(ctx, task)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	env := at.Env
+	defer env.Close()
+	ctx, cancel := context.WithDeadline(ctx, at.Budget.Deadline)
+	defer cancel()
+	st, err := env.Start(ctx, rollout.StartOptions{Budget: at.Budget, Source: rollout.SourceScripted})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	policy := &rollout.Replay{From: rollout.SourceScripted, MaxSteps: task.MaxSteps, Actions: []rollout.Action{
+		{Input: codeagent.Program{Code: "def double(x):\n    return x + 2\n"}},
+		{Input: codeagent.Program{Code: "def double(x):\n    return 2 * x\n"}},
+	}}
+	policy.Reset(st.Space, st.Observation)
+	obs := st.Observation
+	for {
+		act, ok := policy.Next(ctx, obs)
+		if !ok {
+			break
+		}
+		res, err := env.Step(ctx, act)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		for _, s := range res.Steps {
+			fmt.Println("step:", s.ActionParams["purpose"], s.Success)
+		}
+		if res.Done {
+			break
+		}
+		obs = res.Observation
+	}
+	ev, err := env.Evaluate(ctx, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("verified:", *ev.Verified, "passed:", ev.Passed, "of", ev.Total)
+	// Output:
+	// step: run true
+	// step: verify false
+	// step: run true
+	// step: verify true
+	// verified: true passed: 1 of 1
+}
