@@ -21,25 +21,8 @@ import (
 // host's python3.11 with a module (imgmod) only the image has.
 func envStore(t *testing.T) *imagestore.Store {
 	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil { // the jail's uid reaches the store
-			t.Fatal(err)
-		}
-	}
-	archives := filepath.Join(dir, "archives")
-	if err := os.Mkdir(archives, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	src := testsupport.PythonImageArchive(t, "test/env:1", v1.Config{Env: []string{"PATH=/usr/bin:/bin"}},
 		testsupport.ImageFile{Name: "usr/lib/python3.11/imgmod.py", Body: "VALUE = 7\n"})
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(archives, "img.tar"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	// ws.tar: a workspace's image (bash and coreutils too) whose working
 	// directory is /usr/src/app, with a tool and a module only it has.
 	ws := testsupport.WorkspaceImageArchive(t, "test/ws:1", v1.Config{Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}, WorkingDir: "/usr/src/app"},
@@ -51,13 +34,33 @@ func envStore(t *testing.T) *imagestore.Store {
 		testsupport.ImageFile{Name: "usr/lib/python3.11/imgcheck.py", Body: "EXPECTED = 5\n"},
 		testsupport.ImageFile{Name: "usr/src", Dir: true, Mode: 0o755},
 		testsupport.ImageFile{Name: "usr/src/app", Dir: true, Mode: 0o755})
-	if data, err = os.ReadFile(ws); err != nil {
+	return archiveStore(t, map[string]string{"img.tar": src, "ws.tar": ws})
+}
+
+// archiveStore is an image store whose archive directory holds the
+// archives at the given paths under the given names (archive:NAME).
+func archiveStore(t *testing.T, archives map[string]string) *imagestore.Store {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil { // the jail's uid reaches the store
+			t.Fatal(err)
+		}
+	}
+	archiveDir := filepath.Join(dir, "archives")
+	if err := os.Mkdir(archiveDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(archives, "ws.tar"), data, 0o644); err != nil {
-		t.Fatal(err)
+	for name, src := range archives {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(archiveDir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s, err := imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 1, ArchiveDir: archives})
+	s, err := imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 1, ArchiveDir: archiveDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/agentdataplatform/adp/internal/core"
-	"github.com/agentdataplatform/adp/internal/imagestore"
 	"github.com/agentdataplatform/adp/internal/sandbox"
 	"github.com/agentdataplatform/adp/internal/testsupport"
 )
@@ -68,36 +67,6 @@ func sweRepo(t *testing.T) (repo map[string]string, hidden string) {
 	return repo, hidden
 }
 
-// pytestStore is an image store whose archive directory holds
-// pytest.tar: PythonBaseLayer, ToolsLayer and PytestLayer.
-func pytestStore(t *testing.T) *imagestore.Store {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil { // the jail's uid reaches the store
-			t.Fatal(err)
-		}
-	}
-	archives := filepath.Join(dir, "archives")
-	if err := os.Mkdir(archives, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src := testsupport.PytestImageArchive(t, "test/pytest:1", v1.Config{Env: []string{"PATH=/usr/bin:/bin"}})
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(archives, "pytest.tar"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := imagestore.Open(imagestore.Config{Dir: filepath.Join(dir, "store"), MaxGB: 1, ArchiveDir: archives})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 // The cheats: a conftest.py that reports every test passed, and the
 // same hook as a pytest plugin the workspace declares through an entry
 // point (pytest loads every installed distribution's pytest11 plugins).
@@ -115,7 +84,9 @@ const (
 // back upstream's file. Under every jail.
 func TestSWEPytest(t *testing.T) {
 	repo, hidden := sweRepo(t)
-	store := pytestStore(t)
+	// pytest.tar: PythonBaseLayer, ToolsLayer and PytestLayer.
+	store := archiveStore(t, map[string]string{
+		"pytest.tar": testsupport.PytestImageArchive(t, "test/pytest:1", v1.Config{Env: []string{"PATH=/usr/bin:/bin"}})})
 	gitPath, gitErr := exec.LookPath("git")
 	files := map[string]any{}
 	for name, body := range repo {
