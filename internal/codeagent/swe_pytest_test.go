@@ -67,6 +67,24 @@ func sweRepo(t *testing.T) (repo map[string]string, hidden string) {
 	return repo, hidden
 }
 
+// sweDocTask is docs/environments.md's SWE-style task line as printed;
+// the test fills in what it elides (the files' contents, setup, actions).
+func sweDocTask(t *testing.T) core.TaskSpec {
+	t.Helper()
+	for _, b := range testsupport.DocBlocks(t, "docs/environments.md", "text") {
+		if !strings.Contains(b.Text, `"iso8601-tz-minutes"`) {
+			continue
+		}
+		tk, err := core.ParseTask([]byte(strings.TrimSpace(b.Text)))
+		if err != nil {
+			t.Fatalf("docs/environments.md:%d: %v", b.Line, err)
+		}
+		return tk
+	}
+	t.Fatal("docs/environments.md prints no SWE-style task line (iso8601-tz-minutes)")
+	return core.TaskSpec{}
+}
+
 // The cheats: a conftest.py that reports every test passed, and the
 // same hook as a pytest plugin the workspace declares through an entry
 // point (pytest loads every installed distribution's pytest11 plugins).
@@ -81,7 +99,8 @@ const (
 // at /tests checks the agent's fix; a right fix is rewarded 1, a wrong
 // fix, no change and cheats that make pytest report passes 0; the right
 // fix's patch applies with git apply to the state after setup and gives
-// back upstream's file. Under every jail.
+// back upstream's file. The task is docs/environments.md's line, its
+// elided contents filled in. Under every jail.
 func TestSWEPytest(t *testing.T) {
 	repo, hidden := sweRepo(t)
 	// pytest.tar: PythonBaseLayer, ToolsLayer and PytestLayer.
@@ -132,14 +151,15 @@ p.write_text(s.replace('        minutes = -minutes\n', ''))
 				acts = append(acts, map[string]any{"action": "bash", "command": "python3 -m pytest --version && ls iso8601"})
 				acts = append(acts, tc.acts...)
 				acts = append(acts, map[string]any{"action": "finish"})
-				tr, err := a.Execute(context.Background(), wsTask(map[string]any{
-					"environment":  "archive:pytest.tar",
-					"files":        files,
-					"setup":        []any{setup},
-					"test_files":   map[string]any{"test_iso8601.py": hidden},
-					"test_command": "python3 -m pytest -p no:cacheprovider -q /tests/test_iso8601.py",
-					"actions":      actions(acts...),
-				}))
+				tk := sweDocTask(t)
+				c := map[string]any{}
+				for k, v := range tk.Constraints {
+					c[k] = v
+				}
+				c["files"], c["setup"], c["actions"] = files, []any{setup}, actions(acts...)
+				c["test_files"] = map[string]any{"test_iso8601.py": hidden}
+				tk.Constraints, tk.MaxSteps = c, 8
+				tr, err := a.Execute(context.Background(), tk)
 				if err != nil {
 					t.Fatal(err)
 				}
