@@ -33,7 +33,7 @@ type config struct {
 	MemoryMB     int64         `env:"SANDBOX_MEMORY_MB" envDefault:"1024" valid:">=1"`
 	MaxProcs     int           `env:"SANDBOX_MAX_PROCS" envDefault:"16" valid:">=1"`
 	MaxThreads   int           `env:"SANDBOX_MAX_THREADS" envDefault:"256" valid:">=1"`
-	Cgroups      string        `env:"SANDBOX_CGROUPS" envDefault:"auto" valid:"oneof=auto off"`
+	Cgroups      string        `env:"SANDBOX_CGROUPS" envDefault:"auto" valid:"oneof=auto v1 off"`
 	PythonPath   string        `env:"PYTHON_PATH" envDefault:"/usr/bin/python3" valid:"nonempty"`
 	NsjailPath   string        `env:"NSJAIL_PATH"`
 	NsjailConfig string        `env:"NSJAIL_CONFIG"`

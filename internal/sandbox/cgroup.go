@@ -24,9 +24,13 @@ import (
 //   - pids: processes plus threads, pids.max = Limits.MaxThreads (the
 //     same number as RLIMIT_NPROC, which is set either way).
 //
-// Where neither v2 controllers are enabled for children of the mount nor
-// v1 hierarchies are writable, the jails run under rlimits alone (see
-// Limits). Config.Cgroups "off" forces that.
+// Where no v2 controller is enabled for children of the mount, the jails
+// run under rlimits alone (see Limits), unless Config.Cgroups is "v1":
+// then writable v1 hierarchies are used. v1 is not the default because a
+// cgroup per run costs there: creating and removing a v1 memory cgroup
+// for each jail took 20-25 % of the sandbox's end-to-end throughput on
+// the measured host (docs/benchmarks.md). Config.Cgroups "off" forces
+// rlimits alone.
 //
 // nsjail creates and removes each jail's cgroup itself (its
 // --cgroup_mem_* and --cgroup_pids_* options, or --use_cgroupv2); under
@@ -35,8 +39,11 @@ import (
 
 // Cgroups settings of Config.
 const (
+	// CgroupsAuto: cgroup v2 controllers where the host delegates them.
 	CgroupsAuto = "auto"
-	CgroupsOff  = "off"
+	// CgroupsV1: as auto, else writable cgroup v1 hierarchies.
+	CgroupsV1  = "v1"
+	CgroupsOff = "off"
 )
 
 // cgroupV1Parent is the cgroup, in each v1 hierarchy, under which jails'
@@ -87,7 +94,7 @@ func detectCgroups(setting, v2mount string) cgroupSupport {
 	if setting == CgroupsOff {
 		return cgroupSupport{}
 	}
-	if c := detectCgroupV2(v2mount); c.any() {
+	if c := detectCgroupV2(v2mount); c.any() || setting != CgroupsV1 {
 		return c
 	}
 	c := cgroupSupport{v1: true}

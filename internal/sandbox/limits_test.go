@@ -23,7 +23,7 @@ import (
 func forEachBound(t *testing.T, fn func(t *testing.T, s jailSetup)) {
 	t.Helper()
 	for _, backend := range []string{BackendNsjail, BackendBwrap} {
-		for _, cg := range []string{CgroupsAuto, CgroupsOff} {
+		for _, cg := range []string{CgroupsAuto, CgroupsV1, CgroupsOff} {
 			t.Run(backend+"/cgroups-"+cg, func(t *testing.T) {
 				j, err := New(backend, Config{Cgroups: cg})
 				if errors.Is(err, ErrNoJail) {
@@ -32,7 +32,7 @@ func forEachBound(t *testing.T, fn func(t *testing.T, s jailSetup)) {
 				if err != nil {
 					t.Fatalf("New(%q): %v", backend, err)
 				}
-				if cg == CgroupsAuto && !cgroupsOf(j).any() {
+				if cg != CgroupsOff && !cgroupsOf(j).any() {
 					t.Skip("no cgroup controllers the runtime may use on this host")
 				}
 				t.Logf("%s: %s", backend, Bounds(j))

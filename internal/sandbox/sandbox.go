@@ -322,9 +322,10 @@ type Config struct {
 	NsjailConfig string
 	// BwrapPath is the bubblewrap binary. Default: "bwrap" in PATH.
 	BwrapPath string
-	// Cgroups is CgroupsAuto (default: use the cgroup memory and pids
-	// controllers where the host lets the runtime create cgroups, see
-	// cgroup.go) or CgroupsOff (rlimits only).
+	// Cgroups is CgroupsAuto (default: use the cgroup v2 memory and pids
+	// controllers where the host delegates them, see cgroup.go),
+	// CgroupsV1 (also writable v1 hierarchies) or CgroupsOff (rlimits
+	// only).
 	Cgroups string
 }
 
@@ -388,9 +389,9 @@ func (c Config) withDefaults() (Config, error) {
 	switch c.Cgroups {
 	case "":
 		c.Cgroups = CgroupsAuto
-	case CgroupsAuto, CgroupsOff:
+	case CgroupsAuto, CgroupsV1, CgroupsOff:
 	default:
-		return c, fmt.Errorf("sandbox: cgroups setting %q: want %q or %q", c.Cgroups, CgroupsAuto, CgroupsOff)
+		return c, fmt.Errorf("sandbox: cgroups setting %q: want %q, %q or %q", c.Cgroups, CgroupsAuto, CgroupsV1, CgroupsOff)
 	}
 	if !filepath.IsAbs(c.PythonPath) {
 		return c, fmt.Errorf("sandbox: python path %q must be absolute: it is resolved inside the jail", c.PythonPath)
