@@ -33,11 +33,26 @@ const (
 // needs (its own test suite is most of its size).
 var pythonLibSkipped = map[string]bool{"test": true, "idlelib": true, "tkinter": true, "turtledemo": true, "ensurepip": true, "lib2to3": true}
 
-var (
-	baseOnce  sync.Once
-	baseLayer v1.Layer
-	baseErr   error
-)
+// hostLayer is a layer built from the host's files once per test binary,
+// on first use; a host that cannot give it skips the tests that need it.
+type hostLayer struct {
+	what  string // named in the skip message
+	build func() (v1.Layer, error)
+	once  sync.Once
+	layer v1.Layer
+	err   error
+}
+
+func (h *hostLayer) get(t testing.TB) v1.Layer {
+	t.Helper()
+	h.once.Do(func() { h.layer, h.err = h.build() })
+	if h.err != nil {
+		t.Skipf("cannot build a %s layer from the host: %v", h.what, h.err)
+	}
+	return h.layer
+}
+
+var baseLayer = &hostLayer{what: "python base", build: buildBaseLayer}
 
 // PythonBaseLayer is a layer holding the host's python3.11 (/usr/bin/python3
 // and python3.11), its standard library without its tests, the shared
@@ -45,11 +60,7 @@ var (
 // /lib and /lib64. Built once per test binary, shared by every test image.
 func PythonBaseLayer(t testing.TB) v1.Layer {
 	t.Helper()
-	baseOnce.Do(func() { baseLayer, baseErr = buildBaseLayer() })
-	if baseErr != nil {
-		t.Skipf("cannot build a python base layer from the host: %v", baseErr)
-	}
-	return baseLayer
+	return baseLayer.get(t)
 }
 
 var lddPath = regexp.MustCompile(`(?m)(/\S+) \(0x`)
@@ -268,11 +279,7 @@ var workspaceTools = []string{"/usr/bin/bash", "/usr/bin/cat", "/usr/bin/ls", "/
 	"/usr/bin/cp", "/usr/bin/touch", "/usr/bin/head", "/usr/bin/wc", "/usr/bin/sleep", "/usr/bin/dd", "/usr/bin/id", "/usr/bin/stat", "/usr/bin/chmod", "/usr/bin/grep", "/usr/bin/env",
 	"/usr/bin/seq", "/usr/bin/ln", "/usr/bin/mkfifo", "/usr/bin/find", "/usr/bin/setsid", "/usr/bin/nohup"}
 
-var (
-	toolsOnce  sync.Once
-	toolsLayer v1.Layer
-	toolsErr   error
-)
+var toolsLayer = &hostLayer{what: "tools", build: buildToolsLayer}
 
 // ToolsLayer is a layer holding the host's bash and a few coreutils
 // (workspaceTools) with the shared libraries ldd lists for them, under
@@ -280,11 +287,7 @@ var (
 // binary.
 func ToolsLayer(t testing.TB) v1.Layer {
 	t.Helper()
-	toolsOnce.Do(func() { toolsLayer, toolsErr = buildToolsLayer() })
-	if toolsErr != nil {
-		t.Skipf("cannot build a tools layer from the host: %v", toolsErr)
-	}
-	return toolsLayer
+	return toolsLayer.get(t)
 }
 
 func buildToolsLayer() (v1.Layer, error) {

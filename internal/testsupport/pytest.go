@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -27,11 +26,7 @@ const (
 	debianPyPrefix = "python3-"
 )
 
-var (
-	pytestOnce  sync.Once
-	pytestLayer v1.Layer
-	pytestErr   error
-)
+var pytestLayer = &hostLayer{what: "pytest", build: buildPytestLayer}
 
 // PytestLayer is a layer holding the host's Debian pytest (python3-pytest)
 // and the Python packages it depends on (its Depends, the first installed
@@ -43,11 +38,7 @@ var (
 // binary.
 func PytestLayer(t testing.TB) v1.Layer {
 	t.Helper()
-	pytestOnce.Do(func() { pytestLayer, pytestErr = buildPytestLayer() })
-	if pytestErr != nil {
-		t.Skipf("cannot build a pytest layer from the host: %v", pytestErr)
-	}
-	return pytestLayer
+	return pytestLayer.get(t)
 }
 
 // PytestImageArchive is WorkspaceImageArchive with PytestLayer between the

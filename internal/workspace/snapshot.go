@@ -75,9 +75,10 @@ type Prepared struct {
 }
 
 // SnapshotKey is a snapshot's key for a task: its id and a digest of what
-// makes its post-setup state (the seed, the image and the setup
-// commands). WORKSPACE_ROOT's seeds are taken as unchanging while a
-// runtime runs: a seed directory edited in place needs a new task id.
+// makes its post-setup state and its attempts' limits (the seed, the
+// image, the resources and the setup commands). WORKSPACE_ROOT's seeds
+// are taken as unchanging while a runtime runs: a seed directory edited
+// in place needs a new task id.
 func SnapshotKey(taskID string, seed Seed, setup []string) string {
 	files := make([]string, 0, len(seed.Files))
 	for name := range seed.Files {
@@ -96,6 +97,8 @@ func SnapshotKey(taskID string, seed Seed, setup []string) string {
 		_ = enc.Encode([]any{img.Root, img.Env, img.WorkingDir, img.User})
 	}
 	_ = enc.Encode(seed.WritableRoot)
+	// The attempts take the snapshot's seed: its resources are theirs.
+	_ = enc.Encode(seed.Resources)
 	_ = enc.Encode(setup)
 	return taskID + "@" + hex.EncodeToString(h.Sum(nil)[:12])
 }
